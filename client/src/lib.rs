@@ -1,0 +1,1 @@
+//! courier-client (to be written).

@@ -1,0 +1,92 @@
+//! Chooses each backend by URL scheme and connects to it.
+
+use std::sync::Arc;
+
+use crate::config::ClusterConfig;
+use crate::{accounts, discovery, queue, sessions, Error, Result};
+use crate::{Accounts, Discovery, Queue, Sessions};
+
+pub use crate::config::ClusterConfig as BackendUrls;
+
+/// Every shared-state backend a service may need.
+#[derive(Clone)]
+pub struct Backends {
+    pub sessions: Arc<dyn Sessions>,
+    pub accounts: Arc<dyn Accounts>,
+    pub queue: Arc<dyn Queue>,
+    pub discovery: Arc<dyn Discovery>,
+}
+
+impl std::fmt::Debug for Backends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Backends(..)")
+    }
+}
+
+fn scheme(url: &str) -> Result<&str> {
+    url.split_once("://")
+        .map(|(s, _)| s)
+        .ok_or_else(|| Error::bad_url(url, "expected scheme://..."))
+}
+
+impl Backends {
+    /// Connects every backend named in `config`. `memory://` backends are
+    /// fresh and private to the returned value: clone it to share them.
+    pub async fn connect(config: &ClusterConfig) -> Result<Self> {
+        let (sessions, accounts) = connect_sessions(config).await?;
+        Ok(Self {
+            sessions,
+            accounts,
+            queue: connect_queue(config).await?,
+            discovery: connect_discovery(config).await?,
+        })
+    }
+}
+
+/// The session and account stores (they share one URL).
+pub async fn connect_sessions(
+    config: &ClusterConfig,
+) -> Result<(Arc<dyn Sessions>, Arc<dyn Accounts>)> {
+    let url = &config.sessions;
+    let opts = config.session_options();
+    match scheme(url)? {
+        "memory" => Ok((
+            Arc::new(sessions::memory::MemorySessions::new(opts)),
+            Arc::new(accounts::memory::MemoryAccounts::default()),
+        )),
+        "redis" | "redis+cluster" => {
+            let conn = sessions::redis::RedisConn::connect(url).await?;
+            Ok((
+                Arc::new(sessions::redis::RedisSessions::new(conn.clone(), opts)),
+                Arc::new(accounts::redis::RedisAccounts::new(conn)),
+            ))
+        }
+        other => Err(Error::bad_url(url, format!("unknown session store `{other}`"))),
+    }
+}
+
+/// The queue.
+pub async fn connect_queue(config: &ClusterConfig) -> Result<Arc<dyn Queue>> {
+    let url = &config.queue;
+    match scheme(url)? {
+        "memory" => Ok(Arc::new(queue::memory::MemoryQueue::new(
+            config.queue_partitions.max(1),
+        ))),
+        "kafka" => Ok(Arc::new(
+            queue::kafka::KafkaQueue::connect(url, config.queue_partitions, &config.kafka).await?,
+        )),
+        other => Err(Error::bad_url(url, format!("unknown queue `{other}`"))),
+    }
+}
+
+/// Service discovery.
+pub async fn connect_discovery(config: &ClusterConfig) -> Result<Arc<dyn Discovery>> {
+    let url = &config.discovery;
+    match scheme(url)? {
+        "memory" => Ok(Arc::new(discovery::memory::MemoryDiscovery::default())),
+        "etcd" => Ok(Arc::new(
+            discovery::etcd::EtcdDiscovery::connect(url, config.lease_ttl).await?,
+        )),
+        other => Err(Error::bad_url(url, format!("unknown discovery `{other}`"))),
+    }
+}

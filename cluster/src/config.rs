@@ -1,0 +1,79 @@
+//! Configuration plumbing shared by every service.
+//!
+//! One documented precedence, lowest first: built-in defaults, the TOML file
+//! (`--config`), environment variables (`COURIER_` prefix, `__` between
+//! levels: `COURIER_COMET__TCP_ADDR=0.0.0.0:3101`), then command-line flags.
+//! Each service crate owns its own config struct; the binary assembles them.
+//! Tests build the structs directly and never touch the environment.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::sessions::SessionOptions;
+
+/// Where the cluster's shared state lives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Session and account store: `memory://` or `redis://host:port`
+    /// (`redis+cluster://host:port,host:port` for Redis Cluster).
+    pub sessions: String,
+    /// Message queue: `memory://` or `kafka://host:port/topic`.
+    pub queue: String,
+    /// Service discovery: `memory://` or `etcd://host:port`.
+    pub discovery: String,
+    /// How long a session lives without a heartbeat.
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
+    /// How long a comet's load report and room registrations live.
+    #[serde(with = "humantime_serde")]
+    pub comet_ttl: Duration,
+    /// Lease of a discovery registration.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// Partitions of the queue topic (created if missing).
+    pub queue_partitions: u32,
+    /// Extra librdkafka settings, e.g. `"linger.ms" = "1"`.
+    pub kafka: BTreeMap<String, String>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        let s = SessionOptions::default();
+        Self {
+            sessions: "memory://".into(),
+            queue: "memory://".into(),
+            discovery: "memory://".into(),
+            session_ttl: s.session_ttl,
+            comet_ttl: s.comet_ttl,
+            lease_ttl: Duration::from_secs(10),
+            queue_partitions: 8,
+            kafka: BTreeMap::new(),
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// The session-store lifetimes this config sets.
+    pub fn session_options(&self) -> SessionOptions {
+        SessionOptions {
+            session_ttl: self.session_ttl,
+            comet_ttl: self.comet_ttl,
+        }
+    }
+}
+
+/// The figment for `T`: defaults, then `file` (if any), then `COURIER_*`
+/// environment variables. The binary merges its flags on top.
+pub fn layered<T: Serialize + Default>(file: Option<&Path>) -> Figment {
+    let mut fig = Figment::from(Serialized::defaults(T::default()));
+    if let Some(path) = file {
+        fig = fig.merge(Toml::file_exact(path));
+    }
+    fig.merge(Env::prefixed("COURIER_").split("__"))
+}

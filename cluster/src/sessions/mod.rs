@@ -1,0 +1,101 @@
+//! The session store: who is connected where.
+//!
+//! Only logic writes it. It answers the questions recipient resolution asks
+//! (user -> keys -> comet, key -> comet, room -> comets holding members) and
+//! the online counts of the HTTP API. Every entry has a TTL: sessions are
+//! renewed by heartbeats and comet reports by the comet's periodic report, so
+//! a dead comet's state vanishes by itself.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+
+pub mod memory;
+pub mod redis;
+
+/// One connection of a user on a comet.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Session {
+    pub uid: String,
+    pub key: String,
+    pub comet_id: String,
+}
+
+/// A comet's periodic load report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CometReport {
+    pub connections: u32,
+    /// room -> connections on this comet
+    pub rooms: HashMap<String, u32>,
+}
+
+/// Cluster-wide online counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Online {
+    /// Connections, summed over live comet reports.
+    pub connections: u64,
+    /// Distinct users with at least one live session.
+    pub users: u64,
+    /// (comet id, connections), sorted by id.
+    pub comets: Vec<(String, u32)>,
+}
+
+/// Lifetimes of session-store entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionOptions {
+    /// How long a session lives without a renewal (heartbeat).
+    pub session_ttl: Duration,
+    /// How long a comet's report (its counts and room registrations) lives
+    /// without the next report.
+    pub comet_ttl: Duration,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        Self {
+            session_ttl: Duration::from_secs(100),
+            comet_ttl: Duration::from_secs(20),
+        }
+    }
+}
+
+/// The session store. See the module docs.
+#[async_trait]
+pub trait Sessions: Send + Sync + 'static {
+    /// Records a connection (or refreshes it) with a fresh TTL.
+    async fn add(&self, session: &Session) -> Result<()>;
+    /// Renews a connection's TTL. `false` if it had expired or never
+    /// existed, in which case the caller may `add` it again.
+    async fn renew(&self, session: &Session) -> Result<bool>;
+    /// Forgets a connection. Removing an absent session is not an error.
+    async fn remove(&self, session: &Session) -> Result<()>;
+    /// Live connections of one user, in no particular order.
+    async fn user_sessions(&self, uid: &str) -> Result<Vec<Session>>;
+    /// The live session with this connection key.
+    async fn key_session(&self, key: &str) -> Result<Option<Session>>;
+
+    /// A comet now holds at least one member of `room`.
+    async fn add_room_comet(&self, room: &str, comet_id: &str) -> Result<()>;
+    /// A comet no longer holds any member of `room`.
+    async fn remove_room_comet(&self, room: &str, comet_id: &str) -> Result<()>;
+    /// Comets holding members of `room`, sorted.
+    async fn room_comets(&self, room: &str) -> Result<Vec<String>>;
+
+    /// Stores a comet's load report and renews its room registrations
+    /// (every room in the report counts as held by the comet).
+    async fn report_comet(&self, comet_id: &str, report: &CometReport) -> Result<()>;
+    /// Cluster-wide online counts.
+    async fn online(&self) -> Result<Online>;
+    /// Connections in one room, summed over live comet reports.
+    async fn room_online(&self, room: &str) -> Result<u64>;
+    /// The `n` rooms with the most connections, busiest first.
+    async fn top_rooms(&self, n: usize) -> Result<Vec<(String, u64)>>;
+    /// Online users, sorted by uid, starting after `cursor` (exclusive; ""
+    /// for the first page). Returns the page and the cursor of the next page.
+    async fn online_users(&self, cursor: &str, limit: usize)
+        -> Result<(Vec<String>, Option<String>)>;
+}

@@ -1,0 +1,1 @@
+//! courier-comet (to be written).

@@ -1,0 +1,1 @@
+//! courier-job (to be written).

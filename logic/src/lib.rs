@@ -1,0 +1,1 @@
+//! courier-logic (to be written).

@@ -1,0 +1,1 @@
+//! Starts etcd for tests (to be written).

@@ -1,0 +1,1 @@
+//! Starts kafka for tests (to be written).

@@ -1,0 +1,118 @@
+//! Test harness for Courier: starts the real servers the cluster backends talk
+//! to, each on a free loopback port with its own temp dir, and stops them when
+//! the returned guard is dropped.
+//!
+//! A missing server binary is a loud failure that says how to install it,
+//! never a skipped test.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// A server process that is killed (and its temp dir removed) on drop.
+#[derive(Debug)]
+pub struct ServerProcess {
+    name: String,
+    child: Child,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl ServerProcess {
+    /// Spawns `cmd`, sending its output to `log` inside `dir`.
+    pub fn spawn(
+        name: &str,
+        mut cmd: Command,
+        dir: Option<tempfile::TempDir>,
+        install_hint: &str,
+    ) -> anyhow::Result<Self> {
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        which(&program).with_context(|| {
+            format!("`{program}` ({name}) is not installed; {install_hint}")
+        })?;
+        let log = match &dir {
+            Some(d) => Stdio::from(std::fs::File::create(d.path().join(format!("{name}.log")))?),
+            None => Stdio::null(),
+        };
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+        let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
+        Ok(Self {
+            name: name.to_owned(),
+            child,
+            _dir: dir,
+        })
+    }
+
+    /// The OS process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Fails if the process has already exited.
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!("{} exited early with {status}", self.name);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Finds `program` on the PATH (or as given if it contains a `/`).
+pub fn which(program: &str) -> anyhow::Result<std::path::PathBuf> {
+    if program.contains('/') {
+        let p = Path::new(program);
+        return if p.exists() {
+            Ok(p.to_path_buf())
+        } else {
+            bail!("{program} not found")
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<_> = std::env::split_paths(&path).collect();
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(Path::new(&home).join(".cargo/bin"));
+    }
+    dirs.into_iter()
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .with_context(|| format!("{program} not found on PATH"))
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> anyhow::Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Waits until `addr` accepts TCP connections, or fails after `timeout`
+/// (checking that `process` is still alive between tries).
+pub async fn wait_for_port(
+    addr: SocketAddr,
+    process: &mut ServerProcess,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let start = Instant::now();
+    loop {
+        process.check_alive()?;
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            bail!("{} did not listen on {addr} within {timeout:?}", process.name);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub mod etcd;
+pub mod kafka;
+pub mod redis;

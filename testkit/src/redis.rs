@@ -1,0 +1,1 @@
+//! Starts redis for tests (to be written).
