@@ -1,1 +1,171 @@
-fn main() {}
+//! `courier`: one binary, one subcommand per role.
+//!
+//! `main` stays thin: parse flags, load config, build, run until a signal,
+//! drain.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use courier::config::CourierConfig;
+use courier::System;
+use courier_cluster::shutdown::{self, CancellationToken};
+use courier_cluster::{telemetry, Backends};
+
+#[derive(Parser)]
+#[command(name = "courier", version, about = "Distributed IM push system")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct Common {
+    /// TOML config file (see deploy/config/). Environment variables
+    /// COURIER_SECTION__KEY override it; flags override both.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run comet, logic and job in one process (embedded backends by default).
+    Up {
+        #[command(flatten)]
+        common: Common,
+        /// API key for the push and admin routes (generated when unset).
+        #[arg(long, env = "COURIER_API_KEY")]
+        api_key: Option<String>,
+    },
+    /// Run one comet (connection gateway).
+    Comet {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Run one logic (HTTP API and session logic).
+    Logic {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Run one job (queue consumer, delivery to comets).
+    Job {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Chat from the terminal.
+    Chat(courier_client::chat::ChatArgs),
+    /// Load generators.
+    #[command(subcommand)]
+    Bench(Bench),
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Push -> receipt latency through a running system (p50/p99).
+    E2e(courier::bench::E2eArgs),
+}
+
+fn load(common: &Common) -> anyhow::Result<CourierConfig> {
+    let mut config = CourierConfig::load(common.config.as_deref())?;
+    config.share_secrets();
+    telemetry::init_tracing(&config.log);
+    Ok(config)
+}
+
+/// Cancels `token` on Ctrl-C / SIGTERM.
+fn cancel_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        shutdown::signal().await;
+        tracing::info!("signal received, draining");
+        t.cancel();
+    });
+    token
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Up { common, api_key } => {
+            let mut config = load(&common)?;
+            if let Some(key) = api_key {
+                config.auth.api_key = key;
+                config.logic.api_key.clear();
+            }
+            let system = System::start(config, 1).await?;
+            print_banner(&system);
+            system.run_until(shutdown::signal()).await;
+        }
+        Command::Comet { common } => {
+            let config = load(&common)?;
+            require(&config.comet.jwt_secret, "auth.jwt_secret")?;
+            let backends = Backends::connect(&config.cluster).await?;
+            let deps = courier_comet::CometDeps {
+                discovery: backends.discovery,
+            };
+            let comet = courier_comet::Comet::bind(config.comet, deps).await?;
+            println!(
+                "comet {} tcp {} grpc {}",
+                comet.id(),
+                comet.tcp_addr(),
+                comet.grpc_addr()
+            );
+            comet.run(cancel_on_signal()).await?;
+        }
+        Command::Logic { common } => {
+            let config = load(&common)?;
+            require(&config.logic.jwt_secret, "auth.jwt_secret")?;
+            require(&config.logic.api_key, "auth.api_key")?;
+            let backends = Backends::connect(&config.cluster).await?;
+            let logic = courier_logic::Logic::bind(config.logic, backends).await?;
+            println!(
+                "logic {} http {} grpc {}",
+                logic.id(),
+                logic.http_addr(),
+                logic.grpc_addr()
+            );
+            logic.run(cancel_on_signal()).await?;
+        }
+        Command::Job { common } => {
+            let config = load(&common)?;
+            let backends = Backends::connect(&config.cluster).await?;
+            let deps = courier_job::JobDeps {
+                queue: backends.queue,
+                discovery: backends.discovery,
+            };
+            println!("job {} group {}", config.job.id, config.job.group);
+            courier_job::serve(config.job, deps, cancel_on_signal()).await?;
+        }
+        Command::Chat(args) => courier_client::chat::run(args).await?,
+        Command::Bench(Bench::E2e(args)) => courier::bench::e2e(args).await?,
+    }
+    Ok(())
+}
+
+fn require(value: &str, key: &str) -> anyhow::Result<()> {
+    if value.is_empty() {
+        anyhow::bail!("`{key}` must be set (config file or COURIER_ env)");
+    }
+    Ok(())
+}
+
+fn print_banner(system: &System) {
+    let http = system.logic_url();
+    println!("Courier is up (embedded backends: {}).", system.config.cluster.sessions);
+    println!("  logic  HTTP {http}/api/v1   gRPC {}", system.logic_grpc);
+    for c in &system.comets {
+        println!("  comet  {}  TCP {}   gRPC {}", c.id, c.tcp, c.grpc);
+    }
+    println!("  API key: {}", system.api_key());
+    println!();
+    println!("Chat (two terminals):");
+    println!("  courier chat --server {http} --user alice --password secret123 --register");
+    println!("  courier chat --server {http} --user bob --password secret123 --register");
+    println!("Push to everyone in #lobby:");
+    println!(
+        "  curl -X POST {http}/api/v1/push/rooms/lobby -H 'Authorization: Bearer {}' \\\n       -H 'Content-Type: application/json' -d '{{\"op\":1001,\"data\":{{\"hello\":\"lobby\"}}}}'",
+        system.api_key()
+    );
+    println!("Ctrl-C stops everything.");
+}

@@ -1,15 +1,191 @@
-//! STUB: etcd discovery (to be implemented).
+//! etcd discovery: the `etcd://host:port[,host:port]` backend.
+//!
+//! A registration is a key `/courier/{kind}/{id}` attached to a lease the
+//! process keeps alive ([`registration`]); a watch is a prefix `get` followed
+//! by an etcd watch from the next revision ([`watcher`]).
+//!
+//! Both are built to survive etcd outages rather than report them: the
+//! first call (`register`, `watch`) fails with [`Error::Unavailable`] so a
+//! service that cannot reach etcd at start-up says so, but once running a
+//! registration re-creates its lease and record when etcd is back, and a
+//! watcher keeps its last view and resynchronises. Every etcd call is
+//! bounded by [`CALL_TIMEOUT`]: tonic's balanced channel *waits* for an
+//! endpoint to come back rather than failing, so an unbounded call would
+//! hang through an outage.
+
+mod registration;
+mod watcher;
+
+use std::future::Future;
+use std::time::Duration;
+
 use async_trait::async_trait;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use etcd_client::{Client, ConnectOptions};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
 use super::{Discovery, Registration, ServiceKind, View};
 use crate::{Error, Result};
-/// etcd discovery.
-#[derive(Debug, Default)]
-pub struct EtcdDiscovery;
-impl EtcdDiscovery { /// Connects.
-    pub async fn connect(_url: &str, _lease: std::time::Duration) -> Result<Self> { Err(Error::Closed) } }
+
+/// Upper bound of one etcd request.
+const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+/// Upper bound of the lease revocation when a registration ends.
+const REVOKE_TIMEOUT: Duration = Duration::from_secs(2);
+/// HTTP/2 pings that detect a silently dead connection under a long watch.
+const PING_INTERVAL: Duration = Duration::from_secs(5);
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// Retry delays after an outage.
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(3);
+
+/// Discovery in etcd. Cheap to share: the client multiplexes one HTTP/2
+/// connection per endpoint.
+#[derive(Clone)]
+pub struct EtcdDiscovery {
+    client: Client,
+    lease_ttl_secs: i64,
+}
+
+impl std::fmt::Debug for EtcdDiscovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdDiscovery")
+            .field("lease_ttl_secs", &self.lease_ttl_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EtcdDiscovery {
+    /// Connects to the etcd cluster named by `url`
+    /// (`etcd://host:port[,host:port]`) and checks that it answers.
+    /// Registrations are kept under leases of `lease_ttl` (rounded up to
+    /// whole seconds, at least one; etcd may raise it to its minimum).
+    pub async fn connect(url: &str, lease_ttl: Duration) -> Result<Self> {
+        let endpoints = parse_endpoints(url)?;
+        let options = ConnectOptions::new()
+            .with_connect_timeout(CALL_TIMEOUT)
+            .with_keep_alive(PING_INTERVAL, PING_TIMEOUT)
+            .with_keep_alive_while_idle(true);
+        let mut client = call(Client::connect(endpoints, Some(options))).await?;
+        call(client.status()).await?;
+        Ok(Self {
+            client,
+            lease_ttl_secs: lease_ttl_secs(lease_ttl),
+        })
+    }
+}
+
 #[async_trait]
 impl Discovery for EtcdDiscovery {
-    async fn register(&self, _: ServiceKind, _: &str, _: String) -> Result<Registration> { Err(Error::Closed) }
-    async fn watch(&self, _: ServiceKind) -> Result<watch::Receiver<View>> { Err(Error::Closed) }
+    async fn register(&self, kind: ServiceKind, id: &str, value: String) -> Result<Registration> {
+        let record = registration::Record::new(
+            self.client.clone(),
+            format!("{}{id}", kind.prefix()),
+            self.lease_ttl_secs,
+        );
+        let lease = record.publish(&value).await?;
+        let (value_tx, value_rx) = watch::channel(value);
+        let cancel = CancellationToken::new();
+        let done = tokio::spawn(registration::keep_registered(
+            record,
+            lease,
+            value_rx,
+            cancel.clone(),
+        ));
+        Ok(Registration::new(value_tx, cancel, done))
+    }
+
+    async fn watch(&self, kind: ServiceKind) -> Result<watch::Receiver<View>> {
+        let mut client = self.client.clone();
+        let (view, revision) = watcher::snapshot(&mut client, kind).await?;
+        let (tx, rx) = watch::channel(view);
+        tokio::spawn(watcher::follow(client, kind, tx, revision));
+        Ok(rx)
+    }
+}
+
+/// `etcd://a:1,b:2` -> `["http://a:1", "http://b:2"]`.
+fn parse_endpoints(url: &str) -> Result<Vec<String>> {
+    let hosts = url
+        .strip_prefix("etcd://")
+        .ok_or_else(|| Error::bad_url(url, "expected etcd://host:port[,host:port]"))?
+        .trim_end_matches('/');
+    let endpoints: Vec<String> = hosts
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(|h| format!("http://{h}"))
+        .collect();
+    if endpoints.is_empty() {
+        return Err(Error::bad_url(url, "no etcd endpoint"));
+    }
+    if let Some(bad) = endpoints.iter().find(|e| e["http://".len()..].contains('/')) {
+        return Err(Error::bad_url(url, format!("`{bad}` is not host:port")));
+    }
+    Ok(endpoints)
+}
+
+/// Whole seconds, rounded up, at least one.
+fn lease_ttl_secs(ttl: Duration) -> i64 {
+    let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+    i64::try_from(secs.max(1)).unwrap_or(i64::MAX)
+}
+
+/// Runs one etcd request under [`CALL_TIMEOUT`], mapping every failure to
+/// [`Error::Unavailable`].
+async fn call<T>(
+    request: impl Future<Output = std::result::Result<T, etcd_client::Error>>,
+) -> Result<T> {
+    match tokio::time::timeout(CALL_TIMEOUT, request).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(Error::unavailable("etcd", e)),
+        Err(_) => Err(Error::unavailable(
+            "etcd",
+            format!("no answer within {CALL_TIMEOUT:?}"),
+        )),
+    }
+}
+
+/// The delays between reconnection attempts: exponential with jitter,
+/// capped, endless.
+fn backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::new()
+        .with_min_delay(MIN_BACKOFF)
+        .with_max_delay(MAX_BACKOFF)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// Sleeps for the next backoff delay; `false` if `stop` finished first.
+async fn pause(delays: &mut impl Iterator<Item = Duration>, stop: impl Future<Output = ()>) -> bool {
+    let delay = delays.next().unwrap_or(MAX_BACKOFF);
+    tokio::select! {
+        _ = stop => false,
+        _ = tokio::time::sleep(delay) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_come_from_a_comma_separated_host_list() {
+        assert_eq!(
+            parse_endpoints("etcd://a:1, b:2/").ok(),
+            Some(vec!["http://a:1".to_owned(), "http://b:2".to_owned()])
+        );
+        assert!(parse_endpoints("etcd://").is_err());
+        assert!(parse_endpoints("redis://a:1").is_err());
+        assert!(parse_endpoints("etcd://a:1/x").is_err());
+    }
+
+    #[test]
+    fn lease_ttl_rounds_up_to_whole_seconds() {
+        assert_eq!(lease_ttl_secs(Duration::from_millis(10)), 1);
+        assert_eq!(lease_ttl_secs(Duration::from_millis(2500)), 3);
+        assert_eq!(lease_ttl_secs(Duration::from_secs(10)), 10);
+        assert_eq!(lease_ttl_secs(Duration::ZERO), 1);
+    }
 }

@@ -1,25 +1,376 @@
-//! STUB: in-process session store (to be implemented).
+//! In-process session store: the `memory://` backend of `courier up` and of
+//! tests.
+//!
+//! Two small tables, each behind its own [`parking_lot::Mutex`]: the session
+//! table (written on every connect and heartbeat) and the comet table (room
+//! registrations and load reports, written a few times per comet per
+//! `comet_ttl`). Every critical section is a handful of hash-map operations,
+//! so one lock per table is cheaper than the bookkeeping sharding would need
+//! for the cross-index reads (`key -> session`, `uid -> keys`).
+//!
+//! Expiry is measured with [`tokio::time::Instant`], so tests can drive it
+//! with paused time. Expired entries are invisible to every read and purged
+//! lazily: a write sweeps the whole table once per TTL, which bounds memory to
+//! the entries written within about two TTLs at an amortised O(1) per write.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
 use async_trait::async_trait;
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
 use super::{CometReport, Online, Session, SessionOptions, Sessions};
-use crate::{Error, Result};
-/// In-process session store.
+use crate::Result;
+
+/// In-process session store. See the module docs.
 #[derive(Debug)]
-pub struct MemorySessions { _opts: SessionOptions }
-impl MemorySessions { /// New empty store.
-    pub fn new(opts: SessionOptions) -> Self { Self { _opts: opts } } }
+pub struct MemorySessions {
+    opts: SessionOptions,
+    sessions: Mutex<SessionTable>,
+    comets: Mutex<CometTable>,
+}
+
+impl MemorySessions {
+    /// A new, empty store with these lifetimes.
+    pub fn new(opts: SessionOptions) -> Self {
+        let now = Instant::now();
+        Self {
+            opts,
+            sessions: Mutex::new(SessionTable::new(now, opts.session_ttl)),
+            comets: Mutex::new(CometTable::new(now, opts.comet_ttl)),
+        }
+    }
+}
+
+/// A live connection as the table keeps it.
+#[derive(Debug)]
+struct Entry {
+    session: Session,
+    expires: Instant,
+}
+
+/// Sessions by key, plus the `uid -> keys` index. The index is a `BTreeMap`
+/// so `online_users` can page in uid order from a cursor.
+#[derive(Debug)]
+struct SessionTable {
+    by_key: HashMap<String, Entry>,
+    by_uid: BTreeMap<String, Vec<String>>,
+    next_sweep: Instant,
+    sweep_every: Duration,
+}
+
+impl SessionTable {
+    fn new(now: Instant, ttl: Duration) -> Self {
+        Self {
+            by_key: HashMap::new(),
+            by_uid: BTreeMap::new(),
+            next_sweep: now + ttl,
+            sweep_every: ttl,
+        }
+    }
+
+    fn live(&self, key: &str, now: Instant) -> Option<&Entry> {
+        self.by_key.get(key).filter(|e| e.expires > now)
+    }
+
+    fn user_is_live(&self, uid: &str, now: Instant) -> bool {
+        self.by_uid
+            .get(uid)
+            .is_some_and(|keys| keys.iter().any(|k| self.live(k, now).is_some()))
+    }
+
+    fn insert(&mut self, session: &Session, expires: Instant) {
+        let old = self.by_key.insert(
+            session.key.clone(),
+            Entry {
+                session: session.clone(),
+                expires,
+            },
+        );
+        match old {
+            // Same key, same user: the index already lists it.
+            Some(old) if old.session.uid == session.uid => return,
+            Some(old) => self.unindex(&old.session.uid, &session.key),
+            None => {}
+        }
+        self.by_uid
+            .entry(session.uid.clone())
+            .or_default()
+            .push(session.key.clone());
+    }
+
+    fn unindex(&mut self, uid: &str, key: &str) {
+        if let Some(keys) = self.by_uid.get_mut(uid) {
+            keys.retain(|k| k != key);
+            if keys.is_empty() {
+                self.by_uid.remove(uid);
+            }
+        }
+    }
+
+    fn remove(&mut self, session: &Session) {
+        // Only the exact connection: a key since re-added by another user or
+        // comet is somebody else's session now.
+        let matches = self
+            .by_key
+            .get(&session.key)
+            .is_some_and(|e| e.session == *session);
+        if matches {
+            self.by_key.remove(&session.key);
+            self.unindex(&session.uid, &session.key);
+        }
+    }
+
+    fn maybe_sweep(&mut self, now: Instant) {
+        if now < self.next_sweep {
+            return;
+        }
+        self.next_sweep = now + self.sweep_every;
+        self.by_key.retain(|_, e| e.expires > now);
+        let by_key = &self.by_key;
+        self.by_uid.retain(|_, keys| {
+            keys.retain(|k| by_key.contains_key(k));
+            !keys.is_empty()
+        });
+    }
+}
+
+/// Room registrations and load reports of the comets.
+#[derive(Debug)]
+struct CometTable {
+    /// room -> comet -> expiry
+    rooms: HashMap<String, HashMap<String, Instant>>,
+    /// comet -> (report, expiry)
+    reports: HashMap<String, (CometReport, Instant)>,
+    next_sweep: Instant,
+    sweep_every: Duration,
+}
+
+impl CometTable {
+    fn new(now: Instant, ttl: Duration) -> Self {
+        Self {
+            rooms: HashMap::new(),
+            reports: HashMap::new(),
+            next_sweep: now + ttl,
+            sweep_every: ttl,
+        }
+    }
+
+    fn register(&mut self, room: &str, comet_id: &str, expires: Instant) {
+        match self.rooms.get_mut(room) {
+            Some(comets) => match comets.get_mut(comet_id) {
+                Some(e) => *e = expires,
+                None => {
+                    comets.insert(comet_id.to_owned(), expires);
+                }
+            },
+            None => {
+                let comets = HashMap::from([(comet_id.to_owned(), expires)]);
+                self.rooms.insert(room.to_owned(), comets);
+            }
+        }
+    }
+
+    fn live_reports(&self, now: Instant) -> impl Iterator<Item = (&String, &CometReport)> {
+        self.reports
+            .iter()
+            .filter(move |(_, (_, expires))| *expires > now)
+            .map(|(id, (report, _))| (id, report))
+    }
+
+    fn maybe_sweep(&mut self, now: Instant) {
+        if now < self.next_sweep {
+            return;
+        }
+        self.next_sweep = now + self.sweep_every;
+        self.reports.retain(|_, (_, expires)| *expires > now);
+        self.rooms.retain(|_, comets| {
+            comets.retain(|_, expires| *expires > now);
+            !comets.is_empty()
+        });
+    }
+}
+
 #[async_trait]
 impl Sessions for MemorySessions {
-    async fn add(&self, _: &Session) -> Result<()> { Err(Error::Closed) }
-    async fn renew(&self, _: &Session) -> Result<bool> { Err(Error::Closed) }
-    async fn remove(&self, _: &Session) -> Result<()> { Err(Error::Closed) }
-    async fn user_sessions(&self, _: &str) -> Result<Vec<Session>> { Err(Error::Closed) }
-    async fn key_session(&self, _: &str) -> Result<Option<Session>> { Err(Error::Closed) }
-    async fn add_room_comet(&self, _: &str, _: &str) -> Result<()> { Err(Error::Closed) }
-    async fn remove_room_comet(&self, _: &str, _: &str) -> Result<()> { Err(Error::Closed) }
-    async fn room_comets(&self, _: &str) -> Result<Vec<String>> { Err(Error::Closed) }
-    async fn report_comet(&self, _: &str, _: &CometReport) -> Result<()> { Err(Error::Closed) }
-    async fn online(&self) -> Result<Online> { Err(Error::Closed) }
-    async fn room_online(&self, _: &str) -> Result<u64> { Err(Error::Closed) }
-    async fn top_rooms(&self, _: usize) -> Result<Vec<(String, u64)>> { Err(Error::Closed) }
-    async fn online_users(&self, _: &str, _: usize) -> Result<(Vec<String>, Option<String>)> { Err(Error::Closed) }
+    async fn add(&self, session: &Session) -> Result<()> {
+        let now = Instant::now();
+        let mut table = self.sessions.lock();
+        table.maybe_sweep(now);
+        table.insert(session, now + self.opts.session_ttl);
+        Ok(())
+    }
+
+    async fn renew(&self, session: &Session) -> Result<bool> {
+        let now = Instant::now();
+        let mut table = self.sessions.lock();
+        table.maybe_sweep(now);
+        match table.by_key.get_mut(&session.key) {
+            Some(e) if e.expires > now && e.session == *session => {
+                e.expires = now + self.opts.session_ttl;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn remove(&self, session: &Session) -> Result<()> {
+        let now = Instant::now();
+        let mut table = self.sessions.lock();
+        table.remove(session);
+        table.maybe_sweep(now);
+        Ok(())
+    }
+
+    async fn user_sessions(&self, uid: &str) -> Result<Vec<Session>> {
+        let now = Instant::now();
+        let table = self.sessions.lock();
+        let Some(keys) = table.by_uid.get(uid) else {
+            return Ok(Vec::new());
+        };
+        Ok(keys
+            .iter()
+            .filter_map(|k| table.live(k, now))
+            .map(|e| e.session.clone())
+            .collect())
+    }
+
+    async fn key_session(&self, key: &str) -> Result<Option<Session>> {
+        let now = Instant::now();
+        let table = self.sessions.lock();
+        Ok(table.live(key, now).map(|e| e.session.clone()))
+    }
+
+    async fn add_room_comet(&self, room: &str, comet_id: &str) -> Result<()> {
+        let now = Instant::now();
+        let mut table = self.comets.lock();
+        table.maybe_sweep(now);
+        table.register(room, comet_id, now + self.opts.comet_ttl);
+        Ok(())
+    }
+
+    async fn remove_room_comet(&self, room: &str, comet_id: &str) -> Result<()> {
+        let mut table = self.comets.lock();
+        if let Some(comets) = table.rooms.get_mut(room) {
+            comets.remove(comet_id);
+            if comets.is_empty() {
+                table.rooms.remove(room);
+            }
+        }
+        Ok(())
+    }
+
+    async fn room_comets(&self, room: &str) -> Result<Vec<String>> {
+        let now = Instant::now();
+        let table = self.comets.lock();
+        let mut comets: Vec<String> = table
+            .rooms
+            .get(room)
+            .into_iter()
+            .flatten()
+            .filter(|(_, expires)| **expires > now)
+            .map(|(comet, _)| comet.clone())
+            .collect();
+        drop(table);
+        comets.sort_unstable();
+        Ok(comets)
+    }
+
+    async fn report_comet(&self, comet_id: &str, report: &CometReport) -> Result<()> {
+        let now = Instant::now();
+        let expires = now + self.opts.comet_ttl;
+        let mut table = self.comets.lock();
+        table.maybe_sweep(now);
+        for room in report.rooms.keys() {
+            table.register(room, comet_id, expires);
+        }
+        table
+            .reports
+            .insert(comet_id.to_owned(), (report.clone(), expires));
+        Ok(())
+    }
+
+    async fn online(&self) -> Result<Online> {
+        let now = Instant::now();
+        let mut comets: Vec<(String, u32)> = {
+            let table = self.comets.lock();
+            table
+                .live_reports(now)
+                .map(|(id, r)| (id.clone(), r.connections))
+                .collect()
+        };
+        comets.sort_unstable();
+        let connections = comets.iter().map(|(_, c)| u64::from(*c)).sum();
+        let users = {
+            let table = self.sessions.lock();
+            table
+                .by_uid
+                .keys()
+                .filter(|uid| table.user_is_live(uid, now))
+                .count() as u64
+        };
+        Ok(Online {
+            connections,
+            users,
+            comets,
+        })
+    }
+
+    async fn room_online(&self, room: &str) -> Result<u64> {
+        let now = Instant::now();
+        let table = self.comets.lock();
+        Ok(table
+            .live_reports(now)
+            .filter_map(|(_, r)| r.rooms.get(room))
+            .map(|c| u64::from(*c))
+            .sum())
+    }
+
+    async fn top_rooms(&self, n: usize) -> Result<Vec<(String, u64)>> {
+        let now = Instant::now();
+        let mut totals: HashMap<String, u64> = HashMap::new();
+        {
+            let table = self.comets.lock();
+            for (_, report) in table.live_reports(now) {
+                for (room, count) in &report.rooms {
+                    *totals.entry(room.clone()).or_default() += u64::from(*count);
+                }
+            }
+        }
+        Ok(busiest(totals, n))
+    }
+
+    async fn online_users(
+        &self,
+        cursor: &str,
+        limit: usize,
+    ) -> Result<(Vec<String>, Option<String>)> {
+        let now = Instant::now();
+        let limit = limit.max(1);
+        let table = self.sessions.lock();
+        let mut live = table
+            .by_uid
+            .range::<str, _>((
+                std::ops::Bound::Excluded(cursor),
+                std::ops::Bound::Unbounded,
+            ))
+            .map(|(uid, _)| uid)
+            .filter(|uid| table.user_is_live(uid, now));
+        let page: Vec<String> = live.by_ref().take(limit).cloned().collect();
+        let more = live.next().is_some();
+        drop(table);
+        let next = if more { page.last().cloned() } else { None };
+        Ok((page, next))
+    }
+}
+
+/// The `n` rooms with the most connections, busiest first, ties by name;
+/// rooms with no connections are left out. Shared with the Redis store,
+/// which sums the same per-comet reports.
+pub(crate) fn busiest(totals: HashMap<String, u64>, n: usize) -> Vec<(String, u64)> {
+    let mut rooms: Vec<(String, u64)> = totals.into_iter().filter(|(_, c)| *c > 0).collect();
+    rooms.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    rooms.truncate(n);
+    rooms
 }

@@ -1,0 +1,62 @@
+//! Client configuration: plain data, built by the caller (the chat, the bench,
+//! tests) and handed to [`crate::Client::connect`]. Nothing is read from the
+//! environment here.
+
+use std::time::Duration;
+
+/// Largest frame the client accepts. Bigger than the comet's default 64 KiB
+/// because the server may push batches of messages in one frame.
+pub const CLIENT_MAX_FRAME: usize = 1024 * 1024;
+
+/// Everything a [`crate::Client`] needs to log in and stay connected.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Logic's base URL, e.g. `http://127.0.0.1:3111`.
+    pub server: String,
+    /// The account name to log in with.
+    pub username: String,
+    /// The account password.
+    pub password: String,
+    /// Rooms joined at auth, and re-joined on every reconnect.
+    pub rooms: Vec<String>,
+    /// Shortest wait before a reconnect attempt.
+    pub reconnect_min: Duration,
+    /// Longest wait before a reconnect attempt.
+    pub reconnect_max: Duration,
+    /// How long a request (frame round trip or HTTP call) may take, including
+    /// waiting for a reconnect.
+    pub request_timeout: Duration,
+    /// Largest frame accepted from the comet.
+    pub max_frame: usize,
+}
+
+impl ClientConfig {
+    /// A config with the defaults: no rooms, reconnect between 200 ms and 10 s,
+    /// 10 s request timeout, 1 MiB frames.
+    pub fn new(
+        server: impl Into<String>,
+        username: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        Self {
+            server: server.into(),
+            username: username.into(),
+            password: password.into(),
+            rooms: Vec::new(),
+            reconnect_min: Duration::from_millis(200),
+            reconnect_max: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
+            max_frame: CLIENT_MAX_FRAME,
+        }
+    }
+
+    /// The same config with these rooms to join at auth.
+    pub fn with_rooms<I, S>(mut self, rooms: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.rooms = rooms.into_iter().map(Into::into).collect();
+        self
+    }
+}

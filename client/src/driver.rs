@@ -1,0 +1,500 @@
+//! The connection task. One driver per [`crate::Client`] owns the socket, so
+//! nothing about the connection is shared but a small state snapshot
+//! (key, comet, rooms, token) behind a mutex the handles read.
+//!
+//! Requests reach the driver over a bounded channel with a oneshot for the
+//! reply; the driver gives each a frame id and keeps it in `pending` until the
+//! reply (or an `Error` frame with that id) arrives. While it is reconnecting
+//! it does not read the channel, so requests wait there; the caller's timeout
+//! bounds the wait. Requests in flight when a connection drops are sent again
+//! on the next one: joins and leaves are idempotent and sends carry a
+//! `client_msg_id` for the server to drop duplicates.
+//!
+//! Connection loss (EOF, bad bytes, no traffic for three heartbeats, a
+//! draining comet's `Reconnect`, a slow-consumer kick) leads to a jittered
+//! backoff and a reconnect that prefers another comet. A deliberate `Kick`
+//! ends the driver.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use courier_proto::client::{frame::Body, target, Ack, Frame, Heartbeat, Push};
+use futures::SinkExt;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::backoff::Backoff;
+use crate::client::{Ended, Shared};
+use crate::dedup::{RecentIds, DEFAULT_DEDUP_CAPACITY};
+use crate::session::{self, AuthRequest, Session};
+use crate::{ClientConfig, ClientError, CometAddr, Event, LoginReply};
+
+/// How the driver logs in again (HTTP in production, a fixed reply in tests).
+pub(crate) type LoginFn = Arc<
+    dyn Fn() -> Pin<Box<dyn Future<Output = Result<LoginReply, ClientError>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// The reply to one request.
+pub(crate) type ReplyTx = oneshot::Sender<Result<Body, ClientError>>;
+
+/// A request from a handle: a frame body to send, and where the reply goes.
+#[derive(Debug)]
+pub(crate) struct Command {
+    pub(crate) body: Body,
+    pub(crate) reply: ReplyTx,
+}
+
+/// Requests written per flush at most, so one busy caller cannot starve reads.
+const WRITE_BATCH: usize = 64;
+/// How long a clean shutdown may spend flushing the socket.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Re-login when the token has less than this share of its life left.
+const TOKEN_REFRESH_DIVISOR: u32 = 10;
+
+/// Why a connection ended.
+#[derive(Debug)]
+enum SessionEnd {
+    /// The client was closed, or every handle dropped.
+    Shutdown,
+    /// The server closed us on purpose.
+    Kicked(String),
+    /// The connection was lost; reconnect, after `after` if the comet said so.
+    Lost {
+        reason: String,
+        after: Option<Duration>,
+    },
+}
+
+/// The connection task's state.
+pub(crate) struct Driver {
+    pub(crate) config: Arc<ClientConfig>,
+    pub(crate) login: LoginFn,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) cmds: mpsc::Receiver<Command>,
+    pub(crate) events: mpsc::Sender<Event>,
+    pub(crate) cancel: CancellationToken,
+    login_reply: LoginReply,
+    token_expires_at: Instant,
+    token_refused: bool,
+    next_id: u64,
+    pending: HashMap<u64, Command>,
+    /// Requests in flight when the last connection dropped.
+    retry: Vec<(u64, Command)>,
+    recent: RecentIds,
+    last_seq: u64,
+    acked_seq: u64,
+    backoff: Backoff,
+}
+
+impl Driver {
+    pub(crate) fn new(
+        config: Arc<ClientConfig>,
+        login: LoginFn,
+        login_reply: LoginReply,
+        shared: Arc<Shared>,
+        cmds: mpsc::Receiver<Command>,
+        events: mpsc::Sender<Event>,
+        cancel: CancellationToken,
+    ) -> Self {
+        let backoff = Backoff::new(config.reconnect_min, config.reconnect_max);
+        let mut driver = Self {
+            config,
+            login,
+            shared,
+            cmds,
+            events,
+            cancel,
+            token_expires_at: Instant::now(),
+            login_reply: login_reply.clone(),
+            token_refused: false,
+            next_id: 0,
+            pending: HashMap::new(),
+            retry: Vec::new(),
+            recent: RecentIds::new(DEFAULT_DEDUP_CAPACITY),
+            last_seq: 0,
+            acked_seq: 0,
+            backoff,
+        };
+        driver.use_login(login_reply);
+        driver
+    }
+
+    fn use_login(&mut self, reply: LoginReply) {
+        self.token_expires_at = Instant::now() + Duration::from_secs(reply.expires_in);
+        self.shared.state.lock().token = reply.token.clone();
+        self.login_reply = reply;
+        self.token_refused = false;
+    }
+
+    fn next_id(&mut self) -> u64 {
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        self.next_id
+    }
+
+    /// Tries the ranked comets, `avoid` last; returns the first that accepts us.
+    pub(crate) async fn connect_any(&mut self, avoid: Option<&str>) -> Result<Session, ClientError> {
+        let comets = self.login_reply.comets.clone();
+        let ordered = comets
+            .iter()
+            .filter(|c| Some(c.id.as_str()) != avoid)
+            .chain(comets.iter().filter(|c| Some(c.id.as_str()) == avoid));
+        let mut last_err = ClientError::NoComet("login returned no comet".into());
+        for comet in ordered {
+            match self.open(comet).await {
+                Ok(session) => {
+                    let mut state = self.shared.state.lock();
+                    state.key = Some(session.key.clone());
+                    state.comet_id = Some(session.comet.id.clone());
+                    return Ok(session);
+                }
+                Err(e) => {
+                    debug!(comet = %comet.id, error = %e, "comet refused or unreachable");
+                    match &e {
+                        ClientError::Kicked(_) => return Err(e),
+                        ClientError::Server { code, .. }
+                            if *code == courier_proto::client::ErrorCode::Unauthenticated as i32 =>
+                        {
+                            // The same token would be refused everywhere.
+                            self.token_refused = true;
+                            return Err(e);
+                        }
+                        _ => last_err = e,
+                    }
+                }
+            }
+        }
+        Err(last_err)
+    }
+
+    async fn open(&mut self, comet: &CometAddr) -> Result<Session, ClientError> {
+        let auth = AuthRequest {
+            id: self.next_id(),
+            token: self.login_reply.token.clone(),
+            last_seq: self.last_seq,
+            rooms: self.shared.state.lock().rooms.clone(),
+            login_heartbeat_secs: self.login_reply.heartbeat_secs,
+            max_frame: self.config.max_frame,
+        };
+        tokio::time::timeout(self.config.request_timeout, session::open(comet, auth))
+            .await
+            .map_err(|_| ClientError::Timeout)?
+    }
+
+    /// Runs connections until the client is closed or kicked.
+    pub(crate) async fn run(mut self, mut session: Session) {
+        loop {
+            let end = self.serve(&mut session).await;
+            {
+                let mut state = self.shared.state.lock();
+                state.key = None;
+                state.comet_id = None;
+            }
+            let (reason, after) = match end {
+                SessionEnd::Shutdown => {
+                    let _ = tokio::time::timeout(CLOSE_GRACE, session.framed.close()).await;
+                    return self.finish(Ended::Closed);
+                }
+                SessionEnd::Kicked(reason) => {
+                    self.emit(Event::Kicked {
+                        reason: reason.clone(),
+                    })
+                    .await;
+                    return self.finish(Ended::Kicked(reason));
+                }
+                SessionEnd::Lost { reason, after } => (reason, after),
+            };
+            drop(session.framed);
+            debug!(comet = %session.comet.id, %reason, "connection lost");
+            self.emit(Event::Disconnected { reason }).await;
+            self.keep_pending_for_retry();
+            session = match self.reconnect(&session.comet.id, after).await {
+                Ok(s) => s,
+                Err(ended) => return self.finish(ended),
+            };
+            self.emit(Event::Connected {
+                comet_id: session.comet.id.clone(),
+                key: session.key.clone(),
+            })
+            .await;
+        }
+    }
+
+    /// Backoff, maybe log in again, connect; until connected or told to stop.
+    async fn reconnect(&mut self, failed: &str, mut after: Option<Duration>) -> Result<Session, Ended> {
+        let mut relogin = after.is_some(); // a draining comet: ask for a fresh ranking
+        loop {
+            let delay = after.take().unwrap_or_else(|| self.backoff.next_delay());
+            tokio::select! {
+                _ = self.cancel.cancelled() => return Err(Ended::Closed),
+                _ = tokio::time::sleep(delay) => {}
+            }
+            if self.cmds.is_closed() {
+                return Err(Ended::Closed);
+            }
+            if relogin || self.token_refused || self.token_near_expiry() {
+                match (self.login)().await {
+                    Ok(reply) => self.use_login(reply),
+                    Err(e) => warn!(error = %e, "login failed while reconnecting"),
+                }
+            }
+            match self.connect_any(Some(failed)).await {
+                Ok(session) => {
+                    self.backoff.reset();
+                    return Ok(session);
+                }
+                Err(ClientError::Kicked(reason)) => {
+                    self.emit(Event::Kicked {
+                        reason: reason.clone(),
+                    })
+                    .await;
+                    return Err(Ended::Kicked(reason));
+                }
+                Err(e) => {
+                    debug!(error = %e, "reconnect attempt failed");
+                    // Every comet failed: the ranking may be stale.
+                    relogin = true;
+                }
+            }
+        }
+    }
+
+    fn token_near_expiry(&self) -> bool {
+        let life = Duration::from_secs(self.login_reply.expires_in);
+        let margin = life / TOKEN_REFRESH_DIVISOR;
+        Instant::now() + margin >= self.token_expires_at
+    }
+
+    /// Serves one connection until it ends.
+    async fn serve(&mut self, session: &mut Session) -> SessionEnd {
+        let hb = session.heartbeat.max(Duration::from_secs(1));
+        let idle_limit = hb.saturating_mul(3);
+        let mut ticker = tokio::time::interval_at(Instant::now() + hb, hb);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let idle = tokio::time::sleep(idle_limit);
+        tokio::pin!(idle);
+
+        let retry = std::mem::take(&mut self.retry);
+        for (_, cmd) in retry {
+            if let Err(end) = self.write_request(session, cmd).await {
+                return end;
+            }
+        }
+        for frame in std::mem::take(&mut session.early) {
+            if let Err(end) = self.on_frame(session, frame).await {
+                return end;
+            }
+        }
+        if let Err(end) = self.flush(session).await {
+            return end;
+        }
+
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return SessionEnd::Shutdown,
+                frame = futures::StreamExt::next(&mut session.framed) => {
+                    let frame = match frame {
+                        Some(Ok(frame)) => frame,
+                        Some(Err(e)) => return lost(format!("bad frame from server: {e}")),
+                        None => return lost("connection closed by server".into()),
+                    };
+                    idle.as_mut().reset(Instant::now() + idle_limit);
+                    if let Err(end) = self.on_frame(session, frame).await {
+                        return end;
+                    }
+                }
+                cmd = self.cmds.recv() => {
+                    let Some(cmd) = cmd else { return SessionEnd::Shutdown };
+                    if let Err(end) = self.write_batch(session, cmd).await {
+                        return end;
+                    }
+                }
+                _ = ticker.tick() => {
+                    self.pending.retain(|_, c| !c.reply.is_closed());
+                    let hb = Frame::new(self.next_id(), Body::Heartbeat(Heartbeat {}));
+                    if let Err(end) = self.write(session, hb).await {
+                        return end;
+                    }
+                    if let Err(end) = self.flush(session).await {
+                        return end;
+                    }
+                }
+                _ = &mut idle => return lost(format!("no traffic for {}s", idle_limit.as_secs())),
+            }
+        }
+    }
+
+    /// Writes `first` and whatever else is queued (up to a batch), then flushes once.
+    async fn write_batch(&mut self, session: &mut Session, first: Command) -> Result<(), SessionEnd> {
+        self.write_request(session, first).await?;
+        for _ in 1..WRITE_BATCH {
+            match self.cmds.try_recv() {
+                Ok(cmd) => self.write_request(session, cmd).await?,
+                Err(_) => break,
+            }
+        }
+        self.flush(session).await
+    }
+
+    async fn write_request(&mut self, session: &mut Session, cmd: Command) -> Result<(), SessionEnd> {
+        if cmd.reply.is_closed() {
+            return Ok(()); // the caller gave up
+        }
+        let id = self.next_id();
+        let frame = Frame::new(id, cmd.body.clone());
+        self.pending.insert(id, cmd);
+        self.write(session, frame).await
+    }
+
+    async fn write(&mut self, session: &mut Session, frame: Frame) -> Result<(), SessionEnd> {
+        match tokio::time::timeout(self.config.request_timeout, session.framed.feed(frame)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(lost(format!("write failed: {e}"))),
+            Err(_) => Err(lost("write timed out".into())),
+        }
+    }
+
+    async fn flush(&mut self, session: &mut Session) -> Result<(), SessionEnd> {
+        match tokio::time::timeout(self.config.request_timeout, session.framed.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(lost(format!("write failed: {e}"))),
+            Err(_) => Err(lost("write timed out".into())),
+        }
+    }
+
+    async fn on_frame(&mut self, session: &mut Session, frame: Frame) -> Result<(), SessionEnd> {
+        let Some(body) = frame.body else { return Ok(()) };
+        match body {
+            Body::Push(push) => self.on_push(session, push).await,
+            Body::Error(e) => {
+                match self.pending.remove(&frame.id).filter(|_| frame.id != 0) {
+                    Some(cmd) => {
+                        let _ = cmd.reply.send(Err(ClientError::Server {
+                            code: e.code,
+                            message: e.message,
+                        }));
+                    }
+                    None => {
+                        self.emit(Event::Error {
+                            code: e.code,
+                            message: e.message,
+                        })
+                        .await
+                    }
+                }
+                Ok(())
+            }
+            Body::Reconnect(r) => Err(SessionEnd::Lost {
+                reason: format!("comet {} is draining", session.comet.id),
+                after: Some(Duration::from_millis(u64::from(r.after_ms))),
+            }),
+            Body::Kick(k) if is_transient_kick(&k.reason) => Err(lost(format!("kicked: {}", k.reason))),
+            Body::Kick(k) => Err(SessionEnd::Kicked(k.reason)),
+            reply @ (Body::SendReply(_)
+            | Body::JoinReply(_)
+            | Body::LeaveReply(_)
+            | Body::HeartbeatReply(_)
+            | Body::AuthReply(_)) => {
+                if let Some(cmd) = self.pending.remove(&frame.id) {
+                    self.track_rooms(&cmd.body, &reply);
+                    let _ = cmd.reply.send(Ok(reply));
+                }
+                Ok(())
+            }
+            other => {
+                debug!(?other, "ignoring a client-only frame from the server");
+                Ok(())
+            }
+        }
+    }
+
+    fn track_rooms(&self, request: &Body, reply: &Body) {
+        let mut state = self.shared.state.lock();
+        match (request, reply) {
+            (Body::Join(j), Body::JoinReply(_)) => {
+                if !state.rooms.contains(&j.room) {
+                    state.rooms.push(j.room.clone());
+                }
+            }
+            (Body::Leave(l), Body::LeaveReply(_)) => state.rooms.retain(|r| *r != l.room),
+            _ => {}
+        }
+    }
+
+    async fn on_push(&mut self, session: &mut Session, push: Push) -> Result<(), SessionEnd> {
+        for msg in push.messages {
+            if !self.recent.insert(&msg.msg_id) {
+                continue;
+            }
+            let personal = !matches!(
+                msg.to.as_ref().and_then(|t| t.kind.as_ref()),
+                Some(target::Kind::Room(_)) | Some(target::Kind::All(_))
+            );
+            if personal && msg.seq > self.last_seq {
+                self.last_seq = msg.seq;
+            }
+            self.emit(Event::Message(msg)).await;
+        }
+        if self.last_seq > self.acked_seq {
+            self.acked_seq = self.last_seq;
+            let ack = Frame::new(self.next_id(), Body::Ack(Ack { seq: self.last_seq }));
+            self.write(session, ack).await?;
+            self.flush(session).await?;
+        }
+        Ok(())
+    }
+
+    async fn emit(&self, event: Event) {
+        // A dropped receiver means nobody listens; that is the application's call.
+        let _ = self.events.send(event).await;
+    }
+
+    /// Requests in flight on a dead connection are re-sent on the next one.
+    fn keep_pending_for_retry(&mut self) {
+        let mut kept: Vec<(u64, Command)> = self
+            .pending
+            .drain()
+            .filter(|(_, c)| !c.reply.is_closed())
+            .collect();
+        kept.sort_by_key(|(id, _)| *id);
+        self.retry.extend(kept);
+    }
+
+    fn finish(mut self, ended: Ended) {
+        let err = || match &ended {
+            Ended::Kicked(reason) => ClientError::Kicked(reason.clone()),
+            Ended::Closed => ClientError::Closed,
+        };
+        for (_, cmd) in self.pending.drain().chain(self.retry.drain(..)) {
+            let _ = cmd.reply.send(Err(err()));
+        }
+        self.cmds.close();
+        while let Ok(cmd) = self.cmds.try_recv() {
+            let _ = cmd.reply.send(Err(err()));
+        }
+        self.shared.state.lock().ended = Some(ended);
+    }
+}
+
+fn lost(reason: String) -> SessionEnd {
+    SessionEnd::Lost {
+        reason,
+        after: None,
+    }
+}
+
+/// Kicks for being slow or idle are recoverable: reconnect and replay the
+/// inbox. Any other kick (login policy, an operator) is final.
+fn is_transient_kick(reason: &str) -> bool {
+    let reason = reason.to_ascii_lowercase();
+    ["slow", "overflow", "idle", "queue full"]
+        .iter()
+        .any(|w| reason.contains(w))
+}

@@ -1,0 +1,225 @@
+//! Logic's public HTTP API as the client uses it: register, login, and the
+//! online-users listing.
+//!
+//! Error replies are `{"error":{"code","message"}}` with a 4xx status; the
+//! statuses a caller branches on (409 on register, 401 on login) get their own
+//! [`ClientError`] variant, everything else keeps status, code and message.
+
+use std::time::Duration;
+
+use reqwest::{RequestBuilder, Response, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ClientError;
+
+/// Default timeout of the free functions [`register`] and [`login`].
+const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Safety net against a server that keeps returning cursors.
+const MAX_ONLINE_PAGES: usize = 10_000;
+/// Page size asked for when listing online users.
+const ONLINE_PAGE_LIMIT: u32 = 500;
+
+/// One comet a client may connect to, as ranked by logic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CometAddr {
+    /// The comet's id, e.g. `comet-1`.
+    pub id: String,
+    /// Its TCP listener, `host:port`.
+    pub tcp: String,
+    /// Its WebSocket URL (unused by this client, which speaks TCP).
+    #[serde(default)]
+    pub ws: String,
+}
+
+/// The reply of `POST /api/v1/login`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginReply {
+    /// The user id.
+    pub uid: String,
+    /// A JWT for `Auth` frames and user-authenticated HTTP routes.
+    pub token: String,
+    /// Seconds until the token expires.
+    pub expires_in: u64,
+    /// How often the comet expects a heartbeat.
+    pub heartbeat_secs: u32,
+    /// Comets to connect to, best first.
+    pub comets: Vec<CometAddr>,
+}
+
+#[derive(Serialize)]
+struct Credentials<'a> {
+    username: &'a str,
+    password: &'a str,
+}
+
+#[derive(Deserialize)]
+struct RegisterReply {
+    uid: String,
+}
+
+#[derive(Deserialize)]
+struct OnlineUsersPage {
+    #[serde(default)]
+    users: Vec<Value>,
+    #[serde(default)]
+    next_cursor: Value,
+}
+
+/// Creates an account; returns its uid. A taken name is [`ClientError::Conflict`].
+pub async fn register(server: &str, username: &str, password: &str) -> Result<String, ClientError> {
+    LogicApi::new(server, DEFAULT_HTTP_TIMEOUT)?
+        .register(username, password)
+        .await
+}
+
+/// Logs in. Wrong credentials are [`ClientError::Unauthorized`].
+pub async fn login(server: &str, username: &str, password: &str) -> Result<LoginReply, ClientError> {
+    LogicApi::new(server, DEFAULT_HTTP_TIMEOUT)?
+        .login(username, password)
+        .await
+}
+
+/// A reusable HTTP client bound to one logic base URL.
+#[derive(Debug, Clone)]
+pub(crate) struct LogicApi {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl LogicApi {
+    pub(crate) fn new(server: &str, timeout: Duration) -> Result<Self, ClientError> {
+        let http = reqwest::Client::builder().timeout(timeout).build()?;
+        Ok(Self {
+            base: format!("{}/api/v1", server.trim_end_matches('/')),
+            http,
+        })
+    }
+
+    pub(crate) async fn register(&self, username: &str, password: &str) -> Result<String, ClientError> {
+        let req = self
+            .http
+            .post(format!("{}/users", self.base))
+            .json(&Credentials { username, password });
+        let reply: RegisterReply = send(req).await?.json().await?;
+        Ok(reply.uid)
+    }
+
+    pub(crate) async fn login(&self, username: &str, password: &str) -> Result<LoginReply, ClientError> {
+        let req = self
+            .http
+            .post(format!("{}/login", self.base))
+            .json(&Credentials { username, password });
+        Ok(send(req).await?.json().await?)
+    }
+
+    /// Every online user, following `next_cursor` until the last page.
+    pub(crate) async fn online_users(&self, token: &str) -> Result<Vec<String>, ClientError> {
+        let mut users = Vec::new();
+        let mut cursor = String::new();
+        for _ in 0..MAX_ONLINE_PAGES {
+            let req = self
+                .http
+                .get(format!("{}/online/users", self.base))
+                .bearer_auth(token)
+                .query(&[("cursor", cursor.as_str())])
+                .query(&[("limit", ONLINE_PAGE_LIMIT)]);
+            let page: OnlineUsersPage = send(req).await?.json().await?;
+            users.extend(page.users.iter().filter_map(user_name));
+            match cursor_text(&page.next_cursor) {
+                Some(next) if next != cursor => cursor = next,
+                _ => break,
+            }
+        }
+        Ok(users)
+    }
+}
+
+/// Sends a request and turns an error status into a [`ClientError`].
+async fn send(req: RequestBuilder) -> Result<Response, ClientError> {
+    let resp = req.send().await?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    match status {
+        StatusCode::CONFLICT => Err(ClientError::Conflict),
+        StatusCode::UNAUTHORIZED => Err(ClientError::Unauthorized),
+        _ => {
+            let body = resp.text().await.unwrap_or_default();
+            let (code, message) = error_body(&body);
+            Err(ClientError::Http {
+                status: status.as_u16(),
+                code,
+                message,
+            })
+        }
+    }
+}
+
+/// Reads `{"error":{"code","message"}}`, falling back to the raw body.
+fn error_body(body: &str) -> (String, String) {
+    let Ok(Value::Object(top)) = serde_json::from_str::<Value>(body) else {
+        return (String::new(), body.chars().take(512).collect());
+    };
+    let err = top.get("error");
+    let field = |name: &str| match err.and_then(|e| e.get(name)) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    };
+    (field("code"), field("message"))
+}
+
+/// An online-users entry is a uid, or an object carrying one.
+fn user_name(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(o) => o
+            .get("uid")
+            .or_else(|| o.get("username"))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// A cursor is a non-empty string or a number; null, "" and 0 end the listing.
+fn cursor_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) if n.as_u64() != Some(0) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_body_reads_code_and_message() {
+        let (code, msg) = error_body(r#"{"error":{"code":"bad_request","message":"no"}}"#);
+        assert_eq!((code.as_str(), msg.as_str()), ("bad_request", "no"));
+        let (code, msg) = error_body("plain failure");
+        assert_eq!((code.as_str(), msg.as_str()), ("", "plain failure"));
+    }
+
+    #[test]
+    fn cursors_end_on_empty_values() {
+        assert_eq!(cursor_text(&Value::Null), None);
+        assert_eq!(cursor_text(&Value::from("")), None);
+        assert_eq!(cursor_text(&Value::from(0)), None);
+        assert_eq!(cursor_text(&Value::from("abc")).as_deref(), Some("abc"));
+        assert_eq!(cursor_text(&Value::from(42)).as_deref(), Some("42"));
+    }
+
+    #[test]
+    fn login_reply_parses_the_documented_shape() {
+        let json = r#"{"uid":"u1","token":"t","expires_in":3600,"heartbeat_secs":30,
+            "comets":[{"id":"comet-1","tcp":"127.0.0.1:3101","ws":"ws://127.0.0.1:3102/ws"}]}"#;
+        let reply: LoginReply = serde_json::from_str(json).unwrap();
+        assert_eq!(reply.comets[0].tcp, "127.0.0.1:3101");
+        assert_eq!(reply.heartbeat_secs, 30);
+    }
+}

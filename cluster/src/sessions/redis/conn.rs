@@ -1,0 +1,118 @@
+//! One connection type for both Redis deployments.
+//!
+//! `redis://host:port[/db]` is a single server behind a
+//! [`ConnectionManager`] (multiplexed, reconnects by itself);
+//! `redis+cluster://host:port[,host:port...]` is a Redis Cluster behind the
+//! crate's async cluster connection (follows slot moves). Both are cheap to
+//! clone and pipeline concurrent requests on their sockets, so callers clone a
+//! [`RedisConn`] per request instead of pooling.
+
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Value};
+
+use crate::{Error, Result};
+
+/// A connection to a single Redis or a Redis Cluster. Clone it freely: clones
+/// share the underlying sockets.
+#[derive(Clone)]
+pub struct RedisConn {
+    inner: Inner,
+}
+
+#[derive(Clone)]
+enum Inner {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl std::fmt::Debug for RedisConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.inner {
+            Inner::Single(_) => f.write_str("RedisConn(single)"),
+            Inner::Cluster(_) => f.write_str("RedisConn(cluster)"),
+        }
+    }
+}
+
+impl RedisConn {
+    /// Connects to `redis://host:port[/db]` (single server) or
+    /// `redis+cluster://host:port[,host:port...]` (Redis Cluster; the nodes
+    /// listed are seeds, the rest of the topology is discovered).
+    pub async fn connect(url: &str) -> Result<Self> {
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return Err(Error::bad_url(url, "expected redis://host:port"));
+        };
+        let inner = match scheme {
+            "redis" => {
+                let client = redis::Client::open(url).map_err(|e| Error::bad_url(url, e.to_string()))?;
+                Inner::Single(ConnectionManager::new(client).await.map_err(unavailable)?)
+            }
+            "redis+cluster" => {
+                let seeds: Vec<String> = rest
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|node| format!("redis://{node}"))
+                    .collect();
+                if seeds.is_empty() {
+                    return Err(Error::bad_url(url, "expected at least one host:port"));
+                }
+                let client =
+                    ClusterClient::new(seeds).map_err(|e| Error::bad_url(url, e.to_string()))?;
+                Inner::Cluster(client.get_async_connection().await.map_err(unavailable)?)
+            }
+            other => {
+                return Err(Error::bad_url(url, format!("`{other}` is not a Redis scheme")));
+            }
+        };
+        Ok(Self { inner })
+    }
+}
+
+impl ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match &mut self.inner {
+            Inner::Single(c) => c.req_packed_command(cmd),
+            Inner::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match &mut self.inner {
+            Inner::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Inner::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match &self.inner {
+            Inner::Single(c) => c.get_db(),
+            Inner::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Maps a client error: a reply of the wrong shape is bad data, anything
+/// else (I/O, server refusal, cluster down) means "try again later".
+pub(crate) fn redis_error(e: RedisError) -> Error {
+    match e.kind() {
+        ErrorKind::Parse | ErrorKind::UnexpectedReturnType => Error::corrupt("redis", e),
+        _ => unavailable(e),
+    }
+}
+
+fn unavailable(e: RedisError) -> Error {
+    Error::unavailable("redis", e)
+}
+
+/// Bad data found under one of our keys.
+pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::corrupt("redis", format!("{what}: {e}"))
+}

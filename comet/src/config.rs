@@ -1,0 +1,154 @@
+//! The comet's configuration: plain data, every limit with a safe default.
+//!
+//! Tests and `courier up` build this struct directly; the binary layers a
+//! TOML file and `COURIER_COMET__*` variables over [`CometConfig::default`].
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How one comet listens, and the limits it enforces on every connection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CometConfig {
+    /// This comet's id in discovery and in connection keys
+    /// (default: `comet-` and a short random suffix).
+    pub id: String,
+    /// Where clients connect over TCP (default `127.0.0.1:3101`).
+    pub tcp_addr: SocketAddr,
+    /// Where job calls the push service (default `127.0.0.1:3109`).
+    pub grpc_addr: SocketAddr,
+    /// The host written to discovery; default: the bound IP, or `127.0.0.1`
+    /// when bound to an unspecified address.
+    pub advertise_host: Option<String>,
+    /// Relative share of new clients this comet should get (default 1).
+    pub weight: u32,
+    /// Largest frame body accepted from or sent to a client (default 64 KiB).
+    pub max_frame: usize,
+    /// How long a new connection may take to send its `Auth` frame (default 5 s).
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// The heartbeat interval told to clients (default 30 s); a connection
+    /// silent for three intervals is closed.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+    /// Frames queued per connection (default 256); overflow disconnects the
+    /// client as a slow consumer.
+    pub outbound_queue: usize,
+    /// A write blocked longer than this disconnects the client (default 10 s).
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
+    /// Rooms one connection may be in at once (default 64).
+    pub max_rooms: usize,
+    /// How often load is reported to logic (`RenewOnline`) and to discovery
+    /// (default 5 s).
+    #[serde(with = "humantime_serde")]
+    pub report_interval: Duration,
+    /// HS256 secret shared with logic, used to verify login tokens. Required.
+    pub jwt_secret: String,
+}
+
+impl Default for CometConfig {
+    fn default() -> Self {
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        Self {
+            id: format!("comet-{}", &suffix[..8]),
+            tcp_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3101),
+            grpc_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3109),
+            advertise_host: None,
+            weight: 1,
+            max_frame: courier_proto::DEFAULT_MAX_FRAME,
+            handshake_timeout: Duration::from_secs(5),
+            heartbeat: Duration::from_secs(30),
+            outbound_queue: 256,
+            write_timeout: Duration::from_secs(10),
+            max_rooms: 64,
+            report_interval: Duration::from_secs(5),
+            jwt_secret: String::new(),
+        }
+    }
+}
+
+impl CometConfig {
+    /// Checks the values that would make the comet misbehave rather than
+    /// merely be slow.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.id.is_empty() {
+            return Err("id must not be empty".into());
+        }
+        if self.jwt_secret.is_empty() {
+            return Err("jwt_secret must be set (shared with logic)".into());
+        }
+        if self.max_frame < 64 {
+            return Err(format!("max_frame {} is too small", self.max_frame));
+        }
+        if self.outbound_queue == 0 {
+            return Err("outbound_queue must be at least 1".into());
+        }
+        for (name, d) in [
+            ("handshake_timeout", self.handshake_timeout),
+            ("heartbeat", self.heartbeat),
+            ("write_timeout", self.write_timeout),
+            ("report_interval", self.report_interval),
+        ] {
+            if d.is_zero() {
+                return Err(format!("{name} must be positive"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The host other services should dial for `bound`.
+    pub(crate) fn advertised(&self, bound: SocketAddr) -> String {
+        let host = match &self.advertise_host {
+            Some(h) if !h.is_empty() => h.clone(),
+            _ if bound.ip().is_unspecified() => "127.0.0.1".to_owned(),
+            _ => bound.ip().to_string(),
+        };
+        if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]:{}", bound.port())
+        } else {
+            format!("{host}:{}", bound.port())
+        }
+    }
+
+    /// Silence after which a connection is closed.
+    pub(crate) fn idle_timeout(&self) -> Duration {
+        self.heartbeat.saturating_mul(3)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_design() {
+        let c = CometConfig::default();
+        assert!(c.id.starts_with("comet-") && c.id.len() == 14);
+        assert_eq!(c.tcp_addr.port(), 3101);
+        assert_eq!(c.grpc_addr.port(), 3109);
+        assert_eq!(c.max_frame, 64 * 1024);
+        assert_eq!(c.idle_timeout(), Duration::from_secs(90));
+        assert!(c.validate().is_err(), "no secret by default");
+    }
+
+    #[test]
+    fn advertised_host_replaces_unspecified_ips() {
+        let mut c = CometConfig::default();
+        assert_eq!(c.advertised("0.0.0.0:7".parse().unwrap()), "127.0.0.1:7");
+        assert_eq!(c.advertised("10.0.0.2:7".parse().unwrap()), "10.0.0.2:7");
+        assert_eq!(c.advertised("[::1]:7".parse().unwrap()), "[::1]:7");
+        c.advertise_host = Some("comet.example".into());
+        assert_eq!(c.advertised("0.0.0.0:7".parse().unwrap()), "comet.example:7");
+    }
+
+    #[test]
+    fn durations_parse_from_humantime() {
+        let c: CometConfig =
+            serde_json::from_str(r#"{"heartbeat":"10s","jwt_secret":"s"}"#).unwrap();
+        assert_eq!(c.heartbeat, Duration::from_secs(10));
+        assert!(serde_json::from_str::<CometConfig>(r#"{"nope":1}"#).is_err());
+    }
+}

@@ -1,0 +1,234 @@
+//! Calls to logic, balanced over every logic in discovery.
+//!
+//! The pool follows `discovery.watch(ServiceKind::Logic)` and keeps one lazy
+//! gRPC channel per logic, reused while its address is unchanged. Calls go
+//! round-robin; a call that fails because its logic is unreachable is tried
+//! once more on the next logic. Every call has a deadline, so a hung logic
+//! costs a client an `UNAVAILABLE` error, never a stuck connection.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use courier_cluster::discovery::{decode_view, View};
+use courier_cluster::LogicNode;
+use courier_proto::logic::logic_client::LogicClient;
+use courier_proto::logic::{
+    ConnectReply, ConnectRequest, DisconnectRequest, HeartbeatRequest, RenewOnlineRequest,
+    RoomsChangedRequest, SendReply, SendRequest,
+};
+use parking_lot::RwLock;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+use tonic::Code;
+
+/// Deadline of one call to logic.
+pub(crate) const LOGIC_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why a call to logic failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LogicError {
+    #[error("no logic is registered in discovery")]
+    NoLogic,
+    #[error("logic did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("logic: {} ({:?})", .0.message(), .0.code())]
+    Status(tonic::Status),
+}
+
+impl LogicError {
+    /// Logic answered and refused (login policy, permissions).
+    pub(crate) fn is_refusal(&self) -> bool {
+        matches!(self, LogicError::Status(s)
+            if matches!(s.code(), Code::FailedPrecondition | Code::PermissionDenied))
+    }
+
+    /// Logic answered that the request itself was invalid.
+    pub(crate) fn is_bad_request(&self) -> bool {
+        matches!(self, LogicError::Status(s)
+            if matches!(s.code(), Code::InvalidArgument | Code::NotFound | Code::OutOfRange))
+    }
+
+    /// A message fit for a client.
+    pub(crate) fn client_message(&self) -> String {
+        match self {
+            LogicError::Status(s) if self.is_refusal() || self.is_bad_request() => {
+                s.message().to_owned()
+            }
+            _ => "service unavailable, retry later".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct LogicConn {
+    id: String,
+    grpc: String,
+    client: LogicClient<Channel>,
+}
+
+/// The logics this comet can call.
+#[derive(Debug)]
+pub(crate) struct LogicPool {
+    conns: RwLock<Arc<Vec<LogicConn>>>,
+    next: AtomicUsize,
+    timeout: Duration,
+}
+
+impl LogicPool {
+    /// An empty pool whose calls time out after `timeout`.
+    pub(crate) fn new(timeout: Duration) -> Self {
+        Self {
+            conns: RwLock::new(Arc::new(Vec::new())),
+            next: AtomicUsize::new(0),
+            timeout,
+        }
+    }
+
+    /// Replaces the set of logics with those in `view`, keeping the channels
+    /// of logics whose address did not change.
+    pub(crate) fn update(&self, view: &View) {
+        let nodes: Vec<LogicNode> = decode_view(view);
+        let old = self.conns.read().clone();
+        let mut conns = Vec::with_capacity(nodes.len());
+        for node in nodes {
+            if let Some(c) = old.iter().find(|c| c.id == node.id && c.grpc == node.grpc) {
+                conns.push(LogicConn {
+                    id: c.id.clone(),
+                    grpc: c.grpc.clone(),
+                    client: c.client.clone(),
+                });
+                continue;
+            }
+            match Endpoint::from_shared(format!("http://{}", node.grpc)) {
+                Ok(endpoint) => {
+                    let channel = endpoint
+                        .connect_timeout(CONNECT_TIMEOUT)
+                        .tcp_nodelay(true)
+                        .connect_lazy();
+                    tracing::info!(logic = %node.id, grpc = %node.grpc, "logic joined");
+                    conns.push(LogicConn {
+                        id: node.id,
+                        grpc: node.grpc,
+                        client: LogicClient::new(channel),
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(logic = %node.id, grpc = %node.grpc, error = %e, "ignoring logic with a bad address");
+                }
+            }
+        }
+        *self.conns.write() = Arc::new(conns);
+    }
+
+    /// Follows discovery until `stop` fires or discovery goes away.
+    pub(crate) async fn follow(&self, mut view: watch::Receiver<View>, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                changed = view.changed() => {
+                    if changed.is_err() {
+                        tracing::warn!("logic discovery watch ended; keeping the last view");
+                        return;
+                    }
+                    let current = view.borrow_and_update().clone();
+                    self.update(&current);
+                }
+            }
+        }
+    }
+
+    /// Logics currently known.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.conns.read().len()
+    }
+
+    async fn call<T, F, Fut>(&self, f: F) -> Result<T, LogicError>
+    where
+        F: Fn(LogicClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let conns = self.conns.read().clone();
+        if conns.is_empty() {
+            return Err(LogicError::NoLogic);
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let attempts = conns.len().min(2);
+        let mut last = LogicError::NoLogic;
+        for i in 0..attempts {
+            let conn = &conns[(start + i) % conns.len()];
+            match tokio::time::timeout(self.timeout, f(conn.client.clone())).await {
+                Ok(Ok(reply)) => return Ok(reply.into_inner()),
+                Ok(Err(status)) if status.code() == Code::Unavailable => {
+                    tracing::debug!(logic = %conn.id, error = %status, "logic unreachable");
+                    last = LogicError::Status(status);
+                }
+                Ok(Err(status)) => return Err(LogicError::Status(status)),
+                Err(_) => return Err(LogicError::Timeout(self.timeout)),
+            }
+        }
+        Err(last)
+    }
+
+    /// A client authenticated: open its session.
+    pub(crate) async fn open_session(&self, req: ConnectRequest) -> Result<ConnectReply, LogicError> {
+        self.call(|mut c| {
+            let req = req.clone();
+            async move { c.open_session(req).await }
+        })
+        .await
+    }
+
+    /// A client left: close its session.
+    pub(crate) async fn close_session(&self, req: DisconnectRequest) -> Result<(), LogicError> {
+        self.call(|mut c| {
+            let req = req.clone();
+            async move { c.close_session(req).await }
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Renews a session's TTL.
+    pub(crate) async fn heartbeat(&self, req: HeartbeatRequest) -> Result<(), LogicError> {
+        self.call(|mut c| {
+            let req = req.clone();
+            async move { c.heartbeat(req).await }
+        })
+        .await
+        .map(drop)
+    }
+
+    /// An upstream message from a client.
+    pub(crate) async fn send(&self, req: SendRequest) -> Result<SendReply, LogicError> {
+        self.call(|mut c| {
+            let req = req.clone();
+            async move { c.send(req).await }
+        })
+        .await
+    }
+
+    /// Rooms that gained their first or lost their last member here.
+    pub(crate) async fn rooms_changed(&self, req: RoomsChangedRequest) -> Result<(), LogicError> {
+        self.call(|mut c| {
+            let req = req.clone();
+            async move { c.rooms_changed(req).await }
+        })
+        .await
+        .map(drop)
+    }
+
+    /// The periodic load report.
+    pub(crate) async fn renew_online(&self, req: RenewOnlineRequest) -> Result<(), LogicError> {
+        self.call(|mut c| {
+            let req = req.clone();
+            async move { c.renew_online(req).await }
+        })
+        .await
+        .map(drop)
+    }
+}

@@ -1,0 +1,50 @@
+//! The key index: connection key -> outbox, for `PushKeys`, `Kick`,
+//! `Broadcast` and the connection count.
+//!
+//! A sharded map (dashmap), so connects, disconnects and pushes to different
+//! keys rarely contend. Fan-out only calls the non-blocking
+//! [`Outbox::push`], so a shard's read lock is held for a few atomics per
+//! member, never across an await.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use dashmap::DashMap;
+
+use crate::outbox::Outbox;
+
+/// Every authenticated connection of this comet, by key.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    by_key: DashMap<Arc<str>, Outbox>,
+}
+
+impl Registry {
+    /// Adds an authenticated connection.
+    pub(crate) fn insert(&self, outbox: Outbox) {
+        self.by_key.insert(outbox.key().clone(), outbox);
+    }
+
+    /// Removes a connection that has closed.
+    pub(crate) fn remove(&self, key: &str) {
+        self.by_key.remove(key);
+    }
+
+    /// The outbox of `key`, if it is connected here.
+    pub(crate) fn get(&self, key: &str) -> Option<Outbox> {
+        self.by_key.get(key).map(|o| o.value().clone())
+    }
+
+    /// Connections currently authenticated.
+    pub(crate) fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    /// Queues `frames` to every connection; returns how many took them all.
+    pub(crate) fn broadcast(&self, frames: &[Bytes]) -> usize {
+        self.by_key
+            .iter()
+            .filter(|entry| entry.value().push_all(frames))
+            .count()
+    }
+}

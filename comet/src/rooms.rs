@@ -1,0 +1,219 @@
+//! The room index: room -> the connections of this comet in it.
+//!
+//! Sharded (dashmap) so joins to different rooms do not contend, and a room
+//! push holds one shard's read lock only while it queues the same encoded
+//! bytes to each member (never across an await).
+//!
+//! Logic must know which comets hold members of a room, so job sends room
+//! batches only there. A room's first member here, or its last leaving, is
+//! recorded in [`RoomChanges`] while the room's entry is still locked (so the
+//! recorded order is the real order), and a separate task reports the
+//! coalesced changes with `RoomsChanged`: joining never waits on logic. The
+//! periodic `RenewOnline` repeats the full set, so a lost report heals.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use dashmap::mapref::entry::Entry;
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::outbox::Outbox;
+
+/// Longest room name, in bytes.
+pub(crate) const MAX_ROOM_LEN: usize = 64;
+
+/// Why a room name is refused.
+pub(crate) fn check_room_name(room: &str) -> Result<(), &'static str> {
+    if room.is_empty() {
+        Err("room name is empty")
+    } else if room.len() > MAX_ROOM_LEN {
+        Err("room name is longer than 64 bytes")
+    } else if room.chars().any(char::is_control) {
+        Err("room name has control characters")
+    } else {
+        Ok(())
+    }
+}
+
+/// Rooms with members on this comet.
+#[derive(Debug, Default)]
+pub(crate) struct Rooms {
+    members: DashMap<String, HashMap<Arc<str>, Outbox>>,
+    changes: RoomChanges,
+}
+
+impl Rooms {
+    /// Adds a connection to `room` (a no-op if it is already in).
+    pub(crate) fn join(&self, room: &str, outbox: &Outbox) {
+        let mut members = self.members.entry(room.to_owned()).or_default();
+        if members.is_empty() {
+            self.changes.added(room);
+        }
+        members.insert(outbox.key().clone(), outbox.clone());
+    }
+
+    /// Removes a connection from `room`.
+    pub(crate) fn leave(&self, room: &str, key: &str) {
+        if let Entry::Occupied(mut entry) = self.members.entry(room.to_owned()) {
+            entry.get_mut().remove(key);
+            if entry.get().is_empty() {
+                entry.remove();
+                self.changes.removed(room);
+            }
+        }
+    }
+
+    /// Queues `frames` to every member of `room`; returns how many members
+    /// took them all.
+    pub(crate) fn push(&self, room: &str, frames: &[Bytes]) -> usize {
+        match self.members.get(room) {
+            Some(members) => members.values().filter(|o| o.push_all(frames)).count(),
+            None => 0,
+        }
+    }
+
+    /// Rooms with members here.
+    pub(crate) fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Members per room.
+    pub(crate) fn counts(&self) -> HashMap<String, u32> {
+        self.members
+            .iter()
+            .map(|e| (e.key().clone(), u32::try_from(e.value().len()).unwrap_or(u32::MAX)))
+            .collect()
+    }
+
+    /// The pending membership changes, for the reporter.
+    pub(crate) fn changes(&self) -> &RoomChanges {
+        &self.changes
+    }
+}
+
+/// Rooms that gained their first member or lost their last since the last
+/// report. The latest change of a room wins.
+#[derive(Debug, Default)]
+pub(crate) struct RoomChanges {
+    pending: Mutex<PendingRooms>,
+    notify: Notify,
+}
+
+/// A batch of membership changes.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct PendingRooms {
+    pub(crate) added: HashSet<String>,
+    pub(crate) removed: HashSet<String>,
+}
+
+impl PendingRooms {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty()
+    }
+}
+
+impl RoomChanges {
+    fn added(&self, room: &str) {
+        let mut p = self.pending.lock();
+        p.removed.remove(room);
+        p.added.insert(room.to_owned());
+        drop(p);
+        self.notify.notify_one();
+    }
+
+    fn removed(&self, room: &str) {
+        let mut p = self.pending.lock();
+        p.added.remove(room);
+        p.removed.insert(room.to_owned());
+        drop(p);
+        self.notify.notify_one();
+    }
+
+    /// Waits until some change may be pending.
+    pub(crate) async fn changed(&self) {
+        self.notify.notified().await
+    }
+
+    /// Takes every pending change.
+    pub(crate) fn take(&self) -> PendingRooms {
+        std::mem::take(&mut *self.pending.lock())
+    }
+
+    /// Puts back a batch that could not be reported, unless a newer change
+    /// of the same room superseded it.
+    pub(crate) fn restore(&self, failed: PendingRooms) {
+        let mut p = self.pending.lock();
+        for room in failed.added {
+            if !p.removed.contains(&room) {
+                p.added.insert(room);
+            }
+        }
+        for room in failed.removed {
+            if !p.added.contains(&room) {
+                p.removed.insert(room);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Counters;
+
+    fn outbox(key: &str) -> (Outbox, tokio::sync::mpsc::Receiver<Bytes>) {
+        Outbox::new(Arc::from(key), 4, Arc::new(Counters::default()))
+    }
+
+    #[test]
+    fn room_names_are_checked() {
+        assert!(check_room_name("lobby").is_ok());
+        assert!(check_room_name("").is_err());
+        assert!(check_room_name(&"x".repeat(65)).is_err());
+        assert!(check_room_name("a\u{0}b").is_err());
+    }
+
+    #[test]
+    fn first_join_and_last_leave_are_reported_once() {
+        let rooms = Rooms::default();
+        let (a, _ra) = outbox("a");
+        let (b, _rb) = outbox("b");
+        rooms.join("r", &a);
+        rooms.join("r", &b);
+        assert_eq!(rooms.changes().take().added, HashSet::from(["r".to_owned()]));
+        rooms.leave("r", "a");
+        assert!(rooms.changes().take().is_empty(), "b is still in r");
+        rooms.leave("r", "b");
+        assert_eq!(rooms.changes().take().removed, HashSet::from(["r".to_owned()]));
+        assert_eq!(rooms.len(), 0);
+    }
+
+    #[test]
+    fn push_reaches_members_only() {
+        let rooms = Rooms::default();
+        let (a, mut ra) = outbox("a");
+        let (b, mut rb) = outbox("b");
+        rooms.join("r", &a);
+        rooms.join("other", &b);
+        assert_eq!(rooms.push("r", &[Bytes::from_static(b"x")]), 1);
+        assert_eq!(ra.try_recv().unwrap(), Bytes::from_static(b"x"));
+        assert!(rb.try_recv().is_err());
+        assert_eq!(rooms.push("nobody", &[Bytes::from_static(b"x")]), 0);
+    }
+
+    #[test]
+    fn a_failed_report_is_restored_unless_superseded() {
+        let changes = RoomChanges::default();
+        changes.added("a");
+        changes.added("b");
+        let failed = changes.take();
+        changes.removed("b");
+        changes.restore(failed);
+        let p = changes.take();
+        assert_eq!(p.added, HashSet::from(["a".to_owned()]));
+        assert_eq!(p.removed, HashSet::from(["b".to_owned()]));
+    }
+}

@@ -1,0 +1,189 @@
+//! Registration and login: username and password rules, argon2 hashing.
+//!
+//! Hashing is deliberately slow and memory-hungry (argon2id, ~19 MiB per
+//! hash), so it runs on the blocking pool and at most a few hashes run at
+//! once (a semaphore): a burst of logins queues instead of exhausting
+//! memory. An unknown user still costs one verification against a dummy
+//! hash, so response time does not tell which usernames exist.
+
+use std::sync::{Arc, OnceLock};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use courier_cluster::{Account, Accounts};
+use rand::RngCore;
+use tokio::sync::Semaphore;
+
+/// Longest username (and so uid), in bytes.
+pub(crate) const MAX_USERNAME: usize = 64;
+/// Shortest password, in bytes.
+pub(crate) const MIN_PASSWORD: usize = 6;
+/// Longest password, in bytes (bounds hashing work per request).
+pub(crate) const MAX_PASSWORD: usize = 128;
+
+/// Why registration or login failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AccountError {
+    #[error("username must be 1-{MAX_USERNAME} bytes of letters, digits, '_', '.' or '-'")]
+    InvalidUsername,
+    #[error("password must be {MIN_PASSWORD}-{MAX_PASSWORD} bytes")]
+    InvalidPassword,
+    #[error("username is already taken")]
+    Taken,
+    #[error("wrong username or password")]
+    BadCredentials,
+    #[error(transparent)]
+    Cluster(#[from] courier_cluster::Error),
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
+}
+
+/// Whether `name` is a valid username (and so uid).
+pub(crate) fn valid_username(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_USERNAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+fn valid_password(password: &str) -> bool {
+    (MIN_PASSWORD..=MAX_PASSWORD).contains(&password.len())
+}
+
+/// The account store plus a bound on concurrent hashing.
+#[derive(Clone)]
+pub(crate) struct AccountService {
+    store: Arc<dyn Accounts>,
+    hashing: Arc<Semaphore>,
+}
+
+impl AccountService {
+    /// Accounts in `store`, hashing at most one password per CPU at a time.
+    pub(crate) fn new(store: Arc<dyn Accounts>) -> Self {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            store,
+            hashing: Arc::new(Semaphore::new(cpus)),
+        }
+    }
+
+    /// Creates an account and returns its uid (the username).
+    pub(crate) async fn register(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<String, AccountError> {
+        if !valid_username(username) {
+            return Err(AccountError::InvalidUsername);
+        }
+        if !valid_password(password) {
+            return Err(AccountError::InvalidPassword);
+        }
+        let password = password.to_owned();
+        let password_hash = self.blocking(move || hash(&password)).await??;
+        let account = Account {
+            uid: username.to_owned(),
+            password_hash,
+            created_at_ms: courier_cluster::now_ms(),
+        };
+        if self.store.create(&account).await? {
+            Ok(account.uid)
+        } else {
+            Err(AccountError::Taken)
+        }
+    }
+
+    /// Checks a username and password and returns the uid. Every failure to
+    /// match is the same [`AccountError::BadCredentials`].
+    pub(crate) async fn login(&self, username: &str, password: &str) -> Result<String, AccountError> {
+        if !valid_username(username) || password.len() > MAX_PASSWORD {
+            return Err(AccountError::BadCredentials);
+        }
+        let account = self.store.get(username).await?;
+        let stored = account.as_ref().map(|a| a.password_hash.clone());
+        let password = password.to_owned();
+        let matches = self
+            .blocking(move || match stored {
+                Some(phc) => verify(&password, &phc),
+                None => {
+                    // Same work as a real check, so timing reveals nothing.
+                    let _ = verify(&password, dummy_hash());
+                    false
+                }
+            })
+            .await?;
+        match account {
+            Some(a) if matches => Ok(a.uid),
+            _ => Err(AccountError::BadCredentials),
+        }
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, AccountError> {
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|e| AccountError::Hashing(e.to_string()))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| AccountError::Hashing(e.to_string()))
+    }
+}
+
+fn hash(password: &str) -> Result<String, AccountError> {
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    let salt = SaltString::encode_b64(&salt).map_err(|e| AccountError::Hashing(e.to_string()))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| AccountError::Hashing(e.to_string()))
+}
+
+fn verify(password: &str, phc: &str) -> bool {
+    match PasswordHash::new(phc) {
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(e) => {
+            tracing::warn!(error = %e, "stored password hash does not parse");
+            false
+        }
+    }
+}
+
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| hash("courier-dummy-password").unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn usernames_are_checked() {
+        assert!(valid_username("alice_1.b-2"));
+        assert!(valid_username(&"a".repeat(64)));
+        assert!(!valid_username(""));
+        assert!(!valid_username(&"a".repeat(65)));
+        assert!(!valid_username("al ice"));
+        assert!(!valid_username("ålice"));
+        assert!(!valid_username("a/b"));
+    }
+
+    #[test]
+    fn hashes_verify_only_their_password() {
+        let phc = hash("correct horse").unwrap();
+        assert!(phc.starts_with("$argon2id$"));
+        assert!(verify("correct horse", &phc));
+        assert!(!verify("wrong horse", &phc));
+        assert!(!verify("correct horse", "not a phc string"));
+        assert_ne!(hash("correct horse").unwrap(), phc, "salt is random");
+    }
+}

@@ -1,0 +1,112 @@
+//! Logic's configuration: plain data, passed in by the binary or a test.
+//!
+//! Every limit has a safe default so `LogicConfig::default()` with a secret
+//! and an API key is a working service. Unknown fields are refused so a typo
+//! in a TOML file fails loudly instead of being ignored.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// What logic does when a user who is already online opens another session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginPolicy {
+    /// Every device may stay connected (the default).
+    #[default]
+    Multi,
+    /// The new session wins: the user's other connections are kicked.
+    KickOld,
+    /// The old session wins: a new one is refused while one is live.
+    RejectNew,
+}
+
+/// Logic's configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogicConfig {
+    /// This logic's id in discovery (default `logic-` and 8 random hex digits).
+    pub id: String,
+    /// Address of the HTTP API (default `127.0.0.1:3111`; port 0 picks one).
+    pub http_addr: SocketAddr,
+    /// Address of the gRPC service for comets (default `127.0.0.1:3119`).
+    pub grpc_addr: SocketAddr,
+    /// Host written to discovery; defaults to the bound IP, or `127.0.0.1`
+    /// when bound to an unspecified address (`0.0.0.0`, `::`).
+    pub advertise_host: Option<String>,
+    /// Bearer key for the push and admin routes. Empty disables them
+    /// (every request gets 401).
+    pub api_key: String,
+    /// HMAC secret of login tokens; comets must share it. Required.
+    pub jwt_secret: String,
+    /// Lifetime of a login token (default 24h).
+    #[serde(with = "humantime_serde")]
+    pub token_ttl: Duration,
+    /// How often clients heartbeat (default 30s); returned at login and
+    /// session open as `heartbeat_secs`.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+    /// What a second login of the same user does (default `multi`).
+    pub login_policy: LoginPolicy,
+    /// Largest accepted HTTP request body in bytes (default 64 KiB).
+    pub body_limit: usize,
+    /// Register/login requests allowed per client IP per minute (default
+    /// 60; 0 disables the limit).
+    pub auth_rate_per_minute: u32,
+    /// Most uids or keys one push may name (default 1000).
+    pub max_recipients: usize,
+}
+
+impl Default for LogicConfig {
+    fn default() -> Self {
+        Self {
+            id: format!("logic-{:08x}", rand::rng().random::<u32>()),
+            http_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 3111)),
+            grpc_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 3119)),
+            advertise_host: None,
+            api_key: String::new(),
+            jwt_secret: String::new(),
+            token_ttl: Duration::from_secs(24 * 60 * 60),
+            heartbeat: Duration::from_secs(30),
+            login_policy: LoginPolicy::default(),
+            body_limit: 64 * 1024,
+            auth_rate_per_minute: 60,
+            max_recipients: 1000,
+        }
+    }
+}
+
+impl LogicConfig {
+    /// The heartbeat interval in whole seconds, at least 1.
+    pub(crate) fn heartbeat_secs(&self) -> u32 {
+        u32::try_from(self.heartbeat.as_secs())
+            .unwrap_or(u32::MAX)
+            .max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn parses_policy_and_durations_from_json() {
+        let c: LogicConfig = serde_json::from_str(
+            r#"{"login_policy":"kick_old","heartbeat":"10s","token_ttl":"1h"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.login_policy, LoginPolicy::KickOld);
+        assert_eq!(c.heartbeat_secs(), 10);
+        assert_eq!(c.token_ttl, Duration::from_secs(3600));
+        assert_eq!(c.http_addr.port(), 3111);
+        assert!(c.id.starts_with("logic-"));
+    }
+
+    #[test]
+    fn refuses_unknown_fields() {
+        assert!(serde_json::from_str::<LogicConfig>(r#"{"heartbeats":"1s"}"#).is_err());
+    }
+}

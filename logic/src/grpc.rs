@@ -1,0 +1,188 @@
+//! The gRPC service comets call: session lifecycle, upstream sends, room
+//! registrations and load reports.
+//!
+//! Comets are trusted (the token was verified on the comet), so checks here
+//! are about well-formedness, not identity. Every session-store or queue
+//! failure becomes `UNAVAILABLE`, which tells the comet to retry or to
+//! answer its client with a retryable error.
+
+use std::sync::Arc;
+
+use courier_cluster::{CometReport, Session};
+use courier_proto::client::target::Kind;
+use courier_proto::logic::logic_server::Logic;
+use courier_proto::logic::{
+    ConnectReply, ConnectRequest, DisconnectReply, DisconnectRequest, HeartbeatReply,
+    HeartbeatRequest, RenewOnlineReply, RenewOnlineRequest, RoomsChangedReply,
+    RoomsChangedRequest, SendReply, SendRequest,
+};
+use tonic::{Request, Response, Status};
+
+use crate::policy::{open_session, OpenError};
+use crate::publish::{Content, Recipients};
+use crate::state::Shared;
+
+/// Longest uid, key, comet id or room name accepted, in bytes.
+const MAX_ID: usize = 256;
+
+/// Logic's gRPC service.
+#[derive(Clone)]
+pub(crate) struct LogicService {
+    shared: Arc<Shared>,
+}
+
+impl LogicService {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+}
+
+fn unavailable(e: courier_cluster::Error) -> Status {
+    tracing::warn!(error = %e, "backend failure");
+    Status::unavailable(e.to_string())
+}
+
+fn check_id(field: &str, value: &str) -> Result<(), Status> {
+    if value.is_empty() || value.len() > MAX_ID {
+        return Err(Status::invalid_argument(format!(
+            "{field} must be 1-{MAX_ID} bytes"
+        )));
+    }
+    Ok(())
+}
+
+fn session(comet_id: String, uid: String, key: String) -> Result<Session, Status> {
+    check_id("comet_id", &comet_id)?;
+    check_id("uid", &uid)?;
+    check_id("key", &key)?;
+    Ok(Session { uid, key, comet_id })
+}
+
+#[tonic::async_trait]
+impl Logic for LogicService {
+    async fn open_session(
+        &self,
+        request: Request<ConnectRequest>,
+    ) -> Result<Response<ConnectReply>, Status> {
+        let r = request.into_inner();
+        let s = session(r.comet_id, r.uid, r.key)?;
+        let shared = &self.shared;
+        match open_session(
+            shared.config.login_policy,
+            shared.sessions.as_ref(),
+            &shared.publisher,
+            &s,
+        )
+        .await
+        {
+            Ok(()) => Ok(Response::new(ConnectReply {
+                heartbeat_secs: shared.config.heartbeat_secs(),
+                missed: Vec::new(),
+            })),
+            Err(OpenError::AlreadyOnline) => Err(Status::failed_precondition("already online")),
+            Err(OpenError::Cluster(e)) => Err(unavailable(e)),
+        }
+    }
+
+    async fn close_session(
+        &self,
+        request: Request<DisconnectRequest>,
+    ) -> Result<Response<DisconnectReply>, Status> {
+        let r = request.into_inner();
+        let s = session(r.comet_id, r.uid, r.key)?;
+        self.shared.sessions.remove(&s).await.map_err(unavailable)?;
+        Ok(Response::new(DisconnectReply {}))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatReply>, Status> {
+        let r = request.into_inner();
+        let s = session(r.comet_id, r.uid, r.key)?;
+        let sessions = &self.shared.sessions;
+        if !sessions.renew(&s).await.map_err(unavailable)? {
+            // The session expired but the connection is alive: restore it.
+            sessions.add(&s).await.map_err(unavailable)?;
+        }
+        Ok(Response::new(HeartbeatReply {}))
+    }
+
+    async fn send(&self, request: Request<SendRequest>) -> Result<Response<SendReply>, Status> {
+        let r = request.into_inner();
+        check_id("uid", &r.uid)?;
+        let send = r
+            .send
+            .ok_or_else(|| Status::invalid_argument("send is missing"))?;
+        let content = Content {
+            from: r.uid,
+            op: send.op,
+            data: send.data,
+        };
+        let kind = send.to.and_then(|t| t.kind);
+        let accepted = match &kind {
+            Some(Kind::User(uid)) => {
+                check_id("target user", uid)?;
+                self.shared
+                    .publisher
+                    .publish(Recipients::Users(std::slice::from_ref(uid)), content)
+                    .await
+            }
+            Some(Kind::Room(room)) => {
+                check_id("target room", room)?;
+                self.shared
+                    .publisher
+                    .publish(Recipients::Room(room), content)
+                    .await
+            }
+            _ => return Err(Status::invalid_argument("send to a user or a room")),
+        }
+        .map_err(unavailable)?;
+        Ok(Response::new(SendReply {
+            msg_id: accepted.msg_id,
+            seq: accepted.seq,
+        }))
+    }
+
+    async fn rooms_changed(
+        &self,
+        request: Request<RoomsChangedRequest>,
+    ) -> Result<Response<RoomsChangedReply>, Status> {
+        let r = request.into_inner();
+        check_id("comet_id", &r.comet_id)?;
+        let sessions = &self.shared.sessions;
+        for room in &r.added {
+            check_id("room", room)?;
+            sessions
+                .add_room_comet(room, &r.comet_id)
+                .await
+                .map_err(unavailable)?;
+        }
+        for room in &r.removed {
+            check_id("room", room)?;
+            sessions
+                .remove_room_comet(room, &r.comet_id)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(Response::new(RoomsChangedReply {}))
+    }
+
+    async fn renew_online(
+        &self,
+        request: Request<RenewOnlineRequest>,
+    ) -> Result<Response<RenewOnlineReply>, Status> {
+        let r = request.into_inner();
+        check_id("comet_id", &r.comet_id)?;
+        let report = CometReport {
+            connections: r.connections,
+            rooms: r.rooms.into_iter().collect(),
+        };
+        self.shared
+            .sessions
+            .report_comet(&r.comet_id, &report)
+            .await
+            .map_err(unavailable)?;
+        Ok(Response::new(RenewOnlineReply {}))
+    }
+}

@@ -1,0 +1,169 @@
+//! Request and reply bodies of the HTTP API, exactly as they appear on the
+//! wire. Request bodies refuse unknown fields, so a typo (`uid` for `uids`)
+//! is a 422 that names the field rather than a silently empty push.
+
+use courier_cluster::{CometNode, NodeState};
+use serde::{Deserialize, Serialize};
+
+/// `POST /users` and `POST /login`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Credentials {
+    pub(crate) username: String,
+    pub(crate) password: String,
+}
+
+/// `201` of `POST /users`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Registered {
+    pub(crate) uid: String,
+}
+
+/// A comet as a client needs it to connect.
+#[derive(Debug, Serialize)]
+pub(crate) struct CometAddr {
+    pub(crate) id: String,
+    pub(crate) tcp: String,
+    pub(crate) ws: String,
+}
+
+impl From<&CometNode> for CometAddr {
+    fn from(c: &CometNode) -> Self {
+        Self {
+            id: c.id.clone(),
+            tcp: c.tcp.clone(),
+            ws: c.ws.clone(),
+        }
+    }
+}
+
+/// `200` of `POST /login`.
+#[derive(Debug, Serialize)]
+pub(crate) struct LoggedIn {
+    pub(crate) uid: String,
+    pub(crate) token: String,
+    /// Seconds until the token expires.
+    pub(crate) expires_in: u64,
+    pub(crate) heartbeat_secs: u32,
+    /// Comets to connect to, best first.
+    pub(crate) comets: Vec<CometAddr>,
+}
+
+/// `POST /push/users`. `op` defaults to 0.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PushUsers {
+    pub(crate) uids: Vec<String>,
+    #[serde(default)]
+    pub(crate) op: u32,
+    pub(crate) data: serde_json::Value,
+}
+
+/// `POST /push/keys`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PushKeys {
+    pub(crate) keys: Vec<String>,
+    #[serde(default)]
+    pub(crate) op: u32,
+    pub(crate) data: serde_json::Value,
+}
+
+/// `POST /push/rooms/{room}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PushRoom {
+    #[serde(default)]
+    pub(crate) op: u32,
+    pub(crate) data: serde_json::Value,
+}
+
+/// `POST /push/all`. `rate` is connections per second per comet, 0 = no limit.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PushAll {
+    #[serde(default)]
+    pub(crate) op: u32,
+    pub(crate) data: serde_json::Value,
+    #[serde(default)]
+    pub(crate) rate: u32,
+}
+
+/// `202` of every push.
+#[derive(Debug, Serialize)]
+pub(crate) struct Pushed {
+    pub(crate) msg_id: String,
+}
+
+/// One comet's share of `GET /online`.
+#[derive(Debug, Serialize)]
+pub(crate) struct CometOnline {
+    pub(crate) id: String,
+    pub(crate) connections: u32,
+}
+
+/// `GET /online`.
+#[derive(Debug, Serialize)]
+pub(crate) struct OnlineReply {
+    pub(crate) connections: u64,
+    pub(crate) users: u64,
+    pub(crate) comets: Vec<CometOnline>,
+}
+
+/// Query of `GET /online/users`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct UsersPage {
+    #[serde(default)]
+    pub(crate) cursor: String,
+    pub(crate) limit: Option<usize>,
+}
+
+/// `GET /online/users`.
+#[derive(Debug, Serialize)]
+pub(crate) struct OnlineUsers {
+    pub(crate) users: Vec<String>,
+    pub(crate) next_cursor: Option<String>,
+}
+
+/// Query of `GET /online/rooms`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct TopQuery {
+    pub(crate) top: Option<usize>,
+}
+
+/// One room's connection count.
+#[derive(Debug, Serialize)]
+pub(crate) struct RoomOnline {
+    pub(crate) room: String,
+    pub(crate) connections: u64,
+}
+
+/// `GET /online/rooms?top=N`.
+#[derive(Debug, Serialize)]
+pub(crate) struct TopRooms {
+    pub(crate) rooms: Vec<RoomOnline>,
+}
+
+/// One entry of `GET /nodes`.
+#[derive(Debug, Serialize)]
+pub(crate) struct NodeInfo {
+    pub(crate) id: String,
+    pub(crate) tcp: String,
+    pub(crate) ws: String,
+    pub(crate) weight: u32,
+    pub(crate) connections: u32,
+    pub(crate) state: NodeState,
+}
+
+impl From<&CometNode> for NodeInfo {
+    fn from(c: &CometNode) -> Self {
+        Self {
+            id: c.id.clone(),
+            tcp: c.tcp.clone(),
+            ws: c.ws.clone(),
+            weight: c.weight,
+            connections: c.connections,
+            state: c.state,
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! The one error shape of the HTTP API: `{"error":{"code","message"}}` with a
+//! status that says what was wrong.
+//!
+//! Every failure a handler or extractor can meet converts into [`ApiError`]:
+//! axum's own rejections (bad JSON, oversize body, bad path or query) keep
+//! their status and text, backend failures become 503, and nothing renders
+//! as an empty or plain-text body.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::accounts::AccountError;
+
+/// An HTTP error reply.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Detail<'a>,
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl ApiError {
+    /// An error with this status, machine-readable code and message.
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400 for a request that parsed but is not acceptable.
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    /// 401.
+    pub(crate) fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 503 for a backend that failed.
+    pub(crate) fn unavailable(e: &courier_cluster::Error) -> Self {
+        tracing::warn!(error = %e, "backend failure");
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())
+    }
+
+    /// The status this error is sent with.
+    #[cfg(test)]
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body {
+            error: Detail {
+                code: self.code,
+                message: &self.message,
+            },
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+impl From<courier_cluster::Error> for ApiError {
+    fn from(e: courier_cluster::Error) -> Self {
+        Self::unavailable(&e)
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let status = r.status();
+        let code = match &r {
+            JsonRejection::JsonSyntaxError(_) => "malformed_json",
+            JsonRejection::JsonDataError(_) => "invalid_body",
+            JsonRejection::MissingJsonContentType(_) => "unsupported_media_type",
+            _ if status == StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+            _ => "bad_body",
+        };
+        Self::new(status, code, r.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        Self::new(r.status(), "invalid_path", r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        Self::new(r.status(), "invalid_query", r.body_text())
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        let message = e.to_string();
+        match e {
+            AccountError::InvalidUsername | AccountError::InvalidPassword => Self::invalid(message),
+            AccountError::Taken => Self::new(StatusCode::CONFLICT, "username_taken", message),
+            AccountError::BadCredentials => {
+                Self::new(StatusCode::UNAUTHORIZED, "bad_credentials", message)
+            }
+            AccountError::Cluster(e) => Self::unavailable(&e),
+            AccountError::Hashing(m) => {
+                tracing::error!(error = %m, "password hashing failed");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+            }
+        }
+    }
+}

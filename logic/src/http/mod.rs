@@ -1,0 +1,69 @@
+//! The HTTP API under `/api/v1`, plus `/healthz` and `/readyz`.
+//!
+//! Handlers are thin: an extractor authenticates (or rate-limits), another
+//! parses the body into a DTO with the API's error shape, and the handler
+//! calls into accounts, publishing or the session store. Bodies are capped at
+//! `body_limit` (413 beyond), and every unmatched route or method is a JSON
+//! 404/405 like any other error.
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, StatusCode, Uri};
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::trace::TraceLayer;
+
+use crate::state::Shared;
+
+mod auth;
+mod dto;
+mod error;
+mod extract;
+mod online;
+mod push;
+mod users;
+
+pub(crate) use error::ApiError;
+
+/// The whole HTTP API over `shared`.
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    let body_limit = shared.config.body_limit;
+    let api = Router::new()
+        .route("/users", post(users::register))
+        .route("/login", post(users::login))
+        .route("/push/users", post(push::users))
+        .route("/push/keys", post(push::keys))
+        .route("/push/rooms/{room}", post(push::room))
+        .route("/push/all", post(push::all))
+        .route("/online", get(online::online))
+        .route("/online/users", get(online::users))
+        .route("/online/rooms", get(online::top_rooms))
+        .route("/online/rooms/{room}", get(online::room))
+        .route("/nodes", get(online::nodes));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TraceLayer::new_for_http())
+        .with_state(shared)
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route for {method} {}", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}

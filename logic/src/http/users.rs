@@ -1,0 +1,49 @@
+//! `POST /users` (register) and `POST /login`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+
+use super::auth::AuthRate;
+use super::dto::{CometAddr, Credentials, LoggedIn, Registered};
+use super::error::ApiError;
+use super::extract::Json;
+use crate::state::Shared;
+
+/// Creates an account: `201 {uid}`, `409` if taken, `400` if invalid.
+pub(crate) async fn register(
+    State(shared): State<Arc<Shared>>,
+    _: AuthRate,
+    Json(body): Json<Credentials>,
+) -> Result<impl IntoResponse, ApiError> {
+    let uid = shared
+        .accounts
+        .register(&body.username, &body.password)
+        .await?;
+    tracing::info!(%uid, "registered");
+    Ok((StatusCode::CREATED, axum::Json(Registered { uid })))
+}
+
+/// Checks credentials and issues a token, with the comets to connect to.
+pub(crate) async fn login(
+    State(shared): State<Arc<Shared>>,
+    _: AuthRate,
+    Json(body): Json<Credentials>,
+) -> Result<axum::Json<LoggedIn>, ApiError> {
+    let uid = shared.accounts.login(&body.username, &body.password).await?;
+    let ttl = shared.config.token_ttl;
+    let token = shared.tokens.issue(&uid, ttl).map_err(|e| {
+        tracing::error!(error = %e, "cannot sign token");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+    })?;
+    let comets = shared.comets.ranked().iter().map(CometAddr::from).collect();
+    Ok(axum::Json(LoggedIn {
+        uid,
+        token,
+        expires_in: ttl.as_secs(),
+        heartbeat_secs: shared.config.heartbeat_secs(),
+        comets,
+    }))
+}

@@ -1,0 +1,230 @@
+//! Binding and running logic: the HTTP API and the gRPC service side by side.
+//!
+//! `bind` does everything that can fail fast (config checks, both listeners,
+//! the discovery watch) so a caller learns the real ports (port 0 works)
+//! before anything is served. `run` registers this logic in discovery, serves
+//! both protocols until the shutdown token fires, then drains: the servers
+//! stop accepting, in-flight requests finish within [`DRAIN_DEADLINE`], and
+//! the registration is removed. If either server fails, the other is stopped
+//! too and the error is returned.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use courier_cluster::discovery::register_json;
+use courier_cluster::{Backends, Discovery, LogicNode, ServiceKind};
+use courier_proto::logic::logic_server::LogicServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+
+use crate::config::LogicConfig;
+use crate::error::LogicError;
+use crate::grpc::LogicService;
+use crate::nodes::CometView;
+use crate::state::Shared;
+
+/// How long in-flight requests may take to finish after shutdown.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+/// How often idle per-IP rate-limit entries are dropped.
+const LIMITER_SWEEP: Duration = Duration::from_secs(60);
+
+/// A bound, not yet serving, logic.
+pub struct Logic {
+    shared: Arc<Shared>,
+    discovery: Arc<dyn Discovery>,
+    http: TcpListener,
+    grpc: TcpListener,
+    http_addr: SocketAddr,
+    grpc_addr: SocketAddr,
+}
+
+impl std::fmt::Debug for Logic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Logic")
+            .field("id", &self.id())
+            .field("http_addr", &self.http_addr)
+            .field("grpc_addr", &self.grpc_addr)
+            .finish()
+    }
+}
+
+async fn listen(what: &'static str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr), LogicError> {
+    let bind_err = |source| LogicError::Bind { what, addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
+    let local = listener.local_addr().map_err(bind_err)?;
+    Ok((listener, local))
+}
+
+impl Logic {
+    /// Checks `config`, binds the HTTP and gRPC listeners and starts
+    /// following the comets in discovery.
+    pub async fn bind(config: LogicConfig, backends: Backends) -> Result<Logic, LogicError> {
+        if config.jwt_secret.is_empty() {
+            return Err(LogicError::Config(
+                "jwt_secret must be set (comets verify tokens with it)".into(),
+            ));
+        }
+        if config.id.is_empty() {
+            return Err(LogicError::Config("id must not be empty".into()));
+        }
+        if config.api_key.is_empty() {
+            tracing::warn!("api_key is empty: push and admin routes refuse every request");
+        }
+        let (http, http_addr) = listen("http", config.http_addr).await?;
+        let (grpc, grpc_addr) = listen("grpc", config.grpc_addr).await?;
+        let comets = CometView::follow(backends.discovery.as_ref()).await?;
+        let shared = Shared::new(config, &backends, comets);
+        Ok(Logic {
+            shared,
+            discovery: backends.discovery,
+            http,
+            grpc,
+            http_addr,
+            grpc_addr,
+        })
+    }
+
+    /// This logic's id in discovery.
+    pub fn id(&self) -> &str {
+        &self.shared.config.id
+    }
+
+    /// Where the HTTP API listens.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Where the gRPC service listens.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    /// Registers in discovery and serves until `shutdown` fires, then drains
+    /// and deregisters.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), LogicError> {
+        let Logic {
+            shared,
+            discovery,
+            http,
+            grpc,
+            http_addr,
+            grpc_addr,
+        } = self;
+        let host = shared.config.advertise_host.as_deref();
+        let node = LogicNode {
+            id: shared.config.id.clone(),
+            grpc: advertised(host, grpc_addr),
+            http: advertised(host, http_addr),
+        };
+        let registration =
+            register_json(discovery.as_ref(), ServiceKind::Logic, &node.id, &node).await?;
+        tracing::info!(id = %node.id, http = %http_addr, grpc = %grpc_addr, "logic serving");
+
+        let stop = shutdown.child_token();
+        if shared.auth_limiter.is_some() {
+            tokio::spawn(sweep_limiter(shared.clone(), stop.clone()));
+        }
+        let app = crate::http::router(shared.clone())
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let http_server = {
+            let stop = stop.clone();
+            async move {
+                let result = axum::serve(http, app)
+                    .with_graceful_shutdown(stop.clone().cancelled_owned())
+                    .await;
+                stop.cancel();
+                result.map_err(|e| LogicError::Serve {
+                    what: "http",
+                    message: e.to_string(),
+                })
+            }
+        };
+        let grpc_server = {
+            let stop = stop.clone();
+            let incoming = TcpIncoming::from(grpc).with_nodelay(Some(true));
+            let service = LogicServer::new(LogicService::new(shared));
+            async move {
+                let result = tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned())
+                    .await;
+                stop.cancel();
+                result.map_err(|e| LogicError::Serve {
+                    what: "grpc",
+                    message: e.to_string(),
+                })
+            }
+        };
+        let servers = async { tokio::join!(http_server, grpc_server) };
+        let deadline = async {
+            stop.cancelled().await;
+            tokio::time::sleep(DRAIN_DEADLINE).await;
+        };
+        let result = tokio::select! {
+            (h, g) = servers => h.and(g),
+            () = deadline => {
+                tracing::warn!(deadline = ?DRAIN_DEADLINE, "drain deadline passed; closing remaining requests");
+                Ok(())
+            }
+        };
+        stop.cancel();
+        registration.deregister().await;
+        tracing::info!(id = %node.id, "logic stopped");
+        result
+    }
+}
+
+/// Binds and runs a logic until `shutdown` fires.
+pub async fn serve(
+    config: LogicConfig,
+    backends: Backends,
+    shutdown: CancellationToken,
+) -> Result<(), LogicError> {
+    Logic::bind(config, backends).await?.run(shutdown).await
+}
+
+/// `host:port` other services should dial for a listener bound to `bound`.
+fn advertised(host: Option<&str>, bound: SocketAddr) -> String {
+    match host {
+        Some(h) if h.contains(':') && !h.starts_with('[') => format!("[{h}]:{}", bound.port()),
+        Some(h) => format!("{h}:{}", bound.port()),
+        None if bound.ip().is_unspecified() => {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), bound.port()).to_string()
+        }
+        None => bound.to_string(),
+    }
+}
+
+/// Drops rate-limit state of addresses that have been quiet, so the limiter
+/// holds only recently active IPs.
+async fn sweep_limiter(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(LIMITER_SWEEP);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Some(limiter) = &shared.auth_limiter {
+                    limiter.retain_recent();
+                    limiter.shrink_to_fit();
+                }
+            }
+            () = stop.cancelled() => break,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::advertised;
+
+    #[test]
+    fn advertises_a_dialable_address() {
+        let any = "0.0.0.0:3119".parse().unwrap_or_else(|_| unreachable!());
+        assert_eq!(advertised(None, any), "127.0.0.1:3119");
+        let lo = "127.0.0.2:1".parse().unwrap_or_else(|_| unreachable!());
+        assert_eq!(advertised(None, lo), "127.0.0.2:1");
+        assert_eq!(advertised(Some("logic.local"), any), "logic.local:3119");
+        assert_eq!(advertised(Some("::1"), any), "[::1]:3119");
+    }
+}

@@ -1,0 +1,45 @@
+//! What every request handler and RPC shares: config, backends and the
+//! derived pieces built once at bind time (token keys, the comet view, the
+//! per-IP limiter). Immutable after construction, so it sits behind one
+//! `Arc` with no lock.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use courier_cluster::{Backends, Sessions, TokenKeys};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::accounts::AccountService;
+use crate::config::LogicConfig;
+use crate::nodes::CometView;
+use crate::publish::Publisher;
+
+/// Shared by the HTTP API and the gRPC service.
+pub(crate) struct Shared {
+    pub(crate) config: LogicConfig,
+    pub(crate) sessions: Arc<dyn Sessions>,
+    pub(crate) accounts: AccountService,
+    pub(crate) publisher: Publisher,
+    pub(crate) tokens: TokenKeys,
+    pub(crate) comets: CometView,
+    /// Register/login requests per client IP; `None` when disabled.
+    pub(crate) auth_limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+}
+
+impl Shared {
+    /// Builds the shared state over `backends`.
+    pub(crate) fn new(config: LogicConfig, backends: &Backends, comets: CometView) -> Arc<Self> {
+        let auth_limiter = NonZeroU32::new(config.auth_rate_per_minute)
+            .map(|n| RateLimiter::keyed(Quota::per_minute(n)));
+        Arc::new(Self {
+            tokens: TokenKeys::new(config.jwt_secret.as_bytes()),
+            sessions: backends.sessions.clone(),
+            accounts: AccountService::new(backends.accounts.clone()),
+            publisher: Publisher::new(backends.sessions.clone(), backends.queue.clone()),
+            comets,
+            auth_limiter,
+            config,
+        })
+    }
+}

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs whatever the tests need that this machine lacks, then runs every
+# test of the workspace. This is the README's test command and what CI runs.
+#
+#   scripts/test.sh            # everything
+#   scripts/test.sh -p courier-proto   # extra args go to the test runner
+#
+# Needs: Debian/Ubuntu with apt-get (root or sudo) and a Rust toolchain.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
+
+# 1. Debian packages: the real servers the tests start, and protoc.
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v redis-cli >/dev/null || missing+=(redis-tools)
+command -v etcd >/dev/null || missing+=(etcd-server)
+command -v protoc >/dev/null || missing+=(protobuf-compiler)
+command -v cc >/dev/null || missing+=(build-essential)
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing ${missing[*]}"
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# 2. The Kafka-compatible broker (tansu): a ~15 minute build the first time.
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! command -v tansu >/dev/null; then
+  log "installing tansu (Kafka-compatible broker; takes a while the first time)"
+  cargo install tansu --locked --features dynostore
+fi
+
+# 3. Every test. nextest runs each test in its own process with a timeout
+#    (.config/nextest.toml); plain cargo test is the fallback.
+if cargo nextest --version >/dev/null 2>&1; then
+  log "running tests with cargo nextest"
+  cargo nextest run --workspace --all-targets "$@"
+  # nextest does not run doctests.
+  cargo test --workspace --doc "$@"
+else
+  log "running tests with cargo test"
+  cargo test --workspace --all-targets "$@"
+fi

@@ -1,0 +1,81 @@
+//! The whole configuration of one `courier` process, as one TOML document.
+//!
+//! Precedence, lowest first: built-in defaults, the `--config` TOML file,
+//! `COURIER_*` environment variables (`__` between levels, e.g.
+//! `COURIER_COMET__TCP_ADDR=0.0.0.0:3101`), then command-line flags.
+//! Every section is optional; see `deploy/config/` for commented examples.
+
+use std::path::Path;
+
+use courier_cluster::config::{layered, ClusterConfig};
+use courier_comet::CometConfig;
+use courier_job::JobConfig;
+use courier_logic::LogicConfig;
+use serde::{Deserialize, Serialize};
+
+/// Secrets shared by several services.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 secret logic signs login tokens with and comets verify them
+    /// with. `courier up` generates one when empty.
+    pub jwt_secret: String,
+    /// Bearer key of the push and admin HTTP routes. `courier up` generates
+    /// one when empty.
+    pub api_key: String,
+}
+
+/// Everything one `courier` process may run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CourierConfig {
+    /// `tracing` filter, overridden by `RUST_LOG`.
+    pub log: String,
+    pub auth: AuthConfig,
+    pub cluster: ClusterConfig,
+    pub comet: CometConfig,
+    pub logic: LogicConfig,
+    pub job: JobConfig,
+}
+
+impl Default for CourierConfig {
+    fn default() -> Self {
+        Self {
+            log: "info".into(),
+            auth: AuthConfig::default(),
+            cluster: ClusterConfig::default(),
+            comet: CometConfig::default(),
+            logic: LogicConfig::default(),
+            job: JobConfig::default(),
+        }
+    }
+}
+
+impl CourierConfig {
+    /// Defaults, then `file`, then the environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let config: Self = layered::<Self>(file).extract()?;
+        Ok(config)
+    }
+
+    /// Copies the shared `[auth]` secrets into every service section that
+    /// does not set its own.
+    pub fn share_secrets(&mut self) {
+        if self.comet.jwt_secret.is_empty() {
+            self.comet.jwt_secret = self.auth.jwt_secret.clone();
+        }
+        if self.logic.jwt_secret.is_empty() {
+            self.logic.jwt_secret = self.auth.jwt_secret.clone();
+        }
+        if self.logic.api_key.is_empty() {
+            self.logic.api_key = self.auth.api_key.clone();
+        }
+    }
+}
+
+/// A random secret of 32 hex digits.
+pub fn generate_secret() -> String {
+    use rand::Rng;
+    let bytes: [u8; 16] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

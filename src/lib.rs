@@ -1,0 +1,10 @@
+//! Courier: a distributed IM push system. This package is the `courier`
+//! binary and the embedded [`System`] that `courier up` and the end-to-end
+//! tests run.
+
+pub mod bench;
+pub mod config;
+pub mod system;
+
+pub use config::CourierConfig;
+pub use system::System;

@@ -1,0 +1,234 @@
+//! A real cluster (Redis, etcd, a Kafka-compatible broker; logic, two comets
+//! and two jobs as separate processes): chat across comets, targeted room
+//! fan-out, and surviving `kill -9` of a comet, a job and logic.
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use courier_client::{Client, ClientConfig, Event, Events};
+use courier_proto::comet::{comet_client::CometClient, StatsRequest};
+use courier_proto::op;
+use serde_json::{json, Value};
+use support::cluster::{RealCluster, API_KEY};
+use support::{next_message_is, PASSWORD};
+
+/// Rebalances and lease expiry take seconds; give them room.
+const SLOW_DEADLINE: Duration = Duration::from_secs(60);
+
+async fn http(method: &str, url: String, body: Option<Value>) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut req = match method {
+        "GET" => client.get(url),
+        _ => client.post(url),
+    }
+    .bearer_auth(API_KEY);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("HTTP");
+    let status = resp.status().as_u16();
+    let body = resp.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// Polls logic's `path` until `pred` holds.
+async fn wait_until(cluster: &RealCluster, path: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let start = tokio::time::Instant::now();
+    loop {
+        let (status, body) = http("GET", format!("{}/api/v1{path}", cluster.logic_url()), None).await;
+        if status == 200 && pred(&body) {
+            return body;
+        }
+        assert!(start.elapsed() < SLOW_DEADLINE, "GET {path} never satisfied: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn node_ids(nodes: &Value) -> Vec<String> {
+    nodes
+        .as_array()
+        .map(|a| a.iter().filter_map(|n| n["id"].as_str().map(String::from)).collect())
+        .unwrap_or_default()
+}
+
+/// Connects `name` once logic ranks `comet` first, so the client lands there.
+async fn user_on(cluster: &RealCluster, name: &str, comet: &str) -> (Client, Events) {
+    let _ = courier_client::register(&cluster.logic_url(), name, PASSWORD).await;
+    wait_until(cluster, "/nodes", |n| node_ids(n).first().map(String::as_str) == Some(comet)).await;
+    let (client, events) = Client::connect(ClientConfig::new(cluster.logic_url(), name, PASSWORD))
+        .await
+        .expect("connect");
+    assert_eq!(client.comet_id().as_deref(), Some(comet));
+    (client, events)
+}
+
+/// Alice on comet-a, bob on comet-b.
+async fn alice_and_bob(cluster: &RealCluster) -> ((Client, Events), (Client, Events)) {
+    let alice = user_on(cluster, "alice", "comet-a").await;
+    let bob = user_on(cluster, "bob", "comet-b").await;
+    (alice, bob)
+}
+
+async fn push_to(cluster: &RealCluster, uid: &str, data: &str) {
+    let (status, body) = http(
+        "POST",
+        format!("{}/api/v1/push/users", cluster.logic_url()),
+        Some(json!({"uids": [uid], "op": 1, "data": data})),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+}
+
+async fn wait_connected(events: &mut Events) -> String {
+    let wait = async {
+        loop {
+            match events.recv().await {
+                Some(Event::Connected { comet_id, .. }) => return comet_id,
+                Some(_) => continue,
+                None => panic!("client closed"),
+            }
+        }
+    };
+    tokio::time::timeout(SLOW_DEADLINE, wait).await.expect("reconnected")
+}
+
+#[tokio::test]
+async fn users_on_different_comets_chat_privately_and_in_rooms() {
+    let cluster = RealCluster::start().await;
+    let ((alice, mut alice_events), (bob, mut bob_events)) = alice_and_bob(&cluster).await;
+
+    alice
+        .send_to_user("bob", op::CHAT, Bytes::from_static(b"hi from a"))
+        .await
+        .expect("send");
+    next_message_is(&mut bob_events, b"hi from a").await;
+    bob.send_to_user("alice", op::CHAT, Bytes::from_static(b"hi from b"))
+        .await
+        .expect("send");
+    next_message_is(&mut alice_events, b"hi from b").await;
+
+    alice.join("spread").await.expect("join");
+    bob.join("spread").await.expect("join");
+    alice
+        .send_to_room("spread", op::CHAT, Bytes::from_static(b"to both comets"))
+        .await
+        .expect("send");
+    next_message_is(&mut alice_events, b"to both comets").await;
+    next_message_is(&mut bob_events, b"to both comets").await;
+}
+
+#[tokio::test]
+async fn a_room_push_reaches_only_comets_with_members() {
+    let cluster = RealCluster::start().await;
+    let ((alice, mut alice_events), (_bob, _bob_events)) = alice_and_bob(&cluster).await;
+    alice.join("local").await.expect("join");
+
+    let mut stats = Vec::new();
+    for comet in &cluster.comets {
+        stats.push(
+            CometClient::connect(format!("http://{}", comet.addrs["grpc"]))
+                .await
+                .expect("comet gRPC"),
+        );
+    }
+    let before: Vec<u64> = futures_stats(&mut stats).await;
+    for i in 0..5 {
+        let (status, _) = http(
+            "POST",
+            format!("{}/api/v1/push/rooms/local", cluster.logic_url()),
+            Some(json!({"op": 1, "data": i})),
+        )
+        .await;
+        assert_eq!(status, 202);
+        next_message_is(&mut alice_events, i.to_string().as_bytes()).await;
+    }
+    let after = futures_stats(&mut stats).await;
+    assert!(after[0] > before[0], "comet-a (has members) got no room push");
+    assert_eq!(after[1], before[1], "comet-b (no members) got a room push");
+}
+
+async fn futures_stats(clients: &mut [CometClient<tonic::transport::Channel>]) -> Vec<u64> {
+    let mut out = Vec::new();
+    for c in clients {
+        out.push(c.stats(StatsRequest {}).await.expect("stats").into_inner().room_pushes);
+    }
+    out
+}
+
+#[tokio::test]
+async fn killing_a_comet_moves_its_clients_to_the_other() {
+    let mut cluster = RealCluster::start().await;
+    let ((_alice, mut alice_events), (bob, mut bob_events)) = alice_and_bob(&cluster).await;
+
+    cluster.comets[1].kill().await;
+    // Gone from etcd within the lease, hence from /nodes and from login.
+    wait_until(&cluster, "/nodes", |n| node_ids(n) == ["comet-a"]).await;
+    let reply = courier_client::login(&cluster.logic_url(), "bob", PASSWORD)
+        .await
+        .expect("login");
+    assert_eq!(reply.comets.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["comet-a"]);
+
+    // Bob's SDK reconnects to comet-a and chats on.
+    assert_eq!(wait_connected(&mut bob_events).await, "comet-a");
+    bob.send_to_user("alice", op::CHAT, Bytes::from_static(b"back again"))
+        .await
+        .expect("send after reconnect");
+    next_message_is(&mut alice_events, b"back again").await;
+    push_to(&cluster, "bob", "pushed after failover").await;
+    next_message_is(&mut bob_events, br#""pushed after failover""#).await;
+}
+
+#[tokio::test]
+async fn killing_a_job_keeps_pushes_flowing() {
+    let mut cluster = RealCluster::start().await;
+    let ((_alice, mut alice_events), (_bob, mut bob_events)) = alice_and_bob(&cluster).await;
+    push_to(&cluster, "alice", "before").await;
+    next_message_is(&mut alice_events, br#""before""#).await;
+
+    cluster.jobs[0].kill().await;
+    // Every push after the kill arrives, whichever partition it lands on:
+    // job-2 takes over job-1's partitions after the rebalance.
+    for i in 0..20 {
+        let data = format!("after {i}");
+        let (uid, events) = if i % 2 == 0 {
+            ("alice", &mut alice_events)
+        } else {
+            ("bob", &mut bob_events)
+        };
+        push_to(&cluster, uid, &data).await;
+        let expected = serde_json::to_string(&data).unwrap();
+        tokio::time::timeout(SLOW_DEADLINE, next_message_is(events, expected.as_bytes()))
+            .await
+            .expect("push delivered after the job died");
+    }
+}
+
+#[tokio::test]
+async fn logic_restart_keeps_sessions() {
+    let mut cluster = RealCluster::start().await;
+    let ((alice, mut alice_events), (_bob, mut bob_events)) = alice_and_bob(&cluster).await;
+
+    cluster.logic.kill().await;
+    cluster.logic = cluster.spawn("logic", "logic-2").await;
+    // The sessions live in Redis: the new logic still knows where bob is.
+    push_to(&cluster, "bob", "after restart").await;
+    next_message_is(&mut bob_events, br#""after restart""#).await;
+    // And comets found the new logic through etcd: upstream sends work.
+    let send = async {
+        loop {
+            match alice
+                .send_to_user("bob", op::CHAT, Bytes::from_static(b"via new logic"))
+                .await
+            {
+                Ok(_) => break,
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    };
+    tokio::time::timeout(SLOW_DEADLINE, send).await.expect("send via new logic");
+    next_message_is(&mut bob_events, b"via new logic").await;
+    push_to(&cluster, "alice", "alice too").await;
+    next_message_is(&mut alice_events, br#""alice too""#).await;
+}

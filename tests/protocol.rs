@@ -1,0 +1,210 @@
+//! The wire protocol at the socket: heartbeats, timeouts, bad tokens, hostile
+//! bytes and slow consumers. These speak raw frames, not the SDK.
+
+mod support;
+
+use std::time::Duration;
+
+use courier_cluster::{Claims, TokenKeys};
+use courier_proto::client::{frame::Body, Auth, ErrorCode, Frame, Heartbeat, Join};
+use courier_proto::comet::{comet_client::CometClient, StatsRequest};
+use courier_proto::FrameCodec;
+use futures::{SinkExt, StreamExt};
+use serde_json::json;
+use support::*;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+type Conn = Framed<TcpStream, FrameCodec>;
+
+/// Longer than any server timer under test (heartbeat x 3 = 90 s); only
+/// ever waited for on paused time.
+const VIRTUAL_DEADLINE: Duration = Duration::from_secs(600);
+
+async fn connect(system: &courier::System) -> Conn {
+    let stream = TcpStream::connect(system.comets[0].tcp).await.expect("connect");
+    Framed::new(stream, FrameCodec::new(1 << 20))
+}
+
+async fn token(system: &courier::System, name: &str) -> String {
+    let api = Api::new(system);
+    api.post_public("/users", json!({"username": name, "password": PASSWORD}))
+        .await;
+    let (status, body) = api
+        .post_public("/login", json!({"username": name, "password": PASSWORD}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["token"].as_str().unwrap().to_owned()
+}
+
+async fn recv(conn: &mut Conn) -> Option<Frame> {
+    recv_within(conn, DEADLINE).await
+}
+
+async fn recv_within(conn: &mut Conn, deadline: Duration) -> Option<Frame> {
+    tokio::time::timeout(deadline, conn.next())
+        .await
+        .expect("frame or close within the deadline")
+        .and_then(Result::ok)
+}
+
+/// Reads until the server closes the socket; returns the Error frames seen.
+async fn until_closed(conn: &mut Conn) -> Vec<i32> {
+    until_closed_within(conn, DEADLINE).await
+}
+
+/// Like `until_closed`, with a deadline longer than the server timer under
+/// test, for tests on paused (virtual) time.
+async fn until_closed_within(conn: &mut Conn, deadline: Duration) -> Vec<i32> {
+    let mut codes = Vec::new();
+    while let Some(frame) = recv_within(conn, deadline).await {
+        if let Some(Body::Error(e)) = frame.body {
+            codes.push(e.code);
+        }
+    }
+    codes
+}
+
+async fn authed(system: &courier::System, name: &str) -> Conn {
+    let token = token(system, name).await;
+    let mut conn = connect(system).await;
+    let auth = Auth {
+        token,
+        ..Default::default()
+    };
+    conn.send(Frame::new(1, Body::Auth(auth))).await.expect("send");
+    match recv(&mut conn).await.and_then(|f| f.body) {
+        Some(Body::AuthReply(r)) => assert_eq!(r.uid, name),
+        other => panic!("expected AuthReply, got {other:?}"),
+    }
+    conn
+}
+
+#[tokio::test]
+async fn heartbeat_is_answered_with_the_same_id() {
+    let system = start(1).await;
+    let mut conn = authed(&system, "alice").await;
+    conn.send(Frame::new(42, Body::Heartbeat(Heartbeat {})))
+        .await
+        .expect("send");
+    let reply = recv(&mut conn).await.expect("reply");
+    assert_eq!(reply.id, 42);
+    assert!(matches!(reply.body, Some(Body::HeartbeatReply(_))));
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn unauthenticated_socket_is_closed_after_the_handshake_timeout() {
+    let system = start(1).await;
+    let mut conn = connect(&system).await;
+    // Virtual time: the comet's 5 s handshake timer fires without waiting.
+    tokio::time::pause();
+    let codes = until_closed_within(&mut conn, VIRTUAL_DEADLINE).await;
+    assert_eq!(codes, vec![ErrorCode::HandshakeTimeout as i32]);
+}
+
+#[tokio::test]
+async fn silent_connection_is_closed_after_three_heartbeats() {
+    let system = start(1).await;
+    let mut conn = authed(&system, "alice").await;
+    tokio::time::pause();
+    let codes = until_closed_within(&mut conn, VIRTUAL_DEADLINE).await;
+    assert_eq!(codes, vec![ErrorCode::Idle as i32]);
+}
+
+#[tokio::test]
+async fn forged_or_expired_tokens_are_refused() {
+    let system = start(1).await;
+    let forged = TokenKeys::new(b"not the secret")
+        .issue("alice", Duration::from_secs(60))
+        .unwrap();
+    let expired = TokenKeys::new(system.config.auth.jwt_secret.as_bytes())
+        .sign(&Claims {
+            sub: "alice".into(),
+            iat: 1,
+            exp: 1000,
+        })
+        .unwrap();
+    for token in [forged, expired, "garbage".to_owned()] {
+        let mut conn = connect(&system).await;
+        let auth = Auth {
+            token,
+            ..Default::default()
+        };
+        conn.send(Frame::new(1, Body::Auth(auth))).await.expect("send");
+        let codes = until_closed(&mut conn).await;
+        assert_eq!(codes, vec![ErrorCode::Unauthenticated as i32]);
+    }
+    // A first frame that is not Auth is refused the same way.
+    let mut conn = connect(&system).await;
+    conn.send(Frame::new(1, Body::Join(Join { room: "x".into() })))
+        .await
+        .expect("send");
+    let codes = until_closed(&mut conn).await;
+    assert_eq!(codes, vec![ErrorCode::Unauthenticated as i32]);
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn hostile_bytes_close_only_their_own_socket() {
+    let system = start(1).await;
+    let api = Api::new(&system);
+    let (_bob, mut bob_events) = user(&system, "bob").await;
+
+    for bytes in [&[0x80u8, 0, 0, 0][..], &[0, 0, 0, 3, 0xff, 0xff, 0xff][..]] {
+        let mut conn = authed(&system, "mallory").await;
+        conn.get_mut().write_all(bytes).await.expect("write");
+        let codes = until_closed(&mut conn).await;
+        assert_eq!(codes, vec![ErrorCode::BadFrame as i32]);
+    }
+    // Before auth too.
+    let mut conn = connect(&system).await;
+    conn.get_mut().write_all(&[0x80, 0, 0, 0]).await.expect("write");
+    assert_eq!(until_closed(&mut conn).await, vec![ErrorCode::BadFrame as i32]);
+
+    let (status, _) = api
+        .post("/push/users", json!({"uids": ["bob"], "op": 1, "data": "still here"}))
+        .await;
+    assert_eq!(status, 202);
+    next_message_is(&mut bob_events, br#""still here""#).await;
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_disconnected() {
+    let mut config = config();
+    config.comet.outbound_queue = 16;
+    let system = start_with(config, 1).await;
+    let api = Api::new(&system);
+    let (_bob, mut bob_events) = user(&system, "bob").await;
+    let conn = authed(&system, "sloth").await;
+
+    // Push far more than the socket buffers plus a 16-frame queue can hold
+    // to a client that never reads. The comet must drop it, not buffer it.
+    let big = "x".repeat(32 * 1024);
+    let mut comet = CometClient::connect(format!("http://{}", system.comets[0].grpc))
+        .await
+        .expect("comet gRPC");
+    let mut dropped = false;
+    for _ in 0..2000 {
+        let (status, _) = api
+            .post("/push/users", json!({"uids": ["sloth"], "op": 1, "data": big}))
+            .await;
+        assert_eq!(status, 202);
+        let stats = comet.stats(StatsRequest {}).await.expect("stats").into_inner();
+        if stats.slow_consumers == 1 {
+            dropped = true;
+            break;
+        }
+    }
+    assert!(dropped, "the slow client was never disconnected");
+    api.wait_for("/online", |b| b["users"] == 1).await;
+    drop(conn);
+
+    // Everyone else is served as before.
+    api.post("/push/users", json!({"uids": ["bob"], "op": 1, "data": "fine"}))
+        .await;
+    next_message_is(&mut bob_events, br#""fine""#).await;
+    system.stop().await;
+}
