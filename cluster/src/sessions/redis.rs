@@ -1,29 +1,394 @@
-//! STUB: Redis session store (to be implemented).
+//! Redis session store, for a single server (`redis://`) or a Redis Cluster
+//! (`redis+cluster://`).
+//!
+//! # Key layout
+//!
+//! Everything lives under `courier:`. A `{...}` hash tag marks keys that a
+//! script touches together, so they share a slot in cluster mode.
+//!
+//! | key | type | content | lifetime |
+//! |---|---|---|---|
+//! | `courier:{u:<uid>}:sessions` | hash | conn key -> `"<expiry_ms>\|<comet_id>"` | PEXPIRE session_ttl, renewed by add/renew |
+//! | `courier:k:<key>` | string | `Session` as JSON | PX session_ttl, renewed by add/renew |
+//! | `courier:{online}:uids` | zset | uid, score 0 (for paging by uid) | trimmed with the next one |
+//! | `courier:{online}:expiry` | zset | uid, score = latest session expiry ms | trimmed on writes |
+//! | `courier:{r:<room>}:comets` | hash | comet id -> expiry ms | PEXPIRE comet_ttl, renewed by registration |
+//! | `courier:{comets}:reports` | hash | comet id -> report JSON (with its expiry) | trimmed on reports |
+//! | `courier:{comets}:expiry` | zset | comet id, score = report expiry ms | trimmed on reports |
+//!
+//! # Why this shape
+//!
+//! Recipient resolution (`user_sessions`, `key_session`, `room_comets`) is
+//! one command on one key. Writes that touch one slot are Lua scripts (see
+//! `scripts`), so each is atomic even on a cluster; writes spanning slots
+//! (a session's user hash, key index and online entry) are issued
+//! concurrently and converge: every piece carries its own expiry, readers
+//! filter by it, and whatever a crashed writer leaves behind times out.
+//! A dead comet's sessions and room registrations therefore vanish by
+//! themselves. The online counts and room counts are computed from the live
+//! comet reports, one small hash read (fine for dozens of comets).
+//!
+//! Expiries are Unix milliseconds from the writer's clock (see `scripts`).
+
+use std::collections::HashMap;
+
 use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+
 use super::{CometReport, Online, Session, SessionOptions, Sessions};
-use crate::{Error, Result};
-/// A connection to a single Redis or a Redis Cluster.
-#[derive(Clone)]
-pub struct RedisConn;
-impl RedisConn { /// Connects.
-    pub async fn connect(_url: &str) -> Result<Self> { Err(Error::Closed) } }
-/// Redis session store.
-pub struct RedisSessions;
-impl RedisSessions { /// New store.
-    pub fn new(_c: RedisConn, _o: SessionOptions) -> Self { Self } }
+use crate::{now_ms, Result};
+
+pub(crate) mod conn;
+mod scripts;
+
+pub use conn::RedisConn;
+use conn::{corrupt, redis_error};
+
+const ONLINE_UIDS: &str = "courier:{online}:uids";
+const ONLINE_EXPIRY: &str = "courier:{online}:expiry";
+const REPORTS: &str = "courier:{comets}:reports";
+const REPORT_EXPIRY: &str = "courier:{comets}:expiry";
+/// Most uids one `online_users` call examines, whatever the limit: bounds the
+/// script's run time and the reply.
+const MAX_PAGE_SCAN: usize = 10_000;
+/// Room registrations of one report in flight at once.
+const REPORT_FANOUT: usize = 64;
+
+fn user_key(uid: &str) -> String {
+    format!("courier:{{u:{uid}}}:sessions")
+}
+
+fn conn_key(key: &str) -> String {
+    format!("courier:k:{key}")
+}
+
+fn room_key(room: &str) -> String {
+    format!("courier:{{r:{room}}}:comets")
+}
+
+/// A comet report as stored: the report plus when it stops counting.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredReport {
+    expires_ms: i64,
+    connections: u32,
+    rooms: HashMap<String, u32>,
+}
+
+/// Redis session store. See the module docs.
+#[derive(Debug, Clone)]
+pub struct RedisSessions {
+    conn: RedisConn,
+    session_ttl_ms: i64,
+    comet_ttl_ms: i64,
+}
+
+impl RedisSessions {
+    /// A store over `conn` with these lifetimes (each at least 1 ms).
+    pub fn new(conn: RedisConn, opts: SessionOptions) -> Self {
+        let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1);
+        Self {
+            conn,
+            session_ttl_ms: ms(opts.session_ttl),
+            comet_ttl_ms: ms(opts.comet_ttl),
+        }
+    }
+
+    fn conn(&self) -> RedisConn {
+        self.conn.clone()
+    }
+
+    async fn index_key(&self, session: &Session) -> Result<()> {
+        let json = serde_json::to_string(session).map_err(|e| corrupt("session", e))?;
+        let ttl = u64::try_from(self.session_ttl_ms).unwrap_or(u64::MAX);
+        self.conn()
+            .pset_ex::<_, _, ()>(conn_key(&session.key), json, ttl)
+            .await
+            .map_err(redis_error)
+    }
+
+    async fn touch_online(&self, uid: &str, expires_ms: i64, now: i64) -> Result<()> {
+        scripts::ONLINE_TOUCH
+            .key(ONLINE_UIDS)
+            .key(ONLINE_EXPIRY)
+            .arg(uid)
+            .arg(expires_ms)
+            .arg(now)
+            .invoke_async::<()>(&mut self.conn())
+            .await
+            .map_err(redis_error)
+    }
+
+    async fn register_room(&self, room: &str, comet_id: &str, now: i64) -> Result<()> {
+        scripts::ROOM_REGISTER
+            .key(room_key(room))
+            .arg(comet_id)
+            .arg(now.saturating_add(self.comet_ttl_ms))
+            .arg(self.comet_ttl_ms)
+            .arg(now)
+            .invoke_async::<()>(&mut self.conn())
+            .await
+            .map_err(redis_error)
+    }
+
+    /// The live comet reports, by comet id.
+    async fn live_reports(&self) -> Result<Vec<(String, StoredReport)>> {
+        let now = now_ms();
+        let raw: HashMap<String, String> =
+            self.conn().hgetall(REPORTS).await.map_err(redis_error)?;
+        let mut live = Vec::with_capacity(raw.len());
+        for (id, json) in raw {
+            let report: StoredReport =
+                serde_json::from_str(&json).map_err(|e| corrupt("comet report", e))?;
+            if report.expires_ms > now {
+                live.push((id, report));
+            }
+        }
+        Ok(live)
+    }
+}
+
+/// Splits a user-hash field value `"<expiry_ms>|<comet_id>"`.
+fn parse_field(value: &str) -> Result<(i64, &str)> {
+    let (exp, comet) = value
+        .split_once('|')
+        .ok_or_else(|| corrupt("session entry", format!("no `|` in {value:?}")))?;
+    let exp = exp.parse().map_err(|e| corrupt("session expiry", e))?;
+    Ok((exp, comet))
+}
+
 #[async_trait]
 impl Sessions for RedisSessions {
-    async fn add(&self, _: &Session) -> Result<()> { Err(Error::Closed) }
-    async fn renew(&self, _: &Session) -> Result<bool> { Err(Error::Closed) }
-    async fn remove(&self, _: &Session) -> Result<()> { Err(Error::Closed) }
-    async fn user_sessions(&self, _: &str) -> Result<Vec<Session>> { Err(Error::Closed) }
-    async fn key_session(&self, _: &str) -> Result<Option<Session>> { Err(Error::Closed) }
-    async fn add_room_comet(&self, _: &str, _: &str) -> Result<()> { Err(Error::Closed) }
-    async fn remove_room_comet(&self, _: &str, _: &str) -> Result<()> { Err(Error::Closed) }
-    async fn room_comets(&self, _: &str) -> Result<Vec<String>> { Err(Error::Closed) }
-    async fn report_comet(&self, _: &str, _: &CometReport) -> Result<()> { Err(Error::Closed) }
-    async fn online(&self) -> Result<Online> { Err(Error::Closed) }
-    async fn room_online(&self, _: &str) -> Result<u64> { Err(Error::Closed) }
-    async fn top_rooms(&self, _: usize) -> Result<Vec<(String, u64)>> { Err(Error::Closed) }
-    async fn online_users(&self, _: &str, _: usize) -> Result<(Vec<String>, Option<String>)> { Err(Error::Closed) }
+    async fn add(&self, session: &Session) -> Result<()> {
+        let now = now_ms();
+        let expires = now.saturating_add(self.session_ttl_ms);
+        let record = async {
+            scripts::SESSION_ADD
+                .key(user_key(&session.uid))
+                .arg(&session.key)
+                .arg(format!("{expires}|{}", session.comet_id))
+                .arg(self.session_ttl_ms)
+                .arg(now)
+                .invoke_async::<()>(&mut self.conn())
+                .await
+                .map_err(redis_error)
+        };
+        futures::try_join!(
+            record,
+            self.index_key(session),
+            self.touch_online(&session.uid, expires, now)
+        )?;
+        Ok(())
+    }
+
+    async fn renew(&self, session: &Session) -> Result<bool> {
+        let now = now_ms();
+        let expires = now.saturating_add(self.session_ttl_ms);
+        let renewed: i64 = scripts::SESSION_RENEW
+            .key(user_key(&session.uid))
+            .arg(&session.key)
+            .arg(&session.comet_id)
+            .arg(format!("{expires}|{}", session.comet_id))
+            .arg(self.session_ttl_ms)
+            .arg(now)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_error)?;
+        if renewed == 0 {
+            return Ok(false);
+        }
+        futures::try_join!(
+            self.index_key(session),
+            self.touch_online(&session.uid, expires, now)
+        )?;
+        Ok(true)
+    }
+
+    async fn remove(&self, session: &Session) -> Result<()> {
+        let now = now_ms();
+        let (removed, removed_exp, remaining): (i64, i64, i64) = scripts::SESSION_REMOVE
+            .key(user_key(&session.uid))
+            .arg(&session.key)
+            .arg(&session.comet_id)
+            .arg(now)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_error)?;
+        if removed == 0 {
+            return Ok(());
+        }
+        let unindex = async {
+            self.conn()
+                .del::<_, ()>(conn_key(&session.key))
+                .await
+                .map_err(redis_error)
+        };
+        let settle = async {
+            scripts::ONLINE_SETTLE
+                .key(ONLINE_UIDS)
+                .key(ONLINE_EXPIRY)
+                .arg(&session.uid)
+                .arg(removed_exp)
+                .arg(remaining)
+                .arg(now)
+                .invoke_async::<()>(&mut self.conn())
+                .await
+                .map_err(redis_error)
+        };
+        futures::try_join!(unindex, settle)?;
+        Ok(())
+    }
+
+    async fn user_sessions(&self, uid: &str) -> Result<Vec<Session>> {
+        let now = now_ms();
+        let raw: HashMap<String, String> = self
+            .conn()
+            .hgetall(user_key(uid))
+            .await
+            .map_err(redis_error)?;
+        let mut sessions = Vec::with_capacity(raw.len());
+        for (key, value) in raw {
+            let (expires, comet) = parse_field(&value)?;
+            if expires > now {
+                sessions.push(Session {
+                    uid: uid.to_owned(),
+                    comet_id: comet.to_owned(),
+                    key,
+                });
+            }
+        }
+        Ok(sessions)
+    }
+
+    async fn key_session(&self, key: &str) -> Result<Option<Session>> {
+        let json: Option<String> = self.conn().get(conn_key(key)).await.map_err(redis_error)?;
+        json.map(|j| serde_json::from_str(&j).map_err(|e| corrupt("key index", e)))
+            .transpose()
+    }
+
+    async fn add_room_comet(&self, room: &str, comet_id: &str) -> Result<()> {
+        self.register_room(room, comet_id, now_ms()).await
+    }
+
+    async fn remove_room_comet(&self, room: &str, comet_id: &str) -> Result<()> {
+        self.conn()
+            .hdel::<_, _, ()>(room_key(room), comet_id)
+            .await
+            .map_err(redis_error)
+    }
+
+    async fn room_comets(&self, room: &str) -> Result<Vec<String>> {
+        let now = now_ms();
+        let raw: HashMap<String, String> = self
+            .conn()
+            .hgetall(room_key(room))
+            .await
+            .map_err(redis_error)?;
+        let mut comets = Vec::with_capacity(raw.len());
+        for (comet, expires) in raw {
+            let expires: i64 = expires.parse().map_err(|e| corrupt("room entry", e))?;
+            if expires > now {
+                comets.push(comet);
+            }
+        }
+        comets.sort_unstable();
+        Ok(comets)
+    }
+
+    async fn report_comet(&self, comet_id: &str, report: &CometReport) -> Result<()> {
+        let now = now_ms();
+        let expires = now.saturating_add(self.comet_ttl_ms);
+        let stored = StoredReport {
+            expires_ms: expires,
+            connections: report.connections,
+            rooms: report.rooms.clone(),
+        };
+        let json = serde_json::to_string(&stored).map_err(|e| corrupt("comet report", e))?;
+        scripts::REPORT
+            .key(REPORTS)
+            .key(REPORT_EXPIRY)
+            .arg(comet_id)
+            .arg(json)
+            .arg(expires)
+            .arg(now)
+            .invoke_async::<()>(&mut self.conn())
+            .await
+            .map_err(redis_error)?;
+        // Owned room names: a borrowing closure here trips the higher-ranked
+        // lifetime check of the boxed `async_trait` future.
+        futures::stream::iter(report.rooms.keys().cloned())
+            .map(|room| async move { self.register_room(&room, comet_id, now).await })
+            .buffer_unordered(REPORT_FANOUT)
+            .try_collect::<()>()
+            .await
+    }
+
+    async fn online(&self) -> Result<Online> {
+        let now = now_ms();
+        let mut conn = self.conn();
+        let users = async {
+            conn.zcount::<_, _, _, u64>(ONLINE_EXPIRY, format!("({now}"), "+inf")
+                .await
+                .map_err(redis_error)
+        };
+        let (reports, users) = futures::try_join!(self.live_reports(), users)?;
+        let mut comets: Vec<(String, u32)> = reports
+            .into_iter()
+            .map(|(id, r)| (id, r.connections))
+            .collect();
+        comets.sort_unstable();
+        Ok(Online {
+            connections: comets.iter().map(|(_, c)| u64::from(*c)).sum(),
+            users,
+            comets,
+        })
+    }
+
+    async fn room_online(&self, room: &str) -> Result<u64> {
+        Ok(self
+            .live_reports()
+            .await?
+            .iter()
+            .filter_map(|(_, r)| r.rooms.get(room))
+            .map(|c| u64::from(*c))
+            .sum())
+    }
+
+    async fn top_rooms(&self, n: usize) -> Result<Vec<(String, u64)>> {
+        let mut totals: HashMap<String, u64> = HashMap::new();
+        for (_, report) in self.live_reports().await? {
+            for (room, count) in report.rooms {
+                *totals.entry(room).or_default() += u64::from(count);
+            }
+        }
+        Ok(super::memory::busiest(totals, n))
+    }
+
+    async fn online_users(
+        &self,
+        cursor: &str,
+        limit: usize,
+    ) -> Result<(Vec<String>, Option<String>)> {
+        let limit = limit.clamp(1, MAX_PAGE_SCAN - 1);
+        let (mut page, resume): (Vec<String>, String) = scripts::ONLINE_PAGE
+            .key(ONLINE_UIDS)
+            .key(ONLINE_EXPIRY)
+            .arg(cursor)
+            .arg(limit + 1)
+            .arg(now_ms())
+            .arg(MAX_PAGE_SCAN)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_error)?;
+        if page.len() > limit {
+            page.truncate(limit);
+            let next = page.last().cloned();
+            return Ok((page, next));
+        }
+        // Out of scan budget: everything between the page and `resume` was
+        // offline, so the next page starts after `resume`.
+        let next = (!resume.is_empty()).then_some(resume);
+        Ok((page, next))
+    }
 }

@@ -46,7 +46,8 @@ impl RedisConn {
         };
         let inner = match scheme {
             "redis" => {
-                let client = redis::Client::open(url).map_err(|e| Error::bad_url(url, e.to_string()))?;
+                let client =
+                    redis::Client::open(url).map_err(|e| Error::bad_url(url, e.to_string()))?;
                 Inner::Single(ConnectionManager::new(client).await.map_err(unavailable)?)
             }
             "redis+cluster" => {
@@ -64,7 +65,10 @@ impl RedisConn {
                 Inner::Cluster(client.get_async_connection().await.map_err(unavailable)?)
             }
             other => {
-                return Err(Error::bad_url(url, format!("`{other}` is not a Redis scheme")));
+                return Err(Error::bad_url(
+                    url,
+                    format!("`{other}` is not a Redis scheme"),
+                ));
             }
         };
         Ok(Self { inner })

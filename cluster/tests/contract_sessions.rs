@@ -1,0 +1,345 @@
+//! The session-store contract, written once and run against every backend:
+//! memory (with paused time), a single Redis and a three-node Redis Cluster
+//! (each test starts its own real server; a server that cannot start fails
+//! the test).
+//!
+//! Waiting is the same everywhere: "still live" checks sit well inside a TTL,
+//! and "gone" checks poll with a deadline. Under paused time the polling
+//! sleeps advance the clock instantly.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use courier_cluster::sessions::memory::MemorySessions;
+use courier_cluster::sessions::redis::{RedisConn, RedisSessions};
+use courier_cluster::{CometReport, Online, Session, SessionOptions, Sessions};
+use courier_testkit::redis::{RedisCluster, RedisServer};
+use tokio::time::{sleep, Instant};
+
+/// Short lifetimes so real-Redis expiry tests take seconds.
+fn opts() -> SessionOptions {
+    SessionOptions {
+        session_ttl: Duration::from_secs(2),
+        comet_ttl: Duration::from_secs(1),
+    }
+}
+
+fn session(uid: &str, key: &str, comet: &str) -> Session {
+    Session {
+        uid: uid.into(),
+        key: key.into(),
+        comet_id: comet.into(),
+    }
+}
+
+fn report(connections: u32, rooms: &[(&str, u32)]) -> CometReport {
+    CometReport {
+        connections,
+        rooms: rooms.iter().map(|(r, c)| ((*r).to_owned(), *c)).collect(),
+    }
+}
+
+async fn sorted_sessions(s: &dyn Sessions, uid: &str) -> Vec<Session> {
+    let mut v = s.user_sessions(uid).await.unwrap();
+    v.sort_by(|a, b| a.key.cmp(&b.key));
+    v
+}
+
+/// Polls `check` until it holds, failing after `within`.
+async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn add_lookup_remove(s: &dyn Sessions, _: SessionOptions) {
+    let alice = session("alice", "k1", "c1");
+    s.add(&alice).await.unwrap();
+    assert_eq!(s.user_sessions("alice").await.unwrap(), vec![alice.clone()]);
+    assert_eq!(s.key_session("k1").await.unwrap(), Some(alice.clone()));
+    assert_eq!(s.key_session("nope").await.unwrap(), None);
+    assert!(s.user_sessions("bob").await.unwrap().is_empty());
+
+    // A disconnect reported by another comet is not this connection's.
+    s.remove(&session("alice", "k1", "c9")).await.unwrap();
+    assert_eq!(s.key_session("k1").await.unwrap(), Some(alice.clone()));
+
+    s.remove(&alice).await.unwrap();
+    assert!(s.user_sessions("alice").await.unwrap().is_empty());
+    assert_eq!(s.key_session("k1").await.unwrap(), None);
+    s.remove(&alice).await.unwrap();
+    assert_eq!(s.online().await.unwrap().users, 0);
+}
+
+async fn several_devices(s: &dyn Sessions, _: SessionOptions) {
+    let phone = session("alice", "k1", "c1");
+    let laptop = session("alice", "k2", "c2");
+    let bob = session("bob", "k3", "c1");
+    for x in [&phone, &laptop, &bob] {
+        s.add(x).await.unwrap();
+    }
+    assert_eq!(
+        sorted_sessions(s, "alice").await,
+        vec![phone.clone(), laptop.clone()]
+    );
+    assert_eq!(s.online().await.unwrap().users, 2);
+
+    s.remove(&phone).await.unwrap();
+    assert_eq!(sorted_sessions(s, "alice").await, vec![laptop.clone()]);
+    assert_eq!(s.online().await.unwrap().users, 2);
+
+    // Reconnecting a key on another comet moves it.
+    let moved = session("alice", "k2", "c3");
+    s.add(&moved).await.unwrap();
+    assert_eq!(sorted_sessions(s, "alice").await, vec![moved.clone()]);
+    assert_eq!(s.key_session("k2").await.unwrap(), Some(moved.clone()));
+
+    s.remove(&moved).await.unwrap();
+    assert_eq!(s.online().await.unwrap().users, 1);
+    assert_eq!(sorted_sessions(s, "bob").await, vec![bob]);
+}
+
+async fn renew_reports_liveness(s: &dyn Sessions, _: SessionOptions) {
+    let alice = session("alice", "k1", "c1");
+    assert!(!s.renew(&alice).await.unwrap(), "unknown session renewed");
+    s.add(&alice).await.unwrap();
+    assert!(s.renew(&alice).await.unwrap());
+    assert!(
+        !s.renew(&session("alice", "k1", "c2")).await.unwrap(),
+        "renewed through the wrong comet"
+    );
+    s.remove(&alice).await.unwrap();
+    assert!(!s.renew(&alice).await.unwrap(), "removed session renewed");
+}
+
+async fn sessions_expire_unless_renewed(s: &dyn Sessions, o: SessionOptions) {
+    let ttl = o.session_ttl;
+    let alice = session("alice", "k1", "c1");
+    s.add(&alice).await.unwrap();
+    sleep(ttl / 2).await;
+    assert!(s.renew(&alice).await.unwrap());
+    // Past the first TTL, within the renewed one.
+    sleep(ttl * 3 / 4).await;
+    assert_eq!(s.key_session("k1").await.unwrap(), Some(alice.clone()));
+    assert_eq!(s.online_users("", 10).await.unwrap().0, vec!["alice"]);
+
+    eventually("the session to expire", ttl * 3, || async {
+        s.key_session("k1").await.unwrap().is_none()
+            && s.user_sessions("alice").await.unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(s.online().await.unwrap().users, 0);
+    assert_eq!(s.online_users("", 10).await.unwrap(), (vec![], None));
+    assert!(!s.renew(&alice).await.unwrap(), "expired session renewed");
+
+    // It can come back.
+    s.add(&alice).await.unwrap();
+    assert_eq!(s.user_sessions("alice").await.unwrap(), vec![alice]);
+}
+
+async fn room_comets(s: &dyn Sessions, o: SessionOptions) {
+    let ttl = o.comet_ttl;
+    s.add_room_comet("lobby", "c2").await.unwrap();
+    s.add_room_comet("lobby", "c1").await.unwrap();
+    s.add_room_comet("lobby", "c1").await.unwrap();
+    assert_eq!(s.room_comets("lobby").await.unwrap(), vec!["c1", "c2"]);
+    assert!(s.room_comets("empty").await.unwrap().is_empty());
+    s.remove_room_comet("lobby", "c2").await.unwrap();
+    s.remove_room_comet("lobby", "c7").await.unwrap();
+    assert_eq!(s.room_comets("lobby").await.unwrap(), vec!["c1"]);
+
+    // c3 registers through its report half a TTL later; c1 then lapses.
+    sleep(ttl / 2).await;
+    s.report_comet("c3", &report(5, &[("lobby", 5)]))
+        .await
+        .unwrap();
+    assert_eq!(s.room_comets("lobby").await.unwrap(), vec!["c1", "c3"]);
+    sleep(ttl * 3 / 4).await;
+    assert_eq!(s.room_comets("lobby").await.unwrap(), vec!["c3"]);
+
+    // The next report renews it; without one it lapses too.
+    s.report_comet("c3", &report(5, &[("lobby", 5)]))
+        .await
+        .unwrap();
+    sleep(ttl * 3 / 4).await;
+    assert_eq!(s.room_comets("lobby").await.unwrap(), vec!["c3"]);
+    eventually("c3's registration to lapse", ttl * 3, || async {
+        s.room_comets("lobby").await.unwrap().is_empty()
+    })
+    .await;
+}
+
+async fn online_counts(s: &dyn Sessions, o: SessionOptions) {
+    s.report_comet("c1", &report(3, &[("a", 2), ("b", 1)]))
+        .await
+        .unwrap();
+    s.report_comet("c2", &report(4, &[("a", 1), ("c", 3)]))
+        .await
+        .unwrap();
+    for x in [
+        session("u1", "k1", "c1"),
+        session("u1", "k2", "c2"),
+        session("u2", "k3", "c2"),
+    ] {
+        s.add(&x).await.unwrap();
+    }
+    assert_eq!(
+        s.online().await.unwrap(),
+        Online {
+            connections: 7,
+            users: 2,
+            comets: vec![("c1".into(), 3), ("c2".into(), 4)],
+        }
+    );
+    assert_eq!(s.room_online("a").await.unwrap(), 3);
+    assert_eq!(s.room_online("c").await.unwrap(), 3);
+    assert_eq!(s.room_online("nowhere").await.unwrap(), 0);
+    let top = |v: &[(&str, u64)]| -> Vec<(String, u64)> {
+        v.iter().map(|(r, c)| ((*r).to_owned(), *c)).collect()
+    };
+    assert_eq!(s.top_rooms(2).await.unwrap(), top(&[("a", 3), ("c", 3)]));
+    assert_eq!(
+        s.top_rooms(10).await.unwrap(),
+        top(&[("a", 3), ("c", 3), ("b", 1)])
+    );
+    assert!(s.top_rooms(0).await.unwrap().is_empty());
+
+    // A new report replaces the comet's previous one.
+    s.report_comet("c1", &report(1, &[("b", 1)])).await.unwrap();
+    assert_eq!(s.online().await.unwrap().connections, 5);
+    assert_eq!(s.room_online("a").await.unwrap(), 1);
+    assert_eq!(
+        s.top_rooms(10).await.unwrap(),
+        top(&[("c", 3), ("a", 1), ("b", 1)])
+    );
+
+    // Reports lapse without renewal.
+    eventually("the reports to lapse", o.comet_ttl * 3, || async {
+        s.online().await.unwrap().comets.is_empty()
+    })
+    .await;
+    assert_eq!(s.online().await.unwrap().connections, 0);
+    assert_eq!(s.room_online("c").await.unwrap(), 0);
+    assert!(s.top_rooms(10).await.unwrap().is_empty());
+}
+
+async fn online_users_paging(s: &dyn Sessions, _: SessionOptions) {
+    for (uid, key) in [
+        ("u05", "k5"),
+        ("u00", "k0"),
+        ("u02", "k2a"),
+        ("u02", "k2b"),
+        ("u03", "k3"),
+        ("u01", "k1"),
+        ("u04", "k4"),
+    ] {
+        s.add(&session(uid, key, "c1")).await.unwrap();
+    }
+    s.remove(&session("u03", "k3", "c1")).await.unwrap();
+    let page = |v: &[&str], next: Option<&str>| {
+        (
+            v.iter().map(|u| (*u).to_owned()).collect::<Vec<_>>(),
+            next.map(str::to_owned),
+        )
+    };
+    assert_eq!(
+        s.online_users("", 2).await.unwrap(),
+        page(&["u00", "u01"], Some("u01"))
+    );
+    assert_eq!(
+        s.online_users("u01", 2).await.unwrap(),
+        page(&["u02", "u04"], Some("u04"))
+    );
+    assert_eq!(
+        s.online_users("u04", 2).await.unwrap(),
+        page(&["u05"], None)
+    );
+    // A page that ends exactly at the last user has no next cursor.
+    assert_eq!(
+        s.online_users("", 5).await.unwrap(),
+        page(&["u00", "u01", "u02", "u04", "u05"], None)
+    );
+    // The cursor need not be an online uid.
+    assert_eq!(
+        s.online_users("u03", 10).await.unwrap(),
+        page(&["u04", "u05"], None)
+    );
+    assert_eq!(s.online_users("u05", 10).await.unwrap(), page(&[], None));
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            use super::*;
+            $(
+                #[tokio::test(start_paused = true)]
+                async fn $name() {
+                    let s = MemorySessions::new(opts());
+                    super::$name(&s, opts()).await;
+                }
+            )*
+        }
+
+        mod redis_single {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let server = RedisServer::start().await.unwrap();
+                    let conn = RedisConn::connect(&server.url()).await.unwrap();
+                    super::$name(&RedisSessions::new(conn, opts()), opts()).await;
+                }
+            )*
+        }
+
+        mod redis_cluster {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let cluster = RedisCluster::start().await.unwrap();
+                    let conn = RedisConn::connect(&cluster.url()).await.unwrap();
+                    super::$name(&RedisSessions::new(conn, opts()), opts()).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    add_lookup_remove,
+    several_devices,
+    renew_reports_liveness,
+    sessions_expire_unless_renewed,
+    room_comets,
+    online_counts,
+    online_users_paging,
+);
+
+/// Reports keep their per-room counts exactly (no rounding through JSON).
+#[tokio::test]
+async fn redis_report_round_trips_counts() {
+    let server = RedisServer::start().await.unwrap();
+    let conn = RedisConn::connect(&server.url()).await.unwrap();
+    let s = RedisSessions::new(conn, opts());
+    let rooms: HashMap<String, u32> = [("big".to_owned(), u32::MAX)].into();
+    s.report_comet(
+        "c1",
+        &CometReport {
+            connections: u32::MAX,
+            rooms,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.room_online("big").await.unwrap(), u64::from(u32::MAX));
+    assert_eq!(s.online().await.unwrap().connections, u64::from(u32::MAX));
+}
