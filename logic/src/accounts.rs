@@ -96,7 +96,11 @@ impl AccountService {
 
     /// Checks a username and password and returns the uid. Every failure to
     /// match is the same [`AccountError::BadCredentials`].
-    pub(crate) async fn login(&self, username: &str, password: &str) -> Result<String, AccountError> {
+    pub(crate) async fn login(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<String, AccountError> {
         if !valid_username(username) || password.len() > MAX_PASSWORD {
             return Err(AccountError::BadCredentials);
         }

@@ -13,8 +13,8 @@ use courier_proto::client::target::Kind;
 use courier_proto::logic::logic_server::Logic;
 use courier_proto::logic::{
     ConnectReply, ConnectRequest, DisconnectReply, DisconnectRequest, HeartbeatReply,
-    HeartbeatRequest, RenewOnlineReply, RenewOnlineRequest, RoomsChangedReply,
-    RoomsChangedRequest, SendReply, SendRequest,
+    HeartbeatRequest, RenewOnlineReply, RenewOnlineRequest, RoomsChangedReply, RoomsChangedRequest,
+    SendReply, SendRequest,
 };
 use tonic::{Request, Response, Status};
 

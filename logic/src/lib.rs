@@ -9,15 +9,27 @@
 //! that already name the comets (and keys) to deliver to, so job only
 //! delivers.
 //!
-//! Modules: [`config`] (data), `server` (bind/run), `http` (routes, auth,
+//! Decisions the design left open:
+//!
+//! - Usernames are the uid: 1-64 bytes of `[A-Za-z0-9_.-]`. Passwords are
+//!   6-128 bytes (the cap bounds hashing work per request).
+//! - A push's `op` is optional and defaults to 0; `data` is required (any
+//!   JSON value, `null` included) and travels as its JSON text.
+//! - A push naming one uid or key carries `to = user/key`; one naming several
+//!   carries no `to`, since one envelope per comet serves them all.
+//! - `/online*` and `/nodes` take the API key or any valid user token.
+//! - An empty `api_key` disables the push and admin routes; an empty
+//!   `jwt_secret` is refused at bind.
+//!
+//! Modules: `config` (data), `server` (bind/run), `http` (routes, auth,
 //! errors, DTOs), `grpc` (the comet-facing service), `publish` (resolution
 //! and envelopes), `accounts` (register/login, argon2), `policy` (login
 //! policy), `nodes` (the ranked comet view), `state` (what they share).
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-pub mod config;
 mod accounts;
+mod config;
 mod error;
 mod grpc;
 mod http;
@@ -27,6 +39,6 @@ mod publish;
 mod server;
 mod state;
 
-pub use config::{LoginPolicy, LogicConfig};
+pub use config::{LogicConfig, LoginPolicy};
 pub use error::LogicError;
-pub use server::{serve, Logic, DRAIN_DEADLINE};
+pub use server::{serve, Logic};

@@ -91,8 +91,12 @@ impl Publisher {
         let envelopes = match to {
             Recipients::Users(uids) => {
                 let uids: BTreeSet<&str> = uids.iter().map(String::as_str).collect();
-                let sessions: Vec<Vec<Session>> = futures::stream::iter(uids.iter().copied())
-                    .map(|uid| self.sessions.user_sessions(uid))
+                let owned: Vec<String> = uids.iter().map(|u| (*u).to_owned()).collect();
+                let sessions: Vec<Vec<Session>> = futures::stream::iter(owned)
+                    .map(|uid: String| {
+                        let store = self.sessions.clone();
+                        async move { store.user_sessions(&uid).await }
+                    })
                     .buffer_unordered(CONCURRENCY)
                     .try_collect()
                     .await?;
@@ -102,8 +106,12 @@ impl Publisher {
             }
             Recipients::Keys(keys) => {
                 let keys: BTreeSet<&str> = keys.iter().map(String::as_str).collect();
-                let sessions: Vec<Option<Session>> = futures::stream::iter(keys.iter().copied())
-                    .map(|key| self.sessions.key_session(key))
+                let owned: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+                let sessions: Vec<Option<Session>> = futures::stream::iter(owned)
+                    .map(|key: String| {
+                        let store = self.sessions.clone();
+                        async move { store.key_session(&key).await }
+                    })
                     .buffer_unordered(CONCURRENCY)
                     .try_collect()
                     .await?;

@@ -26,7 +26,7 @@ use crate::nodes::CometView;
 use crate::state::Shared;
 
 /// How long in-flight requests may take to finish after shutdown.
-pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+pub(crate) const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 /// How often idle per-IP rate-limit entries are dropped.
 const LIMITER_SWEEP: Duration = Duration::from_secs(60);
 
@@ -50,7 +50,10 @@ impl std::fmt::Debug for Logic {
     }
 }
 
-async fn listen(what: &'static str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr), LogicError> {
+async fn listen(
+    what: &'static str,
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), LogicError> {
     let bind_err = |source| LogicError::Bind { what, addr, source };
     let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
     let local = listener.local_addr().map_err(bind_err)?;
@@ -126,8 +129,8 @@ impl Logic {
         if shared.auth_limiter.is_some() {
             tokio::spawn(sweep_limiter(shared.clone(), stop.clone()));
         }
-        let app = crate::http::router(shared.clone())
-            .into_make_service_with_connect_info::<SocketAddr>();
+        let app =
+            crate::http::router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let http_server = {
             let stop = stop.clone();
             async move {

@@ -55,13 +55,11 @@ impl ApiError {
     /// 503 for a backend that failed.
     pub(crate) fn unavailable(e: &courier_cluster::Error) -> Self {
         tracing::warn!(error = %e, "backend failure");
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())
-    }
-
-    /// The status this error is sent with.
-    #[cfg(test)]
-    pub(crate) fn status(&self) -> StatusCode {
-        self.status
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        )
     }
 }
 
@@ -128,7 +126,11 @@ impl From<AccountError> for ApiError {
             AccountError::Cluster(e) => Self::unavailable(&e),
             AccountError::Hashing(m) => {
                 tracing::error!(error = %m, "password hashing failed");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error",
+                )
             }
         }
     }

@@ -91,7 +91,12 @@ fn content(op: u32, data: &serde_json::Value) -> Result<Content, ApiError> {
     })
 }
 
-fn check_list(shared: &Shared, field: &str, items: &[String], max_len: usize) -> Result<(), ApiError> {
+fn check_list(
+    shared: &Shared,
+    field: &str,
+    items: &[String],
+    max_len: usize,
+) -> Result<(), ApiError> {
     let max = shared.config.max_recipients;
     if items.is_empty() {
         return Err(ApiError::invalid(format!("{field} must not be empty")));
@@ -102,7 +107,9 @@ fn check_list(shared: &Shared, field: &str, items: &[String], max_len: usize) ->
             items.len()
         )));
     }
-    items.iter().try_for_each(|item| check_name(field, item, max_len))
+    items
+        .iter()
+        .try_for_each(|item| check_name(field, item, max_len))
 }
 
 fn check_name(field: &str, value: &str, max_len: usize) -> Result<(), ApiError> {

@@ -32,11 +32,18 @@ pub(crate) async fn login(
     _: AuthRate,
     Json(body): Json<Credentials>,
 ) -> Result<axum::Json<LoggedIn>, ApiError> {
-    let uid = shared.accounts.login(&body.username, &body.password).await?;
+    let uid = shared
+        .accounts
+        .login(&body.username, &body.password)
+        .await?;
     let ttl = shared.config.token_ttl;
     let token = shared.tokens.issue(&uid, ttl).map_err(|e| {
         tracing::error!(error = %e, "cannot sign token");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
     })?;
     let comets = shared.comets.ranked().iter().map(CometAddr::from).collect();
     Ok(axum::Json(LoggedIn {

@@ -1,0 +1,133 @@
+//! Shared test harness: a real logic on 127.0.0.1:0 over fresh `memory://`
+//! backends, and helpers to read what it published.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use courier_cluster::config::ClusterConfig;
+use courier_cluster::{Backends, Consumer, ConsumerEvent, Delivery};
+use courier_logic::{Logic, LogicConfig};
+use courier_proto::queue::{envelope, Envelope};
+use prost::Message as _;
+use tokio_util::sync::CancellationToken;
+
+pub const API_KEY: &str = "test-api-key";
+pub const SECRET: &str = "test-jwt-secret";
+
+/// A running logic; stopped when dropped.
+pub struct TestLogic {
+    pub http: String,
+    pub grpc: String,
+    pub backends: Backends,
+    pub client: reqwest::Client,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<Result<(), courier_logic::LogicError>>>,
+}
+
+impl Drop for TestLogic {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub fn config() -> LogicConfig {
+    LogicConfig {
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        grpc_addr: "127.0.0.1:0".parse().unwrap(),
+        api_key: API_KEY.into(),
+        jwt_secret: SECRET.into(),
+        ..LogicConfig::default()
+    }
+}
+
+pub async fn start(config: LogicConfig) -> TestLogic {
+    let backends = Backends::connect(&ClusterConfig::default()).await.unwrap();
+    start_with(config, backends).await
+}
+
+pub async fn start_with(config: LogicConfig, backends: Backends) -> TestLogic {
+    let logic = Logic::bind(config, backends.clone()).await.unwrap();
+    let http = format!("http://{}", logic.http_addr());
+    let grpc = format!("http://{}", logic.grpc_addr());
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(logic.run(shutdown.clone()));
+    TestLogic {
+        http,
+        grpc,
+        backends,
+        client: reqwest::Client::new(),
+        shutdown,
+        task: Some(task),
+    }
+}
+
+impl TestLogic {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.http)
+    }
+
+    /// POST with the API key.
+    pub async fn push(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(API_KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Stops the logic and returns what `run` returned.
+    pub async fn stop(mut self) -> Result<(), courier_logic::LogicError> {
+        self.shutdown.cancel();
+        self.task.take().unwrap().await.unwrap()
+    }
+}
+
+/// Status and JSON body of a response.
+pub async fn json(response: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("body is not JSON ({e}): {text:?}"));
+    (status, body)
+}
+
+/// The next published message, decoded, with its queue key.
+pub async fn next_envelope(consumer: &dyn Consumer) -> (Option<String>, envelope::Kind) {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(5), consumer.next())
+            .await
+            .expect("no envelope within 5s")
+            .unwrap();
+        if let ConsumerEvent::Message(Delivery { key, payload, .. }) = event {
+            let envelope = Envelope::decode(payload).unwrap();
+            return (key, envelope.kind.expect("envelope without kind"));
+        }
+    }
+}
+
+/// The `op` of the message an envelope carries (kicks have none).
+pub fn op_of(kind: &envelope::Kind) -> Option<u32> {
+    match kind {
+        envelope::Kind::Keys(k) => k.message.as_ref().map(|m| m.op),
+        envelope::Kind::Room(r) => r.message.as_ref().map(|m| m.op),
+        envelope::Kind::Broadcast(b) => b.message.as_ref().map(|m| m.op),
+        envelope::Kind::Kick(_) => None,
+    }
+}
+
+/// Envelopes until (not including) the first whose message has `op`.
+pub async fn envelopes_until_op(
+    consumer: &dyn Consumer,
+    op: u32,
+) -> Vec<(Option<String>, envelope::Kind)> {
+    let mut seen = Vec::new();
+    loop {
+        let next = next_envelope(consumer).await;
+        if op_of(&next.1) == Some(op) {
+            return seen;
+        }
+        seen.push(next);
+    }
+}

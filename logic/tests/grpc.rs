@@ -1,0 +1,259 @@
+//! The gRPC service comets call, over a real channel against memory backends.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{next_envelope, start, TestLogic};
+use courier_cluster::Session;
+use courier_logic::LoginPolicy;
+use courier_proto::client::{Send, Target};
+use courier_proto::logic::logic_client::LogicClient;
+use courier_proto::logic::{
+    ConnectRequest, DisconnectRequest, HeartbeatRequest, RenewOnlineRequest, RoomsChangedRequest,
+    SendRequest,
+};
+use courier_proto::queue::envelope::Kind;
+use tonic::transport::Channel;
+use tonic::Code;
+
+async fn start_with_policy(policy: LoginPolicy) -> (TestLogic, LogicClient<Channel>) {
+    let mut config = common::config();
+    config.login_policy = policy;
+    config.heartbeat = std::time::Duration::from_secs(12);
+    let t = start(config).await;
+    let client = LogicClient::connect(t.grpc.clone()).await.unwrap();
+    (t, client)
+}
+
+fn connect(comet: &str, uid: &str, key: &str) -> ConnectRequest {
+    ConnectRequest {
+        comet_id: comet.into(),
+        uid: uid.into(),
+        key: key.into(),
+        rooms: vec![],
+        last_seq: 0,
+    }
+}
+
+async fn keys_of(t: &TestLogic, uid: &str) -> Vec<String> {
+    let mut keys: Vec<_> = t
+        .backends
+        .sessions
+        .user_sessions(uid)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.key)
+        .collect();
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn multi_policy_keeps_every_device() {
+    let (t, mut c) = start_with_policy(LoginPolicy::Multi).await;
+    let reply = c.open_session(connect("c1", "alice", "k1")).await.unwrap();
+    assert_eq!(reply.into_inner().heartbeat_secs, 12);
+    c.open_session(connect("c2", "alice", "k2")).await.unwrap();
+    assert_eq!(keys_of(&t, "alice").await, ["k1", "k2"]);
+
+    c.close_session(DisconnectRequest {
+        comet_id: "c1".into(),
+        uid: "alice".into(),
+        key: "k1".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(keys_of(&t, "alice").await, ["k2"]);
+}
+
+#[tokio::test]
+async fn kick_old_policy_kicks_other_devices() {
+    let (t, mut c) = start_with_policy(LoginPolicy::KickOld).await;
+    let consumer = t.backends.queue.subscribe("test").await.unwrap();
+    c.open_session(connect("c1", "alice", "k1")).await.unwrap();
+    c.open_session(connect("c1", "alice", "k2")).await.unwrap();
+    assert_eq!(keys_of(&t, "alice").await, ["k2"]);
+
+    let (key, kind) = next_envelope(consumer.as_ref()).await;
+    assert_eq!(key.as_deref(), Some("alice"));
+    let Kind::Kick(kick) = kind else {
+        panic!("{kind:?}")
+    };
+    assert_eq!(kick.comet_id, "c1");
+    assert_eq!(kick.keys, ["k1"]);
+    assert_eq!(kick.reason, "logged in elsewhere");
+
+    // Re-opening the same key kicks nobody.
+    c.open_session(connect("c1", "alice", "k2")).await.unwrap();
+    c.open_session(connect("c2", "alice", "k3")).await.unwrap();
+    let (_, kind) = next_envelope(consumer.as_ref()).await;
+    let Kind::Kick(kick) = kind else {
+        panic!("{kind:?}")
+    };
+    assert_eq!(
+        (kick.comet_id.as_str(), kick.keys),
+        ("c1", vec!["k2".to_owned()])
+    );
+    assert_eq!(keys_of(&t, "alice").await, ["k3"]);
+}
+
+#[tokio::test]
+async fn reject_new_policy_refuses_a_second_session() {
+    let (t, mut c) = start_with_policy(LoginPolicy::RejectNew).await;
+    c.open_session(connect("c1", "alice", "k1")).await.unwrap();
+    let refused = c
+        .open_session(connect("c2", "alice", "k2"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert_eq!(refused.message(), "already online");
+    assert_eq!(keys_of(&t, "alice").await, ["k1"]);
+    // The same connection may re-open; another user is unaffected.
+    c.open_session(connect("c1", "alice", "k1")).await.unwrap();
+    c.open_session(connect("c2", "bob", "k9")).await.unwrap();
+}
+
+#[tokio::test]
+async fn heartbeat_restores_a_forgotten_session() {
+    let (t, mut c) = start_with_policy(LoginPolicy::Multi).await;
+    let s = Session {
+        uid: "alice".into(),
+        key: "k1".into(),
+        comet_id: "c1".into(),
+    };
+    assert!(keys_of(&t, "alice").await.is_empty());
+    c.heartbeat(HeartbeatRequest {
+        comet_id: s.comet_id.clone(),
+        uid: s.uid.clone(),
+        key: s.key.clone(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        t.backends.sessions.key_session("k1").await.unwrap(),
+        Some(s)
+    );
+
+    let bad = c.heartbeat(HeartbeatRequest::default()).await.unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn send_goes_through_the_publish_path() {
+    let (t, mut c) = start_with_policy(LoginPolicy::Multi).await;
+    let consumer = t.backends.queue.subscribe("test").await.unwrap();
+    c.open_session(connect("c2", "bob", "kb")).await.unwrap();
+
+    let reply = c
+        .send(SendRequest {
+            comet_id: "c1".into(),
+            uid: "alice".into(),
+            key: "ka".into(),
+            send: Some(Send {
+                to: Some(Target::user("bob")),
+                op: 1,
+                data: "hello bob".into(),
+                client_msg_id: "m1".into(),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!reply.msg_id.is_empty());
+
+    let (key, kind) = next_envelope(consumer.as_ref()).await;
+    assert_eq!(key.as_deref(), Some("bob"));
+    let Kind::Keys(push) = kind else {
+        panic!("{kind:?}")
+    };
+    assert_eq!(
+        (push.comet_id.as_str(), push.keys),
+        ("c2", vec!["kb".to_owned()])
+    );
+    let m = push.message.unwrap();
+    assert_eq!(m.msg_id, reply.msg_id);
+    assert_eq!(m.from, "alice");
+    assert_eq!(&m.data[..], b"hello bob");
+
+    // Rooms: registered by RoomsChanged, then a send reaches those comets.
+    c.rooms_changed(RoomsChangedRequest {
+        comet_id: "c2".into(),
+        added: vec!["lobby".into(), "gone".into()],
+        removed: vec![],
+    })
+    .await
+    .unwrap();
+    c.rooms_changed(RoomsChangedRequest {
+        comet_id: "c2".into(),
+        added: vec![],
+        removed: vec!["gone".into()],
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        t.backends.sessions.room_comets("lobby").await.unwrap(),
+        ["c2"]
+    );
+    assert!(t
+        .backends
+        .sessions
+        .room_comets("gone")
+        .await
+        .unwrap()
+        .is_empty());
+    c.send(SendRequest {
+        comet_id: "c1".into(),
+        uid: "alice".into(),
+        key: "ka".into(),
+        send: Some(Send {
+            to: Some(Target::room("lobby")),
+            op: 1,
+            data: "hi all".into(),
+            client_msg_id: String::new(),
+        }),
+    })
+    .await
+    .unwrap();
+    let (key, kind) = next_envelope(consumer.as_ref()).await;
+    assert_eq!(key.as_deref(), Some("lobby"));
+    let Kind::Room(push) = kind else {
+        panic!("{kind:?}")
+    };
+    assert_eq!(push.comet_ids, ["c2"]);
+    assert_eq!(push.message.unwrap().from, "alice");
+
+    for to in [Some(Target::key("kb")), Some(Target::all()), None] {
+        let err = c
+            .send(SendRequest {
+                comet_id: "c1".into(),
+                uid: "alice".into(),
+                key: "ka".into(),
+                send: Some(Send {
+                    to,
+                    op: 1,
+                    data: "x".into(),
+                    client_msg_id: String::new(),
+                }),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+    }
+}
+
+#[tokio::test]
+async fn renew_online_feeds_the_online_counts() {
+    let (t, mut c) = start_with_policy(LoginPolicy::Multi).await;
+    c.renew_online(RenewOnlineRequest {
+        comet_id: "c1".into(),
+        connections: 3,
+        rooms: [("lobby".to_owned(), 2)].into_iter().collect(),
+    })
+    .await
+    .unwrap();
+    let online = t.backends.sessions.online().await.unwrap();
+    assert_eq!(online.connections, 3);
+    assert_eq!(online.comets, [("c1".to_owned(), 3)]);
+    assert_eq!(t.backends.sessions.room_online("lobby").await.unwrap(), 2);
+}
