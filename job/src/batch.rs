@@ -85,8 +85,11 @@ impl RoomBatches {
         batch.messages.push(message);
         batch.tickets.push(ticket);
         if batch.messages.len() >= self.max {
-            let room = batch.room.clone();
-            self.open.remove(&room)
+            // Take the name out rather than clone it: the batch leaves anyway.
+            let room = std::mem::take(&mut batch.room);
+            let mut full = self.open.remove(&room)?;
+            full.room = room;
+            Some(full)
         } else {
             None
         }
@@ -212,8 +215,18 @@ mod tests {
         let mut b = RoomBatches::new(10, wait);
         let t0 = Instant::now();
         b.add("a".into(), msg("a1"), f.ticket(), t0);
-        b.add("b".into(), msg("b1"), f.ticket(), t0 + Duration::from_millis(2));
-        b.add("a".into(), msg("a2"), f.ticket(), t0 + Duration::from_millis(4));
+        b.add(
+            "b".into(),
+            msg("b1"),
+            f.ticket(),
+            t0 + Duration::from_millis(2),
+        );
+        b.add(
+            "a".into(),
+            msg("a2"),
+            f.ticket(),
+            t0 + Duration::from_millis(4),
+        );
         assert_eq!(b.next_deadline(), Some(t0 + wait));
 
         assert!(b.take_due(t0 + Duration::from_millis(4)).is_empty());

@@ -92,6 +92,9 @@ mod tests {
             ..JobConfig::default()
         }
         .sanitized();
-        assert_eq!((c.room_batch_max, c.comet_queue, c.max_in_flight), (1, 1, 1));
+        assert_eq!(
+            (c.room_batch_max, c.comet_queue, c.max_in_flight),
+            (1, 1, 1)
+        );
     }
 }

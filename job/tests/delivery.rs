@@ -1,0 +1,267 @@
+//! Job against an in-memory queue and discovery and fake comets on loopback:
+//! what each comet receives, batching, ordering, retries and commits.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use courier_cluster::queue::Queue;
+use courier_cluster::ConsumerEvent;
+use courier_proto::queue::envelope::Kind;
+use courier_proto::queue::Envelope;
+use prost::Message as _;
+use support::*;
+use tokio::sync::Semaphore;
+
+#[tokio::test]
+async fn keys_push_reaches_the_named_comet_only() {
+    let cluster = Cluster::new();
+    let a = cluster.comet("a", Behaviour::default()).await;
+    let b = cluster.comet("b", Behaviour::default()).await;
+    let job = cluster.job(config("keys"));
+
+    cluster
+        .publish("u1", keys("a", &["k1", "k2"], "for-a"))
+        .await;
+    cluster.publish("u2", keys("b", &["k3"], "for-b")).await;
+
+    let at_a = a.answered_until(|c| !c.is_empty()).await;
+    let at_b = b.answered_until(|c| !c.is_empty()).await;
+    let keys_a = Call::Keys {
+        keys: vec!["k1".into(), "k2".into()],
+        ids: vec!["for-a".into()],
+    };
+    let keys_b = Call::Keys {
+        keys: vec!["k3".into()],
+        ids: vec!["for-b".into()],
+    };
+    assert_eq!(at_a, vec![keys_a]);
+    assert_eq!(at_b, vec![keys_b]);
+    job.stop().await;
+}
+
+#[tokio::test]
+async fn room_push_reaches_the_listed_comets_and_only_them() {
+    let cluster = Cluster::new();
+    let a = cluster.comet("a", Behaviour::default()).await;
+    let b = cluster.comet("b", Behaviour::default()).await;
+    let c = cluster.comet("c", Behaviour::default()).await;
+    let job = cluster.job(config("rooms"));
+
+    // Same queue key, so the marker for c is consumed after the room message:
+    // had c been sent the room message, it would have arrived first.
+    cluster
+        .publish("lobby", room("lobby", &["a", "b"], "r1"))
+        .await;
+    cluster.publish("lobby", keys("c", &["k"], "marker")).await;
+
+    let lobby = Call::Room {
+        room: "lobby".into(),
+        ids: vec!["r1".into()],
+    };
+    assert_eq!(
+        a.answered_until(|c| !c.is_empty()).await,
+        vec![lobby.clone()]
+    );
+    assert_eq!(b.answered_until(|c| !c.is_empty()).await, vec![lobby]);
+    let at_c = c.answered_until(|c| !c.is_empty()).await;
+    assert_eq!(all_ids(&at_c), vec!["marker".to_owned()]);
+    job.stop().await;
+}
+
+#[tokio::test]
+async fn room_messages_within_the_wait_are_batched() {
+    let cluster = Cluster::new();
+    let a = cluster.comet("a", Behaviour::default()).await;
+    let job = cluster.job(courier_job::JobConfig {
+        room_batch_max: 4,
+        room_batch_wait: Duration::from_millis(300),
+        ..config("batching")
+    });
+
+    let sent = numbered("m", 10);
+    for id in &sent {
+        cluster.publish("lobby", room("lobby", &["a"], id)).await;
+    }
+    let calls = a.answered_until(|c| all_ids(c).len() >= 10).await;
+
+    assert_eq!(all_ids(&calls), sent, "room order must be kept");
+    assert!(calls
+        .iter()
+        .all(|c| matches!(c, Call::Room { room, .. } if room == "lobby")));
+    assert!(
+        calls.iter().all(|c| c.ids().len() <= 4),
+        "batch too big: {calls:?}"
+    );
+    assert!(
+        calls.len() <= 5,
+        "10 messages should take few PushRoom calls: {calls:?}"
+    );
+    job.stop().await;
+}
+
+#[tokio::test]
+async fn broadcast_reaches_every_comet() {
+    let cluster = Cluster::new();
+    let comets = [
+        cluster.comet("a", Behaviour::default()).await,
+        cluster.comet("b", Behaviour::default()).await,
+        cluster.comet("c", Behaviour::default()).await,
+    ];
+    let job = cluster.job(config("broadcast"));
+
+    cluster.publish("all", broadcast("hello-all")).await;
+    for comet in &comets {
+        let calls = comet.answered_until(|c| !c.is_empty()).await;
+        assert_eq!(
+            calls,
+            vec![Call::Broadcast {
+                ids: vec!["hello-all".into()]
+            }],
+            "{}",
+            comet.id
+        );
+    }
+    job.stop().await;
+}
+
+#[tokio::test]
+async fn order_per_comet_is_preserved_across_keys_and_rooms() {
+    let cluster = Cluster::new();
+    let a = cluster.comet("a", Behaviour::default()).await;
+    let job = cluster.job(courier_job::JobConfig {
+        room_batch_wait: Duration::from_millis(50),
+        ..config("order")
+    });
+
+    let sent = numbered("m", 60);
+    for (i, id) in sent.iter().enumerate() {
+        let envelope = if i % 3 == 0 {
+            keys("a", &["k"], id)
+        } else {
+            room("lobby", &["a"], id)
+        };
+        cluster.publish("lobby", envelope).await;
+    }
+    let calls = a.answered_until(|c| all_ids(c).len() >= sent.len()).await;
+    assert_eq!(all_ids(&calls), sent);
+    job.stop().await;
+}
+
+#[tokio::test]
+async fn a_transiently_failing_comet_is_retried() {
+    let cluster = Cluster::new();
+    let a = cluster
+        .comet(
+            "a",
+            Behaviour {
+                fail_first: 2,
+                ..Behaviour::default()
+            },
+        )
+        .await;
+    let job = cluster.job(config("retry"));
+
+    cluster.publish("u1", keys("a", &["k"], "persistent")).await;
+    let answered = a.answered_until(|c| !c.is_empty()).await;
+    assert_eq!(all_ids(&answered), vec!["persistent".to_owned()]);
+    let received = a.received_until(|c| c.len() >= 3).await;
+    assert_eq!(
+        received.len(),
+        3,
+        "two failures, then the success: {received:?}"
+    );
+    job.stop().await;
+}
+
+/// The first message a fresh consumer of `group` receives.
+async fn first_redelivered(cluster: &Cluster, group: &str) -> String {
+    let consumer = cluster.queue.subscribe(group).await.unwrap();
+    let delivery = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let ConsumerEvent::Message(d) = consumer.next().await.unwrap() {
+                return d;
+            }
+        }
+    })
+    .await
+    .expect("nothing redelivered");
+    match Envelope::decode(delivery.payload).unwrap().kind {
+        Some(Kind::Keys(k)) => k.message.unwrap().msg_id,
+        other => panic!("unexpected envelope {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn offsets_are_committed_only_after_the_comet_answered() {
+    let cluster = Cluster::new();
+    let gate = Arc::new(Semaphore::new(0));
+    let a = cluster
+        .comet(
+            "a",
+            Behaviour {
+                gate: Some(gate.clone()),
+                ..Behaviour::default()
+            },
+        )
+        .await;
+    let job = cluster.job(config("commits"));
+
+    // m1 is answered; m2 reaches the comet but is never answered.
+    cluster.publish("u1", keys("a", &["k"], "m1")).await;
+    gate.add_permits(1);
+    a.answered_until(|c| all_ids(c) == ["m1"]).await;
+    cluster.publish("u1", keys("a", &["k"], "m2")).await;
+    a.received_until(|c| all_ids(c).contains(&"m2".to_owned()))
+        .await;
+
+    // Stopping the job drops its consumer: the group hands the partition to
+    // the next member, which must resume right after m1, at m2.
+    job.stop().await;
+    assert_eq!(all_ids(&a.answered()), vec!["m1".to_owned()]);
+    assert_eq!(first_redelivered(&cluster, "commits").await, "m2");
+    gate.add_permits(100);
+}
+
+#[tokio::test]
+async fn pushes_for_a_comet_that_left_are_skipped_and_committed() {
+    let cluster = Cluster::new();
+    let gate = Arc::new(Semaphore::new(0));
+    let mut a = cluster
+        .comet(
+            "a",
+            Behaviour {
+                gate: Some(gate.clone()),
+                ..Behaviour::default()
+            },
+        )
+        .await;
+    let b = cluster.comet("b", Behaviour::default()).await;
+    let job = cluster.job(config("gone"));
+
+    // Stuck at a comet that then leaves discovery: the job gives up the call
+    // (and skips the push) instead of wedging the partition.
+    cluster.publish("u1", keys("a", &["k"], "stuck")).await;
+    a.received_until(|c| !c.is_empty()).await;
+    a.leave_discovery().await;
+    a.abandoned_until(1).await;
+    // To a comet nobody knows: skipped at once.
+    cluster
+        .publish("u1", keys("nobody", &["k"], "unknown"))
+        .await;
+    // Garbage on the queue: skipped, never wedges the partition.
+    let garbage = bytes::Bytes::from_static(b"\xff\xff garbage");
+    cluster.queue.publish("u1", garbage).await.unwrap();
+    // Same partition, consumed after all of the above.
+    cluster.publish("u1", keys("b", &["k"], "marker")).await;
+    b.answered_until(|c| !c.is_empty()).await;
+    job.stop().await;
+
+    assert!(a.answered().is_empty());
+    cluster.publish("u1", keys("a", &["k"], "after")).await;
+    assert_eq!(first_redelivered(&cluster, "gone").await, "after");
+    gate.add_permits(100);
+}
