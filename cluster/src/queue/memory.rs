@@ -7,7 +7,7 @@
 //!
 //! Shape, and why:
 //!
-//! * One append-only [`PartitionLog`] per partition, each behind its own
+//! * One append-only `PartitionLog` per partition, each behind its own
 //!   lock, so publishers to different partitions never contend and a publish
 //!   never waits for a consumer. A key picks its partition by a stable hash
 //!   (FNV-1a), so one key's messages stay in order.
@@ -23,6 +23,11 @@
 //!   `Revoked`/`Assigned` notices; `next()` hands out notices before
 //!   messages, so a consumer always learns about a new partition before
 //!   seeing its first message.
+//! * Rebalances are incremental: a member keeps (and keeps its position in)
+//!   the partitions it still owns and hears only about the ones it gains or
+//!   loses. Kafka's default eager protocol instead revokes everything and
+//!   assigns the full new set; a consumer that treats both events as deltas
+//!   works with either.
 //! * Waking is per member: a log remembers the member that owns it in each
 //!   group and calls `Notify::notify_one` on publish, which keeps a permit if
 //!   the member is not waiting yet, so no wake-up is lost and nothing polls.
@@ -164,7 +169,9 @@ fn fnv1a(bytes: &[u8]) -> u32 {
 
 impl Shared {
     fn log(&self, partition: i32) -> Option<&Mutex<PartitionLog>> {
-        usize::try_from(partition).ok().and_then(|p| self.logs.get(p))
+        usize::try_from(partition)
+            .ok()
+            .and_then(|p| self.logs.get(p))
     }
 
     fn join(self: &Arc<Self>, group: &str) -> MemoryConsumer {
@@ -244,7 +251,11 @@ impl Shared {
         }
         if let Some(log) = self.log(partition) {
             let mut log = log.lock();
-            if log.owners.get(group).is_some_and(|o| Arc::ptr_eq(o, member)) {
+            if log
+                .owners
+                .get(group)
+                .is_some_and(|o| Arc::ptr_eq(o, member))
+            {
                 log.owners.remove(group);
             }
         }
@@ -296,7 +307,8 @@ impl Queue for MemoryQueue {
 }
 
 /// A member of a consumer group of a [`MemoryQueue`]; leaves the group
-/// (triggering a rebalance) when dropped.
+/// (triggering a rebalance) when dropped. One task at a time is expected
+/// to wait in `next()`; any number may commit.
 #[derive(Debug)]
 pub struct MemoryConsumer {
     shared: Arc<Shared>,
@@ -406,7 +418,9 @@ mod tests {
         let q = MemoryQueue::new(8);
         assert_eq!(q.partition_for("user:42"), q.partition_for("user:42"));
         assert_eq!(fnv1a(b"a"), 0xe40c_292c);
-        let used: BTreeSet<i32> = (0..100).map(|i| q.partition_for(&format!("k{i}"))).collect();
+        let used: BTreeSet<i32> = (0..100)
+            .map(|i| q.partition_for(&format!("k{i}")))
+            .collect();
         assert_eq!(used.len(), 8);
     }
 
