@@ -119,7 +119,10 @@ fn parse_endpoints(url: &str) -> Result<Vec<String>> {
     if endpoints.is_empty() {
         return Err(Error::bad_url(url, "no etcd endpoint"));
     }
-    if let Some(bad) = endpoints.iter().find(|e| e["http://".len()..].contains('/')) {
+    if let Some(bad) = endpoints
+        .iter()
+        .find(|e| e["http://".len()..].contains('/'))
+    {
         return Err(Error::bad_url(url, format!("`{bad}` is not host:port")));
     }
     Ok(endpoints)
@@ -158,7 +161,10 @@ fn backoff() -> impl Iterator<Item = Duration> {
 }
 
 /// Sleeps for the next backoff delay; `false` if `stop` finished first.
-async fn pause(delays: &mut impl Iterator<Item = Duration>, stop: impl Future<Output = ()>) -> bool {
+async fn pause(
+    delays: &mut impl Iterator<Item = Duration>,
+    stop: impl Future<Output = ()>,
+) -> bool {
     let delay = delays.next().unwrap_or(MAX_BACKOFF);
     tokio::select! {
         _ = stop => false,
