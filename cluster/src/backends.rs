@@ -61,7 +61,10 @@ pub async fn connect_sessions(
                 Arc::new(accounts::redis::RedisAccounts::new(conn)),
             ))
         }
-        other => Err(Error::bad_url(url, format!("unknown session store `{other}`"))),
+        other => Err(Error::bad_url(
+            url,
+            format!("unknown session store `{other}`"),
+        )),
     }
 }
 

@@ -106,6 +106,9 @@ mod tests {
             })
             .expect("sign");
         assert!(matches!(keys.verify(&expired), Err(TokenError::Expired)));
-        assert!(matches!(keys.verify("garbage"), Err(TokenError::Invalid(_))));
+        assert!(matches!(
+            keys.verify("garbage"),
+            Err(TokenError::Invalid(_))
+        ));
     }
 }

@@ -143,7 +143,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn arb_frame() -> impl Strategy<Value = Frame> {
-        let auth = (any::<String>(), any::<u64>(), proptest::collection::vec(".{0,8}", 0..4))
+        let auth = (
+            any::<String>(),
+            any::<u64>(),
+            proptest::collection::vec(".{0,8}", 0..4),
+        )
             .prop_map(|(token, last_seq, rooms)| {
                 Body::Auth(Auth {
                     token,
@@ -152,7 +156,12 @@ mod tests {
                 })
             });
         let push = proptest::collection::vec(
-            (".{0,12}", any::<u64>(), any::<u32>(), proptest::collection::vec(any::<u8>(), 0..64)),
+            (
+                ".{0,12}",
+                any::<u64>(),
+                any::<u32>(),
+                proptest::collection::vec(any::<u8>(), 0..64),
+            ),
             0..5,
         )
         .prop_map(|msgs| {

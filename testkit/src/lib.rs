@@ -29,9 +29,8 @@ impl ServerProcess {
         install_hint: &str,
     ) -> anyhow::Result<Self> {
         let program = cmd.get_program().to_string_lossy().into_owned();
-        which(&program).with_context(|| {
-            format!("`{program}` ({name}) is not installed; {install_hint}")
-        })?;
+        which(&program)
+            .with_context(|| format!("`{program}` ({name}) is not installed; {install_hint}"))?;
         let log = match &dir {
             Some(d) => Stdio::from(std::fs::File::create(d.path().join(format!("{name}.log")))?),
             None => Stdio::null(),
@@ -107,7 +106,10 @@ pub async fn wait_for_port(
             return Ok(());
         }
         if start.elapsed() > timeout {
-            bail!("{} did not listen on {addr} within {timeout:?}", process.name);
+            bail!(
+                "{} did not listen on {addr} within {timeout:?}",
+                process.name
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -96,6 +96,9 @@ pub trait Sessions: Send + Sync + 'static {
     async fn top_rooms(&self, n: usize) -> Result<Vec<(String, u64)>>;
     /// Online users, sorted by uid, starting after `cursor` (exclusive; ""
     /// for the first page). Returns the page and the cursor of the next page.
-    async fn online_users(&self, cursor: &str, limit: usize)
-        -> Result<(Vec<String>, Option<String>)>;
+    async fn online_users(
+        &self,
+        cursor: &str,
+        limit: usize,
+    ) -> Result<(Vec<String>, Option<String>)>;
 }
