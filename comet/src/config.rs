@@ -141,7 +141,10 @@ mod tests {
         assert_eq!(c.advertised("10.0.0.2:7".parse().unwrap()), "10.0.0.2:7");
         assert_eq!(c.advertised("[::1]:7".parse().unwrap()), "[::1]:7");
         c.advertise_host = Some("comet.example".into());
-        assert_eq!(c.advertised("0.0.0.0:7".parse().unwrap()), "comet.example:7");
+        assert_eq!(
+            c.advertised("0.0.0.0:7".parse().unwrap()),
+            "comet.example:7"
+        );
     }
 
     #[test]

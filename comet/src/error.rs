@@ -28,4 +28,7 @@ pub enum CometError {
     /// The gRPC push service failed.
     #[error("gRPC push service: {0}")]
     Grpc(#[from] tonic::transport::Error),
+    /// A task of the comet panicked.
+    #[error("comet task failed: {0}")]
+    Task(String),
 }

@@ -175,7 +175,10 @@ impl LogicPool {
     }
 
     /// A client authenticated: open its session.
-    pub(crate) async fn open_session(&self, req: ConnectRequest) -> Result<ConnectReply, LogicError> {
+    pub(crate) async fn open_session(
+        &self,
+        req: ConnectRequest,
+    ) -> Result<ConnectReply, LogicError> {
         self.call(|mut c| {
             let req = req.clone();
             async move { c.open_session(req).await }
@@ -230,5 +233,57 @@ impl LogicPool {
         })
         .await
         .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(nodes: &[(&str, &str)]) -> View {
+        nodes
+            .iter()
+            .map(|(id, grpc)| {
+                let node = LogicNode {
+                    id: (*id).into(),
+                    grpc: (*grpc).into(),
+                    http: String::new(),
+                };
+                ((*id).to_owned(), serde_json::to_string(&node).unwrap())
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_pool_follows_the_view() {
+        let pool = LogicPool::new(LOGIC_TIMEOUT);
+        assert!(matches!(
+            pool.heartbeat(HeartbeatRequest::default()).await,
+            Err(LogicError::NoLogic)
+        ));
+        pool.update(&view(&[("a", "127.0.0.1:1"), ("b", "127.0.0.1:2")]));
+        assert_eq!(pool.len(), 2);
+        let mut with_garbage = view(&[("a", "127.0.0.1:1")]);
+        with_garbage.insert("junk".into(), "{not json".into());
+        pool.update(&with_garbage);
+        assert_eq!(pool.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_logic_is_an_error_not_a_hang() {
+        // Bind then drop, so nothing listens on the port.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let pool = LogicPool::new(LOGIC_TIMEOUT);
+        pool.update(&view(&[("a", &format!("127.0.0.1:{port}"))]));
+        let err = pool
+            .heartbeat(HeartbeatRequest::default())
+            .await
+            .unwrap_err();
+        assert!(!err.is_refusal());
+        assert!(matches!(err, LogicError::Status(s) if s.code() == Code::Unavailable));
     }
 }

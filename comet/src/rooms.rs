@@ -76,6 +76,7 @@ impl Rooms {
     }
 
     /// Rooms with members here.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.members.len()
     }
@@ -84,7 +85,12 @@ impl Rooms {
     pub(crate) fn counts(&self) -> HashMap<String, u32> {
         self.members
             .iter()
-            .map(|e| (e.key().clone(), u32::try_from(e.value().len()).unwrap_or(u32::MAX)))
+            .map(|e| {
+                (
+                    e.key().clone(),
+                    u32::try_from(e.value().len()).unwrap_or(u32::MAX),
+                )
+            })
             .collect()
     }
 
@@ -183,11 +189,17 @@ mod tests {
         let (b, _rb) = outbox("b");
         rooms.join("r", &a);
         rooms.join("r", &b);
-        assert_eq!(rooms.changes().take().added, HashSet::from(["r".to_owned()]));
+        assert_eq!(
+            rooms.changes().take().added,
+            HashSet::from(["r".to_owned()])
+        );
         rooms.leave("r", "a");
         assert!(rooms.changes().take().is_empty(), "b is still in r");
         rooms.leave("r", "b");
-        assert_eq!(rooms.changes().take().removed, HashSet::from(["r".to_owned()]));
+        assert_eq!(
+            rooms.changes().take().removed,
+            HashSet::from(["r".to_owned()])
+        );
         assert_eq!(rooms.len(), 0);
     }
 

@@ -1,0 +1,157 @@
+//! The handshake: the first frame must be `Auth`, within
+//! `handshake_timeout`, carrying a token this comet can verify locally.
+//! Logic then opens the session (and may refuse it by login policy).
+//!
+//! It runs inside the connection's own task, never in the accept loop, so
+//! one slow client delays nobody else. A refusal carries the frame to send
+//! before closing.
+
+use courier_proto::client::{frame::Body, Auth, ErrorCode, Frame, Message, Reconnect};
+use courier_proto::logic::ConnectRequest;
+use courier_proto::{CodecError, FrameCodec};
+use futures::StreamExt;
+use tokio::io::AsyncRead;
+use tokio_util::codec::FramedRead;
+
+use crate::state::CometState;
+
+/// Longest accepted uid, in bytes.
+const MAX_UID_LEN: usize = 64;
+
+/// An authenticated client.
+#[derive(Debug)]
+pub(crate) struct Authenticated {
+    /// The `Auth` frame's id, echoed in `AuthReply`.
+    pub(crate) frame_id: u64,
+    pub(crate) uid: String,
+    pub(crate) rooms: Vec<String>,
+    /// Messages missed since `Auth.last_seq`, as logic returned them.
+    pub(crate) missed: Vec<Message>,
+}
+
+/// Why the handshake ended without a session, and what to tell the client.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    /// The last frame to send, if any (none when the client hung up).
+    pub(crate) frame: Option<Frame>,
+    pub(crate) reason: &'static str,
+}
+
+impl Refusal {
+    fn error(id: u64, code: ErrorCode, message: impl Into<String>, reason: &'static str) -> Self {
+        Self {
+            frame: Some(Frame::error(id, code, message)),
+            reason,
+        }
+    }
+}
+
+/// Reads the `Auth` frame, verifies it and opens the session as `key`.
+pub(crate) async fn handshake<R: AsyncRead + Unpin>(
+    frames: &mut FramedRead<R, FrameCodec>,
+    state: &CometState,
+    key: &str,
+) -> Result<Authenticated, Refusal> {
+    let first = tokio::select! {
+        _ = state.draining.cancelled() => {
+            return Err(Refusal {
+                frame: Some(Frame::new(0, Body::Reconnect(Reconnect { after_ms: super::reconnect_jitter_ms() }))),
+                reason: "draining",
+            });
+        }
+        first = tokio::time::timeout(state.config.handshake_timeout, frames.next()) => first,
+    };
+    let frame = match first {
+        Err(_) => {
+            return Err(Refusal::error(
+                0,
+                ErrorCode::HandshakeTimeout,
+                "no Auth frame within the handshake timeout",
+                "handshake timeout",
+            ))
+        }
+        Ok(None) => {
+            return Err(Refusal {
+                frame: None,
+                reason: "closed before Auth",
+            })
+        }
+        Ok(Some(Err(e))) => return Err(bad_frame(&e)),
+        Ok(Some(Ok(frame))) => frame,
+    };
+    let id = frame.id;
+    let Some(Body::Auth(Auth {
+        token,
+        last_seq,
+        rooms,
+    })) = frame.body
+    else {
+        return Err(Refusal::error(
+            id,
+            ErrorCode::Unauthenticated,
+            "the first frame must be Auth",
+            "first frame not Auth",
+        ));
+    };
+    let uid = match state.tokens.verify(&token) {
+        Ok(claims) => claims.sub,
+        Err(e) => {
+            return Err(Refusal::error(
+                id,
+                ErrorCode::Unauthenticated,
+                e.to_string(),
+                "bad token",
+            ))
+        }
+    };
+    if uid.is_empty() || uid.len() > MAX_UID_LEN {
+        return Err(Refusal::error(
+            id,
+            ErrorCode::Unauthenticated,
+            "token names an invalid uid",
+            "bad uid",
+        ));
+    }
+    let request = ConnectRequest {
+        comet_id: state.id().to_owned(),
+        uid: uid.clone(),
+        key: key.to_owned(),
+        rooms: rooms.clone(),
+        last_seq,
+    };
+    match state.logic.open_session(request).await {
+        Ok(reply) => Ok(Authenticated {
+            frame_id: id,
+            uid,
+            rooms,
+            missed: reply.missed,
+        }),
+        Err(e) if e.is_refusal() => Err(Refusal::error(
+            id,
+            ErrorCode::Rejected,
+            e.client_message(),
+            "refused by login policy",
+        )),
+        Err(e) => {
+            tracing::warn!(%key, error = %e, "cannot open session");
+            Err(Refusal::error(
+                id,
+                ErrorCode::Unavailable,
+                e.client_message(),
+                "logic unavailable",
+            ))
+        }
+    }
+}
+
+/// The refusal for bytes that are not a frame.
+/// A transport error is not the client's fault and gets no frame.
+pub(crate) fn bad_frame(e: &CodecError) -> Refusal {
+    match e {
+        CodecError::Io(_) => Refusal {
+            frame: None,
+            reason: "read failed",
+        },
+        _ => Refusal::error(0, ErrorCode::BadFrame, e.to_string(), "bad frame"),
+    }
+}

@@ -1,0 +1,99 @@
+//! One client connection, from the first byte to `CloseSession`.
+//!
+//! The handler is generic over `AsyncRead + AsyncWrite`, so TCP, WebSocket
+//! or TLS streams and the in-memory duplex of the tests run the same code.
+//! It runs in the connection's own task: handshake first (under its own
+//! timeout), then a reader ([`session`]) in this task and a writer
+//! ([`writer`]) in another, joined by the connection's [`Outbox`]. Whatever
+//! ends the connection, the cleanup is the same: leave every room, leave the
+//! key index, let the writer finish, tell logic.
+
+mod handshake;
+mod session;
+mod writer;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use courier_proto::logic::DisconnectRequest;
+use courier_proto::{encode_frame, FrameCodec};
+use rand::Rng;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio_util::codec::FramedRead;
+
+use crate::outbox::Outbox;
+use crate::state::CometState;
+
+/// Initial read buffer; it grows only for large frames.
+const READ_BUFFER: usize = 512;
+/// Range of the delay a draining comet tells its clients to wait.
+const RECONNECT_JITTER_MS: std::ops::RangeInclusive<u32> = 200..=5_000;
+
+/// A random reconnect delay, so a draining comet's clients do not all
+/// reconnect at once.
+pub(crate) fn reconnect_jitter_ms() -> u32 {
+    rand::rng().random_range(RECONNECT_JITTER_MS)
+}
+
+/// Serves one client connection until it ends.
+pub(crate) async fn serve<S>(stream: S, peer: Option<SocketAddr>, state: Arc<CometState>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    metrics::counter!("courier_comet_connections_total").increment(1);
+    let config = &state.config;
+    let (read, mut write) = tokio::io::split(stream);
+    let mut frames =
+        FramedRead::with_capacity(read, FrameCodec::new(config.max_frame), READ_BUFFER);
+    let key = state.next_key();
+    let auth = match handshake::handshake(&mut frames, &state, &key).await {
+        Ok(auth) => auth,
+        Err(refusal) => {
+            tracing::debug!(?peer, reason = refusal.reason, "handshake refused");
+            if let Some(frame) = refusal.frame {
+                let bytes = encode_frame(&frame);
+                let _ = tokio::time::timeout(config.write_timeout, async {
+                    write.write_all(&bytes).await?;
+                    write.flush().await?;
+                    write.shutdown().await
+                })
+                .await;
+            }
+            return;
+        }
+    };
+
+    let (outbox, queue) = Outbox::new(key.clone(), config.outbound_queue, state.counters.clone());
+    let writer = tokio::spawn(writer::run(
+        write,
+        queue,
+        outbox.clone(),
+        config.write_timeout,
+        config.outbound_queue,
+    ));
+    metrics::gauge!("courier_comet_connections").increment(1.0);
+    let uid = auth.uid.clone();
+    tracing::info!(?peer, %uid, %key, "client connected");
+
+    // Registered in the key index by `start`, removed when dropped.
+    let mut session = session::Session::new(state.clone(), outbox.clone(), &uid);
+    session.start(auth);
+    let reason = session.run(&mut frames).await;
+
+    drop(session); // leaves every room and the key index
+    outbox.finish();
+    if let Err(e) = writer.await {
+        tracing::error!(%key, error = %e, "connection writer failed");
+    }
+    drop(frames);
+    metrics::gauge!("courier_comet_connections").decrement(1.0);
+    tracing::info!(?peer, %uid, %key, reason, "client disconnected");
+    let request = DisconnectRequest {
+        comet_id: state.id().to_owned(),
+        uid,
+        key: key.to_string(),
+    };
+    if let Err(e) = state.logic.close_session(request).await {
+        tracing::warn!(%key, error = %e, "cannot close session in logic; it will expire");
+    }
+}

@@ -1,0 +1,308 @@
+//! An authenticated connection's reader: one frame at a time, never waiting
+//! on logic.
+//!
+//! Replies are queued to the connection's own outbox. Calls to logic that
+//! a reply depends on (`Send`) run in their own task, bounded per
+//! connection; session renewals (`Heartbeat`) are coalesced to one in
+//! flight. So a slow logic delays answers, never reading.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use courier_proto::client::{
+    self, frame::Body, target::Kind, AuthReply, ErrorCode, Frame, Join, JoinReply, Leave,
+    LeaveReply, Reconnect,
+};
+use courier_proto::logic::{HeartbeatRequest, SendRequest};
+use courier_proto::{encode_frame, FrameCodec};
+use futures::StreamExt;
+use tokio::io::AsyncRead;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::codec::FramedRead;
+
+use super::handshake::{bad_frame, Authenticated};
+use crate::logic_client::LogicError;
+use crate::outbox::Outbox;
+use crate::push_service::encode_push;
+use crate::rooms::check_room_name;
+use crate::state::CometState;
+
+/// `Send` frames one connection may have waiting on logic at once.
+const MAX_SENDS_IN_FLIGHT: usize = 32;
+
+/// What the reader does after a frame.
+enum Next {
+    Continue,
+    Close(&'static str),
+}
+
+/// One authenticated connection.
+#[derive(Debug)]
+pub(crate) struct Session {
+    state: Arc<CometState>,
+    outbox: Outbox,
+    uid: Arc<str>,
+    /// Rooms this connection is in; only this task changes them.
+    rooms: HashSet<String>,
+    heartbeat_in_flight: Arc<AtomicBool>,
+    sends: Arc<Semaphore>,
+}
+
+impl Session {
+    /// A session for `uid` writing through `outbox`.
+    pub(crate) fn new(state: Arc<CometState>, outbox: Outbox, uid: &str) -> Self {
+        Self {
+            state,
+            outbox,
+            uid: Arc::from(uid),
+            rooms: HashSet::new(),
+            heartbeat_in_flight: Arc::new(AtomicBool::new(false)),
+            sends: Arc::new(Semaphore::new(MAX_SENDS_IN_FLIGHT)),
+        }
+    }
+
+    /// Enters the key index, joins the rooms asked for at auth and queues `AuthReply` (then any
+    /// missed messages).
+    pub(crate) fn start(&mut self, auth: Authenticated) {
+        self.state.registry.insert(self.outbox.clone());
+        let max_rooms = self.state.config.max_rooms;
+        let mut joined = Vec::new();
+        for room in auth.rooms {
+            if joined.len() >= max_rooms {
+                break;
+            }
+            if check_room_name(&room).is_err() || self.rooms.contains(&room) {
+                continue;
+            }
+            self.state.rooms.join(&room, &self.outbox);
+            self.rooms.insert(room.clone());
+            joined.push(room);
+        }
+        let heartbeat_secs =
+            u32::try_from(self.state.config.heartbeat.as_secs().max(1)).unwrap_or(u32::MAX);
+        self.reply(&Frame::new(
+            auth.frame_id,
+            Body::AuthReply(AuthReply {
+                uid: self.uid.to_string(),
+                key: self.outbox.key().to_string(),
+                heartbeat_secs,
+                rooms: joined,
+            }),
+        ));
+        if !auth.missed.is_empty() {
+            match encode_push(auth.missed, self.state.config.max_frame) {
+                Ok(frames) => {
+                    let n = frames.len();
+                    if self.outbox.push_all(&frames) {
+                        self.state.counters.queued(n);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(key = %self.outbox.key(), error = %e, "dropping missed messages")
+                }
+            }
+        }
+    }
+
+    /// Reads frames until the connection ends; returns why it ended.
+    pub(crate) async fn run<R: AsyncRead + Unpin>(
+        &mut self,
+        frames: &mut FramedRead<R, FrameCodec>,
+    ) -> &'static str {
+        let idle = self.state.config.idle_timeout();
+        let frames_in = metrics::counter!("courier_comet_frames_in_total");
+        let deadline = tokio::time::sleep(idle);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.outbox.closing() => return "closed by the comet",
+                _ = self.state.draining.cancelled() => {
+                    let after_ms = super::reconnect_jitter_ms();
+                    self.outbox.close_with(encode_frame(&Frame::new(0, Body::Reconnect(Reconnect { after_ms }))));
+                    return "draining";
+                }
+                _ = &mut deadline => {
+                    self.close_with_error(0, ErrorCode::Idle, "no frame within 3 heartbeats");
+                    return "idle";
+                }
+                next = frames.next() => match next {
+                    None => return "closed by the client",
+                    Some(Err(e)) => {
+                        match bad_frame(&e).frame {
+                            Some(frame) => self.outbox.close_with(encode_frame(&frame)),
+                            None => self.outbox.finish(),
+                        }
+                        return "bad frame";
+                    }
+                    Some(Ok(frame)) => {
+                        frames_in.increment(1);
+                        deadline.as_mut().reset(Instant::now() + idle);
+                        if let Next::Close(reason) = self.on_frame(frame) {
+                            return reason;
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    fn on_frame(&mut self, frame: Frame) -> Next {
+        let id = frame.id;
+        match frame.body {
+            Some(Body::Heartbeat(_)) => {
+                self.reply(&Frame::new(id, Body::HeartbeatReply(Default::default())));
+                self.renew_session();
+            }
+            Some(Body::Join(Join { room })) => self.join(id, room),
+            Some(Body::Leave(Leave { room })) => self.leave(id, room),
+            Some(Body::Send(send)) => self.send(id, send),
+            // Completed by the delivery issue (inbox acks and replay).
+            Some(Body::Ack(_)) | Some(Body::Sync(_)) => {}
+            Some(Body::Auth(_)) => {
+                self.close_with_error(id, ErrorCode::Unexpected, "already authenticated");
+                return Next::Close("second Auth");
+            }
+            Some(
+                Body::AuthReply(_)
+                | Body::HeartbeatReply(_)
+                | Body::SendReply(_)
+                | Body::Push(_)
+                | Body::JoinReply(_)
+                | Body::LeaveReply(_)
+                | Body::Reconnect(_)
+                | Body::Kick(_)
+                | Body::Error(_),
+            ) => {
+                self.close_with_error(id, ErrorCode::Unexpected, "server-only frame");
+                return Next::Close("server-only frame");
+            }
+            None => {
+                self.close_with_error(id, ErrorCode::BadFrame, "frame without a known body");
+                return Next::Close("frame without body");
+            }
+        }
+        Next::Continue
+    }
+
+    fn join(&mut self, id: u64, room: String) {
+        if let Err(why) = check_room_name(&room) {
+            return self.error(id, ErrorCode::BadRequest, why);
+        }
+        if !self.rooms.contains(&room) {
+            let max = self.state.config.max_rooms;
+            if self.rooms.len() >= max {
+                return self.error(id, ErrorCode::TooManyRooms, format!("at most {max} rooms"));
+            }
+            self.state.rooms.join(&room, &self.outbox);
+            self.rooms.insert(room.clone());
+        }
+        self.reply(&Frame::new(id, Body::JoinReply(JoinReply { room })));
+    }
+
+    fn leave(&mut self, id: u64, room: String) {
+        if let Err(why) = check_room_name(&room) {
+            return self.error(id, ErrorCode::BadRequest, why);
+        }
+        if self.rooms.remove(&room) {
+            self.state.rooms.leave(&room, self.outbox.key());
+        }
+        self.reply(&Frame::new(id, Body::LeaveReply(LeaveReply { room })));
+    }
+
+    fn send(&mut self, id: u64, send: client::Send) {
+        let target = send.to.as_ref().and_then(|t| t.kind.as_ref());
+        if !matches!(target, Some(Kind::User(_) | Kind::Room(_))) {
+            return self.error(
+                id,
+                ErrorCode::BadRequest,
+                "Send must target a user or a room",
+            );
+        }
+        let Ok(permit) = self.sends.clone().try_acquire_owned() else {
+            return self.error(id, ErrorCode::Unavailable, "too many sends in flight");
+        };
+        let request = SendRequest {
+            comet_id: self.state.id().to_owned(),
+            uid: self.uid.to_string(),
+            key: self.outbox.key().to_string(),
+            send: Some(send),
+        };
+        let state = self.state.clone();
+        let outbox = self.outbox.clone();
+        self.state.tracker.spawn(async move {
+            let frame = match state.logic.send(request).await {
+                Ok(reply) => Frame::new(
+                    id,
+                    Body::SendReply(client::SendReply {
+                        msg_id: reply.msg_id,
+                        seq: reply.seq,
+                    }),
+                ),
+                Err(e) => Frame::error(id, send_error_code(&e), e.client_message()),
+            };
+            drop(permit);
+            if outbox.push(encode_frame(&frame)) {
+                state.counters.queued(1);
+            }
+        });
+    }
+
+    /// Renews the session's TTL in logic, at most one call in flight.
+    fn renew_session(&self) {
+        if self.heartbeat_in_flight.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let request = HeartbeatRequest {
+            comet_id: self.state.id().to_owned(),
+            uid: self.uid.to_string(),
+            key: self.outbox.key().to_string(),
+        };
+        let state = self.state.clone();
+        let in_flight = self.heartbeat_in_flight.clone();
+        self.state.tracker.spawn(async move {
+            if let Err(e) = state.logic.heartbeat(request).await {
+                tracing::debug!(error = %e, "session heartbeat failed");
+            }
+            in_flight.store(false, Ordering::Release);
+        });
+    }
+
+    fn reply(&self, frame: &Frame) {
+        if self.outbox.push(encode_frame(frame)) {
+            self.state.counters.queued(1);
+        }
+    }
+
+    fn error(&self, id: u64, code: ErrorCode, message: impl Into<String>) {
+        self.reply(&Frame::error(id, code, message));
+    }
+
+    fn close_with_error(&self, id: u64, code: ErrorCode, message: &str) {
+        self.outbox
+            .close_with(encode_frame(&Frame::error(id, code, message)));
+    }
+}
+
+/// Leaving every room and the key index happens on drop, so it happens
+/// however the connection task ends (even if it is cancelled).
+impl Drop for Session {
+    fn drop(&mut self) {
+        for room in self.rooms.drain() {
+            self.state.rooms.leave(&room, self.outbox.key());
+        }
+        self.state.registry.remove(self.outbox.key());
+    }
+}
+
+fn send_error_code(e: &LogicError) -> ErrorCode {
+    if e.is_refusal() {
+        ErrorCode::Rejected
+    } else if e.is_bad_request() {
+        ErrorCode::BadRequest
+    } else {
+        ErrorCode::Unavailable
+    }
+}

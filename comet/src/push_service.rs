@@ -1,0 +1,217 @@
+//! The gRPC `Comet` service job calls: deliver to keys, rooms, everyone;
+//! kick; stats.
+//!
+//! Each call encodes its messages once into `Push` frames (split so no frame
+//! exceeds `max_frame`) and queues the same `Bytes` to every recipient.
+//! Queuing never waits; a recipient whose queue is full is dropped as a slow
+//! consumer and not counted as delivered.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use courier_proto::client::{frame::Body, Frame, Kick, Message, Push};
+use courier_proto::comet::comet_server::Comet;
+use courier_proto::comet::{
+    BroadcastRequest, KickReply, KickRequest, PushKeysRequest, PushReply, PushRoomRequest,
+    RoomCount, StatsReply, StatsRequest,
+};
+use courier_proto::encode_frame;
+use prost::Message as _;
+use tonic::{Request, Response, Status};
+
+use crate::state::CometState;
+
+/// Bytes of a `Frame` around its `Push` body: the field tag, its length
+/// prefix and slack for the frame id (0, not encoded).
+const PUSH_OVERHEAD: usize = 16;
+
+/// A message too large for any frame.
+#[derive(Debug, thiserror::Error)]
+#[error("message {msg_id} of {len} bytes does not fit in a {max_frame}-byte frame")]
+pub(crate) struct MessageTooLarge {
+    msg_id: String,
+    len: usize,
+    max_frame: usize,
+}
+
+/// Encodes `messages` into as few `Push` frames as fit in `max_frame`
+/// bytes each, in order.
+pub(crate) fn encode_push(
+    messages: Vec<Message>,
+    max_frame: usize,
+) -> Result<Vec<Bytes>, MessageTooLarge> {
+    let budget = max_frame.saturating_sub(PUSH_OVERHEAD);
+    let mut frames = Vec::new();
+    let mut chunk = Vec::new();
+    let mut size = 0;
+    for message in messages {
+        let len = message.encoded_len();
+        let cost = 1 + prost::length_delimiter_len(len) + len;
+        if cost > budget {
+            return Err(MessageTooLarge {
+                msg_id: message.msg_id,
+                len,
+                max_frame,
+            });
+        }
+        if size + cost > budget {
+            frames.push(push_frame(std::mem::take(&mut chunk)));
+            size = 0;
+        }
+        chunk.push(message);
+        size += cost;
+    }
+    if !chunk.is_empty() {
+        frames.push(push_frame(chunk));
+    }
+    Ok(frames)
+}
+
+fn push_frame(messages: Vec<Message>) -> Bytes {
+    encode_frame(&Frame::new(0, Body::Push(Push { messages })))
+}
+
+/// The push service of one comet.
+#[derive(Debug, Clone)]
+pub(crate) struct PushService {
+    state: Arc<CometState>,
+}
+
+impl PushService {
+    pub(crate) fn new(state: Arc<CometState>) -> Self {
+        Self { state }
+    }
+
+    fn encode(&self, messages: Vec<Message>) -> Result<Vec<Bytes>, Status> {
+        encode_push(messages, self.state.config.max_frame)
+            .map_err(|e| Status::invalid_argument(e.to_string()))
+    }
+
+    fn delivered(&self, connections: usize, frames: usize) -> Response<PushReply> {
+        self.state.counters.queued(connections * frames);
+        Response::new(PushReply {
+            delivered: u32::try_from(connections).unwrap_or(u32::MAX),
+        })
+    }
+}
+
+fn unique(keys: Vec<String>) -> impl Iterator<Item = String> {
+    let mut seen = HashSet::with_capacity(keys.len());
+    keys.into_iter().filter(move |k| seen.insert(k.clone()))
+}
+
+#[tonic::async_trait]
+impl Comet for PushService {
+    async fn push_keys(
+        &self,
+        request: Request<PushKeysRequest>,
+    ) -> Result<Response<PushReply>, Status> {
+        let PushKeysRequest { keys, messages } = request.into_inner();
+        let frames = self.encode(messages)?;
+        if frames.is_empty() {
+            return Ok(self.delivered(0, 0));
+        }
+        let registry = &self.state.registry;
+        let delivered = unique(keys)
+            .filter_map(|key| registry.get(&key))
+            .filter(|outbox| outbox.push_all(&frames))
+            .count();
+        Ok(self.delivered(delivered, frames.len()))
+    }
+
+    async fn push_room(
+        &self,
+        request: Request<PushRoomRequest>,
+    ) -> Result<Response<PushReply>, Status> {
+        let PushRoomRequest { room, messages } = request.into_inner();
+        self.state.counters.room_push();
+        let frames = self.encode(messages)?;
+        if frames.is_empty() {
+            return Ok(self.delivered(0, 0));
+        }
+        let delivered = self.state.rooms.push(&room, &frames);
+        Ok(self.delivered(delivered, frames.len()))
+    }
+
+    async fn broadcast(
+        &self,
+        request: Request<BroadcastRequest>,
+    ) -> Result<Response<PushReply>, Status> {
+        let frames = self.encode(request.into_inner().messages)?;
+        if frames.is_empty() {
+            return Ok(self.delivered(0, 0));
+        }
+        let delivered = self.state.registry.broadcast(&frames);
+        Ok(self.delivered(delivered, frames.len()))
+    }
+
+    async fn kick(&self, request: Request<KickRequest>) -> Result<Response<KickReply>, Status> {
+        let KickRequest { keys, reason } = request.into_inner();
+        let frame = encode_frame(&Frame::new(0, Body::Kick(Kick { reason })));
+        let mut kicked = 0u32;
+        for outbox in unique(keys).filter_map(|key| self.state.registry.get(&key)) {
+            outbox.close_with(frame.clone());
+            kicked = kicked.saturating_add(1);
+        }
+        Ok(Response::new(KickReply { kicked }))
+    }
+
+    async fn stats(&self, _: Request<StatsRequest>) -> Result<Response<StatsReply>, Status> {
+        let state = &self.state;
+        let mut rooms: Vec<RoomCount> = state
+            .rooms
+            .counts()
+            .into_iter()
+            .map(|(room, connections)| RoomCount { room, connections })
+            .collect();
+        rooms.sort_by(|a, b| a.room.cmp(&b.room));
+        Ok(Response::new(StatsReply {
+            comet_id: state.id().to_owned(),
+            connections: u32::try_from(state.registry.len()).unwrap_or(u32::MAX),
+            rooms,
+            room_pushes: state.counters.room_pushes(),
+            frames_queued: state.counters.frames_queued(),
+            slow_consumers: state.counters.slow_consumers(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use courier_proto::FrameCodec;
+    use tokio_util::codec::Decoder;
+
+    fn message(id: &str, len: usize) -> Message {
+        Message {
+            msg_id: id.into(),
+            data: vec![7u8; len].into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn batches_are_split_to_fit_max_frame() {
+        let max = 1024;
+        let messages: Vec<_> = (0..10).map(|i| message(&i.to_string(), 300)).collect();
+        let frames = encode_push(messages, max).unwrap();
+        assert!(frames.len() > 1);
+        let mut codec = FrameCodec::new(max);
+        let mut ids = Vec::new();
+        for f in frames {
+            let mut buf = bytes::BytesMut::from(&f[..]);
+            let Some(Body::Push(push)) = codec.decode(&mut buf).unwrap().unwrap().body else {
+                panic!("not a push");
+            };
+            ids.extend(push.messages.into_iter().map(|m| m.msg_id));
+        }
+        assert_eq!(ids, (0..10).map(|i| i.to_string()).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_message_larger_than_a_frame_is_refused() {
+        assert!(encode_push(vec![message("big", 2000)], 1024).is_err());
+        assert!(encode_push(vec![], 1024).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,218 @@
+//! A comet's life: bind, serve, drain.
+//!
+//! [`Comet::bind`] binds both listeners (so callers learn the real ports
+//! before anything runs). [`Comet::run`] follows the logics in discovery,
+//! registers this comet, and serves clients and the push service until
+//! `shutdown` fires. Then it drains: the record is marked `draining`,
+//! accepting stops, every client gets a `Reconnect` with jitter and is closed
+//! (their sessions closed in logic), the record is removed, and the push
+//! service stops last so job can deliver until the very end.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use courier_cluster::discovery::register_json;
+use courier_cluster::{CometNode, Discovery, NodeState, ServiceKind};
+use courier_proto::comet::comet_server::CometServer;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::CometConfig;
+use crate::error::CometError;
+use crate::listener::accept_loop;
+use crate::logic_client::{LogicPool, LOGIC_TIMEOUT};
+use crate::push_service::PushService;
+use crate::report;
+use crate::state::CometState;
+
+/// How long the push service gets to finish its calls after the drain.
+const GRPC_GRACE: Duration = Duration::from_secs(5);
+
+/// What a comet needs from the rest of the cluster.
+#[derive(Clone)]
+pub struct CometDeps {
+    /// Where comets register and logics are found.
+    pub discovery: Arc<dyn Discovery>,
+}
+
+impl std::fmt::Debug for CometDeps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CometDeps").finish_non_exhaustive()
+    }
+}
+
+/// A comet with its listeners bound, ready to [`run`](Comet::run).
+pub struct Comet {
+    state: Arc<CometState>,
+    deps: CometDeps,
+    tcp: TcpListener,
+    grpc: TcpListener,
+    tcp_addr: SocketAddr,
+    grpc_addr: SocketAddr,
+}
+
+impl std::fmt::Debug for Comet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Comet")
+            .field("id", &self.id())
+            .field("tcp_addr", &self.tcp_addr)
+            .field("grpc_addr", &self.grpc_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+async fn bind_listener(
+    listener: &'static str,
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), CometError> {
+    let bind_err = |source| CometError::Bind {
+        listener,
+        addr,
+        source,
+    };
+    let l = TcpListener::bind(addr).await.map_err(bind_err)?;
+    let local = l.local_addr().map_err(bind_err)?;
+    Ok((l, local))
+}
+
+impl Comet {
+    /// Checks `config` and binds the TCP and gRPC listeners (port 0 picks a
+    /// free port; see [`tcp_addr`](Comet::tcp_addr)).
+    pub async fn bind(config: CometConfig, deps: CometDeps) -> Result<Comet, CometError> {
+        config.validate().map_err(CometError::Config)?;
+        let (tcp, tcp_addr) = bind_listener("tcp", config.tcp_addr).await?;
+        let (grpc, grpc_addr) = bind_listener("grpc", config.grpc_addr).await?;
+        let logic = Arc::new(LogicPool::new(LOGIC_TIMEOUT));
+        Ok(Comet {
+            state: Arc::new(CometState::new(config, logic)),
+            deps,
+            tcp,
+            grpc,
+            tcp_addr,
+            grpc_addr,
+        })
+    }
+
+    /// This comet's id.
+    pub fn id(&self) -> &str {
+        self.state.id()
+    }
+
+    /// The bound client (TCP) address.
+    pub fn tcp_addr(&self) -> SocketAddr {
+        self.tcp_addr
+    }
+
+    /// The bound push-service (gRPC) address.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    /// Registers in discovery and serves until `shutdown` fires, then drains
+    /// (see the module docs) and returns.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), CometError> {
+        let Comet {
+            state,
+            deps,
+            tcp,
+            grpc,
+            tcp_addr,
+            grpc_addr,
+        } = self;
+        let config = &state.config;
+
+        let logics = deps.discovery.watch(ServiceKind::Logic).await?;
+        state.logic.update(&logics.borrow());
+        let mut record = CometNode {
+            id: config.id.clone(),
+            tcp: config.advertised(tcp_addr),
+            ws: String::new(),
+            grpc: config.advertised(grpc_addr),
+            weight: config.weight,
+            connections: 0,
+            state: NodeState::Serving,
+        };
+        let registration = register_json(
+            deps.discovery.as_ref(),
+            ServiceKind::Comet,
+            &config.id,
+            &record,
+        )
+        .await?;
+
+        let background = CancellationToken::new();
+        let follow = tokio::spawn({
+            let pool = state.logic.clone();
+            let stop = background.clone();
+            async move { pool.follow(logics, stop).await }
+        });
+        let rooms = tokio::spawn(report::room_changes(state.clone(), background.clone()));
+        let stop_grpc = CancellationToken::new();
+        let mut grpc_task: JoinHandle<Result<(), tonic::transport::Error>> = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(CometServer::new(PushService::new(state.clone())))
+                .serve_with_incoming_shutdown(
+                    TcpListenerStream::new(grpc),
+                    stop_grpc.clone().cancelled_owned(),
+                ),
+        );
+        let stop_accept = CancellationToken::new();
+        let accept = tokio::spawn(accept_loop(tcp, state.clone(), stop_accept.clone()));
+        tracing::info!(id = %config.id, tcp = %record.tcp, grpc = %record.grpc, "comet serving");
+
+        let grpc_ended = tokio::select! {
+            _ = shutdown.cancelled() => None,
+            _ = report::load(&state, &registration, record.clone()) => None,
+            ended = &mut grpc_task => Some(ended),
+        };
+
+        tracing::info!(id = %config.id, connections = state.registry.len(), "comet draining");
+        record.state = NodeState::Draining;
+        record.connections = u32::try_from(state.registry.len()).unwrap_or(u32::MAX);
+        report::update(&registration, &record);
+        stop_accept.cancel();
+        let _ = accept.await;
+        state.draining.cancel();
+        state.tracker.close();
+        let grace = config.write_timeout + LOGIC_TIMEOUT + Duration::from_secs(1);
+        if tokio::time::timeout(grace, state.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(id = %config.id, "connections still closing after {grace:?}; leaving them");
+        }
+        registration.deregister().await;
+
+        stop_grpc.cancel();
+        let grpc_ended = match grpc_ended {
+            Some(ended) => ended,
+            None => match tokio::time::timeout(GRPC_GRACE, &mut grpc_task).await {
+                Ok(ended) => ended,
+                Err(_) => {
+                    grpc_task.abort();
+                    Ok(Ok(()))
+                }
+            },
+        };
+        background.cancel();
+        let _ = follow.await;
+        let _ = rooms.await;
+        tracing::info!(id = %config.id, "comet stopped");
+        match grpc_ended {
+            Ok(result) => result.map_err(CometError::from),
+            Err(e) => Err(CometError::Task(e.to_string())),
+        }
+    }
+}
+
+/// Binds and runs a comet until `shutdown` fires.
+pub async fn serve(
+    config: CometConfig,
+    deps: CometDeps,
+    shutdown: CancellationToken,
+) -> Result<(), CometError> {
+    Comet::bind(config, deps).await?.run(shutdown).await
+}

@@ -1,0 +1,163 @@
+//! The first frame: `Auth` within the timeout, with a valid token.
+
+use std::time::Duration;
+
+use courier_cluster::{Claims, TokenKeys};
+use courier_proto::client::{frame::Body, Auth, ErrorCode, Heartbeat};
+
+use super::support::*;
+use crate::logic_client::{LogicPool, LOGIC_TIMEOUT};
+use crate::state::CometState;
+
+fn auth(token: String) -> Body {
+    Body::Auth(Auth {
+        token,
+        last_seq: 0,
+        rooms: vec![],
+    })
+}
+
+#[tokio::test]
+async fn auth_replies_with_uid_key_and_rooms_and_opens_the_session() {
+    let h = Harness::start().await;
+    let comet = h.comet(h.config()).await;
+    let mut c = comet.client().await;
+    let reply = c.auth(&h.token("alice"), &["lobby", "", "lobby"]).await;
+    assert_eq!(reply.uid, "alice");
+    assert!(
+        reply.key.starts_with(&comet.id),
+        "key {} names its comet",
+        reply.key
+    );
+    assert_eq!(reply.heartbeat_secs, 30);
+    assert_eq!(
+        reply.rooms,
+        vec!["lobby".to_owned()],
+        "invalid and duplicate rooms skipped"
+    );
+
+    let open = h
+        .logic
+        .wait_for(|c| match c {
+            Call::Open(r) => Some(r.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(open.comet_id, comet.id);
+    assert_eq!(open.uid, "alice");
+    assert_eq!(open.key, reply.key);
+
+    let (_c2, other) = comet.login(&h, "alice", &[]).await;
+    assert_ne!(other.key, reply.key, "every connection gets its own key");
+}
+
+#[tokio::test]
+async fn forged_or_expired_tokens_are_unauthenticated() {
+    let h = Harness::start().await;
+    let comet = h.comet(h.config()).await;
+    let forged = TokenKeys::new(b"not the secret")
+        .issue("mallory", Duration::from_secs(60))
+        .unwrap();
+    let expired = h
+        .keys
+        .sign(&Claims {
+            sub: "alice".into(),
+            iat: 1,
+            exp: 2,
+        })
+        .unwrap();
+    for token in [forged, expired, "garbage".to_owned()] {
+        let mut c = comet.client().await;
+        c.send(9, auth(token)).await;
+        let err = c.expect_error(ErrorCode::Unauthenticated).await;
+        assert_eq!(err.id, 9, "the error echoes the Auth frame id");
+        c.expect_closed().await;
+    }
+    assert_eq!(h.logic.count(|c| matches!(c, Call::Open(_))), 0);
+}
+
+#[tokio::test]
+async fn a_first_frame_other_than_auth_is_unauthenticated() {
+    let h = Harness::start().await;
+    let comet = h.comet(h.config()).await;
+    let mut c = comet.client().await;
+    c.send(3, Body::Heartbeat(Heartbeat {})).await;
+    c.expect_error(ErrorCode::Unauthenticated).await;
+    c.expect_closed().await;
+}
+
+#[tokio::test]
+async fn a_login_policy_refusal_is_rejected() {
+    let h = Harness::start().await;
+    let comet = h.comet(h.config()).await;
+    let mut c = comet.client().await;
+    c.send(1, auth(h.token("banned"))).await;
+    c.expect_error(ErrorCode::Rejected).await;
+    c.expect_closed().await;
+}
+
+#[tokio::test]
+async fn unreachable_logic_is_unavailable() {
+    let h = Harness::start().await;
+    // No logic in this comet's pool.
+    let state = std::sync::Arc::new(CometState::new(
+        h.config(),
+        std::sync::Arc::new(LogicPool::new(LOGIC_TIMEOUT)),
+    ));
+    let (mut c, task) = duplex_client(&state, 4096);
+    c.send(1, auth(h.token("alice"))).await;
+    c.expect_error(ErrorCode::Unavailable).await;
+    c.expect_closed().await;
+    task.await.unwrap();
+    assert_eq!(state.registry.len(), 0);
+}
+
+#[tokio::test]
+async fn missed_messages_follow_the_auth_reply() {
+    let h = Harness::start().await;
+    let comet = h.comet(h.config()).await;
+    let mut c = comet.client().await;
+    c.send(
+        1,
+        Body::Auth(Auth {
+            token: h.token("alice"),
+            last_seq: 5,
+            rooms: vec![],
+        }),
+    )
+    .await;
+    assert!(matches!(c.recv().await.body, Some(Body::AuthReply(_))));
+    assert_eq!(push_ids(&c.recv().await), vec!["missed-1".to_owned()]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_auth_is_closed_after_the_handshake_timeout() {
+    let config = crate::CometConfig {
+        jwt_secret: SECRET.into(),
+        handshake_timeout: Duration::from_secs(5),
+        ..crate::CometConfig::default()
+    };
+    let state = std::sync::Arc::new(CometState::new(
+        config,
+        std::sync::Arc::new(LogicPool::new(LOGIC_TIMEOUT)),
+    ));
+    let start = tokio::time::Instant::now();
+    let (mut c, task) = duplex_client(&state, 4096);
+    // Let the connection task start its handshake clock.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::advance(Duration::from_millis(4_900)).await;
+    assert!(
+        !task.is_finished(),
+        "still waiting for Auth before the timeout"
+    );
+    c.expect_error(ErrorCode::HandshakeTimeout).await;
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(5) && elapsed < Duration::from_secs(6),
+        "{elapsed:?}"
+    );
+    c.expect_closed().await;
+    task.await.unwrap();
+}

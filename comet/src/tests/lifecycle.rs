@@ -1,0 +1,66 @@
+//! Discovery registration, load reports and the drain on shutdown.
+
+use courier_cluster::discovery::decode_view;
+use courier_cluster::{CometNode, Discovery, NodeState, ServiceKind};
+use courier_proto::client::frame::Body;
+
+use super::support::*;
+
+#[tokio::test]
+async fn the_comet_registers_and_reports_its_load() {
+    let h = Harness::start().await;
+    let comet = h.comet(h.config()).await;
+    let view = h.discovery.watch(ServiceKind::Comet).await.unwrap();
+    let record = |view: &tokio::sync::watch::Receiver<_>| -> Option<CometNode> {
+        decode_view::<CometNode>(&view.borrow()).into_iter().next()
+    };
+    eventually("comet registered", || record(&view).is_some()).await;
+    let node = record(&view).unwrap();
+    assert_eq!(node.id, comet.id);
+    assert_eq!(node.tcp, comet.tcp.to_string());
+    assert_eq!(node.grpc, comet.grpc.to_string());
+    assert_eq!(node.state, NodeState::Serving);
+
+    let (_c, _) = comet.login(&h, "alice", &["r"]).await;
+    eventually("connection count in discovery", || {
+        record(&view).is_some_and(|n| n.connections == 1)
+    })
+    .await;
+    h.logic
+        .wait_for(|c| match c {
+            Call::Renew(r) if r.connections == 1 && r.rooms.get("r") == Some(&1) => Some(()),
+            _ => None,
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn shutdown_tells_clients_to_reconnect_and_deregisters() {
+    let h = Harness::start().await;
+    let comet = h.comet(h.config()).await;
+    let (mut a, auth) = comet.login(&h, "alice", &[]).await;
+    let view = h.discovery.watch(ServiceKind::Comet).await.unwrap();
+
+    comet.shutdown.cancel();
+    match a.recv().await.body {
+        Some(Body::Reconnect(r)) => assert!(r.after_ms > 0 && r.after_ms <= 5_000),
+        other => panic!("expected Reconnect, got {other:?}"),
+    }
+    a.expect_closed().await;
+    let tcp = comet.tcp;
+    comet.stop().await.unwrap();
+
+    assert!(view.borrow().is_empty(), "deregistered");
+    let closed = h
+        .logic
+        .wait_for(|c| match c {
+            Call::Close(r) => Some(r.key.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(closed, auth.key);
+    assert!(
+        tokio::net::TcpStream::connect(tcp).await.is_err(),
+        "no longer accepting"
+    );
+}

@@ -1,0 +1,218 @@
+//! An authenticated connection: heartbeats, idling, bad input, rooms, sends.
+
+use std::time::Duration;
+
+use courier_proto::client::{
+    frame::Body, Auth, ErrorCode, Heartbeat, Join, Leave, Push, Send, Target,
+};
+use futures::FutureExt;
+use tokio::io::AsyncWriteExt;
+
+use super::support::*;
+
+#[tokio::test]
+async fn heartbeat_is_answered_with_its_id_and_renews_the_session() {
+    let h = Harness::start().await;
+    let comet = h.comet(h.config()).await;
+    let (mut c, auth) = comet.login(&h, "alice", &[]).await;
+    c.send(42, Body::Heartbeat(Heartbeat {})).await;
+    let reply = c.recv().await;
+    assert_eq!(reply.id, 42);
+    assert!(matches!(reply.body, Some(Body::HeartbeatReply(_))));
+    let renewed = h
+        .logic
+        .wait_for(|c| match c {
+            Call::Heartbeat(r) => Some(r.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        (renewed.uid.as_str(), renewed.key.as_str()),
+        ("alice", auth.key.as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_after_three_heartbeats() {
+    let h = Harness::start().await;
+    let config = crate::CometConfig {
+        heartbeat: Duration::from_secs(10),
+        ..h.config()
+    };
+    let state = h.state(config).await;
+    let (mut c, _task) = duplex_client(&state, 4096);
+    c.auth(&h.token("alice"), &[]).await;
+
+    // Authenticated in real time (logic is a real gRPC server); from here on
+    // time is virtual.
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_secs(25)).await;
+    c.send(2, Body::Heartbeat(Heartbeat {})).await;
+    assert!(matches!(c.recv().await.body, Some(Body::HeartbeatReply(_))));
+    // The heartbeat restarted the 30 s clock.
+    tokio::time::advance(Duration::from_secs(29)).await;
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        futures::StreamExt::next(&mut c.framed)
+            .now_or_never()
+            .is_none(),
+        "nothing may arrive before 3 silent heartbeats"
+    );
+    tokio::time::advance(Duration::from_secs(2)).await;
+    c.expect_error(ErrorCode::Idle).await;
+    c.expect_closed().await;
+}
+
+#[tokio::test]
+async fn a_2_gib_length_prefix_closes_only_that_connection() {
+    let h = Harness::start().await;
+    let comet = h.comet(h.config()).await;
+    let (mut good, _) = comet.login(&h, "alice", &[]).await;
+
+    let mut evil = comet.client().await;
+    evil.framed
+        .get_mut()
+        .write_all(&[0x80, 0, 0, 0])
+        .await
+        .unwrap();
+    evil.expect_error(ErrorCode::BadFrame).await;
+    evil.expect_closed().await;
+
+    let (mut evil2, _) = comet.login(&h, "bob", &[]).await;
+    evil2
+        .framed
+        .get_mut()
+        .write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff])
+        .await
+        .unwrap();
+    evil2.expect_error(ErrorCode::BadFrame).await;
+    evil2.expect_closed().await;
+
+    good.send(5, Body::Heartbeat(Heartbeat {})).await;
+    assert_eq!(good.recv().await.id, 5, "the other connection still works");
+}
+
+#[tokio::test]
+async fn a_second_auth_or_a_server_frame_is_unexpected() {
+    let h = Harness::start().await;
+    let comet = h.comet(h.config()).await;
+    let (mut c, _) = comet.login(&h, "alice", &[]).await;
+    c.send(
+        2,
+        Body::Auth(Auth {
+            token: h.token("alice"),
+            ..Default::default()
+        }),
+    )
+    .await;
+    assert_eq!(c.expect_error(ErrorCode::Unexpected).await.id, 2);
+    c.expect_closed().await;
+
+    let (mut c, _) = comet.login(&h, "alice", &[]).await;
+    c.send(3, Body::Push(Push { messages: vec![] })).await;
+    c.expect_error(ErrorCode::Unexpected).await;
+    c.expect_closed().await;
+    // Both sessions were closed in logic.
+    h.logic.wait_count(|c| matches!(c, Call::Close(_)), 2).await;
+}
+
+#[tokio::test]
+async fn join_and_leave_are_validated_and_bounded() {
+    let h = Harness::start().await;
+    let comet = h
+        .comet(crate::CometConfig {
+            max_rooms: 2,
+            ..h.config()
+        })
+        .await;
+    let (mut c, _) = comet.login(&h, "alice", &["a"]).await;
+    let join = |room: &str| Body::Join(Join { room: room.into() });
+
+    c.send(2, join("b")).await;
+    assert!(matches!(c.recv().await.body, Some(Body::JoinReply(r)) if r.room == "b"));
+    c.send(3, join("c")).await;
+    assert_eq!(c.expect_error(ErrorCode::TooManyRooms).await.id, 3);
+    c.send(4, join(&"x".repeat(65))).await;
+    c.send(5, join("")).await;
+    assert_eq!(c.expect_error(ErrorCode::BadRequest).await.id, 4);
+    assert_eq!(c.expect_error(ErrorCode::BadRequest).await.id, 5);
+
+    c.send(6, Body::Leave(Leave { room: "a".into() })).await;
+    assert!(matches!(c.recv().await.body, Some(Body::LeaveReply(r)) if r.room == "a"));
+    c.send(7, join("c")).await;
+    let reply = c.recv().await;
+    assert_eq!(reply.id, 7);
+    assert!(
+        matches!(reply.body, Some(Body::JoinReply(_))),
+        "room freed by Leave"
+    );
+}
+
+#[tokio::test]
+async fn send_answers_with_logic_ids_or_an_error_without_closing() {
+    let h = Harness::start().await;
+    let comet = h.comet(h.config()).await;
+    let (mut c, _) = comet.login(&h, "alice", &[]).await;
+    let send = |data: &[u8], to: Target| {
+        Body::Send(Send {
+            to: Some(to),
+            op: 1,
+            data: data.to_vec().into(),
+            client_msg_id: "c1".into(),
+        })
+    };
+    c.send(10, send(b"hi", Target::user("bob"))).await;
+    let reply = c.recv().await;
+    assert_eq!(reply.id, 10);
+    match reply.body {
+        Some(Body::SendReply(r)) => assert_eq!((r.msg_id.as_str(), r.seq), ("m-c1", 7)),
+        other => panic!("expected SendReply, got {other:?}"),
+    }
+    c.send(11, send(b"bad", Target::room("r"))).await;
+    assert_eq!(c.expect_error(ErrorCode::BadRequest).await.id, 11);
+    c.send(12, send(b"hi", Target::all())).await;
+    assert_eq!(c.expect_error(ErrorCode::BadRequest).await.id, 12);
+    assert_eq!(
+        h.logic.count(|c| matches!(c, Call::Send(_))),
+        2,
+        "broadcast never reaches logic"
+    );
+    let sent = h
+        .logic
+        .wait_for(|c| match c {
+            Call::Send(r) => Some(r.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        (sent.uid.as_str(), sent.comet_id.as_str()),
+        ("alice", comet.id.as_str())
+    );
+
+    c.send(13, Body::Heartbeat(Heartbeat {})).await;
+    assert_eq!(c.recv().await.id, 13, "still open");
+}
+
+#[tokio::test]
+async fn a_disconnect_leaves_rooms_and_closes_the_session() {
+    let h = Harness::start().await;
+    let state = h.state(h.config()).await;
+    let (mut c, task) = duplex_client(&state, 4096);
+    let auth = c.auth(&h.token("alice"), &["r"]).await;
+    assert_eq!(state.registry.len(), 1);
+    assert_eq!(state.rooms.len(), 1);
+    drop(c);
+    task.await.unwrap();
+    assert_eq!(state.registry.len(), 0);
+    assert_eq!(state.rooms.len(), 0);
+    let closed = h
+        .logic
+        .wait_for(|c| match c {
+            Call::Close(r) => Some(r.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(closed.key, auth.key);
+}

@@ -1,0 +1,403 @@
+//! Test harness: an in-test logic (our own gRPC service, faked), memory
+//! discovery, comets on 127.0.0.1:0 and a framed test client.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use courier_cluster::discovery::memory::MemoryDiscovery;
+use courier_cluster::discovery::register_json;
+use courier_cluster::{Discovery, LogicNode, Registration, ServiceKind, TokenKeys};
+use courier_proto::client::{frame::Body, Auth, AuthReply, ErrorCode, Frame, Message, Target};
+use courier_proto::comet::comet_client::CometClient;
+use courier_proto::logic::logic_server::{Logic, LogicServer};
+use courier_proto::logic::*;
+use courier_proto::FrameCodec;
+use futures::{SinkExt, StreamExt};
+use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use crate::logic_client::{LogicPool, LOGIC_TIMEOUT};
+use crate::state::CometState;
+use crate::{Comet, CometConfig, CometDeps, CometError};
+
+pub(crate) const SECRET: &str = "test-secret";
+/// Real-time bound on anything a test waits for.
+pub(crate) const WAIT: Duration = Duration::from_secs(5);
+
+/// One call logic received.
+#[derive(Debug, Clone)]
+pub(crate) enum Call {
+    Open(ConnectRequest),
+    Close(DisconnectRequest),
+    Heartbeat(HeartbeatRequest),
+    Send(SendRequest),
+    RoomsChanged(RoomsChangedRequest),
+    Renew(RenewOnlineRequest),
+}
+
+/// A logic that records calls. It refuses uid `banned` (login policy),
+/// returns one missed message when `last_seq > 0`, and refuses a `Send`
+/// whose data is `bad`.
+#[derive(Debug, Default)]
+pub(crate) struct FakeLogic {
+    calls: Mutex<Vec<Call>>,
+    notify: Notify,
+}
+
+impl FakeLogic {
+    fn record(&self, call: Call) {
+        self.calls.lock().push(call);
+        self.notify.notify_waiters();
+    }
+
+    /// Waits (up to [`WAIT`]) for a call matching `f`.
+    pub(crate) async fn wait_for<T>(&self, f: impl Fn(&Call) -> Option<T>) -> T {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let notified = self.notify.notified();
+            if let Some(found) = self.calls.lock().iter().find_map(&f) {
+                return found;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!(
+                    "logic never received the expected call: {:?}",
+                    self.calls.lock()
+                );
+            }
+        }
+    }
+
+    /// Waits (up to [`WAIT`]) until `n` calls match `f`.
+    pub(crate) async fn wait_count(&self, f: impl Fn(&Call) -> bool, n: usize) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let notified = self.notify.notified();
+            if self.count(&f) >= n {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!(
+                    "logic never received {n} matching calls: {:?}",
+                    self.calls.lock()
+                );
+            }
+        }
+    }
+
+    /// Calls so far matching `f`.
+    pub(crate) fn count(&self, f: impl Fn(&Call) -> bool) -> usize {
+        self.calls.lock().iter().filter(|c| f(c)).count()
+    }
+}
+
+#[tonic::async_trait]
+impl Logic for FakeLogic {
+    async fn open_session(
+        &self,
+        request: Request<ConnectRequest>,
+    ) -> Result<Response<ConnectReply>, Status> {
+        let req = request.into_inner();
+        self.record(Call::Open(req.clone()));
+        if req.uid == "banned" {
+            return Err(Status::failed_precondition("login policy refused"));
+        }
+        let missed = if req.last_seq > 0 {
+            vec![Message {
+                msg_id: "missed-1".into(),
+                seq: req.last_seq + 1,
+                to: Some(Target::user(req.uid.clone())),
+                ..Default::default()
+            }]
+        } else {
+            vec![]
+        };
+        Ok(Response::new(ConnectReply {
+            heartbeat_secs: 30,
+            missed,
+        }))
+    }
+
+    async fn close_session(
+        &self,
+        request: Request<DisconnectRequest>,
+    ) -> Result<Response<DisconnectReply>, Status> {
+        self.record(Call::Close(request.into_inner()));
+        Ok(Response::new(DisconnectReply {}))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatReply>, Status> {
+        self.record(Call::Heartbeat(request.into_inner()));
+        Ok(Response::new(HeartbeatReply {}))
+    }
+
+    async fn send(&self, request: Request<SendRequest>) -> Result<Response<SendReply>, Status> {
+        let req = request.into_inner();
+        self.record(Call::Send(req.clone()));
+        let send = req.send.unwrap_or_default();
+        if &send.data[..] == b"bad" {
+            return Err(Status::invalid_argument("bad data"));
+        }
+        Ok(Response::new(SendReply {
+            msg_id: format!("m-{}", send.client_msg_id),
+            seq: 7,
+        }))
+    }
+
+    async fn rooms_changed(
+        &self,
+        request: Request<RoomsChangedRequest>,
+    ) -> Result<Response<RoomsChangedReply>, Status> {
+        self.record(Call::RoomsChanged(request.into_inner()));
+        Ok(Response::new(RoomsChangedReply {}))
+    }
+
+    async fn renew_online(
+        &self,
+        request: Request<RenewOnlineRequest>,
+    ) -> Result<Response<RenewOnlineReply>, Status> {
+        self.record(Call::Renew(request.into_inner()));
+        Ok(Response::new(RenewOnlineReply {}))
+    }
+}
+
+/// Memory discovery with one fake logic registered in it.
+pub(crate) struct Harness {
+    pub(crate) discovery: Arc<MemoryDiscovery>,
+    pub(crate) logic: Arc<FakeLogic>,
+    pub(crate) keys: TokenKeys,
+    _registration: Registration,
+    server: JoinHandle<()>,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl Harness {
+    pub(crate) async fn start() -> Harness {
+        let discovery = Arc::new(MemoryDiscovery::default());
+        let logic = Arc::new(FakeLogic::default());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let service = LogicServer::from_arc(logic.clone());
+        let server = tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(TcpListenerStream::new(listener))
+                .await;
+        });
+        let node = LogicNode {
+            id: "logic-test".into(),
+            grpc: addr.to_string(),
+            http: String::new(),
+        };
+        let registration = register_json(discovery.as_ref(), ServiceKind::Logic, &node.id, &node)
+            .await
+            .unwrap();
+        Harness {
+            discovery,
+            logic,
+            keys: TokenKeys::new(SECRET.as_bytes()),
+            _registration: registration,
+            server,
+        }
+    }
+
+    pub(crate) fn config(&self) -> CometConfig {
+        CometConfig {
+            tcp_addr: "127.0.0.1:0".parse().unwrap(),
+            grpc_addr: "127.0.0.1:0".parse().unwrap(),
+            jwt_secret: SECRET.into(),
+            report_interval: Duration::from_millis(100),
+            ..CometConfig::default()
+        }
+    }
+
+    pub(crate) fn token(&self, uid: &str) -> String {
+        self.keys.issue(uid, Duration::from_secs(60)).unwrap()
+    }
+
+    /// Comet state wired to this harness's logic, for driving the
+    /// connection handler directly (duplex tests).
+    pub(crate) async fn state(&self, config: CometConfig) -> Arc<CometState> {
+        let pool = LogicPool::new(LOGIC_TIMEOUT);
+        let view = self.discovery.watch(ServiceKind::Logic).await.unwrap();
+        pool.update(&view.borrow());
+        Arc::new(CometState::new(config, Arc::new(pool)))
+    }
+
+    /// A comet serving on loopback.
+    pub(crate) async fn comet(&self, config: CometConfig) -> RunningComet {
+        let discovery: Arc<dyn Discovery> = self.discovery.clone();
+        let comet = Comet::bind(config, CometDeps { discovery }).await.unwrap();
+        let shutdown = CancellationToken::new();
+        RunningComet {
+            id: comet.id().to_owned(),
+            tcp: comet.tcp_addr(),
+            grpc: comet.grpc_addr(),
+            shutdown: shutdown.clone(),
+            task: Some(tokio::spawn(comet.run(shutdown))),
+        }
+    }
+}
+
+/// Serves one duplex connection with `state`; returns the client's end.
+pub(crate) fn duplex_client(
+    state: &Arc<CometState>,
+    buffer: usize,
+) -> (Client<tokio::io::DuplexStream>, JoinHandle<()>) {
+    let (client, server) = tokio::io::duplex(buffer);
+    let task = tokio::spawn(crate::connection::serve(server, None, state.clone()));
+    (Client::new(client), task)
+}
+
+pub(crate) struct RunningComet {
+    pub(crate) id: String,
+    pub(crate) tcp: SocketAddr,
+    pub(crate) grpc: SocketAddr,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) task: Option<JoinHandle<Result<(), CometError>>>,
+}
+
+impl Drop for RunningComet {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl RunningComet {
+    pub(crate) async fn client(&self) -> Client<TcpStream> {
+        Client::new(TcpStream::connect(self.tcp).await.unwrap())
+    }
+
+    /// A client authenticated as `uid` in `rooms`.
+    pub(crate) async fn login(
+        &self,
+        h: &Harness,
+        uid: &str,
+        rooms: &[&str],
+    ) -> (Client<TcpStream>, AuthReply) {
+        let mut c = self.client().await;
+        let reply = c.auth(&h.token(uid), rooms).await;
+        (c, reply)
+    }
+
+    pub(crate) async fn push_client(&self) -> CometClient<Channel> {
+        CometClient::connect(format!("http://{}", self.grpc))
+            .await
+            .unwrap()
+    }
+
+    /// Shuts the comet down and returns what `run` returned.
+    pub(crate) async fn stop(mut self) -> Result<(), CometError> {
+        self.shutdown.cancel();
+        let task = self.task.take().unwrap();
+        tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .expect("comet stops")
+            .unwrap()
+    }
+}
+
+/// A client speaking the frame protocol.
+pub(crate) struct Client<S> {
+    pub(crate) framed: Framed<S, FrameCodec>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
+    pub(crate) fn new(stream: S) -> Self {
+        Self {
+            framed: Framed::new(stream, FrameCodec::default()),
+        }
+    }
+
+    pub(crate) async fn send(&mut self, id: u64, body: Body) {
+        self.framed.send(Frame::new(id, body)).await.unwrap();
+    }
+
+    /// The next frame; panics on EOF or after [`WAIT`].
+    pub(crate) async fn recv(&mut self) -> Frame {
+        match tokio::time::timeout(WAIT, self.framed.next()).await {
+            Ok(Some(Ok(frame))) => frame,
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+
+    /// The next frame, which must be an `Error` with `code`.
+    pub(crate) async fn expect_error(&mut self, code: ErrorCode) -> Frame {
+        let frame = self.recv().await;
+        match &frame.body {
+            Some(Body::Error(e)) if e.code == code as i32 => frame,
+            _ => panic!("expected error {code:?}, got {frame:?}"),
+        }
+    }
+
+    /// The connection must end (EOF or reset) with no further frame.
+    pub(crate) async fn expect_closed(&mut self) {
+        match tokio::time::timeout(WAIT, self.framed.next()).await {
+            Ok(None) | Ok(Some(Err(_))) => {}
+            other => panic!("expected the connection to close, got {other:?}"),
+        }
+    }
+
+    pub(crate) async fn auth(&mut self, token: &str, rooms: &[&str]) -> AuthReply {
+        self.send(
+            1,
+            Body::Auth(Auth {
+                token: token.into(),
+                last_seq: 0,
+                rooms: rooms.iter().map(|r| r.to_string()).collect(),
+            }),
+        )
+        .await;
+        let frame = self.recv().await;
+        assert_eq!(frame.id, 1, "AuthReply echoes the Auth frame id");
+        match frame.body {
+            Some(Body::AuthReply(reply)) => reply,
+            other => panic!("expected AuthReply, got {other:?}"),
+        }
+    }
+}
+
+/// A message for pushes.
+pub(crate) fn message(id: &str, data: &[u8]) -> Message {
+    Message {
+        msg_id: id.into(),
+        op: 1,
+        data: data.to_vec().into(),
+        ..Default::default()
+    }
+}
+
+/// The message ids of a `Push` frame.
+pub(crate) fn push_ids(frame: &Frame) -> Vec<String> {
+    match &frame.body {
+        Some(Body::Push(p)) => p.messages.iter().map(|m| m.msg_id.clone()).collect(),
+        other => panic!("expected Push, got {other:?}"),
+    }
+}
+
+/// Polls `f` until it holds, for up to [`WAIT`].
+pub(crate) async fn eventually(what: &str, f: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !f() {
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
