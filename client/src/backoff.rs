@@ -60,7 +60,10 @@ mod tests {
         assert!(delays.iter().all(|d| *d >= min && *d <= max), "{delays:?}");
         assert_eq!(delays[0], min, "first attempt waits min");
         assert!(delays[1] <= min * 2);
-        assert!(delays[20..].iter().all(|d| *d >= max / 2), "late attempts near max");
+        assert!(
+            delays[20..].iter().all(|d| *d >= max / 2),
+            "late attempts near max"
+        );
     }
 
     #[test]

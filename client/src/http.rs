@@ -74,7 +74,11 @@ pub async fn register(server: &str, username: &str, password: &str) -> Result<St
 }
 
 /// Logs in. Wrong credentials are [`ClientError::Unauthorized`].
-pub async fn login(server: &str, username: &str, password: &str) -> Result<LoginReply, ClientError> {
+pub async fn login(
+    server: &str,
+    username: &str,
+    password: &str,
+) -> Result<LoginReply, ClientError> {
     LogicApi::new(server, DEFAULT_HTTP_TIMEOUT)?
         .login(username, password)
         .await
@@ -96,7 +100,11 @@ impl LogicApi {
         })
     }
 
-    pub(crate) async fn register(&self, username: &str, password: &str) -> Result<String, ClientError> {
+    pub(crate) async fn register(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<String, ClientError> {
         let req = self
             .http
             .post(format!("{}/users", self.base))
@@ -105,7 +113,11 @@ impl LogicApi {
         Ok(reply.uid)
     }
 
-    pub(crate) async fn login(&self, username: &str, password: &str) -> Result<LoginReply, ClientError> {
+    pub(crate) async fn login(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<LoginReply, ClientError> {
         let req = self
             .http
             .post(format!("{}/login", self.base))

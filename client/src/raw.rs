@@ -47,7 +47,7 @@ impl RawConnection {
     /// Writes raw bytes (no length prefix added) and flushes.
     pub async fn send_bytes(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
         // Anything the codec buffered goes out first, keeping the byte order.
-        self.framed.flush().await?;
+        SinkExt::<Frame>::flush(&mut self.framed).await?;
         let stream = self.framed.get_mut();
         stream.write_all(bytes).await?;
         stream.flush().await?;
@@ -81,7 +81,7 @@ impl RawConnection {
 
     /// Shuts down the write half (the server sees end of stream).
     pub async fn shutdown(&mut self) -> Result<(), ClientError> {
-        self.framed.flush().await?;
+        SinkExt::<Frame>::flush(&mut self.framed).await?;
         self.framed.get_mut().shutdown().await?;
         Ok(())
     }

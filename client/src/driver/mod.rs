@@ -21,12 +21,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use courier_proto::client::{frame::Body, target, Ack, Frame, Heartbeat, Push};
+use courier_proto::client::{frame::Body, Frame, Heartbeat};
 use futures::SinkExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
+
+mod frames;
 
 use crate::backoff::Backoff;
 use crate::client::{Ended, Shared};
@@ -36,9 +38,7 @@ use crate::{ClientConfig, ClientError, CometAddr, Event, LoginReply};
 
 /// How the driver logs in again (HTTP in production, a fixed reply in tests).
 pub(crate) type LoginFn = Arc<
-    dyn Fn() -> Pin<Box<dyn Future<Output = Result<LoginReply, ClientError>> + Send>>
-        + Send
-        + Sync,
+    dyn Fn() -> Pin<Box<dyn Future<Output = Result<LoginReply, ClientError>> + Send>> + Send + Sync,
 >;
 
 /// The reply to one request.
@@ -55,6 +55,8 @@ pub(crate) struct Command {
 const WRITE_BATCH: usize = 64;
 /// How long a clean shutdown may spend flushing the socket.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Longest wait a draining comet's `Reconnect{after_ms}` is honoured for.
+const MAX_DRAIN_WAIT: Duration = Duration::from_secs(60);
 /// Re-login when the token has less than this share of its life left.
 const TOKEN_REFRESH_DIVISOR: u32 = 10;
 
@@ -139,7 +141,10 @@ impl Driver {
     }
 
     /// Tries the ranked comets, `avoid` last; returns the first that accepts us.
-    pub(crate) async fn connect_any(&mut self, avoid: Option<&str>) -> Result<Session, ClientError> {
+    pub(crate) async fn connect_any(
+        &mut self,
+        avoid: Option<&str>,
+    ) -> Result<Session, ClientError> {
         let comets = self.login_reply.comets.clone();
         let ordered = comets
             .iter()
@@ -159,7 +164,8 @@ impl Driver {
                     match &e {
                         ClientError::Kicked(_) => return Err(e),
                         ClientError::Server { code, .. }
-                            if *code == courier_proto::client::ErrorCode::Unauthenticated as i32 =>
+                            if *code
+                                == courier_proto::client::ErrorCode::Unauthenticated as i32 =>
                         {
                             // The same token would be refused everywhere.
                             self.token_refused = true;
@@ -198,7 +204,11 @@ impl Driver {
             }
             let (reason, after) = match end {
                 SessionEnd::Shutdown => {
-                    let _ = tokio::time::timeout(CLOSE_GRACE, session.framed.close()).await;
+                    let _ = tokio::time::timeout(
+                        CLOSE_GRACE,
+                        SinkExt::<Frame>::close(&mut session.framed),
+                    )
+                    .await;
                     return self.finish(Ended::Closed);
                 }
                 SessionEnd::Kicked(reason) => {
@@ -227,7 +237,11 @@ impl Driver {
     }
 
     /// Backoff, maybe log in again, connect; until connected or told to stop.
-    async fn reconnect(&mut self, failed: &str, mut after: Option<Duration>) -> Result<Session, Ended> {
+    async fn reconnect(
+        &mut self,
+        failed: &str,
+        mut after: Option<Duration>,
+    ) -> Result<Session, Ended> {
         let mut relogin = after.is_some(); // a draining comet: ask for a fresh ranking
         loop {
             let delay = after.take().unwrap_or_else(|| self.backoff.next_delay());
@@ -238,13 +252,23 @@ impl Driver {
             if self.cmds.is_closed() {
                 return Err(Ended::Closed);
             }
+            let cancel = self.cancel.clone();
             if relogin || self.token_refused || self.token_near_expiry() {
-                match (self.login)().await {
+                let login = (self.login)();
+                let reply = tokio::select! {
+                    _ = cancel.cancelled() => return Err(Ended::Closed),
+                    reply = login => reply,
+                };
+                match reply {
                     Ok(reply) => self.use_login(reply),
                     Err(e) => warn!(error = %e, "login failed while reconnecting"),
                 }
             }
-            match self.connect_any(Some(failed)).await {
+            let attempt = tokio::select! {
+                _ = cancel.cancelled() => return Err(Ended::Closed),
+                attempt = self.connect_any(Some(failed)) => attempt,
+            };
+            match attempt {
                 Ok(session) => {
                     self.backoff.reset();
                     return Ok(session);
@@ -332,7 +356,11 @@ impl Driver {
     }
 
     /// Writes `first` and whatever else is queued (up to a batch), then flushes once.
-    async fn write_batch(&mut self, session: &mut Session, first: Command) -> Result<(), SessionEnd> {
+    async fn write_batch(
+        &mut self,
+        session: &mut Session,
+        first: Command,
+    ) -> Result<(), SessionEnd> {
         self.write_request(session, first).await?;
         for _ in 1..WRITE_BATCH {
             match self.cmds.try_recv() {
@@ -343,7 +371,11 @@ impl Driver {
         self.flush(session).await
     }
 
-    async fn write_request(&mut self, session: &mut Session, cmd: Command) -> Result<(), SessionEnd> {
+    async fn write_request(
+        &mut self,
+        session: &mut Session,
+        cmd: Command,
+    ) -> Result<(), SessionEnd> {
         if cmd.reply.is_closed() {
             return Ok(()); // the caller gave up
         }
@@ -362,93 +394,16 @@ impl Driver {
     }
 
     async fn flush(&mut self, session: &mut Session) -> Result<(), SessionEnd> {
-        match tokio::time::timeout(self.config.request_timeout, session.framed.flush()).await {
+        match tokio::time::timeout(
+            self.config.request_timeout,
+            SinkExt::<Frame>::flush(&mut session.framed),
+        )
+        .await
+        {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(lost(format!("write failed: {e}"))),
             Err(_) => Err(lost("write timed out".into())),
         }
-    }
-
-    async fn on_frame(&mut self, session: &mut Session, frame: Frame) -> Result<(), SessionEnd> {
-        let Some(body) = frame.body else { return Ok(()) };
-        match body {
-            Body::Push(push) => self.on_push(session, push).await,
-            Body::Error(e) => {
-                match self.pending.remove(&frame.id).filter(|_| frame.id != 0) {
-                    Some(cmd) => {
-                        let _ = cmd.reply.send(Err(ClientError::Server {
-                            code: e.code,
-                            message: e.message,
-                        }));
-                    }
-                    None => {
-                        self.emit(Event::Error {
-                            code: e.code,
-                            message: e.message,
-                        })
-                        .await
-                    }
-                }
-                Ok(())
-            }
-            Body::Reconnect(r) => Err(SessionEnd::Lost {
-                reason: format!("comet {} is draining", session.comet.id),
-                after: Some(Duration::from_millis(u64::from(r.after_ms))),
-            }),
-            Body::Kick(k) if is_transient_kick(&k.reason) => Err(lost(format!("kicked: {}", k.reason))),
-            Body::Kick(k) => Err(SessionEnd::Kicked(k.reason)),
-            reply @ (Body::SendReply(_)
-            | Body::JoinReply(_)
-            | Body::LeaveReply(_)
-            | Body::HeartbeatReply(_)
-            | Body::AuthReply(_)) => {
-                if let Some(cmd) = self.pending.remove(&frame.id) {
-                    self.track_rooms(&cmd.body, &reply);
-                    let _ = cmd.reply.send(Ok(reply));
-                }
-                Ok(())
-            }
-            other => {
-                debug!(?other, "ignoring a client-only frame from the server");
-                Ok(())
-            }
-        }
-    }
-
-    fn track_rooms(&self, request: &Body, reply: &Body) {
-        let mut state = self.shared.state.lock();
-        match (request, reply) {
-            (Body::Join(j), Body::JoinReply(_)) => {
-                if !state.rooms.contains(&j.room) {
-                    state.rooms.push(j.room.clone());
-                }
-            }
-            (Body::Leave(l), Body::LeaveReply(_)) => state.rooms.retain(|r| *r != l.room),
-            _ => {}
-        }
-    }
-
-    async fn on_push(&mut self, session: &mut Session, push: Push) -> Result<(), SessionEnd> {
-        for msg in push.messages {
-            if !self.recent.insert(&msg.msg_id) {
-                continue;
-            }
-            let personal = !matches!(
-                msg.to.as_ref().and_then(|t| t.kind.as_ref()),
-                Some(target::Kind::Room(_)) | Some(target::Kind::All(_))
-            );
-            if personal && msg.seq > self.last_seq {
-                self.last_seq = msg.seq;
-            }
-            self.emit(Event::Message(msg)).await;
-        }
-        if self.last_seq > self.acked_seq {
-            self.acked_seq = self.last_seq;
-            let ack = Frame::new(self.next_id(), Body::Ack(Ack { seq: self.last_seq }));
-            self.write(session, ack).await?;
-            self.flush(session).await?;
-        }
-        Ok(())
     }
 
     async fn emit(&self, event: Event) {
@@ -468,6 +423,8 @@ impl Driver {
     }
 
     fn finish(mut self, ended: Ended) {
+        // Set first, so a request refused by the closed channel reports why.
+        self.shared.state.lock().ended = Some(ended.clone());
         let err = || match &ended {
             Ended::Kicked(reason) => ClientError::Kicked(reason.clone()),
             Ended::Closed => ClientError::Closed,
@@ -479,7 +436,6 @@ impl Driver {
         while let Ok(cmd) = self.cmds.try_recv() {
             let _ = cmd.reply.send(Err(err()));
         }
-        self.shared.state.lock().ended = Some(ended);
     }
 }
 
@@ -488,13 +444,4 @@ fn lost(reason: String) -> SessionEnd {
         reason,
         after: None,
     }
-}
-
-/// Kicks for being slow or idle are recoverable: reconnect and replay the
-/// inbox. Any other kick (login policy, an operator) is final.
-fn is_transient_kick(reason: &str) -> bool {
-    let reason = reason.to_ascii_lowercase();
-    ["slow", "overflow", "idle", "queue full"]
-        .iter()
-        .any(|w| reason.contains(w))
 }

@@ -1,0 +1,293 @@
+//! `courier chat`: a terminal chat on top of the SDK.
+//!
+//! One loop owns the session: it prints events as they come and runs typed
+//! lines one at a time, in order (so `:join r` then `hi` says hi in `r`, and
+//! on end of input every send has been answered before we quit). Output goes
+//! through one printer task: above the prompt on a terminal, plain lines on
+//! stdout otherwise, flushed per line for scripts.
+
+pub mod command;
+pub mod render;
+mod terminal;
+
+use std::io::IsTerminal;
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+
+use self::command::{parse_line, Line, HELP};
+use self::render::{event_line, message_line, online_line, rooms_line, status};
+use crate::{register, Client, ClientConfig, ClientError, Event};
+
+/// Arguments of `courier chat`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChatArgs {
+    /// Logic's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:3111")]
+    pub server: String,
+    /// The user to log in as.
+    #[arg(long)]
+    pub user: String,
+    /// The password (asked for when missing and stdin is a terminal).
+    #[arg(long, env = "COURIER_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Create the account first (an existing one is fine).
+    #[arg(long)]
+    pub register: bool,
+    /// The room to join and talk in at start.
+    #[arg(long, default_value = "lobby")]
+    pub room: String,
+}
+
+/// Lines queued towards the printer at most.
+const OUTPUT_CAPACITY: usize = 1024;
+
+/// Runs the chat until `:q`, end of input, or a kick (an error).
+pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
+    let interactive = std::io::stdin().is_terminal();
+    let password = match args.password.clone() {
+        Some(p) => p,
+        None if interactive => {
+            tokio::task::spawn_blocking(|| terminal::read_password("password: "))
+                .await
+                .context("password prompt")??
+        }
+        None => bail!("--password (or COURIER_PASSWORD) is required when stdin is not a terminal"),
+    };
+    if args.register {
+        match register(&args.server, &args.user, &password).await {
+            Ok(_) | Err(ClientError::Conflict) => {}
+            Err(e) => return Err(e).context("register"),
+        }
+    }
+    let config =
+        ClientConfig::new(&args.server, &args.user, password).with_rooms([args.room.clone()]);
+    let (client, events) = Client::connect(config).await.context("connect")?;
+
+    let (lines, prompts, printer) = if interactive {
+        let term = terminal::start(prompt_for(&args.room))?;
+        (
+            term.lines,
+            Some(term.prompts),
+            Printer::Terminal(term.printer),
+        )
+    } else {
+        (stdin_lines(), None, Printer::Stdout(tokio::io::stdout()))
+    };
+    let (out, printer) = spawn_printer(printer);
+    let mut chat = Chat {
+        client: client.clone(),
+        username: args.user,
+        current: args.room,
+        first_connect: true,
+        out,
+    };
+    let result = chat.run(events, lines, prompts).await;
+    client.close().await;
+    drop(chat); // the last sender of the output channel: the printer drains and stops
+    let _ = printer.await;
+    result
+}
+
+fn prompt_for(room: &str) -> String {
+    if room.is_empty() {
+        "> ".to_owned()
+    } else {
+        format!("#{room}> ")
+    }
+}
+
+/// The state of one chat session.
+struct Chat {
+    client: Client,
+    username: String,
+    /// The room plain text goes to ("" after leaving every room).
+    current: String,
+    first_connect: bool,
+    out: mpsc::Sender<String>,
+}
+
+impl Chat {
+    fn prompt(&self) -> String {
+        prompt_for(&self.current)
+    }
+
+    async fn print(&self, line: String) {
+        let _ = self.out.send(line).await;
+    }
+
+    async fn run(
+        &mut self,
+        mut events: crate::Events,
+        mut lines: mpsc::Receiver<String>,
+        prompts: Option<std::sync::mpsc::Sender<String>>,
+    ) -> anyhow::Result<()> {
+        let interactive = prompts.is_some();
+        let mut ended: Option<String> = None;
+        let mut events_open = true;
+        loop {
+            tokio::select! {
+                event = events.recv(), if events_open => match event {
+                    Some(event) => {
+                        if let Event::Kicked { reason } = &event {
+                            ended = Some(format!("kicked: {reason}"));
+                        }
+                        self.show(&event).await;
+                    }
+                    None => {
+                        events_open = false;
+                        if !interactive {
+                            break;
+                        }
+                        self.print(status("session ended; press Enter to exit")).await;
+                    }
+                },
+                line = lines.recv() => {
+                    let Some(line) = line else { break };
+                    let line = parse_line(&line);
+                    if !events_open || line == Line::Quit {
+                        break;
+                    }
+                    self.execute(line).await;
+                    if let Some(p) = &prompts {
+                        let _ = p.send(self.prompt());
+                    }
+                }
+            }
+        }
+        // Whatever already arrived is shown before we go.
+        while let Ok(event) = events.try_recv() {
+            if let Event::Kicked { reason } = &event {
+                ended = Some(format!("kicked: {reason}"));
+            }
+            self.show(&event).await;
+        }
+        match ended {
+            Some(reason) => bail!(reason),
+            None => Ok(()),
+        }
+    }
+
+    async fn show(&mut self, event: &Event) {
+        let line = match event {
+            Event::Message(msg) => message_line(msg, &self.client.uid()),
+            other => {
+                let first = matches!(other, Event::Connected { .. })
+                    && std::mem::take(&mut self.first_connect);
+                match event_line(other, &self.username, first) {
+                    Some(line) => line,
+                    None => return,
+                }
+            }
+        };
+        self.print(line).await;
+    }
+
+    async fn execute(&mut self, line: Line) {
+        let client = &self.client;
+        let report = match line {
+            Line::Empty | Line::Quit => return,
+            Line::Say(_) if self.current.is_empty() => {
+                Some(status("error: not in a room; :join one"))
+            }
+            Line::Say(text) => client
+                .send_to_room(&self.current, courier_proto::op::CHAT, Bytes::from(text))
+                .await
+                .err()
+                .map(|e| status(format!("error: #{}: {e}", self.current))),
+            Line::Private { to, text } => client
+                .send_to_user(&to, courier_proto::op::CHAT, Bytes::from(text))
+                .await
+                .err()
+                .map(|e| status(format!("error: @{to}: {e}"))),
+            Line::Join(room) => match client.join(&room).await {
+                Ok(()) => {
+                    self.current = room.clone();
+                    Some(status(format!("joined #{room}")))
+                }
+                Err(e) => Some(status(format!("error: join #{room}: {e}"))),
+            },
+            Line::Leave(room) => {
+                let room = room.unwrap_or_else(|| self.current.clone());
+                if room.is_empty() {
+                    Some(status("error: not in a room"))
+                } else {
+                    match client.leave(&room).await {
+                        Ok(()) => {
+                            if room == self.current {
+                                self.current =
+                                    client.rooms().into_iter().next().unwrap_or_default();
+                            }
+                            Some(status(format!("left #{room}")))
+                        }
+                        Err(e) => Some(status(format!("error: leave #{room}: {e}"))),
+                    }
+                }
+            }
+            Line::Rooms => Some(rooms_line(&client.rooms(), &self.current)),
+            Line::Online => Some(match client.online_users().await {
+                Ok(users) => online_line(&users),
+                Err(e) => status(format!("error: online users: {e}")),
+            }),
+            Line::Help => {
+                for entry in HELP {
+                    self.print(status(entry)).await;
+                }
+                None
+            }
+            Line::Unknown(cmd) => Some(status(format!(
+                "unknown command :{cmd}; :help lists commands"
+            ))),
+            Line::Usage(usage) => Some(status(format!("usage: {usage}"))),
+        };
+        if let Some(line) = report {
+            self.print(line).await;
+        }
+    }
+}
+
+/// Lines of stdin; the channel closes at end of input.
+fn stdin_lines() -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if tx.send(line).await.is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Where output lines go.
+enum Printer {
+    Terminal(Box<dyn rustyline::ExternalPrinter + Send>),
+    Stdout(tokio::io::Stdout),
+}
+
+/// One task prints every line, in the order they were queued.
+fn spawn_printer(mut printer: Printer) -> (mpsc::Sender<String>, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel::<String>(OUTPUT_CAPACITY);
+    let task = tokio::spawn(async move {
+        while let Some(line) = rx.recv().await {
+            let ok = match &mut printer {
+                Printer::Terminal(p) => p.print(line).is_ok(),
+                Printer::Stdout(out) => {
+                    let mut bytes = line.into_bytes();
+                    bytes.push(b'\n');
+                    out.write_all(&bytes).await.is_ok() && out.flush().await.is_ok()
+                }
+            };
+            if !ok {
+                break; // stdout closed: nobody is reading
+            }
+        }
+    });
+    (tx, task)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,215 @@
+//! The chat's output lines. The format is stable because tests and scripts
+//! parse it: one line per message, `[HH:MM:SS]` local time of `sent_at_ms`,
+//! status lines start with `* `. Line breaks inside a message are shown as
+//! `\n` so one message is always one line.
+
+use chrono::{Local, TimeZone};
+use courier_proto::client::{target::Kind, ErrorCode, Message};
+
+use crate::Event;
+
+/// `HH:MM:SS` in local time; `??:??:??` for an impossible timestamp.
+pub fn clock(sent_at_ms: i64) -> String {
+    match Local.timestamp_millis_opt(sent_at_ms).single() {
+        Some(t) => t.format("%H:%M:%S").to_string(),
+        None => "??:??:??".to_owned(),
+    }
+}
+
+/// One received message as a line. `me` is our uid.
+pub fn message_line(msg: &Message, me: &str) -> String {
+    message_line_at(&clock(msg.sent_at_ms), msg, me)
+}
+
+/// [`message_line`] with the time already formatted.
+pub fn message_line_at(time: &str, msg: &Message, me: &str) -> String {
+    let text = one_line(&msg.data);
+    let target = msg.to.as_ref().and_then(|t| t.kind.as_ref());
+    if msg.from.is_empty() {
+        return match target {
+            Some(Kind::Room(room)) => format!("[{time}] push #{room} op={}: {text}", msg.op),
+            _ => format!("[{time}] push op={}: {text}", msg.op),
+        };
+    }
+    let from = &msg.from;
+    match target {
+        Some(Kind::Room(room)) => format!("[{time}] #{room} {from}: {text}"),
+        Some(Kind::All(_)) => format!("[{time}] @{from} -> all: {text}"),
+        Some(Kind::User(to)) if to != me => format!("[{time}] @{from} -> {to}: {text}"),
+        _ => format!("[{time}] @{from} -> you: {text}"),
+    }
+}
+
+/// A status line.
+pub fn status(text: impl std::fmt::Display) -> String {
+    format!("* {text}")
+}
+
+/// The status line for a connection event (`None` for messages).
+/// `first` tells a first connection from a reconnect.
+pub fn event_line(event: &Event, username: &str, first: bool) -> Option<String> {
+    Some(match event {
+        Event::Message(_) => return None,
+        Event::Connected { comet_id, key } if first => {
+            status(format!("connected to {comet_id} as {username} (key {key})"))
+        }
+        Event::Connected { comet_id, key } => {
+            status(format!("reconnected to {comet_id} (key {key})"))
+        }
+        Event::Disconnected { reason } => status(format!("disconnected: {reason}")),
+        Event::Kicked { reason } => status(format!("kicked: {reason}")),
+        Event::Error { code, message } => {
+            let name = ErrorCode::try_from(*code)
+                .map(|c| {
+                    c.as_str_name()
+                        .trim_start_matches("ERROR_CODE_")
+                        .to_ascii_lowercase()
+                })
+                .unwrap_or_else(|_| code.to_string());
+            status(format!("error: {message} ({name})"))
+        }
+    })
+}
+
+/// `* rooms: lobby*, r`, the current room marked.
+pub fn rooms_line(rooms: &[String], current: &str) -> String {
+    if rooms.is_empty() {
+        return status("rooms: (none)");
+    }
+    let list: Vec<String> = rooms
+        .iter()
+        .map(|r| {
+            if r == current {
+                format!("{r}*")
+            } else {
+                r.clone()
+            }
+        })
+        .collect();
+    status(format!("rooms: {}", list.join(", ")))
+}
+
+/// `* online: alice, bob`.
+pub fn online_line(users: &[String]) -> String {
+    if users.is_empty() {
+        return status("online: (none)");
+    }
+    status(format!("online: {}", users.join(", ")))
+}
+
+/// UTF-8 (lossy) text with line breaks escaped.
+fn one_line(data: &[u8]) -> String {
+    let text = String::from_utf8_lossy(data);
+    if !text.contains(['\n', '\r']) {
+        return text.into_owned();
+    }
+    text.replace('\r', "\\r").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use courier_proto::client::Target;
+
+    fn msg(from: &str, to: Target, op: u32, data: &str) -> Message {
+        Message {
+            msg_id: "m1".into(),
+            seq: 0,
+            from: from.into(),
+            to: Some(to),
+            op,
+            data: data.as_bytes().to_vec().into(),
+            sent_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn room_and_private_messages() {
+        let t = "12:00:01";
+        let room = msg("alice", Target::room("lobby"), 1, "hello");
+        assert_eq!(
+            message_line_at(t, &room, "bob"),
+            "[12:00:01] #lobby alice: hello"
+        );
+        let private = msg("alice", Target::user("bob"), 1, "hi");
+        assert_eq!(
+            message_line_at(t, &private, "bob"),
+            "[12:00:01] @alice -> you: hi"
+        );
+        let to_key = msg("alice", Target::key("k1"), 1, "hi");
+        assert_eq!(
+            message_line_at(t, &to_key, "bob"),
+            "[12:00:01] @alice -> you: hi"
+        );
+        let mine = msg("bob", Target::user("carol"), 1, "yo");
+        assert_eq!(
+            message_line_at(t, &mine, "bob"),
+            "[12:00:01] @bob -> carol: yo"
+        );
+    }
+
+    #[test]
+    fn backend_pushes() {
+        let t = "12:00:01";
+        let room = msg("", Target::room("room"), 1001, r#"{"a":1}"#);
+        assert_eq!(
+            message_line_at(t, &room, "bob"),
+            r#"[12:00:01] push #room op=1001: {"a":1}"#
+        );
+        let user = msg("", Target::user("bob"), 1001, r#"{"a":1}"#);
+        assert_eq!(
+            message_line_at(t, &user, "bob"),
+            r#"[12:00:01] push op=1001: {"a":1}"#
+        );
+        let all = msg("", Target::all(), 7, "x");
+        assert_eq!(message_line_at(t, &all, "bob"), "[12:00:01] push op=7: x");
+    }
+
+    #[test]
+    fn bad_utf8_and_newlines_stay_on_one_line() {
+        let mut m = msg("alice", Target::room("r"), 1, "");
+        m.data = vec![b'a', 0xff, b'\n', b'b'].into();
+        assert_eq!(
+            message_line_at("t", &m, "bob"),
+            "[t] #r alice: a\u{fffd}\\nb"
+        );
+    }
+
+    #[test]
+    fn clock_is_hh_mm_ss() {
+        let c = clock(1_700_000_000_123);
+        assert_eq!(c.len(), 8);
+        assert_eq!(c.as_bytes()[2], b':');
+        assert_eq!(c.as_bytes()[5], b':');
+        assert_eq!(clock(i64::MAX), "??:??:??");
+    }
+
+    #[test]
+    fn status_lines() {
+        let rooms = vec!["lobby".to_string(), "r".to_string()];
+        assert_eq!(rooms_line(&rooms, "lobby"), "* rooms: lobby*, r");
+        assert_eq!(
+            online_line(&["alice".into(), "bob".into()]),
+            "* online: alice, bob"
+        );
+        let connected = Event::Connected {
+            comet_id: "comet-1".into(),
+            key: "k".into(),
+        };
+        assert_eq!(
+            event_line(&connected, "alice", true).unwrap(),
+            "* connected to comet-1 as alice (key k)"
+        );
+        assert!(event_line(&connected, "alice", false)
+            .unwrap()
+            .starts_with("* reconnected to comet-1"));
+        let err = Event::Error {
+            code: ErrorCode::SlowConsumer as i32,
+            message: "queue full".into(),
+        };
+        assert_eq!(
+            event_line(&err, "a", false).unwrap(),
+            "* error: queue full (slow_consumer)"
+        );
+    }
+}

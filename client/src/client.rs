@@ -1,0 +1,285 @@
+//! The [`Client`] handle: cheap to clone, it only holds a channel to the
+//! driver task and a snapshot of the connection state the driver keeps up to
+//! date. Every request is a frame round trip through the driver, bounded by
+//! `request_timeout` (which includes waiting for a reconnect).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use courier_proto::client::{frame::Body, Join, Leave, Send, SendReply, Target};
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::driver::{Command, Driver, LoginFn};
+use crate::events::EVENTS_CAPACITY;
+use crate::http::LogicApi;
+use crate::{ClientConfig, ClientError, Event, Events, LoginReply};
+
+/// Requests queued towards the driver at most.
+const COMMANDS_CAPACITY: usize = 1024;
+
+/// Why the driver stopped for good.
+#[derive(Debug, Clone)]
+pub(crate) enum Ended {
+    Closed,
+    Kicked(String),
+}
+
+/// What the driver publishes to the handles.
+#[derive(Debug, Default)]
+pub(crate) struct ConnState {
+    pub(crate) key: Option<String>,
+    pub(crate) comet_id: Option<String>,
+    /// Rooms to be in: config rooms plus joined, minus left.
+    pub(crate) rooms: Vec<String>,
+    pub(crate) token: String,
+    pub(crate) ended: Option<Ended>,
+}
+
+/// State shared by the handles and the driver.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) uid: String,
+    pub(crate) state: Mutex<ConnState>,
+}
+
+/// A connected client. Clones share one connection; the connection closes
+/// when [`Client::close`] is called or the last clone is dropped.
+#[derive(Clone)]
+pub struct Client {
+    config: Arc<ClientConfig>,
+    shared: Arc<Shared>,
+    cmds: mpsc::Sender<Command>,
+    cancel: CancellationToken,
+    stopped: CancellationToken,
+    api: LogicApi,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("uid", &self.shared.uid)
+            .field("key", &self.key())
+            .field("comet_id", &self.comet_id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Logs in, connects to the first reachable comet of the ranked list,
+    /// authenticates (joining `config.rooms`) and returns once the comet
+    /// accepted us. The first event is [`Event::Connected`].
+    pub async fn connect(config: ClientConfig) -> Result<(Client, Events), ClientError> {
+        let api = LogicApi::new(&config.server, config.request_timeout)?;
+        let login: LoginFn = {
+            let api = api.clone();
+            let (user, pass) = (config.username.clone(), config.password.clone());
+            Arc::new(move || {
+                let (api, user, pass) = (api.clone(), user.clone(), pass.clone());
+                Box::pin(async move { api.login(&user, &pass).await })
+            })
+        };
+        let reply = login().await?;
+        Self::start(config, api, login, reply).await
+    }
+
+    /// Connects with a login reply obtained elsewhere (a backend that mints
+    /// its own tokens, or a test). The same reply is reused whenever the
+    /// driver would log in again, so its token must outlive the client.
+    pub async fn connect_with(
+        config: ClientConfig,
+        login_reply: LoginReply,
+    ) -> Result<(Client, Events), ClientError> {
+        let api = LogicApi::new(&config.server, config.request_timeout)?;
+        let fixed = login_reply.clone();
+        let login: LoginFn = Arc::new(move || {
+            let reply = fixed.clone();
+            Box::pin(async move { Ok(reply) })
+        });
+        Self::start(config, api, login, login_reply).await
+    }
+
+    async fn start(
+        config: ClientConfig,
+        api: LogicApi,
+        login: LoginFn,
+        reply: LoginReply,
+    ) -> Result<(Client, Events), ClientError> {
+        let mut rooms: Vec<String> = Vec::with_capacity(config.rooms.len());
+        for room in &config.rooms {
+            if !rooms.contains(room) {
+                rooms.push(room.clone());
+            }
+        }
+        let shared = Arc::new(Shared {
+            uid: reply.uid.clone(),
+            state: Mutex::new(ConnState {
+                rooms,
+                ..ConnState::default()
+            }),
+        });
+        let config = Arc::new(config);
+        let (cmd_tx, cmd_rx) = mpsc::channel(COMMANDS_CAPACITY);
+        let (event_tx, event_rx) = mpsc::channel(EVENTS_CAPACITY);
+        let cancel = CancellationToken::new();
+        let stopped = CancellationToken::new();
+
+        let mut driver = Driver::new(
+            config.clone(),
+            login,
+            reply,
+            shared.clone(),
+            cmd_rx,
+            event_tx.clone(),
+            cancel.clone(),
+        );
+        let session = driver.connect_any(None).await?;
+        // The channel is new and empty: this cannot be full.
+        let _ = event_tx.try_send(Event::Connected {
+            comet_id: session.comet.id.clone(),
+            key: session.key.clone(),
+        });
+        let guard = stopped.clone().drop_guard();
+        tokio::spawn(async move {
+            let _stopped_on_exit = guard;
+            driver.run(session).await;
+        });
+
+        let client = Client {
+            config,
+            shared,
+            cmds: cmd_tx,
+            cancel,
+            stopped,
+            api,
+        };
+        Ok((client, event_rx))
+    }
+
+    /// The user id we are logged in as.
+    pub fn uid(&self) -> String {
+        self.shared.uid.clone()
+    }
+
+    /// The current connection's key; `None` while disconnected.
+    pub fn key(&self) -> Option<String> {
+        self.shared.state.lock().key.clone()
+    }
+
+    /// The comet we are connected to; `None` while disconnected.
+    pub fn comet_id(&self) -> Option<String> {
+        self.shared.state.lock().comet_id.clone()
+    }
+
+    /// The rooms we are in (config rooms, plus joined, minus left).
+    pub fn rooms(&self) -> Vec<String> {
+        self.shared.state.lock().rooms.clone()
+    }
+
+    /// Sends `data` with `op` to every device of user `uid`.
+    pub async fn send_to_user(
+        &self,
+        uid: &str,
+        op: u32,
+        data: Bytes,
+    ) -> Result<SendReply, ClientError> {
+        self.send(Target::user(uid), op, data).await
+    }
+
+    /// Sends `data` with `op` to every member of `room`.
+    pub async fn send_to_room(
+        &self,
+        room: &str,
+        op: u32,
+        data: Bytes,
+    ) -> Result<SendReply, ClientError> {
+        self.send(Target::room(room), op, data).await
+    }
+
+    async fn send(&self, to: Target, op: u32, data: Bytes) -> Result<SendReply, ClientError> {
+        let body = Body::Send(Send {
+            to: Some(to),
+            op,
+            data,
+            client_msg_id: new_client_msg_id(),
+        });
+        match self.request(body).await? {
+            Body::SendReply(reply) => Ok(reply),
+            other => Err(unexpected("SendReply", &other)),
+        }
+    }
+
+    /// Joins `room`; it is re-joined on every reconnect until left.
+    pub async fn join(&self, room: &str) -> Result<(), ClientError> {
+        match self.request(Body::Join(Join { room: room.into() })).await? {
+            Body::JoinReply(_) => Ok(()),
+            other => Err(unexpected("JoinReply", &other)),
+        }
+    }
+
+    /// Leaves `room`.
+    pub async fn leave(&self, room: &str) -> Result<(), ClientError> {
+        match self
+            .request(Body::Leave(Leave { room: room.into() }))
+            .await?
+        {
+            Body::LeaveReply(_) => Ok(()),
+            other => Err(unexpected("LeaveReply", &other)),
+        }
+    }
+
+    /// Every online user (uids), over HTTP, all pages.
+    pub async fn online_users(&self) -> Result<Vec<String>, ClientError> {
+        let token = self.shared.state.lock().token.clone();
+        self.api.online_users(&token).await
+    }
+
+    /// Closes the connection and waits for the driver to stop. Pending and
+    /// later requests fail with [`ClientError::Closed`]; the events end.
+    pub async fn close(&self) {
+        self.cancel.cancel();
+        self.stopped.cancelled().await;
+    }
+
+    /// The config this client was built from.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// One request/reply round trip through the driver.
+    async fn request(&self, body: Body) -> Result<Body, ClientError> {
+        if let Some(err) = self.ended_error() {
+            return Err(err);
+        }
+        let (tx, rx) = oneshot::channel();
+        let round_trip = async {
+            self.cmds
+                .send(Command { body, reply: tx })
+                .await
+                .map_err(|_| self.ended_error().unwrap_or(ClientError::Closed))?;
+            rx.await
+                .map_err(|_| self.ended_error().unwrap_or(ClientError::Closed))?
+        };
+        tokio::time::timeout(self.config.request_timeout, round_trip)
+            .await
+            .map_err(|_| ClientError::Timeout)?
+    }
+
+    fn ended_error(&self) -> Option<ClientError> {
+        match &self.shared.state.lock().ended {
+            Some(Ended::Kicked(reason)) => Some(ClientError::Kicked(reason.clone())),
+            Some(Ended::Closed) => Some(ClientError::Closed),
+            None => None,
+        }
+    }
+}
+
+fn unexpected(wanted: &str, got: &Body) -> ClientError {
+    ClientError::Protocol(format!("expected {wanted}, got {got:?}"))
+}
+
+/// A random id the server uses to drop a retried send.
+fn new_client_msg_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
