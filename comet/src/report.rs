@@ -29,8 +29,10 @@ pub(crate) async fn room_changes(state: Arc<CometState>, stop: CancellationToken
         }
         let batch = changes.take();
         if batch.is_empty() {
+            changes.acknowledged(batch.generation);
             continue;
         }
+        let generation = batch.generation;
         let request = RoomsChangedRequest {
             comet_id: state.id().to_owned(),
             added: batch.added.iter().cloned().collect(),
@@ -39,10 +41,13 @@ pub(crate) async fn room_changes(state: Arc<CometState>, stop: CancellationToken
         if let Err(e) = state.logic.rooms_changed(request).await {
             log_failure("RoomsChanged", &e);
             changes.restore(batch);
+            changes.notify_retry();
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(ROOMS_RETRY) => {}
             }
+        } else {
+            changes.acknowledged(generation);
         }
     }
 }

@@ -8,8 +8,11 @@
 //! batches only there. A room's first member here, or its last leaving, is
 //! recorded in [`RoomChanges`] while the room's entry is still locked (so the
 //! recorded order is the real order), and a separate task reports the
-//! coalesced changes with `RoomsChanged`: joining never waits on logic. The
-//! periodic `RenewOnline` repeats the full set, so a lost report heals.
+//! coalesced changes with `RoomsChanged`. Every change bumps a generation;
+//! the reporter publishes the generation logic has acknowledged, so a join
+//! can hold its reply until logic knows (see `Session::join`) without the
+//! read loop ever waiting. The periodic `RenewOnline` repeats the full set,
+//! so a lost report heals.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -18,7 +21,7 @@ use bytes::Bytes;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use parking_lot::Mutex;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 use crate::outbox::Outbox;
 
@@ -102,10 +105,22 @@ impl Rooms {
 
 /// Rooms that gained their first member or lost their last since the last
 /// report. The latest change of a room wins.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct RoomChanges {
     pending: Mutex<PendingRooms>,
     notify: Notify,
+    /// The highest generation logic has acknowledged.
+    reported: watch::Sender<u64>,
+}
+
+impl Default for RoomChanges {
+    fn default() -> Self {
+        Self {
+            pending: Mutex::default(),
+            notify: Notify::new(),
+            reported: watch::Sender::new(0),
+        }
+    }
 }
 
 /// A batch of membership changes.
@@ -113,6 +128,9 @@ pub(crate) struct RoomChanges {
 pub(crate) struct PendingRooms {
     pub(crate) added: HashSet<String>,
     pub(crate) removed: HashSet<String>,
+    /// Generation of the newest change in this batch (or of the last change
+    /// recorded, when taken).
+    pub(crate) generation: u64,
 }
 
 impl PendingRooms {
@@ -126,6 +144,7 @@ impl RoomChanges {
         let mut p = self.pending.lock();
         p.removed.remove(room);
         p.added.insert(room.to_owned());
+        p.generation += 1;
         drop(p);
         self.notify.notify_one();
     }
@@ -134,7 +153,36 @@ impl RoomChanges {
         let mut p = self.pending.lock();
         p.added.remove(room);
         p.removed.insert(room.to_owned());
+        p.generation += 1;
         drop(p);
+        self.notify.notify_one();
+    }
+
+    /// The generation of the newest change recorded so far.
+    pub(crate) fn generation(&self) -> u64 {
+        self.pending.lock().generation
+    }
+
+    /// Logic has acknowledged every change up to `generation`.
+    pub(crate) fn acknowledged(&self, generation: u64) {
+        self.reported.send_if_modified(|r| {
+            let newer = generation > *r;
+            if newer {
+                *r = generation;
+            }
+            newer
+        });
+    }
+
+    /// Waits until logic has acknowledged every change up to `generation`.
+    pub(crate) async fn wait_acknowledged(&self, generation: u64) {
+        let mut rx = self.reported.subscribe();
+        let _ = rx.wait_for(|r| *r >= generation).await;
+    }
+
+    /// Makes the next `changed` return at once (a failed batch was restored
+    /// and must be retried even if nothing else changes).
+    pub(crate) fn notify_retry(&self) {
         self.notify.notify_one();
     }
 
@@ -143,9 +191,14 @@ impl RoomChanges {
         self.notify.notified().await
     }
 
-    /// Takes every pending change.
+    /// Takes every pending change (the generation counter stays).
     pub(crate) fn take(&self) -> PendingRooms {
-        std::mem::take(&mut *self.pending.lock())
+        let mut p = self.pending.lock();
+        let generation = p.generation;
+        let mut batch = std::mem::take(&mut *p);
+        p.generation = generation;
+        batch.generation = generation;
+        batch
     }
 
     /// Puts back a batch that could not be reported, unless a newer change

@@ -77,7 +77,7 @@ where
 
     // Registered in the key index by `start`, removed when dropped.
     let mut session = session::Session::new(state.clone(), outbox.clone(), &uid);
-    session.start(auth);
+    session.start(auth).await;
     let reason = session.run(&mut frames).await;
 
     drop(session); // leaves every room and the key index

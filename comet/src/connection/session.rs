@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 
 use super::handshake::{bad_frame, Authenticated};
-use crate::logic_client::LogicError;
+use crate::logic_client::{LogicError, LOGIC_TIMEOUT};
 use crate::outbox::Outbox;
 use crate::push_service::encode_push;
 use crate::rooms::check_room_name;
@@ -65,7 +65,7 @@ impl Session {
 
     /// Enters the key index, joins the rooms asked for at auth and queues `AuthReply` (then any
     /// missed messages).
-    pub(crate) fn start(&mut self, auth: Authenticated) {
+    pub(crate) async fn start(&mut self, auth: Authenticated) {
         self.state.registry.insert(self.outbox.clone());
         let max_rooms = self.state.config.max_rooms;
         let mut joined = Vec::new();
@@ -80,6 +80,9 @@ impl Session {
             self.rooms.insert(room.clone());
             joined.push(room);
         }
+        // Room pushes published after AuthReply must reach this connection:
+        // wait (bounded) until logic knows this comet holds its rooms.
+        self.rooms_known_to_logic().await;
         let heartbeat_secs =
             u32::try_from(self.state.config.heartbeat.as_secs().max(1)).unwrap_or(u32::MAX);
         self.reply(&Frame::new(
@@ -199,7 +202,32 @@ impl Session {
             self.state.rooms.join(&room, &self.outbox);
             self.rooms.insert(room.clone());
         }
-        self.reply(&Frame::new(id, Body::JoinReply(JoinReply { room })));
+        // The reply waits (off the read loop) until logic knows this comet
+        // holds the room, so a room push published after JoinReply arrives.
+        let changes_state = self.state.clone();
+        let outbox = self.outbox.clone();
+        let generation = self.state.rooms.changes().generation();
+        tokio::spawn(async move {
+            let changes = changes_state.rooms.changes();
+            let acked = changes.wait_acknowledged(generation);
+            if tokio::time::timeout(LOGIC_TIMEOUT, acked).await.is_err() {
+                tracing::warn!(%room, "logic has not acknowledged the room yet; replying anyway");
+            }
+            let reply = Frame::new(id, Body::JoinReply(JoinReply { room }));
+            if outbox.push(encode_frame(&reply)) {
+                changes_state.counters.queued(1);
+            }
+        });
+    }
+
+    /// Waits, at most one logic timeout, until logic has acknowledged every
+    /// room change recorded so far.
+    async fn rooms_known_to_logic(&self) {
+        let changes = self.state.rooms.changes();
+        let acked = changes.wait_acknowledged(changes.generation());
+        if tokio::time::timeout(LOGIC_TIMEOUT, acked).await.is_err() {
+            tracing::warn!(key = %self.outbox.key(), "logic has not acknowledged the rooms yet");
+        }
     }
 
     fn leave(&mut self, id: u64, room: String) {

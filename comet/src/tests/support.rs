@@ -237,7 +237,14 @@ impl Harness {
         let pool = LogicPool::new(LOGIC_TIMEOUT);
         let view = self.discovery.watch(ServiceKind::Logic).await.unwrap();
         pool.update(&view.borrow());
-        Arc::new(CometState::new(config, Arc::new(pool)))
+        let state = Arc::new(CometState::new(config, Arc::new(pool)));
+        // Room changes are reported (and acknowledged) as in a running comet;
+        // the task ends with the test's runtime.
+        tokio::spawn(crate::report::room_changes(
+            state.clone(),
+            CancellationToken::new(),
+        ));
+        state
     }
 
     /// A comet serving on loopback.
