@@ -81,11 +81,15 @@ async fn push_to(cluster: &RealCluster, uid: &str, data: &str) {
     assert_eq!(status, 202, "{body}");
 }
 
-async fn wait_connected(events: &mut Events) -> String {
+/// Waits for the client to lose its connection and connect again; returns
+/// the comet it reconnected to.
+async fn wait_reconnected(events: &mut Events) -> String {
     let wait = async {
+        let mut disconnected = false;
         loop {
             match events.recv().await {
-                Some(Event::Connected { comet_id, .. }) => return comet_id,
+                Some(Event::Disconnected { .. }) => disconnected = true,
+                Some(Event::Connected { comet_id, .. }) if disconnected => return comet_id,
                 Some(_) => continue,
                 None => panic!("client closed"),
             }
@@ -171,7 +175,7 @@ async fn killing_a_comet_moves_its_clients_to_the_other() {
     assert_eq!(reply.comets.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["comet-a"]);
 
     // Bob's SDK reconnects to comet-a and chats on.
-    assert_eq!(wait_connected(&mut bob_events).await, "comet-a");
+    assert_eq!(wait_reconnected(&mut bob_events).await, "comet-a");
     bob.send_to_user("alice", op::CHAT, Bytes::from_static(b"back again"))
         .await
         .expect("send after reconnect");

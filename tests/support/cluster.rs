@@ -32,13 +32,14 @@ impl Service {
 
 /// The backends and the services of one cluster.
 pub struct RealCluster {
+    // Fields drop in order: services go before the backends they use.
+    pub logic: Service,
+    pub comets: Vec<Service>,
+    pub jobs: Vec<Service>,
     pub redis: RedisServer,
     pub etcd: EtcdServer,
     pub kafka: KafkaBroker,
     topic: String,
-    pub logic: Service,
-    pub comets: Vec<Service>,
-    pub jobs: Vec<Service>,
 }
 
 impl RealCluster {
