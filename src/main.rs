@@ -83,9 +83,18 @@ fn cancel_on_signal() -> CancellationToken {
     token
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new()?;
+    let result = runtime.block_on(run(cli));
+    // Every service has drained by now. What may remain is a blocking read
+    // of stdin (`courier chat`), which would hold a normal runtime drop
+    // until the user typed another line.
+    runtime.shutdown_background();
+    result
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up { common, api_key } => {
             let mut config = load(&common)?;

@@ -130,13 +130,18 @@ pub async fn device(system: &System, name: &str, rooms: &[&str]) -> (Client, Eve
 
 /// The next message event, skipping status events.
 pub async fn next_message(events: &mut Events) -> Message {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
+    next_message_within(events, DEADLINE).await
+}
+
+/// The next message event within `wait`, skipping status events.
+pub async fn next_message_within(events: &mut Events, wait: Duration) -> Message {
+    let deadline = tokio::time::Instant::now() + wait;
     loop {
         match tokio::time::timeout_at(deadline, events.recv()).await {
             Ok(Some(Event::Message(m))) => return m,
             Ok(Some(_)) => continue,
             Ok(None) => panic!("client closed before a message arrived"),
-            Err(_) => panic!("no message within {DEADLINE:?}"),
+            Err(_) => panic!("no message within {wait:?}"),
         }
     }
 }
