@@ -39,7 +39,10 @@ pub async fn e2e(args: E2eArgs) -> anyhow::Result<()> {
     if args.count == 0 || args.concurrency == 0 {
         bail!("--count and --concurrency must be positive");
     }
-    let user = format!("bench-{}", crate::config::generate_secret().get(..8).unwrap_or("x"));
+    let user = format!(
+        "bench-{}",
+        crate::config::generate_secret().get(..8).unwrap_or("x")
+    );
     let password = "bench-password";
     courier_client::register(&args.server, &user, password)
         .await
@@ -55,7 +58,8 @@ pub async fn e2e(args: E2eArgs) -> anyhow::Result<()> {
     let started = Instant::now();
 
     let producer = {
-        let (sent, permits, user, key) = (sent.clone(), permits.clone(), user.clone(), args.api_key);
+        let (sent, permits, user, key) =
+            (sent.clone(), permits.clone(), user.clone(), args.api_key);
         tokio::spawn(async move {
             for i in 0..args.count as u64 {
                 let permit = permits.clone().acquire_owned().await?;
@@ -112,7 +116,10 @@ fn report(latencies: &[Duration], count: usize, elapsed: Duration) {
     };
     println!("pushes sent      {count}");
     println!("received         {}", sorted.len());
-    println!("throughput       {:.0} msg/s", sorted.len() as f64 / elapsed.as_secs_f64());
+    println!(
+        "throughput       {:.0} msg/s",
+        sorted.len() as f64 / elapsed.as_secs_f64()
+    );
     println!(
         "latency ms       p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
         pct(0.50),

@@ -161,7 +161,10 @@ fn require(value: &str, key: &str) -> anyhow::Result<()> {
 
 fn print_banner(system: &System) {
     let http = system.logic_url();
-    println!("Courier is up (embedded backends: {}).", system.config.cluster.sessions);
+    println!(
+        "Courier is up (embedded backends: {}).",
+        system.config.cluster.sessions
+    );
     println!("  logic  HTTP {http}/api/v1   gRPC {}", system.logic_grpc);
     for c in &system.comets {
         println!("  comet  {}  TCP {}   gRPC {}", c.id, c.tcp, c.grpc);

@@ -1,6 +1,8 @@
 //! Upstream chat: private and room messages sent by clients, rooms joined
 //! and left, and `courier chat` driven as a process.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::process::Stdio;
@@ -81,7 +83,11 @@ impl ChatProcess {
             .expect("spawn courier chat");
         let stdin = child.stdin.take().unwrap();
         let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        Self { child, stdin, lines }
+        Self {
+            child,
+            stdin,
+            lines,
+        }
     }
 
     async fn say(&mut self, line: &str) {

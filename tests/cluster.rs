@@ -2,6 +2,8 @@
 //! and two jobs as separate processes): chat across comets, targeted room
 //! fan-out, and surviving `kill -9` of a comet, a job and logic.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::Duration;
@@ -37,11 +39,15 @@ async fn http(method: &str, url: String, body: Option<Value>) -> (u16, Value) {
 async fn wait_until(cluster: &RealCluster, path: &str, pred: impl Fn(&Value) -> bool) -> Value {
     let start = tokio::time::Instant::now();
     loop {
-        let (status, body) = http("GET", format!("{}/api/v1{path}", cluster.logic_url()), None).await;
+        let (status, body) =
+            http("GET", format!("{}/api/v1{path}", cluster.logic_url()), None).await;
         if status == 200 && pred(&body) {
             return body;
         }
-        assert!(start.elapsed() < SLOW_DEADLINE, "GET {path} never satisfied: {body}");
+        assert!(
+            start.elapsed() < SLOW_DEADLINE,
+            "GET {path} never satisfied: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -49,14 +55,21 @@ async fn wait_until(cluster: &RealCluster, path: &str, pred: impl Fn(&Value) -> 
 fn node_ids(nodes: &Value) -> Vec<String> {
     nodes
         .as_array()
-        .map(|a| a.iter().filter_map(|n| n["id"].as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|n| n["id"].as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Connects `name` once logic ranks `comet` first, so the client lands there.
 async fn user_on(cluster: &RealCluster, name: &str, comet: &str) -> (Client, Events) {
     let _ = courier_client::register(&cluster.logic_url(), name, PASSWORD).await;
-    wait_until(cluster, "/nodes", |n| node_ids(n).first().map(String::as_str) == Some(comet)).await;
+    wait_until(cluster, "/nodes", |n| {
+        node_ids(n).first().map(String::as_str) == Some(comet)
+    })
+    .await;
     let (client, events) = Client::connect(ClientConfig::new(cluster.logic_url(), name, PASSWORD))
         .await
         .expect("connect");
@@ -95,7 +108,9 @@ async fn wait_reconnected(events: &mut Events) -> String {
             }
         }
     };
-    tokio::time::timeout(SLOW_DEADLINE, wait).await.expect("reconnected")
+    tokio::time::timeout(SLOW_DEADLINE, wait)
+        .await
+        .expect("reconnected")
 }
 
 #[tokio::test]
@@ -149,14 +164,23 @@ async fn a_room_push_reaches_only_comets_with_members() {
         next_message_is(&mut alice_events, i.to_string().as_bytes()).await;
     }
     let after = futures_stats(&mut stats).await;
-    assert!(after[0] > before[0], "comet-a (has members) got no room push");
+    assert!(
+        after[0] > before[0],
+        "comet-a (has members) got no room push"
+    );
     assert_eq!(after[1], before[1], "comet-b (no members) got a room push");
 }
 
 async fn futures_stats(clients: &mut [CometClient<tonic::transport::Channel>]) -> Vec<u64> {
     let mut out = Vec::new();
     for c in clients {
-        out.push(c.stats(StatsRequest {}).await.expect("stats").into_inner().room_pushes);
+        out.push(
+            c.stats(StatsRequest {})
+                .await
+                .expect("stats")
+                .into_inner()
+                .room_pushes,
+        );
     }
     out
 }
@@ -172,7 +196,14 @@ async fn killing_a_comet_moves_its_clients_to_the_other() {
     let reply = courier_client::login(&cluster.logic_url(), "bob", PASSWORD)
         .await
         .expect("login");
-    assert_eq!(reply.comets.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["comet-a"]);
+    assert_eq!(
+        reply
+            .comets
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect::<Vec<_>>(),
+        ["comet-a"]
+    );
 
     // Bob's SDK reconnects to comet-a and chats on.
     assert_eq!(wait_reconnected(&mut bob_events).await, "comet-a");
@@ -204,7 +235,11 @@ async fn killing_a_job_keeps_pushes_flowing() {
         push_to(&cluster, uid, &data).await;
         let expected = serde_json::to_string(&data).unwrap();
         let m = next_message_within(events, SLOW_DEADLINE).await;
-        assert_eq!(text(&m), expected, "pushes arrive in order after the job died");
+        assert_eq!(
+            text(&m),
+            expected,
+            "pushes arrive in order after the job died"
+        );
     }
 }
 
@@ -230,7 +265,9 @@ async fn logic_restart_keeps_sessions() {
             }
         }
     };
-    tokio::time::timeout(SLOW_DEADLINE, send).await.expect("send via new logic");
+    tokio::time::timeout(SLOW_DEADLINE, send)
+        .await
+        .expect("send via new logic");
     next_message_is(&mut bob_events, b"via new logic").await;
     push_to(&cluster, "alice", "alice too").await;
     next_message_is(&mut alice_events, br#""alice too""#).await;

@@ -1,5 +1,7 @@
 //! Accounts, API-key auth and error handling of logic's HTTP API.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use serde_json::json;
@@ -17,7 +19,10 @@ async fn register_login_conflict_and_wrong_password() {
     assert_eq!(body["uid"], "alice");
 
     let (status, body) = api
-        .post_public("/users", json!({"username": "alice", "password": "another pass"}))
+        .post_public(
+            "/users",
+            json!({"username": "alice", "password": "another pass"}),
+        )
         .await;
     assert_eq!(status, 409, "{body}");
     assert!(body["error"]["message"].is_string(), "{body}");
@@ -34,11 +39,17 @@ async fn register_login_conflict_and_wrong_password() {
     assert_eq!(comets[0]["tcp"], system.comets[0].tcp.to_string());
 
     let (status, body) = api
-        .post_public("/login", json!({"username": "alice", "password": "wrong password"}))
+        .post_public(
+            "/login",
+            json!({"username": "alice", "password": "wrong password"}),
+        )
         .await;
     assert_eq!(status, 401, "{body}");
     let (status, _) = api
-        .post_public("/login", json!({"username": "nobody", "password": PASSWORD}))
+        .post_public(
+            "/login",
+            json!({"username": "nobody", "password": PASSWORD}),
+        )
         .await;
     assert_eq!(status, 401);
     system.stop().await;
@@ -69,7 +80,11 @@ async fn malformed_json_is_400_with_a_message() {
     let system = start(1).await;
     let api = Api::new(&system);
     let key = format!("Bearer {}", api.api_key);
-    for body in [r#"{"uids": ["alice"], "op": 1, "data": "#, "not json at all", r#"{"uids": "alice"}"#] {
+    for body in [
+        r#"{"uids": ["alice"], "op": 1, "data": "#,
+        "not json at all",
+        r#"{"uids": "alice"}"#,
+    ] {
         let (status, reply) = api.post_raw("/push/users", Some(&key), body).await;
         assert!(
             status == 400 || status == 422,

@@ -1,6 +1,8 @@
 //! The wire protocol at the socket: heartbeats, timeouts, bad tokens, hostile
 //! bytes and slow consumers. These speak raw frames, not the SDK.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::Duration;
@@ -23,7 +25,9 @@ type Conn = Framed<TcpStream, FrameCodec>;
 const VIRTUAL_DEADLINE: Duration = Duration::from_secs(600);
 
 async fn connect(system: &courier::System) -> Conn {
-    let stream = TcpStream::connect(system.comets[0].tcp).await.expect("connect");
+    let stream = TcpStream::connect(system.comets[0].tcp)
+        .await
+        .expect("connect");
     Framed::new(stream, FrameCodec::new(1 << 20))
 }
 
@@ -73,7 +77,9 @@ async fn authed(system: &courier::System, name: &str) -> Conn {
         token,
         ..Default::default()
     };
-    conn.send(Frame::new(1, Body::Auth(auth))).await.expect("send");
+    conn.send(Frame::new(1, Body::Auth(auth)))
+        .await
+        .expect("send");
     match recv(&mut conn).await.and_then(|f| f.body) {
         Some(Body::AuthReply(r)) => assert_eq!(r.uid, name),
         other => panic!("expected AuthReply, got {other:?}"),
@@ -132,7 +138,9 @@ async fn forged_or_expired_tokens_are_refused() {
             token,
             ..Default::default()
         };
-        conn.send(Frame::new(1, Body::Auth(auth))).await.expect("send");
+        conn.send(Frame::new(1, Body::Auth(auth)))
+            .await
+            .expect("send");
         let codes = until_closed(&mut conn).await;
         assert_eq!(codes, vec![ErrorCode::Unauthenticated as i32]);
     }
@@ -160,11 +168,20 @@ async fn hostile_bytes_close_only_their_own_socket() {
     }
     // Before auth too.
     let mut conn = connect(&system).await;
-    conn.get_mut().write_all(&[0x80, 0, 0, 0]).await.expect("write");
-    assert_eq!(until_closed(&mut conn).await, vec![ErrorCode::BadFrame as i32]);
+    conn.get_mut()
+        .write_all(&[0x80, 0, 0, 0])
+        .await
+        .expect("write");
+    assert_eq!(
+        until_closed(&mut conn).await,
+        vec![ErrorCode::BadFrame as i32]
+    );
 
     let (status, _) = api
-        .post("/push/users", json!({"uids": ["bob"], "op": 1, "data": "still here"}))
+        .post(
+            "/push/users",
+            json!({"uids": ["bob"], "op": 1, "data": "still here"}),
+        )
         .await;
     assert_eq!(status, 202);
     next_message_is(&mut bob_events, br#""still here""#).await;
@@ -189,10 +206,17 @@ async fn a_client_that_stops_reading_is_disconnected() {
     let mut dropped = false;
     for _ in 0..2000 {
         let (status, _) = api
-            .post("/push/users", json!({"uids": ["sloth"], "op": 1, "data": big}))
+            .post(
+                "/push/users",
+                json!({"uids": ["sloth"], "op": 1, "data": big}),
+            )
             .await;
         assert_eq!(status, 202);
-        let stats = comet.stats(StatsRequest {}).await.expect("stats").into_inner();
+        let stats = comet
+            .stats(StatsRequest {})
+            .await
+            .expect("stats")
+            .into_inner();
         if stats.slow_consumers == 1 {
             dropped = true;
             break;
@@ -203,8 +227,11 @@ async fn a_client_that_stops_reading_is_disconnected() {
     drop(conn);
 
     // Everyone else is served as before.
-    api.post("/push/users", json!({"uids": ["bob"], "op": 1, "data": "fine"}))
-        .await;
+    api.post(
+        "/push/users",
+        json!({"uids": ["bob"], "op": 1, "data": "fine"}),
+    )
+    .await;
     next_message_is(&mut bob_events, br#""fine""#).await;
     system.stop().await;
 }

@@ -1,6 +1,8 @@
 //! Backend pushes through logic -> queue -> job -> comet -> SDK, on the
 //! embedded backends.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use serde_json::json;
@@ -15,7 +17,10 @@ async fn push_to_a_user_reaches_every_device() {
     let (_bob, mut bob_events) = user(&system, "bob").await;
 
     let (status, reply) = api
-        .post("/push/users", json!({"uids": ["alice"], "op": 1001, "data": {"n": 1}}))
+        .post(
+            "/push/users",
+            json!({"uids": ["alice"], "op": 1001, "data": {"n": 1}}),
+        )
         .await;
     assert_eq!(status, 202, "{reply}");
     for events in [&mut phone_events, &mut laptop_events] {
@@ -25,8 +30,11 @@ async fn push_to_a_user_reaches_every_device() {
         assert_eq!(m.msg_id, reply["msg_id"].as_str().unwrap());
     }
     // bob got nothing: the next thing he sees is a push addressed to him.
-    api.post("/push/users", json!({"uids": ["bob"], "op": 1, "data": "for bob"}))
-        .await;
+    api.post(
+        "/push/users",
+        json!({"uids": ["bob"], "op": 1, "data": "for bob"}),
+    )
+    .await;
     next_message_is(&mut bob_events, br#""for bob""#).await;
     system.stop().await;
 }
@@ -40,12 +48,18 @@ async fn push_to_a_key_reaches_that_device_only() {
 
     let key = phone.key().expect("connected");
     let (status, _) = api
-        .post("/push/keys", json!({"keys": [key], "op": 7, "data": "phone only"}))
+        .post(
+            "/push/keys",
+            json!({"keys": [key], "op": 7, "data": "phone only"}),
+        )
         .await;
     assert_eq!(status, 202);
     next_message_is(&mut phone_events, br#""phone only""#).await;
-    api.post("/push/users", json!({"uids": ["alice"], "op": 7, "data": "both"}))
-        .await;
+    api.post(
+        "/push/users",
+        json!({"uids": ["alice"], "op": 7, "data": "both"}),
+    )
+    .await;
     next_message_is(&mut laptop_events, br#""both""#).await;
     next_message_is(&mut phone_events, br#""both""#).await;
     system.stop().await;
@@ -69,8 +83,11 @@ async fn push_to_a_room_reaches_its_members_only() {
         let m = next_message_is(events, br#""headline""#).await;
         assert_eq!(m.to, Some(courier_proto::client::Target::room("news")));
     }
-    api.post("/push/users", json!({"uids": ["carol"], "op": 1, "data": "direct"}))
-        .await;
+    api.post(
+        "/push/users",
+        json!({"uids": ["carol"], "op": 1, "data": "direct"}),
+    )
+    .await;
     next_message_is(&mut c_events, br#""direct""#).await;
     system.stop().await;
 }
@@ -84,7 +101,10 @@ async fn push_to_all_reaches_everyone_on_every_comet() {
         clients.push(user(&system, name).await);
     }
     let (status, _) = api
-        .post("/push/all", json!({"op": 9, "data": {"notice": "maintenance"}}))
+        .post(
+            "/push/all",
+            json!({"op": 9, "data": {"notice": "maintenance"}}),
+        )
         .await;
     assert_eq!(status, 202);
     for (_, events) in &mut clients {
@@ -108,17 +128,23 @@ async fn online_counts_follow_connections_and_rooms() {
         .wait_for("/online", |b| b["connections"] == 3 && b["users"] == 2)
         .await;
     assert_eq!(online["comets"][0]["connections"], 3);
-    api.wait_for("/online/rooms/lobby", |b| b["connections"] == 3).await;
+    api.wait_for("/online/rooms/lobby", |b| b["connections"] == 3)
+        .await;
     let top = api
         .wait_for("/online/rooms?top=1", |b| b["rooms"][0]["room"] == "lobby")
         .await;
     assert_eq!(top["rooms"].as_array().map(Vec::len), Some(1));
-    let users = api.wait_for("/online/users", |b| b["users"].as_array().map(Vec::len) == Some(2)).await;
+    let users = api
+        .wait_for("/online/users", |b| {
+            b["users"].as_array().map(Vec::len) == Some(2)
+        })
+        .await;
     assert_eq!(users["users"], json!(["alice", "bob"]));
 
     bob.close().await;
     api.wait_for("/online", |b| b["connections"] == 2 && b["users"] == 1)
         .await;
-    api.wait_for("/online/rooms/dev", |b| b["connections"] == 0).await;
+    api.wait_for("/online/rooms/dev", |b| b["connections"] == 0)
+        .await;
     system.stop().await;
 }

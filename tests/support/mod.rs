@@ -101,7 +101,10 @@ impl Api {
             if status == 200 && pred(&body) {
                 return body;
             }
-            assert!(start.elapsed() < DEADLINE, "GET {path} never satisfied: {body}");
+            assert!(
+                start.elapsed() < DEADLINE,
+                "GET {path} never satisfied: {body}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
