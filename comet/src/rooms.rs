@@ -281,4 +281,31 @@ mod tests {
         assert_eq!(p.added, HashSet::from(["a".to_owned()]));
         assert_eq!(p.removed, HashSet::from(["b".to_owned()]));
     }
+
+    #[tokio::test]
+    async fn joins_wait_until_logic_acknowledged_their_generation() {
+        let rooms = Rooms::default();
+        let (a, _ra) = outbox("a");
+        rooms.join("r", &a);
+        let generation = rooms.changes().generation();
+        assert!(generation > 0);
+
+        let changes = rooms.changes();
+        let wait = changes.wait_acknowledged(generation);
+        tokio::pin!(wait);
+        // Nothing acknowledged yet: the join must keep waiting.
+        assert!(futures::poll!(wait.as_mut()).is_pending());
+
+        let batch = changes.take();
+        assert_eq!(batch.generation, generation);
+        // A failed report is restored and keeps its generation unacknowledged.
+        changes.restore(batch);
+        assert!(futures::poll!(wait.as_mut()).is_pending());
+
+        let batch = changes.take();
+        changes.acknowledged(batch.generation);
+        wait.await;
+        // Taking a batch does not reset the counter.
+        assert_eq!(changes.generation(), generation);
+    }
 }
