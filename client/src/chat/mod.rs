@@ -3,8 +3,9 @@
 //! One loop owns the session: it prints events as they come and runs typed
 //! lines one at a time, in order (so `:join r` then `hi` says hi in `r`, and
 //! on end of input every send has been answered before we quit). Output goes
-//! through one printer task: above the prompt on a terminal, plain lines on
-//! stdout otherwise, flushed per line for scripts.
+//! through one printer task: on a terminal that is the line editor's task,
+//! which prints above the prompt (see `terminal`); otherwise plain lines on
+//! stdout, flushed per line for scripts.
 
 pub mod command;
 pub mod render;
@@ -15,7 +16,7 @@ use std::io::IsTerminal;
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use self::command::{parse_line, Line, HELP};
 use self::render::{event_line, message_line, online_line, rooms_line, status};
@@ -47,6 +48,8 @@ const OUTPUT_CAPACITY: usize = 1024;
 /// Runs the chat until `:q`, end of input, or a kick (an error).
 pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     let interactive = std::io::stdin().is_terminal();
+    // The editor draws with escape codes: only worth it when a person watches.
+    let editing = interactive && std::io::stdout().is_terminal();
     let password = match args.password.clone() {
         Some(p) => p,
         None if interactive => {
@@ -66,17 +69,13 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
         ClientConfig::new(&args.server, &args.user, password).with_rooms([args.room.clone()]);
     let (client, events) = Client::connect(config).await.context("connect")?;
 
-    let (lines, prompts, printer) = if interactive {
-        let term = terminal::start(prompt_for(&args.room))?;
-        (
-            term.lines,
-            Some(term.prompts),
-            Printer::Terminal(term.printer),
-        )
+    let (out, output) = mpsc::channel(OUTPUT_CAPACITY);
+    let (lines, prompts, printer) = if editing {
+        let console = terminal::start(prompt_for(&args.room), output)?;
+        (console.lines, Some(console.prompts), console.task)
     } else {
-        (stdin_lines(), None, Printer::Stdout(tokio::io::stdout()))
+        (stdin_lines(), None, spawn_printer(output))
     };
-    let (out, printer) = spawn_printer(printer);
     let mut chat = Chat {
         client: client.clone(),
         username: args.user,
@@ -122,7 +121,7 @@ impl Chat {
         &mut self,
         mut events: crate::Events,
         mut lines: mpsc::Receiver<String>,
-        prompts: Option<std::sync::mpsc::Sender<String>>,
+        prompts: Option<watch::Sender<String>>,
     ) -> anyhow::Result<()> {
         let interactive = prompts.is_some();
         let mut ended: Option<String> = None;
@@ -152,7 +151,12 @@ impl Chat {
                     }
                     self.execute(line).await;
                     if let Some(p) = &prompts {
-                        let _ = p.send(self.prompt());
+                        p.send_if_modified(|shown| {
+                            let prompt = self.prompt();
+                            let changed = *shown != prompt;
+                            *shown = prompt;
+                            changed
+                        });
                     }
                 }
             }
@@ -262,31 +266,19 @@ fn stdin_lines() -> mpsc::Receiver<String> {
     rx
 }
 
-/// Where output lines go.
-enum Printer {
-    Terminal(Box<dyn rustyline::ExternalPrinter + Send>),
-    Stdout(tokio::io::Stdout),
-}
-
-/// One task prints every line, in the order they were queued.
-fn spawn_printer(mut printer: Printer) -> (mpsc::Sender<String>, tokio::task::JoinHandle<()>) {
-    let (tx, mut rx) = mpsc::channel::<String>(OUTPUT_CAPACITY);
-    let task = tokio::spawn(async move {
-        while let Some(line) = rx.recv().await {
-            let ok = match &mut printer {
-                Printer::Terminal(p) => p.print(line).is_ok(),
-                Printer::Stdout(out) => {
-                    let mut bytes = line.into_bytes();
-                    bytes.push(b'\n');
-                    out.write_all(&bytes).await.is_ok() && out.flush().await.is_ok()
-                }
-            };
-            if !ok {
+/// Prints every line queued on `lines` to stdout, in order, until the
+/// channel closes.
+fn spawn_printer(mut lines: mpsc::Receiver<String>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut out = tokio::io::stdout();
+        while let Some(line) = lines.recv().await {
+            let mut bytes = line.into_bytes();
+            bytes.push(b'\n');
+            if out.write_all(&bytes).await.is_err() || out.flush().await.is_err() {
                 break; // stdout closed: nobody is reading
             }
         }
-    });
-    (tx, task)
+    })
 }
 
 #[cfg(test)]
