@@ -27,8 +27,12 @@ pub struct E2eArgs {
     #[arg(long, default_value_t = 10_000)]
     pub count: usize,
     /// Pushes in flight at once.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
+    /// Pushes started per second (open loop); 0 = as fast as `concurrency`
+    /// allows, which measures a backlog rather than latency.
+    #[arg(long, default_value_t = 1000)]
+    pub rate: u64,
     /// Give up waiting for receipts after this many seconds.
     #[arg(long, default_value_t = 60)]
     pub timeout_secs: u64,
@@ -60,8 +64,17 @@ pub async fn e2e(args: E2eArgs) -> anyhow::Result<()> {
     let producer = {
         let (sent, permits, user, key) =
             (sent.clone(), permits.clone(), user.clone(), args.api_key);
+        let rate = args.rate;
         tokio::spawn(async move {
+            let mut ticker = (rate > 0).then(|| {
+                let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                t
+            });
             for i in 0..args.count as u64 {
+                if let Some(t) = ticker.as_mut() {
+                    t.tick().await;
+                }
                 let permit = permits.clone().acquire_owned().await?;
                 let body = serde_json::json!({"uids": [user], "op": 1, "data": i});
                 sent.lock().insert(i, Instant::now());
@@ -100,6 +113,11 @@ pub async fn e2e(args: E2eArgs) -> anyhow::Result<()> {
     let elapsed = started.elapsed();
     producer.await??;
     client.close().await;
+    println!(
+        "offered          {} pushes/s, {} in flight at most",
+        if args.rate == 0 { "max".to_string() } else { args.rate.to_string() },
+        args.concurrency
+    );
     report(&latencies, args.count, elapsed);
     Ok(())
 }
