@@ -70,16 +70,26 @@ async fn until_closed_within(conn: &mut Conn, deadline: Duration) -> Vec<i32> {
     codes
 }
 
+/// An `Auth` frame body presenting `token`.
+fn auth(token: String) -> Body {
+    Body::Auth(Auth {
+        token,
+        ..Default::default()
+    })
+}
+
+/// Opens a socket, sends `body` as its first frame and reads until the
+/// server closes it; returns the Error codes seen.
+async fn first_frame_then_closed(system: &courier::System, body: Body) -> Vec<i32> {
+    let mut conn = connect(system).await;
+    conn.send(Frame::new(1, body)).await.expect("send");
+    until_closed(&mut conn).await
+}
+
 async fn authed(system: &courier::System, name: &str) -> Conn {
     let token = token(system, name).await;
     let mut conn = connect(system).await;
-    let auth = Auth {
-        token,
-        ..Default::default()
-    };
-    conn.send(Frame::new(1, Body::Auth(auth)))
-        .await
-        .expect("send");
+    conn.send(Frame::new(1, auth(token))).await.expect("send");
     match recv(&mut conn).await.and_then(|f| f.body) {
         Some(Body::AuthReply(r)) => assert_eq!(r.uid, name),
         other => panic!("expected AuthReply, got {other:?}"),
@@ -133,23 +143,12 @@ async fn forged_or_expired_tokens_are_refused() {
         })
         .unwrap();
     for token in [forged, expired, "garbage".to_owned()] {
-        let mut conn = connect(&system).await;
-        let auth = Auth {
-            token,
-            ..Default::default()
-        };
-        conn.send(Frame::new(1, Body::Auth(auth)))
-            .await
-            .expect("send");
-        let codes = until_closed(&mut conn).await;
+        let codes = first_frame_then_closed(&system, auth(token)).await;
         assert_eq!(codes, vec![ErrorCode::Unauthenticated as i32]);
     }
     // A first frame that is not Auth is refused the same way.
-    let mut conn = connect(&system).await;
-    conn.send(Frame::new(1, Body::Join(Join { room: "x".into() })))
-        .await
-        .expect("send");
-    let codes = until_closed(&mut conn).await;
+    let join = Body::Join(Join { room: "x".into() });
+    let codes = first_frame_then_closed(&system, join).await;
     assert_eq!(codes, vec![ErrorCode::Unauthenticated as i32]);
     system.stop().await;
 }

@@ -19,6 +19,7 @@ pub mod backends;
 pub mod config;
 pub mod discovery;
 pub mod error;
+pub mod net;
 pub mod queue;
 pub mod sessions;
 pub mod shutdown;

@@ -99,20 +99,6 @@ impl CometConfig {
         Ok(())
     }
 
-    /// The host other services should dial for `bound`.
-    pub(crate) fn advertised(&self, bound: SocketAddr) -> String {
-        let host = match &self.advertise_host {
-            Some(h) if !h.is_empty() => h.clone(),
-            _ if bound.ip().is_unspecified() => "127.0.0.1".to_owned(),
-            _ => bound.ip().to_string(),
-        };
-        if host.contains(':') && !host.starts_with('[') {
-            format!("[{host}]:{}", bound.port())
-        } else {
-            format!("{host}:{}", bound.port())
-        }
-    }
-
     /// Silence after which a connection is closed.
     pub(crate) fn idle_timeout(&self) -> Duration {
         self.heartbeat.saturating_mul(3)
@@ -132,19 +118,6 @@ mod tests {
         assert_eq!(c.max_frame, 64 * 1024);
         assert_eq!(c.idle_timeout(), Duration::from_secs(90));
         assert!(c.validate().is_err(), "no secret by default");
-    }
-
-    #[test]
-    fn advertised_host_replaces_unspecified_ips() {
-        let mut c = CometConfig::default();
-        assert_eq!(c.advertised("0.0.0.0:7".parse().unwrap()), "127.0.0.1:7");
-        assert_eq!(c.advertised("10.0.0.2:7".parse().unwrap()), "10.0.0.2:7");
-        assert_eq!(c.advertised("[::1]:7".parse().unwrap()), "[::1]:7");
-        c.advertise_host = Some("comet.example".into());
-        assert_eq!(
-            c.advertised("0.0.0.0:7".parse().unwrap()),
-            "comet.example:7"
-        );
     }
 
     #[test]

@@ -147,9 +147,12 @@ impl LogicPool {
         self.conns.read().len()
     }
 
-    async fn call<T, F, Fut>(&self, f: F) -> Result<T, LogicError>
+    /// Sends `req` with `rpc` to one logic (round robin), trying a second
+    /// one if the first is unreachable. Every RPC wrapper below is this call.
+    async fn call<Req, T, F, Fut>(&self, req: Req, rpc: F) -> Result<T, LogicError>
     where
-        F: Fn(LogicClient<Channel>) -> Fut,
+        Req: Clone,
+        F: Fn(LogicClient<Channel>, Req) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let conns = self.conns.read().clone();
@@ -161,7 +164,8 @@ impl LogicPool {
         let mut last = LogicError::NoLogic;
         for i in 0..attempts {
             let conn = &conns[(start + i) % conns.len()];
-            match tokio::time::timeout(self.timeout, f(conn.client.clone())).await {
+            let attempt = rpc(conn.client.clone(), req.clone());
+            match tokio::time::timeout(self.timeout, attempt).await {
                 Ok(Ok(reply)) => return Ok(reply.into_inner()),
                 Ok(Err(status)) if status.code() == Code::Unavailable => {
                     tracing::debug!(logic = %conn.id, error = %status, "logic unreachable");
@@ -179,60 +183,42 @@ impl LogicPool {
         &self,
         req: ConnectRequest,
     ) -> Result<ConnectReply, LogicError> {
-        self.call(|mut c| {
-            let req = req.clone();
-            async move { c.open_session(req).await }
-        })
-        .await
+        self.call(req, |mut c, req| async move { c.open_session(req).await })
+            .await
     }
 
     /// A client left: close its session.
     pub(crate) async fn close_session(&self, req: DisconnectRequest) -> Result<(), LogicError> {
-        self.call(|mut c| {
-            let req = req.clone();
-            async move { c.close_session(req).await }
-        })
-        .await
-        .map(drop)
+        self.call(req, |mut c, req| async move { c.close_session(req).await })
+            .await
+            .map(drop)
     }
 
     /// Renews a session's TTL.
     pub(crate) async fn heartbeat(&self, req: HeartbeatRequest) -> Result<(), LogicError> {
-        self.call(|mut c| {
-            let req = req.clone();
-            async move { c.heartbeat(req).await }
-        })
-        .await
-        .map(drop)
+        self.call(req, |mut c, req| async move { c.heartbeat(req).await })
+            .await
+            .map(drop)
     }
 
     /// An upstream message from a client.
     pub(crate) async fn send(&self, req: SendRequest) -> Result<SendReply, LogicError> {
-        self.call(|mut c| {
-            let req = req.clone();
-            async move { c.send(req).await }
-        })
-        .await
+        self.call(req, |mut c, req| async move { c.send(req).await })
+            .await
     }
 
     /// Rooms that gained their first or lost their last member here.
     pub(crate) async fn rooms_changed(&self, req: RoomsChangedRequest) -> Result<(), LogicError> {
-        self.call(|mut c| {
-            let req = req.clone();
-            async move { c.rooms_changed(req).await }
-        })
-        .await
-        .map(drop)
+        self.call(req, |mut c, req| async move { c.rooms_changed(req).await })
+            .await
+            .map(drop)
     }
 
     /// The periodic load report.
     pub(crate) async fn renew_online(&self, req: RenewOnlineRequest) -> Result<(), LogicError> {
-        self.call(|mut c| {
-            let req = req.clone();
-            async move { c.renew_online(req).await }
-        })
-        .await
-        .map(drop)
+        self.call(req, |mut c, req| async move { c.renew_online(req).await })
+            .await
+            .map(drop)
     }
 }
 

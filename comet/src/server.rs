@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use courier_cluster::discovery::register_json;
+use courier_cluster::net::{self, advertised};
 use courier_cluster::{CometNode, Discovery, NodeState, ServiceKind};
 use courier_proto::comet::comet_server::CometServer;
 use tokio::net::TcpListener;
@@ -68,14 +69,11 @@ async fn bind_listener(
     listener: &'static str,
     addr: SocketAddr,
 ) -> Result<(TcpListener, SocketAddr), CometError> {
-    let bind_err = |source| CometError::Bind {
+    net::bind(addr).await.map_err(|source| CometError::Bind {
         listener,
         addr,
         source,
-    };
-    let l = TcpListener::bind(addr).await.map_err(bind_err)?;
-    let local = l.local_addr().map_err(bind_err)?;
-    Ok((l, local))
+    })
 }
 
 impl Comet {
@@ -126,11 +124,12 @@ impl Comet {
 
         let logics = deps.discovery.watch(ServiceKind::Logic).await?;
         state.logic.update(&logics.borrow());
+        let host = config.advertise_host.as_deref();
         let mut record = CometNode {
             id: config.id.clone(),
-            tcp: config.advertised(tcp_addr),
+            tcp: advertised(tcp_addr, host),
             ws: String::new(),
-            grpc: config.advertised(grpc_addr),
+            grpc: advertised(grpc_addr, host),
             weight: config.weight,
             connections: 0,
             state: NodeState::Serving,

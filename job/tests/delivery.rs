@@ -199,15 +199,7 @@ async fn first_redelivered(cluster: &Cluster, group: &str) -> String {
 async fn offsets_are_committed_only_after_the_comet_answered() {
     let cluster = Cluster::new();
     let gate = Arc::new(Semaphore::new(0));
-    let a = cluster
-        .comet(
-            "a",
-            Behaviour {
-                gate: Some(gate.clone()),
-                ..Behaviour::default()
-            },
-        )
-        .await;
+    let a = cluster.comet("a", Behaviour::gated(&gate)).await;
     let job = cluster.job(config("commits"));
 
     // m1 is answered; m2 reaches the comet but is never answered.
@@ -230,15 +222,7 @@ async fn offsets_are_committed_only_after_the_comet_answered() {
 async fn pushes_for_a_comet_that_left_are_skipped_and_committed() {
     let cluster = Cluster::new();
     let gate = Arc::new(Semaphore::new(0));
-    let mut a = cluster
-        .comet(
-            "a",
-            Behaviour {
-                gate: Some(gate.clone()),
-                ..Behaviour::default()
-            },
-        )
-        .await;
+    let mut a = cluster.comet("a", Behaviour::gated(&gate)).await;
     let b = cluster.comet("b", Behaviour::default()).await;
     let job = cluster.job(config("gone"));
 

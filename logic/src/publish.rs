@@ -14,6 +14,7 @@
 //! get the message from their inbox when it exists.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -90,34 +91,16 @@ impl Publisher {
         let msg_id = message.msg_id.clone();
         let envelopes = match to {
             Recipients::Users(uids) => {
-                let uids: BTreeSet<&str> = uids.iter().map(String::as_str).collect();
-                let owned: Vec<String> = uids.iter().map(|u| (*u).to_owned()).collect();
-                let sessions: Vec<Vec<Session>> = futures::stream::iter(owned)
-                    .map(|uid: String| {
-                        let store = self.sessions.clone();
-                        async move { store.user_sessions(&uid).await }
-                    })
-                    .buffer_unordered(CONCURRENCY)
-                    .try_collect()
-                    .await?;
-                let key = single(&uids);
-                self.publish_keys(key, sessions.into_iter().flatten(), &message)
-                    .await?
+                let lookup = |store: Arc<dyn Sessions>, uid: String| async move {
+                    store.user_sessions(&uid).await
+                };
+                self.publish_resolved(uids, lookup, &message).await?
             }
             Recipients::Keys(keys) => {
-                let keys: BTreeSet<&str> = keys.iter().map(String::as_str).collect();
-                let owned: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
-                let sessions: Vec<Option<Session>> = futures::stream::iter(owned)
-                    .map(|key: String| {
-                        let store = self.sessions.clone();
-                        async move { store.key_session(&key).await }
-                    })
-                    .buffer_unordered(CONCURRENCY)
-                    .try_collect()
-                    .await?;
-                let key = single(&keys);
-                self.publish_keys(key, sessions.into_iter().flatten(), &message)
-                    .await?
+                let lookup = |store: Arc<dyn Sessions>, key: String| async move {
+                    store.key_session(&key).await
+                };
+                self.publish_resolved(keys, lookup, &message).await?
             }
             Recipients::Room(room) => {
                 let comet_ids = self.sessions.room_comets(room).await?;
@@ -167,6 +150,33 @@ impl Publisher {
             self.send(uid, envelope).await?;
         }
         Ok(())
+    }
+
+    /// Looks up the sessions of each distinct id in `ids` with `lookup` (a
+    /// bounded number at once), then publishes them as [`publish_keys`]
+    /// does; the queue key is the id itself when there is only one.
+    ///
+    /// [`publish_keys`]: Self::publish_keys
+    async fn publish_resolved<S, Fut>(
+        &self,
+        ids: &[String],
+        lookup: impl Fn(Arc<dyn Sessions>, String) -> Fut,
+        message: &Message,
+    ) -> courier_cluster::Result<usize>
+    where
+        Fut: Future<Output = courier_cluster::Result<S>>,
+        S: IntoIterator<Item = Session>,
+    {
+        let ids: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+        // Owned ids: a stream borrowing them is not `Send` across awaits.
+        let owned: Vec<String> = ids.iter().map(|id| (*id).to_owned()).collect();
+        let found: Vec<S> = futures::stream::iter(owned)
+            .map(|id: String| lookup(self.sessions.clone(), id))
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        self.publish_keys(single(&ids), found.into_iter().flatten(), message)
+            .await
     }
 
     /// One `KeysPush` per comet holding any of `sessions`; returns how many.

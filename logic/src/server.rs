@@ -8,11 +8,12 @@
 //! the registration is removed. If either server fails, the other is stopped
 //! too and the error is returned.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use courier_cluster::discovery::register_json;
+use courier_cluster::net::{self, advertised};
 use courier_cluster::{Backends, Discovery, LogicNode, ServiceKind};
 use courier_proto::logic::logic_server::LogicServer;
 use tokio::net::TcpListener;
@@ -54,10 +55,9 @@ async fn listen(
     what: &'static str,
     addr: SocketAddr,
 ) -> Result<(TcpListener, SocketAddr), LogicError> {
-    let bind_err = |source| LogicError::Bind { what, addr, source };
-    let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
-    let local = listener.local_addr().map_err(bind_err)?;
-    Ok((listener, local))
+    net::bind(addr)
+        .await
+        .map_err(|source| LogicError::Bind { what, addr, source })
 }
 
 impl Logic {
@@ -118,8 +118,8 @@ impl Logic {
         let host = shared.config.advertise_host.as_deref();
         let node = LogicNode {
             id: shared.config.id.clone(),
-            grpc: advertised(host, grpc_addr),
-            http: advertised(host, http_addr),
+            grpc: advertised(grpc_addr, host),
+            http: advertised(http_addr, host),
         };
         let registration =
             register_json(discovery.as_ref(), ServiceKind::Logic, &node.id, &node).await?;
@@ -188,18 +188,6 @@ pub async fn serve(
     Logic::bind(config, backends).await?.run(shutdown).await
 }
 
-/// `host:port` other services should dial for a listener bound to `bound`.
-fn advertised(host: Option<&str>, bound: SocketAddr) -> String {
-    match host {
-        Some(h) if h.contains(':') && !h.starts_with('[') => format!("[{h}]:{}", bound.port()),
-        Some(h) => format!("{h}:{}", bound.port()),
-        None if bound.ip().is_unspecified() => {
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), bound.port()).to_string()
-        }
-        None => bound.to_string(),
-    }
-}
-
 /// Drops rate-limit state of addresses that have been quiet, so the limiter
 /// holds only recently active IPs.
 async fn sweep_limiter(shared: Arc<Shared>, stop: CancellationToken) {
@@ -214,20 +202,5 @@ async fn sweep_limiter(shared: Arc<Shared>, stop: CancellationToken) {
             }
             () = stop.cancelled() => break,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::advertised;
-
-    #[test]
-    fn advertises_a_dialable_address() {
-        let any = "0.0.0.0:3119".parse().unwrap_or_else(|_| unreachable!());
-        assert_eq!(advertised(None, any), "127.0.0.1:3119");
-        let lo = "127.0.0.2:1".parse().unwrap_or_else(|_| unreachable!());
-        assert_eq!(advertised(None, lo), "127.0.0.2:1");
-        assert_eq!(advertised(Some("logic.local"), any), "logic.local:3119");
-        assert_eq!(advertised(Some("::1"), any), "[::1]:3119");
     }
 }

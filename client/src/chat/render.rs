@@ -123,46 +123,48 @@ mod tests {
         }
     }
 
+    /// Checks each message renders as its line, as seen by bob at 12:00:01.
+    fn assert_lines_for_bob(cases: &[(Message, &str)]) {
+        for (message, line) in cases {
+            assert_eq!(message_line_at("12:00:01", message, "bob"), *line);
+        }
+    }
+
     #[test]
     fn room_and_private_messages() {
-        let t = "12:00:01";
-        let room = msg("alice", Target::room("lobby"), 1, "hello");
-        assert_eq!(
-            message_line_at(t, &room, "bob"),
-            "[12:00:01] #lobby alice: hello"
-        );
-        let private = msg("alice", Target::user("bob"), 1, "hi");
-        assert_eq!(
-            message_line_at(t, &private, "bob"),
-            "[12:00:01] @alice -> you: hi"
-        );
-        let to_key = msg("alice", Target::key("k1"), 1, "hi");
-        assert_eq!(
-            message_line_at(t, &to_key, "bob"),
-            "[12:00:01] @alice -> you: hi"
-        );
-        let mine = msg("bob", Target::user("carol"), 1, "yo");
-        assert_eq!(
-            message_line_at(t, &mine, "bob"),
-            "[12:00:01] @bob -> carol: yo"
-        );
+        assert_lines_for_bob(&[
+            (
+                msg("alice", Target::room("lobby"), 1, "hello"),
+                "[12:00:01] #lobby alice: hello",
+            ),
+            (
+                msg("alice", Target::user("bob"), 1, "hi"),
+                "[12:00:01] @alice -> you: hi",
+            ),
+            (
+                msg("alice", Target::key("k1"), 1, "hi"),
+                "[12:00:01] @alice -> you: hi",
+            ),
+            (
+                msg("bob", Target::user("carol"), 1, "yo"),
+                "[12:00:01] @bob -> carol: yo",
+            ),
+        ]);
     }
 
     #[test]
     fn backend_pushes() {
-        let t = "12:00:01";
-        let room = msg("", Target::room("room"), 1001, r#"{"a":1}"#);
-        assert_eq!(
-            message_line_at(t, &room, "bob"),
-            r#"[12:00:01] push #room op=1001: {"a":1}"#
-        );
-        let user = msg("", Target::user("bob"), 1001, r#"{"a":1}"#);
-        assert_eq!(
-            message_line_at(t, &user, "bob"),
-            r#"[12:00:01] push op=1001: {"a":1}"#
-        );
-        let all = msg("", Target::all(), 7, "x");
-        assert_eq!(message_line_at(t, &all, "bob"), "[12:00:01] push op=7: x");
+        assert_lines_for_bob(&[
+            (
+                msg("", Target::room("room"), 1001, r#"{"a":1}"#),
+                r#"[12:00:01] push #room op=1001: {"a":1}"#,
+            ),
+            (
+                msg("", Target::user("bob"), 1001, r#"{"a":1}"#),
+                r#"[12:00:01] push op=1001: {"a":1}"#,
+            ),
+            (msg("", Target::all(), 7, "x"), "[12:00:01] push op=7: x"),
+        ]);
     }
 
     #[test]

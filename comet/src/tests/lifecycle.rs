@@ -51,14 +51,7 @@ async fn shutdown_tells_clients_to_reconnect_and_deregisters() {
     comet.stop().await.unwrap();
 
     assert!(view.borrow().is_empty(), "deregistered");
-    let closed = h
-        .logic
-        .wait_for(|c| match c {
-            Call::Close(r) => Some(r.key.clone()),
-            _ => None,
-        })
-        .await;
-    assert_eq!(closed, auth.key);
+    assert_eq!(h.logic.closed().await.key, auth.key);
     assert!(
         tokio::net::TcpStream::connect(tcp).await.is_err(),
         "no longer accepting"

@@ -162,14 +162,7 @@ async fn kick_sends_the_reason_then_closes() {
         other => panic!("expected Kick, got {other:?}"),
     }
     a.expect_closed().await;
-    let closed = h
-        .logic
-        .wait_for(|c| match c {
-            Call::Close(r) => Some(r.key.clone()),
-            _ => None,
-        })
-        .await;
-    assert_eq!(closed, auth.key);
+    assert_eq!(h.logic.closed().await.key, auth.key);
 }
 
 #[tokio::test]

@@ -207,12 +207,5 @@ async fn a_disconnect_leaves_rooms_and_closes_the_session() {
     task.await.unwrap();
     assert_eq!(state.registry.len(), 0);
     assert_eq!(state.rooms.len(), 0);
-    let closed = h
-        .logic
-        .wait_for(|c| match c {
-            Call::Close(r) => Some(r.clone()),
-            _ => None,
-        })
-        .await;
-    assert_eq!(closed.key, auth.key);
+    assert_eq!(h.logic.closed().await.key, auth.key);
 }

@@ -59,38 +59,42 @@ impl FakeLogic {
         self.notify.notify_waiters();
     }
 
-    /// Waits (up to [`WAIT`]) for a call matching `f`.
-    pub(crate) async fn wait_for<T>(&self, f: impl Fn(&Call) -> Option<T>) -> T {
+    /// Waits (up to [`WAIT`]) until `found` finds something in the calls so
+    /// far; panics naming what was `expected` otherwise.
+    async fn wait_until<T>(&self, expected: &str, found: impl Fn(&[Call]) -> Option<T>) -> T {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let notified = self.notify.notified();
-            if let Some(found) = self.calls.lock().iter().find_map(&f) {
+            if let Some(found) = found(&self.calls.lock()) {
                 return found;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                panic!(
-                    "logic never received the expected call: {:?}",
-                    self.calls.lock()
-                );
+                panic!("logic never received {expected}: {:?}", self.calls.lock());
             }
         }
     }
 
+    /// Waits (up to [`WAIT`]) for a call matching `f`.
+    pub(crate) async fn wait_for<T>(&self, f: impl Fn(&Call) -> Option<T>) -> T {
+        self.wait_until("the expected call", |calls| calls.iter().find_map(&f))
+            .await
+    }
+
     /// Waits (up to [`WAIT`]) until `n` calls match `f`.
     pub(crate) async fn wait_count(&self, f: impl Fn(&Call) -> bool, n: usize) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let notified = self.notify.notified();
-            if self.count(&f) >= n {
-                return;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                panic!(
-                    "logic never received {n} matching calls: {:?}",
-                    self.calls.lock()
-                );
-            }
-        }
+        self.wait_until(&format!("{n} matching calls"), |calls| {
+            (calls.iter().filter(|c| f(c)).count() >= n).then_some(())
+        })
+        .await;
+    }
+
+    /// Waits (up to [`WAIT`]) for the first `CloseSession` call.
+    pub(crate) async fn closed(&self) -> DisconnectRequest {
+        self.wait_for(|c| match c {
+            Call::Close(r) => Some(r.clone()),
+            _ => None,
+        })
+        .await
     }
 
     /// Calls so far matching `f`.

@@ -152,6 +152,16 @@ pub struct Behaviour {
     pub gate: Option<Arc<Semaphore>>,
 }
 
+impl Behaviour {
+    /// Answers a call only once `gate` hands it a permit.
+    pub fn gated(gate: &Arc<Semaphore>) -> Self {
+        Self {
+            gate: Some(Arc::clone(gate)),
+            ..Self::default()
+        }
+    }
+}
+
 /// A fake comet served on loopback and registered in discovery.
 pub struct RunningComet {
     pub id: String,

@@ -33,12 +33,8 @@ impl FromRequestParts<Arc<Shared>> for ApiKey {
         parts: &mut Parts,
         shared: &Arc<Shared>,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts)?;
-        if is_api_key(shared, token) {
-            Ok(Self)
-        } else {
-            Err(ApiError::unauthorized("invalid API key"))
-        }
+        require_bearer(parts, |token| is_api_key(shared, token), "invalid API key")?;
+        Ok(Self)
     }
 }
 
@@ -49,12 +45,12 @@ impl FromRequestParts<Arc<Shared>> for AdminReader {
         parts: &mut Parts,
         shared: &Arc<Shared>,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts)?;
-        if is_api_key(shared, token) || shared.tokens.verify(token).is_ok() {
-            Ok(Self)
-        } else {
-            Err(ApiError::unauthorized("invalid API key or token"))
-        }
+        require_bearer(
+            parts,
+            |token| is_api_key(shared, token) || shared.tokens.verify(token).is_ok(),
+            "invalid API key or token",
+        )?;
+        Ok(Self)
     }
 }
 
@@ -83,6 +79,20 @@ impl FromRequestParts<Arc<Shared>> for AuthRate {
                 ))
             }
         }
+    }
+}
+
+/// Passes if the request's Bearer token is `accepted`; otherwise the
+/// request is unauthorized with `rejection` as the reason.
+fn require_bearer(
+    parts: &Parts,
+    accepted: impl FnOnce(&str) -> bool,
+    rejection: &'static str,
+) -> Result<(), ApiError> {
+    if accepted(bearer(parts)?) {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized(rejection))
     }
 }
 

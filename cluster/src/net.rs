@@ -1,0 +1,76 @@
+//! Listeners and the addresses other services see them at.
+//!
+//! A service binds a listener (often to `0.0.0.0` or port 0), learns the
+//! address it really got, and registers in discovery the address peers
+//! should dial. Comet and logic both do exactly this, so it lives here once:
+//! the configured advertise host wins, an unspecified bind address becomes
+//! loopback, and an IPv6 host is bracketed.
+
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+
+/// Binds `addr` and returns the listener with the address it actually got
+/// (so port 0 resolves to the real port before anything is served).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}
+
+/// `host:port` other services should dial for a listener bound to `bound`.
+///
+/// `host` is the configured advertise host; `None` or an empty string means
+/// "use the bound IP", with an unspecified IP (`0.0.0.0`, `::`) replaced by
+/// `127.0.0.1` so the record is dialable on a single machine.
+pub fn advertised(bound: SocketAddr, host: Option<&str>) -> String {
+    let port = bound.port();
+    match host.filter(|h| !h.is_empty()) {
+        Some(h) if h.contains(':') && !h.starts_with('[') => format!("[{h}]:{port}"),
+        Some(h) => format!("{h}:{port}"),
+        None if bound.ip().is_unspecified() => format!("127.0.0.1:{port}"),
+        None => bound.to_string(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::advertised;
+
+    #[test]
+    fn unspecified_ips_become_loopback() {
+        assert_eq!(
+            advertised("0.0.0.0:7".parse().unwrap(), None),
+            "127.0.0.1:7"
+        );
+        assert_eq!(
+            advertised("0.0.0.0:3119".parse().unwrap(), None),
+            "127.0.0.1:3119"
+        );
+        assert_eq!(advertised("[::]:7".parse().unwrap(), None), "127.0.0.1:7");
+    }
+
+    #[test]
+    fn a_specific_bound_ip_is_kept() {
+        assert_eq!(
+            advertised("10.0.0.2:7".parse().unwrap(), None),
+            "10.0.0.2:7"
+        );
+        assert_eq!(
+            advertised("127.0.0.2:1".parse().unwrap(), None),
+            "127.0.0.2:1"
+        );
+        assert_eq!(advertised("[::1]:7".parse().unwrap(), None), "[::1]:7");
+    }
+
+    #[test]
+    fn the_advertise_host_wins() {
+        let any = "0.0.0.0:3119".parse().unwrap();
+        assert_eq!(advertised(any, Some("comet.example")), "comet.example:3119");
+        assert_eq!(advertised(any, Some("logic.local")), "logic.local:3119");
+        assert_eq!(advertised(any, Some("::1")), "[::1]:3119");
+        assert_eq!(advertised(any, Some("[::1]")), "[::1]:3119");
+        assert_eq!(advertised(any, Some("")), "127.0.0.1:3119");
+    }
+}
