@@ -57,6 +57,11 @@ pub struct LogicConfig {
     pub auth_rate_per_minute: u32,
     /// Most uids or keys one push may name (default 1000).
     pub max_recipients: usize,
+    /// Largest message `data`, in bytes (default 63 KiB). Keep it at least
+    /// 1 KiB under the comets' `max_frame`, which must also hold the
+    /// message's ids and addresses: a message that cannot fit a frame is
+    /// refused here, before it is accepted, rather than dropped later.
+    pub max_data: usize,
 }
 
 impl Default for LogicConfig {
@@ -74,6 +79,7 @@ impl Default for LogicConfig {
             body_limit: 64 * 1024,
             auth_rate_per_minute: 60,
             max_recipients: 1000,
+            max_data: 63 * 1024,
         }
     }
 }

@@ -114,10 +114,18 @@ impl Logic for LogicService {
         let send = r
             .send
             .ok_or_else(|| Status::invalid_argument("send is missing"))?;
+        let max = self.shared.config.max_data;
+        if send.data.len() > max {
+            return Err(Status::invalid_argument(format!(
+                "data is {} bytes; at most {max}",
+                send.data.len()
+            )));
+        }
         let content = Content {
             from: r.uid,
             op: send.op,
             data: send.data,
+            client_msg_id: Some(send.client_msg_id),
         };
         let kind = send.to.and_then(|t| t.kind);
         let accepted = match &kind {

@@ -49,6 +49,25 @@ pub(crate) struct Content {
     pub(crate) op: u32,
     /// Opaque payload.
     pub(crate) data: Bytes,
+    /// The sender's own id for this message (upstream `Send`), so a retried
+    /// send gets the same `msg_id` and receivers drop the duplicate.
+    pub(crate) client_msg_id: Option<String>,
+}
+
+/// Namespace of the `msg_id`s derived from a sender's `client_msg_id`.
+const CLIENT_MSG_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6a1c_4f4e_9a7e_4c39_b1d2_61f0_c0de_7e11);
+
+/// A new message id: derived from `(from, client_msg_id)` when the sender
+/// gave one (the same retry, the same id), else a fresh time-ordered one.
+fn message_id(from: &str, client_msg_id: Option<&str>) -> String {
+    match client_msg_id {
+        Some(id) if !id.is_empty() => {
+            let name = format!("{from}\u{0}{id}");
+            uuid::Uuid::new_v5(&CLIENT_MSG_NAMESPACE, name.as_bytes()).to_string()
+        }
+        _ => uuid::Uuid::now_v7().to_string(),
+    }
 }
 
 /// A message logic accepted.
@@ -80,7 +99,7 @@ impl Publisher {
         content: Content,
     ) -> courier_cluster::Result<Accepted> {
         let message = Message {
-            msg_id: uuid::Uuid::now_v7().to_string(),
+            msg_id: message_id(&content.from, content.client_msg_id.as_deref()),
             seq: 0,
             from: content.from,
             to: target_of(to),

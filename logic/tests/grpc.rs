@@ -257,3 +257,48 @@ async fn renew_online_feeds_the_online_counts() {
     assert_eq!(online.comets, [("c1".to_owned(), 3)]);
     assert_eq!(t.backends.sessions.room_online("lobby").await.unwrap(), 2);
 }
+
+#[tokio::test]
+async fn a_retried_send_keeps_its_msg_id_and_oversized_data_is_refused() {
+    let (_t, mut c) = start_with_policy(LoginPolicy::Multi).await;
+    c.open_session(connect("c2", "bob", "kb")).await.unwrap();
+    let send = |client_msg_id: &str, data: Vec<u8>| SendRequest {
+        comet_id: "c1".into(),
+        uid: "alice".into(),
+        key: "ka".into(),
+        send: Some(Send {
+            to: Some(Target::user("bob")),
+            op: 1,
+            data: data.into(),
+            client_msg_id: client_msg_id.into(),
+        }),
+    };
+    let first = c
+        .send(send("m1", b"hi".to_vec()))
+        .await
+        .unwrap()
+        .into_inner();
+    let retry = c
+        .send(send("m1", b"hi".to_vec()))
+        .await
+        .unwrap()
+        .into_inner();
+    let other = c
+        .send(send("m2", b"hi".to_vec()))
+        .await
+        .unwrap()
+        .into_inner();
+    let anonymous = c.send(send("", b"hi".to_vec())).await.unwrap().into_inner();
+    let anonymous_again = c.send(send("", b"hi".to_vec())).await.unwrap().into_inner();
+    assert_eq!(first.msg_id, retry.msg_id, "a retry is the same message");
+    assert_ne!(first.msg_id, other.msg_id);
+    assert_ne!(anonymous.msg_id, anonymous_again.msg_id);
+
+    let max = courier_logic::LogicConfig::default().max_data;
+    let status = c
+        .send(send("big", vec![b'x'; max + 1]))
+        .await
+        .expect_err("oversized data is refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("at most"), "{}", status.message());
+}

@@ -554,3 +554,17 @@ async fn queue_failure_is_a_503_not_a_202() {
     assert_eq!(error_code(&body), "unavailable");
     assert!(error_message(&body).contains("broker down"), "{body}");
 }
+
+#[tokio::test]
+async fn data_too_large_for_a_frame_is_413() {
+    let mut cfg = common::config();
+    cfg.max_data = 100;
+    let t = start(cfg).await;
+    let (status, body) = json(t.push("/push/all", json!({"data": "x".repeat(200)})).await).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(error_code(&body), "data_too_large");
+    assert!(error_message(&body).contains("at most 100"), "{body}");
+    let (status, _) = json(t.push("/push/all", json!({"data": "small"})).await).await;
+    assert_eq!(status, 202);
+    t.stop().await.unwrap();
+}

@@ -29,7 +29,7 @@ pub(crate) async fn users(
     Json(body): Json<PushUsers>,
 ) -> Result<Accepted, ApiError> {
     check_list(&shared, "uids", &body.uids, MAX_UID)?;
-    let content = content(body.op, &body.data)?;
+    let content = content(&shared, body.op, &body.data)?;
     publish(&shared, Recipients::Users(&body.uids), content).await
 }
 
@@ -40,7 +40,7 @@ pub(crate) async fn keys(
     Json(body): Json<PushKeys>,
 ) -> Result<Accepted, ApiError> {
     check_list(&shared, "keys", &body.keys, MAX_NAME)?;
-    let content = content(body.op, &body.data)?;
+    let content = content(&shared, body.op, &body.data)?;
     publish(&shared, Recipients::Keys(&body.keys), content).await
 }
 
@@ -52,7 +52,7 @@ pub(crate) async fn room(
     Json(body): Json<PushRoom>,
 ) -> Result<Accepted, ApiError> {
     check_name("room", &room, MAX_NAME)?;
-    let content = content(body.op, &body.data)?;
+    let content = content(&shared, body.op, &body.data)?;
     publish(&shared, Recipients::Room(&room), content).await
 }
 
@@ -62,7 +62,7 @@ pub(crate) async fn all(
     _: ApiKey,
     Json(body): Json<PushAll>,
 ) -> Result<Accepted, ApiError> {
-    let content = content(body.op, &body.data)?;
+    let content = content(&shared, body.op, &body.data)?;
     publish(&shared, Recipients::All { rate: body.rate }, content).await
 }
 
@@ -81,13 +81,22 @@ async fn publish(
     ))
 }
 
-fn content(op: u32, data: &serde_json::Value) -> Result<Content, ApiError> {
+fn content(shared: &Shared, op: u32, data: &serde_json::Value) -> Result<Content, ApiError> {
     // The value came from JSON, so writing it back cannot fail; map anyway.
     let text = serde_json::to_vec(data).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let max = shared.config.max_data;
+    if text.len() > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "data_too_large",
+            format!("data is {} bytes; at most {max}", text.len()),
+        ));
+    }
     Ok(Content {
         from: String::new(),
         op,
         data: Bytes::from(text),
+        client_msg_id: None,
     })
 }
 
