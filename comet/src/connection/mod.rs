@@ -21,6 +21,7 @@ use rand::Rng;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::FramedRead;
 
+use crate::logic_client::LOGIC_TIMEOUT;
 use crate::outbox::Outbox;
 use crate::state::CometState;
 
@@ -80,6 +81,7 @@ where
     session.start(auth).await;
     let reason = session.run(&mut frames).await;
 
+    let heartbeat = session.heartbeat_gate();
     drop(session); // leaves every room and the key index
     outbox.finish();
     if let Err(e) = writer.await {
@@ -93,6 +95,8 @@ where
         uid,
         key: key.to_string(),
     };
+    // A heartbeat still in flight must land before the close, not after it.
+    let _ = tokio::time::timeout(LOGIC_TIMEOUT, heartbeat.acquire()).await;
     if let Err(e) = state.logic.close_session(request).await {
         tracing::warn!(%key, error = %e, "cannot close session in logic; it will expire");
     }

@@ -7,7 +7,6 @@
 //! flight. So a slow logic delays answers, never reading.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use courier_proto::client::{
@@ -46,7 +45,8 @@ pub(crate) struct Session {
     uid: Arc<str>,
     /// Rooms this connection is in; only this task changes them.
     rooms: HashSet<String>,
-    heartbeat_in_flight: Arc<AtomicBool>,
+    /// One permit: held by the session heartbeat in flight, if any.
+    heartbeat: Arc<Semaphore>,
     sends: Arc<Semaphore>,
 }
 
@@ -58,7 +58,7 @@ impl Session {
             outbox,
             uid: Arc::from(uid),
             rooms: HashSet::new(),
-            heartbeat_in_flight: Arc::new(AtomicBool::new(false)),
+            heartbeat: Arc::new(Semaphore::new(1)),
             sends: Arc::new(Semaphore::new(MAX_SENDS_IN_FLIGHT)),
         }
     }
@@ -207,7 +207,7 @@ impl Session {
         let changes_state = self.state.clone();
         let outbox = self.outbox.clone();
         let generation = self.state.rooms.changes().generation();
-        tokio::spawn(async move {
+        self.state.tracker.spawn(async move {
             let changes = changes_state.rooms.changes();
             let acked = changes.wait_acknowledged(generation);
             if tokio::time::timeout(LOGIC_TIMEOUT, acked).await.is_err() {
@@ -280,22 +280,30 @@ impl Session {
 
     /// Renews the session's TTL in logic, at most one call in flight.
     fn renew_session(&self) {
-        if self.heartbeat_in_flight.swap(true, Ordering::AcqRel) {
+        // One heartbeat in flight at a time; the permit also lets the
+        // disconnect path wait for it (see `heartbeat_gate`).
+        let Ok(permit) = self.heartbeat.clone().try_acquire_owned() else {
             return;
-        }
+        };
         let request = HeartbeatRequest {
             comet_id: self.state.id().to_owned(),
             uid: self.uid.to_string(),
             key: self.outbox.key().to_string(),
         };
         let state = self.state.clone();
-        let in_flight = self.heartbeat_in_flight.clone();
         self.state.tracker.spawn(async move {
             if let Err(e) = state.logic.heartbeat(request).await {
                 tracing::debug!(error = %e, "session heartbeat failed");
             }
-            in_flight.store(false, Ordering::Release);
+            drop(permit);
         });
+    }
+
+    /// Acquired once no session heartbeat is in flight. The disconnect path
+    /// waits for it before `CloseSession`, or a late heartbeat could bring
+    /// the closed session back in logic.
+    pub(crate) fn heartbeat_gate(&self) -> Arc<Semaphore> {
+        self.heartbeat.clone()
     }
 
     fn reply(&self, frame: &Frame) {
