@@ -6,6 +6,11 @@
 //! test commits from outside. Every wait is bounded, so a broken backend
 //! fails instead of hanging, and a missing broker binary fails the Kafka
 //! tests instead of skipping them.
+//!
+//! A crash is a member that stops without leaving its group. For Kafka that
+//! takes a real process killed with SIGKILL: this test binary runs itself as
+//! the doomed member (see `doomed_member_process`), because an in-process
+//! librdkafka consumer keeps heartbeating or leaves the group when dropped.
 
 #![allow(clippy::unwrap_used)]
 
@@ -313,6 +318,142 @@ async fn every_group_gets_everything(queue: Arc<dyn Queue>) {
     }
 }
 
+/// How [`a_crashed_members_partitions_go_to_the_survivor`] stops its
+/// second member.
+enum Crash {
+    /// Drop the consumer: the in-process backend has no separate liveness.
+    Drop,
+    /// SIGKILL a child process that consumes from this `kafka://` URL: no
+    /// LeaveGroup, no more heartbeats.
+    KillProcess(String),
+}
+
+/// When a member dies without leaving, the survivor ends up consuming every
+/// partition, including those the dead member owned.
+async fn a_crashed_members_partitions_go_to_the_survivor(queue: Arc<dyn Queue>, crash: Crash) {
+    let mut m = Members::new();
+    let survivor = m.join(queue.as_ref(), "job").await;
+    match crash {
+        Crash::Drop => {
+            let doomed = m.join(queue.as_ref(), "job").await;
+            m.until_balanced().await;
+            m.leave(doomed).await;
+        }
+        Crash::KillProcess(url) => {
+            let mut doomed = DoomedMember::spawn(&url);
+            let doomed_owns = doomed.assigned().await;
+            m.until(|m| {
+                let owned = m.owned[survivor].len();
+                owned > 0 && owned < PARTITIONS as usize
+            })
+            .await;
+            assert!(
+                m.owned[survivor].iter().all(|p| !doomed_owns.contains(p)),
+                "survivor {:?} and doomed member {doomed_owns:?} split the partitions",
+                m.owned[survivor]
+            );
+            doomed.kill().await;
+        }
+    }
+
+    for i in 0..100 {
+        publish(queue.as_ref(), &format!("user-{i}"), format!("{i}")).await;
+    }
+    let all: BTreeSet<i32> = (0..PARTITIONS as i32).collect();
+    m.until(|m| {
+        let seen: BTreeSet<i32> = m.received[survivor].iter().map(|d| d.partition).collect();
+        seen == all
+    })
+    .await;
+    assert_eq!(m.owned[survivor], all);
+}
+
+/// Set to a `kafka://` URL, it makes this test binary a doomed member.
+const DOOMED_MEMBER_URL: &str = "COURIER_CONTRACT_DOOMED_MEMBER_URL";
+/// The doomed member's stdout line announcing an assignment.
+const ASSIGNED: &str = "doomed member assigned ";
+
+/// A group member in a child process, killed without leaving the group.
+struct DoomedMember {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl DoomedMember {
+    /// Runs `doomed_member_process` of this test binary against `url`.
+    fn spawn(url: &str) -> Self {
+        let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "doomed_member_process",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(DOOMED_MEMBER_URL, url)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+        Self { child, lines }
+    }
+
+    /// Waits for the member's first assignment and returns its partitions.
+    async fn assigned(&mut self) -> BTreeSet<i32> {
+        let read = async {
+            while let Some(line) = self.lines.next_line().await.unwrap() {
+                // The test harness's "test doomed_member_process ... " may
+                // precede it on the same line.
+                if let Some((_, list)) = line.split_once(ASSIGNED) {
+                    return list
+                        .split(',')
+                        .map(|p| p.trim().parse::<i32>().unwrap())
+                        .collect();
+                }
+            }
+            panic!("the doomed member exited before being assigned partitions");
+        };
+        tokio::time::timeout(WAIT, read)
+            .await
+            .expect("the doomed member is assigned partitions")
+    }
+
+    /// SIGKILL: the member can neither leave the group nor heartbeat again.
+    async fn kill(mut self) {
+        self.child.kill().await.unwrap();
+    }
+}
+
+/// Not a test of its own: the body of a [`DoomedMember`] process, which
+/// joins group `job` and consumes without committing until it is killed.
+/// Without `DOOMED_MEMBER_URL` set it does nothing.
+#[test]
+fn doomed_member_process() {
+    let Ok(url) = std::env::var(DOOMED_MEMBER_URL) else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let queue = KafkaQueue::connect(&url, PARTITIONS, &BTreeMap::new())
+            .await
+            .unwrap();
+        let consumer = queue.subscribe("job").await.unwrap();
+        loop {
+            if let ConsumerEvent::Assigned(partitions) = consumer.next().await.unwrap() {
+                let list: Vec<String> = partitions.iter().map(i32::to_string).collect();
+                println!("{ASSIGNED}{}", list.join(","));
+                std::io::Write::flush(&mut std::io::stdout()).unwrap();
+            }
+        }
+    });
+}
+
 // ---- the backends ----
 
 async fn kafka_queue(broker: &courier_testkit::kafka::KafkaBroker) -> Arc<dyn Queue> {
@@ -355,3 +496,23 @@ contract!(
     members_of_a_group_split_the_partitions,
     every_group_gets_everything,
 );
+
+mod crash {
+    use super::{a_crashed_members_partitions_go_to_the_survivor, Crash};
+
+    #[tokio::test]
+    async fn memory_a_crashed_members_partitions_go_to_the_survivor() {
+        let queue = std::sync::Arc::new(super::MemoryQueue::new(super::PARTITIONS));
+        a_crashed_members_partitions_go_to_the_survivor(queue, Crash::Drop).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn kafka_a_crashed_members_partitions_go_to_the_survivor() {
+        let broker = courier_testkit::kafka::KafkaBroker::start()
+            .await
+            .expect("a Kafka-compatible broker for the contract tests");
+        let url = broker.url("courier-test");
+        let queue = super::kafka_queue(&broker).await;
+        a_crashed_members_partitions_go_to_the_survivor(queue, Crash::KillProcess(url)).await;
+    }
+}

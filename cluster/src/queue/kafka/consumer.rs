@@ -10,6 +10,10 @@
 //!
 //! As with any Kafka consumer, `next` must be called regularly (within
 //! `max.poll.interval.ms`), because rebalances progress only while it polls.
+//!
+//! Each member also runs an [`orphans`] watch: if a partition it does not
+//! own goes unconsumed for too long (a coordinator that failed to reassign a
+//! crashed member's partitions), it rejoins the group to force a rebalance.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -23,17 +27,22 @@ use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 use super::BACKEND;
 use crate::queue::{Consumer, ConsumerEvent, Delivery};
 use crate::{Error, Result};
 
+mod orphans;
+
 /// A member of a consumer group of a [`super::KafkaQueue`]. Dropping it
 /// leaves the group (on a blocking thread, since librdkafka's close waits
 /// for the broker).
 pub struct KafkaConsumer {
-    consumer: Option<StreamConsumer<RebalanceLog>>,
+    consumer: Option<Arc<StreamConsumer<RebalanceLog>>>,
     assignment: Arc<Assignment>,
+    /// The [`orphans`] watch of this member's group.
+    watch: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for KafkaConsumer {
@@ -177,14 +186,17 @@ impl KafkaConsumer {
         consumer
             .subscribe(&[topic])
             .map_err(|e| Error::unavailable(BACKEND, e))?;
+        let consumer = Arc::new(consumer);
+        let watch = orphans::spawn(&consumer, assignment.clone(), orphans::stall_limit(config));
         Ok(Self {
             consumer: Some(consumer),
             assignment,
+            watch,
         })
     }
 
     fn consumer(&self) -> Result<&StreamConsumer<RebalanceLog>> {
-        self.consumer.as_ref().ok_or(Error::Closed)
+        self.consumer.as_deref().ok_or(Error::Closed)
     }
 
     fn delivery(message: &BorrowedMessage<'_>) -> Delivery {
@@ -241,6 +253,9 @@ impl Consumer for KafkaConsumer {
 
 impl Drop for KafkaConsumer {
     fn drop(&mut self) {
+        if let Some(watch) = self.watch.take() {
+            watch.abort();
+        }
         let Some(consumer) = self.consumer.take() else {
             return;
         };
