@@ -136,6 +136,10 @@ fn producer_defaults(bootstrap: &str) -> ClientConfig {
     c
 }
 
+/// Consumer defaults. `fetch.wait.max.ms` is low because a push system
+/// pays it as latency on brokers that do not answer a waiting fetch as soon
+/// as data arrives (tansu, measured: p50 170 ms at 100 ms, single-digit ms
+/// at 5 ms); on Apache Kafka it only bounds idle polling.
 fn consumer_defaults(bootstrap: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", bootstrap)
@@ -145,7 +149,7 @@ fn consumer_defaults(bootstrap: &str) -> ClientConfig {
         .set("enable.partition.eof", "false")
         .set("session.timeout.ms", "6000")
         .set("heartbeat.interval.ms", "500")
-        .set("fetch.wait.max.ms", "100");
+        .set("fetch.wait.max.ms", "5");
     c
 }
 
