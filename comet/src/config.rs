@@ -41,6 +41,14 @@ pub struct CometConfig {
     pub write_timeout: Duration,
     /// Rooms one connection may be in at once (default 64).
     pub max_rooms: usize,
+    /// Connections one client IP address may hold at once (default 10 000;
+    /// 0 = no limit). High enough for carrier NAT, low enough that one host
+    /// cannot take every file descriptor.
+    pub max_connections_per_ip: u32,
+    /// Upstream `Send` frames one connection may make per second, with a
+    /// burst of as many (default 50; 0 = no limit). Faster sends get a
+    /// `RATE_LIMITED` error frame and the connection stays open.
+    pub send_rate: u32,
     /// How often load is reported to logic (`RenewOnline`) and to discovery
     /// (default 5 s).
     #[serde(with = "humantime_serde")]
@@ -64,6 +72,8 @@ impl Default for CometConfig {
             outbound_queue: 256,
             write_timeout: Duration::from_secs(10),
             max_rooms: 64,
+            max_connections_per_ip: 10_000,
+            send_rate: 50,
             report_interval: Duration::from_secs(5),
             jwt_secret: String::new(),
         }

@@ -23,6 +23,7 @@
 mod config;
 mod connection;
 mod error;
+mod limits;
 mod listener;
 mod logic_client;
 mod outbox;

@@ -5,7 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use courier_proto::client::{ErrorCode, Frame};
+use courier_proto::encode_frame;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::connection;
@@ -13,6 +16,9 @@ use crate::state::CometState;
 
 /// Pause after a failed accept (e.g. out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// How long a refused client is given to take its error frame.
+const REFUSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Accepts clients until `stop` fires.
 pub(crate) async fn accept_loop(
@@ -27,13 +33,20 @@ pub(crate) async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
+                let Some(slot) = state.ip_connections.admit(peer.ip()) else {
+                    tracing::debug!(%peer, "refused: too many connections from this address");
+                    state.tracker.spawn(refuse(stream));
+                    continue;
+                };
                 if let Err(e) = stream.set_nodelay(true) {
                     tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
                 }
                 tracing::debug!(%peer, "accepted");
-                state
-                    .tracker
-                    .spawn(connection::serve(stream, Some(peer), state.clone()));
+                let serve = connection::serve(stream, Some(peer), state.clone());
+                state.tracker.spawn(async move {
+                    serve.await;
+                    drop(slot);
+                });
             }
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
@@ -44,4 +57,15 @@ pub(crate) async fn accept_loop(
             }
         }
     }
+}
+
+/// Tells a refused client why, briefly, then closes its socket.
+async fn refuse(mut stream: TcpStream) {
+    let frame = Frame::error(
+        0,
+        ErrorCode::TooManyConnections,
+        "too many connections from this address",
+    );
+    let bytes = encode_frame(&frame);
+    let _ = tokio::time::timeout(REFUSE_WRITE_TIMEOUT, stream.write_all(&bytes)).await;
 }

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::CometConfig;
+use crate::limits::IpConnections;
 use crate::logic_client::LogicPool;
 use crate::registry::Registry;
 use crate::rooms::Rooms;
@@ -25,6 +26,8 @@ pub(crate) struct CometState {
     pub(crate) rooms: Rooms,
     pub(crate) logic: Arc<LogicPool>,
     pub(crate) counters: Arc<Counters>,
+    /// Open connections per client IP (`max_connections_per_ip`).
+    pub(crate) ip_connections: Arc<IpConnections>,
     /// Cancelled when the comet drains: every connection sends `Reconnect`
     /// and closes.
     pub(crate) draining: CancellationToken,
@@ -41,6 +44,7 @@ impl CometState {
         let tokens = TokenKeys::new(config.jwt_secret.as_bytes());
         Self {
             tokens,
+            ip_connections: IpConnections::new(config.max_connections_per_ip),
             registry: Registry::default(),
             rooms: Rooms::default(),
             logic,

@@ -16,12 +16,14 @@ use courier_proto::client::{
 use courier_proto::logic::{HeartbeatRequest, SendRequest};
 use courier_proto::{encode_frame, FrameCodec};
 use futures::StreamExt;
+use governor::DefaultDirectRateLimiter;
 use tokio::io::AsyncRead;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 
 use super::handshake::{bad_frame, Authenticated};
+use crate::limits::send_limiter;
 use crate::logic_client::{LogicError, LOGIC_TIMEOUT};
 use crate::outbox::Outbox;
 use crate::push_service::encode_push;
@@ -48,11 +50,14 @@ pub(crate) struct Session {
     /// One permit: held by the session heartbeat in flight, if any.
     heartbeat: Arc<Semaphore>,
     sends: Arc<Semaphore>,
+    /// `send_rate` of upstream sends; `None` when unlimited.
+    send_limiter: Option<DefaultDirectRateLimiter>,
 }
 
 impl Session {
     /// A session for `uid` writing through `outbox`.
     pub(crate) fn new(state: Arc<CometState>, outbox: Outbox, uid: &str) -> Self {
+        let send_limiter = send_limiter(state.config.send_rate);
         Self {
             state,
             outbox,
@@ -60,6 +65,7 @@ impl Session {
             rooms: HashSet::new(),
             heartbeat: Arc::new(Semaphore::new(1)),
             sends: Arc::new(Semaphore::new(MAX_SENDS_IN_FLIGHT)),
+            send_limiter,
         }
     }
 
@@ -247,6 +253,18 @@ impl Session {
                 id,
                 ErrorCode::BadRequest,
                 "Send must target a user or a room",
+            );
+        }
+        if self
+            .send_limiter
+            .as_ref()
+            .is_some_and(|l| l.check().is_err())
+        {
+            let rate = self.state.config.send_rate;
+            return self.error(
+                id,
+                ErrorCode::RateLimited,
+                format!("at most {rate} sends per second"),
             );
         }
         let Ok(permit) = self.sends.clone().try_acquire_owned() else {

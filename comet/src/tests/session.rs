@@ -209,3 +209,62 @@ async fn a_disconnect_leaves_rooms_and_closes_the_session() {
     assert_eq!(state.rooms.len(), 0);
     assert_eq!(h.logic.closed().await.key, auth.key);
 }
+
+#[tokio::test]
+async fn sends_past_the_rate_are_refused_without_closing() {
+    let h = Harness::start().await;
+    let mut config = h.config();
+    config.send_rate = 2;
+    let comet = h.comet(config).await;
+    let (mut c, _) = comet.login(&h, "alice", &[]).await;
+    let send = || {
+        Body::Send(Send {
+            to: Some(Target::user("bob")),
+            op: 1,
+            data: b"hi".to_vec().into(),
+            client_msg_id: String::new(),
+        })
+    };
+    // A burst of `send_rate` is allowed at once; the next one is refused.
+    for id in 1..=3 {
+        c.send(id, send()).await;
+    }
+    let mut replies = Vec::new();
+    for _ in 0..3 {
+        replies.push(c.recv().await);
+    }
+    replies.sort_by_key(|f| f.id);
+    assert!(matches!(replies[0].body, Some(Body::SendReply(_))));
+    assert!(matches!(replies[1].body, Some(Body::SendReply(_))));
+    match &replies[2].body {
+        Some(Body::Error(e)) => assert_eq!(e.code, ErrorCode::RateLimited as i32),
+        other => panic!("expected RATE_LIMITED, got {other:?}"),
+    }
+    c.send(9, Body::Heartbeat(Heartbeat {})).await;
+    assert_eq!(c.recv().await.id, 9, "still open");
+}
+
+#[tokio::test]
+async fn an_address_past_its_connection_limit_is_refused() {
+    let h = Harness::start().await;
+    let mut config = h.config();
+    config.max_connections_per_ip = 1;
+    let comet = h.comet(config).await;
+    let (_first, _) = comet.login(&h, "alice", &[]).await;
+    let mut second = tokio_util::codec::Framed::new(
+        tokio::net::TcpStream::connect(comet.tcp).await.unwrap(),
+        courier_proto::FrameCodec::default(),
+    );
+    use futures::StreamExt;
+    let frame = tokio::time::timeout(WAIT, second.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    match frame.body {
+        Some(Body::Error(e)) => assert_eq!(e.code, ErrorCode::TooManyConnections as i32),
+        other => panic!("expected TOO_MANY_CONNECTIONS, got {other:?}"),
+    }
+    let closed = tokio::time::timeout(WAIT, second.next()).await.unwrap();
+    assert!(closed.is_none(), "refused socket is closed");
+}
