@@ -5,6 +5,14 @@
 //! exceeds `max_frame`) and queues the same `Bytes` to every recipient.
 //! Queuing never waits; a recipient whose queue is full is dropped as a slow
 //! consumer and not counted as delivered.
+//!
+//! `PushKeysBatch` is that many `PushKeys` in one call (job sends one per
+//! run of queued keys pushes, to save a round trip each). Every entry is
+//! encoded before anything is queued, so an invalid entry rejects the whole
+//! batch with nothing delivered (job then retries the entries one by one);
+//! the entries are then queued in order, so a connection named by several
+//! entries gets their frames in entry order. The batch size is capped at
+//! [`MAX_KEYS_BATCH`] entries.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -13,8 +21,8 @@ use bytes::Bytes;
 use courier_proto::client::{frame::Body, Frame, Kick, Message, Push};
 use courier_proto::comet::comet_server::Comet;
 use courier_proto::comet::{
-    BroadcastRequest, KickReply, KickRequest, PushKeysRequest, PushReply, PushRoomRequest,
-    RoomCount, StatsReply, StatsRequest,
+    BroadcastRequest, KickReply, KickRequest, PushKeysBatchRequest, PushKeysRequest, PushReply,
+    PushRoomRequest, RoomCount, StatsReply, StatsRequest,
 };
 use courier_proto::encode_frame;
 use prost::Message as _;
@@ -25,6 +33,9 @@ use crate::state::CometState;
 /// Bytes of a `Frame` around its `Push` body: the field tag, its length
 /// prefix and slack for the frame id (0, not encoded).
 const PUSH_OVERHEAD: usize = 16;
+
+/// Most entries one `PushKeysBatch` may carry.
+pub(crate) const MAX_KEYS_BATCH: usize = 1024;
 
 /// A message too large for any frame.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +99,19 @@ impl PushService {
             .map_err(|e| Status::invalid_argument(e.to_string()))
     }
 
+    /// Queues `frames` to each of `keys` (once per distinct key); returns
+    /// how many connections took them.
+    fn push_to_keys(&self, keys: Vec<String>, frames: &[Bytes]) -> usize {
+        if frames.is_empty() {
+            return 0;
+        }
+        let registry = &self.state.registry;
+        unique(keys)
+            .filter_map(|key| registry.get(&key))
+            .filter(|outbox| outbox.push_all(frames))
+            .count()
+    }
+
     fn delivered(&self, connections: usize, frames: usize) -> Response<PushReply> {
         self.state.counters.queued(connections * frames);
         Response::new(PushReply {
@@ -109,15 +133,39 @@ impl Comet for PushService {
     ) -> Result<Response<PushReply>, Status> {
         let PushKeysRequest { keys, messages } = request.into_inner();
         let frames = self.encode(messages)?;
-        if frames.is_empty() {
-            return Ok(self.delivered(0, 0));
-        }
-        let registry = &self.state.registry;
-        let delivered = unique(keys)
-            .filter_map(|key| registry.get(&key))
-            .filter(|outbox| outbox.push_all(&frames))
-            .count();
+        let delivered = self.push_to_keys(keys, &frames);
         Ok(self.delivered(delivered, frames.len()))
+    }
+
+    async fn push_keys_batch(
+        &self,
+        request: Request<PushKeysBatchRequest>,
+    ) -> Result<Response<PushReply>, Status> {
+        let PushKeysBatchRequest { pushes } = request.into_inner();
+        if pushes.len() > MAX_KEYS_BATCH {
+            return Err(Status::invalid_argument(format!(
+                "{} pushes in one batch; at most {MAX_KEYS_BATCH}",
+                pushes.len()
+            )));
+        }
+        // Encode everything first: an invalid entry must reject the batch
+        // before any of it is queued.
+        let mut encoded = Vec::with_capacity(pushes.len());
+        for (i, PushKeysRequest { keys, messages }) in pushes.into_iter().enumerate() {
+            let frames = encode_push(messages, self.state.config.max_frame)
+                .map_err(|e| Status::invalid_argument(format!("push {i}: {e}")))?;
+            encoded.push((keys, frames));
+        }
+        let (mut delivered, mut queued) = (0usize, 0usize);
+        for (keys, frames) in encoded {
+            let n = self.push_to_keys(keys, &frames);
+            delivered = delivered.saturating_add(n);
+            queued = queued.saturating_add(n.saturating_mul(frames.len()));
+        }
+        self.state.counters.queued(queued);
+        Ok(Response::new(PushReply {
+            delivered: u32::try_from(delivered).unwrap_or(u32::MAX),
+        }))
     }
 
     async fn push_room(

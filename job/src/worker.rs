@@ -6,18 +6,36 @@
 //! comet pushes back on the consumer instead of growing memory. Comets do
 //! not wait on each other except through that backpressure.
 //!
-//! Room messages are batched here (see [`crate::batch`]); a keys push, a
-//! broadcast or a kick first sends every open room batch, so apart from the
-//! room-to-room freedom the batcher documents, a comet sees pushes in
-//! consumption order.
+//! Batching, so a busy comet costs a round trip per batch, not per push:
+//! - room messages are batched per room (see [`crate::batch`]);
+//! - keys pushes (user pushes, private chat): when the worker takes one, it
+//!   also takes every keys push already queued behind it, without waiting,
+//!   up to [`keys::KEYS_BATCH_MAX`] pushes or [`keys::KEYS_BATCH_BYTES`], and sends them
+//!   as one `PushKeysBatch`, which the comet handles entry by entry in
+//!   order. A lone keys push stays a plain `PushKeys`. Nothing waits to fill
+//!   a batch, so an idle system keeps its latency; under load the queue
+//!   fills and batches grow by themselves. If the comet rejects a batch for
+//!   good (an invalid entry, or a comet without `PushKeysBatch`), its
+//!   entries are sent one by one so only the bad one is given up.
+//!
+//! Order: a keys push, a broadcast or a kick first sends every open room
+//! batch, and any other item ends a keys batch (it is handled after it), so
+//! apart from the room-to-room freedom the batcher documents, a comet sees
+//! pushes in consumption order.
 //!
 //! A failed call is retried with exponential backoff for as long as the comet
-//! is in discovery, each attempt bounded by `push_timeout`: the call waits,
-//! the queue behind it waits, and so does the consumer once the queue is
-//! full. That is the at-least-once contract: an offset moves only after
-//! every comet it concerns answered. Two ways out of the wait:
+//! is in discovery and reachable, each attempt bounded by `push_timeout`: the
+//! call waits, the queue behind it waits, and so does the consumer once the
+//! queue is full. That is the at-least-once contract: an offset moves only
+//! after every comet it concerns answered. Three ways out of the wait:
+//! - the comet cannot be reached at all: after a few consecutive attempts
+//!   that could not even connect (see [`health`]) it is marked down, and the
+//!   current and every later push to it is finished as skipped at once
+//!   (reason `unreachable`; its clients recover from their inbox) until a
+//!   background probe reaches it again. A dead comet so costs a fraction of
+//!   a second of stall, not its lease plus `push_timeout` per attempt;
 //! - the comet leaves discovery (`gone`): everything pending for it is
-//!   finished as skipped (its clients recover from their inbox);
+//!   finished as skipped;
 //! - the job stops past its drain deadline (`abort`): pending work is
 //!   dropped unfinished, so its offsets are not committed.
 //!
@@ -25,9 +43,12 @@
 //! `OutOfRange`: the comet rejected the request itself) are logged and
 //! given up on at once, so one bad message cannot wedge a partition.
 
+mod health;
+mod keys;
+mod rpc;
+
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
 use courier_cluster::CometNode;
 use courier_proto::client::Message;
 use courier_proto::comet::comet_client::CometClient;
@@ -36,14 +57,27 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Status};
+use tonic::Code;
 
 use crate::batch::{RoomBatch, RoomBatches};
 use crate::ticket::Ticket;
+use health::{Health, Probe};
+use keys::keys_run;
+use rpc::{Answer, Rpc};
 
-/// Shortest and longest pause between two attempts of a failed call.
-const RETRY_MIN: Duration = Duration::from_millis(50);
-const RETRY_MAX: Duration = Duration::from_secs(5);
+/// Longest wait for a TCP connection to a comet (capped at half of
+/// `push_timeout`). Comets are on the local network: a connect that takes
+/// longer means the comet is gone.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// HTTP/2 ping interval and timeout while a call is in flight, so a
+/// connection to a vanished host fails in seconds and the next attempt
+/// finds the comet unreachable instead of waiting on a dead socket.
+const KEEPALIVE: Duration = Duration::from_secs(2);
+
+/// Skip reasons in `courier_job_skipped_total`.
+const GONE: &str = "comet_gone";
+const UNREACHABLE: &str = "unreachable";
 
 /// What to deliver to one comet.
 #[derive(Debug)]
@@ -106,51 +140,23 @@ enum Stop {
     Aborted,
 }
 
-/// A gRPC call to a comet, kept so it can be attempted again.
-#[derive(Debug)]
-enum Rpc {
-    Keys(PushKeysRequest),
-    Room(PushRoomRequest),
-    Broadcast(BroadcastRequest),
-    Kick(KickRequest),
-}
-
-impl Rpc {
-    fn name(&self) -> &'static str {
-        match self {
-            Rpc::Keys(_) => "push_keys",
-            Rpc::Room(_) => "push_room",
-            Rpc::Broadcast(_) => "broadcast",
-            Rpc::Kick(_) => "kick",
-        }
-    }
-
-    async fn call(&self, client: &mut CometClient<Channel>) -> Result<(), Status> {
-        match self {
-            Rpc::Keys(r) => client.push_keys(r.clone()).await.map(drop),
-            Rpc::Room(r) => client.push_room(r.clone()).await.map(drop),
-            Rpc::Broadcast(r) => client.broadcast(r.clone()).await.map(drop),
-            Rpc::Kick(r) => client.kick(r.clone()).await.map(drop),
-        }
-    }
-}
-
-/// Whether another attempt may succeed.
-fn transient(status: &Status) -> bool {
-    !matches!(
-        status.code(),
-        Code::InvalidArgument | Code::Unimplemented | Code::OutOfRange
-    )
-}
-
-/// Finishes tickets whose comet is gone.
-fn skip(tickets: impl IntoIterator<Item = Ticket>) {
+/// Finishes tickets whose push will not be made (comet gone or down).
+fn skip(tickets: impl IntoIterator<Item = Ticket>, reason: &'static str) {
     let mut n = 0u64;
     for t in tickets {
         t.finish();
         n += 1;
     }
-    metrics::counter!("courier_job_skipped_total", "reason" => "comet_gone").increment(n);
+    metrics::counter!("courier_job_skipped_total", "reason" => reason).increment(n);
+}
+
+/// Settles tickets whose push was cut short by `stop`.
+fn abandon(stop: Stop, tickets: impl IntoIterator<Item = Ticket>) {
+    match stop {
+        Stop::Gone => skip(tickets, GONE),
+        // Dropped unfinished: the offsets stay uncommitted.
+        Stop::Aborted => tickets.into_iter().for_each(drop),
+    }
 }
 
 /// A running worker for one comet.
@@ -161,6 +167,10 @@ pub(crate) struct CometWorker {
     settings: WorkerSettings,
     gone: CancellationToken,
     abort: CancellationToken,
+    health: Health,
+    /// The comet answered `Unimplemented` to a `PushKeysBatch` (an older
+    /// comet): send its keys pushes one by one.
+    no_keys_batch: bool,
 }
 
 impl CometWorker {
@@ -178,7 +188,9 @@ impl CometWorker {
         tonic::transport::Error,
     > {
         let channel = Endpoint::from_shared(format!("http://{}", comet.grpc))?
-            .connect_timeout(settings.push_timeout)
+            .connect_timeout(CONNECT_TIMEOUT.min(settings.push_timeout / 2))
+            .http2_keep_alive_interval(KEEPALIVE)
+            .keep_alive_timeout(KEEPALIVE)
             .tcp_nodelay(true)
             .connect_lazy();
         let (queue, rx) = mpsc::channel(settings.comet_queue.max(1));
@@ -189,6 +201,8 @@ impl CometWorker {
             settings,
             gone: gone.clone(),
             abort,
+            health: Health::default(),
+            no_keys_batch: false,
         };
         let handle = CometHandle {
             queue,
@@ -198,7 +212,7 @@ impl CometWorker {
         Ok((handle, worker.run(rx)))
     }
 
-    async fn run(self, mut rx: mpsc::Receiver<WorkItem>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<WorkItem>) {
         let mut batches =
             RoomBatches::new(self.settings.room_batch_max, self.settings.room_batch_wait);
         match self.deliver(&mut rx, &mut batches).await {
@@ -206,9 +220,9 @@ impl CometWorker {
             Err(Stop::Gone) => {
                 tracing::info!(comet = %self.comet, "comet left discovery; skipping its pending pushes");
                 rx.close();
-                skip(batches.take_all().into_iter().flat_map(|b| b.tickets));
+                skip(batches.take_all().into_iter().flat_map(|b| b.tickets), GONE);
                 while let Some(item) = rx.recv().await {
-                    skip([item.ticket]);
+                    skip([item.ticket], GONE);
                 }
             }
             Err(Stop::Aborted) => {
@@ -219,54 +233,84 @@ impl CometWorker {
 
     /// Delivers until the queue is closed and empty (every sender dropped).
     async fn deliver(
-        &self,
+        &mut self,
         rx: &mut mpsc::Receiver<WorkItem>,
         batches: &mut RoomBatches,
     ) -> Result<(), Stop> {
+        // An item taken from the queue that ended a keys batch: next in line.
+        let mut next: Option<WorkItem> = None;
+        let mut probe: Option<Probe> = None;
         loop {
-            let deadline = batches.next_deadline();
-            tokio::select! {
-                biased;
-                _ = self.abort.cancelled() => return Err(Stop::Aborted),
-                _ = self.gone.cancelled() => return Err(Stop::Gone),
-                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)),
-                    if deadline.is_some() =>
-                {
-                    self.flush(batches.take_due(Instant::now())).await?;
-                }
-                item = rx.recv() => match item {
-                    None => return self.flush(batches.take_all()).await,
-                    Some(WorkItem { push, ticket }) => {
-                        let rpc = match push {
-                            Push::Room { room, message } => {
-                                if let Some(full) = batches.add(room, message, ticket, Instant::now()) {
-                                    self.flush(vec![full]).await?;
-                                }
-                                continue;
-                            }
-                            Push::Keys { keys, message } => Rpc::Keys(PushKeysRequest {
-                                keys,
-                                messages: vec![message],
-                            }),
-                            Push::Broadcast { message } => Rpc::Broadcast(BroadcastRequest {
-                                messages: vec![message],
-                            }),
-                            Push::Kick { keys, reason } => Rpc::Kick(KickRequest { keys, reason }),
-                        };
-                        // Open room batches leave first, to keep consumption order.
-                        if !batches.is_empty() {
-                            self.flush(batches.take_all()).await?;
-                        }
-                        self.send(rpc, vec![ticket]).await?;
-                    }
-                },
+            if !self.health.is_down() {
+                probe = None;
+            } else if probe.is_none() {
+                probe = Some(health::probe(
+                    self.client.clone(),
+                    self.settings.push_timeout,
+                ));
             }
+            let item = match next.take() {
+                Some(item) => item,
+                None => {
+                    let deadline = batches.next_deadline();
+                    tokio::select! {
+                        biased;
+                        _ = self.abort.cancelled() => return Err(Stop::Aborted),
+                        _ = self.gone.cancelled() => return Err(Stop::Gone),
+                        () = health::reached(&mut probe) => {
+                            tracing::info!(comet = %self.comet, "comet reachable again; delivering to it");
+                            self.health.recovered();
+                            continue;
+                        }
+                        _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)),
+                            if deadline.is_some() =>
+                        {
+                            self.flush(batches.take_due(Instant::now())).await?;
+                            continue;
+                        }
+                        item = rx.recv() => match item {
+                            None => return self.flush(batches.take_all()).await,
+                            Some(item) => item,
+                        },
+                    }
+                }
+            };
+            let WorkItem { push, ticket } = item;
+            let (rpc, tickets) = match push {
+                Push::Room { room, message } => {
+                    if let Some(full) = batches.add(room, message, ticket, Instant::now()) {
+                        self.flush(vec![full]).await?;
+                    }
+                    continue;
+                }
+                Push::Keys { keys, message } => {
+                    let first = PushKeysRequest {
+                        keys,
+                        messages: vec![message],
+                    };
+                    keys_run(rx, &mut next, first, ticket)
+                }
+                Push::Broadcast { message } => (
+                    Rpc::Broadcast(BroadcastRequest {
+                        messages: vec![message],
+                    }),
+                    vec![ticket],
+                ),
+                Push::Kick { keys, reason } => {
+                    (Rpc::Kick(KickRequest { keys, reason }), vec![ticket])
+                }
+            };
+            // Open room batches leave first, to keep consumption order.
+            if !batches.is_empty() {
+                self.flush(batches.take_all()).await?;
+            }
+            self.send(rpc, tickets).await?;
         }
     }
 
     /// Sends room batches in order; if the comet goes away midway, the rest
     /// are skipped too.
-    async fn flush(&self, batches: Vec<RoomBatch>) -> Result<(), Stop> {
+    async fn flush(&mut self, batches: Vec<RoomBatch>) -> Result<(), Stop> {
         let mut batches = batches.into_iter();
         while let Some(batch) = batches.next() {
             let rpc = Rpc::Room(PushRoomRequest {
@@ -274,70 +318,108 @@ impl CometWorker {
                 messages: batch.messages,
             });
             if let Err(stop) = self.send(rpc, batch.tickets).await {
-                if stop == Stop::Gone {
-                    skip(batches.flat_map(|b| b.tickets));
-                }
+                abandon(stop, batches.flat_map(|b| b.tickets));
                 return Err(stop);
             }
         }
         Ok(())
     }
 
-    /// Calls the comet until it answers, then finishes `tickets`.
-    async fn send(&self, rpc: Rpc, tickets: Vec<Ticket>) -> Result<(), Stop> {
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(RETRY_MIN)
-            .with_max_delay(RETRY_MAX)
-            .with_jitter()
-            .without_max_times();
-        let attempts = (|| self.attempt(&rpc))
-            .retry(backoff)
-            .sleep(tokio::time::sleep)
-            .when(transient)
-            .notify(|status: &Status, after: Duration| {
-                tracing::warn!(
-                    comet = %self.comet, rpc = rpc.name(), code = ?status.code(),
-                    message = status.message(), retry_in = ?after, "push failed; retrying"
-                );
-            });
-        let outcome = tokio::select! {
-            biased;
-            _ = self.abort.cancelled() => Err(Stop::Aborted),
-            _ = self.gone.cancelled() => Err(Stop::Gone),
-            answer = attempts => {
-                match answer {
-                    Ok(()) => metrics::counter!("courier_job_pushes_total", "rpc" => rpc.name()).increment(1),
-                    Err(status) => {
-                        metrics::counter!("courier_job_pushes_rejected_total", "rpc" => rpc.name()).increment(1);
-                        tracing::error!(
-                            comet = %self.comet, rpc = rpc.name(), code = ?status.code(),
-                            message = status.message(), "comet rejected a push; giving up on it"
-                        );
-                    }
-                }
-                Ok(())
+    /// Makes `rpc` and settles `tickets` by its answer. A keys batch the
+    /// comet rejects is sent again entry by entry.
+    async fn send(&mut self, rpc: Rpc, tickets: Vec<Ticket>) -> Result<(), Stop> {
+        let rpc = match rpc {
+            Rpc::KeysBatch(batch) if self.no_keys_batch => {
+                return self.send_each(batch.pushes, tickets).await;
+            }
+            rpc => rpc,
+        };
+        let answer = match self.call(&rpc).await {
+            Ok(answer) => answer,
+            Err(stop) => {
+                abandon(stop, tickets);
+                return Err(stop);
             }
         };
-        match outcome {
-            Ok(()) => tickets.into_iter().for_each(Ticket::finish),
-            Err(Stop::Gone) => skip(tickets),
-            // Dropped unfinished: the offsets stay uncommitted.
-            Err(Stop::Aborted) => drop(tickets),
+        match (answer, rpc) {
+            (Answer::Rejected(status), Rpc::KeysBatch(batch)) => {
+                tracing::warn!(
+                    comet = %self.comet, code = ?status.code(), message = status.message(),
+                    "comet rejected a keys batch; sending its pushes one by one"
+                );
+                if status.code() == Code::Unimplemented {
+                    self.no_keys_batch = true;
+                }
+                self.send_each(batch.pushes, tickets).await
+            }
+            (answer, rpc) => {
+                self.settle(answer, &rpc, tickets);
+                Ok(())
+            }
         }
-        outcome
     }
 
-    /// One attempt, bounded by `push_timeout`.
-    async fn attempt(&self, rpc: &Rpc) -> Result<(), Status> {
-        let mut client = self.client.clone();
-        let result =
-            match tokio::time::timeout(self.settings.push_timeout, rpc.call(&mut client)).await {
-                Ok(result) => result,
-                Err(_) => Err(Status::deadline_exceeded("push timed out")),
-            };
-        if result.is_err() {
-            metrics::counter!("courier_job_push_failures_total", "rpc" => rpc.name()).increment(1);
+    /// Sends each keys push as its own `PushKeys`, in order.
+    async fn send_each(
+        &mut self,
+        pushes: Vec<PushKeysRequest>,
+        tickets: Vec<Ticket>,
+    ) -> Result<(), Stop> {
+        let mut rest = pushes.into_iter().zip(tickets);
+        while let Some((push, ticket)) = rest.next() {
+            let rpc = Rpc::Keys(push);
+            match self.call(&rpc).await {
+                Ok(answer) => self.settle(answer, &rpc, vec![ticket]),
+                Err(stop) => {
+                    abandon(stop, std::iter::once(ticket).chain(rest.map(|(_, t)| t)));
+                    return Err(stop);
+                }
+            }
         }
-        result
+        Ok(())
+    }
+
+    /// Finishes `tickets` by how `rpc` was answered.
+    fn settle(&self, answer: Answer, rpc: &Rpc, tickets: Vec<Ticket>) {
+        match answer {
+            Answer::Delivered => {
+                metrics::counter!("courier_job_pushes_total", "rpc" => rpc.name()).increment(1);
+                tickets.into_iter().for_each(Ticket::finish);
+            }
+            Answer::Rejected(status) => {
+                metrics::counter!("courier_job_pushes_rejected_total", "rpc" => rpc.name())
+                    .increment(1);
+                tracing::error!(
+                    comet = %self.comet, rpc = rpc.name(), code = ?status.code(),
+                    message = status.message(), "comet rejected a push; giving up on it"
+                );
+                tickets.into_iter().for_each(Ticket::finish);
+            }
+            Answer::Unreachable => skip(tickets, UNREACHABLE),
+        }
+    }
+
+    /// Calls the comet until it answers, is down, leaves discovery or the
+    /// job aborts. A comet already down is not called.
+    async fn call(&mut self, rpc: &Rpc) -> Result<Answer, Stop> {
+        if self.health.is_down() {
+            return Ok(Answer::Unreachable);
+        }
+        let Self {
+            comet,
+            client,
+            settings,
+            gone,
+            abort,
+            health,
+            ..
+        } = self;
+        let attempts = rpc::until_answered(comet, client, settings.push_timeout, health, rpc);
+        tokio::select! {
+            biased;
+            _ = abort.cancelled() => Err(Stop::Aborted),
+            _ = gone.cancelled() => Err(Stop::Gone),
+            answer = attempts => Ok(answer),
+        }
     }
 }

@@ -249,3 +249,177 @@ async fn pushes_for_a_comet_that_left_are_skipped_and_committed() {
     assert_eq!(first_redelivered(&cluster, "gone").await, "after");
     gate.add_permits(100);
 }
+
+/// Publishes `first` to comet `a` and waits until `a` is stuck on it (gated),
+/// then queues `rest` behind it and opens the gate.
+async fn queue_behind_a_stuck_call(
+    cluster: &Cluster,
+    a: &RunningComet,
+    gate: &Semaphore,
+    rest: &[String],
+) {
+    cluster.publish("u1", keys("a", &["k"], "first")).await;
+    a.received_until(|c| !c.is_empty()).await;
+    for id in rest {
+        cluster.publish("u1", keys("a", &["k", id], id)).await;
+    }
+    gate.add_permits(1000);
+}
+
+#[tokio::test]
+async fn keys_pushes_queued_for_a_comet_leave_in_few_calls_in_order() {
+    let cluster = Cluster::new();
+    let gate = Arc::new(Semaphore::new(0));
+    let a = cluster.comet("a", Behaviour::gated(&gate)).await;
+    let job = cluster.job(courier_job::JobConfig {
+        push_timeout: Duration::from_secs(10),
+        ..config("keys-batch")
+    });
+
+    let rest = numbered("m", 50);
+    queue_behind_a_stuck_call(&cluster, &a, &gate, &rest).await;
+    let calls = a.answered_until(|c| all_ids(c).len() >= 51).await;
+
+    let mut sent = vec!["first".to_owned()];
+    sent.extend(rest);
+    assert_eq!(all_ids(&calls), sent, "order must be kept");
+    assert!(
+        calls.len() <= 10,
+        "51 pushes should take few calls: {} calls",
+        calls.len()
+    );
+    let mut batched = 0;
+    for call in &calls {
+        if let Call::KeysBatch { keys, ids } = call {
+            batched += ids.len();
+            for (keys, id) in keys.iter().zip(ids) {
+                assert_eq!(keys, &vec!["k".to_owned(), id.clone()], "keys of {id}");
+            }
+        }
+    }
+    assert!(batched >= 2, "no PushKeysBatch used: {calls:?}");
+    job.stop().await;
+}
+
+#[tokio::test]
+async fn a_comet_without_keys_batch_gets_the_pushes_one_by_one() {
+    let cluster = Cluster::new();
+    let gate = Arc::new(Semaphore::new(0));
+    let a = cluster
+        .comet(
+            "a",
+            Behaviour {
+                no_keys_batch: true,
+                ..Behaviour::gated(&gate)
+            },
+        )
+        .await;
+    let job = cluster.job(courier_job::JobConfig {
+        push_timeout: Duration::from_secs(10),
+        ..config("no-keys-batch")
+    });
+
+    let rest = numbered("m", 10);
+    queue_behind_a_stuck_call(&cluster, &a, &gate, &rest).await;
+    let calls = a.answered_until(|c| all_ids(c).len() >= 11).await;
+
+    let mut sent = vec!["first".to_owned()];
+    sent.extend(rest);
+    assert_eq!(all_ids(&calls), sent);
+    assert!(calls.iter().all(|c| matches!(c, Call::Keys { .. })));
+    job.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_comet_stalls_no_other_comet_and_its_pushes_are_committed() {
+    let cluster = Cluster::new();
+    // In discovery, but nothing listens at its address.
+    let (_, _dead) = cluster.dead_comet("dead").await;
+    let live = cluster.comet("live", Behaviour::default()).await;
+    // A tiny queue: were the dead comet's pushes waited for, the consumer
+    // would block on it after a couple of messages.
+    let job = cluster.job(courier_job::JobConfig {
+        comet_queue: 2,
+        ..config("unreachable")
+    });
+
+    let started = tokio::time::Instant::now();
+    let sent = numbered("live", 20);
+    for (i, id) in sent.iter().enumerate() {
+        cluster
+            .publish("u1", keys("dead", &["k"], &format!("dead{i}")))
+            .await;
+        cluster.publish("u1", keys("live", &["k"], id)).await;
+    }
+    let calls = live.answered_until(|c| all_ids(c).len() >= 20).await;
+    assert_eq!(all_ids(&calls), sent);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "the dead comet stalled delivery for {took:?}"
+    );
+    job.stop().await;
+
+    // Everything above was committed, the dead comet's pushes included.
+    cluster.publish("u1", keys("live", &["k"], "after")).await;
+    assert_eq!(first_redelivered(&cluster, "unreachable").await, "after");
+}
+
+#[tokio::test]
+async fn a_comet_reachable_again_gets_its_pushes_again() {
+    let cluster = Cluster::new();
+    let (addr, _registration) = cluster.dead_comet("a").await;
+    let b = cluster.comet("b", Behaviour::default()).await;
+    // With a one-slot queue, the consumer can only get past `a`'s pushes to
+    // `b`'s marker once `a`'s worker has skipped them: `a` is down then.
+    let job = cluster.job(courier_job::JobConfig {
+        comet_queue: 1,
+        ..config("comes-back")
+    });
+    for i in 0..5 {
+        cluster
+            .publish("u1", keys("a", &["k"], &format!("lost{i}")))
+            .await;
+    }
+    cluster.publish("u1", keys("b", &["k"], "marker")).await;
+    b.answered_until(|c| !c.is_empty()).await;
+
+    // `a` comes up at the address discovery has for it.
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let a = cluster
+        .comet_on("a", Behaviour::default(), listener, false)
+        .await;
+    // Nothing tells the test when the job's probe reached it: push until a
+    // push arrives.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    for i in 0.. {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "`a` never got a push again"
+        );
+        cluster
+            .publish("u1", keys("a", &["k"], &format!("probe{i}")))
+            .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if !a.answered().is_empty() {
+            break;
+        }
+    }
+    // Up again: every push is delivered, in order.
+    let before = all_ids(&a.answered()).len();
+    let after = numbered("after", 5);
+    for id in &after {
+        cluster.publish("u1", keys("a", &["k"], id)).await;
+    }
+    let calls = a
+        .answered_until(|c| all_ids(c).len() >= before + after.len())
+        .await;
+    let ids = all_ids(&calls);
+    let tail: Vec<_> = ids
+        .iter()
+        .filter(|id| id.starts_with("after"))
+        .cloned()
+        .collect();
+    assert_eq!(tail, after);
+    job.stop().await;
+}

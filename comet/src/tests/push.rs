@@ -262,3 +262,67 @@ async fn stats_count_connections_rooms_and_frames() {
     assert!(stats.frames_queued >= 4, "2 AuthReplies and 2 pushes");
     assert_eq!(stats.slow_consumers, 0);
 }
+
+#[tokio::test]
+async fn push_keys_batch_delivers_each_entry_in_order_or_rejects_the_whole_batch() {
+    use courier_proto::comet::PushKeysBatchRequest;
+
+    fn entry(keys: &[&str], id: &str, data: &[u8]) -> PushKeysRequest {
+        PushKeysRequest {
+            keys: keys.iter().map(|k| k.to_string()).collect(),
+            messages: vec![message(id, data)],
+        }
+    }
+
+    let h = Harness::start().await;
+    let config = h.config();
+    let max_frame = config.max_frame;
+    let comet = h.comet(config).await;
+    let mut push = comet.push_client().await;
+    let (mut a, auth_a) = comet.login(&h, "alice", &[]).await;
+    let (mut b, auth_b) = comet.login(&h, "bob", &[]).await;
+    let (ka, kb) = (auth_a.key.as_str(), auth_b.key.as_str());
+
+    let reply = push
+        .push_keys_batch(PushKeysBatchRequest {
+            pushes: vec![
+                entry(&[ka], "b1", b"1"),
+                entry(&[kb], "b2", b"2"),
+                entry(&[ka, kb, ka], "b3", b"3"),
+                entry(&["nobody"], "b4", b"4"),
+            ],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.delivered, 4, "1 + 1 + 2 + 0 connections");
+    assert_eq!(push_ids(&a.recv().await), vec!["b1".to_owned()]);
+    assert_eq!(push_ids(&a.recv().await), vec!["b3".to_owned()]);
+    assert_eq!(push_ids(&b.recv().await), vec!["b2".to_owned()]);
+    assert_eq!(push_ids(&b.recv().await), vec!["b3".to_owned()]);
+
+    // One entry too large for a frame: nothing of the batch is queued.
+    let too_big = vec![0u8; max_frame + 1];
+    let err = push
+        .push_keys_batch(PushKeysBatchRequest {
+            pushes: vec![entry(&[ka], "ok", b"1"), entry(&[ka], "big", &too_big)],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    // More entries than allowed: rejected as well.
+    let err = push
+        .push_keys_batch(PushKeysBatchRequest {
+            pushes: (0..=crate::push_service::MAX_KEYS_BATCH)
+                .map(|i| entry(&[ka], &i.to_string(), b""))
+                .collect(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    a.send(9, Body::Heartbeat(Heartbeat {})).await;
+    assert!(
+        matches!(a.recv().await.body, Some(Body::HeartbeatReply(_))),
+        "rejected batches queued nothing"
+    );
+}

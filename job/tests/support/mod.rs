@@ -3,6 +3,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,8 +16,8 @@ use courier_job::{JobConfig, JobDeps, JobError};
 use courier_proto::client::Message;
 use courier_proto::comet::comet_server::{Comet, CometServer};
 use courier_proto::comet::{
-    BroadcastRequest, KickReply, KickRequest, PushKeysRequest, PushReply, PushRoomRequest,
-    StatsReply, StatsRequest,
+    BroadcastRequest, KickReply, KickRequest, PushKeysBatchRequest, PushKeysRequest, PushReply,
+    PushRoomRequest, StatsReply, StatsRequest,
 };
 use courier_proto::queue::envelope::Kind;
 use courier_proto::queue::{BroadcastPush, Envelope, KeysPush, RoomPush};
@@ -32,17 +33,36 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 /// One call a fake comet received, reduced to what tests compare.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
-    Keys { keys: Vec<String>, ids: Vec<String> },
-    Room { room: String, ids: Vec<String> },
-    Broadcast { ids: Vec<String> },
-    Kick { keys: Vec<String>, reason: String },
+    Keys {
+        keys: Vec<String>,
+        ids: Vec<String>,
+    },
+    /// One `PushKeysBatch`: each entry's keys, and every entry's ids in order.
+    KeysBatch {
+        keys: Vec<Vec<String>>,
+        ids: Vec<String>,
+    },
+    Room {
+        room: String,
+        ids: Vec<String>,
+    },
+    Broadcast {
+        ids: Vec<String>,
+    },
+    Kick {
+        keys: Vec<String>,
+        reason: String,
+    },
 }
 
 impl Call {
     /// The message ids this call carried.
     pub fn ids(&self) -> &[String] {
         match self {
-            Call::Keys { ids, .. } | Call::Room { ids, .. } | Call::Broadcast { ids } => ids,
+            Call::Keys { ids, .. }
+            | Call::KeysBatch { ids, .. }
+            | Call::Room { ids, .. }
+            | Call::Broadcast { ids } => ids,
             Call::Kick { .. } => &[],
         }
     }
@@ -63,6 +83,8 @@ struct FakeState {
     gate: Option<Arc<Semaphore>>,
     /// Calls the caller gave up on before they were answered.
     abandoned: watch::Sender<usize>,
+    /// Answers `PushKeysBatch` with `Unimplemented`, as an older comet would.
+    no_keys_batch: bool,
 }
 
 /// Counts a call as abandoned if it is dropped before it finished.
@@ -116,6 +138,20 @@ impl Comet for FakeComet {
         };
         self.handle(call).await.map(|()| reply())
     }
+    async fn push_keys_batch(
+        &self,
+        r: Request<PushKeysBatchRequest>,
+    ) -> Result<Response<PushReply>, Status> {
+        if self.0.no_keys_batch {
+            return Err(Status::unimplemented("no PushKeysBatch here"));
+        }
+        let pushes = r.into_inner().pushes;
+        let call = Call::KeysBatch {
+            keys: pushes.iter().map(|p| p.keys.clone()).collect(),
+            ids: pushes.iter().flat_map(|p| ids(&p.messages)).collect(),
+        };
+        self.handle(call).await.map(|()| reply())
+    }
     async fn push_room(&self, r: Request<PushRoomRequest>) -> Result<Response<PushReply>, Status> {
         let r = r.into_inner();
         let call = Call::Room {
@@ -150,6 +186,8 @@ impl Comet for FakeComet {
 pub struct Behaviour {
     pub fail_first: u32,
     pub gate: Option<Arc<Semaphore>>,
+    /// Refuse `PushKeysBatch` (`Unimplemented`).
+    pub no_keys_batch: bool,
 }
 
 impl Behaviour {
@@ -237,14 +275,53 @@ impl Cluster {
 
     /// Serves a fake comet on 127.0.0.1:0 and registers it as `id`.
     pub async fn comet(&self, id: &str, behaviour: Behaviour) -> RunningComet {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.comet_on(id, behaviour, listener, true).await
+    }
+
+    /// Registers comet `id` at a loopback address nothing listens on; keep
+    /// the registration alive. `comet_on` that address brings it to life.
+    pub async fn dead_comet(&self, id: &str) -> (SocketAddr, Registration) {
+        let addr = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let registration = self.register(id, addr).await;
+        (addr, registration)
+    }
+
+    async fn register(&self, id: &str, grpc: SocketAddr) -> Registration {
+        let node = CometNode {
+            id: id.to_owned(),
+            tcp: "127.0.0.1:1".to_owned(),
+            ws: String::new(),
+            grpc: grpc.to_string(),
+            weight: 1,
+            connections: 0,
+            state: NodeState::Serving,
+        };
+        register_json(&*self.discovery, ServiceKind::Comet, id, &node)
+            .await
+            .unwrap()
+    }
+
+    /// Serves a fake comet on `listener`, registered as `id` if `register`.
+    pub async fn comet_on(
+        &self,
+        id: &str,
+        behaviour: Behaviour,
+        listener: tokio::net::TcpListener,
+        register: bool,
+    ) -> RunningComet {
         let fake = FakeComet(Arc::new(FakeState {
             received: watch::Sender::new(Vec::new()),
             answered: watch::Sender::new(Vec::new()),
             fail_first: AtomicU32::new(behaviour.fail_first),
             gate: behaviour.gate,
             abandoned: watch::Sender::new(0),
+            no_keys_batch: behaviour.no_keys_batch,
         }));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
         let server = tonic::transport::Server::builder()
@@ -254,22 +331,14 @@ impl Cluster {
                 stop.clone().cancelled_owned(),
             );
         tokio::spawn(server);
-        let node = CometNode {
-            id: id.to_owned(),
-            tcp: "127.0.0.1:1".to_owned(),
-            ws: String::new(),
-            grpc: addr.to_string(),
-            weight: 1,
-            connections: 0,
-            state: NodeState::Serving,
+        let registration = match register {
+            true => Some(self.register(id, addr).await),
+            false => None,
         };
-        let registration = register_json(&*self.discovery, ServiceKind::Comet, id, &node)
-            .await
-            .unwrap();
         RunningComet {
             id: id.to_owned(),
             fake,
-            registration: Some(registration),
+            registration,
             stop,
         }
     }
