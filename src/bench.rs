@@ -115,7 +115,11 @@ pub async fn e2e(args: E2eArgs) -> anyhow::Result<()> {
     client.close().await;
     println!(
         "offered          {} pushes/s, {} in flight at most",
-        if args.rate == 0 { "max".to_string() } else { args.rate.to_string() },
+        if args.rate == 0 {
+            "max".to_string()
+        } else {
+            args.rate.to_string()
+        },
         args.concurrency
     );
     report(&latencies, args.count, elapsed);

@@ -245,7 +245,11 @@ async fn killing_a_job_keeps_pushes_flowing() {
             push_to(&cluster, name, &data).await;
             let expected = serde_json::to_string(&data).unwrap();
             let m = next_message_within(events, SLOW_DEADLINE).await;
-            assert_eq!(text(&m), expected, "{name}: push lost or reordered after the job died");
+            assert_eq!(
+                text(&m),
+                expected,
+                "{name}: push lost or reordered after the job died"
+            );
         }
     }
 }

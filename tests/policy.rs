@@ -42,8 +42,11 @@ async fn kick_old_closes_the_older_device() {
         .await;
 
     // The new device is the one that gets alice's pushes.
-    api.post("/push/users", json!({"uids": ["alice"], "op": 1, "data": "new only"}))
-        .await;
+    api.post(
+        "/push/users",
+        json!({"uids": ["alice"], "op": 1, "data": "new only"}),
+    )
+    .await;
     next_message_is(&mut new_events, br#""new only""#).await;
     system.stop().await;
 }
@@ -73,11 +76,17 @@ async fn reject_new_refuses_a_second_device() {
         Some(Body::Error(e)) => assert_eq!(e.code, ErrorCode::Rejected as i32, "{e:?}"),
         other => panic!("expected a REJECTED error, got {other:?}"),
     }
-    assert!(second.recv_timeout(DEADLINE).await.unwrap().is_none(), "socket closed");
+    assert!(
+        second.recv_timeout(DEADLINE).await.unwrap().is_none(),
+        "socket closed"
+    );
 
     // The first device is untouched.
-    api.post("/push/users", json!({"uids": ["alice"], "op": 1, "data": "still first"}))
-        .await;
+    api.post(
+        "/push/users",
+        json!({"uids": ["alice"], "op": 1, "data": "still first"}),
+    )
+    .await;
     next_message_is(&mut first_events, br#""still first""#).await;
     system.stop().await;
 }
