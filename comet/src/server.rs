@@ -18,8 +18,8 @@ use courier_cluster::{CometNode, Discovery, NodeState, ServiceKind};
 use courier_proto::comet::comet_server::CometServer;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
 
 use crate::config::CometConfig;
 use crate::error::CometError;
@@ -154,7 +154,10 @@ impl Comet {
             tonic::transport::Server::builder()
                 .add_service(CometServer::new(PushService::new(state.clone())))
                 .serve_with_incoming_shutdown(
-                    TcpListenerStream::new(grpc),
+                    // Without TCP_NODELAY a reply split over two writes
+                    // waits for job's delayed ACK (~40 ms), and job's
+                    // ordered worker waits for the reply.
+                    TcpIncoming::from(grpc).with_nodelay(Some(true)),
                     stop_grpc.clone().cancelled_owned(),
                 ),
         );

@@ -8,6 +8,7 @@
 //! the registration is removed. If either server fails, the other is stopped
 //! too and the error is returned.
 
+use axum::serve::ListenerExt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -134,6 +135,12 @@ impl Logic {
         let http_server = {
             let stop = stop.clone();
             async move {
+                // Replies are small writes: no Nagle delay on them.
+                let http = http.tap_io(|tcp| {
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                    }
+                });
                 let result = axum::serve(http, app)
                     .with_graceful_shutdown(stop.clone().cancelled_owned())
                     .await;
