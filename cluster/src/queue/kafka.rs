@@ -129,6 +129,9 @@ fn producer_defaults(bootstrap: &str) -> ClientConfig {
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("linger.ms", "1")
+        // librdkafka leaves Nagle on: small produce requests would wait on
+        // the broker's delayed ACKs.
+        .set("socket.nagle.disable", "true")
         .set(
             "message.timeout.ms",
             DELIVERY_TIMEOUT.as_millis().to_string(),
@@ -149,7 +152,8 @@ fn consumer_defaults(bootstrap: &str) -> ClientConfig {
         .set("enable.partition.eof", "false")
         .set("session.timeout.ms", "6000")
         .set("heartbeat.interval.ms", "500")
-        .set("fetch.wait.max.ms", "5");
+        .set("fetch.wait.max.ms", "5")
+        .set("socket.nagle.disable", "true");
     c
 }
 
