@@ -159,8 +159,23 @@ fn require(value: &str, key: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How to call this binary from the current directory (`courier` is not on
+/// the PATH after `scripts/up.sh`).
+fn this_binary() -> String {
+    let exe = std::env::current_exe().ok();
+    let cwd = std::env::current_dir().ok();
+    match (exe, cwd) {
+        (Some(exe), Some(cwd)) => exe
+            .strip_prefix(&cwd)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| exe.display().to_string()),
+        _ => "courier".to_owned(),
+    }
+}
+
 fn print_banner(system: &System) {
     let http = system.logic_url();
+    let bin = this_binary();
     println!(
         "Courier is up (embedded backends: {}).",
         system.config.cluster.sessions
@@ -172,8 +187,8 @@ fn print_banner(system: &System) {
     println!("  API key: {}", system.api_key());
     println!();
     println!("Chat (two terminals):");
-    println!("  courier chat --server {http} --user alice --password secret123 --register");
-    println!("  courier chat --server {http} --user bob --password secret123 --register");
+    println!("  {bin} chat --server {http} --user alice --password secret123 --register");
+    println!("  {bin} chat --server {http} --user bob --password secret123 --register");
     println!("Push to everyone in #lobby:");
     println!(
         "  curl -X POST {http}/api/v1/push/rooms/lobby -H 'Authorization: Bearer {}' \\\n       -H 'Content-Type: application/json' -d '{{\"op\":1001,\"data\":{{\"hello\":\"lobby\"}}}}'",
