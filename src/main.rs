@@ -64,11 +64,21 @@ enum Bench {
     E2e(courier::bench::E2eArgs),
 }
 
+/// Loads the config, installs tracing and the metrics recorder that every
+/// service's `/metrics` renders.
 fn load(common: &Common) -> anyhow::Result<CourierConfig> {
     let mut config = CourierConfig::load(common.config.as_deref())?;
     config.share_secrets();
     telemetry::init_tracing(&config.log);
+    if telemetry::install_metrics().is_none() {
+        tracing::warn!("cannot install the metrics recorder; /metrics will answer 404");
+    }
     Ok(config)
+}
+
+/// ` admin ADDR`, or nothing when the admin listener is disabled.
+fn admin_pair(addr: Option<std::net::SocketAddr>) -> String {
+    addr.map(|a| format!(" admin {a}")).unwrap_or_default()
 }
 
 /// Cancels `token` on Ctrl-C / SIGTERM.
@@ -115,10 +125,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let comet = courier_comet::Comet::bind(config.comet, deps).await?;
             println!(
-                "comet {} tcp {} grpc {}",
+                "comet {} tcp {} grpc {}{}",
                 comet.id(),
                 comet.tcp_addr(),
-                comet.grpc_addr()
+                comet.grpc_addr(),
+                admin_pair(comet.admin_addr())
             );
             comet.run(cancel_on_signal()).await?;
         }
@@ -143,8 +154,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 queue: backends.queue,
                 discovery: backends.discovery,
             };
-            println!("job {} group {}", config.job.id, config.job.group);
-            courier_job::serve(config.job, deps, cancel_on_signal()).await?;
+            let group = config.job.group.clone();
+            let job = courier_job::Job::bind(config.job, deps).await?;
+            println!(
+                "job {} group {}{}",
+                job.id(),
+                group,
+                admin_pair(job.admin_addr())
+            );
+            job.run(cancel_on_signal()).await?;
         }
         Command::Chat(args) => courier_client::chat::run(args).await?,
         Command::Bench(Bench::E2e(args)) => courier::bench::e2e(args).await?,
@@ -181,8 +199,23 @@ fn print_banner(system: &System) {
         system.config.cluster.sessions
     );
     println!("  logic  HTTP {http}/api/v1   gRPC {}", system.logic_grpc);
+    println!("  logic  admin {http}/metrics  /healthz  /readyz");
     for c in &system.comets {
         println!("  comet  {}  TCP {}   gRPC {}", c.id, c.tcp, c.grpc);
+        if let Some(admin) = c.admin {
+            println!(
+                "  comet  {}  admin http://{admin}/metrics  /healthz  /readyz",
+                c.id
+            );
+        }
+    }
+    for j in &system.jobs {
+        if let Some(admin) = j.admin {
+            println!(
+                "  job    {}  admin http://{admin}/metrics  /healthz  /readyz",
+                j.id
+            );
+        }
     }
     println!("  API key: {}", system.api_key());
     println!();

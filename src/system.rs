@@ -4,6 +4,12 @@
 //! end-to-end tests run it on port 0 (and on real backends). It is the same
 //! code the standalone services run: each service's `bind` + `run`, wired
 //! together only through the backends, discovery and gRPC on loopback.
+//!
+//! Every comet and job also serves its admin endpoints (`/metrics`,
+//! `/healthz`, `/readyz`) on its own listener; logic serves them on its
+//! HTTP API. Extra comets and jobs shift every configured non-zero port by
+//! 100·n, so the n-th of each gets the ports of a local cluster's n-th
+//! process (comet 3101/3109/3103 -> 3201/3209/3203, job admin 3121 -> 3221).
 
 use std::net::SocketAddr;
 
@@ -11,7 +17,7 @@ use anyhow::Context;
 use courier_cluster::shutdown::CancellationToken;
 use courier_cluster::Backends;
 use courier_comet::{Comet, CometDeps};
-use courier_job::JobDeps;
+use courier_job::{Job, JobDeps};
 use courier_logic::Logic;
 use tokio::task::JoinHandle;
 
@@ -23,6 +29,16 @@ pub struct CometInfo {
     pub id: String,
     pub tcp: SocketAddr,
     pub grpc: SocketAddr,
+    /// `/metrics`, `/healthz`, `/readyz`; `None` when disabled.
+    pub admin: Option<SocketAddr>,
+}
+
+/// Addresses of one running job.
+#[derive(Debug, Clone)]
+pub struct JobInfo {
+    pub id: String,
+    /// `/metrics`, `/healthz`, `/readyz`; `None` when disabled.
+    pub admin: Option<SocketAddr>,
 }
 
 /// A running embedded system.
@@ -33,6 +49,8 @@ pub struct System {
     pub logic_http: SocketAddr,
     pub logic_grpc: SocketAddr,
     pub comets: Vec<CometInfo>,
+    /// Every job started so far, in order.
+    pub jobs: Vec<JobInfo>,
     comet_tasks: Vec<(CancellationToken, JoinHandle<()>)>,
     job_tasks: Vec<(CancellationToken, JoinHandle<()>)>,
     logic_task: (CancellationToken, JoinHandle<()>),
@@ -43,7 +61,7 @@ impl System {
     /// are generated. The `comet` section is the template of every comet;
     /// the n-th comet (n > 0) gets id `{id}-{n}` and, when the configured
     /// ports are not 0, ports shifted by 100·n (3101 -> 3201, as a local
-    /// cluster's second comet).
+    /// cluster's second comet; the admin port 3103 -> 3203).
     pub async fn start(mut config: CourierConfig, comets: usize) -> anyhow::Result<Self> {
         if config.auth.jwt_secret.is_empty() {
             config.auth.jwt_secret = generate_secret();
@@ -65,7 +83,7 @@ impl System {
         let mut comet_infos = Vec::new();
         let mut comet_tasks = Vec::new();
         for n in 0..comets.max(1) {
-            let comet_config = nth_comet(&config.comet, n);
+            let comet_config = nth_comet(&config.comet, n)?;
             let deps = CometDeps {
                 discovery: backends.discovery.clone(),
             };
@@ -76,19 +94,21 @@ impl System {
                 id: comet.id().to_owned(),
                 tcp: comet.tcp_addr(),
                 grpc: comet.grpc_addr(),
+                admin: comet.admin_addr(),
             });
             comet_tasks.push(spawn_service("comet", |t| comet.run(t)));
         }
 
-        let job = add_job(&config, &backends);
+        let (job, job_task) = start_job(&config, &backends, 0).await?;
         Ok(Self {
             config,
             backends,
             logic_http,
             logic_grpc,
             comets: comet_infos,
+            jobs: vec![job],
             comet_tasks,
-            job_tasks: vec![job],
+            job_tasks: vec![job_task],
             logic_task,
         })
     }
@@ -103,10 +123,16 @@ impl System {
         &self.config.auth.api_key
     }
 
-    /// Starts one more job in the same consumer group.
-    pub fn add_job(&mut self) {
-        let job = add_job(&self.config, &self.backends);
-        self.job_tasks.push(job);
+    /// Starts one more job in the same consumer group. The n-th job
+    /// (counting from 0) gets its configured admin port shifted by 100·n
+    /// (3121 -> 3221 -> 3321) so it does not collide with the others; a port
+    /// of 0 stays 0 and a disabled admin listener stays disabled.
+    pub async fn add_job(&mut self) -> anyhow::Result<&JobInfo> {
+        let n = self.jobs.len();
+        let (job, task) = start_job(&self.config, &self.backends, n).await?;
+        self.job_tasks.push(task);
+        self.jobs.push(job);
+        Ok(&self.jobs[n])
     }
 
     /// Stops every service in order: comets first (their clients are told
@@ -131,13 +157,25 @@ impl System {
     }
 }
 
-fn add_job(config: &CourierConfig, backends: &Backends) -> (CancellationToken, JoinHandle<()>) {
+async fn start_job(
+    config: &CourierConfig,
+    backends: &Backends,
+    n: usize,
+) -> anyhow::Result<(JobInfo, (CancellationToken, JoinHandle<()>))> {
     let deps = JobDeps {
         queue: backends.queue.clone(),
         discovery: backends.discovery.clone(),
     };
-    let job_config = config.job.clone();
-    spawn_service("job", |t| courier_job::serve(job_config, deps, t))
+    let mut job_config = config.job.clone();
+    job_config.admin_addr = job_config.admin_addr.map(|a| shifted(a, n)).transpose()?;
+    let job = Job::bind(job_config, deps)
+        .await
+        .with_context(|| format!("starting job {n}"))?;
+    let info = JobInfo {
+        id: job.id().to_owned(),
+        admin: job.admin_addr(),
+    };
+    Ok((info, spawn_service("job", |t| job.run(t))))
 }
 
 fn spawn_service<F, E>(
@@ -158,18 +196,55 @@ where
     (token, task)
 }
 
-fn nth_comet(template: &courier_comet::CometConfig, n: usize) -> courier_comet::CometConfig {
+/// `addr` with its port shifted by 100·n, unless it is 0 (pick any).
+fn shifted(mut addr: SocketAddr, n: usize) -> anyhow::Result<SocketAddr> {
+    if addr.port() != 0 {
+        let port = u16::try_from(n)
+            .ok()
+            .and_then(|n| n.checked_mul(100))
+            .and_then(|shift| addr.port().checked_add(shift))
+            .with_context(|| format!("no port left for instance {n} of {addr}"))?;
+        addr.set_port(port);
+    }
+    Ok(addr)
+}
+
+fn nth_comet(
+    template: &courier_comet::CometConfig,
+    n: usize,
+) -> anyhow::Result<courier_comet::CometConfig> {
     let mut c = template.clone();
     if n > 0 {
         c.id = format!("{}-{}", template.id, n + 1);
-        let shift = |mut a: SocketAddr| {
-            if a.port() != 0 {
-                a.set_port(a.port() + 100 * n as u16);
-            }
-            a
-        };
-        c.tcp_addr = shift(c.tcp_addr);
-        c.grpc_addr = shift(c.grpc_addr);
+        c.tcp_addr = shifted(c.tcp_addr, n)?;
+        c.grpc_addr = shifted(c.grpc_addr, n)?;
+        c.admin_addr = c.admin_addr.map(|a| shifted(a, n)).transpose()?;
     }
-    c
+    Ok(c)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_nth_comet_shifts_every_fixed_port() {
+        let template = courier_comet::CometConfig {
+            grpc_addr: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        };
+        let second = nth_comet(&template, 1).unwrap();
+        assert_eq!(second.tcp_addr.port(), 3201);
+        assert_eq!(second.grpc_addr.port(), 0, "port 0 stays 0");
+        assert_eq!(second.admin_addr.map(|a| a.port()), Some(3203));
+        assert_eq!(nth_comet(&template, 0).unwrap().tcp_addr.port(), 3101);
+    }
+
+    #[test]
+    fn shifting_past_the_last_port_is_an_error() {
+        let addr: SocketAddr = "127.0.0.1:65500".parse().unwrap();
+        assert!(shifted(addr, 1).is_err());
+        assert_eq!(shifted(addr, 0).unwrap(), addr);
+    }
 }

@@ -15,6 +15,7 @@
 //! The same contract-test suite (`tests/contract_*.rs`) runs against both.
 
 pub mod accounts;
+pub mod admin;
 pub mod backends;
 pub mod config;
 pub mod discovery;

@@ -33,10 +33,68 @@ pub fn advertised(bound: SocketAddr, host: Option<&str>) -> String {
     }
 }
 
+/// Serde for an optional listener address in config files, where TOML has
+/// no `null`: an empty string (or `off`) means "not served", anything else
+/// must parse as a socket address. Use with
+/// `#[serde(with = "courier_cluster::net::optional_addr")]`.
+pub mod optional_addr {
+    use std::net::SocketAddr;
+
+    use serde::{de, Deserialize, Deserializer, Serializer};
+
+    /// Writes `None` as `""`, so a written config reads back the same.
+    pub fn serialize<S: Serializer>(
+        addr: &Option<SocketAddr>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match addr {
+            Some(addr) => serializer.collect_str(addr),
+            None => serializer.serialize_str(""),
+        }
+    }
+
+    /// Reads `null`, `""` or `off` as `None`, else a socket address.
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<SocketAddr>, D::Error> {
+        let text: Option<String> = Option::deserialize(deserializer)?;
+        match text.as_deref().map(str::trim) {
+            None | Some("") | Some("off") => Ok(None),
+            Some(addr) => addr.parse().map(Some).map_err(|_| {
+                de::Error::invalid_value(
+                    de::Unexpected::Str(addr),
+                    &"a socket address such as 127.0.0.1:3103, or \"\" to disable",
+                )
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::advertised;
+
+    #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    struct Admin {
+        #[serde(with = "super::optional_addr")]
+        addr: Option<std::net::SocketAddr>,
+    }
+
+    #[test]
+    fn optional_addresses_parse_and_empty_disables() {
+        let parse = |json: &str| serde_json::from_str::<Admin>(json).map(|a| a.addr);
+        assert_eq!(
+            parse(r#"{"addr":"127.0.0.1:3103"}"#).unwrap(),
+            Some("127.0.0.1:3103".parse().unwrap())
+        );
+        assert_eq!(parse(r#"{"addr":""}"#).unwrap(), None);
+        assert_eq!(parse(r#"{"addr":"off"}"#).unwrap(), None);
+        assert_eq!(parse(r#"{"addr":null}"#).unwrap(), None);
+        assert!(parse(r#"{"addr":"localhost"}"#).is_err());
+        let written = serde_json::to_string(&Admin { addr: None }).unwrap();
+        assert_eq!(parse(&written).unwrap(), None);
+    }
 
     #[test]
     fn unspecified_ips_become_loopback() {

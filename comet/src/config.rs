@@ -19,6 +19,11 @@ pub struct CometConfig {
     pub tcp_addr: SocketAddr,
     /// Where job calls the push service (default `127.0.0.1:3109`).
     pub grpc_addr: SocketAddr,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (default
+    /// `127.0.0.1:3103`; port 0 picks one). `None` (`""` in a config file)
+    /// serves none of them.
+    #[serde(with = "courier_cluster::net::optional_addr")]
+    pub admin_addr: Option<SocketAddr>,
     /// The host written to discovery; default: the bound IP, or `127.0.0.1`
     /// when bound to an unspecified address.
     pub advertise_host: Option<String>,
@@ -64,6 +69,7 @@ impl Default for CometConfig {
             id: format!("comet-{}", &suffix[..8]),
             tcp_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3101),
             grpc_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3109),
+            admin_addr: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3103)),
             advertise_host: None,
             weight: 1,
             max_frame: courier_proto::DEFAULT_MAX_FRAME,
@@ -125,6 +131,7 @@ mod tests {
         assert!(c.id.starts_with("comet-") && c.id.len() == 14);
         assert_eq!(c.tcp_addr.port(), 3101);
         assert_eq!(c.grpc_addr.port(), 3109);
+        assert_eq!(c.admin_addr.map(|a| a.port()), Some(3103));
         assert_eq!(c.max_frame, 64 * 1024);
         assert_eq!(c.idle_timeout(), Duration::from_secs(90));
         assert!(c.validate().is_err(), "no secret by default");
@@ -136,5 +143,7 @@ mod tests {
             serde_json::from_str(r#"{"heartbeat":"10s","jwt_secret":"s"}"#).unwrap();
         assert_eq!(c.heartbeat, Duration::from_secs(10));
         assert!(serde_json::from_str::<CometConfig>(r#"{"nope":1}"#).is_err());
+        let c: CometConfig = serde_json::from_str(r#"{"admin_addr":""}"#).unwrap();
+        assert_eq!(c.admin_addr, None);
     }
 }

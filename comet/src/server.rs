@@ -7,11 +7,17 @@
 //! accepting stops, every client gets a `Reconnect` with jitter and is closed
 //! (their sessions closed in logic), the record is removed, and the push
 //! service stops last so job can deliver until the very end.
+//!
+//! The admin listener (`/metrics`, `/healthz`, `/readyz`) serves for the
+//! whole of `run`, drain included: `/readyz` turns 200 once the comet is
+//! registered and accepting, and 503 the moment draining starts, while
+//! `/healthz` keeps answering until the comet has stopped.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use courier_cluster::admin::{serve_admin, Health};
 use courier_cluster::discovery::register_json;
 use courier_cluster::net::{self, advertised};
 use courier_cluster::{CometNode, Discovery, NodeState, ServiceKind};
@@ -31,6 +37,8 @@ use crate::state::CometState;
 
 /// How long the push service gets to finish its calls after the drain.
 const GRPC_GRACE: Duration = Duration::from_secs(5);
+/// How long the admin server gets to stop once the comet has stopped.
+const ADMIN_GRACE: Duration = Duration::from_secs(3);
 
 /// What a comet needs from the rest of the cluster.
 #[derive(Clone)]
@@ -51,8 +59,10 @@ pub struct Comet {
     deps: CometDeps,
     tcp: TcpListener,
     grpc: TcpListener,
+    admin: Option<TcpListener>,
     tcp_addr: SocketAddr,
     grpc_addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Comet {
@@ -61,6 +71,7 @@ impl std::fmt::Debug for Comet {
             .field("id", &self.id())
             .field("tcp_addr", &self.tcp_addr)
             .field("grpc_addr", &self.grpc_addr)
+            .field("admin_addr", &self.admin_addr)
             .finish_non_exhaustive()
     }
 }
@@ -77,20 +88,29 @@ async fn bind_listener(
 }
 
 impl Comet {
-    /// Checks `config` and binds the TCP and gRPC listeners (port 0 picks a
-    /// free port; see [`tcp_addr`](Comet::tcp_addr)).
+    /// Checks `config` and binds the TCP, gRPC and (unless disabled) admin
+    /// listeners (port 0 picks a free port; see [`tcp_addr`](Comet::tcp_addr)).
     pub async fn bind(config: CometConfig, deps: CometDeps) -> Result<Comet, CometError> {
         config.validate().map_err(CometError::Config)?;
         let (tcp, tcp_addr) = bind_listener("tcp", config.tcp_addr).await?;
         let (grpc, grpc_addr) = bind_listener("grpc", config.grpc_addr).await?;
+        let (admin, admin_addr) = match config.admin_addr {
+            Some(addr) => {
+                let (listener, bound) = bind_listener("admin", addr).await?;
+                (Some(listener), Some(bound))
+            }
+            None => (None, None),
+        };
         let logic = Arc::new(LogicPool::new(LOGIC_TIMEOUT));
         Ok(Comet {
             state: Arc::new(CometState::new(config, logic)),
             deps,
             tcp,
             grpc,
+            admin,
             tcp_addr,
             grpc_addr,
+            admin_addr,
         })
     }
 
@@ -109,6 +129,12 @@ impl Comet {
         self.grpc_addr
     }
 
+    /// The bound admin (`/metrics`, `/healthz`, `/readyz`) address, `None`
+    /// when `admin_addr` is disabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
     /// Registers in discovery and serves until `shutdown` fires, then drains
     /// (see the module docs) and returns.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), CometError> {
@@ -117,10 +143,20 @@ impl Comet {
             deps,
             tcp,
             grpc,
+            admin,
             tcp_addr,
             grpc_addr,
+            admin_addr: _,
         } = self;
         let config = &state.config;
+
+        let health = Health::new();
+        let stop_admin = CancellationToken::new();
+        // An early error return must not leave the admin server running.
+        let _stop_admin_on_drop = stop_admin.clone().drop_guard();
+        let admin_task = admin.map(|listener| {
+            tokio::spawn(serve_admin(listener, health.clone(), stop_admin.clone()))
+        });
 
         let logics = deps.discovery.watch(ServiceKind::Logic).await?;
         state.logic.update(&logics.borrow());
@@ -163,6 +199,7 @@ impl Comet {
         );
         let stop_accept = CancellationToken::new();
         let accept = tokio::spawn(accept_loop(tcp, state.clone(), stop_accept.clone()));
+        health.set_ready(true);
         tracing::info!(id = %config.id, tcp = %record.tcp, grpc = %record.grpc, "comet serving");
 
         let grpc_ended = tokio::select! {
@@ -171,6 +208,7 @@ impl Comet {
             ended = &mut grpc_task => Some(ended),
         };
 
+        health.set_ready(false);
         tracing::info!(id = %config.id, connections = state.registry.len(), "comet draining");
         record.state = NodeState::Draining;
         record.connections = u32::try_from(state.registry.len()).unwrap_or(u32::MAX);
@@ -202,6 +240,16 @@ impl Comet {
         background.cancel();
         let _ = follow.await;
         let _ = rooms.await;
+        stop_admin.cancel();
+        if let Some(mut task) = admin_task {
+            match tokio::time::timeout(ADMIN_GRACE, &mut task).await {
+                Ok(Ok(Err(e))) => {
+                    tracing::warn!(id = %config.id, error = %e, "admin server failed")
+                }
+                Ok(_) => {}
+                Err(_) => task.abort(),
+            }
+        }
         tracing::info!(id = %config.id, "comet stopped");
         match grpc_ended {
             Ok(result) => result.map_err(CometError::from),

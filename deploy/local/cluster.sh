@@ -8,8 +8,10 @@
 # Backends, each started only if nothing listens on its port yet:
 #   Redis 127.0.0.1:6379, etcd 127.0.0.1:2379, Kafka-compatible broker
 #   (tansu) 127.0.0.1:9092.
-# Courier: comet-1 (TCP 3101, gRPC 3109), comet-2 (TCP 3201, gRPC 3209),
-#   logic (HTTP 3111, gRPC 3119), job-1 and job-2, from deploy/config/*.toml.
+# Courier: comet-1 (TCP 3101, gRPC 3109, admin 3103), comet-2 (TCP 3201,
+#   gRPC 3209, admin 3203), logic (HTTP 3111, gRPC 3119), job-1 (admin 3121)
+#   and job-2 (admin 3221), from deploy/config/*.toml. Every admin port and
+#   logic's HTTP port serve /metrics, /healthz and /readyz.
 # Logs and pids live in $COURIER_STATE (default .courier-local/ at the
 # repository root). COURIER_PROFILE=debug uses a debug build (default release).
 set -euo pipefail
@@ -79,9 +81,10 @@ up() {
 Courier cluster is up. State, logs and pids: $state
   Redis   redis://127.0.0.1:6379      etcd  http://127.0.0.1:2379     Kafka 127.0.0.1:9092
   logic   HTTP http://127.0.0.1:3111/api/v1   gRPC 127.0.0.1:3119
-  comet-1 TCP 127.0.0.1:3101  gRPC 127.0.0.1:3109
-  comet-2 TCP 127.0.0.1:3201  gRPC 127.0.0.1:3209
-  job-1, job-2 (consumer group courier-job)
+  comet-1 TCP 127.0.0.1:3101  gRPC 127.0.0.1:3109  admin http://127.0.0.1:3103
+  comet-2 TCP 127.0.0.1:3201  gRPC 127.0.0.1:3209  admin http://127.0.0.1:3203
+  job-1 admin http://127.0.0.1:3121, job-2 admin http://127.0.0.1:3221 (consumer group courier-job)
+  /metrics, /healthz, /readyz on every admin address and on logic's HTTP port
   API key: $key
 
   $bin chat --server http://127.0.0.1:3111 --user alice --password secret123 --register

@@ -1,6 +1,7 @@
 //! Job's configuration: plain data with safe defaults, passed in by the
 //! binary (or built directly by tests), never read from the environment here.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,11 @@ pub struct JobConfig {
     /// Deliveries consumed but not yet committed before the job stops pulling
     /// from the queue. Default 10 000.
     pub max_in_flight: usize,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served. Default
+    /// `127.0.0.1:3121`; port 0 picks one; `None` (`""` in a config file)
+    /// serves none of them.
+    #[serde(with = "courier_cluster::net::optional_addr")]
+    pub admin_addr: Option<SocketAddr>,
 }
 
 impl Default for JobConfig {
@@ -45,6 +51,7 @@ impl Default for JobConfig {
             comet_queue: 1024,
             push_timeout: Duration::from_secs(5),
             max_in_flight: 10_000,
+            admin_addr: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 3121))),
         }
     }
 }
@@ -72,10 +79,13 @@ mod tests {
         assert!(c.id.starts_with("job-"));
         assert_eq!(c.room_batch_max, 32);
         assert_eq!(c.room_batch_wait, Duration::from_millis(5));
+        assert_eq!(c.admin_addr.map(|a| a.port()), Some(3121));
         let c: JobConfig =
             serde_json::from_str(r#"{"push_timeout":"250ms","room_batch_wait":"1s"}"#).unwrap();
         assert_eq!(c.push_timeout, Duration::from_millis(250));
         assert_eq!(c.room_batch_wait, Duration::from_secs(1));
+        let c: JobConfig = serde_json::from_str(r#"{"admin_addr":""}"#).unwrap();
+        assert_eq!(c.admin_addr, None);
     }
 
     #[test]

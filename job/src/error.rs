@@ -5,6 +5,15 @@
 /// Why [`serve`](crate::serve) returned an error.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
+    /// The admin listener could not be bound.
+    #[error("binding the admin listener on {addr}: {source}")]
+    Bind {
+        /// The configured `admin_addr`.
+        addr: std::net::SocketAddr,
+        /// Why binding failed.
+        #[source]
+        source: std::io::Error,
+    },
     /// Joining the consumer group failed.
     #[error("subscribing to consumer group `{group}`: {source}")]
     Subscribe {

@@ -18,7 +18,9 @@
 //! - `ticket`: how a fanned-out delivery learns it is done;
 //! - `comets`: discovery watch -> one worker per comet;
 //! - `worker` and `batch`: per-comet ordered delivery with retries and
-//!   room batching.
+//!   room batching;
+//! - `service`: [`Job`], binding the admin listener (`/metrics`,
+//!   `/healthz`, `/readyz`) and running the rest until shutdown.
 //!
 //! Broadcast `rate` is not applied yet: a broadcast goes to every comet at
 //! once (broadcast is best effort by design).
@@ -30,23 +32,19 @@ mod comets;
 mod config;
 mod consume;
 mod error;
+mod service;
 mod ticket;
 mod tracker;
 mod worker;
 
 use std::sync::Arc;
 
-use courier_cluster::{Discovery, Queue, ServiceKind};
-use tokio::time::Instant;
+use courier_cluster::{Discovery, Queue};
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 pub use config::JobConfig;
 pub use error::JobError;
-
-use comets::Comets;
-use consume::Consumption;
-use worker::WorkerSettings;
+pub use service::Job;
 
 /// The cluster state job works against.
 #[derive(Clone)]
@@ -63,7 +61,7 @@ impl std::fmt::Debug for JobDeps {
     }
 }
 
-/// Runs a job until `shutdown` fires.
+/// Runs a job until `shutdown` fires: [`Job::bind`] then [`Job::run`].
 ///
 /// Joins consumer group `config.group`, follows the comets in discovery and
 /// delivers every consumed envelope, committing an offset only once every
@@ -72,54 +70,11 @@ impl std::fmt::Debug for JobDeps {
 /// On shutdown it stops consuming, lets the workers send what is already
 /// queued for at most `push_timeout`, commits what finished and returns.
 /// Anything unfinished stays uncommitted and is consumed again by the group.
+/// Fails at once if the admin listener cannot be bound.
 pub async fn serve(
     config: JobConfig,
     deps: JobDeps,
     shutdown: CancellationToken,
 ) -> Result<(), JobError> {
-    let config = config.sanitized();
-    let span = tracing::info_span!("job", id = %config.id);
-    run(config, deps, shutdown).instrument(span).await
-}
-
-async fn run(
-    config: JobConfig,
-    deps: JobDeps,
-    shutdown: CancellationToken,
-) -> Result<(), JobError> {
-    let consumer = deps
-        .queue
-        .subscribe(&config.group)
-        .await
-        .map_err(|source| JobError::Subscribe {
-            group: config.group.clone(),
-            source,
-        })?;
-    let view = deps
-        .discovery
-        .watch(ServiceKind::Comet)
-        .await
-        .map_err(JobError::Discovery)?;
-
-    let abort = CancellationToken::new();
-    // If this future is dropped instead of shut down, the workers and the
-    // discovery watch must not outlive it.
-    let _abort_on_drop = abort.clone().drop_guard();
-    let comets = Comets::start(view, WorkerSettings::from(&config), abort.clone());
-    let mut consumption = Consumption::new(config.max_in_flight, comets.roster());
-    tracing::info!(group = %config.group, "job consuming");
-
-    let result = consumption.run(&*consumer, &shutdown).await;
-    if let Err(e) = &result {
-        tracing::error!(error = %e, "job stopped consuming");
-    }
-
-    // Drain: close the comets' queues, let them send what is queued, commit.
-    comets.close();
-    let deadline = Instant::now() + config.push_timeout;
-    consumption.drain(&*consumer, deadline).await;
-    abort.cancel();
-    comets.join().await;
-    tracing::info!("job stopped");
-    result
+    Job::bind(config, deps).await?.run(shutdown).await
 }

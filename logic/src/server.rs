@@ -6,7 +6,8 @@
 //! both protocols until the shutdown token fires, then drains: the servers
 //! stop accepting, in-flight requests finish within [`DRAIN_DEADLINE`], and
 //! the registration is removed. If either server fails, the other is stopped
-//! too and the error is returned.
+//! too and the error is returned. `/readyz` answers 200 from registration
+//! until the drain starts, 503 before and after.
 
 use axum::serve::ListenerExt;
 use std::net::SocketAddr;
@@ -127,6 +128,15 @@ impl Logic {
         tracing::info!(id = %node.id, http = %http_addr, grpc = %grpc_addr, "logic serving");
 
         let stop = shutdown.child_token();
+        let health = shared.health.clone();
+        health.set_ready(true);
+        tokio::spawn({
+            let (health, stop) = (health.clone(), stop.clone());
+            async move {
+                stop.cancelled().await;
+                health.set_ready(false);
+            }
+        });
         if shared.auth_limiter.is_some() {
             tokio::spawn(sweep_limiter(shared.clone(), stop.clone()));
         }

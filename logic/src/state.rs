@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
+use courier_cluster::admin::Health;
 use courier_cluster::{Backends, Sessions, TokenKeys};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
@@ -25,6 +26,8 @@ pub(crate) struct Shared {
     pub(crate) comets: CometView,
     /// Register/login requests per client IP; `None` when disabled.
     pub(crate) auth_limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// What `/readyz` answers: ready once registered, not once draining.
+    pub(crate) health: Health,
 }
 
 impl Shared {
@@ -39,6 +42,7 @@ impl Shared {
             publisher: Publisher::new(backends.sessions.clone(), backends.queue.clone()),
             comets,
             auth_limiter,
+            health: Health::new(),
             config,
         })
     }

@@ -17,7 +17,7 @@ pub const JWT_SECRET: &str = "cluster-test-jwt-secret";
 /// One `courier` service process.
 pub struct Service {
     pub id: String,
-    /// Addresses it printed: `tcp`, `grpc`, `http`.
+    /// Addresses it printed: `tcp`, `grpc`, `http`, `admin`.
     pub addrs: HashMap<String, String>,
     child: Child,
 }
@@ -95,12 +95,16 @@ impl RealCluster {
             "comet" => {
                 cmd.env("COURIER_COMET__TCP_ADDR", "127.0.0.1:0")
                     .env("COURIER_COMET__GRPC_ADDR", "127.0.0.1:0")
+                    .env("COURIER_COMET__ADMIN_ADDR", "127.0.0.1:0")
                     .env("COURIER_COMET__REPORT_INTERVAL", "200ms");
             }
             "logic" => {
                 cmd.env("COURIER_LOGIC__HTTP_ADDR", "127.0.0.1:0")
                     .env("COURIER_LOGIC__GRPC_ADDR", "127.0.0.1:0")
                     .env("COURIER_LOGIC__AUTH_RATE_PER_MINUTE", "100000");
+            }
+            "job" => {
+                cmd.env("COURIER_JOB__ADMIN_ADDR", "127.0.0.1:0");
             }
             _ => {}
         }

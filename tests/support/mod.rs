@@ -23,6 +23,8 @@ pub fn config() -> CourierConfig {
     let any = "127.0.0.1:0".parse().unwrap();
     c.comet.tcp_addr = any;
     c.comet.grpc_addr = any;
+    c.comet.admin_addr = Some(any);
+    c.job.admin_addr = Some(any);
     c.logic.http_addr = any;
     c.logic.grpc_addr = any;
     c.comet.report_interval = Duration::from_millis(100);

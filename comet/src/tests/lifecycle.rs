@@ -57,3 +57,50 @@ async fn shutdown_tells_clients_to_reconnect_and_deregisters() {
         "no longer accepting"
     );
 }
+
+#[tokio::test]
+async fn admin_probes_follow_the_comets_life() {
+    let h = Harness::start().await;
+    let comet = h.comet(h.config()).await;
+    let view = h.discovery.watch(ServiceKind::Comet).await.unwrap();
+    let state = |view: &tokio::sync::watch::Receiver<_>| {
+        decode_view::<CometNode>(&view.borrow())
+            .into_iter()
+            .next()
+            .map(|n| n.state)
+    };
+    eventually("comet registered", || state(&view).is_some()).await;
+    assert_eq!(
+        comet.admin_get("/healthz").await.unwrap(),
+        (200, "ok".into())
+    );
+    assert_eq!(
+        comet.admin_get("/readyz").await.unwrap(),
+        (200, "ready".into())
+    );
+    // No recorder is installed in this test binary.
+    assert_eq!(comet.admin_get("/metrics").await.unwrap().0, 404);
+
+    // A client whose session close logic holds keeps the comet draining.
+    let (_a, _) = comet.login(&h, "alice", &[]).await;
+    h.logic.hold_closes(true);
+    comet.shutdown.cancel();
+    h.logic.closed().await;
+    eventually("comet draining", || {
+        state(&view) == Some(NodeState::Draining)
+    })
+    .await;
+    assert_eq!(
+        comet.admin_get("/readyz").await.unwrap(),
+        (503, "not ready".into())
+    );
+    assert_eq!(comet.admin_get("/healthz").await.unwrap().0, 200);
+
+    h.logic.hold_closes(false);
+    let admin = comet.admin.unwrap();
+    comet.stop().await.unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(admin).await.is_err(),
+        "the admin listener closes with the comet"
+    );
+}

@@ -51,6 +51,9 @@ pub(crate) enum Call {
 pub(crate) struct FakeLogic {
     calls: Mutex<Vec<Call>>,
     notify: Notify,
+    /// While `true`, `CloseSession` is recorded but not answered, which
+    /// holds a draining comet in its drain.
+    closes_held: tokio::sync::watch::Sender<bool>,
 }
 
 impl FakeLogic {
@@ -97,6 +100,11 @@ impl FakeLogic {
         .await
     }
 
+    /// Holds (`true`) or releases (`false`) every `CloseSession` answer.
+    pub(crate) fn hold_closes(&self, held: bool) {
+        self.closes_held.send_replace(held);
+    }
+
     /// Calls so far matching `f`.
     pub(crate) fn count(&self, f: impl Fn(&Call) -> bool) -> usize {
         self.calls.lock().iter().filter(|c| f(c)).count()
@@ -135,6 +143,8 @@ impl Logic for FakeLogic {
         request: Request<DisconnectRequest>,
     ) -> Result<Response<DisconnectReply>, Status> {
         self.record(Call::Close(request.into_inner()));
+        let mut held = self.closes_held.subscribe();
+        let _ = held.wait_for(|held| !held).await;
         Ok(Response::new(DisconnectReply {}))
     }
 
@@ -225,6 +235,7 @@ impl Harness {
         CometConfig {
             tcp_addr: "127.0.0.1:0".parse().unwrap(),
             grpc_addr: "127.0.0.1:0".parse().unwrap(),
+            admin_addr: Some("127.0.0.1:0".parse().unwrap()),
             jwt_secret: SECRET.into(),
             report_interval: Duration::from_millis(100),
             ..CometConfig::default()
@@ -260,6 +271,7 @@ impl Harness {
             id: comet.id().to_owned(),
             tcp: comet.tcp_addr(),
             grpc: comet.grpc_addr(),
+            admin: comet.admin_addr(),
             shutdown: shutdown.clone(),
             task: Some(tokio::spawn(comet.run(shutdown))),
         }
@@ -280,6 +292,7 @@ pub(crate) struct RunningComet {
     pub(crate) id: String,
     pub(crate) tcp: SocketAddr,
     pub(crate) grpc: SocketAddr,
+    pub(crate) admin: Option<SocketAddr>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) task: Option<JoinHandle<Result<(), CometError>>>,
 }
@@ -291,6 +304,27 @@ impl Drop for RunningComet {
 }
 
 impl RunningComet {
+    /// `GET path` on the admin listener: the status code and the body.
+    pub(crate) async fn admin_get(&self, path: &str) -> std::io::Result<(u16, String)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.admin.expect("the admin listener is enabled");
+        let mut tcp = TcpStream::connect(addr).await?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
+        tcp.write_all(request.as_bytes()).await?;
+        let mut reply = String::new();
+        tcp.read_to_string(&mut reply).await?;
+        let status = reply
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0);
+        let body = reply
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+            .unwrap_or_default();
+        Ok((status, body))
+    }
+
     pub(crate) async fn client(&self) -> Client<TcpStream> {
         Client::new(TcpStream::connect(self.tcp).await.unwrap())
     }

@@ -386,6 +386,7 @@ pub fn config(group: &str) -> JobConfig {
     JobConfig {
         group: group.to_owned(),
         push_timeout: Duration::from_millis(500),
+        admin_addr: Some("127.0.0.1:0".parse().expect("an address")),
         ..JobConfig::default()
     }
 }

@@ -1,4 +1,6 @@
-//! The HTTP API under `/api/v1`, plus `/healthz` and `/readyz`.
+//! The HTTP API under `/api/v1`, plus the operations endpoints every
+//! service serves: `/metrics`, `/healthz` and `/readyz` (the same handlers
+//! as comet's and job's admin listeners, from `courier_cluster::admin`).
 //!
 //! Handlers are thin: an extractor authenticates (or rate-limits), another
 //! parses the body into a DTO with the API's error shape, and the handler
@@ -8,10 +10,12 @@
 
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{Method, StatusCode, Uri};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
+use courier_cluster::admin;
 use tower_http::trace::TraceLayer;
 
 use crate::state::Shared;
@@ -43,13 +47,18 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/nodes", get(online::nodes));
     Router::new()
         .nest("/api/v1", api)
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ok" }))
+        .route("/metrics", get(admin::metrics))
+        .route("/healthz", get(admin::healthz))
+        .route("/readyz", get(readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http())
         .with_state(shared)
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    admin::readiness(&shared.health)
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {

@@ -1,0 +1,136 @@
+//! The operations endpoints every service serves: `/healthz`, `/readyz` and
+//! `/metrics` on comet's and job's admin listeners and on logic's HTTP API,
+//! in the embedded system and in a real cluster of `courier` processes.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::json;
+use support::cluster::RealCluster;
+use support::*;
+
+/// GET `url`: status and body text.
+async fn get(url: &str) -> (u16, String) {
+    let resp = reqwest::get(url).await.expect("HTTP request");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.expect("HTTP body"))
+}
+
+/// Polls `base/readyz` until it answers 200, failing at `deadline`.
+async fn wait_ready(base: &str, deadline: Duration) {
+    let start = tokio::time::Instant::now();
+    loop {
+        let (status, body) = get(&format!("{base}/readyz")).await;
+        if status == 200 {
+            assert_eq!(body, "ready");
+            return;
+        }
+        assert_eq!((status, body.as_str()), (503, "not ready"));
+        assert!(start.elapsed() < deadline, "{base} never became ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn admin_base(addr: Option<SocketAddr>) -> String {
+    format!("http://{}", addr.expect("admin listener enabled"))
+}
+
+#[tokio::test]
+async fn every_embedded_service_serves_probes_and_metrics() {
+    // What the binary does at start; idempotent, so other tests in this
+    // process may call it too.
+    let handle = courier_cluster::telemetry::install_metrics();
+    assert!(handle.is_some(), "no foreign recorder in this test process");
+    let system = start(2).await;
+
+    let mut admins: Vec<String> = system.comets.iter().map(|c| admin_base(c.admin)).collect();
+    admins.extend(system.jobs.iter().map(|j| admin_base(j.admin)));
+    assert_eq!(admins.len(), 3, "two comets and a job");
+    for base in &admins {
+        assert_eq!(get(&format!("{base}/healthz")).await, (200, "ok".into()));
+        wait_ready(base, DEADLINE).await;
+    }
+    let logic = system.logic_url();
+    assert_eq!(get(&format!("{logic}/healthz")).await, (200, "ok".into()));
+    assert_eq!(get(&format!("{logic}/readyz")).await, (200, "ready".into()));
+
+    // One push end to end, so logic, comet and job have counted something.
+    let api = Api::new(&system);
+    let (_alice, mut events) = user(&system, "alice").await;
+    let (status, reply) = api
+        .post("/push/users", json!({"uids": ["alice"], "data": "hi"}))
+        .await;
+    assert_eq!(status, 202, "{reply}");
+    next_message_is(&mut events, br#""hi""#).await;
+
+    let (status, text) = get(&format!("{logic}/metrics")).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains("courier_logic_messages_total{target=\"users\"} 1"),
+        "{text}"
+    );
+    // One recorder per process: every admin listener renders the same
+    // registry, comet and job counters included.
+    let (status, text) = get(&format!("{}/metrics", admins[0])).await;
+    assert_eq!(status, 200);
+    assert!(text.contains("courier_comet_connections_total"), "{text}");
+    let (status, text) = get(&format!("{}/metrics", admins[2])).await;
+    assert_eq!(status, 200);
+    assert!(text.contains("courier_logic_messages_total"), "{text}");
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn extra_jobs_get_their_own_admin_listener() {
+    let mut system = start(1).await;
+    let first = system.jobs[0].admin;
+    let second = system.add_job().await.unwrap().admin;
+    assert_ne!(first, second);
+    wait_ready(&admin_base(second), DEADLINE).await;
+    system.stop().await;
+    assert!(
+        tokio::net::TcpStream::connect(second.unwrap())
+            .await
+            .is_err(),
+        "a stopped job's admin listener is closed"
+    );
+}
+
+#[tokio::test]
+async fn every_cluster_process_serves_probes_and_metrics() {
+    let cluster = RealCluster::start().await;
+    let logic = cluster.logic_url();
+    assert_eq!(get(&format!("{logic}/readyz")).await, (200, "ready".into()));
+    assert_eq!(get(&format!("{logic}/metrics")).await.0, 200);
+    for service in cluster.comets.iter().chain(&cluster.jobs) {
+        let admin = service
+            .addrs
+            .get("admin")
+            .unwrap_or_else(|| panic!("{} printed no admin address", service.id));
+        let base = format!("http://{admin}");
+        assert_eq!(get(&format!("{base}/healthz")).await, (200, "ok".into()));
+        // Joining the consumer group and registering take a moment.
+        wait_ready(&base, Duration::from_secs(60)).await;
+        let (status, text) = get(&format!("{base}/metrics")).await;
+        assert_eq!(status, 200, "{} installs a recorder: {text}", service.id);
+    }
+}
+
+#[test]
+fn the_local_cluster_configs_give_every_process_its_admin_port() {
+    let load = |file: &str| {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("deploy/config")
+            .join(file);
+        courier::CourierConfig::load(Some(&path)).unwrap()
+    };
+    let port = |addr: Option<SocketAddr>| addr.map(|a| a.port());
+    assert_eq!(port(load("comet1.toml").comet.admin_addr), Some(3103));
+    assert_eq!(port(load("comet2.toml").comet.admin_addr), Some(3203));
+    assert_eq!(port(load("job1.toml").job.admin_addr), Some(3121));
+    assert_eq!(port(load("job2.toml").job.admin_addr), Some(3221));
+}
