@@ -5,31 +5,11 @@
 
 mod support;
 
-use std::net::SocketAddr;
 
 use courier_job::{Job, JobDeps, JobError};
+use courier_testkit::http_get as get;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
-
-/// `GET path` with `Connection: close`: the status code and the body.
-async fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    let mut tcp = tokio::net::TcpStream::connect(addr).await?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: job\r\nConnection: close\r\n\r\n");
-    tcp.write_all(request.as_bytes()).await?;
-    let mut reply = String::new();
-    tcp.read_to_string(&mut reply).await?;
-    let status = reply
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    let body = reply
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
-}
 
 fn deps(cluster: &Cluster) -> JobDeps {
     JobDeps {

@@ -118,3 +118,25 @@ pub async fn wait_for_port(
 pub mod etcd;
 pub mod kafka;
 pub mod redis;
+
+/// `GET path` over a fresh connection with `Connection: close`: the status
+/// code (0 if the reply has none) and the body. Enough for probing admin
+/// endpoints without an HTTP client.
+pub async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await?;
+    let mut reply = String::new();
+    tcp.read_to_string(&mut reply).await?;
+    let status = reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}

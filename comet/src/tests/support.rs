@@ -306,23 +306,8 @@ impl Drop for RunningComet {
 impl RunningComet {
     /// `GET path` on the admin listener: the status code and the body.
     pub(crate) async fn admin_get(&self, path: &str) -> std::io::Result<(u16, String)> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let addr = self.admin.expect("the admin listener is enabled");
-        let mut tcp = TcpStream::connect(addr).await?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
-        tcp.write_all(request.as_bytes()).await?;
-        let mut reply = String::new();
-        tcp.read_to_string(&mut reply).await?;
-        let status = reply
-            .split_whitespace()
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .unwrap_or(0);
-        let body = reply
-            .split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_owned())
-            .unwrap_or_default();
-        Ok((status, body))
+        courier_testkit::http_get(addr, path).await
     }
 
     pub(crate) async fn client(&self) -> Client<TcpStream> {
