@@ -5,7 +5,6 @@
 
 mod support;
 
-
 use courier_job::{Job, JobDeps, JobError};
 use courier_testkit::http_get as get;
 use support::*;
