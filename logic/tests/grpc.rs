@@ -35,6 +35,21 @@ fn connect(comet: &str, uid: &str, key: &str) -> ConnectRequest {
     }
 }
 
+/// An upstream `Send` from alice's connection `ka` on comet `c1`.
+fn send_from_alice(to: Target, data: impl Into<bytes::Bytes>, client_msg_id: &str) -> SendRequest {
+    SendRequest {
+        comet_id: "c1".into(),
+        uid: "alice".into(),
+        key: "ka".into(),
+        send: Some(Send {
+            to: Some(to),
+            op: 1,
+            data: data.into(),
+            client_msg_id: client_msg_id.into(),
+        }),
+    }
+}
+
 async fn keys_of(t: &TestLogic, uid: &str) -> Vec<String> {
     let mut keys: Vec<_> = t
         .backends
@@ -146,17 +161,7 @@ async fn send_goes_through_the_publish_path() {
     c.open_session(connect("c2", "bob", "kb")).await.unwrap();
 
     let reply = c
-        .send(SendRequest {
-            comet_id: "c1".into(),
-            uid: "alice".into(),
-            key: "ka".into(),
-            send: Some(Send {
-                to: Some(Target::user("bob")),
-                op: 1,
-                data: "hello bob".into(),
-                client_msg_id: "m1".into(),
-            }),
-        })
+        .send(send_from_alice(Target::user("bob"), "hello bob", "m1"))
         .await
         .unwrap()
         .into_inner();
@@ -202,19 +207,9 @@ async fn send_goes_through_the_publish_path() {
         .await
         .unwrap()
         .is_empty());
-    c.send(SendRequest {
-        comet_id: "c1".into(),
-        uid: "alice".into(),
-        key: "ka".into(),
-        send: Some(Send {
-            to: Some(Target::room("lobby")),
-            op: 1,
-            data: "hi all".into(),
-            client_msg_id: String::new(),
-        }),
-    })
-    .await
-    .unwrap();
+    c.send(send_from_alice(Target::room("lobby"), "hi all", ""))
+        .await
+        .unwrap();
     let (key, kind) = next_envelope(consumer.as_ref()).await;
     assert_eq!(key.as_deref(), Some("lobby"));
     let Kind::Room(push) = kind else {
@@ -224,20 +219,9 @@ async fn send_goes_through_the_publish_path() {
     assert_eq!(push.message.unwrap().from, "alice");
 
     for to in [Some(Target::key("kb")), Some(Target::all()), None] {
-        let err = c
-            .send(SendRequest {
-                comet_id: "c1".into(),
-                uid: "alice".into(),
-                key: "ka".into(),
-                send: Some(Send {
-                    to,
-                    op: 1,
-                    data: "x".into(),
-                    client_msg_id: String::new(),
-                }),
-            })
-            .await
-            .unwrap_err();
+        let mut request = send_from_alice(Target::all(), "x", "");
+        request.send.as_mut().unwrap().to = to;
+        let err = c.send(request).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument);
     }
 }
@@ -262,16 +246,8 @@ async fn renew_online_feeds_the_online_counts() {
 async fn a_retried_send_keeps_its_msg_id_and_oversized_data_is_refused() {
     let (_t, mut c) = start_with_policy(LoginPolicy::Multi).await;
     c.open_session(connect("c2", "bob", "kb")).await.unwrap();
-    let send = |client_msg_id: &str, data: Vec<u8>| SendRequest {
-        comet_id: "c1".into(),
-        uid: "alice".into(),
-        key: "ka".into(),
-        send: Some(Send {
-            to: Some(Target::user("bob")),
-            op: 1,
-            data: data.into(),
-            client_msg_id: client_msg_id.into(),
-        }),
+    let send = |client_msg_id: &str, data: Vec<u8>| {
+        send_from_alice(Target::user("bob"), data, client_msg_id)
     };
     let first = c
         .send(send("m1", b"hi".to_vec()))
