@@ -9,6 +9,7 @@
 //! `\n` → `\r\n` translation, so every line break written here is `\r\n`.
 
 use std::io::{self, Write};
+use unicode_width::UnicodeWidthChar;
 
 use crossterm::cursor::MoveToColumn;
 use crossterm::event::{DisableBracketedPaste, EnableBracketedPaste};
@@ -175,29 +176,10 @@ pub(crate) fn text_width(text: &str) -> usize {
     text.chars().map(char_width).sum()
 }
 
-/// Columns one char takes: 0 for combining marks and zero-width chars, 2 for
-/// East Asian wide chars and emoji, 1 otherwise. An approximation of
-/// Unicode's East Asian Width that covers the scripts people chat in.
+/// Columns one char takes, by Unicode's East Asian Width: 2 for wide
+/// chars and emoji, 0 for combining marks and control chars, 1 otherwise.
 fn char_width(c: char) -> usize {
-    match u32::from(c) {
-        0x0300..=0x036F | 0x200B..=0x200F | 0xFE00..=0xFE0F => 0,
-        0x1100..=0x115F
-        | 0x2E80..=0x303E
-        | 0x3041..=0x33FF
-        | 0x3400..=0x4DBF
-        | 0x4E00..=0x9FFF
-        | 0xA000..=0xA4CF
-        | 0xAC00..=0xD7A3
-        | 0xF900..=0xFAFF
-        | 0xFE30..=0xFE4F
-        | 0xFF00..=0xFF60
-        | 0xFFE0..=0xFFE6
-        | 0x1F300..=0x1F64F
-        | 0x1F900..=0x1F9FF
-        | 0x20000..=0x3FFFD => 2,
-        _ if c.is_control() => 0,
-        _ => 1,
-    }
+    UnicodeWidthChar::width(c).unwrap_or(0)
 }
 
 #[cfg(test)]
