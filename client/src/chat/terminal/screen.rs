@@ -9,13 +9,13 @@
 //! `\n` → `\r\n` translation, so every line break written here is `\r\n`.
 
 use std::io::{self, Write};
-use unicode_width::UnicodeWidthChar;
 
 use crossterm::cursor::MoveToColumn;
 use crossterm::event::{DisableBracketedPaste, EnableBracketedPaste};
 use crossterm::style::Print;
 use crossterm::terminal::{self, Clear, ClearType};
 use crossterm::{execute, queue};
+use unicode_width::UnicodeWidthChar;
 
 use super::editor::LineEditor;
 
