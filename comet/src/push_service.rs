@@ -148,18 +148,31 @@ impl Comet for PushService {
                 pushes.len()
             )));
         }
+        // Consecutive entries for the same connections (one user's stream)
+        // go out as one Push frame, split only by `max_frame`: a batch must
+        // not fill a connection's outbox with a frame per message.
+        let mut runs: Vec<(Vec<String>, Vec<Message>, usize)> = Vec::new();
+        for PushKeysRequest { keys, messages } in pushes {
+            match runs.last_mut() {
+                Some((run_keys, run, entries)) if *run_keys == keys => {
+                    run.extend(messages);
+                    *entries += 1;
+                }
+                _ => runs.push((keys, messages, 1)),
+            }
+        }
         // Encode everything first: an invalid entry must reject the batch
         // before any of it is queued.
-        let mut encoded = Vec::with_capacity(pushes.len());
-        for (i, PushKeysRequest { keys, messages }) in pushes.into_iter().enumerate() {
+        let mut encoded = Vec::with_capacity(runs.len());
+        for (keys, messages, entries) in runs {
             let frames = encode_push(messages, self.state.config.max_frame)
-                .map_err(|e| Status::invalid_argument(format!("push {i}: {e}")))?;
-            encoded.push((keys, frames));
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            encoded.push((keys, frames, entries));
         }
         let (mut delivered, mut queued) = (0usize, 0usize);
-        for (keys, frames) in encoded {
+        for (keys, frames, entries) in encoded {
             let n = self.push_to_keys(keys, &frames);
-            delivered = delivered.saturating_add(n);
+            delivered = delivered.saturating_add(n.saturating_mul(entries));
             queued = queued.saturating_add(n.saturating_mul(frames.len()));
         }
         self.state.counters.queued(queued);

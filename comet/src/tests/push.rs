@@ -326,3 +326,41 @@ async fn push_keys_batch_delivers_each_entry_in_order_or_rejects_the_whole_batch
         "rejected batches queued nothing"
     );
 }
+
+#[tokio::test]
+async fn a_batch_to_one_connection_shares_frames_instead_of_filling_its_outbox() {
+    use courier_proto::comet::PushKeysBatchRequest;
+
+    let h = Harness::start().await;
+    let mut config = h.config();
+    config.outbound_queue = 4;
+    let comet = h.comet(config).await;
+    let mut push = comet.push_client().await;
+    let (mut a, auth) = comet.login(&h, "alice", &[]).await;
+
+    // Far more entries than the outbox has slots, all for alice: one
+    // user's stream, as job batches it under load.
+    let ids: Vec<String> = (0..100).map(|i| format!("m{i}")).collect();
+    let reply = push
+        .push_keys_batch(PushKeysBatchRequest {
+            pushes: ids
+                .iter()
+                .map(|id| PushKeysRequest {
+                    keys: vec![auth.key.clone()],
+                    messages: vec![message(id, b"x")],
+                })
+                .collect(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.delivered, 100, "one connection, 100 entries");
+
+    let mut received = Vec::new();
+    while received.len() < ids.len() {
+        received.extend(push_ids(&a.recv().await));
+    }
+    assert_eq!(received, ids, "every message, in order");
+    let stats = push.stats(StatsRequest {}).await.unwrap().into_inner();
+    assert_eq!(stats.slow_consumers, 0, "alice was not dropped");
+}
