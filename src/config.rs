@@ -7,10 +7,12 @@
 
 use std::path::Path;
 
-use courier_cluster::config::{layered, ClusterConfig};
+use courier_cluster::ClusterConfig;
 use courier_comet::CometConfig;
 use courier_job::JobConfig;
 use courier_logic::LogicConfig;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 /// Secrets shared by several services.
@@ -54,7 +56,13 @@ impl Default for CourierConfig {
 impl CourierConfig {
     /// Defaults, then `file`, then the environment.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
-        let config: Self = layered::<Self>(file).extract()?;
+        let mut figment = Figment::from(Serialized::defaults(Self::default()));
+        if let Some(path) = file {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let config: Self = figment
+            .merge(Env::prefixed("COURIER_").split("__"))
+            .extract()?;
         Ok(config)
     }
 

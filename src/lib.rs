@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod config;
 pub mod system;
+pub mod telemetry;
 
 pub use config::CourierConfig;
 pub use system::System;

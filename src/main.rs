@@ -7,9 +7,10 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use courier::config::CourierConfig;
-use courier::System;
-use courier_cluster::shutdown::{self, CancellationToken};
-use courier_cluster::{telemetry, Backends};
+use courier::system::{bind_comet, bind_job, bind_logic};
+use courier::{telemetry, System};
+use courier_cluster::Backends;
+use courier_runtime::shutdown::{self, CancellationToken};
 
 #[derive(Parser)]
 #[command(name = "courier", version, about = "Distributed IM push system")]
@@ -52,7 +53,7 @@ enum Command {
         common: Common,
     },
     /// Chat from the terminal.
-    Chat(courier_client::chat::ChatArgs),
+    Chat(courier_chat::ChatArgs),
     /// Load generators.
     #[command(subcommand)]
     Bench(Bench),
@@ -70,7 +71,7 @@ fn load(common: &Common) -> anyhow::Result<CourierConfig> {
     let mut config = CourierConfig::load(common.config.as_deref())?;
     config.share_secrets();
     telemetry::init_tracing(&config.log);
-    if telemetry::install_metrics().is_none() {
+    if !telemetry::install_metrics() {
         tracing::warn!("cannot install the metrics recorder; /metrics will answer 404");
     }
     Ok(config)
@@ -118,12 +119,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Comet { common } => {
             let config = load(&common)?;
-            require(&config.comet.jwt_secret, "auth.jwt_secret")?;
             let backends = Backends::connect(&config.cluster).await?;
-            let deps = courier_comet::CometDeps {
-                discovery: backends.discovery,
-            };
-            let comet = courier_comet::Comet::bind(config.comet, deps).await?;
+            let comet = bind_comet(config.comet, &backends).await?;
             println!(
                 "comet {} tcp {} grpc {}{}",
                 comet.id(),
@@ -135,10 +132,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Logic { common } => {
             let config = load(&common)?;
-            require(&config.logic.jwt_secret, "auth.jwt_secret")?;
-            require(&config.logic.api_key, "auth.api_key")?;
             let backends = Backends::connect(&config.cluster).await?;
-            let logic = courier_logic::Logic::bind(config.logic, backends).await?;
+            let logic = bind_logic(config.logic, &backends).await?;
             println!(
                 "logic {} http {} grpc {}",
                 logic.id(),
@@ -150,12 +145,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Job { common } => {
             let config = load(&common)?;
             let backends = Backends::connect(&config.cluster).await?;
-            let deps = courier_job::JobDeps {
-                queue: backends.queue,
-                discovery: backends.discovery,
-            };
             let group = config.job.group.clone();
-            let job = courier_job::Job::bind(config.job, deps).await?;
+            let job = bind_job(config.job, &backends).await?;
             println!(
                 "job {} group {}{}",
                 job.id(),
@@ -164,15 +155,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             job.run(cancel_on_signal()).await?;
         }
-        Command::Chat(args) => courier_client::chat::run(args).await?,
+        Command::Chat(args) => courier_chat::run(args).await?,
         Command::Bench(Bench::E2e(args)) => courier::bench::e2e(args).await?,
-    }
-    Ok(())
-}
-
-fn require(value: &str, key: &str) -> anyhow::Result<()> {
-    if value.is_empty() {
-        anyhow::bail!("`{key}` must be set (config file or COURIER_ env)");
     }
     Ok(())
 }

@@ -14,11 +14,11 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use courier_cluster::shutdown::CancellationToken;
 use courier_cluster::Backends;
-use courier_comet::{Comet, CometDeps};
-use courier_job::{Job, JobDeps};
-use courier_logic::Logic;
+use courier_comet::{Comet, CometConfig, CometDeps, CometError};
+use courier_job::{Job, JobConfig, JobDeps, JobError};
+use courier_logic::{Logic, LogicConfig, LogicError};
+use courier_runtime::shutdown::CancellationToken;
 use tokio::task::JoinHandle;
 
 use crate::config::{generate_secret, CourierConfig};
@@ -74,7 +74,7 @@ impl System {
             .await
             .context("connecting backends")?;
 
-        let logic = Logic::bind(config.logic.clone(), backends.clone())
+        let logic = bind_logic(config.logic.clone(), &backends)
             .await
             .context("starting logic")?;
         let (logic_http, logic_grpc) = (logic.http_addr(), logic.grpc_addr());
@@ -83,11 +83,7 @@ impl System {
         let mut comet_infos = Vec::new();
         let mut comet_tasks = Vec::new();
         for n in 0..comets.max(1) {
-            let comet_config = nth_comet(&config.comet, n)?;
-            let deps = CometDeps {
-                discovery: backends.discovery.clone(),
-            };
-            let comet = Comet::bind(comet_config, deps)
+            let comet = bind_comet(nth_comet(&config.comet, n)?, &backends)
                 .await
                 .with_context(|| format!("starting comet {n}"))?;
             comet_infos.push(CometInfo {
@@ -157,18 +153,36 @@ impl System {
     }
 }
 
+/// Binds logic on `backends`: what `courier logic` and [`System`] both run.
+pub async fn bind_logic(config: LogicConfig, backends: &Backends) -> Result<Logic, LogicError> {
+    Logic::bind(config, backends.clone()).await
+}
+
+/// Binds a comet on `backends`: what `courier comet` and [`System`] both run.
+pub async fn bind_comet(config: CometConfig, backends: &Backends) -> Result<Comet, CometError> {
+    let deps = CometDeps {
+        discovery: backends.discovery.clone(),
+    };
+    Comet::bind(config, deps).await
+}
+
+/// Binds a job on `backends`: what `courier job` and [`System`] both run.
+pub async fn bind_job(config: JobConfig, backends: &Backends) -> Result<Job, JobError> {
+    let deps = JobDeps {
+        queue: backends.queue.clone(),
+        discovery: backends.discovery.clone(),
+    };
+    Job::bind(config, deps).await
+}
+
 async fn start_job(
     config: &CourierConfig,
     backends: &Backends,
     n: usize,
 ) -> anyhow::Result<(JobInfo, (CancellationToken, JoinHandle<()>))> {
-    let deps = JobDeps {
-        queue: backends.queue.clone(),
-        discovery: backends.discovery.clone(),
-    };
     let mut job_config = config.job.clone();
     job_config.admin_addr = job_config.admin_addr.map(|a| shifted(a, n)).transpose()?;
-    let job = Job::bind(job_config, deps)
+    let job = bind_job(job_config, backends)
         .await
         .with_context(|| format!("starting job {n}"))?;
     let info = JobInfo {
@@ -209,10 +223,7 @@ fn shifted(mut addr: SocketAddr, n: usize) -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
-fn nth_comet(
-    template: &courier_comet::CometConfig,
-    n: usize,
-) -> anyhow::Result<courier_comet::CometConfig> {
+fn nth_comet(template: &CometConfig, n: usize) -> anyhow::Result<CometConfig> {
     let mut c = template.clone();
     if n > 0 {
         c.id = format!("{}-{}", template.id, n + 1);
@@ -230,7 +241,7 @@ mod tests {
 
     #[test]
     fn the_nth_comet_shifts_every_fixed_port() {
-        let template = courier_comet::CometConfig {
+        let template = CometConfig {
             grpc_addr: "127.0.0.1:0".parse().unwrap(),
             ..Default::default()
         };

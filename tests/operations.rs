@@ -43,8 +43,10 @@ fn admin_base(addr: Option<SocketAddr>) -> String {
 async fn every_embedded_service_serves_probes_and_metrics() {
     // What the binary does at start; idempotent, so other tests in this
     // process may call it too.
-    let handle = courier_cluster::telemetry::install_metrics();
-    assert!(handle.is_some(), "no foreign recorder in this test process");
+    assert!(
+        courier::telemetry::install_metrics(),
+        "no foreign recorder in this test process"
+    );
     let system = start(2).await;
 
     let mut admins: Vec<String> = system.comets.iter().map(|c| admin_base(c.admin)).collect();

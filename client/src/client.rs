@@ -14,42 +14,18 @@ use tokio_util::sync::CancellationToken;
 use crate::driver::{Command, Driver, LoginFn};
 use crate::events::EVENTS_CAPACITY;
 use crate::http::LogicApi;
+use crate::state::{ClientState, ConnState, Ended};
 use crate::{ClientConfig, ClientError, Event, Events, LoginReply};
 
 /// Requests queued towards the driver at most.
 const COMMANDS_CAPACITY: usize = 1024;
-
-/// Why the driver stopped for good.
-#[derive(Debug, Clone)]
-pub(crate) enum Ended {
-    Closed,
-    Kicked(String),
-}
-
-/// What the driver publishes to the handles.
-#[derive(Debug, Default)]
-pub(crate) struct ConnState {
-    pub(crate) key: Option<String>,
-    pub(crate) comet_id: Option<String>,
-    /// Rooms to be in: config rooms plus joined, minus left.
-    pub(crate) rooms: Vec<String>,
-    pub(crate) token: String,
-    pub(crate) ended: Option<Ended>,
-}
-
-/// State shared by the handles and the driver.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) uid: String,
-    pub(crate) state: Mutex<ConnState>,
-}
 
 /// A connected client. Clones share one connection; the connection closes
 /// when [`Client::close`] is called or the last clone is dropped.
 #[derive(Clone)]
 pub struct Client {
     config: Arc<ClientConfig>,
-    shared: Arc<Shared>,
+    shared: Arc<ClientState>,
     cmds: mpsc::Sender<Command>,
     cancel: CancellationToken,
     stopped: CancellationToken,
@@ -112,9 +88,9 @@ impl Client {
                 rooms.push(room.clone());
             }
         }
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(ClientState {
             uid: reply.uid.clone(),
-            state: Mutex::new(ConnState {
+            conn: Mutex::new(ConnState {
                 rooms,
                 ..ConnState::default()
             }),
@@ -164,17 +140,17 @@ impl Client {
 
     /// The current connection's key; `None` while disconnected.
     pub fn key(&self) -> Option<String> {
-        self.shared.state.lock().key.clone()
+        self.shared.conn.lock().key.clone()
     }
 
     /// The comet we are connected to; `None` while disconnected.
     pub fn comet_id(&self) -> Option<String> {
-        self.shared.state.lock().comet_id.clone()
+        self.shared.conn.lock().comet_id.clone()
     }
 
     /// The rooms we are in (config rooms, plus joined, minus left).
     pub fn rooms(&self) -> Vec<String> {
-        self.shared.state.lock().rooms.clone()
+        self.shared.conn.lock().rooms.clone()
     }
 
     /// Sends `data` with `op` to every device of user `uid`.
@@ -231,7 +207,7 @@ impl Client {
 
     /// Every online user (uids), over HTTP, all pages.
     pub async fn online_users(&self) -> Result<Vec<String>, ClientError> {
-        let token = self.shared.state.lock().token.clone();
+        let token = self.shared.conn.lock().token.clone();
         self.api.online_users(&token).await
     }
 
@@ -267,7 +243,7 @@ impl Client {
     }
 
     fn ended_error(&self) -> Option<ClientError> {
-        match &self.shared.state.lock().ended {
+        match &self.shared.conn.lock().ended {
             Some(Ended::Kicked(reason)) => Some(ClientError::Kicked(reason.clone())),
             Some(Ended::Closed) => Some(ClientError::Closed),
             None => None,

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::transport::Connector;
+
 /// Largest frame the client accepts. Bigger than the comet's default 64 KiB
 /// because the server may push batches of messages in one frame.
 pub const CLIENT_MAX_FRAME: usize = 1024 * 1024;
@@ -28,11 +30,13 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// Largest frame accepted from the comet.
     pub max_frame: usize,
+    /// How connections to comets are opened (TCP by default).
+    pub connector: Connector,
 }
 
 impl ClientConfig {
     /// A config with the defaults: no rooms, reconnect between 200 ms and 10 s,
-    /// 10 s request timeout, 1 MiB frames.
+    /// 10 s request timeout, 1 MiB frames, TCP.
     pub fn new(
         server: impl Into<String>,
         username: impl Into<String>,
@@ -47,7 +51,14 @@ impl ClientConfig {
             reconnect_max: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
             max_frame: CLIENT_MAX_FRAME,
+            connector: Connector::tcp(),
         }
+    }
+
+    /// The same config, opening connections with `connector`.
+    pub fn with_connector(mut self, connector: Connector) -> Self {
+        self.connector = connector;
+        self
     }
 
     /// The same config with these rooms to join at auth.

@@ -1,7 +1,8 @@
 //! Drops messages already delivered, by `msg_id`.
 //!
-//! Delivery is at-least-once (a reconnect replays the inbox, a job may retry a
-//! push), so the client remembers the last few ids it has seen. The memory is
+//! Delivery is at-least-once (a job retries a push the comet may already
+//! have queued, a send retried after a reconnect keeps its id), so the
+//! client remembers the last few ids it has seen. The memory is
 //! bounded: a FIFO of ids plus a set for lookups, the oldest id forgotten
 //! first.
 

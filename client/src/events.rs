@@ -2,8 +2,9 @@
 //!
 //! A bounded channel means an application that stops reading stops the
 //! driver reading the socket too; the comet then treats the client as a slow
-//! consumer and disconnects it, and the inbox replays what was missed on
-//! reconnect. Memory never grows without bound on either side.
+//! consumer and disconnects it, and the driver reconnects. Memory never
+//! grows without bound on either side; what the comet dropped is not sent
+//! again (there is no inbox yet).
 
 use courier_proto::client::Message;
 use tokio::sync::mpsc;

@@ -1,18 +1,20 @@
-//! Courier's client SDK and terminal chat.
+//! Courier's client SDK.
 //!
-//! [`Client::connect`] logs in over HTTP, opens one TCP connection to the best
+//! [`Client::connect`] logs in over HTTP, opens one connection to the best
 //! comet and hands back a cheap [`Client`] handle plus an [`Events`] channel.
-//! A background driver task owns the socket: it matches replies to requests,
-//! keeps the heartbeat, drops duplicate messages, and reconnects (preferring
-//! another comet) with a jittered backoff when the connection is lost.
+//! A background driver task owns the connection: it matches replies to
+//! requests, keeps the heartbeat, drops duplicate messages, and reconnects
+//! (preferring another comet) with a jittered backoff when the connection
+//! is lost.
 //!
-//! [`raw::RawConnection`] speaks frames directly for tests; [`chat`] is the
-//! terminal UI behind `courier chat`.
+//! The connection runs over any byte stream: TCP by default, or whatever
+//! [`Transport`] the config's [`Connector`] carries (an in-memory duplex in
+//! tests). The SDK has no user interface; `courier chat` (crate
+//! `courier-chat`) is built on it.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod backoff;
-pub mod chat;
 mod client;
 mod config;
 mod dedup;
@@ -20,8 +22,9 @@ mod driver;
 mod error;
 mod events;
 mod http;
-pub mod raw;
 mod session;
+mod state;
+mod transport;
 
 pub use client::Client;
 pub use config::{ClientConfig, CLIENT_MAX_FRAME};
@@ -29,3 +32,4 @@ pub use courier_proto::client::{Message, SendReply};
 pub use error::ClientError;
 pub use events::{Event, Events};
 pub use http::{login, register, CometAddr, LoginReply};
+pub use transport::{BoxStream, Connector, Stream, Tcp, Transport};

@@ -1,31 +1,40 @@
-//! Opening one authenticated connection to one comet: TCP connect, `Auth`,
-//! wait for `AuthReply`. Used for the first connection and every reconnect,
-//! always under the caller's timeout.
+//! Opening one authenticated connection to one comet: open a stream with the
+//! configured transport, send `Auth`, wait for `AuthReply`. Used for the
+//! first connection and every reconnect, always under the caller's timeout.
 
 use std::time::Duration;
 
 use courier_proto::client::{frame::Body, Auth, Frame};
 use courier_proto::FrameCodec;
 use futures::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
+use crate::transport::{BoxStream, Connector};
 use crate::{ClientError, CometAddr};
 
 /// Heartbeat interval used when neither the comet nor logic said one.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
-/// Frames (pushes replayed from the inbox) accepted before `AuthReply`.
+/// Frames (pushes a comet sends before its `AuthReply`, such as messages
+/// missed while away) accepted before `AuthReply`.
 const MAX_EARLY_FRAMES: usize = 64;
 
 /// An authenticated connection.
-#[derive(Debug)]
 pub(crate) struct Session {
-    pub(crate) framed: Framed<TcpStream, FrameCodec>,
+    pub(crate) framed: Framed<BoxStream, FrameCodec>,
     pub(crate) comet: CometAddr,
     pub(crate) key: String,
     pub(crate) heartbeat: Duration,
     /// Frames that arrived before `AuthReply`, to be handled first.
     pub(crate) early: Vec<Frame>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("comet", &self.comet.id)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the `Auth` frame carries.
@@ -41,9 +50,12 @@ pub(crate) struct AuthRequest {
 }
 
 /// Connects to `comet` and authenticates. The caller bounds it with a timeout.
-pub(crate) async fn open(comet: &CometAddr, auth: AuthRequest) -> Result<Session, ClientError> {
-    let stream = TcpStream::connect(comet.tcp.as_str()).await?;
-    stream.set_nodelay(true)?;
+pub(crate) async fn open(
+    connector: &Connector,
+    comet: &CometAddr,
+    auth: AuthRequest,
+) -> Result<Session, ClientError> {
+    let stream = connector.connect(comet).await?;
     let mut framed = Framed::new(stream, FrameCodec::new(auth.max_frame));
     let frame = Frame::new(
         auth.id,

@@ -1,12 +1,13 @@
 //! Chooses each backend by URL scheme and connects to it.
+//!
+//! A scheme whose backend was not compiled in (its cargo feature is off) is
+//! refused with an error that names the feature.
 
 use std::sync::Arc;
 
 use crate::config::ClusterConfig;
 use crate::{accounts, discovery, queue, sessions, Error, Result};
 use crate::{Accounts, Discovery, Queue, Sessions};
-
-pub use crate::config::ClusterConfig as BackendUrls;
 
 /// Every shared-state backend a service may need.
 #[derive(Clone)]
@@ -27,6 +28,15 @@ fn scheme(url: &str) -> Result<&str> {
     url.split_once("://")
         .map(|(s, _)| s)
         .ok_or_else(|| Error::bad_url(url, "expected scheme://..."))
+}
+
+/// The error for a known scheme whose backend this build leaves out.
+#[cfg(not(all(feature = "redis", feature = "kafka", feature = "etcd")))]
+fn not_built(url: &str, feature: &str) -> Error {
+    Error::bad_url(
+        url,
+        format!("this build has no `{feature}` backend (cargo feature `{feature}` of courier-cluster)"),
+    )
 }
 
 impl Backends {
@@ -54,6 +64,7 @@ pub async fn connect_sessions(
             Arc::new(sessions::memory::MemorySessions::new(opts)),
             Arc::new(accounts::memory::MemoryAccounts::default()),
         )),
+        #[cfg(feature = "redis")]
         "redis" | "redis+cluster" => {
             let conn = sessions::redis::RedisConn::connect(url).await?;
             Ok((
@@ -61,6 +72,8 @@ pub async fn connect_sessions(
                 Arc::new(accounts::redis::RedisAccounts::new(conn)),
             ))
         }
+        #[cfg(not(feature = "redis"))]
+        "redis" | "redis+cluster" => Err(not_built(url, "redis")),
         other => Err(Error::bad_url(
             url,
             format!("unknown session store `{other}`"),
@@ -75,9 +88,12 @@ pub async fn connect_queue(config: &ClusterConfig) -> Result<Arc<dyn Queue>> {
         "memory" => Ok(Arc::new(queue::memory::MemoryQueue::new(
             config.queue_partitions.max(1),
         ))),
+        #[cfg(feature = "kafka")]
         "kafka" => Ok(Arc::new(
             queue::kafka::KafkaQueue::connect(url, config.queue_partitions, &config.kafka).await?,
         )),
+        #[cfg(not(feature = "kafka"))]
+        "kafka" => Err(not_built(url, "kafka")),
         other => Err(Error::bad_url(url, format!("unknown queue `{other}`"))),
     }
 }
@@ -87,9 +103,12 @@ pub async fn connect_discovery(config: &ClusterConfig) -> Result<Arc<dyn Discove
     let url = &config.discovery;
     match scheme(url)? {
         "memory" => Ok(Arc::new(discovery::memory::MemoryDiscovery::default())),
+        #[cfg(feature = "etcd")]
         "etcd" => Ok(Arc::new(
             discovery::etcd::EtcdDiscovery::connect(url, config.lease_ttl).await?,
         )),
+        #[cfg(not(feature = "etcd"))]
+        "etcd" => Err(not_built(url, "etcd")),
         other => Err(Error::bad_url(url, format!("unknown discovery `{other}`"))),
     }
 }

@@ -1,17 +1,10 @@
-//! Configuration plumbing shared by every service.
-//!
-//! One documented precedence, lowest first: built-in defaults, the TOML file
-//! (`--config`), environment variables (`COURIER_` prefix, `__` between
-//! levels: `COURIER_COMET__TCP_ADDR=0.0.0.0:3101`), then command-line flags.
-//! Each service crate owns its own config struct; the binary assembles them.
-//! Tests build the structs directly and never touch the environment.
+//! Where the cluster's shared state lives: one URL per backend, and the
+//! lifetimes of what the session store keeps. Plain data; the binary loads
+//! it with the rest of a process's config, tests build it directly.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
-use figment::providers::{Env, Format, Serialized, Toml};
-use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::sessions::SessionOptions;
@@ -66,14 +59,4 @@ impl ClusterConfig {
             comet_ttl: self.comet_ttl,
         }
     }
-}
-
-/// The figment for `T`: defaults, then `file` (if any), then `COURIER_*`
-/// environment variables. The binary merges its flags on top.
-pub fn layered<T: Serialize + Default>(file: Option<&Path>) -> Figment {
-    let mut fig = Figment::from(Serialized::defaults(T::default()));
-    if let Some(path) = file {
-        fig = fig.merge(Toml::file_exact(path));
-    }
-    fig.merge(Env::prefixed("COURIER_").split("__"))
 }

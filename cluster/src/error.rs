@@ -30,6 +30,10 @@ impl Error {
             reason: reason.into(),
         }
     }
+    #[cfg_attr(
+        not(any(feature = "redis", feature = "kafka", feature = "etcd")),
+        allow(dead_code)
+    )]
     pub(crate) fn unavailable(backend: &'static str, e: impl std::fmt::Display) -> Self {
         Self::Unavailable {
             backend,

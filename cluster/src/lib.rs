@@ -1,39 +1,35 @@
-//! The cluster's shared state, behind traits, and the plumbing every service
-//! shares.
+//! The cluster's shared state, behind traits.
 //!
-//! One module per concern. Each state trait has an in-process `memory://`
+//! One module per concern. Each trait has an in-process `memory://`
 //! implementation (the embedded default of `courier up`) and a real one
-//! chosen by URL scheme:
+//! chosen by URL scheme, compiled in by a cargo feature (all on by
+//! default; a service that only needs the traits, like comet, turns them
+//! off and links no backend client):
 //!
-//! | trait | memory | real |
-//! |---|---|---|
-//! | [`Sessions`] | `memory://` | `redis://host:port` (single or cluster) |
-//! | [`Accounts`] | `memory://` | `redis://host:port` |
-//! | [`Queue`] | `memory://` | `kafka://host:port/topic` |
-//! | [`Discovery`] | `memory://` | `etcd://host:port` |
+//! | trait | memory | real | feature |
+//! |---|---|---|---|
+//! | [`Sessions`] | `memory://` | `redis://host:port` (single or cluster) | `redis` |
+//! | [`Accounts`] | `memory://` | `redis://host:port` | `redis` |
+//! | [`Queue`] | `memory://` | `kafka://host:port/topic` | `kafka` |
+//! | [`Discovery`] | `memory://` | `etcd://host:port` | `etcd` |
 //!
 //! The same contract-test suite (`tests/contract_*.rs`) runs against both.
 
 pub mod accounts;
-pub mod admin;
 pub mod backends;
 pub mod config;
 pub mod discovery;
 pub mod error;
-pub mod net;
 pub mod queue;
 pub mod sessions;
-pub mod shutdown;
-pub mod telemetry;
-pub mod token;
 
 pub use accounts::{Account, Accounts};
-pub use backends::{BackendUrls, Backends};
+pub use backends::Backends;
+pub use config::ClusterConfig;
 pub use discovery::{CometNode, Discovery, LogicNode, NodeState, Registration, ServiceKind};
 pub use error::{Error, Result};
 pub use queue::{Consumer, ConsumerEvent, Delivery, Queue};
 pub use sessions::{CometReport, Online, Session, SessionOptions, Sessions};
-pub use token::{Claims, TokenError, TokenKeys};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {

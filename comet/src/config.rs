@@ -22,7 +22,7 @@ pub struct CometConfig {
     /// Where `/metrics`, `/healthz` and `/readyz` are served (default
     /// `127.0.0.1:3103`; port 0 picks one). `None` (`""` in a config file)
     /// serves none of them.
-    #[serde(with = "courier_cluster::net::optional_addr")]
+    #[serde(with = "courier_runtime::net::optional_addr")]
     pub admin_addr: Option<SocketAddr>,
     /// The host written to discovery; default: the bound IP, or `127.0.0.1`
     /// when bound to an unspecified address.
@@ -90,9 +90,8 @@ impl CometConfig {
     /// Checks the values that would make the comet misbehave rather than
     /// merely be slow.
     pub(crate) fn validate(&self) -> Result<(), String> {
-        if self.id.is_empty() {
-            return Err("id must not be empty".into());
-        }
+        // Connection keys start with the id, and logic checks both.
+        courier_proto::names::check_comet_id(&self.id).map_err(|e| format!("id: {e}"))?;
         if self.jwt_secret.is_empty() {
             return Err("jwt_secret must be set (shared with logic)".into());
         }

@@ -9,9 +9,10 @@
 //!   (`Auth` within `handshake_timeout`, token verified locally, session
 //!   opened in logic), then reads frames while a writer task drains the
 //!   connection's bounded outbox.
-//! - The key index and the room index are sharded maps of outboxes; the
-//!   push service encodes a batch once and queues the same bytes to every
-//!   recipient. A client whose queue overflows is dropped, never buffered.
+//! - The key index and the room index (the `directory`) are sharded maps
+//!   of outboxes; the push service splices the messages logic encoded into
+//!   `Push` frames once and queues the same bytes to every recipient. A
+//!   client whose queue overflows is dropped, never buffered.
 //! - Logic is called through a pool that follows discovery, with a deadline
 //!   on every call; room changes and load are reported in the background.
 //!
@@ -22,6 +23,8 @@
 
 mod config;
 mod connection;
+mod counters;
+mod directory;
 mod error;
 mod limits;
 mod listener;

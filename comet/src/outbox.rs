@@ -9,6 +9,9 @@
 //! client cannot keep up, so it is dropped ([`Outbox::push`] aborts it). The
 //! writer owns the receiving end; closing is signalled with two tokens:
 //! `finish` (write what is queued, then close) and `abort` (close now).
+//!
+//! Whatever is queued here is counted here ([`Counters::queued`]): one frame
+//! at a time for replies, in bulk for a fan-out ([`fan_out`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,7 +20,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio_util::sync::CancellationToken;
 
-use crate::state::Counters;
+use crate::counters::Counters;
 
 /// The handle through which frames reach one connection.
 #[derive(Debug, Clone)]
@@ -58,9 +61,32 @@ impl Outbox {
     }
 
     /// Queues one pre-encoded frame. Returns whether it was queued; a full
-    /// queue drops the connection as a slow consumer. Callers count queued
-    /// frames in bulk ([`Counters::queued`]).
+    /// queue drops the connection as a slow consumer.
     pub(crate) fn push(&self, frame: Bytes) -> bool {
+        let queued = self.queue(frame);
+        if queued {
+            self.0.counters.queued(1);
+        }
+        queued
+    }
+
+    /// Queues every frame, in order; true if all were queued.
+    pub(crate) fn push_all(&self, frames: &[Bytes]) -> bool {
+        let queued = self.queue_all(frames);
+        if queued {
+            self.0.counters.queued(frames.len());
+        }
+        queued
+    }
+
+    /// Queues a last frame, then closes once everything queued is written.
+    pub(crate) fn close_with(&self, frame: Bytes) {
+        self.push(frame);
+        self.finish();
+    }
+
+    /// Queues without counting (the caller counts).
+    fn queue(&self, frame: Bytes) -> bool {
         match self.0.tx.try_send(frame) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => {
@@ -71,17 +97,8 @@ impl Outbox {
         }
     }
 
-    /// Queues every frame, in order; true if all were queued.
-    pub(crate) fn push_all(&self, frames: &[Bytes]) -> bool {
-        frames.iter().all(|f| self.push(f.clone()))
-    }
-
-    /// Queues a last frame, then closes once everything queued is written.
-    pub(crate) fn close_with(&self, frame: Bytes) {
-        if self.push(frame) {
-            self.0.counters.queued(1);
-        }
-        self.finish();
+    fn queue_all(&self, frames: &[Bytes]) -> bool {
+        frames.iter().all(|f| self.queue(f.clone()))
     }
 
     /// Closes once everything queued is written.
@@ -124,4 +141,19 @@ impl Outbox {
             self.abort();
         }
     }
+}
+
+/// Queues `frames` to each of `outboxes`, in order; returns how many took
+/// them all. The frames are counted once for the whole fan-out.
+pub(crate) fn fan_out<O: std::ops::Deref<Target = Outbox>>(
+    outboxes: impl IntoIterator<Item = O>,
+    frames: &[Bytes],
+    counters: &Counters,
+) -> usize {
+    let delivered = outboxes
+        .into_iter()
+        .filter(|outbox| outbox.queue_all(frames))
+        .count();
+    counters.queued(delivered.saturating_mul(frames.len()));
+    delivered
 }

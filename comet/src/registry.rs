@@ -11,7 +11,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use dashmap::DashMap;
 
-use crate::outbox::Outbox;
+use crate::counters::Counters;
+use crate::outbox::{fan_out, Outbox};
 
 /// Every authenticated connection of this comet, by key.
 #[derive(Debug, Default)]
@@ -41,10 +42,8 @@ impl Registry {
     }
 
     /// Queues `frames` to every connection; returns how many took them all.
-    pub(crate) fn broadcast(&self, frames: &[Bytes]) -> usize {
-        self.by_key
-            .iter()
-            .filter(|entry| entry.value().push_all(frames))
-            .count()
+    pub(crate) fn broadcast(&self, frames: &[Bytes], counters: &Counters) -> usize {
+        // One shard's read lock at a time, never across an await.
+        fan_out(self.by_key.iter(), frames, counters)
     }
 }

@@ -21,7 +21,7 @@ const ROOMS_RETRY: Duration = Duration::from_secs(1);
 
 /// Reports room membership changes until `stop` fires.
 pub(crate) async fn room_changes(state: Arc<CometState>, stop: CancellationToken) {
-    let changes = state.rooms.changes();
+    let changes = state.directory.rooms.changes();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -58,11 +58,11 @@ pub(crate) async fn load(state: &CometState, registration: &Registration, mut re
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let connections = u32::try_from(state.registry.len()).unwrap_or(u32::MAX);
+        let connections = u32::try_from(state.directory.keys.len()).unwrap_or(u32::MAX);
         let request = RenewOnlineRequest {
             comet_id: state.id().to_owned(),
             connections,
-            rooms: state.rooms.counts(),
+            rooms: state.directory.rooms.counts(),
         };
         if let Err(e) = state.logic.renew_online(request).await {
             log_failure("RenewOnline", &e);

@@ -17,9 +17,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use courier_cluster::admin::{serve_admin, Health};
+use courier_runtime::admin::{serve_admin, Readiness};
 use courier_cluster::discovery::register_json;
-use courier_cluster::net::{self, advertised};
+use courier_runtime::net::{self, advertised};
 use courier_cluster::{CometNode, Discovery, NodeState, ServiceKind};
 use courier_proto::comet::comet_server::CometServer;
 use tokio::net::TcpListener;
@@ -150,12 +150,12 @@ impl Comet {
         } = self;
         let config = &state.config;
 
-        let health = Health::new();
+        let readiness = Readiness::new();
         let stop_admin = CancellationToken::new();
         // An early error return must not leave the admin server running.
         let _stop_admin_on_drop = stop_admin.clone().drop_guard();
         let admin_task = admin.map(|listener| {
-            tokio::spawn(serve_admin(listener, health.clone(), stop_admin.clone()))
+            tokio::spawn(serve_admin(listener, readiness.clone(), stop_admin.clone()))
         });
 
         let logics = deps.discovery.watch(ServiceKind::Logic).await?;
@@ -188,7 +188,11 @@ impl Comet {
         let stop_grpc = CancellationToken::new();
         let mut grpc_task: JoinHandle<Result<(), tonic::transport::Error>> = tokio::spawn(
             tonic::transport::Server::builder()
-                .add_service(CometServer::new(PushService::new(state.clone())))
+                .add_service(CometServer::new(PushService::new(
+                    state.directory.clone(),
+                    &config.id,
+                    config.max_frame,
+                )))
                 .serve_with_incoming_shutdown(
                     // Without TCP_NODELAY a reply split over two writes
                     // waits for job's delayed ACK (~40 ms), and job's
@@ -199,7 +203,7 @@ impl Comet {
         );
         let stop_accept = CancellationToken::new();
         let accept = tokio::spawn(accept_loop(tcp, state.clone(), stop_accept.clone()));
-        health.set_ready(true);
+        readiness.set_ready(true);
         tracing::info!(id = %config.id, tcp = %record.tcp, grpc = %record.grpc, "comet serving");
 
         let grpc_ended = tokio::select! {
@@ -208,10 +212,10 @@ impl Comet {
             ended = &mut grpc_task => Some(ended),
         };
 
-        health.set_ready(false);
-        tracing::info!(id = %config.id, connections = state.registry.len(), "comet draining");
+        readiness.set_ready(false);
+        tracing::info!(id = %config.id, connections = state.directory.keys.len(), "comet draining");
         record.state = NodeState::Draining;
-        record.connections = u32::try_from(state.registry.len()).unwrap_or(u32::MAX);
+        record.connections = u32::try_from(state.directory.keys.len()).unwrap_or(u32::MAX);
         report::update(&registration, &record);
         stop_accept.cancel();
         let _ = accept.await;

@@ -17,7 +17,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use courier_proto::client::Message;
+use bytes::Bytes;
 use tokio::time::Instant;
 
 use crate::ticket::Ticket;
@@ -26,7 +26,8 @@ use crate::ticket::Ticket;
 #[derive(Debug)]
 pub(crate) struct RoomBatch {
     pub(crate) room: String,
-    pub(crate) messages: Vec<Message>,
+    /// Encoded messages, in order.
+    pub(crate) messages: Vec<Bytes>,
     /// One per message: finished when the comet answered.
     pub(crate) tickets: Vec<Ticket>,
     seq: u64,
@@ -62,7 +63,7 @@ impl RoomBatches {
     pub(crate) fn add(
         &mut self,
         room: String,
-        message: Message,
+        message: Bytes,
         ticket: Ticket,
         now: Instant,
     ) -> Option<RoomBatch> {
@@ -177,15 +178,15 @@ mod tests {
         }
     }
 
-    fn msg(id: &str) -> Message {
-        Message {
-            msg_id: id.to_owned(),
-            ..Message::default()
-        }
+    fn msg(id: &'static str) -> Bytes {
+        Bytes::from_static(id.as_bytes())
     }
 
     fn ids(b: &RoomBatch) -> Vec<&str> {
-        b.messages.iter().map(|m| m.msg_id.as_str()).collect()
+        b.messages
+            .iter()
+            .map(|m| std::str::from_utf8(m).unwrap())
+            .collect()
     }
 
     fn finish(batches: Vec<RoomBatch>) {

@@ -37,7 +37,7 @@ pub struct JobConfig {
     /// Where `/metrics`, `/healthz` and `/readyz` are served. Default
     /// `127.0.0.1:3121`; port 0 picks one; `None` (`""` in a config file)
     /// serves none of them.
-    #[serde(with = "courier_cluster::net::optional_addr")]
+    #[serde(with = "courier_runtime::net::optional_addr")]
     pub admin_addr: Option<SocketAddr>,
 }
 

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::comets::Roster;
 use crate::ticket::{Done, Ticket};
 use crate::tracker::Tracker;
-use crate::worker::{Push, WorkItem};
+use crate::push::{CometPush, WorkItem};
 use crate::JobError;
 
 /// Pause after a failed `next()` before trying again, doubling up to the max.
@@ -230,24 +230,35 @@ impl Consumption {
             }
         };
         let roster = self.roster.borrow().clone();
+        let no_message = match &kind {
+            Kind::Keys(KeysPush { message, .. })
+            | Kind::Room(RoomPush { message, .. })
+            | Kind::Broadcast(BroadcastPush { message, .. }) => message.is_empty(),
+            Kind::Kick(_) => false,
+        };
+        if no_message {
+            return invalid(ticket, partition, offset, "push without a message");
+        }
+        // The message stays the bytes logic encoded: every comet's share is
+        // a reference to the same buffer (the consumed payload itself).
         match kind {
             Kind::Keys(KeysPush {
                 comet_id,
                 keys,
-                message: Some(message),
+                message,
             }) => {
-                let push = Push::Keys { keys, message };
+                let push = CometPush::Keys { keys, message };
                 hand(&roster, &comet_id, push, ticket.share(), shutdown).await;
             }
             Kind::Room(RoomPush {
                 room,
                 mut comet_ids,
-                message: Some(message),
+                message,
             }) => {
                 comet_ids.sort_unstable();
                 comet_ids.dedup();
                 for comet_id in &comet_ids {
-                    let push = Push::Room {
+                    let push = CometPush::Room {
                         room: room.clone(),
                         message: message.clone(),
                     };
@@ -256,12 +267,9 @@ impl Consumption {
             }
             // `rate` is not applied yet: each comet gets the broadcast at
             // once, best effort, as DESIGN.md says of broadcast.
-            Kind::Broadcast(BroadcastPush {
-                message: Some(message),
-                rate: _,
-            }) => {
+            Kind::Broadcast(BroadcastPush { message, rate: _ }) => {
                 for comet_id in roster.keys() {
-                    let push = Push::Broadcast {
+                    let push = CometPush::Broadcast {
                         message: message.clone(),
                     };
                     hand(&roster, comet_id, push, ticket.share(), shutdown).await;
@@ -272,11 +280,8 @@ impl Consumption {
                 keys,
                 reason,
             }) => {
-                let push = Push::Kick { keys, reason };
+                let push = CometPush::Kick { keys, reason };
                 hand(&roster, &comet_id, push, ticket.share(), shutdown).await;
-            }
-            Kind::Keys(_) | Kind::Room(_) | Kind::Broadcast(_) => {
-                return invalid(ticket, partition, offset, "push without a message");
             }
         }
         ticket.finish();
@@ -292,13 +297,13 @@ fn invalid(ticket: Ticket, partition: i32, offset: i64, why: &str) {
 }
 
 /// Queues `push` on `comet_id`'s worker, waiting while its queue is full.
-/// A comet not (or no longer) in discovery is skipped: its clients recover
-/// from their inbox. At shutdown the share is dropped unfinished, so the
+/// A comet not (or no longer) in discovery is skipped: its clients have
+/// reconnected elsewhere, and miss it (there is no inbox yet). At shutdown the share is dropped unfinished, so the
 /// message is not committed.
 async fn hand(
     roster: &Roster,
     comet_id: &str,
-    push: Push,
+    push: CometPush,
     ticket: Ticket,
     shutdown: &CancellationToken,
 ) {

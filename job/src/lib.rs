@@ -13,6 +13,8 @@
 //!
 //! - `consume`: the single consumer loop decodes envelopes, fans them out
 //!   to the workers and commits offsets;
+//! - `push`: what goes to one comet (`CometPush`): the encoded
+//!   message as logic wrote it, never decoded here;
 //! - `tracker`: which offsets may be committed when deliveries finish out of
 //!   order across comets (at-least-once);
 //! - `ticket`: how a fanned-out delivery learns it is done;
@@ -32,6 +34,7 @@ mod comets;
 mod config;
 mod consume;
 mod error;
+mod push;
 mod service;
 mod ticket;
 mod tracker;

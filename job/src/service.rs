@@ -11,7 +11,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use courier_cluster::admin::{serve_admin, Health};
+use courier_runtime::admin::{serve_admin, Readiness};
 use courier_cluster::ServiceKind;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
@@ -50,7 +50,7 @@ impl Job {
         let config = config.sanitized();
         let (admin, admin_addr) = match config.admin_addr {
             Some(addr) => {
-                let (listener, bound) = courier_cluster::net::bind(addr)
+                let (listener, bound) = courier_runtime::net::bind(addr)
                     .await
                     .map_err(|source| JobError::Bind { addr, source })?;
                 (Some(listener), Some(bound))
@@ -87,14 +87,14 @@ impl Job {
         } = self;
         let span = tracing::info_span!("job", id = %config.id);
         async move {
-            let health = Health::new();
+            let readiness = Readiness::new();
             let stop_admin = CancellationToken::new();
             let admin_task = admin.map(|listener| {
-                tokio::spawn(serve_admin(listener, health.clone(), stop_admin.clone()))
+                tokio::spawn(serve_admin(listener, readiness.clone(), stop_admin.clone()))
             });
             // Stops the admin server on every return, early errors included.
             let _stop_admin_on_drop = stop_admin.clone().drop_guard();
-            let result = consume_and_deliver(config, deps, &health, shutdown).await;
+            let result = consume_and_deliver(config, deps, &readiness, shutdown).await;
             stop_admin.cancel();
             if let Some(mut task) = admin_task {
                 match tokio::time::timeout(ADMIN_GRACE, &mut task).await {
@@ -113,7 +113,7 @@ impl Job {
 async fn consume_and_deliver(
     config: JobConfig,
     deps: JobDeps,
-    health: &Health,
+    readiness: &Readiness,
     shutdown: CancellationToken,
 ) -> Result<(), JobError> {
     let consumer = deps
@@ -136,11 +136,11 @@ async fn consume_and_deliver(
     let _abort_on_drop = abort.clone().drop_guard();
     let comets = Comets::start(view, WorkerSettings::from(&config), abort.clone());
     let mut consumption = Consumption::new(config.max_in_flight, comets.roster());
-    health.set_ready(true);
+    readiness.set_ready(true);
     tracing::info!(group = %config.group, "job consuming");
 
     let result = consumption.run(&*consumer, &shutdown).await;
-    health.set_ready(false);
+    readiness.set_ready(false);
     if let Err(e) = &result {
         tracing::error!(error = %e, "job stopped consuming");
     }

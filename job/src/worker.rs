@@ -10,8 +10,8 @@
 //! - room messages are batched per room (see [`crate::batch`]);
 //! - keys pushes (user pushes, private chat): when the worker takes one, it
 //!   also takes every keys push already queued behind it, without waiting,
-//!   up to [`keys::KEYS_BATCH_MAX`] pushes or [`keys::KEYS_BATCH_BYTES`], and sends them
-//!   as one `PushKeysBatch`, which the comet handles entry by entry in
+//!   up to [`keys::KEYS_BATCH_MAX`] pushes or [`keys::KEYS_BATCH_BYTES`],
+//!   and sends them as one `PushKeysBatch`, which the comet handles entry by entry in
 //!   order. A lone keys push stays a plain `PushKeys`. Nothing waits to fill
 //!   a batch, so an idle system keeps its latency; under load the queue
 //!   fills and batches grow by themselves. If the comet rejects a batch for
@@ -29,9 +29,10 @@
 //! queue is full. That is the at-least-once contract: an offset moves only
 //! after every comet it concerns answered. Three ways out of the wait:
 //! - the comet cannot be reached at all: after a few consecutive attempts
-//!   that could not even connect (see [`health`]) it is marked down, and the
-//!   current and every later push to it is finished as skipped at once
-//!   (reason `unreachable`; its clients recover from their inbox) until a
+//!   that could not even connect (see [`reachability`]) it is marked down,
+//!   and the current and every later push to it is finished as skipped at
+//!   once (reason `unreachable`; its clients reconnect elsewhere and, with
+//!   no inbox yet, miss what was skipped) until a
 //!   background probe reaches it again. A dead comet so costs a fraction of
 //!   a second of stall, not its lease plus `push_timeout` per attempt;
 //! - the comet leaves discovery (`gone`): everything pending for it is
@@ -39,20 +40,20 @@
 //! - the job stops past its drain deadline (`abort`): pending work is
 //!   dropped unfinished, so its offsets are not committed.
 //!
+//! Every call is encoded once ([`call`]): its attempts share the bytes.
+//!
 //! Errors that retrying cannot fix (`InvalidArgument`, `Unimplemented`,
 //! `OutOfRange`: the comet rejected the request itself) are logged and
 //! given up on at once, so one bad message cannot wedge a partition.
 
-mod health;
+mod call;
 mod keys;
+mod reachability;
 mod rpc;
 
 use std::time::Duration;
 
 use courier_cluster::CometNode;
-use courier_proto::client::Message;
-use courier_proto::comet::comet_client::CometClient;
-use courier_proto::comet::{BroadcastRequest, KickRequest, PushKeysRequest, PushRoomRequest};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -60,10 +61,12 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
 use crate::batch::{RoomBatch, RoomBatches};
+use crate::push::{CometPush, WorkItem};
 use crate::ticket::Ticket;
-use health::{Health, Probe};
+use call::{Call, Method};
 use keys::keys_run;
-use rpc::{Answer, Rpc};
+use reachability::{Probe, Reachability};
+use rpc::Answer;
 
 /// Longest wait for a TCP connection to a comet (capped at half of
 /// `push_timeout`). Comets are on the local network: a connect that takes
@@ -78,27 +81,6 @@ const KEEPALIVE: Duration = Duration::from_secs(2);
 /// Skip reasons in `courier_job_skipped_total`.
 const GONE: &str = "comet_gone";
 const UNREACHABLE: &str = "unreachable";
-
-/// What to deliver to one comet.
-#[derive(Debug)]
-pub(crate) enum Push {
-    /// To the named connections.
-    Keys { keys: Vec<String>, message: Message },
-    /// To every member of a room (batched).
-    Room { room: String, message: Message },
-    /// To every connection.
-    Broadcast { message: Message },
-    /// Close the named connections.
-    Kick { keys: Vec<String>, reason: String },
-}
-
-/// One entry of a worker's queue.
-#[derive(Debug)]
-pub(crate) struct WorkItem {
-    pub(crate) push: Push,
-    /// Finished once the comet answered (or left).
-    pub(crate) ticket: Ticket,
-}
 
 /// What the workers take from the job's config.
 #[derive(Debug, Clone, Copy)]
@@ -163,11 +145,11 @@ fn abandon(stop: Stop, tickets: impl IntoIterator<Item = Ticket>) {
 #[derive(Debug)]
 pub(crate) struct CometWorker {
     comet: String,
-    client: CometClient<Channel>,
+    channel: Channel,
     settings: WorkerSettings,
     gone: CancellationToken,
     abort: CancellationToken,
-    health: Health,
+    reachability: Reachability,
     /// The comet answered `Unimplemented` to a `PushKeysBatch` (an older
     /// comet): send its keys pushes one by one.
     no_keys_batch: bool,
@@ -197,11 +179,11 @@ impl CometWorker {
         let gone = CancellationToken::new();
         let worker = CometWorker {
             comet: comet.id.clone(),
-            client: CometClient::new(channel),
+            channel,
             settings,
             gone: gone.clone(),
             abort,
-            health: Health::default(),
+            reachability: Reachability::default(),
             no_keys_batch: false,
         };
         let handle = CometHandle {
@@ -241,11 +223,11 @@ impl CometWorker {
         let mut next: Option<WorkItem> = None;
         let mut probe: Option<Probe> = None;
         loop {
-            if !self.health.is_down() {
+            if !self.reachability.is_down() {
                 probe = None;
             } else if probe.is_none() {
-                probe = Some(health::probe(
-                    self.client.clone(),
+                probe = Some(reachability::probe(
+                    self.channel.clone(),
                     self.settings.push_timeout,
                 ));
             }
@@ -257,9 +239,9 @@ impl CometWorker {
                         biased;
                         _ = self.abort.cancelled() => return Err(Stop::Aborted),
                         _ = self.gone.cancelled() => return Err(Stop::Gone),
-                        () = health::reached(&mut probe) => {
+                        () = reachability::reached(&mut probe) => {
                             tracing::info!(comet = %self.comet, "comet reachable again; delivering to it");
-                            self.health.recovered();
+                            self.reachability.recovered();
                             continue;
                         }
                         _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)),
@@ -276,35 +258,24 @@ impl CometWorker {
                 }
             };
             let WorkItem { push, ticket } = item;
-            let (rpc, tickets) = match push {
-                Push::Room { room, message } => {
+            let (call, tickets) = match push {
+                CometPush::Room { room, message } => {
                     if let Some(full) = batches.add(room, message, ticket, Instant::now()) {
                         self.flush(vec![full]).await?;
                     }
                     continue;
                 }
-                Push::Keys { keys, message } => {
-                    let first = PushKeysRequest {
-                        keys,
-                        messages: vec![message],
-                    };
-                    keys_run(rx, &mut next, first, ticket)
+                CometPush::Keys { keys, message } => {
+                    keys_run(rx, &mut next, Call::keys_entry(keys, message), ticket)
                 }
-                Push::Broadcast { message } => (
-                    Rpc::Broadcast(BroadcastRequest {
-                        messages: vec![message],
-                    }),
-                    vec![ticket],
-                ),
-                Push::Kick { keys, reason } => {
-                    (Rpc::Kick(KickRequest { keys, reason }), vec![ticket])
-                }
+                CometPush::Broadcast { message } => (Call::broadcast(message), vec![ticket]),
+                CometPush::Kick { keys, reason } => (Call::kick(keys, reason), vec![ticket]),
             };
             // Open room batches leave first, to keep consumption order.
             if !batches.is_empty() {
                 self.flush(batches.take_all()).await?;
             }
-            self.send(rpc, tickets).await?;
+            self.send(call, tickets).await?;
         }
     }
 
@@ -313,11 +284,8 @@ impl CometWorker {
     async fn flush(&mut self, batches: Vec<RoomBatch>) -> Result<(), Stop> {
         let mut batches = batches.into_iter();
         while let Some(batch) = batches.next() {
-            let rpc = Rpc::Room(PushRoomRequest {
-                room: batch.room,
-                messages: batch.messages,
-            });
-            if let Err(stop) = self.send(rpc, batch.tickets).await {
+            let call = Call::room(batch.room, batch.messages);
+            if let Err(stop) = self.send(call, batch.tickets).await {
                 abandon(stop, batches.flat_map(|b| b.tickets));
                 return Err(stop);
             }
@@ -325,24 +293,21 @@ impl CometWorker {
         Ok(())
     }
 
-    /// Makes `rpc` and settles `tickets` by its answer. A keys batch the
+    /// Makes `call` and settles `tickets` by its answer. A keys batch the
     /// comet rejects is sent again entry by entry.
-    async fn send(&mut self, rpc: Rpc, tickets: Vec<Ticket>) -> Result<(), Stop> {
-        let rpc = match rpc {
-            Rpc::KeysBatch(batch) if self.no_keys_batch => {
-                return self.send_each(batch.pushes, tickets).await;
-            }
-            rpc => rpc,
-        };
-        let answer = match self.call(&rpc).await {
+    async fn send(&mut self, call: Call, tickets: Vec<Ticket>) -> Result<(), Stop> {
+        if call.method == Method::PushKeysBatch && self.no_keys_batch {
+            return self.send_each(call.into_single_keys(), tickets).await;
+        }
+        let answer = match self.call(&call).await {
             Ok(answer) => answer,
             Err(stop) => {
                 abandon(stop, tickets);
                 return Err(stop);
             }
         };
-        match (answer, rpc) {
-            (Answer::Rejected(status), Rpc::KeysBatch(batch)) => {
+        match answer {
+            Answer::Rejected(status) if call.method == Method::PushKeysBatch => {
                 tracing::warn!(
                     comet = %self.comet, code = ?status.code(), message = status.message(),
                     "comet rejected a keys batch; sending its pushes one by one"
@@ -350,26 +315,21 @@ impl CometWorker {
                 if status.code() == Code::Unimplemented {
                     self.no_keys_batch = true;
                 }
-                self.send_each(batch.pushes, tickets).await
+                self.send_each(call.into_single_keys(), tickets).await
             }
-            (answer, rpc) => {
-                self.settle(answer, &rpc, tickets);
+            answer => {
+                self.settle(answer, call.method, tickets);
                 Ok(())
             }
         }
     }
 
-    /// Sends each keys push as its own `PushKeys`, in order.
-    async fn send_each(
-        &mut self,
-        pushes: Vec<PushKeysRequest>,
-        tickets: Vec<Ticket>,
-    ) -> Result<(), Stop> {
-        let mut rest = pushes.into_iter().zip(tickets);
-        while let Some((push, ticket)) = rest.next() {
-            let rpc = Rpc::Keys(push);
-            match self.call(&rpc).await {
-                Ok(answer) => self.settle(answer, &rpc, vec![ticket]),
+    /// Sends each call with its ticket, in order.
+    async fn send_each(&mut self, calls: Vec<Call>, tickets: Vec<Ticket>) -> Result<(), Stop> {
+        let mut rest = calls.into_iter().zip(tickets);
+        while let Some((call, ticket)) = rest.next() {
+            match self.call(&call).await {
+                Ok(answer) => self.settle(answer, call.method, vec![ticket]),
                 Err(stop) => {
                     abandon(stop, std::iter::once(ticket).chain(rest.map(|(_, t)| t)));
                     return Err(stop);
@@ -379,18 +339,18 @@ impl CometWorker {
         Ok(())
     }
 
-    /// Finishes `tickets` by how `rpc` was answered.
-    fn settle(&self, answer: Answer, rpc: &Rpc, tickets: Vec<Ticket>) {
+    /// Finishes `tickets` by how a `method` call was answered.
+    fn settle(&self, answer: Answer, method: Method, tickets: Vec<Ticket>) {
+        let rpc = method.name();
         match answer {
             Answer::Delivered => {
-                metrics::counter!("courier_job_pushes_total", "rpc" => rpc.name()).increment(1);
+                metrics::counter!("courier_job_pushes_total", "rpc" => rpc).increment(1);
                 tickets.into_iter().for_each(Ticket::finish);
             }
             Answer::Rejected(status) => {
-                metrics::counter!("courier_job_pushes_rejected_total", "rpc" => rpc.name())
-                    .increment(1);
+                metrics::counter!("courier_job_pushes_rejected_total", "rpc" => rpc).increment(1);
                 tracing::error!(
-                    comet = %self.comet, rpc = rpc.name(), code = ?status.code(),
+                    comet = %self.comet, rpc, code = ?status.code(),
                     message = status.message(), "comet rejected a push; giving up on it"
                 );
                 tickets.into_iter().for_each(Ticket::finish);
@@ -401,20 +361,21 @@ impl CometWorker {
 
     /// Calls the comet until it answers, is down, leaves discovery or the
     /// job aborts. A comet already down is not called.
-    async fn call(&mut self, rpc: &Rpc) -> Result<Answer, Stop> {
-        if self.health.is_down() {
+    async fn call(&mut self, call: &Call) -> Result<Answer, Stop> {
+        if self.reachability.is_down() {
             return Ok(Answer::Unreachable);
         }
         let Self {
             comet,
-            client,
+            channel,
             settings,
             gone,
             abort,
-            health,
+            reachability,
             ..
         } = self;
-        let attempts = rpc::until_answered(comet, client, settings.push_timeout, health, rpc);
+        let attempts =
+            rpc::until_answered(comet, channel, settings.push_timeout, reachability, call);
         tokio::select! {
             biased;
             _ = abort.cancelled() => Err(Stop::Aborted),

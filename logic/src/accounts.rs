@@ -14,8 +14,8 @@ use courier_cluster::{Account, Accounts};
 use rand::RngCore;
 use tokio::sync::Semaphore;
 
-/// Longest username (and so uid), in bytes.
-pub(crate) const MAX_USERNAME: usize = 64;
+/// Longest username: a username is the uid, so the protocol's uid limit.
+pub(crate) const MAX_USERNAME: usize = courier_proto::names::MAX_UID_LEN;
 /// Shortest password, in bytes.
 pub(crate) const MIN_PASSWORD: usize = 6;
 /// Longest password, in bytes (bounds hashing work per request).

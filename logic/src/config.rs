@@ -85,6 +85,18 @@ impl Default for LogicConfig {
 }
 
 impl LogicConfig {
+    /// Checks the values logic cannot work without. An empty `api_key` is
+    /// allowed: it disables the push and admin routes.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.jwt_secret.is_empty() {
+            return Err("jwt_secret must be set (comets verify tokens with it)".into());
+        }
+        if self.id.is_empty() {
+            return Err("id must not be empty".into());
+        }
+        Ok(())
+    }
+
     /// The heartbeat interval in whole seconds, at least 1.
     pub(crate) fn heartbeat_secs(&self) -> u32 {
         u32::try_from(self.heartbeat.as_secs())

@@ -1,10 +1,12 @@
 //! The gRPC service comets call: session lifecycle, upstream sends, room
 //! registrations and load reports.
 //!
-//! Comets are trusted (the token was verified on the comet), so checks here
-//! are about well-formedness, not identity. Every session-store or queue
-//! failure becomes `UNAVAILABLE`, which tells the comet to retry or to
-//! answer its client with a retryable error.
+//! Callers are not authenticated yet: the uid a comet names is taken as
+//! given (the comet verified the client's token), so anyone who can reach
+//! this port can act as any user. Checks here are about well-formedness,
+//! with the protocol's name rules ([`courier_proto::names`]). Every
+//! session-store or queue failure becomes `UNAVAILABLE`, which tells the
+//! comet to retry or to answer its client with a retryable error.
 
 use std::sync::Arc;
 
@@ -16,23 +18,21 @@ use courier_proto::logic::{
     HeartbeatRequest, RenewOnlineReply, RenewOnlineRequest, RoomsChangedReply, RoomsChangedRequest,
     SendReply, SendRequest,
 };
+use courier_proto::names::{check_comet_id, check_key, check_room, check_uid, InvalidName};
 use tonic::{Request, Response, Status};
 
 use crate::policy::{open_session, OpenError};
 use crate::publish::{Content, Recipients};
-use crate::state::Shared;
-
-/// Longest uid, key, comet id or room name accepted, in bytes.
-const MAX_ID: usize = 256;
+use crate::state::LogicState;
 
 /// Logic's gRPC service.
 #[derive(Clone)]
 pub(crate) struct LogicService {
-    shared: Arc<Shared>,
+    shared: Arc<LogicState>,
 }
 
 impl LogicService {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(shared: Arc<LogicState>) -> Self {
         Self { shared }
     }
 }
@@ -42,19 +42,19 @@ fn unavailable(e: courier_cluster::Error) -> Status {
     Status::unavailable(e.to_string())
 }
 
-fn check_id(field: &str, value: &str) -> Result<(), Status> {
-    if value.is_empty() || value.len() > MAX_ID {
-        return Err(Status::invalid_argument(format!(
-            "{field} must be 1-{MAX_ID} bytes"
-        )));
-    }
-    Ok(())
+/// `value` passed `check`, or `INVALID_ARGUMENT` naming `field`.
+fn checked(
+    field: &str,
+    value: &str,
+    check: fn(&str) -> Result<(), InvalidName>,
+) -> Result<(), Status> {
+    check(value).map_err(|e| Status::invalid_argument(format!("{field}: {e}")))
 }
 
 fn session(comet_id: String, uid: String, key: String) -> Result<Session, Status> {
-    check_id("comet_id", &comet_id)?;
-    check_id("uid", &uid)?;
-    check_id("key", &key)?;
+    checked("comet_id", &comet_id, check_comet_id)?;
+    checked("uid", &uid, check_uid)?;
+    checked("key", &key, check_key)?;
     Ok(Session { uid, key, comet_id })
 }
 
@@ -77,6 +77,7 @@ impl Logic for LogicService {
         {
             Ok(()) => Ok(Response::new(ConnectReply {
                 heartbeat_secs: shared.config.heartbeat_secs(),
+                // No inbox yet: nothing to replay.
                 missed: Vec::new(),
             })),
             Err(OpenError::AlreadyOnline) => Err(Status::failed_precondition("already online")),
@@ -110,7 +111,7 @@ impl Logic for LogicService {
 
     async fn send(&self, request: Request<SendRequest>) -> Result<Response<SendReply>, Status> {
         let r = request.into_inner();
-        check_id("uid", &r.uid)?;
+        checked("uid", &r.uid, check_uid)?;
         let send = r
             .send
             .ok_or_else(|| Status::invalid_argument("send is missing"))?;
@@ -130,14 +131,14 @@ impl Logic for LogicService {
         let kind = send.to.and_then(|t| t.kind);
         let accepted = match &kind {
             Some(Kind::User(uid)) => {
-                check_id("target user", uid)?;
+                checked("target user", uid, check_uid)?;
                 self.shared
                     .publisher
                     .publish(Recipients::Users(std::slice::from_ref(uid)), content)
                     .await
             }
             Some(Kind::Room(room)) => {
-                check_id("target room", room)?;
+                checked("target room", room, check_room)?;
                 self.shared
                     .publisher
                     .publish(Recipients::Room(room), content)
@@ -157,17 +158,17 @@ impl Logic for LogicService {
         request: Request<RoomsChangedRequest>,
     ) -> Result<Response<RoomsChangedReply>, Status> {
         let r = request.into_inner();
-        check_id("comet_id", &r.comet_id)?;
+        checked("comet_id", &r.comet_id, check_comet_id)?;
         let sessions = &self.shared.sessions;
         for room in &r.added {
-            check_id("room", room)?;
+            checked("room", room, check_room)?;
             sessions
                 .add_room_comet(room, &r.comet_id)
                 .await
                 .map_err(unavailable)?;
         }
         for room in &r.removed {
-            check_id("room", room)?;
+            checked("room", room, check_room)?;
             sessions
                 .remove_room_comet(room, &r.comet_id)
                 .await
@@ -181,7 +182,7 @@ impl Logic for LogicService {
         request: Request<RenewOnlineRequest>,
     ) -> Result<Response<RenewOnlineReply>, Status> {
         let r = request.into_inner();
-        check_id("comet_id", &r.comet_id)?;
+        checked("comet_id", &r.comet_id, check_comet_id)?;
         let report = CometReport {
             connections: r.connections,
             rooms: r.rooms.into_iter().collect(),

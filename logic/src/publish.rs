@@ -9,9 +9,12 @@
 //! `"all"` for a broadcast, and the comet id when one push names several
 //! targets (their order relative to each other is not promised anyway).
 //!
+//! The message is encoded once, here; every envelope carries those bytes,
+//! and job and the comets pass them on without decoding them.
+//!
 //! A push is acknowledged only after every envelope it produced was accepted
-//! by the queue. Recipients that are offline produce no envelope; they will
-//! get the message from their inbox when it exists.
+//! by the queue. Recipients that are offline produce no envelope, and there
+//! is no inbox yet, so they do not get the message later.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -20,6 +23,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use courier_cluster::{Queue, Session, Sessions};
 use courier_proto::client::{Message, Target};
+use courier_proto::encode_message;
 use courier_proto::queue::{envelope, BroadcastPush, Envelope, KeysPush, KickKeys, RoomPush};
 use futures::{StreamExt, TryStreamExt};
 use prost::Message as _;
@@ -108,6 +112,7 @@ impl Publisher {
             sent_at_ms: courier_cluster::now_ms(),
         };
         let msg_id = message.msg_id.clone();
+        let message = encode_message(&message);
         let envelopes = match to {
             Recipients::Users(uids) => {
                 let lookup = |store: Arc<dyn Sessions>, uid: String| async move {
@@ -129,17 +134,14 @@ impl Publisher {
                     let envelope = envelope::Kind::Room(RoomPush {
                         room: room.to_owned(),
                         comet_ids,
-                        message: Some(message),
+                        message,
                     });
                     self.send(room, envelope).await?;
                     1
                 }
             }
             Recipients::All { rate } => {
-                let envelope = envelope::Kind::Broadcast(BroadcastPush {
-                    message: Some(message),
-                    rate,
-                });
+                let envelope = envelope::Kind::Broadcast(BroadcastPush { message, rate });
                 self.send("all", envelope).await?;
                 1
             }
@@ -180,7 +182,7 @@ impl Publisher {
         &self,
         ids: &[String],
         lookup: impl Fn(Arc<dyn Sessions>, String) -> Fut,
-        message: &Message,
+        message: &Bytes,
     ) -> courier_cluster::Result<usize>
     where
         Fut: Future<Output = courier_cluster::Result<S>>,
@@ -203,7 +205,7 @@ impl Publisher {
         &self,
         single_target: Option<&str>,
         sessions: impl Iterator<Item = Session>,
-        message: &Message,
+        message: &Bytes,
     ) -> courier_cluster::Result<usize> {
         let grouped = by_comet(sessions);
         let count = grouped.len();
@@ -213,7 +215,7 @@ impl Publisher {
                 let envelope = envelope::Kind::Keys(KeysPush {
                     comet_id,
                     keys,
-                    message: Some(message.clone()),
+                    message: message.clone(),
                 });
                 async move { self.send(&queue_key, envelope).await }
             })

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use courier_cluster::discovery::register_json;
-use courier_cluster::net::{self, advertised};
+use courier_runtime::net::{self, advertised};
 use courier_cluster::{Backends, Discovery, LogicNode, ServiceKind};
 use courier_proto::logic::logic_server::LogicServer;
 use tokio::net::TcpListener;
@@ -26,7 +26,7 @@ use crate::config::LogicConfig;
 use crate::error::LogicError;
 use crate::grpc::LogicService;
 use crate::nodes::CometView;
-use crate::state::Shared;
+use crate::state::LogicState;
 
 /// How long in-flight requests may take to finish after shutdown.
 pub(crate) const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -35,7 +35,7 @@ const LIMITER_SWEEP: Duration = Duration::from_secs(60);
 
 /// A bound, not yet serving, logic.
 pub struct Logic {
-    shared: Arc<Shared>,
+    shared: Arc<LogicState>,
     discovery: Arc<dyn Discovery>,
     http: TcpListener,
     grpc: TcpListener,
@@ -66,21 +66,14 @@ impl Logic {
     /// Checks `config`, binds the HTTP and gRPC listeners and starts
     /// following the comets in discovery.
     pub async fn bind(config: LogicConfig, backends: Backends) -> Result<Logic, LogicError> {
-        if config.jwt_secret.is_empty() {
-            return Err(LogicError::Config(
-                "jwt_secret must be set (comets verify tokens with it)".into(),
-            ));
-        }
-        if config.id.is_empty() {
-            return Err(LogicError::Config("id must not be empty".into()));
-        }
+        config.validate().map_err(LogicError::Config)?;
         if config.api_key.is_empty() {
             tracing::warn!("api_key is empty: push and admin routes refuse every request");
         }
         let (http, http_addr) = listen("http", config.http_addr).await?;
         let (grpc, grpc_addr) = listen("grpc", config.grpc_addr).await?;
         let comets = CometView::follow(backends.discovery.as_ref()).await?;
-        let shared = Shared::new(config, &backends, comets);
+        let shared = LogicState::new(config, &backends, comets);
         Ok(Logic {
             shared,
             discovery: backends.discovery,
@@ -128,13 +121,13 @@ impl Logic {
         tracing::info!(id = %node.id, http = %http_addr, grpc = %grpc_addr, "logic serving");
 
         let stop = shutdown.child_token();
-        let health = shared.health.clone();
-        health.set_ready(true);
+        let readiness = shared.readiness.clone();
+        readiness.set_ready(true);
         tokio::spawn({
-            let (health, stop) = (health.clone(), stop.clone());
+            let (readiness, stop) = (readiness.clone(), stop.clone());
             async move {
                 stop.cancelled().await;
-                health.set_ready(false);
+                readiness.set_ready(false);
             }
         });
         if shared.auth_limiter.is_some() {
@@ -207,7 +200,7 @@ pub async fn serve(
 
 /// Drops rate-limit state of addresses that have been quiet, so the limiter
 /// holds only recently active IPs.
-async fn sweep_limiter(shared: Arc<Shared>, stop: CancellationToken) {
+async fn sweep_limiter(shared: Arc<LogicState>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(LIMITER_SWEEP);
     loop {
         tokio::select! {

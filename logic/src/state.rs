@@ -7,8 +7,9 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use courier_cluster::admin::Health;
-use courier_cluster::{Backends, Sessions, TokenKeys};
+use courier_runtime::admin::Readiness;
+use courier_cluster::{Backends, Sessions};
+use courier_runtime::TokenKeys;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::accounts::AccountService;
@@ -16,8 +17,8 @@ use crate::config::LogicConfig;
 use crate::nodes::CometView;
 use crate::publish::Publisher;
 
-/// Shared by the HTTP API and the gRPC service.
-pub(crate) struct Shared {
+/// What the HTTP API and the gRPC service share.
+pub(crate) struct LogicState {
     pub(crate) config: LogicConfig,
     pub(crate) sessions: Arc<dyn Sessions>,
     pub(crate) accounts: AccountService,
@@ -27,10 +28,10 @@ pub(crate) struct Shared {
     /// Register/login requests per client IP; `None` when disabled.
     pub(crate) auth_limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
     /// What `/readyz` answers: ready once registered, not once draining.
-    pub(crate) health: Health,
+    pub(crate) readiness: Readiness,
 }
 
-impl Shared {
+impl LogicState {
     /// Builds the shared state over `backends`.
     pub(crate) fn new(config: LogicConfig, backends: &Backends, comets: CometView) -> Arc<Self> {
         let auth_limiter = NonZeroU32::new(config.auth_rate_per_minute)
@@ -42,7 +43,7 @@ impl Shared {
             publisher: Publisher::new(backends.sessions.clone(), backends.queue.clone()),
             comets,
             auth_limiter,
-            health: Health::new(),
+            readiness: Readiness::new(),
             config,
         })
     }

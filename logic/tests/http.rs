@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use common::{envelopes_until_op, json, next_envelope, start, API_KEY, SECRET};
 use courier_cluster::discovery::register_json;
-use courier_cluster::{CometNode, NodeState, ServiceKind, Session, TokenKeys};
+use courier_cluster::{CometNode, NodeState, ServiceKind, Session};
+use courier_runtime::TokenKeys;
 use courier_proto::client::Target;
 use courier_proto::queue::envelope::Kind;
 use serde_json::json;

@@ -1,11 +1,15 @@
 //! Courier's wire contracts: the protobuf messages shared by every service,
-//! the gRPC services between them, and the sans-io frame codec clients and
-//! comets speak over TCP.
+//! the gRPC services between them, the sans-io frame codec clients and
+//! comets speak over TCP, the push frames spliced from encoded messages, and
+//! the rules for the names the protocol carries (uids, rooms, keys).
 //!
 //! Nothing here opens a socket: the codec turns bytes into frames and back,
 //! so it can be tested and fuzzed on its own.
 
 pub mod codec;
+pub mod names;
+pub mod push;
+pub mod splice;
 
 /// Client <-> comet frames (`client.proto`).
 pub mod client {
@@ -32,6 +36,7 @@ pub mod queue {
 }
 
 pub use codec::{encode_frame, CodecError, FrameCodec, DEFAULT_MAX_FRAME};
+pub use push::{encode_message, encode_push, MessageTooLarge, PUSH_OVERHEAD};
 
 /// Well-known `op` codes. Applications may use any other value.
 pub mod op {

@@ -69,7 +69,7 @@ impl Driver {
     }
 
     fn track_rooms(&self, request: &Body, reply: &Body) {
-        let mut state = self.shared.state.lock();
+        let mut state = self.shared.conn.lock();
         match (request, reply) {
             (Body::Join(j), Body::JoinReply(_)) if !state.rooms.contains(&j.room) => {
                 state.rooms.push(j.room.clone());
@@ -103,8 +103,8 @@ impl Driver {
     }
 }
 
-/// Kicks for being slow or idle are recoverable: reconnect and replay the
-/// inbox. Any other kick (login policy, an operator) is final.
+/// Kicks for being slow or idle are recoverable: reconnect. Any other kick
+/// (login policy, an operator) is final.
 fn is_transient_kick(reason: &str) -> bool {
     let reason = reason.to_ascii_lowercase();
     ["slow", "overflow", "idle", "queue full"]

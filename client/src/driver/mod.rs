@@ -31,7 +31,7 @@ use tracing::{debug, warn};
 mod frames;
 
 use crate::backoff::Backoff;
-use crate::client::{Ended, Shared};
+use crate::state::{ClientState, Ended};
 use crate::dedup::{RecentIds, DEFAULT_DEDUP_CAPACITY};
 use crate::session::{self, AuthRequest, Session};
 use crate::{ClientConfig, ClientError, CometAddr, Event, LoginReply};
@@ -78,7 +78,7 @@ enum SessionEnd {
 pub(crate) struct Driver {
     pub(crate) config: Arc<ClientConfig>,
     pub(crate) login: LoginFn,
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Arc<ClientState>,
     pub(crate) cmds: mpsc::Receiver<Command>,
     pub(crate) events: mpsc::Sender<Event>,
     pub(crate) cancel: CancellationToken,
@@ -100,7 +100,7 @@ impl Driver {
         config: Arc<ClientConfig>,
         login: LoginFn,
         login_reply: LoginReply,
-        shared: Arc<Shared>,
+        shared: Arc<ClientState>,
         cmds: mpsc::Receiver<Command>,
         events: mpsc::Sender<Event>,
         cancel: CancellationToken,
@@ -130,7 +130,7 @@ impl Driver {
 
     fn use_login(&mut self, reply: LoginReply) {
         self.token_expires_at = Instant::now() + Duration::from_secs(reply.expires_in);
-        self.shared.state.lock().token = reply.token.clone();
+        self.shared.conn.lock().token = reply.token.clone();
         self.login_reply = reply;
         self.token_refused = false;
     }
@@ -154,7 +154,7 @@ impl Driver {
         for comet in ordered {
             match self.open(comet).await {
                 Ok(session) => {
-                    let mut state = self.shared.state.lock();
+                    let mut state = self.shared.conn.lock();
                     state.key = Some(session.key.clone());
                     state.comet_id = Some(session.comet.id.clone());
                     return Ok(session);
@@ -184,11 +184,12 @@ impl Driver {
             id: self.next_id(),
             token: self.login_reply.token.clone(),
             last_seq: self.last_seq,
-            rooms: self.shared.state.lock().rooms.clone(),
+            rooms: self.shared.conn.lock().rooms.clone(),
             login_heartbeat_secs: self.login_reply.heartbeat_secs,
             max_frame: self.config.max_frame,
         };
-        tokio::time::timeout(self.config.request_timeout, session::open(comet, auth))
+        let open = session::open(&self.config.connector, comet, auth);
+        tokio::time::timeout(self.config.request_timeout, open)
             .await
             .map_err(|_| ClientError::Timeout)?
     }
@@ -198,7 +199,7 @@ impl Driver {
         loop {
             let end = self.serve(&mut session).await;
             {
-                let mut state = self.shared.state.lock();
+                let mut state = self.shared.conn.lock();
                 state.key = None;
                 state.comet_id = None;
             }
@@ -424,7 +425,7 @@ impl Driver {
 
     fn finish(mut self, ended: Ended) {
         // Set first, so a request refused by the closed channel reports why.
-        self.shared.state.lock().ended = Some(ended.clone());
+        self.shared.conn.lock().ended = Some(ended.clone());
         let err = || match &ended {
             Ended::Kicked(reason) => ClientError::Kicked(reason.clone()),
             Ended::Closed => ClientError::Closed,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::Result;
 
 pub mod memory;
+#[cfg(feature = "redis")]
 pub mod redis;
 
 /// A registered user.

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Result;
 
+#[cfg(feature = "etcd")]
 pub mod etcd;
 pub mod memory;
 

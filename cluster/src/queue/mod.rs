@@ -12,6 +12,7 @@ use bytes::Bytes;
 
 use crate::Result;
 
+#[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod memory;
 

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::Result;
 
 pub mod memory;
+#[cfg(feature = "redis")]
 pub mod redis;
 
 /// One connection of a user on a comet.

@@ -6,17 +6,16 @@
 //! one slow client delays nobody else. A refusal carries the frame to send
 //! before closing.
 
-use courier_proto::client::{frame::Body, Auth, ErrorCode, Frame, Message, Reconnect};
+use bytes::Bytes;
+use courier_proto::client::{frame::Body, Auth, ErrorCode, Frame, Reconnect};
 use courier_proto::logic::ConnectRequest;
+use courier_proto::names::check_uid;
 use courier_proto::{CodecError, FrameCodec};
 use futures::StreamExt;
 use tokio::io::AsyncRead;
 use tokio_util::codec::FramedRead;
 
 use crate::state::CometState;
-
-/// Longest accepted uid, in bytes.
-const MAX_UID_LEN: usize = 64;
 
 /// An authenticated client.
 #[derive(Debug)]
@@ -25,8 +24,8 @@ pub(crate) struct Authenticated {
     pub(crate) frame_id: u64,
     pub(crate) uid: String,
     pub(crate) rooms: Vec<String>,
-    /// Messages missed since `Auth.last_seq`, as logic returned them.
-    pub(crate) missed: Vec<Message>,
+    /// Encoded messages missed since `Auth.last_seq`, as logic returned them.
+    pub(crate) missed: Vec<Bytes>,
 }
 
 /// Why the handshake ended without a session, and what to tell the client.
@@ -104,7 +103,7 @@ pub(crate) async fn handshake<R: AsyncRead + Unpin>(
             ))
         }
     };
-    if uid.is_empty() || uid.len() > MAX_UID_LEN {
+    if check_uid(&uid).is_err() {
         return Err(Refusal::error(
             id,
             ErrorCode::Unauthenticated,

@@ -1,7 +1,8 @@
 //! One client connection, from the first byte to `CloseSession`.
 //!
-//! The handler is generic over `AsyncRead + AsyncWrite`, so TCP, WebSocket
-//! or TLS streams and the in-memory duplex of the tests run the same code.
+//! The handler is generic over `AsyncRead + AsyncWrite`: the TCP listener
+//! and the in-memory duplex of the tests run the same code, and any other
+//! byte stream could.
 //! It runs in the connection's own task: handshake first (under its own
 //! timeout), then a reader ([`session`]) in this task and a writer
 //! ([`writer`]) in another, joined by the connection's [`Outbox`]. Whatever
@@ -64,7 +65,11 @@ where
         }
     };
 
-    let (outbox, queue) = Outbox::new(key.clone(), config.outbound_queue, state.counters.clone());
+    let (outbox, queue) = Outbox::new(
+        key.clone(),
+        config.outbound_queue,
+        state.directory.counters.clone(),
+    );
     let writer = tokio::spawn(writer::run(
         write,
         queue,

@@ -14,7 +14,8 @@ use courier_proto::client::{
     LeaveReply, Reconnect,
 };
 use courier_proto::logic::{HeartbeatRequest, SendRequest};
-use courier_proto::{encode_frame, FrameCodec};
+use courier_proto::names::check_room;
+use courier_proto::{encode_frame, encode_push, FrameCodec};
 use futures::StreamExt;
 use governor::DefaultDirectRateLimiter;
 use tokio::io::AsyncRead;
@@ -26,8 +27,6 @@ use super::handshake::{bad_frame, Authenticated};
 use crate::limits::send_limiter;
 use crate::logic_client::{LogicError, LOGIC_TIMEOUT};
 use crate::outbox::Outbox;
-use crate::push_service::encode_push;
-use crate::rooms::check_room_name;
 use crate::state::CometState;
 
 /// `Send` frames one connection may have waiting on logic at once.
@@ -72,17 +71,17 @@ impl Session {
     /// Enters the key index, joins the rooms asked for at auth and queues `AuthReply` (then any
     /// missed messages).
     pub(crate) async fn start(&mut self, auth: Authenticated) {
-        self.state.registry.insert(self.outbox.clone());
+        self.state.directory.keys.insert(self.outbox.clone());
         let max_rooms = self.state.config.max_rooms;
         let mut joined = Vec::new();
         for room in auth.rooms {
             if joined.len() >= max_rooms {
                 break;
             }
-            if check_room_name(&room).is_err() || self.rooms.contains(&room) {
+            if check_room(&room).is_err() || self.rooms.contains(&room) {
                 continue;
             }
-            self.state.rooms.join(&room, &self.outbox);
+            self.state.directory.rooms.join(&room, &self.outbox);
             self.rooms.insert(room.clone());
             joined.push(room);
         }
@@ -101,12 +100,9 @@ impl Session {
             }),
         ));
         if !auth.missed.is_empty() {
-            match encode_push(auth.missed, self.state.config.max_frame) {
+            match encode_push(&auth.missed, self.state.config.max_frame) {
                 Ok(frames) => {
-                    let n = frames.len();
-                    if self.outbox.push_all(&frames) {
-                        self.state.counters.queued(n);
-                    }
+                    self.outbox.push_all(&frames);
                 }
                 Err(e) => {
                     tracing::warn!(key = %self.outbox.key(), error = %e, "dropping missed messages")
@@ -168,7 +164,7 @@ impl Session {
             Some(Body::Join(Join { room })) => self.join(id, room),
             Some(Body::Leave(Leave { room })) => self.leave(id, room),
             Some(Body::Send(send)) => self.send(id, send),
-            // Completed by the delivery issue (inbox acks and replay).
+            // There is no inbox yet, so nothing to record or replay.
             Some(Body::Ack(_)) | Some(Body::Sync(_)) => {}
             Some(Body::Auth(_)) => {
                 self.close_with_error(id, ErrorCode::Unexpected, "already authenticated");
@@ -197,39 +193,36 @@ impl Session {
     }
 
     fn join(&mut self, id: u64, room: String) {
-        if let Err(why) = check_room_name(&room) {
-            return self.error(id, ErrorCode::BadRequest, why);
+        if let Err(why) = check_room(&room) {
+            return self.error(id, ErrorCode::BadRequest, why.to_string());
         }
         if !self.rooms.contains(&room) {
             let max = self.state.config.max_rooms;
             if self.rooms.len() >= max {
                 return self.error(id, ErrorCode::TooManyRooms, format!("at most {max} rooms"));
             }
-            self.state.rooms.join(&room, &self.outbox);
+            self.state.directory.rooms.join(&room, &self.outbox);
             self.rooms.insert(room.clone());
         }
         // The reply waits (off the read loop) until logic knows this comet
         // holds the room, so a room push published after JoinReply arrives.
-        let changes_state = self.state.clone();
+        let directory = self.state.directory.clone();
         let outbox = self.outbox.clone();
-        let generation = self.state.rooms.changes().generation();
+        let generation = directory.rooms.changes().generation();
         self.state.tracker.spawn(async move {
-            let changes = changes_state.rooms.changes();
-            let acked = changes.wait_acknowledged(generation);
+            let acked = directory.rooms.changes().wait_acknowledged(generation);
             if tokio::time::timeout(LOGIC_TIMEOUT, acked).await.is_err() {
                 tracing::warn!(%room, "logic has not acknowledged the room yet; replying anyway");
             }
             let reply = Frame::new(id, Body::JoinReply(JoinReply { room }));
-            if outbox.push(encode_frame(&reply)) {
-                changes_state.counters.queued(1);
-            }
+            outbox.push(encode_frame(&reply));
         });
     }
 
     /// Waits, at most one logic timeout, until logic has acknowledged every
     /// room change recorded so far.
     async fn rooms_known_to_logic(&self) {
-        let changes = self.state.rooms.changes();
+        let changes = self.state.directory.rooms.changes();
         let acked = changes.wait_acknowledged(changes.generation());
         if tokio::time::timeout(LOGIC_TIMEOUT, acked).await.is_err() {
             tracing::warn!(key = %self.outbox.key(), "logic has not acknowledged the rooms yet");
@@ -237,11 +230,11 @@ impl Session {
     }
 
     fn leave(&mut self, id: u64, room: String) {
-        if let Err(why) = check_room_name(&room) {
-            return self.error(id, ErrorCode::BadRequest, why);
+        if let Err(why) = check_room(&room) {
+            return self.error(id, ErrorCode::BadRequest, why.to_string());
         }
         if self.rooms.remove(&room) {
-            self.state.rooms.leave(&room, self.outbox.key());
+            self.state.directory.rooms.leave(&room, self.outbox.key());
         }
         self.reply(&Frame::new(id, Body::LeaveReply(LeaveReply { room })));
     }
@@ -276,10 +269,10 @@ impl Session {
             key: self.outbox.key().to_string(),
             send: Some(send),
         };
-        let state = self.state.clone();
+        let logic = self.state.logic.clone();
         let outbox = self.outbox.clone();
         self.state.tracker.spawn(async move {
-            let frame = match state.logic.send(request).await {
+            let frame = match logic.send(request).await {
                 Ok(reply) => Frame::new(
                     id,
                     Body::SendReply(client::SendReply {
@@ -290,9 +283,7 @@ impl Session {
                 Err(e) => Frame::error(id, send_error_code(&e), e.client_message()),
             };
             drop(permit);
-            if outbox.push(encode_frame(&frame)) {
-                state.counters.queued(1);
-            }
+            outbox.push(encode_frame(&frame));
         });
     }
 
@@ -308,9 +299,9 @@ impl Session {
             uid: self.uid.to_string(),
             key: self.outbox.key().to_string(),
         };
-        let state = self.state.clone();
+        let logic = self.state.logic.clone();
         self.state.tracker.spawn(async move {
-            if let Err(e) = state.logic.heartbeat(request).await {
+            if let Err(e) = logic.heartbeat(request).await {
                 tracing::debug!(error = %e, "session heartbeat failed");
             }
             drop(permit);
@@ -325,9 +316,7 @@ impl Session {
     }
 
     fn reply(&self, frame: &Frame) {
-        if self.outbox.push(encode_frame(frame)) {
-            self.state.counters.queued(1);
-        }
+        self.outbox.push(encode_frame(frame));
     }
 
     fn error(&self, id: u64, code: ErrorCode, message: impl Into<String>) {
@@ -344,10 +333,11 @@ impl Session {
 /// however the connection task ends (even if it is cancelled).
 impl Drop for Session {
     fn drop(&mut self) {
+        let directory = &self.state.directory;
         for room in self.rooms.drain() {
-            self.state.rooms.leave(&room, self.outbox.key());
+            directory.rooms.leave(&room, self.outbox.key());
         }
-        self.state.registry.remove(self.outbox.key());
+        directory.keys.remove(self.outbox.key());
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use courier_cluster::{Claims, TokenKeys};
+use courier_runtime::{Claims, TokenKeys};
 use courier_proto::client::{frame::Body, Auth, ErrorCode, Heartbeat};
 
 use super::support::*;
@@ -109,7 +109,7 @@ async fn unreachable_logic_is_unavailable() {
     c.expect_error(ErrorCode::Unavailable).await;
     c.expect_closed().await;
     task.await.unwrap();
-    assert_eq!(state.registry.len(), 0);
+    assert_eq!(state.directory.keys.len(), 0);
 }
 
 #[tokio::test]

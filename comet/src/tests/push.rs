@@ -204,7 +204,7 @@ async fn a_client_that_never_reads_is_dropped_with_bounded_memory() {
     assert!(queued_to_slow >= queue, "queued {queued_to_slow}");
     assert!(queued_to_slow <= 2 * queue + 1, "queued {queued_to_slow}");
     slow_task.await.unwrap();
-    assert!(state.registry.get(&slow_auth.key).is_none());
+    assert!(state.directory.keys.get(&slow_auth.key).is_none());
 
     let stats = service
         .stats(Request::new(StatsRequest {}))

@@ -201,12 +201,12 @@ async fn a_disconnect_leaves_rooms_and_closes_the_session() {
     let state = h.state(h.config()).await;
     let (mut c, task) = duplex_client(&state, 4096);
     let auth = c.auth(&h.token("alice"), &["r"]).await;
-    assert_eq!(state.registry.len(), 1);
-    assert_eq!(state.rooms.len(), 1);
+    assert_eq!(state.directory.keys.len(), 1);
+    assert_eq!(state.directory.rooms.len(), 1);
     drop(c);
     task.await.unwrap();
-    assert_eq!(state.registry.len(), 0);
-    assert_eq!(state.rooms.len(), 0);
+    assert_eq!(state.directory.keys.len(), 0);
+    assert_eq!(state.directory.rooms.len(), 0);
     assert_eq!(h.logic.closed().await.key, auth.key);
 }
 

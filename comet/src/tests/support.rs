@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use courier_cluster::discovery::memory::MemoryDiscovery;
 use courier_cluster::discovery::register_json;
-use courier_cluster::{Discovery, LogicNode, Registration, ServiceKind, TokenKeys};
+use courier_cluster::{Discovery, LogicNode, Registration, ServiceKind};
+use courier_runtime::TokenKeys;
 use courier_proto::client::{frame::Body, Auth, AuthReply, ErrorCode, Frame, Message, Target};
 use courier_proto::comet::comet_client::CometClient;
 use courier_proto::logic::logic_server::{Logic, LogicServer};

@@ -4,12 +4,11 @@
 //! comet sees a lone `PushKeys` at once, a busy one gets batches as large as
 //! its backlog (up to the bounds below).
 
-use courier_proto::comet::{PushKeysBatchRequest, PushKeysRequest};
-use prost::Message as _;
+use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::rpc::Rpc;
-use super::{Push, WorkItem};
+use super::call::Call;
+use crate::push::{CometPush, WorkItem};
 use crate::ticket::Ticket;
 
 /// Most keys pushes sent in one `PushKeysBatch` (a comet takes up to 1024).
@@ -24,24 +23,21 @@ pub(super) const KEYS_BATCH_BYTES: usize = 1 << 20;
 pub(super) fn keys_run(
     rx: &mut mpsc::Receiver<WorkItem>,
     next: &mut Option<WorkItem>,
-    first: PushKeysRequest,
+    first: Bytes,
     ticket: Ticket,
-) -> (Rpc, Vec<Ticket>) {
-    let mut bytes = first.encoded_len();
-    let mut pushes = vec![first];
+) -> (Call, Vec<Ticket>) {
+    let mut bytes = first.len();
+    let mut entries = vec![first];
     let mut tickets = vec![ticket];
-    while pushes.len() < KEYS_BATCH_MAX && bytes < KEYS_BATCH_BYTES {
+    while entries.len() < KEYS_BATCH_MAX && bytes < KEYS_BATCH_BYTES {
         match rx.try_recv() {
             Ok(WorkItem {
-                push: Push::Keys { keys, message },
+                push: CometPush::Keys { keys, message },
                 ticket,
             }) => {
-                let push = PushKeysRequest {
-                    keys,
-                    messages: vec![message],
-                };
-                bytes += push.encoded_len();
-                pushes.push(push);
+                let entry = Call::keys_entry(keys, message);
+                bytes += entry.len();
+                entries.push(entry);
                 tickets.push(ticket);
             }
             Ok(other) => {
@@ -51,9 +47,5 @@ pub(super) fn keys_run(
             Err(_) => break,
         }
     }
-    let rpc = match <[PushKeysRequest; 1]>::try_from(pushes) {
-        Ok([only]) => Rpc::Keys(only),
-        Err(pushes) => Rpc::KeysBatch(PushKeysBatchRequest { pushes }),
-    };
-    (rpc, tickets)
+    (Call::keys(entries), tickets)
 }

@@ -15,7 +15,7 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 
 use super::error::ApiError;
-use crate::state::Shared;
+use crate::state::LogicState;
 
 /// The request carried the API key.
 pub(crate) struct ApiKey;
@@ -26,24 +26,24 @@ pub(crate) struct AdminReader;
 /// The client IP is within its register/login budget.
 pub(crate) struct AuthRate;
 
-impl FromRequestParts<Arc<Shared>> for ApiKey {
+impl FromRequestParts<Arc<LogicState>> for ApiKey {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        shared: &Arc<Shared>,
+        shared: &Arc<LogicState>,
     ) -> Result<Self, Self::Rejection> {
         require_bearer(parts, |token| is_api_key(shared, token), "invalid API key")?;
         Ok(Self)
     }
 }
 
-impl FromRequestParts<Arc<Shared>> for AdminReader {
+impl FromRequestParts<Arc<LogicState>> for AdminReader {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        shared: &Arc<Shared>,
+        shared: &Arc<LogicState>,
     ) -> Result<Self, Self::Rejection> {
         require_bearer(
             parts,
@@ -54,12 +54,12 @@ impl FromRequestParts<Arc<Shared>> for AdminReader {
     }
 }
 
-impl FromRequestParts<Arc<Shared>> for AuthRate {
+impl FromRequestParts<Arc<LogicState>> for AuthRate {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        shared: &Arc<Shared>,
+        shared: &Arc<LogicState>,
     ) -> Result<Self, Self::Rejection> {
         let Some(limiter) = &shared.auth_limiter else {
             return Ok(Self);
@@ -111,7 +111,7 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
         .ok_or_else(|| ApiError::unauthorized("Authorization must be `Bearer <token>`"))
 }
 
-fn is_api_key(shared: &Shared, token: &str) -> bool {
+fn is_api_key(shared: &LogicState, token: &str) -> bool {
     let key = shared.config.api_key.as_bytes();
     !key.is_empty() && constant_time_eq(key, token.as_bytes())
 }

@@ -1,9 +1,13 @@
 //! Request and reply bodies of the HTTP API, exactly as they appear on the
 //! wire. Request bodies refuse unknown fields, so a typo (`uid` for `uids`)
 //! is a 422 that names the field rather than a silently empty push.
+//!
+//! A push's `data` is kept as the JSON text it arrived as ([`RawValue`]):
+//! it is checked to be JSON and never parsed into a tree or written again.
 
 use courier_cluster::{CometNode, NodeState};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 /// `POST /users` and `POST /login`.
 #[derive(Debug, Deserialize)]
@@ -24,6 +28,8 @@ pub(crate) struct Registered {
 pub(crate) struct CometAddr {
     pub(crate) id: String,
     pub(crate) tcp: String,
+    /// The WebSocket address; omitted while comets serve none.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub(crate) ws: String,
 }
 
@@ -56,7 +62,7 @@ pub(crate) struct PushUsers {
     pub(crate) uids: Vec<String>,
     #[serde(default)]
     pub(crate) op: u32,
-    pub(crate) data: serde_json::Value,
+    pub(crate) data: Box<RawValue>,
 }
 
 /// `POST /push/keys`.
@@ -66,7 +72,7 @@ pub(crate) struct PushKeys {
     pub(crate) keys: Vec<String>,
     #[serde(default)]
     pub(crate) op: u32,
-    pub(crate) data: serde_json::Value,
+    pub(crate) data: Box<RawValue>,
 }
 
 /// `POST /push/rooms/{room}`.
@@ -75,7 +81,7 @@ pub(crate) struct PushKeys {
 pub(crate) struct PushRoom {
     #[serde(default)]
     pub(crate) op: u32,
-    pub(crate) data: serde_json::Value,
+    pub(crate) data: Box<RawValue>,
 }
 
 /// `POST /push/all`. `rate` is connections per second per comet, 0 = no limit.
@@ -84,7 +90,7 @@ pub(crate) struct PushRoom {
 pub(crate) struct PushAll {
     #[serde(default)]
     pub(crate) op: u32,
-    pub(crate) data: serde_json::Value,
+    pub(crate) data: Box<RawValue>,
     #[serde(default)]
     pub(crate) rate: u32,
 }
@@ -149,6 +155,8 @@ pub(crate) struct TopRooms {
 pub(crate) struct NodeInfo {
     pub(crate) id: String,
     pub(crate) tcp: String,
+    /// The WebSocket address; omitted while comets serve none.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub(crate) ws: String,
     pub(crate) weight: u32,
     pub(crate) connections: u32,

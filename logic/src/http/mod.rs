@@ -1,6 +1,6 @@
 //! The HTTP API under `/api/v1`, plus the operations endpoints every
 //! service serves: `/metrics`, `/healthz` and `/readyz` (the same handlers
-//! as comet's and job's admin listeners, from `courier_cluster::admin`).
+//! as comet's and job's admin listeners, from `courier_runtime::admin`).
 //!
 //! Handlers are thin: an extractor authenticates (or rate-limits), another
 //! parses the body into a DTO with the API's error shape, and the handler
@@ -15,10 +15,10 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use courier_cluster::admin;
+use courier_runtime::admin;
 use tower_http::trace::TraceLayer;
 
-use crate::state::Shared;
+use crate::state::LogicState;
 
 mod auth;
 mod dto;
@@ -31,7 +31,7 @@ mod users;
 pub(crate) use error::ApiError;
 
 /// The whole HTTP API over `shared`.
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
+pub(crate) fn router(shared: Arc<LogicState>) -> Router {
     let body_limit = shared.config.body_limit;
     let api = Router::new()
         .route("/users", post(users::register))
@@ -57,8 +57,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
-    admin::readiness(&shared.health)
+async fn readyz(State(shared): State<Arc<LogicState>>) -> Response {
+    admin::readiness_reply(&shared.readiness)
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {

@@ -10,7 +10,7 @@ use super::dto::{
 };
 use super::error::ApiError;
 use super::extract::{Path, Query};
-use crate::state::Shared;
+use crate::state::LogicState;
 
 /// Default and largest page of `GET /online/users`.
 const USERS_PAGE: usize = 100;
@@ -21,7 +21,7 @@ const MAX_TOP_ROOMS: usize = 1000;
 
 /// `GET /online`: cluster-wide counts.
 pub(crate) async fn online(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<LogicState>>,
     _: AdminReader,
 ) -> Result<axum::Json<OnlineReply>, ApiError> {
     let online = shared.sessions.online().await?;
@@ -38,7 +38,7 @@ pub(crate) async fn online(
 
 /// `GET /online/users?cursor=&limit=`: online uids, sorted, paged.
 pub(crate) async fn users(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<LogicState>>,
     _: AdminReader,
     Query(page): Query<UsersPage>,
 ) -> Result<axum::Json<OnlineUsers>, ApiError> {
@@ -54,7 +54,7 @@ pub(crate) async fn users(
 
 /// `GET /online/rooms/{room}`: connections in one room.
 pub(crate) async fn room(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<LogicState>>,
     _: AdminReader,
     Path(room): Path<String>,
 ) -> Result<axum::Json<RoomOnline>, ApiError> {
@@ -64,7 +64,7 @@ pub(crate) async fn room(
 
 /// `GET /online/rooms?top=N`: the busiest rooms.
 pub(crate) async fn top_rooms(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<LogicState>>,
     _: AdminReader,
     Query(query): Query<TopQuery>,
 ) -> Result<axum::Json<TopRooms>, ApiError> {
@@ -84,7 +84,7 @@ pub(crate) async fn top_rooms(
 
 /// `GET /nodes`: comets ranked for a new client.
 pub(crate) async fn nodes(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<LogicState>>,
     _: AdminReader,
 ) -> axum::Json<Vec<NodeInfo>> {
     axum::Json(shared.comets.ranked().iter().map(NodeInfo::from).collect())

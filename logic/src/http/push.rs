@@ -1,73 +1,72 @@
 //! `POST /push/*`: a backend sends a message to users, keys, a room or
-//! everyone. `data` is any JSON value; the message carries its JSON text.
-//! `202 {msg_id}` means every envelope was accepted by the queue.
+//! everyone. `data` is any JSON value; the message carries its JSON text as
+//! it arrived. `202 {msg_id}` means every envelope was accepted by the
+//! queue. Uids, keys and room names follow the protocol's rules
+//! ([`courier_proto::names`]), the same ones comets apply.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use bytes::Bytes;
+use courier_proto::names::{self, InvalidName};
+use serde_json::value::RawValue;
 
 use super::auth::ApiKey;
 use super::dto::{PushAll, PushKeys, PushRoom, PushUsers, Pushed};
 use super::error::ApiError;
 use super::extract::{Json, Path};
 use crate::publish::{Content, Recipients};
-use crate::state::Shared;
-
-/// Longest uid, in bytes.
-const MAX_UID: usize = 64;
-/// Longest connection key or room name, in bytes.
-const MAX_NAME: usize = 256;
+use crate::state::LogicState;
 
 type Accepted = (StatusCode, axum::Json<Pushed>);
 
 /// Pushes to every connection of each uid.
 pub(crate) async fn users(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<LogicState>>,
     _: ApiKey,
     Json(body): Json<PushUsers>,
 ) -> Result<Accepted, ApiError> {
-    check_list(&shared, "uids", &body.uids, MAX_UID)?;
-    let content = content(&shared, body.op, &body.data)?;
+    check_list(&shared, "uids", &body.uids, names::check_uid)?;
+    let content = content(&shared, body.op, body.data)?;
     publish(&shared, Recipients::Users(&body.uids), content).await
 }
 
 /// Pushes to these connection keys.
 pub(crate) async fn keys(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<LogicState>>,
     _: ApiKey,
     Json(body): Json<PushKeys>,
 ) -> Result<Accepted, ApiError> {
-    check_list(&shared, "keys", &body.keys, MAX_NAME)?;
-    let content = content(&shared, body.op, &body.data)?;
+    check_list(&shared, "keys", &body.keys, names::check_key)?;
+    let content = content(&shared, body.op, body.data)?;
     publish(&shared, Recipients::Keys(&body.keys), content).await
 }
 
 /// Pushes to every member of a room.
 pub(crate) async fn room(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<LogicState>>,
     _: ApiKey,
     Path(room): Path<String>,
     Json(body): Json<PushRoom>,
 ) -> Result<Accepted, ApiError> {
-    check_name("room", &room, MAX_NAME)?;
-    let content = content(&shared, body.op, &body.data)?;
+    names::check_room(&room).map_err(invalid_name)?;
+    let content = content(&shared, body.op, body.data)?;
     publish(&shared, Recipients::Room(&room), content).await
 }
 
 /// Pushes to everyone (best effort).
 pub(crate) async fn all(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<LogicState>>,
     _: ApiKey,
     Json(body): Json<PushAll>,
 ) -> Result<Accepted, ApiError> {
-    let content = content(&shared, body.op, &body.data)?;
+    let content = content(&shared, body.op, body.data)?;
     publish(&shared, Recipients::All { rate: body.rate }, content).await
 }
 
 async fn publish(
-    shared: &Shared,
+    shared: &LogicState,
     to: Recipients<'_>,
     content: Content,
 ) -> Result<Accepted, ApiError> {
@@ -81,9 +80,8 @@ async fn publish(
     ))
 }
 
-fn content(shared: &Shared, op: u32, data: &serde_json::Value) -> Result<Content, ApiError> {
-    // The value came from JSON, so writing it back cannot fail; map anyway.
-    let text = serde_json::to_vec(data).map_err(|e| ApiError::invalid(e.to_string()))?;
+fn content(shared: &LogicState, op: u32, data: Box<RawValue>) -> Result<Content, ApiError> {
+    let text: Box<str> = data.into();
     let max = shared.config.max_data;
     if text.len() > max {
         return Err(ApiError::new(
@@ -95,16 +93,16 @@ fn content(shared: &Shared, op: u32, data: &serde_json::Value) -> Result<Content
     Ok(Content {
         from: String::new(),
         op,
-        data: Bytes::from(text),
+        data: Bytes::from(String::from(text)),
         client_msg_id: None,
     })
 }
 
 fn check_list(
-    shared: &Shared,
+    shared: &LogicState,
     field: &str,
     items: &[String],
-    max_len: usize,
+    check: fn(&str) -> Result<(), InvalidName>,
 ) -> Result<(), ApiError> {
     let max = shared.config.max_recipients;
     if items.is_empty() {
@@ -118,14 +116,9 @@ fn check_list(
     }
     items
         .iter()
-        .try_for_each(|item| check_name(field, item, max_len))
+        .try_for_each(|item| check(item).map_err(|e| ApiError::invalid(format!("{field}: {e}"))))
 }
 
-fn check_name(field: &str, value: &str, max_len: usize) -> Result<(), ApiError> {
-    if value.is_empty() || value.len() > max_len {
-        return Err(ApiError::invalid(format!(
-            "each of {field} must be 1-{max_len} bytes"
-        )));
-    }
-    Ok(())
+fn invalid_name(e: InvalidName) -> ApiError {
+    ApiError::invalid(e.to_string())
 }

@@ -10,11 +10,11 @@ use super::auth::AuthRate;
 use super::dto::{CometAddr, Credentials, LoggedIn, Registered};
 use super::error::ApiError;
 use super::extract::Json;
-use crate::state::Shared;
+use crate::state::LogicState;
 
 /// Creates an account: `201 {uid}`, `409` if taken, `400` if invalid.
 pub(crate) async fn register(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<LogicState>>,
     _: AuthRate,
     Json(body): Json<Credentials>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -28,7 +28,7 @@ pub(crate) async fn register(
 
 /// Checks credentials and issues a token, with the comets to connect to.
 pub(crate) async fn login(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<LogicState>>,
     _: AuthRate,
     Json(body): Json<Credentials>,
 ) -> Result<axum::Json<LoggedIn>, ApiError> {

@@ -1,4 +1,4 @@
-//! Shared test harness: a real logic on 127.0.0.1:0 over fresh `memory://`
+//! LogicState test harness: a real logic on 127.0.0.1:0 over fresh `memory://`
 //! backends, and helpers to read what it published.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 

@@ -3,8 +3,8 @@
 //!
 //! A comet that refuses or times out connections is different from one that
 //! answers with an error: waiting for it helps nobody, because nothing it
-//! would deliver can reach a client meanwhile (they reconnect elsewhere and
-//! recover from their inbox). So after [`DOWN_AFTER`] consecutive attempts
+//! would deliver can reach a client meanwhile (they reconnect elsewhere;
+//! with no inbox yet, what they missed is lost). So after [`DOWN_AFTER`] consecutive attempts
 //! that could not even connect, its worker marks it down and skips what is
 //! queued for it at once, and a background probe (`Stats`, every
 //! [`PROBE_INTERVAL`]) brings it back up on its first answer.
@@ -48,13 +48,13 @@ pub(super) fn unreachable(status: &Status) -> bool {
 
 /// One comet's reachability, as its worker sees it.
 #[derive(Debug, Default)]
-pub(super) struct Health {
+pub(super) struct Reachability {
     /// Consecutive failed attempts that could not connect.
     streak: u32,
     down: bool,
 }
 
-impl Health {
+impl Reachability {
     /// Whether the comet is down: its pushes are skipped until a probe
     /// answers.
     pub(super) fn is_down(&self) -> bool {
@@ -87,7 +87,8 @@ impl Health {
 
 /// Calls `Stats` every [`PROBE_INTERVAL`] (each call bounded by `timeout`)
 /// until one succeeds.
-pub(super) fn probe(client: CometClient<Channel>, timeout: Duration) -> Probe {
+pub(super) fn probe(channel: Channel, timeout: Duration) -> Probe {
+    let client = CometClient::new(channel);
     Box::pin(async move {
         loop {
             tokio::time::sleep(PROBE_INTERVAL).await;
@@ -124,15 +125,15 @@ mod tests {
         let answered = Status::unavailable("comet warming up");
         assert!(!unreachable(&answered));
 
-        let mut health = Health::default();
-        assert!(!health.failed(&refused));
-        assert!(!health.failed(&refused));
-        assert!(!health.failed(&answered), "an answer breaks the streak");
-        assert!(!health.failed(&refused));
-        assert!(!health.failed(&refused));
-        assert!(health.failed(&refused));
-        assert!(health.is_down());
-        health.recovered();
-        assert!(!health.is_down());
+        let mut reachability = Reachability::default();
+        assert!(!reachability.failed(&refused));
+        assert!(!reachability.failed(&refused));
+        assert!(!reachability.failed(&answered), "an answer breaks the streak");
+        assert!(!reachability.failed(&refused));
+        assert!(!reachability.failed(&refused));
+        assert!(reachability.failed(&refused));
+        assert!(reachability.is_down());
+        reachability.recovered();
+        assert!(!reachability.is_down());
     }
 }

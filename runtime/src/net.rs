@@ -36,7 +36,7 @@ pub fn advertised(bound: SocketAddr, host: Option<&str>) -> String {
 /// Serde for an optional listener address in config files, where TOML has
 /// no `null`: an empty string (or `off`) means "not served", anything else
 /// must parse as a socket address. Use with
-/// `#[serde(with = "courier_cluster::net::optional_addr")]`.
+/// `#[serde(with = "courier_runtime::net::optional_addr")]`.
 pub mod optional_addr {
     use std::net::SocketAddr;
 

@@ -6,7 +6,7 @@
 use chrono::{Local, TimeZone};
 use courier_proto::client::{target::Kind, ErrorCode, Message};
 
-use crate::Event;
+use courier_client::Event;
 
 /// `HH:MM:SS` in local time; `??:??:??` for an impossible timestamp.
 pub fn clock(sent_at_ms: i64) -> String {

@@ -1,4 +1,6 @@
-//! `courier chat`: a terminal chat on top of the SDK.
+//! `courier chat`: a terminal chat on top of the client SDK (`courier-client`),
+//! kept out of the SDK so an application that embeds the SDK links no
+//! terminal UI.
 //!
 //! One loop owns the session: it prints events as they come and runs typed
 //! lines one at a time, in order (so `:join r` then `hi` says hi in `r`, and
@@ -6,6 +8,8 @@
 //! through one printer task: on a terminal that is the line editor's task,
 //! which prints above the prompt (see `terminal`); otherwise plain lines on
 //! stdout, flushed per line for scripts.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod command;
 pub mod render;
@@ -20,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 
 use self::command::{parse_line, Line, HELP};
 use self::render::{event_line, message_line, online_line, rooms_line, status};
-use crate::{register, Client, ClientConfig, ClientError, Event};
+use courier_client::{register, Client, ClientConfig, ClientError, Event};
 
 /// Arguments of `courier chat`.
 #[derive(Debug, Clone, clap::Args)]
@@ -119,7 +123,7 @@ impl Chat {
 
     async fn run(
         &mut self,
-        mut events: crate::Events,
+        mut events: courier_client::Events,
         mut lines: mpsc::Receiver<String>,
         prompts: Option<watch::Sender<String>>,
     ) -> anyhow::Result<()> {

@@ -5,15 +5,19 @@
 //! Comet and job serve them on a listener of their own ([`serve_admin`]),
 //! so a scrape or a probe never competes with clients or pushes; logic adds
 //! the same handlers to its HTTP API. Readiness is one shared flag
-//! ([`Health`]) the service flips: on once it is registered and serving, off
-//! the moment it starts draining, so a load balancer stops sending work
-//! before the listeners close. The metrics text comes from the recorder the
-//! binary installed ([`crate::telemetry::install_metrics`]); without one,
-//! `/metrics` says so with a 404 rather than serving an empty page that
+//! ([`Readiness`]) the service flips: on once it is registered and serving,
+//! off the moment it starts draining, so a load balancer stops sending work
+//! before the listeners close.
+//!
+//! The metrics text comes from the recorder the binary installed, which
+//! hands its renderer to [`render_metrics_with`]. A metrics recorder is
+//! process-wide (the `metrics` facade allows one), so its renderer is too:
+//! every service of one process (`courier up`) serves the same text. Without
+//! one, `/metrics` says so with a 404 rather than serving an empty page that
 //! looks healthy.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -24,22 +28,33 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::telemetry::metrics_handle;
-
 /// Content type of the Prometheus text exposition format.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// How long open admin requests may take to finish after shutdown.
 const ADMIN_GRACE: Duration = Duration::from_secs(2);
 
+/// Renders the process's metrics as Prometheus text.
+type Render = Box<dyn Fn() -> String + Send + Sync>;
+
+/// The renderer of the process's metrics recorder, once the binary set it.
+static RENDER: OnceLock<Render> = OnceLock::new();
+
+/// Makes `/metrics` answer with `render()`: called once by the binary after
+/// it installed its recorder. Returns `false` (and changes nothing) if a
+/// renderer was already set.
+pub fn render_metrics_with(render: impl Fn() -> String + Send + Sync + 'static) -> bool {
+    RENDER.set(Box::new(render)).is_ok()
+}
+
 /// A service's readiness, shared between the service and its probes.
 /// Cloning is cheap: every clone flips and reads the same flag.
 #[derive(Debug, Clone, Default)]
-pub struct Health {
+pub struct Readiness {
     ready: Arc<AtomicBool>,
 }
 
-impl Health {
+impl Readiness {
     /// A flag that starts not ready.
     pub fn new() -> Self {
         Self::default()
@@ -59,10 +74,8 @@ impl Health {
 /// `GET /metrics`: the installed recorder's Prometheus text, or 404 when
 /// this process installed none.
 pub async fn metrics() -> Response {
-    match metrics_handle() {
-        Some(handle) => {
-            ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], handle.render()).into_response()
-        }
+    match RENDER.get() {
+        Some(render) => ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], render()).into_response(),
         None => (
             StatusCode::NOT_FOUND,
             "no metrics recorder installed in this process\n",
@@ -76,36 +89,36 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// The `/readyz` answer for `health`: 200 `ready` or 503 `not ready`.
-pub fn readiness(health: &Health) -> Response {
-    if health.is_ready() {
+/// The `/readyz` answer for `readiness`: 200 `ready` or 503 `not ready`.
+pub fn readiness_reply(readiness: &Readiness) -> Response {
+    if readiness.is_ready() {
         (StatusCode::OK, "ready").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
     }
 }
 
-async fn readyz(State(health): State<Health>) -> Response {
-    readiness(&health)
+async fn readyz(State(readiness): State<Readiness>) -> Response {
+    readiness_reply(&readiness)
 }
 
-/// `/metrics`, `/healthz` and `/readyz` over `health`.
-pub fn admin_router(health: Health) -> Router {
+/// `/metrics`, `/healthz` and `/readyz` over `readiness`.
+pub fn admin_router(readiness: Readiness) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(health)
+        .with_state(readiness)
 }
 
 /// Serves [`admin_router`] on `listener` until `shutdown` fires, then lets
 /// open requests finish for at most a couple of seconds and returns.
 pub async fn serve_admin(
     listener: TcpListener,
-    health: Health,
+    readiness: Readiness,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let server = axum::serve(listener, admin_router(health))
+    let server = axum::serve(listener, admin_router(readiness))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let grace = async {
         shutdown.cancelled().await;
@@ -126,8 +139,8 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tower::ServiceExt;
 
-    async fn get(health: &Health, path: &str) -> (StatusCode, String) {
-        let response = admin_router(health.clone())
+    async fn get(readiness: &Readiness, path: &str) -> (StatusCode, String) {
+        let response = admin_router(readiness.clone())
             .oneshot(Request::get(path).body(Body::empty()).unwrap())
             .await
             .unwrap();
@@ -140,28 +153,28 @@ mod tests {
 
     #[tokio::test]
     async fn healthz_answers_even_when_not_ready() {
-        let health = Health::new();
+        let readiness = Readiness::new();
         assert_eq!(
-            get(&health, "/healthz").await,
+            get(&readiness, "/healthz").await,
             (StatusCode::OK, "ok".into())
         );
     }
 
     #[tokio::test]
     async fn readyz_follows_the_flag() {
-        let health = Health::new();
+        let readiness = Readiness::new();
         assert_eq!(
-            get(&health, "/readyz").await,
+            get(&readiness, "/readyz").await,
             (StatusCode::SERVICE_UNAVAILABLE, "not ready".into())
         );
-        health.clone().set_ready(true);
+        readiness.clone().set_ready(true);
         assert_eq!(
-            get(&health, "/readyz").await,
+            get(&readiness, "/readyz").await,
             (StatusCode::OK, "ready".into())
         );
-        health.set_ready(false);
+        readiness.set_ready(false);
         assert_eq!(
-            get(&health, "/readyz").await.0,
+            get(&readiness, "/readyz").await.0,
             StatusCode::SERVICE_UNAVAILABLE
         );
     }
@@ -169,7 +182,7 @@ mod tests {
     #[tokio::test]
     async fn metrics_is_404_without_a_recorder() {
         // Nothing in this test binary installs a recorder.
-        let (status, body) = get(&Health::new(), "/metrics").await;
+        let (status, body) = get(&Readiness::new(), "/metrics").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert!(body.contains("no metrics recorder"), "{body}");
     }
@@ -178,10 +191,10 @@ mod tests {
     async fn serve_admin_answers_over_tcp_and_stops_on_shutdown() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let health = Health::new();
-        health.set_ready(true);
+        let readiness = Readiness::new();
+        readiness.set_ready(true);
         let shutdown = CancellationToken::new();
-        let server = tokio::spawn(serve_admin(listener, health, shutdown.clone()));
+        let server = tokio::spawn(serve_admin(listener, readiness, shutdown.clone()));
 
         let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         tcp.write_all(b"GET /readyz HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")

@@ -55,7 +55,7 @@ impl TokenKeys {
 
     /// A token for `uid` valid for `ttl` from now.
     pub fn issue(&self, uid: &str, ttl: Duration) -> Result<String, TokenError> {
-        let now = (crate::now_ms() / 1000) as u64;
+        let now = jsonwebtoken::get_current_timestamp();
         self.sign(&Claims {
             sub: uid.to_owned(),
             iat: now,

@@ -42,7 +42,7 @@ mod session {
     use tokio_util::codec::Framed;
 
     use super::super::Chat;
-    use crate::{Client, ClientConfig, CometAddr, LoginReply};
+    use courier_client::{Client, ClientConfig, CometAddr, LoginReply};
 
     /// Answers every request; after a send to room `r`, pushes bob's reply there.
     /// Returns the sends and joins it saw, in order.
