@@ -37,19 +37,13 @@ async fn http(method: &str, url: String, body: Option<Value>) -> (u16, Value) {
 
 /// Polls logic's `path` until `pred` holds.
 async fn wait_until(cluster: &RealCluster, path: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let start = tokio::time::Instant::now();
-    loop {
+    let what = format!("GET {path} to satisfy the test");
+    courier_testkit::until_some(&what, SLOW_DEADLINE, || async {
         let (status, body) =
             http("GET", format!("{}/api/v1{path}", cluster.logic_url()), None).await;
-        if status == 200 && pred(&body) {
-            return body;
-        }
-        assert!(
-            start.elapsed() < SLOW_DEADLINE,
-            "GET {path} never satisfied: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (status == 200 && pred(&body)).then_some(body)
+    })
+    .await
 }
 
 fn node_ids(nodes: &Value) -> Vec<String> {
@@ -265,20 +259,13 @@ async fn logic_restart_keeps_sessions() {
     push_to(&cluster, "bob", "after restart").await;
     next_message_is(&mut bob_events, br#""after restart""#).await;
     // And comets found the new logic through etcd: upstream sends work.
-    let send = async {
-        loop {
-            match alice
-                .send_to_user("bob", op::CHAT, Bytes::from_static(b"via new logic"))
-                .await
-            {
-                Ok(_) => break,
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-    };
-    tokio::time::timeout(SLOW_DEADLINE, send)
-        .await
-        .expect("send via new logic");
+    courier_testkit::eventually_async("a send through the new logic", SLOW_DEADLINE, || async {
+        alice
+            .send_to_user("bob", op::CHAT, Bytes::from_static(b"via new logic"))
+            .await
+            .is_ok()
+    })
+    .await;
     next_message_is(&mut bob_events, b"via new logic").await;
     push_to(&cluster, "alice", "alice too").await;
     next_message_is(&mut alice_events, br#""alice too""#).await;

@@ -22,17 +22,17 @@ async fn get(url: &str) -> (u16, String) {
 
 /// Polls `base/readyz` until it answers 200, failing at `deadline`.
 async fn wait_ready(base: &str, deadline: Duration) {
-    let start = tokio::time::Instant::now();
-    loop {
+    let what = format!("{base} to become ready");
+    courier_testkit::eventually_async(&what, deadline, || async {
         let (status, body) = get(&format!("{base}/readyz")).await;
         if status == 200 {
             assert_eq!(body, "ready");
-            return;
+            return true;
         }
         assert_eq!((status, body.as_str()), (503, "not ready"));
-        assert!(start.elapsed() < deadline, "{base} never became ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        false
+    })
+    .await
 }
 
 fn admin_base(addr: Option<SocketAddr>) -> String {

@@ -5,10 +5,10 @@
 
 mod support;
 
-use courier_client::raw::RawConnection;
 use courier_client::Event;
 use courier_logic::LoginPolicy;
-use courier_proto::client::{frame::Body, Auth, ErrorCode, Frame};
+use courier_proto::client::{frame::Body, Auth, ErrorCode};
+use courier_testkit::FrameClient;
 use serde_json::json;
 use support::*;
 
@@ -61,25 +61,14 @@ async fn reject_new_refuses_a_second_device() {
         .post_public("/login", json!({"username": "alice", "password": PASSWORD}))
         .await;
     assert_eq!(status, 200);
-    let mut second = RawConnection::connect(system.comets[1].tcp).await.unwrap();
+    let mut second = FrameClient::connect(system.comets[1].tcp).await;
     let auth = Auth {
         token: login["token"].as_str().unwrap().to_owned(),
         ..Default::default()
     };
-    second.send(Frame::new(1, Body::Auth(auth))).await.unwrap();
-    let reply = second
-        .recv_timeout(DEADLINE)
-        .await
-        .unwrap()
-        .and_then(|f| f.body);
-    match reply {
-        Some(Body::Error(e)) => assert_eq!(e.code, ErrorCode::Rejected as i32, "{e:?}"),
-        other => panic!("expected a REJECTED error, got {other:?}"),
-    }
-    assert!(
-        second.recv_timeout(DEADLINE).await.unwrap().is_none(),
-        "socket closed"
-    );
+    second.send(1, Body::Auth(auth)).await;
+    second.expect_error(ErrorCode::Rejected).await;
+    second.expect_closed().await;
 
     // The first device is untouched.
     api.post(

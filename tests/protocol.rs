@@ -7,10 +7,10 @@ mod support;
 
 use std::time::Duration;
 
-use courier_runtime::{Claims, TokenKeys};
 use courier_proto::client::{frame::Body, Auth, ErrorCode, Frame, Heartbeat, Join};
 use courier_proto::comet::{comet_client::CometClient, StatsRequest};
 use courier_proto::FrameCodec;
+use courier_runtime::{Claims, TokenKeys};
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
 use support::*;

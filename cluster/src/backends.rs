@@ -35,7 +35,9 @@ fn scheme(url: &str) -> Result<&str> {
 fn not_built(url: &str, feature: &str) -> Error {
     Error::bad_url(
         url,
-        format!("this build has no `{feature}` backend (cargo feature `{feature}` of courier-cluster)"),
+        format!(
+            "this build has no `{feature}` backend (cargo feature `{feature}` of courier-cluster)"
+        ),
     )
 }
 

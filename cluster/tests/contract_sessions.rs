@@ -9,14 +9,13 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::time::Duration;
 
 use courier_cluster::sessions::memory::MemorySessions;
 use courier_cluster::sessions::redis::{RedisConn, RedisSessions};
 use courier_cluster::{CometReport, Online, Session, SessionOptions, Sessions};
 use courier_testkit::redis::{RedisCluster, RedisServer};
-use tokio::time::{sleep, Instant};
+use tokio::time::sleep;
 
 /// Short lifetimes so real-Redis expiry tests take seconds.
 fn opts() -> SessionOptions {
@@ -45,19 +44,6 @@ async fn sorted_sessions(s: &dyn Sessions, uid: &str) -> Vec<Session> {
     let mut v = s.user_sessions(uid).await.unwrap();
     v.sort_by(|a, b| a.key.cmp(&b.key));
     v
-}
-
-/// Polls `check` until it holds, failing after `within`.
-async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn add_lookup_remove(s: &dyn Sessions, _: SessionOptions) {
@@ -131,7 +117,7 @@ async fn sessions_expire_unless_renewed(s: &dyn Sessions, o: SessionOptions) {
     assert_eq!(s.key_session("k1").await.unwrap(), Some(alice.clone()));
     assert_eq!(s.online_users("", 10).await.unwrap().0, vec!["alice"]);
 
-    eventually("the session to expire", ttl * 3, || async {
+    courier_testkit::eventually_async("the session to expire", ttl * 3, || async {
         s.key_session("k1").await.unwrap().is_none()
             && s.user_sessions("alice").await.unwrap().is_empty()
     })
@@ -171,7 +157,7 @@ async fn room_comets(s: &dyn Sessions, o: SessionOptions) {
         .unwrap();
     sleep(ttl * 3 / 4).await;
     assert_eq!(s.room_comets("lobby").await.unwrap(), vec!["c3"]);
-    eventually("c3's registration to lapse", ttl * 3, || async {
+    courier_testkit::eventually_async("c3's registration to lapse", ttl * 3, || async {
         s.room_comets("lobby").await.unwrap().is_empty()
     })
     .await;
@@ -222,7 +208,7 @@ async fn online_counts(s: &dyn Sessions, o: SessionOptions) {
     );
 
     // Reports lapse without renewal.
-    eventually("the reports to lapse", o.comet_ttl * 3, || async {
+    courier_testkit::eventually_async("the reports to lapse", o.comet_ttl * 3, || async {
         s.online().await.unwrap().comets.is_empty()
     })
     .await;

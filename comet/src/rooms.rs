@@ -243,8 +243,15 @@ mod tests {
         assert_eq!(rooms.push("r", &[Bytes::from_static(b"x")], &counters), 1);
         assert_eq!(ra.try_recv().unwrap(), Bytes::from_static(b"x"));
         assert!(rb.try_recv().is_err());
-        assert_eq!(rooms.push("nobody", &[Bytes::from_static(b"x")], &counters), 0);
-        assert_eq!(counters.frames_queued(), 1, "counted once per member reached");
+        assert_eq!(
+            rooms.push("nobody", &[Bytes::from_static(b"x")], &counters),
+            0
+        );
+        assert_eq!(
+            counters.frames_queued(),
+            1,
+            "counted once per member reached"
+        );
     }
 
     #[test]

@@ -17,11 +17,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use courier_runtime::admin::{serve_admin, Readiness};
 use courier_cluster::discovery::register_json;
-use courier_runtime::net::{self, advertised};
 use courier_cluster::{CometNode, Discovery, NodeState, ServiceKind};
 use courier_proto::comet::comet_server::CometServer;
+use courier_runtime::admin::{serve_admin, Readiness};
+use courier_runtime::net::{self, advertised};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

@@ -27,9 +27,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::comets::Roster;
+use crate::push::{CometPush, WorkItem};
 use crate::ticket::{Done, Ticket};
 use crate::tracker::Tracker;
-use crate::push::{CometPush, WorkItem};
 use crate::JobError;
 
 /// Pause after a failed `next()` before trying again, doubling up to the max.

@@ -11,8 +11,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use courier_runtime::admin::{serve_admin, Readiness};
 use courier_cluster::ServiceKind;
+use courier_runtime::admin::{serve_admin, Readiness};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;

@@ -26,19 +26,17 @@ async fn probes_answer_while_the_job_runs_and_stop_with_it() {
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(job.run(shutdown.clone()));
 
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
+    courier_testkit::eventually_async("the job is ready", PATIENCE, || async {
         match get(admin, "/readyz").await.unwrap() {
-            (200, body) => {
-                assert_eq!(body, "ready");
-                break;
+            (200, body) => body == "ready",
+            (503, body) => {
+                assert_eq!(body, "not ready");
+                false
             }
-            (503, body) => assert_eq!(body, "not ready"),
             other => panic!("unexpected /readyz answer {other:?}"),
         }
-        assert!(tokio::time::Instant::now() < deadline, "never ready");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    })
+    .await;
     assert_eq!(get(admin, "/healthz").await.unwrap(), (200, "ok".into()));
     // This test binary installs no recorder.
     assert_eq!(get(admin, "/metrics").await.unwrap().0, 404);

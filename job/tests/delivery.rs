@@ -190,7 +190,7 @@ async fn first_redelivered(cluster: &Cluster, group: &str) -> String {
     .await
     .expect("nothing redelivered");
     match Envelope::decode(delivery.payload).unwrap().kind {
-        Some(Kind::Keys(k)) => k.message.unwrap().msg_id,
+        Some(Kind::Keys(k)) => courier_testkit::messages::ids(&[k.message]).remove(0),
         other => panic!("unexpected envelope {other:?}"),
     }
 }
@@ -343,7 +343,6 @@ async fn an_unreachable_comet_stalls_no_other_comet_and_its_pushes_are_committed
         ..config("unreachable")
     });
 
-    let started = tokio::time::Instant::now();
     let sent = numbered("live", 20);
     for (i, id) in sent.iter().enumerate() {
         cluster
@@ -351,13 +350,11 @@ async fn an_unreachable_comet_stalls_no_other_comet_and_its_pushes_are_committed
             .await;
         cluster.publish("u1", keys("live", &["k"], id)).await;
     }
+    // Were the dead comet retried until it answered (it never will: its
+    // registration stays), the consumer would block behind its full queue
+    // and this would time out.
     let calls = live.answered_until(|c| all_ids(c).len() >= 20).await;
     assert_eq!(all_ids(&calls), sent);
-    let took = started.elapsed();
-    assert!(
-        took < Duration::from_secs(3),
-        "the dead comet stalled delivery for {took:?}"
-    );
     job.stop().await;
 
     // Everything above was committed, the dead comet's pushes included.
@@ -391,35 +388,29 @@ async fn a_comet_reachable_again_gets_its_pushes_again() {
         .await;
     // Nothing tells the test when the job's probe reached it: push until a
     // push arrives.
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    for i in 0.. {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "`a` never got a push again"
-        );
-        cluster
-            .publish("u1", keys("a", &["k"], &format!("probe{i}")))
-            .await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        if !a.answered().is_empty() {
-            break;
+    let mut probes = 0;
+    courier_testkit::eventually_async("`a` gets a push again", PATIENCE, || {
+        probes += 1;
+        let probe = keys("a", &["k"], &format!("probe{probes}"));
+        let cluster = &cluster;
+        let a = &a;
+        async move {
+            cluster.publish("u1", probe).await;
+            !a.answered().is_empty()
         }
-    }
-    // Up again: every push is delivered, in order.
-    let before = all_ids(&a.answered()).len();
+    })
+    .await;
+    // Up again: every push is delivered, in order (probes still in flight
+    // may arrive around them).
     let after = numbered("after", 5);
     for id in &after {
         cluster.publish("u1", keys("a", &["k"], id)).await;
     }
+    let is_after = |id: &String| id.starts_with("after");
     let calls = a
-        .answered_until(|c| all_ids(c).len() >= before + after.len())
+        .answered_until(|c| all_ids(c).iter().filter(|id| is_after(id)).count() >= after.len())
         .await;
-    let ids = all_ids(&calls);
-    let tail: Vec<_> = ids
-        .iter()
-        .filter(|id| id.starts_with("after"))
-        .cloned()
-        .collect();
+    let tail: Vec<_> = all_ids(&calls).into_iter().filter(is_after).collect();
     assert_eq!(tail, after);
     job.stop().await;
 }

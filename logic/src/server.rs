@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use courier_cluster::discovery::register_json;
-use courier_runtime::net::{self, advertised};
 use courier_cluster::{Backends, Discovery, LogicNode, ServiceKind};
 use courier_proto::logic::logic_server::LogicServer;
+use courier_runtime::net::{self, advertised};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;

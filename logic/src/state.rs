@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use courier_runtime::admin::Readiness;
 use courier_cluster::{Backends, Sessions};
+use courier_runtime::admin::Readiness;
 use courier_runtime::TokenKeys;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{next_envelope, start, TestLogic};
+use common::{decoded, next_envelope, start, TestLogic};
 use courier_cluster::Session;
 use courier_logic::LoginPolicy;
 use courier_proto::client::{Send, Target};
@@ -176,7 +176,7 @@ async fn send_goes_through_the_publish_path() {
         (push.comet_id.as_str(), push.keys),
         ("c2", vec!["kb".to_owned()])
     );
-    let m = push.message.unwrap();
+    let m = decoded(&push.message);
     assert_eq!(m.msg_id, reply.msg_id);
     assert_eq!(m.from, "alice");
     assert_eq!(&m.data[..], b"hello bob");
@@ -216,7 +216,7 @@ async fn send_goes_through_the_publish_path() {
         panic!("{kind:?}")
     };
     assert_eq!(push.comet_ids, ["c2"]);
-    assert_eq!(push.message.unwrap().from, "alice");
+    assert_eq!(decoded(&push.message).from, "alice");
 
     for to in [Some(Target::key("kb")), Some(Target::all()), None] {
         let mut request = send_from_alice(Target::all(), "x", "");

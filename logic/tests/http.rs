@@ -3,14 +3,14 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{envelopes_until_op, json, next_envelope, start, API_KEY, SECRET};
+use common::{decoded, envelopes_until_op, json, next_envelope, start, API_KEY, SECRET};
 use courier_cluster::discovery::register_json;
 use courier_cluster::{CometNode, NodeState, ServiceKind, Session};
-use courier_runtime::TokenKeys;
 use courier_proto::client::Target;
 use courier_proto::queue::envelope::Kind;
+use courier_runtime::TokenKeys;
 use serde_json::json;
 
 async fn register(t: &common::TestLogic, user: &str, password: &str) -> (u16, serde_json::Value) {
@@ -136,15 +136,12 @@ async fn login_and_nodes_list_ranked_comets_from_discovery() {
     .unwrap();
 
     // The view follows discovery asynchronously: poll until it caught up.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let body = loop {
+    let body = courier_testkit::until_some("the comet view", courier_testkit::PATIENCE, || async {
         let (status, body) = login(&t, "alice", "secret-pw").await;
         assert_eq!(status, 200);
-        if body["comets"].as_array().unwrap().len() == 2 || Instant::now() > deadline {
-            break body;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        (body["comets"].as_array().unwrap().len() == 2).then_some(body)
+    })
+    .await;
     assert_eq!(
         body["comets"],
         json!([
@@ -349,7 +346,7 @@ async fn user_push_publishes_one_envelope_per_comet() {
         };
         assert_eq!(push.comet_id, comet);
         assert_eq!(push.keys, keys);
-        let m = push.message.as_ref().unwrap();
+        let m = &decoded(&push.message);
         assert_eq!(m.msg_id, msg_id);
         assert_eq!(m.op, 7);
         assert_eq!(m.from, "");
@@ -413,7 +410,7 @@ async fn room_push_targets_only_comets_holding_the_room() {
     };
     assert_eq!(push.room, "lobby");
     assert_eq!(push.comet_ids, ["c1", "c3"]);
-    let m = push.message.unwrap();
+    let m = decoded(&push.message);
     assert_eq!((m.op, m.to), (2, Some(Target::room("lobby"))));
     assert_eq!(&m.data[..], b"\"hello\"");
 
@@ -425,7 +422,7 @@ async fn room_push_targets_only_comets_holding_the_room() {
         panic!("{kind:?}")
     };
     assert_eq!(b.rate, 500);
-    assert_eq!(b.message.unwrap().to, Some(Target::all()));
+    assert_eq!(decoded(&b.message).to, Some(Target::all()));
 }
 
 #[tokio::test]

@@ -68,6 +68,7 @@ pub fn check_comet_id(id: &str) -> Result<(), InvalidName> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -79,7 +80,10 @@ mod tests {
             "room name is longer than 64 bytes"
         );
         assert!(check_room(&"x".repeat(64)).is_ok());
-        assert_eq!(check_room("a\u{0}b"), Err(InvalidName::Control("room name")));
+        assert_eq!(
+            check_room("a\u{0}b"),
+            Err(InvalidName::Control("room name"))
+        );
         assert!(check_uid("alice@example.com").is_ok());
         assert!(check_uid(&"u".repeat(65)).is_err());
         assert!(check_key(&"k".repeat(128)).is_ok());

@@ -154,7 +154,7 @@ mod tests {
     #[test]
     fn a_message_larger_than_a_frame_is_refused() {
         let big = encode_message(&message("big", 2000));
-        let err = encode_push(&[big.clone()], 1024).unwrap_err();
+        let err = encode_push(std::slice::from_ref(&big), 1024).unwrap_err();
         assert_eq!(err.len, big.len());
         assert!(encode_push(&[], 1024).unwrap().is_empty());
     }

@@ -1,9 +1,14 @@
-//! Test harness for Courier: starts the real servers the cluster backends talk
-//! to, each on a free loopback port with its own temp dir, and stops them when
-//! the returned guard is dropped.
+//! Courier's test kit, shared by every crate's tests so no helper is
+//! written twice:
 //!
-//! A missing server binary is a loud failure that says how to install it,
-//! never a skipped test.
+//! - the real servers the cluster backends talk to ([`redis`], [`etcd`],
+//!   [`kafka`]), each on a free loopback port with its own temp dir, stopped
+//!   when the returned guard is dropped. A missing server binary is a loud
+//!   failure that says how to install it, never a skipped test;
+//! - [`FrameClient`], the frame-level peer that speaks the client protocol;
+//! - message builders ([`messages`]);
+//! - bounded waiting ([`eventually`] and friends) and [`CallLog`], the
+//!   recorder fakes use so a test can await the calls it expects.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
@@ -115,9 +120,17 @@ pub async fn wait_for_port(
     }
 }
 
+pub mod calls;
 pub mod etcd;
+pub mod frames;
 pub mod kafka;
+pub mod messages;
 pub mod redis;
+pub mod wait;
+
+pub use calls::CallLog;
+pub use frames::FrameClient;
+pub use wait::{eventually, eventually_async, until_some, PATIENCE};
 
 /// `GET path` over a fresh connection with `Connection: close`: the status
 /// code (0 if the reply has none) and the body. Enough for probing admin

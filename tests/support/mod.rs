@@ -97,18 +97,12 @@ impl Api {
 
     /// Polls GET `path` until `pred` holds on the body, or fails at the deadline.
     pub async fn wait_for(&self, path: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let start = tokio::time::Instant::now();
-        loop {
+        let what = format!("GET {path} to satisfy the test");
+        courier_testkit::until_some(&what, DEADLINE, || async {
             let (status, body) = self.get(path).await;
-            if status == 200 && pred(&body) {
-                return body;
-            }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "GET {path} never satisfied: {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            (status == 200 && pred(&body)).then_some(body)
+        })
+        .await
     }
 }
 

@@ -31,9 +31,9 @@ use tracing::{debug, warn};
 mod frames;
 
 use crate::backoff::Backoff;
-use crate::state::{ClientState, Ended};
 use crate::dedup::{RecentIds, DEFAULT_DEDUP_CAPACITY};
 use crate::session::{self, AuthRequest, Session};
+use crate::state::{ClientState, Ended};
 use crate::{ClientConfig, ClientError, CometAddr, Event, LoginReply};
 
 /// How the driver logs in again (HTTP in production, a fixed reply in tests).

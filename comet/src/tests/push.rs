@@ -16,7 +16,7 @@ use crate::push_service::PushService;
 fn room_push(room: &str, id: &str) -> PushRoomRequest {
     PushRoomRequest {
         room: room.into(),
-        messages: vec![message(id, b"{}")],
+        messages: vec![encoded_with(id, b"{}")],
     }
 }
 
@@ -95,7 +95,7 @@ async fn push_keys_reaches_the_named_connections() {
     let reply = push
         .push_keys(PushKeysRequest {
             keys: vec![auth_a.key.clone(), auth_a.key.clone(), "nobody".into()],
-            messages: vec![message("k1", b"1"), message("k2", b"2")],
+            messages: vec![encoded_with("k1", b"1"), encoded_with("k2", b"2")],
         })
         .await
         .unwrap()
@@ -131,7 +131,7 @@ async fn broadcast_reaches_every_connection() {
     }
     let reply = push
         .broadcast(BroadcastRequest {
-            messages: vec![message("all-1", b"x")],
+            messages: vec![encoded_with("all-1", b"x")],
         })
         .await
         .unwrap()
@@ -175,7 +175,7 @@ async fn a_client_that_never_reads_is_dropped_with_bounded_memory() {
             ..h.config()
         })
         .await;
-    let service = PushService::new(state.clone());
+    let service = PushService::new(state.directory.clone(), state.id(), state.config.max_frame);
     // A 1 KiB pipe the client never drains.
     let (mut slow, slow_task) = duplex_client(&state, 1024);
     let slow_auth = slow.auth(&h.token("slow"), &["r"]).await;
@@ -188,7 +188,7 @@ async fn a_client_that_never_reads_is_dropped_with_bounded_memory() {
         let reply = service
             .push_keys(Request::new(PushKeysRequest {
                 keys: vec![slow_auth.key.clone()],
-                messages: vec![message(&i.to_string(), &payload)],
+                messages: vec![encoded_with(&i.to_string(), &payload)],
             }))
             .await
             .unwrap()
@@ -197,7 +197,6 @@ async fn a_client_that_never_reads_is_dropped_with_bounded_memory() {
             break;
         }
         queued_to_slow += 1;
-        tokio::task::yield_now().await;
     }
     // The queue holds `queue` frames and the writer at most one batch of as
     // many: nothing beyond that was ever accepted for this client.
@@ -215,21 +214,14 @@ async fn a_client_that_never_reads_is_dropped_with_bounded_memory() {
     assert_eq!(stats.connections, 1);
 
     // The other member of the room is unaffected.
-    let frame = courier_proto::client::Frame::new(
-        0,
-        Body::Push(courier_proto::client::Push {
-            messages: vec![message("after", b"")],
-        }),
-    );
-    let delivered = state
-        .rooms
-        .push("r", &[courier_proto::encode_frame(&frame)]);
+    let frames = courier_proto::encode_push(&[encoded_with("after", b"")], 1024).unwrap();
+    let delivered = state.directory.push_room("r", &frames);
     assert_eq!(delivered, 1);
     assert_eq!(push_ids(&fast.recv().await), vec!["after".to_owned()]);
 
     // Whatever the slow client reads now, the stream ends.
     let mut frames = 0;
-    while let Some(Ok(_)) = futures::StreamExt::next(&mut slow.framed).await {
+    while let Some(Ok(_)) = slow.try_next().await {
         frames += 1;
     }
     assert!(frames <= 2 * queue + 2);
@@ -270,7 +262,7 @@ async fn push_keys_batch_delivers_each_entry_in_order_or_rejects_the_whole_batch
     fn entry(keys: &[&str], id: &str, data: &[u8]) -> PushKeysRequest {
         PushKeysRequest {
             keys: keys.iter().map(|k| k.to_string()).collect(),
-            messages: vec![message(id, data)],
+            messages: vec![encoded_with(id, data)],
         }
     }
 
@@ -347,7 +339,7 @@ async fn a_batch_to_one_connection_shares_frames_instead_of_filling_its_outbox()
                 .iter()
                 .map(|id| PushKeysRequest {
                     keys: vec![auth.key.clone()],
-                    messages: vec![message(id, b"x")],
+                    messages: vec![encoded_with(id, b"x")],
                 })
                 .collect(),
         })

@@ -1,5 +1,6 @@
 //! Test harness: an in-test logic (our own gRPC service, faked), memory
-//! discovery, comets on 127.0.0.1:0 and a framed test client.
+//! discovery and comets on 127.0.0.1:0. Clients are the test kit's
+//! [`FrameClient`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,20 +9,17 @@ use std::time::Duration;
 use courier_cluster::discovery::memory::MemoryDiscovery;
 use courier_cluster::discovery::register_json;
 use courier_cluster::{Discovery, LogicNode, Registration, ServiceKind};
-use courier_runtime::TokenKeys;
-use courier_proto::client::{frame::Body, Auth, AuthReply, ErrorCode, Frame, Message, Target};
+use courier_proto::client::{AuthReply, Message, Target};
 use courier_proto::comet::comet_client::CometClient;
+use courier_proto::encode_message;
 use courier_proto::logic::logic_server::{Logic, LogicServer};
 use courier_proto::logic::*;
-use courier_proto::FrameCodec;
-use futures::{SinkExt, StreamExt};
-use parking_lot::Mutex;
-use tokio::io::{AsyncRead, AsyncWrite};
+use courier_runtime::TokenKeys;
+pub(crate) use courier_testkit::messages::{encoded_with, push_ids};
+pub(crate) use courier_testkit::{eventually, CallLog, FrameClient};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
-use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
@@ -31,8 +29,6 @@ use crate::state::CometState;
 use crate::{Comet, CometConfig, CometDeps, CometError};
 
 pub(crate) const SECRET: &str = "test-secret";
-/// Real-time bound on anything a test waits for.
-pub(crate) const WAIT: Duration = Duration::from_secs(5);
 
 /// One call logic received.
 #[derive(Debug, Clone)]
@@ -50,8 +46,7 @@ pub(crate) enum Call {
 /// whose data is `bad`.
 #[derive(Debug, Default)]
 pub(crate) struct FakeLogic {
-    calls: Mutex<Vec<Call>>,
-    notify: Notify,
+    calls: CallLog<Call>,
     /// While `true`, `CloseSession` is recorded but not answered, which
     /// holds a draining comet in its drain.
     closes_held: tokio::sync::watch::Sender<bool>,
@@ -59,40 +54,20 @@ pub(crate) struct FakeLogic {
 
 impl FakeLogic {
     fn record(&self, call: Call) {
-        self.calls.lock().push(call);
-        self.notify.notify_waiters();
+        self.calls.record(call);
     }
 
-    /// Waits (up to [`WAIT`]) until `found` finds something in the calls so
-    /// far; panics naming what was `expected` otherwise.
-    async fn wait_until<T>(&self, expected: &str, found: impl Fn(&[Call]) -> Option<T>) -> T {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let notified = self.notify.notified();
-            if let Some(found) = found(&self.calls.lock()) {
-                return found;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                panic!("logic never received {expected}: {:?}", self.calls.lock());
-            }
-        }
-    }
-
-    /// Waits (up to [`WAIT`]) for a call matching `f`.
+    /// Waits for a call matching `f`.
     pub(crate) async fn wait_for<T>(&self, f: impl Fn(&Call) -> Option<T>) -> T {
-        self.wait_until("the expected call", |calls| calls.iter().find_map(&f))
-            .await
+        self.calls.wait_for(f).await
     }
 
-    /// Waits (up to [`WAIT`]) until `n` calls match `f`.
+    /// Waits until `n` calls match `f`.
     pub(crate) async fn wait_count(&self, f: impl Fn(&Call) -> bool, n: usize) {
-        self.wait_until(&format!("{n} matching calls"), |calls| {
-            (calls.iter().filter(|c| f(c)).count() >= n).then_some(())
-        })
-        .await;
+        self.calls.wait_count(f, n).await
     }
 
-    /// Waits (up to [`WAIT`]) for the first `CloseSession` call.
+    /// Waits for the first `CloseSession` call.
     pub(crate) async fn closed(&self) -> DisconnectRequest {
         self.wait_for(|c| match c {
             Call::Close(r) => Some(r.clone()),
@@ -108,7 +83,7 @@ impl FakeLogic {
 
     /// Calls so far matching `f`.
     pub(crate) fn count(&self, f: impl Fn(&Call) -> bool) -> usize {
-        self.calls.lock().iter().filter(|c| f(c)).count()
+        self.calls.count(f)
     }
 }
 
@@ -124,12 +99,12 @@ impl Logic for FakeLogic {
             return Err(Status::failed_precondition("login policy refused"));
         }
         let missed = if req.last_seq > 0 {
-            vec![Message {
+            vec![encode_message(&Message {
                 msg_id: "missed-1".into(),
                 seq: req.last_seq + 1,
                 to: Some(Target::user(req.uid.clone())),
                 ..Default::default()
-            }]
+            })]
         } else {
             vec![]
         };
@@ -283,10 +258,10 @@ impl Harness {
 pub(crate) fn duplex_client(
     state: &Arc<CometState>,
     buffer: usize,
-) -> (Client<tokio::io::DuplexStream>, JoinHandle<()>) {
+) -> (FrameClient<tokio::io::DuplexStream>, JoinHandle<()>) {
     let (client, server) = tokio::io::duplex(buffer);
     let task = tokio::spawn(crate::connection::serve(server, None, state.clone()));
-    (Client::new(client), task)
+    (FrameClient::new(client), task)
 }
 
 pub(crate) struct RunningComet {
@@ -311,8 +286,8 @@ impl RunningComet {
         courier_testkit::http_get(addr, path).await
     }
 
-    pub(crate) async fn client(&self) -> Client<TcpStream> {
-        Client::new(TcpStream::connect(self.tcp).await.unwrap())
+    pub(crate) async fn client(&self) -> FrameClient<TcpStream> {
+        FrameClient::connect(self.tcp).await
     }
 
     /// A client authenticated as `uid` in `rooms`.
@@ -321,7 +296,7 @@ impl RunningComet {
         h: &Harness,
         uid: &str,
         rooms: &[&str],
-    ) -> (Client<TcpStream>, AuthReply) {
+    ) -> (FrameClient<TcpStream>, AuthReply) {
         let mut c = self.client().await;
         let reply = c.auth(&h.token(uid), rooms).await;
         (c, reply)
@@ -341,94 +316,5 @@ impl RunningComet {
             .await
             .expect("comet stops")
             .unwrap()
-    }
-}
-
-/// A client speaking the frame protocol.
-pub(crate) struct Client<S> {
-    pub(crate) framed: Framed<S, FrameCodec>,
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
-    pub(crate) fn new(stream: S) -> Self {
-        Self {
-            framed: Framed::new(stream, FrameCodec::default()),
-        }
-    }
-
-    pub(crate) async fn send(&mut self, id: u64, body: Body) {
-        self.framed.send(Frame::new(id, body)).await.unwrap();
-    }
-
-    /// The next frame; panics on EOF or after [`WAIT`].
-    pub(crate) async fn recv(&mut self) -> Frame {
-        match tokio::time::timeout(WAIT, self.framed.next()).await {
-            Ok(Some(Ok(frame))) => frame,
-            other => panic!("expected a frame, got {other:?}"),
-        }
-    }
-
-    /// The next frame, which must be an `Error` with `code`.
-    pub(crate) async fn expect_error(&mut self, code: ErrorCode) -> Frame {
-        let frame = self.recv().await;
-        match &frame.body {
-            Some(Body::Error(e)) if e.code == code as i32 => frame,
-            _ => panic!("expected error {code:?}, got {frame:?}"),
-        }
-    }
-
-    /// The connection must end (EOF or reset) with no further frame.
-    pub(crate) async fn expect_closed(&mut self) {
-        match tokio::time::timeout(WAIT, self.framed.next()).await {
-            Ok(None) | Ok(Some(Err(_))) => {}
-            other => panic!("expected the connection to close, got {other:?}"),
-        }
-    }
-
-    pub(crate) async fn auth(&mut self, token: &str, rooms: &[&str]) -> AuthReply {
-        self.send(
-            1,
-            Body::Auth(Auth {
-                token: token.into(),
-                last_seq: 0,
-                rooms: rooms.iter().map(|r| r.to_string()).collect(),
-            }),
-        )
-        .await;
-        let frame = self.recv().await;
-        assert_eq!(frame.id, 1, "AuthReply echoes the Auth frame id");
-        match frame.body {
-            Some(Body::AuthReply(reply)) => reply,
-            other => panic!("expected AuthReply, got {other:?}"),
-        }
-    }
-}
-
-/// A message for pushes.
-pub(crate) fn message(id: &str, data: &[u8]) -> Message {
-    Message {
-        msg_id: id.into(),
-        op: 1,
-        data: data.to_vec().into(),
-        ..Default::default()
-    }
-}
-
-/// The message ids of a `Push` frame.
-pub(crate) fn push_ids(frame: &Frame) -> Vec<String> {
-    match &frame.body {
-        Some(Body::Push(p)) => p.messages.iter().map(|m| m.msg_id.clone()).collect(),
-        other => panic!("expected Push, got {other:?}"),
-    }
-}
-
-/// Polls `f` until it holds, for up to [`WAIT`].
-pub(crate) async fn eventually(what: &str, f: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !f() {
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out waiting for: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

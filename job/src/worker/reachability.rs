@@ -128,7 +128,10 @@ mod tests {
         let mut reachability = Reachability::default();
         assert!(!reachability.failed(&refused));
         assert!(!reachability.failed(&refused));
-        assert!(!reachability.failed(&answered), "an answer breaks the streak");
+        assert!(
+            !reachability.failed(&answered),
+            "an answer breaks the streak"
+        );
         assert!(!reachability.failed(&refused));
         assert!(!reachability.failed(&refused));
         assert!(reachability.failed(&refused));

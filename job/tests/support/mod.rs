@@ -13,7 +13,6 @@ use courier_cluster::discovery::register_json;
 use courier_cluster::queue::memory::MemoryQueue;
 use courier_cluster::{CometNode, NodeState, Queue, Registration, ServiceKind};
 use courier_job::{JobConfig, JobDeps, JobError};
-use courier_proto::client::Message;
 use courier_proto::comet::comet_server::{Comet, CometServer};
 use courier_proto::comet::{
     BroadcastRequest, KickReply, KickRequest, PushKeysBatchRequest, PushKeysRequest, PushReply,
@@ -21,14 +20,14 @@ use courier_proto::comet::{
 };
 use courier_proto::queue::envelope::Kind;
 use courier_proto::queue::{BroadcastPush, Envelope, KeysPush, RoomPush};
+use courier_testkit::messages::{encoded, ids};
+use courier_testkit::CallLog;
+pub use courier_testkit::PATIENCE;
 use prost::Message as _;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
-
-/// How long a test waits for something that should happen.
-pub const PATIENCE: Duration = Duration::from_secs(10);
 
 /// One call a fake comet received, reduced to what tests compare.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,15 +67,11 @@ impl Call {
     }
 }
 
-fn ids(messages: &[Message]) -> Vec<String> {
-    messages.iter().map(|m| m.msg_id.clone()).collect()
-}
-
 struct FakeState {
     /// Every call as it arrives (including failed and blocked ones).
-    received: watch::Sender<Vec<Call>>,
+    received: CallLog<Call>,
     /// Calls answered with success.
-    answered: watch::Sender<Vec<Call>>,
+    answered: CallLog<Call>,
     /// This many calls fail with `Unavailable` first.
     fail_first: AtomicU32,
     /// If set, each call waits for one permit before answering.
@@ -104,7 +99,7 @@ pub struct FakeComet(Arc<FakeState>);
 
 impl FakeComet {
     async fn handle(&self, call: Call) -> Result<(), Status> {
-        self.0.received.send_modify(|v| v.push(call.clone()));
+        self.0.received.record(call.clone());
         let mut unfinished = Unfinished(Some(&self.0.abandoned));
         let fail = self
             .0
@@ -119,7 +114,7 @@ impl FakeComet {
             gate.acquire().await.unwrap().forget();
         }
         unfinished.0 = None;
-        self.0.answered.send_modify(|v| v.push(call));
+        self.0.answered.record(call);
         Ok(())
     }
 }
@@ -210,25 +205,23 @@ pub struct RunningComet {
 
 impl RunningComet {
     /// Waits until the answered calls satisfy `pred`, and returns them.
-    pub async fn answered_until(&self, pred: impl FnMut(&Vec<Call>) -> bool) -> Vec<Call> {
-        Self::until(&self.fake.0.answered, pred).await
+    pub async fn answered_until(&self, pred: impl Fn(&[Call]) -> bool) -> Vec<Call> {
+        let found = |calls: &[Call]| pred(calls).then(|| calls.to_vec());
+        self.fake
+            .0
+            .answered
+            .wait_until("answered calls", found)
+            .await
     }
 
     /// Waits until the received calls satisfy `pred`, and returns them.
-    pub async fn received_until(&self, pred: impl FnMut(&Vec<Call>) -> bool) -> Vec<Call> {
-        Self::until(&self.fake.0.received, pred).await
-    }
-
-    async fn until(
-        tx: &watch::Sender<Vec<Call>>,
-        pred: impl FnMut(&Vec<Call>) -> bool,
-    ) -> Vec<Call> {
-        let mut rx = tx.subscribe();
-        let calls = tokio::time::timeout(PATIENCE, rx.wait_for(pred))
+    pub async fn received_until(&self, pred: impl Fn(&[Call]) -> bool) -> Vec<Call> {
+        let found = |calls: &[Call]| pred(calls).then(|| calls.to_vec());
+        self.fake
+            .0
+            .received
+            .wait_until("received calls", found)
             .await
-            .expect("timed out waiting for the fake comet")
-            .expect("fake comet gone");
-        calls.clone()
     }
 
     /// Waits until the job has given up on `n` calls (cancelled them).
@@ -242,7 +235,7 @@ impl RunningComet {
 
     /// What was answered so far.
     pub fn answered(&self) -> Vec<Call> {
-        self.fake.0.answered.borrow().clone()
+        self.fake.0.answered.all()
     }
 
     /// Removes the comet from discovery (the server keeps running).
@@ -315,8 +308,8 @@ impl Cluster {
         register: bool,
     ) -> RunningComet {
         let fake = FakeComet(Arc::new(FakeState {
-            received: watch::Sender::new(Vec::new()),
-            answered: watch::Sender::new(Vec::new()),
+            received: CallLog::default(),
+            answered: CallLog::default(),
             fail_first: AtomicU32::new(behaviour.fail_first),
             gate: behaviour.gate,
             abandoned: watch::Sender::new(0),
@@ -391,20 +384,12 @@ pub fn config(group: &str) -> JobConfig {
     }
 }
 
-pub fn message(id: &str) -> Message {
-    Message {
-        msg_id: id.to_owned(),
-        data: bytes::Bytes::from_static(b"hello"),
-        ..Message::default()
-    }
-}
-
 pub fn keys(comet: &str, keys: &[&str], id: &str) -> Envelope {
     Envelope {
         kind: Some(Kind::Keys(KeysPush {
             comet_id: comet.to_owned(),
             keys: keys.iter().map(|k| k.to_string()).collect(),
-            message: Some(message(id)),
+            message: encoded(id),
         })),
     }
 }
@@ -414,7 +399,7 @@ pub fn room(room: &str, comets: &[&str], id: &str) -> Envelope {
         kind: Some(Kind::Room(RoomPush {
             room: room.to_owned(),
             comet_ids: comets.iter().map(|c| c.to_string()).collect(),
-            message: Some(message(id)),
+            message: encoded(id),
         })),
     }
 }
@@ -422,7 +407,7 @@ pub fn room(room: &str, comets: &[&str], id: &str) -> Envelope {
 pub fn broadcast(id: &str) -> Envelope {
     Envelope {
         kind: Some(Kind::Broadcast(BroadcastPush {
-            message: Some(message(id)),
+            message: encoded(id),
             rate: 0,
         })),
     }

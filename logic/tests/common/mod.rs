@@ -107,12 +107,17 @@ pub async fn next_envelope(consumer: &dyn Consumer) -> (Option<String>, envelope
     }
 }
 
+/// The message an envelope carries, decoded (the queue carries its bytes).
+pub fn decoded(message: &bytes::Bytes) -> courier_proto::client::Message {
+    prost::Message::decode(message.clone()).expect("an encoded Message")
+}
+
 /// The `op` of the message an envelope carries (kicks have none).
 pub fn op_of(kind: &envelope::Kind) -> Option<u32> {
     match kind {
-        envelope::Kind::Keys(k) => k.message.as_ref().map(|m| m.op),
-        envelope::Kind::Room(r) => r.message.as_ref().map(|m| m.op),
-        envelope::Kind::Broadcast(b) => b.message.as_ref().map(|m| m.op),
+        envelope::Kind::Keys(k) => Some(decoded(&k.message).op),
+        envelope::Kind::Room(r) => Some(decoded(&r.message).op),
+        envelope::Kind::Broadcast(b) => Some(decoded(&b.message).op),
         envelope::Kind::Kick(_) => None,
     }
 }
