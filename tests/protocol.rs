@@ -7,28 +7,21 @@ mod support;
 
 use std::time::Duration;
 
-use courier_proto::client::{frame::Body, Auth, ErrorCode, Frame, Heartbeat, Join};
+use courier_proto::client::{frame::Body, Auth, ErrorCode, Heartbeat, Join};
 use courier_proto::comet::{comet_client::CometClient, StatsRequest};
-use courier_proto::FrameCodec;
 use courier_runtime::{Claims, TokenKeys};
-use futures::{SinkExt, StreamExt};
+use courier_testkit::FrameClient;
 use serde_json::json;
 use support::*;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-use tokio_util::codec::Framed;
 
-type Conn = Framed<TcpStream, FrameCodec>;
+type Conn = FrameClient;
 
 /// Longer than any server timer under test (heartbeat x 3 = 90 s); only
 /// ever waited for on paused time.
 const VIRTUAL_DEADLINE: Duration = Duration::from_secs(600);
 
 async fn connect(system: &courier::System) -> Conn {
-    let stream = TcpStream::connect(system.comets[0].tcp)
-        .await
-        .expect("connect");
-    Framed::new(stream, FrameCodec::new(1 << 20))
+    FrameClient::connect(system.comets[0].tcp).await
 }
 
 async fn token(system: &courier::System, name: &str) -> String {
@@ -42,32 +35,9 @@ async fn token(system: &courier::System, name: &str) -> String {
     body["token"].as_str().unwrap().to_owned()
 }
 
-async fn recv(conn: &mut Conn) -> Option<Frame> {
-    recv_within(conn, DEADLINE).await
-}
-
-async fn recv_within(conn: &mut Conn, deadline: Duration) -> Option<Frame> {
-    tokio::time::timeout(deadline, conn.next())
-        .await
-        .expect("frame or close within the deadline")
-        .and_then(Result::ok)
-}
-
 /// Reads until the server closes the socket; returns the Error frames seen.
 async fn until_closed(conn: &mut Conn) -> Vec<i32> {
-    until_closed_within(conn, DEADLINE).await
-}
-
-/// Like `until_closed`, with a deadline longer than the server timer under
-/// test, for tests on paused (virtual) time.
-async fn until_closed_within(conn: &mut Conn, deadline: Duration) -> Vec<i32> {
-    let mut codes = Vec::new();
-    while let Some(frame) = recv_within(conn, deadline).await {
-        if let Some(Body::Error(e)) = frame.body {
-            codes.push(e.code);
-        }
-    }
-    codes
+    conn.errors_until_closed(DEADLINE).await
 }
 
 /// An `Auth` frame body presenting `token`.
@@ -82,15 +52,15 @@ fn auth(token: String) -> Body {
 /// server closes it; returns the Error codes seen.
 async fn first_frame_then_closed(system: &courier::System, body: Body) -> Vec<i32> {
     let mut conn = connect(system).await;
-    conn.send(Frame::new(1, body)).await.expect("send");
+    conn.send(1, body).await;
     until_closed(&mut conn).await
 }
 
 async fn authed(system: &courier::System, name: &str) -> Conn {
     let token = token(system, name).await;
     let mut conn = connect(system).await;
-    conn.send(Frame::new(1, auth(token))).await.expect("send");
-    match recv(&mut conn).await.and_then(|f| f.body) {
+    conn.send(1, auth(token)).await;
+    match conn.recv().await.body {
         Some(Body::AuthReply(r)) => assert_eq!(r.uid, name),
         other => panic!("expected AuthReply, got {other:?}"),
     }
@@ -101,10 +71,8 @@ async fn authed(system: &courier::System, name: &str) -> Conn {
 async fn heartbeat_is_answered_with_the_same_id() {
     let system = start(1).await;
     let mut conn = authed(&system, "alice").await;
-    conn.send(Frame::new(42, Body::Heartbeat(Heartbeat {})))
-        .await
-        .expect("send");
-    let reply = recv(&mut conn).await.expect("reply");
+    conn.send(42, Body::Heartbeat(Heartbeat {})).await;
+    let reply = conn.recv().await;
     assert_eq!(reply.id, 42);
     assert!(matches!(reply.body, Some(Body::HeartbeatReply(_))));
     system.stop().await;
@@ -116,7 +84,7 @@ async fn unauthenticated_socket_is_closed_after_the_handshake_timeout() {
     let mut conn = connect(&system).await;
     // Virtual time: the comet's 5 s handshake timer fires without waiting.
     tokio::time::pause();
-    let codes = until_closed_within(&mut conn, VIRTUAL_DEADLINE).await;
+    let codes = conn.errors_until_closed(VIRTUAL_DEADLINE).await;
     assert_eq!(codes, vec![ErrorCode::HandshakeTimeout as i32]);
 }
 
@@ -125,7 +93,7 @@ async fn silent_connection_is_closed_after_three_heartbeats() {
     let system = start(1).await;
     let mut conn = authed(&system, "alice").await;
     tokio::time::pause();
-    let codes = until_closed_within(&mut conn, VIRTUAL_DEADLINE).await;
+    let codes = conn.errors_until_closed(VIRTUAL_DEADLINE).await;
     assert_eq!(codes, vec![ErrorCode::Idle as i32]);
 }
 
@@ -161,16 +129,13 @@ async fn hostile_bytes_close_only_their_own_socket() {
 
     for bytes in [&[0x80u8, 0, 0, 0][..], &[0, 0, 0, 3, 0xff, 0xff, 0xff][..]] {
         let mut conn = authed(&system, "mallory").await;
-        conn.get_mut().write_all(bytes).await.expect("write");
+        conn.send_bytes(bytes).await;
         let codes = until_closed(&mut conn).await;
         assert_eq!(codes, vec![ErrorCode::BadFrame as i32]);
     }
     // Before auth too.
     let mut conn = connect(&system).await;
-    conn.get_mut()
-        .write_all(&[0x80, 0, 0, 0])
-        .await
-        .expect("write");
+    conn.send_bytes(&[0x80, 0, 0, 0]).await;
     assert_eq!(
         until_closed(&mut conn).await,
         vec![ErrorCode::BadFrame as i32]

@@ -32,14 +32,12 @@ mod session {
     use std::time::Duration;
 
     use courier_proto::client::{
-        frame::Body, AuthReply, Frame, HeartbeatReply, JoinReply, LeaveReply, Message, Push,
-        SendReply, Target,
+        frame::Body, AuthReply, HeartbeatReply, JoinReply, LeaveReply, Message, Push, SendReply,
+        Target,
     };
-    use courier_proto::FrameCodec;
-    use futures::{SinkExt, StreamExt};
+    use courier_testkit::FrameClient;
     use tokio::net::TcpListener;
     use tokio::sync::mpsc;
-    use tokio_util::codec::Framed;
 
     use super::super::Chat;
     use courier_client::{Client, ClientConfig, CometAddr, LoginReply};
@@ -48,9 +46,9 @@ mod session {
     /// Returns the sends and joins it saw, in order.
     async fn fake_comet(listener: TcpListener) -> Vec<String> {
         let (stream, _) = listener.accept().await.unwrap();
-        let mut conn = Framed::new(stream, FrameCodec::default());
+        let mut conn = FrameClient::new(stream);
         let mut seen = Vec::new();
-        while let Some(Ok(frame)) = conn.next().await {
+        while let Some(Ok(frame)) = conn.try_next().await {
             let reply = match frame.body {
                 Some(Body::Auth(auth)) => Body::AuthReply(AuthReply {
                     uid: "alice".into(),
@@ -88,7 +86,7 @@ mod session {
                         let push = Body::Push(Push {
                             messages: vec![msg],
                         });
-                        conn.send(Frame::new(0, push)).await.unwrap();
+                        conn.send(0, push).await;
                     }
                     Body::SendReply(SendReply {
                         msg_id: format!("m{}", seen.len()),
@@ -97,7 +95,7 @@ mod session {
                 }
                 _ => continue,
             };
-            conn.send(Frame::new(frame.id, reply)).await.unwrap();
+            conn.send(frame.id, reply).await;
         }
         seen
     }

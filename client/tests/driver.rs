@@ -150,15 +150,16 @@ fn login_reply(comets: Vec<CometAddr>) -> LoginReply {
     }
 }
 
+/// A chat message from bob.
 fn message(id: &str, seq: u64, to: Target, text: &str) -> Message {
     Message {
-        msg_id: id.into(),
         seq,
         from: "bob".into(),
         to: Some(to),
         op: courier_proto::op::CHAT,
         data: Bytes::from(text.to_owned()),
         sent_at_ms: 1_700_000_000_000,
+        ..courier_testkit::messages::message(id)
     }
 }
 
