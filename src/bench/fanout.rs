@@ -29,12 +29,11 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use self::pusher::{send_pushes, PushPlan, Sent};
-use self::report::{per_delivery_us, CometSummary, ConnectSummary, CpuSummary, FanoutReport};
+use self::report::{CometCpu, FanoutReport, Measured};
 use self::worker::{Command, Report, Worker};
 use super::dial::SourceSpread;
-use super::latency::Latency;
-use super::members::{Connected, Members, MembersPlan, Outcome};
-use super::proc_stat::{self, CpuTimes};
+use super::members::{Members, MembersPlan, Outcome};
+use super::proc_stat;
 
 /// Open files a process keeps for itself beyond its members' sockets.
 const SPARE_FILES: u64 = 128;
@@ -216,7 +215,6 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
             shares.len() - 1
         );
     }
-    let connected: u64 = connects.iter().map(|c| c.connected).sum();
 
     // Push phase.
     let comet_before: Vec<_> = args
@@ -291,14 +289,15 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
         }
     }
     let timed_out = !own_settled || outcomes.len() < expected_reports;
-    let comet_after: Vec<_> = args
+    let comet_cpu: Vec<CometCpu> = args
         .comet_pids
         .iter()
-        .map(|&pid| {
-            (
-                proc_stat::cpu_times(Some(pid)),
-                proc_stat::memory(Some(pid)),
-            )
+        .zip(comet_before)
+        .map(|(&pid, before)| CometCpu {
+            pid,
+            before,
+            after: proc_stat::cpu_times(Some(pid)),
+            memory: proc_stat::memory(Some(pid)),
         })
         .collect();
     let own_cpu_after = own_cpu();
@@ -308,25 +307,21 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
     }
 
     let sent = sent.unwrap_or_default();
-    let report = build_report(
-        &args,
-        Measured {
-            connects: &connects,
-            connected,
-            sent: &sent,
-            outcomes: &outcomes,
-            timed_out,
-            push_cpu: (own_cpu_after - own_cpu_before)
-                + (worker_cpu_at_done - worker_cpu_at_connect),
-            comets: args
-                .comet_pids
-                .iter()
-                .zip(comet_before)
-                .zip(comet_after)
-                .map(|((&pid, before), (after, memory))| (pid, before, after, memory))
-                .collect(),
-        },
-    );
+    let report = FanoutReport::new(Measured {
+        room: &args.room,
+        members: args.members,
+        procs: args.procs,
+        pushes: args.pushes,
+        rate: args.rate,
+        payload: args.payload,
+        source_ips: SourceSpread::new(args.per_source_ip).sources_used(args.members),
+        connects: &connects,
+        sent: &sent,
+        outcomes: &outcomes,
+        timed_out,
+        push_cpu: (own_cpu_after - own_cpu_before) + (worker_cpu_at_done - worker_cpu_at_connect),
+        comets: comet_cpu,
+    });
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -424,112 +419,6 @@ fn split(members: u64, procs: u32) -> Vec<(u64, u64)> {
 
 fn own_cpu() -> f64 {
     proc_stat::cpu_times(None).map_or(0.0, |t| t.own)
-}
-
-/// What the run measured, before it is summed up.
-struct Measured<'a> {
-    connects: &'a [Connected],
-    connected: u64,
-    sent: &'a Sent,
-    outcomes: &'a [Outcome],
-    timed_out: bool,
-    push_cpu: f64,
-    #[allow(clippy::type_complexity)]
-    comets: Vec<(
-        u32,
-        std::io::Result<CpuTimes>,
-        std::io::Result<CpuTimes>,
-        std::io::Result<proc_stat::Memory>,
-    )>,
-}
-
-fn build_report(args: &FanoutArgs, m: Measured<'_>) -> FanoutReport {
-    let mut latency = Latency::new();
-    let mut tally = super::members::Tally::default();
-    let (mut received, mut complete, mut last_delivery_us) = (0, 0, 0);
-    for o in m.outcomes {
-        latency.add_pairs(&o.latency);
-        tally.merge(&o.tally);
-        received += o.received;
-        complete += o.complete;
-        last_delivery_us = last_delivery_us.max(o.last_delivery_us);
-    }
-    let started = m.connects.iter().map(|c| c.started_us).min().unwrap_or(0);
-    let finished = m.connects.iter().map(|c| c.finished_us).max().unwrap_or(0);
-    let connect_secs = finished.saturating_sub(started) as f64 / 1e6;
-    let duration_secs = last_delivery_us.saturating_sub(m.sent.first_us) as f64 / 1e6;
-    let generator_total = proc_stat::cpu_times(None).map_or(0.0, |t| t.total());
-    FanoutReport {
-        room: args.room.clone(),
-        members: args.members,
-        connected: m.connected,
-        procs: args.procs,
-        pushes: args.pushes,
-        pushes_accepted: m.sent.accepted,
-        rate: args.rate,
-        send_rate: m
-            .sent
-            .send_rate(m.sent.accepted + m.sent.rejected.values().sum::<u64>()),
-        payload: args.payload,
-        deliveries_expected: m.connected * m.sent.accepted,
-        deliveries_received: received,
-        members_complete: complete,
-        duration_secs,
-        deliveries_per_sec: if duration_secs > 0.0 {
-            received as f64 / duration_secs
-        } else {
-            0.0
-        },
-        latency: (&latency).into(),
-        connect: ConnectSummary {
-            connections_per_sec: if connect_secs > 0.0 {
-                m.connected as f64 / connect_secs
-            } else {
-                0.0
-            },
-            secs: connect_secs,
-            refused_total: tally.refused.values().sum(),
-            refused: tally.refused.clone(),
-            failed_attempts: tally.failed_attempts.clone(),
-            gave_up: tally.gave_up,
-            source_ips: SourceSpread::new(args.per_source_ip).sources_used(args.members),
-        },
-        push_errors: m.sent.rejected.clone(),
-        closed_early: tally.closed.clone(),
-        bad_frames: tally.bad_frames,
-        unexpected_frames: tally.unexpected_frames,
-        unreadable_samples: tally.unreadable_samples,
-        timed_out: m.timed_out,
-        generator: CpuSummary {
-            cpu_secs: generator_total,
-            push_phase_cpu_secs: m.push_cpu,
-            cpu_per_delivery_us: per_delivery_us(m.push_cpu, received),
-        },
-        comets: m
-            .comets
-            .into_iter()
-            .map(
-                |(pid, before, after, memory)| match (before, after, memory) {
-                    (Ok(before), Ok(after), Ok(memory)) => {
-                        let cpu = after.own - before.own;
-                        CometSummary {
-                            pid,
-                            cpu_secs: cpu,
-                            cpu_per_delivery_us: per_delivery_us(cpu, received),
-                            rss_mib: memory.rss_kib as f64 / 1024.0,
-                            peak_rss_mib: memory.peak_kib as f64 / 1024.0,
-                            error: None,
-                        }
-                    }
-                    (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => CometSummary {
-                        pid,
-                        error: Some(format!("cannot read /proc/{pid}: {e}")),
-                        ..CometSummary::default()
-                    },
-                },
-            )
-            .collect(),
-    }
 }
 
 #[cfg(test)]

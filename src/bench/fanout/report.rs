@@ -3,10 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::io;
 
 use serde::Serialize;
 
+use super::pusher::Sent;
 use crate::bench::latency::Latency;
+use crate::bench::members::{Connected, Outcome, Tally};
+use crate::bench::proc_stat::{self, CpuTimes, Memory};
 
 /// Everything one run measured.
 #[derive(Debug, Default, Serialize)]
@@ -112,8 +116,125 @@ pub(crate) struct CometSummary {
     pub(crate) error: Option<String>,
 }
 
+/// What a run measured, before it is summed up.
+pub(crate) struct Measured<'a> {
+    pub(crate) room: &'a str,
+    pub(crate) members: u64,
+    pub(crate) procs: u32,
+    pub(crate) pushes: u64,
+    pub(crate) rate: u64,
+    pub(crate) payload: usize,
+    pub(crate) source_ips: u64,
+    /// Each process's connect phase.
+    pub(crate) connects: &'a [Connected],
+    pub(crate) sent: &'a Sent,
+    /// Each process's members, once stopped.
+    pub(crate) outcomes: &'a [Outcome],
+    pub(crate) timed_out: bool,
+    /// The generator's CPU seconds from the first push to the end.
+    pub(crate) push_cpu: f64,
+    pub(crate) comets: Vec<CometCpu>,
+}
+
+/// A comet's CPU before and after the push phase, and its memory after.
+pub(crate) struct CometCpu {
+    pub(crate) pid: u32,
+    pub(crate) before: io::Result<CpuTimes>,
+    pub(crate) after: io::Result<CpuTimes>,
+    pub(crate) memory: io::Result<Memory>,
+}
+
+impl FanoutReport {
+    /// Sums up what every process saw.
+    pub(crate) fn new(m: Measured<'_>) -> Self {
+        let mut latency = Latency::new();
+        let mut tally = Tally::default();
+        let (mut received, mut complete, mut last_delivery_us) = (0, 0, 0);
+        for o in m.outcomes {
+            latency.add_pairs(&o.latency);
+            tally.merge(&o.tally);
+            received += o.received;
+            complete += o.complete;
+            last_delivery_us = last_delivery_us.max(o.last_delivery_us);
+        }
+        let connected: u64 = m.connects.iter().map(|c| c.connected).sum();
+        let started = m.connects.iter().map(|c| c.started_us).min().unwrap_or(0);
+        let finished = m.connects.iter().map(|c| c.finished_us).max().unwrap_or(0);
+        let connect_secs = finished.saturating_sub(started) as f64 / 1e6;
+        let duration_secs = last_delivery_us.saturating_sub(m.sent.first_us) as f64 / 1e6;
+        let per_sec = |n: u64, secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+        let attempted = m.sent.accepted + m.sent.rejected.values().sum::<u64>();
+        Self {
+            room: m.room.to_owned(),
+            members: m.members,
+            connected,
+            procs: m.procs,
+            pushes: m.pushes,
+            pushes_accepted: m.sent.accepted,
+            rate: m.rate,
+            send_rate: m.sent.send_rate(attempted),
+            payload: m.payload,
+            deliveries_expected: connected * m.sent.accepted,
+            deliveries_received: received,
+            members_complete: complete,
+            duration_secs,
+            deliveries_per_sec: per_sec(received, duration_secs),
+            latency: (&latency).into(),
+            connect: ConnectSummary {
+                connections_per_sec: per_sec(connected, connect_secs),
+                secs: connect_secs,
+                refused_total: tally.refused.values().sum(),
+                refused: tally.refused.clone(),
+                failed_attempts: tally.failed_attempts.clone(),
+                gave_up: tally.gave_up,
+                source_ips: m.source_ips,
+            },
+            push_errors: m.sent.rejected.clone(),
+            closed_early: tally.closed.clone(),
+            bad_frames: tally.bad_frames,
+            unexpected_frames: tally.unexpected_frames,
+            unreadable_samples: tally.unreadable_samples,
+            timed_out: m.timed_out,
+            generator: CpuSummary {
+                // Workers have exited and been waited for by now.
+                cpu_secs: proc_stat::cpu_times(None).map_or(0.0, |t| t.total()),
+                push_phase_cpu_secs: m.push_cpu,
+                cpu_per_delivery_us: per_delivery_us(m.push_cpu, received),
+            },
+            comets: m
+                .comets
+                .into_iter()
+                .map(|c| CometSummary::new(c, received))
+                .collect(),
+        }
+    }
+}
+
+impl CometSummary {
+    fn new(c: CometCpu, deliveries: u64) -> Self {
+        match (c.before, c.after, c.memory) {
+            (Ok(before), Ok(after), Ok(memory)) => {
+                let cpu = after.own - before.own;
+                Self {
+                    pid: c.pid,
+                    cpu_secs: cpu,
+                    cpu_per_delivery_us: per_delivery_us(cpu, deliveries),
+                    rss_mib: memory.rss_kib as f64 / 1024.0,
+                    peak_rss_mib: memory.peak_kib as f64 / 1024.0,
+                    error: None,
+                }
+            }
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Self {
+                pid: c.pid,
+                error: Some(format!("cannot read /proc/{}: {e}", c.pid)),
+                ..Self::default()
+            },
+        }
+    }
+}
+
 /// CPU seconds per delivery in µs, `None` without deliveries.
-pub(crate) fn per_delivery_us(cpu_secs: f64, deliveries: u64) -> Option<f64> {
+fn per_delivery_us(cpu_secs: f64, deliveries: u64) -> Option<f64> {
     (deliveries > 0).then(|| cpu_secs * 1e6 / deliveries as f64)
 }
 
