@@ -63,6 +63,8 @@ enum Command {
 enum Bench {
     /// Push -> receipt latency through a running system (p50/p99).
     E2e(courier::bench::E2eArgs),
+    /// Room fan-out: many members in one room, room pushes, deliveries/s.
+    Fanout(courier::bench::FanoutArgs),
 }
 
 /// Loads the config, installs tracing and the metrics recorder that every
@@ -157,6 +159,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Chat(args) => courier_chat::run(args).await?,
         Command::Bench(Bench::E2e(args)) => courier::bench::e2e(args).await?,
+        Command::Bench(Bench::Fanout(args)) => courier::bench::fanout(args).await?,
     }
     Ok(())
 }
