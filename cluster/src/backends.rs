@@ -6,14 +6,16 @@
 use std::sync::Arc;
 
 use crate::config::ClusterConfig;
-use crate::{accounts, discovery, queue, sessions, Error, Result};
-use crate::{Accounts, Discovery, Queue, Sessions};
+use crate::{accounts, discovery, inbox, queue, sessions, Error, Result};
+use crate::{Accounts, Discovery, Inbox, Queue, Sessions};
 
 /// Every shared-state backend a service may need.
 #[derive(Clone)]
 pub struct Backends {
     pub sessions: Arc<dyn Sessions>,
     pub accounts: Arc<dyn Accounts>,
+    /// Users' inboxes and rooms' histories, in the session store.
+    pub inbox: Arc<dyn Inbox>,
     pub queue: Arc<dyn Queue>,
     pub discovery: Arc<dyn Discovery>,
 }
@@ -45,34 +47,47 @@ impl Backends {
     /// Connects every backend named in `config`. `memory://` backends are
     /// fresh and private to the returned value: clone it to share them.
     pub async fn connect(config: &ClusterConfig) -> Result<Self> {
-        let (sessions, accounts) = connect_sessions(config).await?;
+        let Stores {
+            sessions,
+            accounts,
+            inbox,
+        } = connect_stores(config).await?;
         Ok(Self {
             sessions,
             accounts,
+            inbox,
             queue: connect_queue(config).await?,
             discovery: connect_discovery(config).await?,
         })
     }
 }
 
-/// The session and account stores (they share one URL).
-pub async fn connect_sessions(
-    config: &ClusterConfig,
-) -> Result<(Arc<dyn Sessions>, Arc<dyn Accounts>)> {
+/// The stores behind the `sessions` URL.
+pub struct Stores {
+    pub sessions: Arc<dyn Sessions>,
+    pub accounts: Arc<dyn Accounts>,
+    pub inbox: Arc<dyn Inbox>,
+}
+
+/// The session, account and message stores (they share one URL).
+pub async fn connect_stores(config: &ClusterConfig) -> Result<Stores> {
     let url = &config.sessions;
     let opts = config.session_options();
+    let inbox_opts = config.inbox_options();
     match scheme(url)? {
-        "memory" => Ok((
-            Arc::new(sessions::memory::MemorySessions::new(opts)),
-            Arc::new(accounts::memory::MemoryAccounts::default()),
-        )),
+        "memory" => Ok(Stores {
+            sessions: Arc::new(sessions::memory::MemorySessions::new(opts)),
+            accounts: Arc::new(accounts::memory::MemoryAccounts::default()),
+            inbox: Arc::new(inbox::memory::MemoryInbox::new(inbox_opts)),
+        }),
         #[cfg(feature = "redis")]
         "redis" | "redis+cluster" => {
             let conn = sessions::redis::RedisConn::connect(url).await?;
-            Ok((
-                Arc::new(sessions::redis::RedisSessions::new(conn.clone(), opts)),
-                Arc::new(accounts::redis::RedisAccounts::new(conn)),
-            ))
+            Ok(Stores {
+                sessions: Arc::new(sessions::redis::RedisSessions::new(conn.clone(), opts)),
+                accounts: Arc::new(accounts::redis::RedisAccounts::new(conn.clone())),
+                inbox: Arc::new(inbox::redis::RedisInbox::new(conn, inbox_opts)),
+            })
         }
         #[cfg(not(feature = "redis"))]
         "redis" | "redis+cluster" => Err(not_built(url, "redis")),

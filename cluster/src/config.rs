@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::inbox::{InboxOptions, StreamLimits};
 use crate::sessions::SessionOptions;
 
 /// Where the cluster's shared state lives.
@@ -33,11 +34,26 @@ pub struct ClusterConfig {
     pub queue_partitions: u32,
     /// Extra librdkafka settings, e.g. `"linger.ms" = "1"`.
     pub kafka: BTreeMap<String, String>,
+    /// Messages one user's inbox keeps (the oldest go first).
+    pub inbox_max_messages: usize,
+    /// How long a stored message is kept; an inbox with no new message for
+    /// this long is forgotten.
+    #[serde(with = "humantime_serde")]
+    pub inbox_max_age: Duration,
+    /// Messages one room's history keeps.
+    pub room_history_max_messages: usize,
+    /// How long a room message is kept.
+    #[serde(with = "humantime_serde")]
+    pub room_history_max_age: Duration,
+    /// How long a `client_msg_id` or `Idempotency-Key` is remembered.
+    #[serde(with = "humantime_serde")]
+    pub idempotency_window: Duration,
 }
 
 impl Default for ClusterConfig {
     fn default() -> Self {
         let s = SessionOptions::default();
+        let i = InboxOptions::default();
         Self {
             sessions: "memory://".into(),
             queue: "memory://".into(),
@@ -47,11 +63,31 @@ impl Default for ClusterConfig {
             lease_ttl: Duration::from_secs(10),
             queue_partitions: 8,
             kafka: BTreeMap::new(),
+            inbox_max_messages: i.inbox.max_messages,
+            inbox_max_age: i.inbox.max_age,
+            room_history_max_messages: i.room.max_messages,
+            room_history_max_age: i.room.max_age,
+            idempotency_window: i.dedup_window,
         }
     }
 }
 
 impl ClusterConfig {
+    /// The message store's bounds this config sets.
+    pub fn inbox_options(&self) -> InboxOptions {
+        InboxOptions {
+            inbox: StreamLimits {
+                max_messages: self.inbox_max_messages.max(1),
+                max_age: self.inbox_max_age,
+            },
+            room: StreamLimits {
+                max_messages: self.room_history_max_messages.max(1),
+                max_age: self.room_history_max_age,
+            },
+            dedup_window: self.idempotency_window,
+        }
+    }
+
     /// The session-store lifetimes this config sets.
     pub fn session_options(&self) -> SessionOptions {
         SessionOptions {

@@ -10,6 +10,7 @@
 //! |---|---|---|---|
 //! | [`Sessions`] | `memory://` | `redis://host:port` (single or cluster) | `redis` |
 //! | [`Accounts`] | `memory://` | `redis://host:port` | `redis` |
+//! | [`Inbox`] | `memory://` | `redis://host:port` (the session store's URL) | `redis` |
 //! | [`Queue`] | `memory://` | `kafka://host:port/topic` | `kafka` |
 //! | [`Discovery`] | `memory://` | `etcd://host:port` | `etcd` |
 //!
@@ -20,6 +21,7 @@ pub mod backends;
 pub mod config;
 pub mod discovery;
 pub mod error;
+pub mod inbox;
 pub mod queue;
 pub mod sessions;
 
@@ -28,6 +30,7 @@ pub use backends::Backends;
 pub use config::ClusterConfig;
 pub use discovery::{CometNode, Discovery, LogicNode, NodeState, Registration, ServiceKind};
 pub use error::{Error, Result};
+pub use inbox::{Inbox, InboxOptions};
 pub use queue::{Consumer, ConsumerEvent, Delivery, Queue};
 pub use sessions::{CometReport, Online, Session, SessionOptions, Sessions};
 

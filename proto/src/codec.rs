@@ -153,6 +153,7 @@ mod tests {
                     token,
                     last_seq,
                     rooms,
+                    epoch: last_seq / 2,
                 })
             });
         let push = proptest::collection::vec(
@@ -176,6 +177,7 @@ mod tests {
                         op,
                         data: data.into(),
                         sent_at_ms: seq as i64,
+                        epoch: u64::from(op),
                     })
                     .collect(),
             })

@@ -36,7 +36,9 @@ pub mod queue {
 }
 
 pub use codec::{encode_frame, CodecError, FrameCodec, DEFAULT_MAX_FRAME};
-pub use push::{encode_message, encode_push, MessageTooLarge, PUSH_OVERHEAD};
+pub use push::{
+    encode_message, encode_push, encode_sync_reply, with_position, MessageTooLarge, PUSH_OVERHEAD,
+};
 
 /// Well-known `op` codes. Applications may use any other value.
 pub mod op {

@@ -12,13 +12,19 @@
 //! [`encode_push`] writes exactly that, copying each message's bytes once and
 //! decoding none, and splits a batch so no frame exceeds `max_frame`. The
 //! result is what prost would encode for the same `Frame` (a test checks it),
-//! so clients decode it as any other frame.
+//! so clients decode it as any other frame. [`encode_sync_reply`] does the
+//! same for a page of a stream (`SyncReply.messages` is field 3).
+//!
+//! A message's place in its stream (seq, epoch) is assigned after logic
+//! encoded it, when the store takes it: [`with_position`] appends the two
+//! fields to the encoded bytes (protobuf fields may come in any order, and a
+//! message encoded with seq 0 has neither), so nothing is encoded again.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use prost::encoding::{encode_varint, encoded_len_varint};
+use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
 use prost::Message as _;
 
-use crate::client::Message;
+use crate::client::{Message, SyncReply};
 use crate::splice::{put_repeated, repeated_len};
 
 /// The key of `Frame.push` (field 16, length-delimited), as a varint.
@@ -45,6 +51,69 @@ pub struct MessageTooLarge {
 /// Encodes a message for the queue, the comets and the inbox: once.
 pub fn encode_message(message: &Message) -> Bytes {
     Bytes::from(message.encode_to_vec())
+}
+
+/// The field numbers of `Message.seq` and `Message.epoch`.
+const SEQ_FIELD: u32 = 2;
+const EPOCH_FIELD: u32 = 8;
+/// The field numbers of `Frame.id`, `Frame.sync_reply` and `SyncReply.messages`.
+const FRAME_ID_FIELD: u32 = 1;
+const SYNC_REPLY_FIELD: u32 = 26;
+const SYNC_MESSAGES_FIELD: u32 = 3;
+
+/// `message` (encoded with seq and epoch unset) with its place in a stream:
+/// the same bytes with the `seq` and `epoch` fields appended.
+pub fn with_position(message: &[u8], seq: u64, epoch: u64) -> Bytes {
+    let mut out = BytesMut::with_capacity(message.len() + 2 * (1 + 10));
+    out.put_slice(message);
+    encode_key(SEQ_FIELD, WireType::Varint, &mut out);
+    encode_varint(seq, &mut out);
+    encode_key(EPOCH_FIELD, WireType::Varint, &mut out);
+    encode_varint(epoch, &mut out);
+    out.freeze()
+}
+
+/// A `SyncReply` frame (length prefix included) with frame id `id`: `reply`
+/// (its own `messages` left empty) followed by as many of the encoded
+/// `messages` as fit in `max_frame`, in order. Returns the frame and how
+/// many messages it carries; the client syncs again for the rest.
+pub fn encode_sync_reply(
+    id: u64,
+    reply: &SyncReply,
+    messages: &[Bytes],
+    max_frame: usize,
+) -> (Bytes, usize) {
+    let id_len = if id == 0 {
+        0
+    } else {
+        key_len(FRAME_ID_FIELD) + encoded_len_varint(id)
+    };
+    let frame_len = |reply_len: usize| {
+        id_len + key_len(SYNC_REPLY_FIELD) + encoded_len_varint(reply_len as u64) + reply_len
+    };
+    let base = reply.encoded_len();
+    let mut taken = 0;
+    let mut reply_len = base;
+    for message in messages {
+        let entry = repeated_len(SYNC_MESSAGES_FIELD, std::slice::from_ref(message));
+        if frame_len(reply_len + entry) > max_frame {
+            break;
+        }
+        reply_len += entry;
+        taken += 1;
+    }
+    let body = frame_len(reply_len);
+    let mut frame = BytesMut::with_capacity(LEN_PREFIX + body);
+    frame.put_u32(u32::try_from(body).unwrap_or(u32::MAX));
+    if id != 0 {
+        encode_key(FRAME_ID_FIELD, WireType::Varint, &mut frame);
+        encode_varint(id, &mut frame);
+    }
+    encode_key(SYNC_REPLY_FIELD, WireType::LengthDelimited, &mut frame);
+    encode_varint(reply_len as u64, &mut frame);
+    reply.encode_raw(&mut frame);
+    put_repeated(&mut frame, SYNC_MESSAGES_FIELD, &messages[..taken]);
+    (frame.freeze(), taken)
 }
 
 /// What one entry of `Push.messages` costs: key, length and bytes.
@@ -149,6 +218,70 @@ mod tests {
         assert!(frames.iter().all(|f| f.len() - LEN_PREFIX <= max));
         let want: Vec<String> = (0..10).map(|i| i.to_string()).collect();
         assert_eq!(decode_ids(&frames, max), want);
+    }
+
+    #[test]
+    fn a_position_is_appended_not_encoded_again() {
+        let plain = message("a", 5);
+        let plain = Message { seq: 0, ..plain };
+        let stamped = with_position(&encode_message(&plain), 7, 42);
+        let back = Message::decode(stamped).unwrap();
+        assert_eq!((back.seq, back.epoch), (7, 42));
+        assert_eq!(
+            Message {
+                seq: 0,
+                epoch: 0,
+                ..back
+            },
+            plain
+        );
+    }
+
+    #[test]
+    fn a_spliced_sync_reply_is_what_prost_encodes_and_fits() {
+        use crate::client::StreamHead;
+        let messages: Vec<Message> = (0..5).map(|i| message(&i.to_string(), 300)).collect();
+        let encoded: Vec<Bytes> = messages.iter().map(encode_message).collect();
+        let reply = SyncReply {
+            room: "r".into(),
+            head: Some(StreamHead {
+                epoch: 9,
+                last_seq: 10,
+                first_seq: 1,
+            }),
+            messages: vec![],
+            gap: true,
+            reset: false,
+        };
+        let (frame, taken) = encode_sync_reply(12, &reply, &encoded, 64 * 1024);
+        assert_eq!(taken, 5);
+        let full = SyncReply {
+            messages: messages.clone(),
+            ..reply.clone()
+        };
+        // The messages come after `gap` here (prost writes fields in number
+        // order): the same frame to any decoder, and the same length.
+        let expected = encode_frame(&Frame::new(12, Body::SyncReply(full)));
+        assert_eq!(frame.len(), expected.len());
+        let mut codec = FrameCodec::default();
+        let decode = |b: &Bytes, codec: &mut FrameCodec| {
+            codec.decode(&mut BytesMut::from(&b[..])).unwrap().unwrap()
+        };
+        assert_eq!(decode(&frame, &mut codec), decode(&expected, &mut codec));
+
+        let (small, taken) = encode_sync_reply(0, &reply, &encoded, 1024);
+        assert!(taken < 5 && taken > 0, "{taken}");
+        assert!(small.len() - LEN_PREFIX <= 1024);
+        let mut buf = BytesMut::from(&small[..]);
+        let Some(Body::SyncReply(got)) = FrameCodec::new(1024)
+            .decode(&mut buf)
+            .unwrap()
+            .unwrap()
+            .body
+        else {
+            panic!("not a sync reply")
+        };
+        assert_eq!(got.messages, messages[..taken].to_vec());
     }
 
     #[test]

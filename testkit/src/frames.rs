@@ -133,8 +133,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FrameClient<S> {
             1,
             Body::Auth(Auth {
                 token: token.into(),
-                last_seq: 0,
                 rooms: rooms.iter().map(|r| r.to_string()).collect(),
+                ..Auth::default()
             }),
         )
         .await;
