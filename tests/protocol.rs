@@ -115,7 +115,10 @@ async fn forged_or_expired_tokens_are_refused() {
         assert_eq!(codes, vec![ErrorCode::Unauthenticated as i32]);
     }
     // A first frame that is not Auth is refused the same way.
-    let join = Body::Join(Join { room: "x".into() });
+    let join = Body::Join(Join {
+        room: "x".into(),
+        ..Join::default()
+    });
     let codes = first_frame_then_closed(&system, join).await;
     assert_eq!(codes, vec![ErrorCode::Unauthenticated as i32]);
     system.stop().await;

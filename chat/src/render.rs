@@ -58,6 +58,37 @@ pub fn event_line(event: &Event, username: &str, first: bool) -> Option<String> 
         }
         Event::Disconnected { reason } => status(format!("disconnected: {reason}")),
         Event::Kicked { reason } => status(format!("kicked: {reason}")),
+        Event::Missed { room, count } => {
+            let plural = if *count == 1 { "" } else { "s" };
+            match room {
+                None => status(format!("{count} message{plural} while you were away")),
+                Some(r) => status(format!(
+                    "{count} message{plural} in #{r} while you were away"
+                )),
+            }
+        }
+        Event::Gap {
+            room,
+            from_seq,
+            to_seq,
+        } => {
+            let n = to_seq.saturating_sub(*from_seq) + 1;
+            let plural = if n == 1 { "" } else { "s" };
+            match room {
+                None => status(format!(
+                    "{n} older message{plural} expired before you read them"
+                )),
+                Some(r) => status(format!(
+                    "{n} older message{plural} of #{r} expired before you read them"
+                )),
+            }
+        }
+        Event::Reset { room, .. } => match room {
+            None => status("the server lost your message history; it starts again"),
+            Some(r) => status(format!(
+                "the server lost the history of #{r}; it starts again"
+            )),
+        },
         Event::Error { code, message } => {
             let name = ErrorCode::try_from(*code)
                 .map(|c| {
@@ -115,6 +146,7 @@ mod tests {
         Message {
             msg_id: "m1".into(),
             seq: 0,
+            epoch: 0,
             from: from.into(),
             to: Some(to),
             op,

@@ -55,8 +55,9 @@ mod session {
                     key: "k1".into(),
                     heartbeat_secs: 30,
                     rooms: auth.rooms,
+                    ..AuthReply::default()
                 }),
-                Some(Body::Heartbeat(_)) => Body::HeartbeatReply(HeartbeatReply {}),
+                Some(Body::Heartbeat(_)) => Body::HeartbeatReply(HeartbeatReply::default()),
                 Some(Body::Join(j)) => {
                     seen.push(format!("join {}", j.room));
                     Body::JoinReply(JoinReply { room: j.room })
@@ -91,6 +92,7 @@ mod session {
                     Body::SendReply(SendReply {
                         msg_id: format!("m{}", seen.len()),
                         seq: 0,
+                        epoch: 0,
                     })
                 }
                 _ => continue,

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use courier_proto::client::{frame::Body, Join, Leave, Send, SendReply, Target};
+use courier_proto::client::{frame::Body, Join, Leave, Message, Send, SendReply, Sync, Target};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -15,7 +15,11 @@ use crate::driver::{Command, Driver, LoginFn};
 use crate::events::EVENTS_CAPACITY;
 use crate::http::LogicApi;
 use crate::state::{ClientState, ConnState, Ended};
+use crate::streams::Position;
 use crate::{ClientConfig, ClientError, Event, Events, LoginReply};
+
+/// Messages read to find the newest when a stream's position is unknown.
+const HISTORY_SCAN: u32 = 500;
 
 /// Requests queued towards the driver at most.
 const COMMANDS_CAPACITY: usize = 1024;
@@ -188,7 +192,11 @@ impl Client {
 
     /// Joins `room`; it is re-joined on every reconnect until left.
     pub async fn join(&self, room: &str) -> Result<(), ClientError> {
-        match self.request(Body::Join(Join { room: room.into() })).await? {
+        let join = Join {
+            room: room.into(),
+            ..Join::default()
+        };
+        match self.request(Body::Join(join)).await? {
             Body::JoinReply(_) => Ok(()),
             other => Err(unexpected("JoinReply", &other)),
         }
@@ -202,6 +210,52 @@ impl Client {
         {
             Body::LeaveReply(_) => Ok(()),
             other => Err(unexpected("LeaveReply", &other)),
+        }
+    }
+
+    /// The last inbox message shown: keep it to resume there later
+    /// ([`ClientConfig::resume_from`]).
+    pub fn position(&self) -> Position {
+        self.shared.conn.lock().inbox
+    }
+
+    /// The last message of `room` shown, if any was.
+    pub fn room_position(&self, room: &str) -> Option<Position> {
+        self.shared.conn.lock().room_positions.get(room).copied()
+    }
+
+    /// The last `limit` stored messages of the inbox (`room` `None`) or of
+    /// a room this client is in, oldest first. They are not shown again as
+    /// events.
+    pub async fn history(
+        &self,
+        room: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Message>, ClientError> {
+        let at = match room {
+            None => self.position(),
+            Some(r) => self.room_position(r).unwrap_or_default(),
+        };
+        // With no position, read from the start of what is held (a comet
+        // sends at most 500) and keep the newest.
+        let (after_seq, asked) = match at.seq {
+            0 => (0, HISTORY_SCAN.max(limit)),
+            seq => (seq.saturating_sub(u64::from(limit)), limit),
+        };
+        let sync = Sync {
+            after_seq,
+            limit: asked,
+            room: room.unwrap_or_default().to_owned(),
+            epoch: at.epoch,
+        };
+        match self.request(Body::Sync(sync)).await? {
+            Body::SyncReply(page) => {
+                let mut messages = page.messages;
+                let keep = messages.len().saturating_sub(limit as usize);
+                messages.drain(..keep);
+                Ok(messages)
+            }
+            other => Err(unexpected("SyncReply", &other)),
         }
     }
 

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::streams::Position;
 use crate::transport::Connector;
 
 /// Largest frame the client accepts. Bigger than the comet's default 64 KiB
@@ -32,6 +33,10 @@ pub struct ClientConfig {
     pub max_frame: usize,
     /// How connections to comets are opened (TCP by default).
     pub connector: Connector,
+    /// Where in the inbox to resume: the last position this application
+    /// showed and kept (`Client::position`). `None` starts after the
+    /// user's acknowledged position.
+    pub resume_from: Option<Position>,
 }
 
 impl ClientConfig {
@@ -52,6 +57,7 @@ impl ClientConfig {
             request_timeout: Duration::from_secs(10),
             max_frame: CLIENT_MAX_FRAME,
             connector: Connector::tcp(),
+            resume_from: None,
         }
     }
 

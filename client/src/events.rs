@@ -2,9 +2,9 @@
 //!
 //! A bounded channel means an application that stops reading stops the
 //! driver reading the socket too; the comet then treats the client as a slow
-//! consumer and disconnects it, and the driver reconnects. Memory never
-//! grows without bound on either side; what the comet dropped is not sent
-//! again (there is no inbox yet).
+//! consumer and disconnects it, and the driver reconnects and reads what
+//! it missed from the inbox. Memory never grows without bound on either
+//! side.
 
 use courier_proto::client::Message;
 use tokio::sync::mpsc;
@@ -26,8 +26,34 @@ pub enum Event {
         /// This connection's key.
         key: String,
     },
-    /// A message pushed to us (one event per message, duplicates dropped).
+    /// A message pushed to us: stored messages in seq order per stream
+    /// (the inbox, each room), each once.
     Message(Message),
+    /// Messages `from_seq..=to_seq` of the inbox (`room` `None`) or a room
+    /// left the store's window before we read them: they are lost to us.
+    Gap {
+        /// The room, or `None` for the inbox.
+        room: Option<String>,
+        /// The first missing seq.
+        from_seq: u64,
+        /// The last missing seq.
+        to_seq: u64,
+    },
+    /// The store lost the stream: seqs started again in `epoch`.
+    Reset {
+        /// The room, or `None` for the inbox.
+        room: Option<String>,
+        /// The new epoch.
+        epoch: u64,
+    },
+    /// After (re)connecting or re-joining, `count` messages that arrived
+    /// while we were away were delivered (as `Message` events, just before).
+    Missed {
+        /// The room, or `None` for the inbox.
+        room: Option<String>,
+        /// How many.
+        count: usize,
+    },
     /// The connection was lost; the client is reconnecting.
     Disconnected {
         /// Why, for humans.

@@ -24,6 +24,7 @@ mod events;
 mod http;
 mod session;
 mod state;
+mod streams;
 mod transport;
 
 pub use client::Client;
@@ -32,4 +33,5 @@ pub use courier_proto::client::{Message, SendReply};
 pub use error::ClientError;
 pub use events::{Event, Events};
 pub use http::{login, register, CometAddr, LoginReply};
+pub use streams::Position;
 pub use transport::{BoxStream, Connector, Stream, Tcp, Transport};

@@ -14,8 +14,8 @@ use crate::{ClientError, CometAddr};
 
 /// Heartbeat interval used when neither the comet nor logic said one.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
-/// Frames (pushes a comet sends before its `AuthReply`, such as messages
-/// missed while away) accepted before `AuthReply`.
+/// Frames (pushes) accepted before `AuthReply`; a comet sends none, but a
+/// peer that does is not refused for a few.
 const MAX_EARLY_FRAMES: usize = 64;
 
 /// An authenticated connection.
@@ -43,6 +43,7 @@ pub(crate) struct AuthRequest {
     pub(crate) id: u64,
     pub(crate) token: String,
     pub(crate) last_seq: u64,
+    pub(crate) epoch: u64,
     pub(crate) rooms: Vec<String>,
     /// Heartbeat interval from login, used if `AuthReply` has none.
     pub(crate) login_heartbeat_secs: u32,
@@ -63,6 +64,7 @@ pub(crate) async fn open(
             token: auth.token,
             last_seq: auth.last_seq,
             rooms: auth.rooms,
+            epoch: auth.epoch,
         }),
     );
     framed.send(frame).await?;

@@ -3,7 +3,11 @@
 //! the driver stopped once it has. The driver writes it; handles read a
 //! snapshot under a short lock, never across an await.
 
+use std::collections::HashMap;
+
 use parking_lot::Mutex;
+
+use crate::streams::Position;
 
 /// Why the driver stopped for good.
 #[derive(Debug, Clone)]
@@ -21,6 +25,9 @@ pub(crate) struct ConnState {
     pub(crate) rooms: Vec<String>,
     pub(crate) token: String,
     pub(crate) ended: Option<Ended>,
+    /// The last inbox message shown, and each room's.
+    pub(crate) inbox: Position,
+    pub(crate) room_positions: HashMap<String, Position>,
 }
 
 /// State shared by the handles and the driver.

@@ -103,6 +103,7 @@ impl FakeComet {
             key: key.into(),
             heartbeat_secs,
             rooms: auth.rooms.clone(),
+            ..AuthReply::default()
         };
         conn.send(frame.id, Body::AuthReply(reply)).await;
         (conn, auth)
@@ -115,7 +116,7 @@ async fn recv_request(conn: &mut Conn) -> Frame {
         let frame = conn.recv().await;
         match frame.body {
             Some(Body::Heartbeat(_)) => {
-                conn.send(frame.id, Body::HeartbeatReply(HeartbeatReply {}))
+                conn.send(frame.id, Body::HeartbeatReply(HeartbeatReply::default()))
                     .await;
             }
             Some(Body::Ack(_)) => {}
@@ -205,6 +206,7 @@ async fn requests_pushes_reconnect_drain_and_kick() {
     let reply = SendReply {
         msg_id: "m-1".into(),
         seq: 0,
+        epoch: 0,
     };
     conn_a
         .send_frame(Frame::new(frame.id, Body::SendReply(reply)))
@@ -306,6 +308,7 @@ async fn requests_pushes_reconnect_drain_and_kick() {
     let reply = SendReply {
         msg_id: "m-2".into(),
         seq: 9,
+        epoch: 0,
     };
     conn_b
         .send_frame(Frame::new(frame.id, Body::SendReply(reply)))

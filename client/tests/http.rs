@@ -130,6 +130,7 @@ async fn connect_logs_in_and_lists_online_users_over_all_pages() {
             key: "k1".into(),
             heartbeat_secs: 30,
             rooms: auth.rooms,
+            ..AuthReply::default()
         };
         conn.send(Frame::new(frame.id, Body::AuthReply(reply)))
             .await

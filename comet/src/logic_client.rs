@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use courier_cluster::discovery::{decode_view, View};
 use courier_cluster::LogicNode;
+use courier_proto::client::StreamHead;
 use courier_proto::logic::logic_client::LogicClient;
 use courier_proto::logic::{
-    ConnectReply, ConnectRequest, DisconnectRequest, HeartbeatRequest, RenewOnlineRequest,
-    RoomsChangedRequest, SendReply, SendRequest,
+    AckRequest, ConnectReply, ConnectRequest, DisconnectRequest, HeartbeatRequest, Page,
+    RenewOnlineRequest, RoomsChangedRequest, SendReply, SendRequest, SyncRequest,
 };
 use parking_lot::RwLock;
 use tokio::sync::watch;
@@ -194,9 +195,25 @@ impl LogicPool {
             .map(drop)
     }
 
-    /// Renews a session's TTL.
-    pub(crate) async fn heartbeat(&self, req: HeartbeatRequest) -> Result<(), LogicError> {
+    /// Renews a session's TTL; returns the user's inbox head.
+    pub(crate) async fn heartbeat(
+        &self,
+        req: HeartbeatRequest,
+    ) -> Result<Option<StreamHead>, LogicError> {
         self.call(req, |mut c, req| async move { c.heartbeat(req).await })
+            .await
+            .map(|reply| reply.inbox)
+    }
+
+    /// A page of the user's inbox or of a room.
+    pub(crate) async fn sync(&self, req: SyncRequest) -> Result<Page, LogicError> {
+        self.call(req, |mut c, req| async move { c.sync(req).await })
+            .await
+    }
+
+    /// Records how far the user has read its inbox.
+    pub(crate) async fn ack(&self, req: AckRequest) -> Result<(), LogicError> {
+        self.call(req, |mut c, req| async move { c.ack(req).await })
             .await
             .map(drop)
     }

@@ -12,11 +12,19 @@
 //!
 //! Whatever is queued here is counted here ([`Counters::queued`]): one frame
 //! at a time for replies, in bulk for a fan-out ([`fan_out`]).
+//!
+//! A new connection's outbox starts *held*: it is in the directory (so no
+//! push meant for it is lost while it resumes), but pushes wait aside until
+//! the handshake has queued `AuthReply` and the page of the inbox the client
+//! missed ([`Outbox::push_first`]); [`Outbox::release`] then queues them in
+//! order. So the client sees what it missed before anything live. A pushed
+//! frame checks one atomic flag; only while held does it take a lock.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio_util::sync::CancellationToken;
 
@@ -33,26 +41,61 @@ struct Inner {
     finish: CancellationToken,
     abort: CancellationToken,
     slow: AtomicBool,
+    /// Pushes wait in `waiting` while this is set (see the module docs).
+    held: AtomicBool,
+    waiting: Mutex<Vec<Bytes>>,
+    capacity: usize,
     counters: Arc<Counters>,
 }
 
 impl Outbox {
     /// An outbox holding at most `capacity` frames, and the writer's end.
+    /// It starts held: see [`Outbox::release`].
     pub(crate) fn new(
         key: Arc<str>,
         capacity: usize,
         counters: Arc<Counters>,
     ) -> (Self, mpsc::Receiver<Bytes>) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let capacity = capacity.max(1);
+        let (tx, rx) = mpsc::channel(capacity);
         let inner = Inner {
             key,
             tx,
             finish: CancellationToken::new(),
             abort: CancellationToken::new(),
             slow: AtomicBool::new(false),
+            held: AtomicBool::new(true),
+            waiting: Mutex::new(Vec::new()),
+            capacity,
             counters,
         };
         (Self(Arc::new(inner)), rx)
+    }
+
+    /// Queues a frame ahead of the pushes held back (the handshake's own
+    /// replies).
+    pub(crate) fn push_first(&self, frame: Bytes) -> bool {
+        let queued = self.send(frame);
+        if queued {
+            self.0.counters.queued(1);
+        }
+        queued
+    }
+
+    /// Stops holding pushes back: those that waited are queued, in order,
+    /// and later ones go straight to the queue.
+    pub(crate) fn release(&self) {
+        let mut waiting = self.0.waiting.lock();
+        let held = std::mem::take(&mut *waiting);
+        self.0.held.store(false, Ordering::Release);
+        // Under the lock, so a push that saw the flag still set and waits
+        // for the lock queues after these. (They were counted when held.)
+        for frame in held {
+            if !self.send(frame) {
+                break;
+            }
+        }
+        drop(waiting);
     }
 
     /// The connection's key.
@@ -70,23 +113,33 @@ impl Outbox {
         queued
     }
 
-    /// Queues every frame, in order; true if all were queued.
-    pub(crate) fn push_all(&self, frames: &[Bytes]) -> bool {
-        let queued = self.queue_all(frames);
-        if queued {
-            self.0.counters.queued(frames.len());
-        }
-        queued
-    }
-
     /// Queues a last frame, then closes once everything queued is written.
     pub(crate) fn close_with(&self, frame: Bytes) {
         self.push(frame);
         self.finish();
     }
 
-    /// Queues without counting (the caller counts).
+    /// Queues without counting (the caller counts); while held, the frame
+    /// waits aside instead (bounded like the queue).
     fn queue(&self, frame: Bytes) -> bool {
+        if self.0.held.load(Ordering::Acquire) {
+            let mut waiting = self.0.waiting.lock();
+            // Re-checked under the lock: `release` may have just run.
+            if self.0.held.load(Ordering::Acquire) {
+                if waiting.len() >= self.0.capacity {
+                    drop(waiting);
+                    self.slow_consumer();
+                    return false;
+                }
+                waiting.push(frame);
+                return true;
+            }
+        }
+        self.send(frame)
+    }
+
+    /// Puts a frame in the writer's queue; a full queue drops the client.
+    fn send(&self, frame: Bytes) -> bool {
         match self.0.tx.try_send(frame) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => {
@@ -156,4 +209,36 @@ pub(crate) fn fan_out<O: std::ops::Deref<Target = Outbox>>(
         .count();
     counters.queued(delivered.saturating_mul(frames.len()));
     delivered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_pushes_go_out_after_the_first_frames_in_order() {
+        let counters = Arc::new(Counters::default());
+        let (outbox, mut rx) = Outbox::new(Arc::from("k"), 8, counters.clone());
+        assert!(outbox.push(Bytes::from_static(b"live-1")));
+        assert!(fan_out([&outbox], &[Bytes::from_static(b"live-2")], &counters) == 1);
+        assert!(rx.try_recv().is_err(), "held while the handshake runs");
+        outbox.push_first(Bytes::from_static(b"reply"));
+        outbox.push_first(Bytes::from_static(b"missed"));
+        outbox.release();
+        outbox.push(Bytes::from_static(b"live-3"));
+        let got: Vec<Bytes> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(got, ["reply", "missed", "live-1", "live-2", "live-3"]);
+        assert_eq!(counters.frames_queued(), 5, "each frame counted once");
+    }
+
+    #[test]
+    fn too_many_held_pushes_drop_the_client() {
+        let counters = Arc::new(Counters::default());
+        let (outbox, _rx) = Outbox::new(Arc::from("k"), 2, counters.clone());
+        assert!(outbox.push(Bytes::from_static(b"1")));
+        assert!(outbox.push(Bytes::from_static(b"2")));
+        assert!(!outbox.push(Bytes::from_static(b"3")));
+        assert!(outbox.is_slow());
+        assert_eq!(counters.slow_consumers(), 1);
+    }
 }

@@ -208,7 +208,9 @@ mod tests {
     use super::*;
 
     fn outbox(key: &str) -> (Outbox, tokio::sync::mpsc::Receiver<Bytes>) {
-        Outbox::new(Arc::from(key), 4, Arc::new(Counters::default()))
+        let (outbox, rx) = Outbox::new(Arc::from(key), 4, Arc::new(Counters::default()));
+        outbox.release();
+        (outbox, rx)
     }
 
     #[test]

@@ -62,6 +62,10 @@ pub struct LogicConfig {
     /// message's ids and addresses: a message that cannot fit a frame is
     /// refused here, before it is accepted, rather than dropped later.
     pub max_data: usize,
+    /// How long a comet must be gone from discovery before logic forgets
+    /// its room registrations (default 30 s; keep it above the lease TTL).
+    #[serde(with = "humantime_serde")]
+    pub comet_departure_grace: Duration,
 }
 
 impl Default for LogicConfig {
@@ -80,6 +84,7 @@ impl Default for LogicConfig {
             auth_rate_per_minute: 60,
             max_recipients: 1000,
             max_data: 63 * 1024,
+            comet_departure_grace: Duration::from_secs(30),
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The gRPC service comets call: session lifecycle, upstream sends, room
-//! registrations and load reports.
+//! The gRPC service comets call: session lifecycle (with the inbox page a
+//! client resumes from), heartbeats (with the inbox head), upstream sends,
+//! `Sync` pages and acks, room registrations and load reports.
 //!
 //! Callers are not authenticated yet: the uid a comet names is taken as
 //! given (the comet verified the client's token), so anyone who can reach
@@ -10,20 +11,22 @@
 
 use std::sync::Arc;
 
+use courier_cluster::inbox::{Start, Stream};
 use courier_cluster::{CometReport, Session};
 use courier_proto::client::target::Kind;
 use courier_proto::logic::logic_server::Logic;
 use courier_proto::logic::{
-    ConnectReply, ConnectRequest, DisconnectReply, DisconnectRequest, HeartbeatReply,
-    HeartbeatRequest, RenewOnlineReply, RenewOnlineRequest, RoomsChangedReply, RoomsChangedRequest,
-    SendReply, SendRequest,
+    AckReply, AckRequest, ConnectReply, ConnectRequest, DisconnectReply, DisconnectRequest,
+    HeartbeatReply, HeartbeatRequest, Page, RenewOnlineReply, RenewOnlineRequest,
+    RoomsChangedReply, RoomsChangedRequest, SendReply, SendRequest, SyncRequest,
 };
 use courier_proto::names::{check_comet_id, check_key, check_room, check_uid, InvalidName};
 use tonic::{Request, Response, Status};
 
 use crate::policy::{open_session, OpenError};
-use crate::publish::{Content, Recipients};
+use crate::publish::{Content, Dedup, Recipients};
 use crate::state::LogicState;
+use crate::streams::{self, RESUME_PAGE};
 
 /// Logic's gRPC service.
 #[derive(Clone)]
@@ -65,6 +68,7 @@ impl Logic for LogicService {
         request: Request<ConnectRequest>,
     ) -> Result<Response<ConnectReply>, Status> {
         let r = request.into_inner();
+        let (epoch, last_seq, max_bytes) = (r.epoch, r.last_seq, r.max_bytes);
         let s = session(r.comet_id, r.uid, r.key)?;
         let shared = &self.shared;
         match open_session(
@@ -75,14 +79,29 @@ impl Logic for LogicService {
         )
         .await
         {
-            Ok(()) => Ok(Response::new(ConnectReply {
-                heartbeat_secs: shared.config.heartbeat_secs(),
-                // No inbox yet: nothing to replay.
-                missed: Vec::new(),
-            })),
-            Err(OpenError::AlreadyOnline) => Err(Status::failed_precondition("already online")),
-            Err(OpenError::Cluster(e)) => Err(unavailable(e)),
+            Ok(()) => {}
+            Err(OpenError::AlreadyOnline) => {
+                return Err(Status::failed_precondition("already online"))
+            }
+            Err(OpenError::Cluster(e)) => return Err(unavailable(e)),
         }
+        // Read after the session exists: a message stored from now on is
+        // published to this connection too, so none falls in between.
+        let stream = Stream::User(&s.uid);
+        let start = streams::start(stream, epoch, last_seq);
+        let page = streams::read(
+            shared.inbox.as_ref(),
+            stream,
+            start,
+            RESUME_PAGE,
+            max_bytes as usize,
+        )
+        .await
+        .map_err(unavailable)?;
+        Ok(Response::new(ConnectReply {
+            heartbeat_secs: shared.config.heartbeat_secs(),
+            inbox: Some(streams::page(page)),
+        }))
     }
 
     async fn close_session(
@@ -102,11 +121,22 @@ impl Logic for LogicService {
         let r = request.into_inner();
         let s = session(r.comet_id, r.uid, r.key)?;
         let sessions = &self.shared.sessions;
-        if !sessions.renew(&s).await.map_err(unavailable)? {
-            // The session expired but the connection is alive: restore it.
-            sessions.add(&s).await.map_err(unavailable)?;
-        }
-        Ok(Response::new(HeartbeatReply {}))
+        let renew = async {
+            if !sessions.renew(&s).await? {
+                // The session expired but the connection is alive: restore it.
+                sessions.add(&s).await?;
+            }
+            Ok(())
+        };
+        let start = Start::Position {
+            epoch: 0,
+            after_seq: 0,
+        };
+        let head = self.shared.inbox.read(Stream::User(&s.uid), start, 0, 0);
+        let ((), page) = futures::try_join!(renew, head).map_err(unavailable)?;
+        Ok(Response::new(HeartbeatReply {
+            inbox: Some(streams::head(page.head)),
+        }))
     }
 
     async fn send(&self, request: Request<SendRequest>) -> Result<Response<SendReply>, Status> {
@@ -126,7 +156,9 @@ impl Logic for LogicService {
             from: r.uid,
             op: send.op,
             data: send.data,
-            client_msg_id: Some(send.client_msg_id),
+            dedup: Some(Dedup::Send {
+                client_msg_id: send.client_msg_id,
+            }),
         };
         let kind = send.to.and_then(|t| t.kind);
         let accepted = match &kind {
@@ -147,10 +179,48 @@ impl Logic for LogicService {
             _ => return Err(Status::invalid_argument("send to a user or a room")),
         }
         .map_err(unavailable)?;
+        let (seq, epoch) = accepted.position.unwrap_or_default();
         Ok(Response::new(SendReply {
             msg_id: accepted.msg_id,
-            seq: accepted.seq,
+            seq,
+            epoch,
         }))
+    }
+
+    async fn sync(&self, request: Request<SyncRequest>) -> Result<Response<Page>, Status> {
+        let r = request.into_inner();
+        checked("uid", &r.uid, check_uid)?;
+        let stream = if r.room.is_empty() {
+            Stream::User(&r.uid)
+        } else {
+            checked("room", &r.room, check_room)?;
+            Stream::Room(&r.room)
+        };
+        let start = Start::Position {
+            epoch: r.epoch,
+            after_seq: r.after_seq,
+        };
+        let page = streams::read(
+            self.shared.inbox.as_ref(),
+            stream,
+            start,
+            r.limit as usize,
+            r.max_bytes as usize,
+        )
+        .await
+        .map_err(unavailable)?;
+        Ok(Response::new(streams::page(page)))
+    }
+
+    async fn ack(&self, request: Request<AckRequest>) -> Result<Response<AckReply>, Status> {
+        let r = request.into_inner();
+        checked("uid", &r.uid, check_uid)?;
+        self.shared
+            .inbox
+            .ack(&r.uid, r.epoch, r.seq)
+            .await
+            .map_err(unavailable)?;
+        Ok(Response::new(AckReply {}))
     }
 
     async fn rooms_changed(

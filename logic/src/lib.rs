@@ -30,6 +30,7 @@
 
 mod accounts;
 mod config;
+mod departures;
 mod error;
 mod grpc;
 mod http;
@@ -38,6 +39,7 @@ mod policy;
 mod publish;
 mod server;
 mod state;
+mod streams;
 
 pub use config::{LogicConfig, LoginPolicy};
 pub use error::LogicError;

@@ -1,47 +1,60 @@
 //! Recipient resolution and publishing: the one path every message takes,
 //! whether it comes from a backend's HTTP push or a client's upstream `Send`.
 //!
-//! Logic decides who a message is for; job only delivers. So a user or key
-//! push is resolved here to `(comet, keys)` and published as one
-//! [`KeysPush`] per comet, a room push names the comets holding members, and
-//! a broadcast names nobody. The queue key keeps one target's messages in
-//! order: the uid or key for a single-target push, the room for a room push,
-//! `"all"` for a broadcast, and the comet id when one push names several
-//! targets (their order relative to each other is not promised anyway).
+//! The message is encoded once, here. A message to users is then stored in
+//! each user's inbox, which gives it that user's next seq, **before** it is
+//! published: a 202 means stored and queued, and a user who misses the live
+//! copy reads it from the inbox. Each user's copy is the same bytes with its
+//! seq and epoch appended ([`courier_proto::with_position`]), published as
+//! one [`KeysPush`] per comet holding the user's connections, under the uid
+//! as queue key, so one user's messages stay in one partition in order. A
+//! room message is stored in the room's history the same way and published
+//! once, naming the comets that hold members. Pushes to connection keys and
+//! broadcasts are not stored (a key names one live connection; broadcast is
+//! best effort): they carry seq 0.
 //!
-//! The message is encoded once, here; every envelope carries those bytes,
-//! and job and the comets pass them on without decoding them.
-//!
-//! A push is acknowledged only after every envelope it produced was accepted
-//! by the queue. Recipients that are offline produce no envelope, and there
-//! is no inbox yet, so they do not get the message later.
+//! A repeat of a dedup key (a sender's `client_msg_id`, an HTTP
+//! `Idempotency-Key`) is found by the store, per recipient: that recipient
+//! is neither stored again nor published again, and the original seq is
+//! returned. So a push to many users that failed half-way can be retried
+//! with the same key, and only the other half is delivered.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use courier_cluster::inbox::{Appended, Inbox, NewMessage, Stream};
 use courier_cluster::{Queue, Session, Sessions};
 use courier_proto::client::{Message, Target};
-use courier_proto::encode_message;
 use courier_proto::queue::{envelope, BroadcastPush, Envelope, KeysPush, KickKeys, RoomPush};
+use courier_proto::{encode_message, with_position};
 use futures::{StreamExt, TryStreamExt};
 use prost::Message as _;
 
-/// How many session lookups or queue publishes one push runs at once.
+/// How many recipients one push handles at once.
 const CONCURRENCY: usize = 32;
 
 /// Who a message is for.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Recipients<'a> {
-    /// Every connection of each user.
+    /// Every connection of each user; stored in each inbox.
     Users(&'a [String]),
-    /// These connections.
+    /// These connections (not stored).
     Keys(&'a [String]),
-    /// Every member of a room.
+    /// Every member of a room; stored in the room's history.
     Room(&'a str),
-    /// Everyone, at most `rate` connections per second per comet (0 = no limit).
+    /// Everyone, at most `rate` connections per second per comet (0 = no
+    /// limit); not stored.
     All { rate: u32 },
+}
+
+/// Where a repeat of the same message is recognised.
+#[derive(Debug, Clone)]
+pub(crate) enum Dedup {
+    /// A client's `Send` with its `client_msg_id`.
+    Send { client_msg_id: String },
+    /// An HTTP push with an `Idempotency-Key`.
+    Http { key: String },
 }
 
 /// What a message says, before logic stamps it.
@@ -53,24 +66,33 @@ pub(crate) struct Content {
     pub(crate) op: u32,
     /// Opaque payload.
     pub(crate) data: Bytes,
-    /// The sender's own id for this message (upstream `Send`), so a retried
-    /// send gets the same `msg_id` and receivers drop the duplicate.
-    pub(crate) client_msg_id: Option<String>,
+    /// Makes a retry of the same message the same message.
+    pub(crate) dedup: Option<Dedup>,
 }
 
-/// Namespace of the `msg_id`s derived from a sender's `client_msg_id`.
-const CLIENT_MSG_NAMESPACE: uuid::Uuid =
+/// Namespace of the `msg_id`s derived from a dedup key.
+const DEDUP_NAMESPACE: uuid::Uuid =
     uuid::Uuid::from_u128(0x6a1c_4f4e_9a7e_4c39_b1d2_61f0_c0de_7e11);
 
-/// A new message id: derived from `(from, client_msg_id)` when the sender
-/// gave one (the same retry, the same id), else a fresh time-ordered one.
-fn message_id(from: &str, client_msg_id: Option<&str>) -> String {
-    match client_msg_id {
-        Some(id) if !id.is_empty() => {
-            let name = format!("{from}\u{0}{id}");
-            uuid::Uuid::new_v5(&CLIENT_MSG_NAMESPACE, name.as_bytes()).to_string()
+impl Content {
+    /// The store's dedup key: the same for every retry of this message.
+    fn dedup_key(&self) -> Option<String> {
+        match &self.dedup {
+            Some(Dedup::Send { client_msg_id }) if !client_msg_id.is_empty() => {
+                Some(format!("s:{}:{client_msg_id}", self.from))
+            }
+            Some(Dedup::Http { key }) => Some(format!("k:{key}")),
+            _ => None,
         }
-        _ => uuid::Uuid::now_v7().to_string(),
+    }
+
+    /// A new message id: derived from the dedup key when there is one (the
+    /// same retry, the same id), else a fresh time-ordered one.
+    fn message_id(&self) -> String {
+        match self.dedup_key() {
+            Some(key) => uuid::Uuid::new_v5(&DEDUP_NAMESPACE, key.as_bytes()).to_string(),
+            None => uuid::Uuid::now_v7().to_string(),
+        }
     }
 }
 
@@ -78,79 +100,174 @@ fn message_id(from: &str, client_msg_id: Option<&str>) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Accepted {
     pub(crate) msg_id: String,
-    pub(crate) seq: u64,
+    /// The seq and epoch of the one stream it went to (a single user, a
+    /// room); `None` for several users, keys and broadcasts.
+    pub(crate) position: Option<(u64, u64)>,
+    /// Recipients that had it already (a repeat of the dedup key).
+    pub(crate) repeats: usize,
     /// Envelopes published for it.
     pub(crate) envelopes: usize,
 }
 
-/// Resolves recipients against the session store and publishes envelopes.
+/// Resolves recipients, stores, and publishes envelopes.
 #[derive(Clone)]
 pub(crate) struct Publisher {
     sessions: Arc<dyn Sessions>,
+    inbox: Arc<dyn Inbox>,
     queue: Arc<dyn Queue>,
+}
+
+/// What delivering to one stored stream did.
+struct Delivered {
+    appended: Appended,
+    envelopes: usize,
 }
 
 impl Publisher {
     /// A publisher over these backends.
-    pub(crate) fn new(sessions: Arc<dyn Sessions>, queue: Arc<dyn Queue>) -> Self {
-        Self { sessions, queue }
+    pub(crate) fn new(
+        sessions: Arc<dyn Sessions>,
+        inbox: Arc<dyn Inbox>,
+        queue: Arc<dyn Queue>,
+    ) -> Self {
+        Self {
+            sessions,
+            inbox,
+            queue,
+        }
     }
 
-    /// Stamps `content` as a new message for `to` and publishes it.
+    /// Stamps `content` as a new message for `to`, stores it where it is
+    /// stored, and publishes it.
     pub(crate) async fn publish(
         &self,
         to: Recipients<'_>,
         content: Content,
     ) -> courier_cluster::Result<Accepted> {
-        let message = Message {
-            msg_id: message_id(&content.from, content.client_msg_id.as_deref()),
-            seq: 0,
+        let msg_id = content.message_id();
+        let dedup = content.dedup_key();
+        let message = encode_message(&Message {
+            msg_id: msg_id.clone(),
             from: content.from,
             to: target_of(to),
             op: content.op,
             data: content.data,
             sent_at_ms: courier_cluster::now_ms(),
+            ..Message::default()
+        });
+        let mut accepted = Accepted {
+            msg_id,
+            position: None,
+            repeats: 0,
+            envelopes: 0,
         };
-        let msg_id = message.msg_id.clone();
-        let message = encode_message(&message);
-        let envelopes = match to {
+        let dedup = dedup.as_deref();
+        match to {
             Recipients::Users(uids) => {
-                let lookup = |store: Arc<dyn Sessions>, uid: String| async move {
-                    store.user_sessions(&uid).await
-                };
-                self.publish_resolved(uids, lookup, &message).await?
+                let uids: BTreeSet<&str> = uids.iter().map(String::as_str).collect();
+                // Owned ids: a stream borrowing them is not `Send` across awaits.
+                let owned: Vec<String> = uids.iter().map(|u| (*u).to_owned()).collect();
+                let delivered: Vec<Delivered> = futures::stream::iter(owned)
+                    .map(|uid| {
+                        let message = &message;
+                        async move { self.to_user(&uid, message, dedup).await }
+                    })
+                    .buffer_unordered(CONCURRENCY)
+                    .try_collect()
+                    .await?;
+                for d in &delivered {
+                    accepted.envelopes += d.envelopes;
+                    accepted.repeats += usize::from(d.appended.repeat);
+                }
+                if let [only] = delivered.as_slice() {
+                    accepted.position = Some((only.appended.seq, only.appended.epoch));
+                }
             }
             Recipients::Keys(keys) => {
-                let lookup = |store: Arc<dyn Sessions>, key: String| async move {
-                    store.key_session(&key).await
+                let found: Vec<Option<Session>> = futures::stream::iter(unique(keys))
+                    .map(|key| async move { self.sessions.key_session(&key).await })
+                    .buffer_unordered(CONCURRENCY)
+                    .try_collect()
+                    .await?;
+                let single = match keys {
+                    [key] => Some(key.as_str()),
+                    _ => None,
                 };
-                self.publish_resolved(keys, lookup, &message).await?
+                accepted.envelopes = self
+                    .publish_keys(single, found.into_iter().flatten(), &message)
+                    .await?;
             }
             Recipients::Room(room) => {
-                let comet_ids = self.sessions.room_comets(room).await?;
-                if comet_ids.is_empty() {
-                    0
-                } else {
-                    let envelope = envelope::Kind::Room(RoomPush {
-                        room: room.to_owned(),
-                        comet_ids,
-                        message,
-                    });
-                    self.send(room, envelope).await?;
-                    1
-                }
+                let d = self.to_room(room, &message, dedup).await?;
+                accepted.position = Some((d.appended.seq, d.appended.epoch));
+                accepted.repeats = usize::from(d.appended.repeat);
+                accepted.envelopes = d.envelopes;
             }
             Recipients::All { rate } => {
                 let envelope = envelope::Kind::Broadcast(BroadcastPush { message, rate });
                 self.send("all", envelope).await?;
-                1
+                accepted.envelopes = 1;
             }
-        };
+        }
         metrics::counter!("courier_logic_messages_total", "target" => kind_of(to)).increment(1);
-        Ok(Accepted {
-            msg_id,
-            seq: 0,
+        Ok(accepted)
+    }
+
+    /// Stores `message` in `uid`'s inbox, then publishes the user's copy to
+    /// each comet holding its connections (none if this is a repeat).
+    async fn to_user(
+        &self,
+        uid: &str,
+        message: &Bytes,
+        dedup: Option<&str>,
+    ) -> courier_cluster::Result<Delivered> {
+        let stored = self
+            .inbox
+            .append(Stream::User(uid), NewMessage { message, dedup });
+        let (appended, sessions) = futures::try_join!(stored, self.sessions.user_sessions(uid))?;
+        if appended.repeat {
+            return Ok(Delivered {
+                appended,
+                envelopes: 0,
+            });
+        }
+        let copy = with_position(message, appended.seq, appended.epoch);
+        let envelopes = self
+            .publish_keys(Some(uid), sessions.into_iter(), &copy)
+            .await?;
+        Ok(Delivered {
+            appended,
             envelopes,
+        })
+    }
+
+    /// Stores `message` in `room`'s history, then publishes it to the comets
+    /// holding members (none if this is a repeat).
+    async fn to_room(
+        &self,
+        room: &str,
+        message: &Bytes,
+        dedup: Option<&str>,
+    ) -> courier_cluster::Result<Delivered> {
+        let stored = self
+            .inbox
+            .append(Stream::Room(room), NewMessage { message, dedup });
+        let (appended, comet_ids) = futures::try_join!(stored, self.sessions.room_comets(room))?;
+        if appended.repeat || comet_ids.is_empty() {
+            return Ok(Delivered {
+                appended,
+                envelopes: 0,
+            });
+        }
+        let envelope = envelope::Kind::Room(RoomPush {
+            room: room.to_owned(),
+            comet_ids,
+            message: with_position(message, appended.seq, appended.epoch),
+        });
+        self.send(room, envelope).await?;
+        Ok(Delivered {
+            appended,
+            envelopes: 1,
         })
     }
 
@@ -173,34 +290,9 @@ impl Publisher {
         Ok(())
     }
 
-    /// Looks up the sessions of each distinct id in `ids` with `lookup` (a
-    /// bounded number at once), then publishes them as [`publish_keys`]
-    /// does; the queue key is the id itself when there is only one.
-    ///
-    /// [`publish_keys`]: Self::publish_keys
-    async fn publish_resolved<S, Fut>(
-        &self,
-        ids: &[String],
-        lookup: impl Fn(Arc<dyn Sessions>, String) -> Fut,
-        message: &Bytes,
-    ) -> courier_cluster::Result<usize>
-    where
-        Fut: Future<Output = courier_cluster::Result<S>>,
-        S: IntoIterator<Item = Session>,
-    {
-        let ids: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
-        // Owned ids: a stream borrowing them is not `Send` across awaits.
-        let owned: Vec<String> = ids.iter().map(|id| (*id).to_owned()).collect();
-        let found: Vec<S> = futures::stream::iter(owned)
-            .map(|id: String| lookup(self.sessions.clone(), id))
-            .buffer_unordered(CONCURRENCY)
-            .try_collect()
-            .await?;
-        self.publish_keys(single(&ids), found.into_iter().flatten(), message)
-            .await
-    }
-
     /// One `KeysPush` per comet holding any of `sessions`; returns how many.
+    /// The queue key is `single_target` when the push names one target,
+    /// else the comet id.
     async fn publish_keys(
         &self,
         single_target: Option<&str>,
@@ -231,6 +323,12 @@ impl Publisher {
     }
 }
 
+/// The distinct ids of `ids`, owned.
+fn unique(ids: &[String]) -> Vec<String> {
+    let set: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+    set.into_iter().map(str::to_owned).collect()
+}
+
 /// Keys grouped by comet, each list sorted and without duplicates.
 fn by_comet(sessions: impl Iterator<Item = Session>) -> BTreeMap<String, Vec<String>> {
     let mut grouped: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -241,14 +339,6 @@ fn by_comet(sessions: impl Iterator<Item = Session>) -> BTreeMap<String, Vec<Str
         .into_iter()
         .map(|(comet, keys)| (comet, keys.into_iter().collect()))
         .collect()
-}
-
-/// The only element of a one-element set.
-fn single<'a>(set: &BTreeSet<&'a str>) -> Option<&'a str> {
-    match set.len() {
-        1 => set.first().copied(),
-        _ => None,
-    }
 }
 
 /// The message's `to`: the target when there is exactly one, else none (a

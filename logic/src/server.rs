@@ -133,6 +133,13 @@ impl Logic {
         if shared.auth_limiter.is_some() {
             tokio::spawn(sweep_limiter(shared.clone(), stop.clone()));
         }
+        let comets = discovery.watch(ServiceKind::Comet).await?;
+        tokio::spawn(crate::departures::forget_departed(
+            comets,
+            shared.sessions.clone(),
+            shared.config.comet_departure_grace,
+            stop.clone(),
+        ));
         let app =
             crate::http::router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let http_server = {

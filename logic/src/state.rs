@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use courier_cluster::{Backends, Sessions};
+use courier_cluster::{Backends, Inbox, Sessions};
 use courier_runtime::admin::Readiness;
 use courier_runtime::TokenKeys;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -21,6 +21,7 @@ use crate::publish::Publisher;
 pub(crate) struct LogicState {
     pub(crate) config: LogicConfig,
     pub(crate) sessions: Arc<dyn Sessions>,
+    pub(crate) inbox: Arc<dyn Inbox>,
     pub(crate) accounts: AccountService,
     pub(crate) publisher: Publisher,
     pub(crate) tokens: TokenKeys,
@@ -39,8 +40,13 @@ impl LogicState {
         Arc::new(Self {
             tokens: TokenKeys::new(config.jwt_secret.as_bytes()),
             sessions: backends.sessions.clone(),
+            inbox: backends.inbox.clone(),
             accounts: AccountService::new(backends.accounts.clone()),
-            publisher: Publisher::new(backends.sessions.clone(), backends.queue.clone()),
+            publisher: Publisher::new(
+                backends.sessions.clone(),
+                backends.inbox.clone(),
+                backends.queue.clone(),
+            ),
             comets,
             auth_limiter,
             readiness: Readiness::new(),

@@ -30,8 +30,7 @@ fn connect(comet: &str, uid: &str, key: &str) -> ConnectRequest {
         comet_id: comet.into(),
         uid: uid.into(),
         key: key.into(),
-        rooms: vec![],
-        last_seq: 0,
+        ..ConnectRequest::default()
     }
 }
 

@@ -165,8 +165,8 @@ pub fn auth_frame(id: u64, token: &str, room: &str) -> bytes::Bytes {
         id,
         Body::Auth(Auth {
             token: token.to_owned(),
-            last_seq: 0,
             rooms: vec![room.to_owned()],
+            ..Auth::default()
         }),
     ))
 }
@@ -191,6 +191,7 @@ mod tests {
             op: 1001,
             data: vec![b'x'; data_len].into(),
             sent_at_ms: 1_700_000_000_000 + i as i64,
+            epoch: 3,
         }
     }
 
@@ -240,7 +241,7 @@ mod tests {
         // Another body after the push replaces it.
         bytes.extend(body(&Frame::new(
             0,
-            Body::HeartbeatReply(HeartbeatReply {}),
+            Body::HeartbeatReply(HeartbeatReply::default()),
         )));
         assert_eq!(prost_count(&bytes), None);
         assert_eq!(scan_frame(&bytes), Ok(Scanned::Other));
@@ -249,7 +250,7 @@ mod tests {
     #[test]
     fn other_frames_are_not_pushes() {
         let frames = [
-            Frame::new(9, Body::HeartbeatReply(HeartbeatReply {})),
+            Frame::new(9, Body::HeartbeatReply(HeartbeatReply::default())),
             Frame::new(
                 0,
                 Body::Error(Error {

@@ -1,15 +1,22 @@
 //! What the driver does with each frame the comet sends on an established
-//! connection: replies complete pending requests, pushes become events (once
-//! per `msg_id`) and are acked, `Reconnect` and `Kick` end the connection.
+//! connection: replies complete pending requests; pushes and pages go
+//! through the stream sequencers ([`crate::streams`]) and come out as
+//! events, in seq order and once each; the inbox is acked as it is shown;
+//! heartbeat replies reveal a tail the comet never delivered; `Reconnect`
+//! and `Kick` end the connection.
 
 use std::time::Duration;
 
-use courier_proto::client::{frame::Body, target, Ack, Frame, Push};
+use courier_proto::client::{frame::Body, target, Ack, Frame, Message, Push, Sync, SyncReply};
 use tracing::debug;
 
 use super::{lost, Driver, SessionEnd};
 use crate::session::Session;
+use crate::streams::{Notice, Outcome, Position};
 use crate::{ClientError, Event};
+
+/// Messages asked for per sync.
+const SYNC_LIMIT: u32 = 200;
 
 impl Driver {
     pub(super) async fn on_frame(
@@ -22,7 +29,34 @@ impl Driver {
         };
         match body {
             Body::Push(push) => self.on_push(session, push).await,
+            Body::SyncReply(page) => match self.pending.remove(&frame.id).filter(|_| frame.id != 0)
+            {
+                // A page the application asked for (history): not ours to order.
+                Some(cmd) => {
+                    let _ = cmd.reply.send(Ok(Body::SyncReply(page)));
+                    Ok(())
+                }
+                None => {
+                    let resumed = frame.id == 0;
+                    self.syncs.remove(&frame.id);
+                    self.on_page(session, page, resumed).await
+                }
+            },
+            Body::HeartbeatReply(reply) => {
+                let out = match reply.inbox {
+                    Some(head) => self.inbox.on_head(head),
+                    None => Outcome::default(),
+                };
+                self.apply(session, None, out).await?;
+                self.flush(session).await
+            }
             Body::Error(e) => {
+                if let Some(room) = self.syncs.remove(&frame.id) {
+                    // A sync of ours failed: the next head or gap asks again.
+                    debug!(code = e.code, message = %e.message, "sync failed");
+                    self.sequencer(&room).set_syncing(false);
+                    return Ok(());
+                }
                 match self.pending.remove(&frame.id).filter(|_| frame.id != 0) {
                     Some(cmd) => {
                         let _ = cmd.reply.send(Err(ClientError::Server {
@@ -53,7 +87,6 @@ impl Driver {
             reply @ (Body::SendReply(_)
             | Body::JoinReply(_)
             | Body::LeaveReply(_)
-            | Body::HeartbeatReply(_)
             | Body::AuthReply(_)) => {
                 if let Some(cmd) = self.pending.remove(&frame.id) {
                     self.track_rooms(&cmd.body, &reply);
@@ -68,43 +101,162 @@ impl Driver {
         }
     }
 
-    fn track_rooms(&self, request: &Body, reply: &Body) {
+    fn track_rooms(&mut self, request: &Body, reply: &Body) {
         let mut state = self.shared.conn.lock();
         match (request, reply) {
             (Body::Join(j), Body::JoinReply(_)) if !state.rooms.contains(&j.room) => {
                 state.rooms.push(j.room.clone());
             }
-            (Body::Leave(l), Body::LeaveReply(_)) => state.rooms.retain(|r| *r != l.room),
+            (Body::Leave(l), Body::LeaveReply(_)) => {
+                state.rooms.retain(|r| *r != l.room);
+                state.room_positions.remove(&l.room);
+                self.rooms.remove(&l.room);
+            }
             _ => {}
+        }
+    }
+
+    /// The sequencer of `room` ("" for the inbox).
+    fn sequencer(&mut self, room: &str) -> &mut crate::streams::Sequencer {
+        if room.is_empty() {
+            &mut self.inbox
+        } else {
+            self.rooms.entry(room.to_owned()).or_default()
         }
     }
 
     async fn on_push(&mut self, session: &mut Session, push: Push) -> Result<(), SessionEnd> {
         for msg in push.messages {
-            if !self.recent.insert(&msg.msg_id) {
-                continue;
+            match stream_of(&msg) {
+                None => {
+                    if self.recent.insert(&msg.msg_id) {
+                        self.emit(Event::Message(msg)).await;
+                    }
+                }
+                Some(room) => {
+                    let out = self.sequencer(&room).on_message(msg);
+                    self.apply(session, room_name(&room), out).await?;
+                }
             }
-            let personal = !matches!(
-                msg.to.as_ref().and_then(|t| t.kind.as_ref()),
-                Some(target::Kind::Room(_)) | Some(target::Kind::All(_))
-            );
-            if personal && msg.seq > self.last_seq {
-                self.last_seq = msg.seq;
-            }
+        }
+        self.ack(session).await?;
+        self.flush(session).await
+    }
+
+    async fn on_page(
+        &mut self,
+        session: &mut Session,
+        page: SyncReply,
+        resumed: bool,
+    ) -> Result<(), SessionEnd> {
+        let room = page.room.clone();
+        let out = self.sequencer(&room).on_page(page);
+        let shown = out.show.len();
+        self.apply(session, room_name(&room), out).await?;
+        if resumed && shown > 0 {
+            self.emit(Event::Missed {
+                room: room_name(&room),
+                count: shown,
+            })
+            .await;
+        }
+        self.ack(session).await?;
+        self.flush(session).await
+    }
+
+    /// Emits what a sequencer released and sends the sync it asked for.
+    async fn apply(
+        &mut self,
+        session: &mut Session,
+        room: Option<String>,
+        out: Outcome,
+    ) -> Result<(), SessionEnd> {
+        for notice in out.notices {
+            let event = match notice {
+                Notice::Gap { from, to } => Event::Gap {
+                    room: room.clone(),
+                    from_seq: from,
+                    to_seq: to,
+                },
+                Notice::Reset { epoch } => Event::Reset {
+                    room: room.clone(),
+                    epoch,
+                },
+            };
+            self.emit(event).await;
+        }
+        for msg in out.show {
             self.emit(Event::Message(msg)).await;
         }
-        if self.last_seq > self.acked_seq {
-            self.acked_seq = self.last_seq;
-            let ack = Frame::new(self.next_id(), Body::Ack(Ack { seq: self.last_seq }));
-            self.write(session, ack).await?;
-            self.flush(session).await?;
+        let key = room.clone().unwrap_or_default();
+        let position = self.sequencer(&key).position();
+        {
+            let mut state = self.shared.conn.lock();
+            match &room {
+                None => state.inbox = position,
+                Some(r) => {
+                    state.room_positions.insert(r.clone(), position);
+                }
+            }
+        }
+        if let Some(wanted) = out.sync {
+            self.request_sync(session, &key, wanted.after).await?;
         }
         Ok(())
     }
+
+    /// Asks the comet for `room`'s ("" the inbox's) messages after `after`.
+    pub(super) async fn request_sync(
+        &mut self,
+        session: &mut Session,
+        room: &str,
+        after: Position,
+    ) -> Result<(), SessionEnd> {
+        let id = self.next_id();
+        self.syncs.insert(id, room.to_owned());
+        let sync = Body::Sync(Sync {
+            after_seq: after.seq,
+            limit: SYNC_LIMIT,
+            room: room.to_owned(),
+            epoch: after.epoch,
+        });
+        self.write(session, Frame::new(id, sync)).await
+    }
+
+    /// Tells the comet how far the inbox has been shown, if that moved.
+    async fn ack(&mut self, session: &mut Session) -> Result<(), SessionEnd> {
+        let at = self.inbox.position();
+        if at.seq == 0 || at == self.acked {
+            return Ok(());
+        }
+        self.acked = at;
+        let ack = Body::Ack(Ack {
+            seq: at.seq,
+            epoch: at.epoch,
+        });
+        let id = self.next_id();
+        self.write(session, Frame::new(id, ack)).await
+    }
 }
 
-/// Kicks for being slow or idle are recoverable: reconnect. Any other kick
-/// (login policy, an operator) is final.
+/// The stream a message counts in: `None` when it is not stored (seq 0),
+/// the room's name for a room message, "" for the inbox.
+fn stream_of(m: &Message) -> Option<String> {
+    if m.seq == 0 {
+        return None;
+    }
+    match m.to.as_ref().and_then(|t| t.kind.as_ref()) {
+        Some(target::Kind::Room(room)) => Some(room.clone()),
+        _ => Some(String::new()),
+    }
+}
+
+fn room_name(room: &str) -> Option<String> {
+    (!room.is_empty()).then(|| room.to_owned())
+}
+
+/// Kicks for being slow or idle are recoverable: reconnect (and resume).
+/// Any other kick (login policy, an operator) is final.
 fn is_transient_kick(reason: &str) -> bool {
     let reason = reason.to_ascii_lowercase();
     ["slow", "overflow", "idle", "queue full"]

@@ -34,6 +34,7 @@ use crate::backoff::Backoff;
 use crate::dedup::{RecentIds, DEFAULT_DEDUP_CAPACITY};
 use crate::session::{self, AuthRequest, Session};
 use crate::state::{ClientState, Ended};
+use crate::streams::{Position, Sequencer};
 use crate::{ClientConfig, ClientError, CometAddr, Event, LoginReply};
 
 /// How the driver logs in again (HTTP in production, a fixed reply in tests).
@@ -89,9 +90,15 @@ pub(crate) struct Driver {
     pending: HashMap<u64, Command>,
     /// Requests in flight when the last connection dropped.
     retry: Vec<(u64, Command)>,
+    /// Ids of messages without a seq seen lately (duplicates are dropped).
     recent: RecentIds,
-    last_seq: u64,
-    acked_seq: u64,
+    /// The order of the user's inbox and of each room.
+    inbox: Sequencer,
+    rooms: HashMap<String, Sequencer>,
+    /// Syncs the driver sent itself: frame id -> room ("" for the inbox).
+    syncs: HashMap<u64, String>,
+    /// The inbox position last acknowledged to the comet.
+    acked: Position,
     backoff: Backoff,
 }
 
@@ -106,6 +113,8 @@ impl Driver {
         cancel: CancellationToken,
     ) -> Self {
         let backoff = Backoff::new(config.reconnect_min, config.reconnect_max);
+        let resume = config.resume_from.unwrap_or_default();
+        shared.conn.lock().inbox = resume;
         let mut driver = Self {
             config,
             login,
@@ -120,8 +129,10 @@ impl Driver {
             pending: HashMap::new(),
             retry: Vec::new(),
             recent: RecentIds::new(DEFAULT_DEDUP_CAPACITY),
-            last_seq: 0,
-            acked_seq: 0,
+            inbox: Sequencer::at(resume),
+            rooms: HashMap::new(),
+            syncs: HashMap::new(),
+            acked: resume,
             backoff,
         };
         driver.use_login(login_reply);
@@ -180,10 +191,12 @@ impl Driver {
     }
 
     async fn open(&mut self, comet: &CometAddr) -> Result<Session, ClientError> {
+        let position = self.inbox.position();
         let auth = AuthRequest {
             id: self.next_id(),
             token: self.login_reply.token.clone(),
-            last_seq: self.last_seq,
+            last_seq: position.seq,
+            epoch: position.epoch,
             rooms: self.shared.conn.lock().rooms.clone(),
             login_heartbeat_secs: self.login_reply.heartbeat_secs,
             max_frame: self.config.max_frame,
@@ -305,6 +318,22 @@ impl Driver {
         let idle = tokio::time::sleep(idle_limit);
         tokio::pin!(idle);
 
+        // Syncs sent on a dead connection will not be answered.
+        self.syncs.clear();
+        self.inbox.set_syncing(false);
+        let rooms: Vec<String> = self.shared.conn.lock().rooms.clone();
+        for room in rooms {
+            // Rooms are joined again with Auth; read what we missed in each.
+            let position = self.rooms.get_mut(&room).map(|s| {
+                s.set_syncing(true);
+                s.position()
+            });
+            if let Some(after) = position.filter(|p| p.epoch != 0) {
+                if let Err(end) = self.request_sync(session, &room, after).await {
+                    return end;
+                }
+            }
+        }
         let retry = std::mem::take(&mut self.retry);
         for (_, cmd) in retry {
             if let Err(end) = self.write_request(session, cmd).await {

@@ -3,8 +3,8 @@
 //!
 //! Two small tables, each behind its own [`parking_lot::Mutex`]: the session
 //! table (written on every connect and heartbeat) and the comet table (room
-//! registrations and load reports, written a few times per comet per
-//! `comet_ttl`). Every critical section is a handful of hash-map operations,
+//! registrations, which do not expire, and load reports, written a few
+//! times per comet per `comet_ttl`). Every critical section is a handful of hash-map operations,
 //! so one lock per table is cheaper than the bookkeeping sharding would need
 //! for the cross-index reads (`key -> session`, `uid -> keys`).
 //!
@@ -13,7 +13,7 @@
 //! lazily: a write sweeps the whole table once per TTL, which bounds memory to
 //! the entries written within about two TTLs at an amortised O(1) per write.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -139,8 +139,10 @@ impl SessionTable {
 /// Room registrations and load reports of the comets.
 #[derive(Debug)]
 struct CometTable {
-    /// room -> comet -> expiry
-    rooms: HashMap<String, HashMap<String, Instant>>,
+    /// room -> comets holding members (no expiry: see the trait docs)
+    rooms: HashMap<String, HashSet<String>>,
+    /// comet -> its rooms, to forget a comet that left
+    comet_rooms: HashMap<String, HashSet<String>>,
     /// comet -> (report, expiry)
     reports: HashMap<String, (CometReport, Instant)>,
     next_sweep: Instant,
@@ -151,23 +153,37 @@ impl CometTable {
     fn new(now: Instant, ttl: Duration) -> Self {
         Self {
             rooms: HashMap::new(),
+            comet_rooms: HashMap::new(),
             reports: HashMap::new(),
             next_sweep: now + ttl,
             sweep_every: ttl,
         }
     }
 
-    fn register(&mut self, room: &str, comet_id: &str, expires: Instant) {
-        match self.rooms.get_mut(room) {
-            Some(comets) => match comets.get_mut(comet_id) {
-                Some(e) => *e = expires,
-                None => {
-                    comets.insert(comet_id.to_owned(), expires);
-                }
-            },
-            None => {
-                let comets = HashMap::from([(comet_id.to_owned(), expires)]);
-                self.rooms.insert(room.to_owned(), comets);
+    fn register(&mut self, room: &str, comet_id: &str) {
+        if !self.rooms.get(room).is_some_and(|c| c.contains(comet_id)) {
+            self.rooms
+                .entry(room.to_owned())
+                .or_default()
+                .insert(comet_id.to_owned());
+            self.comet_rooms
+                .entry(comet_id.to_owned())
+                .or_default()
+                .insert(room.to_owned());
+        }
+    }
+
+    fn unregister(&mut self, room: &str, comet_id: &str) {
+        if let Some(comets) = self.rooms.get_mut(room) {
+            comets.remove(comet_id);
+            if comets.is_empty() {
+                self.rooms.remove(room);
+            }
+        }
+        if let Some(rooms) = self.comet_rooms.get_mut(comet_id) {
+            rooms.remove(room);
+            if rooms.is_empty() {
+                self.comet_rooms.remove(comet_id);
             }
         }
     }
@@ -185,10 +201,6 @@ impl CometTable {
         }
         self.next_sweep = now + self.sweep_every;
         self.reports.retain(|_, (_, expires)| *expires > now);
-        self.rooms.retain(|_, comets| {
-            comets.retain(|_, expires| *expires > now);
-            !comets.is_empty()
-        });
     }
 }
 
@@ -243,34 +255,23 @@ impl Sessions for MemorySessions {
     }
 
     async fn add_room_comet(&self, room: &str, comet_id: &str) -> Result<()> {
-        let now = Instant::now();
-        let mut table = self.comets.lock();
-        table.maybe_sweep(now);
-        table.register(room, comet_id, now + self.opts.comet_ttl);
+        self.comets.lock().register(room, comet_id);
         Ok(())
     }
 
     async fn remove_room_comet(&self, room: &str, comet_id: &str) -> Result<()> {
-        let mut table = self.comets.lock();
-        if let Some(comets) = table.rooms.get_mut(room) {
-            comets.remove(comet_id);
-            if comets.is_empty() {
-                table.rooms.remove(room);
-            }
-        }
+        self.comets.lock().unregister(room, comet_id);
         Ok(())
     }
 
     async fn room_comets(&self, room: &str) -> Result<Vec<String>> {
-        let now = Instant::now();
         let table = self.comets.lock();
         let mut comets: Vec<String> = table
             .rooms
             .get(room)
             .into_iter()
             .flatten()
-            .filter(|(_, expires)| **expires > now)
-            .map(|(comet, _)| comet.clone())
+            .cloned()
             .collect();
         drop(table);
         comets.sort_unstable();
@@ -283,11 +284,21 @@ impl Sessions for MemorySessions {
         let mut table = self.comets.lock();
         table.maybe_sweep(now);
         for room in report.rooms.keys() {
-            table.register(room, comet_id, expires);
+            table.register(room, comet_id);
         }
         table
             .reports
             .insert(comet_id.to_owned(), (report.clone(), expires));
+        Ok(())
+    }
+
+    async fn forget_comet(&self, comet_id: &str) -> Result<()> {
+        let mut table = self.comets.lock();
+        let rooms = table.comet_rooms.remove(comet_id).unwrap_or_default();
+        for room in rooms {
+            table.unregister(&room, comet_id);
+        }
+        table.reports.remove(comet_id);
         Ok(())
     }
 

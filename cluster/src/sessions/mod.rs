@@ -2,9 +2,12 @@
 //!
 //! Only logic writes it. It answers the questions recipient resolution asks
 //! (user -> keys -> comet, key -> comet, room -> comets holding members) and
-//! the online counts of the HTTP API. Every entry has a TTL: sessions are
-//! renewed by heartbeats and comet reports by the comet's periodic report, so
-//! a dead comet's state vanishes by itself.
+//! the online counts of the HTTP API. Sessions and comet load reports have a
+//! TTL, renewed by heartbeats and by the comet's periodic report, so a dead
+//! comet's sessions vanish by themselves. Room registrations do not expire
+//! with time: a comet stays in a room's index until it reports the room
+//! left, or logic forgets the comet for having left the cluster, so a late
+//! or failed report can never drop a room a live comet holds.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -50,8 +53,8 @@ pub struct Online {
 pub struct SessionOptions {
     /// How long a session lives without a renewal (heartbeat).
     pub session_ttl: Duration,
-    /// How long a comet's report (its counts and room registrations) lives
-    /// without the next report.
+    /// How long a comet's report (its counts) lives without the next
+    /// report.
     pub comet_ttl: Duration,
 }
 
@@ -86,9 +89,12 @@ pub trait Sessions: Send + Sync + 'static {
     /// Comets holding members of `room`, sorted.
     async fn room_comets(&self, room: &str) -> Result<Vec<String>>;
 
-    /// Stores a comet's load report and renews its room registrations
-    /// (every room in the report counts as held by the comet).
+    /// Stores a comet's load report and registers every room in it as held
+    /// by the comet (healing any lost change).
     async fn report_comet(&self, comet_id: &str, report: &CometReport) -> Result<()>;
+    /// Drops every room registration and the report of a comet that left
+    /// the cluster. Forgetting an unknown comet is not an error.
+    async fn forget_comet(&self, comet_id: &str) -> Result<()>;
     /// Cluster-wide online counts.
     async fn online(&self) -> Result<Online>;
     /// Connections in one room, summed over live comet reports.

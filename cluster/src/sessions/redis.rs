@@ -12,7 +12,8 @@
 //! | `courier:k:<key>` | string | `Session` as JSON | PX session_ttl, renewed by add/renew |
 //! | `courier:{online}:uids` | zset | uid, score 0 (for paging by uid) | trimmed with the next one |
 //! | `courier:{online}:expiry` | zset | uid, score = latest session expiry ms | trimmed on writes |
-//! | `courier:{r:<room>}:comets` | hash | comet id -> expiry ms | PEXPIRE comet_ttl, renewed by registration |
+//! | `courier:{r:<room>}:comets` | hash | comet id -> registration time ms | until the comet leaves the room or is forgotten |
+//! | `courier:{c:<comet>}:rooms` | set | rooms the comet registered | until the comet is forgotten |
 //! | `courier:{comets}:reports` | hash | comet id -> report JSON (with its expiry) | trimmed on reports |
 //! | `courier:{comets}:expiry` | zset | comet id, score = report expiry ms | trimmed on reports |
 //!
@@ -24,8 +25,10 @@
 //! (a session's user hash, key index and online entry) are issued
 //! concurrently and converge: every piece carries its own expiry, readers
 //! filter by it, and whatever a crashed writer leaves behind times out.
-//! A dead comet's sessions and room registrations therefore vanish by
-//! themselves. The online counts and room counts are computed from the live
+//! A dead comet's sessions therefore vanish by themselves. Room
+//! registrations do not expire: logic forgets a comet's rooms once the comet
+//! has left discovery (`forget_comet`), so no late report ever drops a room
+//! a live comet holds. The online counts and room counts are computed from the live
 //! comet reports, one small hash read (fine for dozens of comets).
 //!
 //! Expiries are Unix milliseconds from the writer's clock (see `scripts`).
@@ -66,6 +69,10 @@ fn conn_key(key: &str) -> String {
 
 fn room_key(room: &str) -> String {
     format!("courier:{{r:{room}}}:comets")
+}
+
+fn comet_rooms_key(comet_id: &str) -> String {
+    format!("courier:{{c:{comet_id}}}:rooms")
 }
 
 /// A comet report as stored: the report plus when it stops counting.
@@ -120,16 +127,15 @@ impl RedisSessions {
             .map_err(redis_error)
     }
 
+    /// Records `comet_id` in `room` and `room` in the comet's set (two
+    /// slots, so two commands; `forget_comet` undoes both).
     async fn register_room(&self, room: &str, comet_id: &str, now: i64) -> Result<()> {
-        scripts::ROOM_REGISTER
-            .key(room_key(room))
-            .arg(comet_id)
-            .arg(now.saturating_add(self.comet_ttl_ms))
-            .arg(self.comet_ttl_ms)
-            .arg(now)
-            .invoke_async::<()>(&mut self.conn())
-            .await
-            .map_err(redis_error)
+        let mut room_conn = self.conn();
+        let mut set_conn = self.conn();
+        let in_room = room_conn.hset::<_, _, _, ()>(room_key(room), comet_id, now);
+        let in_set = set_conn.sadd::<_, _, ()>(comet_rooms_key(comet_id), room);
+        futures::try_join!(in_room, in_set).map_err(redis_error)?;
+        Ok(())
     }
 
     /// The live comet reports, by comet id.
@@ -272,26 +278,20 @@ impl Sessions for RedisSessions {
     }
 
     async fn remove_room_comet(&self, room: &str, comet_id: &str) -> Result<()> {
-        self.conn()
-            .hdel::<_, _, ()>(room_key(room), comet_id)
-            .await
-            .map_err(redis_error)
+        let mut room_conn = self.conn();
+        let mut set_conn = self.conn();
+        let from_room = room_conn.hdel::<_, _, ()>(room_key(room), comet_id);
+        let from_set = set_conn.srem::<_, _, ()>(comet_rooms_key(comet_id), room);
+        futures::try_join!(from_room, from_set).map_err(redis_error)?;
+        Ok(())
     }
 
     async fn room_comets(&self, room: &str) -> Result<Vec<String>> {
-        let now = now_ms();
-        let raw: HashMap<String, String> = self
+        let mut comets: Vec<String> = self
             .conn()
-            .hgetall(room_key(room))
+            .hkeys(room_key(room))
             .await
             .map_err(redis_error)?;
-        let mut comets = Vec::with_capacity(raw.len());
-        for (comet, expires) in raw {
-            let expires: i64 = expires.parse().map_err(|e| corrupt("room entry", e))?;
-            if expires > now {
-                comets.push(comet);
-            }
-        }
         comets.sort_unstable();
         Ok(comets)
     }
@@ -322,6 +322,31 @@ impl Sessions for RedisSessions {
             .buffer_unordered(REPORT_FANOUT)
             .try_collect::<()>()
             .await
+    }
+
+    async fn forget_comet(&self, comet_id: &str) -> Result<()> {
+        let set = comet_rooms_key(comet_id);
+        let rooms: Vec<String> = self.conn().smembers(&set).await.map_err(redis_error)?;
+        futures::stream::iter(rooms)
+            .map(|room| async move {
+                self.conn()
+                    .hdel::<_, _, ()>(room_key(&room), comet_id)
+                    .await
+                    .map_err(redis_error)
+            })
+            .buffer_unordered(REPORT_FANOUT)
+            .try_collect::<()>()
+            .await?;
+        let mut set_conn = self.conn();
+        let mut report_conn = self.conn();
+        let mut expiry_conn = self.conn();
+        futures::try_join!(
+            set_conn.del::<_, ()>(&set),
+            report_conn.hdel::<_, _, ()>(REPORTS, comet_id),
+            expiry_conn.zrem::<_, _, ()>(REPORT_EXPIRY, comet_id),
+        )
+        .map_err(redis_error)?;
+        Ok(())
     }
 
     async fn online(&self) -> Result<Online> {

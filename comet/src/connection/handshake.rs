@@ -1,14 +1,15 @@
 //! The handshake: the first frame must be `Auth`, within
-//! `handshake_timeout`, carrying a token this comet can verify locally.
-//! Logic then opens the session (and may refuse it by login policy).
+//! `handshake_timeout`, carrying a token this comet can verify locally
+//! ([`read_auth`]). Logic then opens the session, and may refuse it by login
+//! policy, and returns the page of the user's inbox the client missed since
+//! the position its `Auth` carried ([`open`]).
 //!
 //! It runs inside the connection's own task, never in the accept loop, so
 //! one slow client delays nobody else. A refusal carries the frame to send
 //! before closing.
 
-use bytes::Bytes;
 use courier_proto::client::{frame::Body, Auth, ErrorCode, Frame, Reconnect};
-use courier_proto::logic::ConnectRequest;
+use courier_proto::logic::{ConnectRequest, Page};
 use courier_proto::names::check_uid;
 use courier_proto::{CodecError, FrameCodec};
 use futures::StreamExt;
@@ -17,15 +18,29 @@ use tokio_util::codec::FramedRead;
 
 use crate::state::CometState;
 
-/// An authenticated client.
+/// Room left in a frame for everything but the messages of a page.
+pub(crate) const PAGE_OVERHEAD: usize = 1024;
+
+/// A client whose token checked out, not yet known to logic.
 #[derive(Debug)]
-pub(crate) struct Authenticated {
+pub(crate) struct Hello {
     /// The `Auth` frame's id, echoed in `AuthReply`.
     pub(crate) frame_id: u64,
     pub(crate) uid: String,
     pub(crate) rooms: Vec<String>,
-    /// Encoded messages missed since `Auth.last_seq`, as logic returned them.
-    pub(crate) missed: Vec<Bytes>,
+    /// The inbox position the client resumes from.
+    pub(crate) last_seq: u64,
+    pub(crate) epoch: u64,
+}
+
+/// An authenticated client with an open session.
+#[derive(Debug)]
+pub(crate) struct Authenticated {
+    pub(crate) frame_id: u64,
+    pub(crate) uid: String,
+    pub(crate) rooms: Vec<String>,
+    /// The inbox after the client's position: its first page.
+    pub(crate) inbox: Page,
 }
 
 /// Why the handshake ended without a session, and what to tell the client.
@@ -45,12 +60,11 @@ impl Refusal {
     }
 }
 
-/// Reads the `Auth` frame, verifies it and opens the session as `key`.
-pub(crate) async fn handshake<R: AsyncRead + Unpin>(
+/// Reads the `Auth` frame and verifies its token.
+pub(crate) async fn read_auth<R: AsyncRead + Unpin>(
     frames: &mut FramedRead<R, FrameCodec>,
     state: &CometState,
-    key: &str,
-) -> Result<Authenticated, Refusal> {
+) -> Result<Hello, Refusal> {
     let first = tokio::select! {
         _ = state.draining.cancelled() => {
             return Err(Refusal {
@@ -83,6 +97,7 @@ pub(crate) async fn handshake<R: AsyncRead + Unpin>(
         token,
         last_seq,
         rooms,
+        epoch,
     })) = frame.body
     else {
         return Err(Refusal::error(
@@ -111,19 +126,37 @@ pub(crate) async fn handshake<R: AsyncRead + Unpin>(
             "bad uid",
         ));
     }
+    Ok(Hello {
+        frame_id: id,
+        uid,
+        rooms,
+        last_seq,
+        epoch,
+    })
+}
+
+/// Opens the session in logic as `key`, with the first page of the inbox.
+pub(crate) async fn open(
+    state: &CometState,
+    key: &str,
+    hello: Hello,
+) -> Result<Authenticated, Refusal> {
     let request = ConnectRequest {
         comet_id: state.id().to_owned(),
-        uid: uid.clone(),
+        uid: hello.uid.clone(),
         key: key.to_owned(),
-        rooms: rooms.clone(),
-        last_seq,
+        rooms: hello.rooms.clone(),
+        last_seq: hello.last_seq,
+        epoch: hello.epoch,
+        max_bytes: page_bytes(state.config.max_frame),
     };
+    let id = hello.frame_id;
     match state.logic.open_session(request).await {
         Ok(reply) => Ok(Authenticated {
             frame_id: id,
-            uid,
-            rooms,
-            missed: reply.missed,
+            uid: hello.uid,
+            rooms: hello.rooms,
+            inbox: reply.inbox.unwrap_or_default(),
         }),
         Err(e) if e.is_refusal() => Err(Refusal::error(
             id,
@@ -141,6 +174,11 @@ pub(crate) async fn handshake<R: AsyncRead + Unpin>(
             ))
         }
     }
+}
+
+/// The message bytes a page may carry to fit a `max_frame` frame.
+pub(crate) fn page_bytes(max_frame: usize) -> u32 {
+    u32::try_from(max_frame.saturating_sub(PAGE_OVERHEAD).max(1)).unwrap_or(u32::MAX)
 }
 
 /// The refusal for bytes that are not a frame.

@@ -9,7 +9,9 @@
 //! ends the connection, the cleanup is the same: leave every room, leave the
 //! key index, let the writer finish, tell logic.
 
+mod acks;
 mod handshake;
+mod pages;
 mod session;
 mod writer;
 
@@ -44,32 +46,30 @@ where
 {
     metrics::counter!("courier_comet_connections_total").increment(1);
     let config = &state.config;
-    let (read, mut write) = tokio::io::split(stream);
+    let (read, write) = tokio::io::split(stream);
     let mut frames =
         FramedRead::with_capacity(read, FrameCodec::new(config.max_frame), READ_BUFFER);
     let key = state.next_key();
-    let auth = match handshake::handshake(&mut frames, &state, &key).await {
-        Ok(auth) => auth,
-        Err(refusal) => {
-            tracing::debug!(?peer, reason = refusal.reason, "handshake refused");
-            if let Some(frame) = refusal.frame {
-                let bytes = encode_frame(&frame);
-                let _ = tokio::time::timeout(config.write_timeout, async {
-                    write.write_all(&bytes).await?;
-                    write.flush().await?;
-                    write.shutdown().await
-                })
-                .await;
-            }
-            return;
-        }
+    let hello = match handshake::read_auth(&mut frames, &state).await {
+        Ok(hello) => hello,
+        Err(refusal) => return refuse(refusal, write, peer, &state).await,
     };
-
+    // In the directory (holding pushes back) before logic opens the session,
+    // so nothing published for this connection from then on is missed.
     let (outbox, queue) = Outbox::new(
         key.clone(),
         config.outbound_queue,
         state.directory.counters.clone(),
     );
+    state.directory.keys.insert(outbox.clone());
+    let auth = match handshake::open(&state, &key, hello).await {
+        Ok(auth) => auth,
+        Err(refusal) => {
+            state.directory.keys.remove(&key);
+            return refuse(refusal, write, peer, &state).await;
+        }
+    };
+
     let writer = tokio::spawn(writer::run(
         write,
         queue,
@@ -81,7 +81,7 @@ where
     let uid = auth.uid.clone();
     tracing::info!(?peer, %uid, %key, "client connected");
 
-    // Registered in the key index by `start`, removed when dropped.
+    // Leaves the key index when dropped.
     let mut session = session::Session::new(state.clone(), outbox.clone(), &uid);
     session.start(auth).await;
     let reason = session.run(&mut frames).await;
@@ -104,5 +104,24 @@ where
     let _ = tokio::time::timeout(LOGIC_TIMEOUT, heartbeat.acquire()).await;
     if let Err(e) = state.logic.close_session(request).await {
         tracing::warn!(%key, error = %e, "cannot close session in logic; it will expire");
+    }
+}
+
+/// Tells a client why the handshake ended, briefly, and closes the socket.
+async fn refuse<W: AsyncWrite + Unpin>(
+    refusal: handshake::Refusal,
+    mut write: W,
+    peer: Option<SocketAddr>,
+    state: &CometState,
+) {
+    tracing::debug!(?peer, reason = refusal.reason, "handshake refused");
+    if let Some(frame) = refusal.frame {
+        let bytes = encode_frame(&frame);
+        let _ = tokio::time::timeout(state.config.write_timeout, async {
+            write.write_all(&bytes).await?;
+            write.flush().await?;
+            write.shutdown().await
+        })
+        .await;
     }
 }

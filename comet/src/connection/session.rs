@@ -2,20 +2,22 @@
 //! on logic.
 //!
 //! Replies are queued to the connection's own outbox. Calls to logic that
-//! a reply depends on (`Send`) run in their own task, bounded per
-//! connection; session renewals (`Heartbeat`) are coalesced to one in
-//! flight. So a slow logic delays answers, never reading.
+//! a reply depends on (`Send`, `Sync`, a recovering `Join`) run in their own
+//! task, bounded per connection; session renewals (`Heartbeat`, whose reply
+//! carries the inbox head logic returns) run one at a time, and acks are
+//! coalesced ([`super::acks`]). So a slow logic delays answers, never
+//! reading.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use courier_proto::client::{
-    self, frame::Body, target::Kind, AuthReply, ErrorCode, Frame, Join, JoinReply, Leave,
-    LeaveReply, Reconnect,
+    self, frame::Body, target::Kind, Ack, AuthReply, ErrorCode, Frame, HeartbeatReply, Join,
+    JoinReply, Leave, LeaveReply, Reconnect, Sync,
 };
-use courier_proto::logic::{HeartbeatRequest, SendRequest};
+use courier_proto::logic::{HeartbeatRequest, SendRequest, SyncRequest};
 use courier_proto::names::check_room;
-use courier_proto::{encode_frame, encode_push, FrameCodec};
+use courier_proto::{encode_frame, FrameCodec};
 use futures::StreamExt;
 use governor::DefaultDirectRateLimiter;
 use tokio::io::AsyncRead;
@@ -23,7 +25,9 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 
-use super::handshake::{bad_frame, Authenticated};
+use super::acks::{Acker, Acks};
+use super::handshake::{bad_frame, page_bytes, Authenticated};
+use super::pages::{sync_reply, worth_sending};
 use crate::limits::send_limiter;
 use crate::logic_client::{LogicError, LOGIC_TIMEOUT};
 use crate::outbox::Outbox;
@@ -31,6 +35,11 @@ use crate::state::CometState;
 
 /// `Send` frames one connection may have waiting on logic at once.
 const MAX_SENDS_IN_FLIGHT: usize = 32;
+/// `Sync` frames (and recovering joins) one connection may have waiting.
+const MAX_SYNCS_IN_FLIGHT: usize = 4;
+/// Most messages a `Sync` gets, and what a limit of 0 asks for.
+const MAX_SYNC_LIMIT: u32 = 500;
+const DEFAULT_SYNC_LIMIT: u32 = 100;
 
 /// What the reader does after a frame.
 enum Next {
@@ -49,6 +58,8 @@ pub(crate) struct Session {
     /// One permit: held by the session heartbeat in flight, if any.
     heartbeat: Arc<Semaphore>,
     sends: Arc<Semaphore>,
+    syncs: Arc<Semaphore>,
+    acks: Arc<Acks>,
     /// `send_rate` of upstream sends; `None` when unlimited.
     send_limiter: Option<DefaultDirectRateLimiter>,
 }
@@ -64,14 +75,16 @@ impl Session {
             rooms: HashSet::new(),
             heartbeat: Arc::new(Semaphore::new(1)),
             sends: Arc::new(Semaphore::new(MAX_SENDS_IN_FLIGHT)),
+            syncs: Arc::new(Semaphore::new(MAX_SYNCS_IN_FLIGHT)),
+            acks: Arc::default(),
             send_limiter,
         }
     }
 
-    /// Enters the key index, joins the rooms asked for at auth and queues `AuthReply` (then any
-    /// missed messages).
+    /// Joins the rooms asked for at auth, queues `AuthReply` and the page of
+    /// the inbox the client missed, then lets the pushes held back since the
+    /// handshake through: what was missed arrives before anything live.
     pub(crate) async fn start(&mut self, auth: Authenticated) {
-        self.state.directory.keys.insert(self.outbox.clone());
         let max_rooms = self.state.config.max_rooms;
         let mut joined = Vec::new();
         for room in auth.rooms {
@@ -90,25 +103,23 @@ impl Session {
         self.rooms_known_to_logic().await;
         let heartbeat_secs =
             u32::try_from(self.state.config.heartbeat.as_secs().max(1)).unwrap_or(u32::MAX);
-        self.reply(&Frame::new(
+        let reply = Frame::new(
             auth.frame_id,
             Body::AuthReply(AuthReply {
                 uid: self.uid.to_string(),
                 key: self.outbox.key().to_string(),
                 heartbeat_secs,
                 rooms: joined,
+                inbox: auth.inbox.head,
             }),
-        ));
-        if !auth.missed.is_empty() {
-            match encode_push(&auth.missed, self.state.config.max_frame) {
-                Ok(frames) => {
-                    self.outbox.push_all(&frames);
-                }
-                Err(e) => {
-                    tracing::warn!(key = %self.outbox.key(), error = %e, "dropping missed messages")
-                }
-            }
+        );
+        self.outbox.push_first(encode_frame(&reply));
+        if worth_sending(&auth.inbox) {
+            let max_frame = self.state.config.max_frame;
+            self.outbox
+                .push_first(sync_reply(0, "", &auth.inbox, max_frame));
         }
+        self.outbox.release();
     }
 
     /// Reads frames until the connection ends; returns why it ended.
@@ -157,15 +168,12 @@ impl Session {
     fn on_frame(&mut self, frame: Frame) -> Next {
         let id = frame.id;
         match frame.body {
-            Some(Body::Heartbeat(_)) => {
-                self.reply(&Frame::new(id, Body::HeartbeatReply(Default::default())));
-                self.renew_session();
-            }
-            Some(Body::Join(Join { room })) => self.join(id, room),
+            Some(Body::Heartbeat(_)) => self.heartbeat(id),
+            Some(Body::Join(join)) => self.join(id, join),
             Some(Body::Leave(Leave { room })) => self.leave(id, room),
             Some(Body::Send(send)) => self.send(id, send),
-            // There is no inbox yet, so nothing to record or replay.
-            Some(Body::Ack(_)) | Some(Body::Sync(_)) => {}
+            Some(Body::Sync(sync)) => self.sync(id, sync),
+            Some(Body::Ack(Ack { seq, epoch })) => self.ack(epoch, seq),
             Some(Body::Auth(_)) => {
                 self.close_with_error(id, ErrorCode::Unexpected, "already authenticated");
                 return Next::Close("second Auth");
@@ -179,7 +187,8 @@ impl Session {
                 | Body::LeaveReply(_)
                 | Body::Reconnect(_)
                 | Body::Kick(_)
-                | Body::Error(_),
+                | Body::Error(_)
+                | Body::SyncReply(_),
             ) => {
                 self.close_with_error(id, ErrorCode::Unexpected, "server-only frame");
                 return Next::Close("server-only frame");
@@ -192,7 +201,12 @@ impl Session {
         Next::Continue
     }
 
-    fn join(&mut self, id: u64, room: String) {
+    fn join(&mut self, id: u64, join: Join) {
+        let Join {
+            room,
+            last_seq,
+            epoch,
+        } = join;
         if let Err(why) = check_room(&room) {
             return self.error(id, ErrorCode::BadRequest, why.to_string());
         }
@@ -204,19 +218,100 @@ impl Session {
             self.state.directory.rooms.join(&room, &self.outbox);
             self.rooms.insert(room.clone());
         }
+        // With a position, the client recovers what it missed: a page of
+        // the room's history follows the reply.
+        let recover = (epoch != 0)
+            .then(|| self.sync_request(&room, last_seq, epoch, DEFAULT_SYNC_LIMIT))
+            .and_then(|request| {
+                let permit = self.syncs.clone().try_acquire_owned().ok();
+                if permit.is_none() {
+                    self.error(0, ErrorCode::Unavailable, "too many syncs in flight");
+                }
+                permit.map(|p| (request, p))
+            });
         // The reply waits (off the read loop) until logic knows this comet
         // holds the room, so a room push published after JoinReply arrives.
         let directory = self.state.directory.clone();
+        let logic = self.state.logic.clone();
         let outbox = self.outbox.clone();
+        let max_frame = self.state.config.max_frame;
         let generation = directory.rooms.changes().generation();
         self.state.tracker.spawn(async move {
             let acked = directory.rooms.changes().wait_acknowledged(generation);
             if tokio::time::timeout(LOGIC_TIMEOUT, acked).await.is_err() {
                 tracing::warn!(%room, "logic has not acknowledged the room yet; replying anyway");
             }
-            let reply = Frame::new(id, Body::JoinReply(JoinReply { room }));
+            let reply = Frame::new(id, Body::JoinReply(JoinReply { room: room.clone() }));
             outbox.push(encode_frame(&reply));
+            if let Some((request, _permit)) = recover {
+                match logic.sync(request).await {
+                    Ok(page) => {
+                        outbox.push(sync_reply(0, &room, &page, max_frame));
+                    }
+                    Err(e) => {
+                        let frame = Frame::error(0, sync_error_code(&e), e.client_message());
+                        outbox.push(encode_frame(&frame));
+                    }
+                }
+            }
         });
+    }
+
+    fn sync_request(&self, room: &str, after_seq: u64, epoch: u64, limit: u32) -> SyncRequest {
+        SyncRequest {
+            comet_id: self.state.id().to_owned(),
+            uid: self.uid.to_string(),
+            key: self.outbox.key().to_string(),
+            room: room.to_owned(),
+            after_seq,
+            epoch,
+            limit,
+            max_bytes: page_bytes(self.state.config.max_frame),
+        }
+    }
+
+    /// A page of the inbox or of a room this connection is in.
+    fn sync(&mut self, id: u64, sync: Sync) {
+        if !sync.room.is_empty() {
+            if let Err(why) = check_room(&sync.room) {
+                return self.error(id, ErrorCode::BadRequest, why.to_string());
+            }
+            if !self.rooms.contains(&sync.room) {
+                return self.error(id, ErrorCode::NotInRoom, "join the room first");
+            }
+        }
+        let Ok(permit) = self.syncs.clone().try_acquire_owned() else {
+            return self.error(id, ErrorCode::Unavailable, "too many syncs in flight");
+        };
+        let limit = match sync.limit {
+            0 => DEFAULT_SYNC_LIMIT,
+            n => n.min(MAX_SYNC_LIMIT),
+        };
+        let request = self.sync_request(&sync.room, sync.after_seq, sync.epoch, limit);
+        let logic = self.state.logic.clone();
+        let outbox = self.outbox.clone();
+        let max_frame = self.state.config.max_frame;
+        self.state.tracker.spawn(async move {
+            let frame = match logic.sync(request).await {
+                Ok(page) => sync_reply(id, &sync.room, &page, max_frame),
+                Err(e) => encode_frame(&Frame::error(id, sync_error_code(&e), e.client_message())),
+            };
+            drop(permit);
+            outbox.push(frame);
+        });
+    }
+
+    /// Records how far the user has read; sent to logic coalesced.
+    fn ack(&self, epoch: u64, seq: u64) {
+        if self.acks.record(epoch, seq) {
+            let who = Acker {
+                comet_id: self.state.id().to_owned(),
+                uid: self.uid.to_string(),
+                key: self.outbox.key().to_string(),
+            };
+            let sender = self.acks.clone().send(self.state.logic.clone(), who);
+            self.state.tracker.spawn(sender);
+        }
     }
 
     /// Waits, at most one logic timeout, until logic has acknowledged every
@@ -278,6 +373,7 @@ impl Session {
                     Body::SendReply(client::SendReply {
                         msg_id: reply.msg_id,
                         seq: reply.seq,
+                        epoch: reply.epoch,
                     }),
                 ),
                 Err(e) => Frame::error(id, send_error_code(&e), e.client_message()),
@@ -287,12 +383,18 @@ impl Session {
         });
     }
 
-    /// Renews the session's TTL in logic, at most one call in flight.
-    fn renew_session(&self) {
-        // One heartbeat in flight at a time; the permit also lets the
-        // disconnect path wait for it (see `heartbeat_gate`).
+    /// Renews the session's TTL in logic, at most one call in flight, and
+    /// answers with the inbox head logic returns (so a client learns of a
+    /// message that never reached it). With a renewal already in flight, or
+    /// if logic fails, the reply carries no head.
+    fn heartbeat(&self, id: u64) {
+        // The permit also lets the disconnect path wait for the renewal
+        // (see `heartbeat_gate`).
         let Ok(permit) = self.heartbeat.clone().try_acquire_owned() else {
-            return;
+            return self.reply(&Frame::new(
+                id,
+                Body::HeartbeatReply(HeartbeatReply::default()),
+            ));
         };
         let request = HeartbeatRequest {
             comet_id: self.state.id().to_owned(),
@@ -300,11 +402,18 @@ impl Session {
             key: self.outbox.key().to_string(),
         };
         let logic = self.state.logic.clone();
+        let outbox = self.outbox.clone();
         self.state.tracker.spawn(async move {
-            if let Err(e) = logic.heartbeat(request).await {
-                tracing::debug!(error = %e, "session heartbeat failed");
-            }
+            let inbox = match logic.heartbeat(request).await {
+                Ok(head) => head,
+                Err(e) => {
+                    tracing::debug!(error = %e, "session heartbeat failed");
+                    None
+                }
+            };
             drop(permit);
+            let reply = Frame::new(id, Body::HeartbeatReply(HeartbeatReply { inbox }));
+            outbox.push(encode_frame(&reply));
         });
     }
 
@@ -338,6 +447,14 @@ impl Drop for Session {
             directory.rooms.leave(&room, self.outbox.key());
         }
         directory.keys.remove(self.outbox.key());
+    }
+}
+
+fn sync_error_code(e: &LogicError) -> ErrorCode {
+    if e.is_bad_request() {
+        ErrorCode::BadRequest
+    } else {
+        ErrorCode::Unavailable
     }
 }
 

@@ -12,8 +12,7 @@ use crate::state::CometState;
 fn auth(token: String) -> Body {
     Body::Auth(Auth {
         token,
-        last_seq: 0,
-        rooms: vec![],
+        ..Auth::default()
     })
 }
 
@@ -122,12 +121,29 @@ async fn missed_messages_follow_the_auth_reply() {
         Body::Auth(Auth {
             token: h.token("alice"),
             last_seq: 5,
-            rooms: vec![],
+            epoch: EPOCH,
+            ..Auth::default()
         }),
     )
     .await;
-    assert!(matches!(c.recv().await.body, Some(Body::AuthReply(_))));
-    assert_eq!(push_ids(&c.recv().await), vec!["missed-1".to_owned()]);
+    let reply = c.recv().await;
+    let Some(Body::AuthReply(reply)) = reply.body else {
+        panic!("expected AuthReply, got {reply:?}")
+    };
+    assert_eq!(reply.inbox.map(|h| (h.epoch, h.last_seq)), Some((EPOCH, 6)));
+    // The page of what was missed, before anything else (frame id 0).
+    let page = c.recv().await;
+    assert_eq!(page.id, 0);
+    let Some(Body::SyncReply(page)) = page.body else {
+        panic!("expected SyncReply, got {page:?}")
+    };
+    assert_eq!(page.room, "");
+    let missed: Vec<(String, u64)> = page
+        .messages
+        .iter()
+        .map(|m| (m.msg_id.clone(), m.seq))
+        .collect();
+    assert_eq!(missed, [("missed-1".to_owned(), 6)]);
 }
 
 #[tokio::test(start_paused = true)]

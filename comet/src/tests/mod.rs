@@ -5,4 +5,5 @@ mod handshake;
 mod lifecycle;
 mod push;
 mod session;
+mod streams;
 mod support;

@@ -32,6 +32,7 @@ async fn push_room_reaches_members_only_and_logic_learns_the_rooms() {
         2,
         Body::Join(Join {
             room: "lobby".into(),
+            ..Join::default()
         }),
     )
     .await;

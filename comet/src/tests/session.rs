@@ -116,7 +116,12 @@ async fn join_and_leave_are_validated_and_bounded() {
         })
         .await;
     let (mut c, _) = comet.login(&h, "alice", &["a"]).await;
-    let join = |room: &str| Body::Join(Join { room: room.into() });
+    let join = |room: &str| {
+        Body::Join(Join {
+            room: room.into(),
+            ..Join::default()
+        })
+    };
 
     c.send(2, join("b")).await;
     assert!(matches!(c.recv().await.body, Some(Body::JoinReply(r)) if r.room == "b"));

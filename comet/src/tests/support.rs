@@ -9,7 +9,7 @@ use std::time::Duration;
 use courier_cluster::discovery::memory::MemoryDiscovery;
 use courier_cluster::discovery::register_json;
 use courier_cluster::{Discovery, LogicNode, Registration, ServiceKind};
-use courier_proto::client::{AuthReply, Message, Target};
+use courier_proto::client::{AuthReply, Message, StreamHead, Target};
 use courier_proto::comet::comet_client::CometClient;
 use courier_proto::encode_message;
 use courier_proto::logic::logic_server::{Logic, LogicServer};
@@ -37,6 +37,8 @@ pub(crate) enum Call {
     Close(DisconnectRequest),
     Heartbeat(HeartbeatRequest),
     Send(SendRequest),
+    Sync(SyncRequest),
+    Ack(AckRequest),
     RoomsChanged(RoomsChangedRequest),
     Renew(RenewOnlineRequest),
 }
@@ -50,6 +52,8 @@ pub(crate) struct FakeLogic {
     /// While `true`, `CloseSession` is recorded but not answered, which
     /// holds a draining comet in its drain.
     closes_held: tokio::sync::watch::Sender<bool>,
+    /// While `true`, `OpenSession` is recorded but not answered.
+    opens_held: tokio::sync::watch::Sender<bool>,
 }
 
 impl FakeLogic {
@@ -81,6 +85,11 @@ impl FakeLogic {
         self.closes_held.send_replace(held);
     }
 
+    /// Holds (`true`) or releases (`false`) every `OpenSession` answer.
+    pub(crate) fn hold_opens(&self, held: bool) {
+        self.opens_held.send_replace(held);
+    }
+
     /// Calls so far matching `f`.
     pub(crate) fn count(&self, f: impl Fn(&Call) -> bool) -> usize {
         self.calls.count(f)
@@ -95,22 +104,25 @@ impl Logic for FakeLogic {
     ) -> Result<Response<ConnectReply>, Status> {
         let req = request.into_inner();
         self.record(Call::Open(req.clone()));
+        let mut held = self.opens_held.subscribe();
+        let _ = held.wait_for(|held| !held).await;
         if req.uid == "banned" {
             return Err(Status::failed_precondition("login policy refused"));
         }
-        let missed = if req.last_seq > 0 {
-            vec![encode_message(&Message {
-                msg_id: "missed-1".into(),
-                seq: req.last_seq + 1,
-                to: Some(Target::user(req.uid.clone())),
-                ..Default::default()
-            })]
+        let inbox = if req.last_seq > 0 {
+            page(&req.uid, "", req.last_seq, req.epoch, "missed-1")
         } else {
-            vec![]
+            Page {
+                head: Some(StreamHead {
+                    epoch: EPOCH,
+                    ..StreamHead::default()
+                }),
+                ..Page::default()
+            }
         };
         Ok(Response::new(ConnectReply {
             heartbeat_secs: 30,
-            missed,
+            inbox: Some(inbox),
         }))
     }
 
@@ -129,7 +141,13 @@ impl Logic for FakeLogic {
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatReply>, Status> {
         self.record(Call::Heartbeat(request.into_inner()));
-        Ok(Response::new(HeartbeatReply {}))
+        Ok(Response::new(HeartbeatReply {
+            inbox: Some(StreamHead {
+                epoch: EPOCH,
+                last_seq: 3,
+                first_seq: 1,
+            }),
+        }))
     }
 
     async fn send(&self, request: Request<SendRequest>) -> Result<Response<SendReply>, Status> {
@@ -142,7 +160,26 @@ impl Logic for FakeLogic {
         Ok(Response::new(SendReply {
             msg_id: format!("m-{}", send.client_msg_id),
             seq: 7,
+            epoch: EPOCH,
         }))
+    }
+
+    async fn sync(&self, request: Request<SyncRequest>) -> Result<Response<Page>, Status> {
+        let req = request.into_inner();
+        self.record(Call::Sync(req.clone()));
+        let id = format!("synced-{}", req.after_seq + 1);
+        Ok(Response::new(page(
+            &req.uid,
+            &req.room,
+            req.after_seq,
+            req.epoch,
+            &id,
+        )))
+    }
+
+    async fn ack(&self, request: Request<AckRequest>) -> Result<Response<AckReply>, Status> {
+        self.record(Call::Ack(request.into_inner()));
+        Ok(Response::new(AckReply {}))
     }
 
     async fn rooms_changed(
@@ -159,6 +196,37 @@ impl Logic for FakeLogic {
     ) -> Result<Response<RenewOnlineReply>, Status> {
         self.record(Call::Renew(request.into_inner()));
         Ok(Response::new(RenewOnlineReply {}))
+    }
+}
+
+/// The epoch of every stream of the fake logic.
+pub(crate) const EPOCH: u64 = 7;
+
+/// A page of one message, `id`, right after `after_seq`, in `room` ("" for
+/// the user's inbox).
+fn page(uid: &str, room: &str, after_seq: u64, epoch: u64, id: &str) -> Page {
+    let to = if room.is_empty() {
+        Target::user(uid)
+    } else {
+        Target::room(room)
+    };
+    let seq = after_seq + 1;
+    let epoch = if epoch == 0 { EPOCH } else { epoch };
+    Page {
+        head: Some(StreamHead {
+            epoch,
+            last_seq: seq,
+            first_seq: 1,
+        }),
+        messages: vec![encode_message(&Message {
+            msg_id: id.into(),
+            seq,
+            epoch,
+            to: Some(to),
+            ..Default::default()
+        })],
+        gap: false,
+        reset: false,
     }
 }
 

@@ -99,6 +99,21 @@ pub(crate) struct PushAll {
 #[derive(Debug, Serialize)]
 pub(crate) struct Pushed {
     pub(crate) msg_id: String,
+    /// The message's seq in the one stream it went to (one user's inbox, a
+    /// room's history); absent for several users, keys and broadcasts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) seq: Option<u64>,
+    /// The epoch of that seq.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) epoch: Option<u64>,
+    /// Recipients that had this message already (a repeated
+    /// `Idempotency-Key`): not stored or delivered again.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(crate) repeats: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// One comet's share of `GET /online`.
@@ -174,4 +189,40 @@ impl From<&CometNode> for NodeInfo {
             state: c.state,
         }
     }
+}
+
+/// Query of `GET /users/{uid}/messages` and `GET /rooms/{room}/messages`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MessagesQuery {
+    pub(crate) after_seq: Option<u64>,
+    pub(crate) epoch: Option<u64>,
+    pub(crate) limit: Option<usize>,
+}
+
+/// A page of a user's inbox or a room's history.
+#[derive(Debug, Serialize)]
+pub(crate) struct StreamPage {
+    pub(crate) epoch: u64,
+    pub(crate) first_seq: u64,
+    pub(crate) last_seq: u64,
+    pub(crate) gap: bool,
+    pub(crate) reset: bool,
+    pub(crate) messages: Vec<StoredMessage>,
+}
+
+/// One stored message.
+#[derive(Debug, Serialize)]
+pub(crate) struct StoredMessage {
+    pub(crate) msg_id: String,
+    pub(crate) seq: u64,
+    pub(crate) epoch: u64,
+    pub(crate) from: String,
+    pub(crate) to: Option<serde_json::Value>,
+    pub(crate) op: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) data: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) data_base64: Option<String>,
+    pub(crate) sent_at_ms: i64,
 }

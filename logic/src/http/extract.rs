@@ -4,8 +4,12 @@
 //! `error.rs`).
 
 use axum::extract::{FromRequest, FromRequestParts};
+use axum::http::request::Parts;
 
 use super::error::ApiError;
+
+/// Longest `Idempotency-Key`, in bytes.
+const MAX_IDEMPOTENCY_KEY: usize = 128;
 
 /// A JSON request body.
 #[derive(FromRequest)]
@@ -21,3 +25,29 @@ pub(crate) struct Path<T>(pub(crate) T);
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub(crate) struct Query<T>(pub(crate) T);
+
+/// The optional `Idempotency-Key` header: 1-128 visible ASCII characters.
+pub(crate) struct IdempotencyKey(pub(crate) Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get("idempotency-key") else {
+            return Ok(Self(None));
+        };
+        let key = value
+            .to_str()
+            .ok()
+            .filter(|k| {
+                (1..=MAX_IDEMPOTENCY_KEY).contains(&k.len())
+                    && k.bytes().all(|b| b.is_ascii_graphic())
+            })
+            .ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+                ))
+            })?;
+        Ok(Self(Some(key.to_owned())))
+    }
+}

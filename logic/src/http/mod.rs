@@ -24,6 +24,7 @@ mod auth;
 mod dto;
 mod error;
 mod extract;
+mod messages;
 mod online;
 mod push;
 mod users;
@@ -44,7 +45,9 @@ pub(crate) fn router(shared: Arc<LogicState>) -> Router {
         .route("/online/users", get(online::users))
         .route("/online/rooms", get(online::top_rooms))
         .route("/online/rooms/{room}", get(online::room))
-        .route("/nodes", get(online::nodes));
+        .route("/nodes", get(online::nodes))
+        .route("/users/{uid}/messages", get(messages::user))
+        .route("/rooms/{room}/messages", get(messages::room));
     Router::new()
         .nest("/api/v1", api)
         .route("/metrics", get(admin::metrics))

@@ -1,8 +1,14 @@
 //! `POST /push/*`: a backend sends a message to users, keys, a room or
 //! everyone. `data` is any JSON value; the message carries its JSON text as
-//! it arrived. `202 {msg_id}` means every envelope was accepted by the
-//! queue. Uids, keys and room names follow the protocol's rules
-//! ([`courier_proto::names`]), the same ones comets apply.
+//! it arrived. `202 {msg_id, seq, epoch}` means the message is stored (in
+//! each user's inbox, in the room's history) and every envelope was accepted
+//! by the queue; `seq` and `epoch` are there when the push went to one
+//! stream (one user, a room). Uids, keys and room names follow the
+//! protocol's rules ([`courier_proto::names`]), the same ones comets apply.
+//!
+//! An `Idempotency-Key` header makes a retry safe: a repeat within the
+//! window returns the original `msg_id` and `seq` and is not stored or
+//! delivered again, per recipient.
 
 use std::sync::Arc;
 
@@ -15,8 +21,8 @@ use serde_json::value::RawValue;
 use super::auth::ApiKey;
 use super::dto::{PushAll, PushKeys, PushRoom, PushUsers, Pushed};
 use super::error::ApiError;
-use super::extract::{Json, Path};
-use crate::publish::{Content, Recipients};
+use super::extract::{IdempotencyKey, Json, Path};
+use crate::publish::{Content, Dedup, Recipients};
 use crate::state::LogicState;
 
 type Accepted = (StatusCode, axum::Json<Pushed>);
@@ -25,10 +31,11 @@ type Accepted = (StatusCode, axum::Json<Pushed>);
 pub(crate) async fn users(
     State(shared): State<Arc<LogicState>>,
     _: ApiKey,
+    IdempotencyKey(key): IdempotencyKey,
     Json(body): Json<PushUsers>,
 ) -> Result<Accepted, ApiError> {
     check_list(&shared, "uids", &body.uids, names::check_uid)?;
-    let content = content(&shared, body.op, body.data)?;
+    let content = content(&shared, body.op, body.data, key)?;
     publish(&shared, Recipients::Users(&body.uids), content).await
 }
 
@@ -36,10 +43,11 @@ pub(crate) async fn users(
 pub(crate) async fn keys(
     State(shared): State<Arc<LogicState>>,
     _: ApiKey,
+    IdempotencyKey(key): IdempotencyKey,
     Json(body): Json<PushKeys>,
 ) -> Result<Accepted, ApiError> {
     check_list(&shared, "keys", &body.keys, names::check_key)?;
-    let content = content(&shared, body.op, body.data)?;
+    let content = content(&shared, body.op, body.data, key)?;
     publish(&shared, Recipients::Keys(&body.keys), content).await
 }
 
@@ -47,11 +55,12 @@ pub(crate) async fn keys(
 pub(crate) async fn room(
     State(shared): State<Arc<LogicState>>,
     _: ApiKey,
+    IdempotencyKey(key): IdempotencyKey,
     Path(room): Path<String>,
     Json(body): Json<PushRoom>,
 ) -> Result<Accepted, ApiError> {
     names::check_room(&room).map_err(invalid_name)?;
-    let content = content(&shared, body.op, body.data)?;
+    let content = content(&shared, body.op, body.data, key)?;
     publish(&shared, Recipients::Room(&room), content).await
 }
 
@@ -59,9 +68,10 @@ pub(crate) async fn room(
 pub(crate) async fn all(
     State(shared): State<Arc<LogicState>>,
     _: ApiKey,
+    IdempotencyKey(key): IdempotencyKey,
     Json(body): Json<PushAll>,
 ) -> Result<Accepted, ApiError> {
-    let content = content(&shared, body.op, body.data)?;
+    let content = content(&shared, body.op, body.data, key)?;
     publish(&shared, Recipients::All { rate: body.rate }, content).await
 }
 
@@ -76,11 +86,19 @@ async fn publish(
         StatusCode::ACCEPTED,
         axum::Json(Pushed {
             msg_id: accepted.msg_id,
+            seq: accepted.position.map(|(seq, _)| seq),
+            epoch: accepted.position.map(|(_, epoch)| epoch),
+            repeats: accepted.repeats,
         }),
     ))
 }
 
-fn content(shared: &LogicState, op: u32, data: Box<RawValue>) -> Result<Content, ApiError> {
+fn content(
+    shared: &LogicState,
+    op: u32,
+    data: Box<RawValue>,
+    idempotency_key: Option<String>,
+) -> Result<Content, ApiError> {
     let text: Box<str> = data.into();
     let max = shared.config.max_data;
     if text.len() > max {
@@ -94,7 +112,7 @@ fn content(shared: &LogicState, op: u32, data: Box<RawValue>) -> Result<Content,
         from: String::new(),
         op,
         data: Bytes::from(String::from(text)),
-        client_msg_id: None,
+        dedup: idempotency_key.map(|key| Dedup::Http { key }),
     })
 }
 

@@ -148,27 +148,6 @@ return {out, last}
     )
 });
 
-/// KEYS: room hash. ARGV: comet id, expiry ms, ttl ms, now ms.
-/// Registers (or renews) the comet in the room and renews the hash TTL. When
-/// the comet is new to the room, expired registrations are dropped too.
-pub(crate) static ROOM_REGISTER: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local added = redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-if added == 1 then
-  local now = tonumber(ARGV[4])
-  local all = redis.call('HGETALL', KEYS[1])
-  for i = 1, #all, 2 do
-    local exp = tonumber(all[i + 1])
-    if exp == nil or exp <= now then redis.call('HDEL', KEYS[1], all[i]) end
-  end
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 1
-",
-    )
-});
-
 /// KEYS: reports hash, report expiry zset. ARGV: comet id, report JSON,
 /// expiry ms, now ms. Stores the report and drops a bounded batch of
 /// expired ones.

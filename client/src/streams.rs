@@ -1,0 +1,325 @@
+//! Putting stored messages in order: one [`Sequencer`] per stream (the
+//! user's inbox, each room).
+//!
+//! A stored message has a seq (gap-free within its stream's epoch). The
+//! sequencer shows messages strictly in seq order, each once: a duplicate
+//! (seq already shown) is dropped; a message after a gap waits while the
+//! missing range is read with `Sync`; a page (`SyncReply`) fills the gap.
+//! It learns of a message that never arrived from the stream's head (the
+//! heartbeat reply carries the inbox's), and of a lost store from a new
+//! epoch. It is plain data with no I/O: the driver sends the syncs it asks
+//! for and emits what it returns.
+
+use std::collections::BTreeMap;
+
+use courier_proto::client::{Message, StreamHead, SyncReply};
+
+/// Messages waiting behind a gap, at most; more are dropped and read back
+/// by the sync.
+const MAX_WAITING: usize = 1024;
+
+/// A position in a stream: the last seq shown in an epoch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Position {
+    /// The stream's epoch (0: none known yet).
+    pub epoch: u64,
+    /// The last seq shown.
+    pub seq: u64,
+}
+
+/// A sync the sequencer wants sent: the stream's messages after `after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SyncWanted {
+    pub(crate) after: Position,
+}
+
+/// Something about a stream the application should know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Notice {
+    /// Messages `from..=to` are gone from the store's window.
+    Gap { from: u64, to: u64 },
+    /// The store lost the stream; seqs start again in `epoch`.
+    Reset { epoch: u64 },
+}
+
+/// What handling a message, a page or a head produced.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Outcome {
+    /// Messages to show now, in order.
+    pub(crate) show: Vec<Message>,
+    pub(crate) notices: Vec<Notice>,
+    pub(crate) sync: Option<SyncWanted>,
+}
+
+/// One stream's order.
+#[derive(Debug, Default)]
+pub(crate) struct Sequencer {
+    at: Position,
+    waiting: BTreeMap<u64, Message>,
+    syncing: bool,
+}
+
+impl Sequencer {
+    /// A sequencer that has shown up to `at`.
+    pub(crate) fn at(at: Position) -> Self {
+        Self {
+            at,
+            ..Self::default()
+        }
+    }
+
+    /// The last position shown.
+    pub(crate) fn position(&self) -> Position {
+        self.at
+    }
+
+    /// A sync was sent, or failed: stop or start asking for one.
+    pub(crate) fn set_syncing(&mut self, syncing: bool) {
+        self.syncing = syncing;
+    }
+
+    /// A message of this stream arrived live.
+    pub(crate) fn on_message(&mut self, m: Message) -> Outcome {
+        let mut out = Outcome::default();
+        self.accept(m, &mut out);
+        self.drain(&mut out);
+        out
+    }
+
+    /// A page of this stream arrived (asked for or not).
+    pub(crate) fn on_page(&mut self, page: SyncReply) -> Outcome {
+        let mut out = Outcome::default();
+        self.syncing = false;
+        let head = page.head.unwrap_or_default();
+        let first = page.messages.first().map(|m| m.seq);
+        if page.reset {
+            out.notices.push(Notice::Reset { epoch: head.epoch });
+            self.waiting.clear();
+            let start = first.unwrap_or(head.last_seq + 1);
+            self.at = Position {
+                epoch: head.epoch,
+                seq: start.saturating_sub(1),
+            };
+        } else {
+            if self.at.epoch == 0 {
+                self.at.epoch = head.epoch;
+            }
+            if page.gap {
+                let resume = first.unwrap_or(head.first_seq.max(1));
+                if resume > self.at.seq + 1 {
+                    out.notices.push(Notice::Gap {
+                        from: self.at.seq + 1,
+                        to: resume - 1,
+                    });
+                    self.at.seq = resume - 1;
+                }
+            }
+        }
+        let progressed = !page.messages.is_empty();
+        for m in page.messages {
+            self.accept(m, &mut out);
+        }
+        self.drain(&mut out);
+        // More to read: ask again, as long as the last page moved us on.
+        if out.sync.is_none() && progressed && self.at.seq < head.last_seq && !self.syncing {
+            self.syncing = true;
+            out.sync = Some(SyncWanted { after: self.at });
+        }
+        out
+    }
+
+    /// The stream's head, learned from a heartbeat or a reply.
+    pub(crate) fn on_head(&mut self, head: StreamHead) -> Outcome {
+        let mut out = Outcome::default();
+        if self.syncing || head.epoch == 0 {
+            return out;
+        }
+        let other_epoch = self.at.epoch != 0 && head.epoch != self.at.epoch;
+        if other_epoch || head.last_seq > self.at.seq {
+            self.syncing = true;
+            out.sync = Some(SyncWanted { after: self.at });
+        }
+        out
+    }
+
+    fn accept(&mut self, m: Message, out: &mut Outcome) {
+        if self.at.epoch == 0 {
+            // The first message of a stream we had no place in: start here.
+            self.at = Position {
+                epoch: m.epoch,
+                seq: m.seq.saturating_sub(1),
+            };
+        }
+        if m.epoch != self.at.epoch {
+            // The store lost the stream: ask where it stands now.
+            if !self.syncing {
+                self.syncing = true;
+                out.sync = Some(SyncWanted { after: self.at });
+            }
+            return;
+        }
+        if m.seq <= self.at.seq {
+            return; // shown already
+        }
+        if m.seq == self.at.seq + 1 {
+            self.at.seq = m.seq;
+            out.show.push(m);
+            return;
+        }
+        if self.waiting.len() < MAX_WAITING {
+            self.waiting.insert(m.seq, m);
+        }
+        if !self.syncing {
+            self.syncing = true;
+            out.sync = Some(SyncWanted { after: self.at });
+        }
+    }
+
+    /// Shows whatever waited right behind the position.
+    fn drain(&mut self, out: &mut Outcome) {
+        while let Some(entry) = self.waiting.first_entry() {
+            let seq = *entry.key();
+            if seq <= self.at.seq {
+                entry.remove();
+            } else if seq == self.at.seq + 1 {
+                self.at.seq = seq;
+                out.show.push(entry.remove());
+            } else {
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(seq: u64, epoch: u64) -> Message {
+        Message {
+            msg_id: format!("m{seq}"),
+            seq,
+            epoch,
+            ..Message::default()
+        }
+    }
+
+    fn seqs(out: &Outcome) -> Vec<u64> {
+        out.show.iter().map(|m| m.seq).collect()
+    }
+
+    fn page(messages: Vec<Message>, head: (u64, u64, u64)) -> SyncReply {
+        SyncReply {
+            head: Some(StreamHead {
+                epoch: head.0,
+                last_seq: head.1,
+                first_seq: head.2,
+            }),
+            messages,
+            ..SyncReply::default()
+        }
+    }
+
+    #[test]
+    fn in_order_messages_show_at_once_and_duplicates_never() {
+        let mut s = Sequencer::at(Position { epoch: 7, seq: 0 });
+        assert_eq!(seqs(&s.on_message(msg(1, 7))), [1]);
+        assert_eq!(seqs(&s.on_message(msg(2, 7))), [2]);
+        let again = s.on_message(msg(2, 7));
+        assert!(again.show.is_empty() && again.sync.is_none());
+        assert_eq!(s.position(), Position { epoch: 7, seq: 2 });
+    }
+
+    #[test]
+    fn a_gap_waits_for_its_sync_then_shows_in_order() {
+        let mut s = Sequencer::at(Position { epoch: 7, seq: 1 });
+        let out = s.on_message(msg(4, 7));
+        assert!(out.show.is_empty(), "4 waits for 2 and 3");
+        assert_eq!(
+            out.sync,
+            Some(SyncWanted {
+                after: Position { epoch: 7, seq: 1 }
+            })
+        );
+        assert!(s.on_message(msg(5, 7)).sync.is_none(), "one sync at a time");
+        let out = s.on_page(page(vec![msg(2, 7), msg(3, 7), msg(4, 7)], (7, 5, 1)));
+        assert_eq!(seqs(&out), [2, 3, 4, 5]);
+        assert!(out.sync.is_none(), "caught up with the head");
+    }
+
+    #[test]
+    fn the_tail_gap_is_found_from_the_head() {
+        let mut s = Sequencer::at(Position { epoch: 7, seq: 3 });
+        assert!(s
+            .on_head(StreamHead {
+                epoch: 7,
+                last_seq: 3,
+                first_seq: 1
+            })
+            .sync
+            .is_none());
+        let out = s.on_head(StreamHead {
+            epoch: 7,
+            last_seq: 5,
+            first_seq: 1,
+        });
+        assert_eq!(
+            out.sync,
+            Some(SyncWanted {
+                after: Position { epoch: 7, seq: 3 }
+            })
+        );
+        let out = s.on_page(page(vec![msg(4, 7), msg(5, 7)], (7, 5, 1)));
+        assert_eq!(seqs(&out), [4, 5]);
+    }
+
+    #[test]
+    fn a_page_that_stops_short_of_the_head_asks_for_more() {
+        let mut s = Sequencer::at(Position { epoch: 7, seq: 0 });
+        let out = s.on_page(page(vec![msg(1, 7), msg(2, 7)], (7, 9, 1)));
+        assert_eq!(seqs(&out), [1, 2]);
+        assert_eq!(
+            out.sync,
+            Some(SyncWanted {
+                after: Position { epoch: 7, seq: 2 }
+            })
+        );
+    }
+
+    #[test]
+    fn a_window_gap_is_reported_and_skipped() {
+        let mut s = Sequencer::at(Position { epoch: 7, seq: 2 });
+        let mut p = page(vec![msg(6, 7), msg(7, 7)], (7, 7, 6));
+        p.gap = true;
+        let out = s.on_page(p);
+        assert_eq!(out.notices, [Notice::Gap { from: 3, to: 5 }]);
+        assert_eq!(seqs(&out), [6, 7]);
+    }
+
+    #[test]
+    fn a_new_epoch_is_a_reset_not_a_silent_skip() {
+        let mut s = Sequencer::at(Position { epoch: 7, seq: 40 });
+        // Live message of the new epoch: not shown as if it were seq 1 of 7.
+        let out = s.on_message(msg(1, 9));
+        assert!(out.show.is_empty());
+        assert_eq!(
+            out.sync,
+            Some(SyncWanted {
+                after: Position { epoch: 7, seq: 40 }
+            })
+        );
+        let mut p = page(vec![msg(1, 9), msg(2, 9)], (9, 2, 1));
+        p.reset = true;
+        let out = s.on_page(p);
+        assert_eq!(out.notices, [Notice::Reset { epoch: 9 }]);
+        assert_eq!(seqs(&out), [1, 2]);
+        assert_eq!(s.position(), Position { epoch: 9, seq: 2 });
+    }
+
+    #[test]
+    fn a_stream_with_no_position_starts_at_its_first_message() {
+        let mut s = Sequencer::default();
+        assert_eq!(seqs(&s.on_message(msg(57, 3))), [57]);
+        assert_eq!(seqs(&s.on_message(msg(58, 3))), [58]);
+    }
+}

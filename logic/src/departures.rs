@@ -1,0 +1,97 @@
+//! Forgets the room registrations of comets that left the cluster.
+//!
+//! Room registrations do not expire, so that a late or failed load report
+//! can never drop a room a live comet holds. A comet that dies takes its
+//! registrations nowhere, though: when a comet has been gone from discovery
+//! for `grace` (longer than a lease, so a comet that only missed a few
+//! keep-alives is not forgotten), logic drops them. Every logic does this;
+//! forgetting twice is harmless, and a comet that comes back registers its
+//! rooms again with its next report. A registration of a comet this logic
+//! never saw leave stays until a logic sees it leave; meanwhile job skips
+//! pushes to comets it does not know.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use courier_cluster::discovery::View;
+use courier_cluster::Sessions;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Follows `view` and forgets comets gone for `grace`, until `stop`.
+pub(crate) async fn forget_departed(
+    mut view: watch::Receiver<View>,
+    sessions: Arc<dyn Sessions>,
+    grace: Duration,
+    stop: CancellationToken,
+) {
+    let mut present: HashSet<String> = view.borrow_and_update().keys().cloned().collect();
+    let mut gone: HashMap<String, Instant> = HashMap::new();
+    let mut tick = tokio::time::interval((grace / 4).max(Duration::from_secs(1)));
+    let mut watching = true;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = view.changed(), if watching => {
+                if changed.is_err() {
+                    watching = false;
+                    continue;
+                }
+                let now: HashSet<String> = view.borrow_and_update().keys().cloned().collect();
+                for left in present.difference(&now) {
+                    gone.insert(left.clone(), Instant::now());
+                }
+                gone.retain(|id, _| !now.contains(id));
+                present = now;
+            }
+            _ = tick.tick() => {
+                let due: Vec<String> = gone
+                    .iter()
+                    .filter(|(_, since)| since.elapsed() >= grace)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for id in due {
+                    match sessions.forget_comet(&id).await {
+                        Ok(()) => {
+                            tracing::info!(comet = %id, "comet left the cluster; forgot its rooms");
+                            gone.remove(&id);
+                        }
+                        Err(e) => tracing::warn!(comet = %id, error = %e, "cannot forget a departed comet yet"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use courier_cluster::sessions::memory::MemorySessions;
+    use courier_cluster::SessionOptions;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_comet_gone_for_the_grace_is_forgotten_one_back_in_time_is_not() {
+        let sessions = Arc::new(MemorySessions::new(SessionOptions::default()));
+        sessions.add_room_comet("lobby", "a").await.unwrap();
+        sessions.add_room_comet("lobby", "b").await.unwrap();
+        let (tx, rx) = watch::channel(View::from([
+            ("a".to_owned(), String::new()),
+            ("b".to_owned(), String::new()),
+        ]));
+        let stop = CancellationToken::new();
+        let grace = Duration::from_secs(30);
+        let task = tokio::spawn(forget_departed(rx, sessions.clone(), grace, stop.clone()));
+
+        // Both leave; b is back after 10 s, a stays gone.
+        tx.send_replace(View::new());
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        tx.send_replace(View::from([("b".to_owned(), String::new())]));
+        tokio::time::sleep(grace).await;
+        assert_eq!(sessions.room_comets("lobby").await.unwrap(), ["b"]);
+        stop.cancel();
+        task.await.unwrap();
+    }
+}

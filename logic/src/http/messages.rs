@@ -1,0 +1,117 @@
+//! `GET /users/{uid}/messages` and `GET /rooms/{room}/messages`: a page of a
+//! user's inbox or a room's history, for backends (API key).
+//!
+//! `after_seq` and `epoch` are a reader's position, as a client's `Sync`
+//! carries them: with the stream's epoch (or none), the page starts after
+//! `after_seq`; with another epoch, `reset` says the store lost that one and
+//! the page starts at the oldest message held. `gap` says messages after
+//! `after_seq` left the window before the first one returned.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use courier_cluster::inbox::{Start, Stream};
+use courier_proto::client::{target, Message};
+use courier_proto::names;
+use prost::Message as _;
+
+use super::auth::ApiKey;
+use super::dto::{MessagesQuery, StoredMessage, StreamPage};
+use super::error::ApiError;
+use super::extract::{Path, Query};
+use crate::state::LogicState;
+use crate::streams;
+
+/// Default page size.
+const DEFAULT_LIMIT: usize = 100;
+
+/// A page of `uid`'s inbox.
+pub(crate) async fn user(
+    State(shared): State<Arc<LogicState>>,
+    _: ApiKey,
+    Path(uid): Path<String>,
+    Query(query): Query<MessagesQuery>,
+) -> Result<axum::Json<StreamPage>, ApiError> {
+    names::check_uid(&uid).map_err(|e| ApiError::invalid(e.to_string()))?;
+    page(&shared, Stream::User(&uid), &query).await
+}
+
+/// A page of `room`'s history.
+pub(crate) async fn room(
+    State(shared): State<Arc<LogicState>>,
+    _: ApiKey,
+    Path(room): Path<String>,
+    Query(query): Query<MessagesQuery>,
+) -> Result<axum::Json<StreamPage>, ApiError> {
+    names::check_room(&room).map_err(|e| ApiError::invalid(e.to_string()))?;
+    page(&shared, Stream::Room(&room), &query).await
+}
+
+async fn page(
+    shared: &LogicState,
+    stream: Stream<'_>,
+    query: &MessagesQuery,
+) -> Result<axum::Json<StreamPage>, ApiError> {
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=streams::MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid(format!(
+            "limit must be 1-{}",
+            streams::MAX_PAGE
+        )));
+    }
+    let start = Start::Position {
+        epoch: query.epoch.unwrap_or(0),
+        after_seq: query.after_seq.unwrap_or(0),
+    };
+    let page = streams::read(shared.inbox.as_ref(), stream, start, limit, 0).await?;
+    let mut messages = Vec::with_capacity(page.messages.len());
+    for bytes in page.messages {
+        let message = Message::decode(bytes).map_err(|e| {
+            ApiError::unavailable(&courier_cluster::Error::Corrupt {
+                backend: "inbox",
+                message: e.to_string(),
+            })
+        })?;
+        messages.push(stored(message));
+    }
+    Ok(axum::Json(StreamPage {
+        epoch: page.head.epoch,
+        first_seq: page.head.first_seq,
+        last_seq: page.head.last_seq,
+        gap: page.gap,
+        reset: page.reset,
+        messages,
+    }))
+}
+
+/// A stored message as the API shows it: `data` as text when it is UTF-8
+/// (the JSON text of an HTTP push, a chat line), else in base64.
+fn stored(m: Message) -> StoredMessage {
+    let to = m.to.and_then(|t| t.kind).map(|kind| match kind {
+        target::Kind::User(uid) => serde_json::json!({ "user": uid }),
+        target::Kind::Room(room) => serde_json::json!({ "room": room }),
+        target::Kind::Key(key) => serde_json::json!({ "key": key }),
+        target::Kind::All(_) => serde_json::json!({ "all": true }),
+    });
+    let (data, data_base64) = match String::from_utf8(m.data.to_vec()) {
+        Ok(text) => (Some(text), None),
+        Err(_) => (None, Some(base64(&m.data))),
+    };
+    StoredMessage {
+        msg_id: m.msg_id,
+        seq: m.seq,
+        epoch: m.epoch,
+        from: m.from,
+        to,
+        op: m.op,
+        data,
+        data_base64,
+        sent_at_ms: m.sent_at_ms,
+    }
+}
+
+/// Standard base64 with padding.
+fn base64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
