@@ -143,7 +143,7 @@ impl Sequencer {
     }
 
     fn accept(&mut self, m: Message, out: &mut Outcome) {
-        if self.at.epoch == 0 {
+        if self.at == Position::default() {
             // The first message of a stream we had no place in: start here.
             self.at = Position {
                 epoch: m.epoch,

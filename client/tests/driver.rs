@@ -151,10 +151,11 @@ fn login_reply(comets: Vec<CometAddr>) -> LoginReply {
     }
 }
 
-/// A chat message from bob.
+/// A chat message from bob; stored (seq > 0) in epoch 1.
 fn message(id: &str, seq: u64, to: Target, text: &str) -> Message {
     Message {
         seq,
+        epoch: u64::from(seq > 0),
         from: "bob".into(),
         to: Some(to),
         op: courier_proto::op::CHAT,

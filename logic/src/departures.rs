@@ -20,14 +20,26 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// Follows `view` and forgets comets gone for `grace`, until `stop`.
-pub(crate) async fn forget_departed(
+/// Follows `view` and forgets comets gone for `grace`, until `stop`. The
+/// comets present now are taken before this returns, so a comet leaving
+/// right after is seen leaving.
+pub(crate) fn forget_departed(
     mut view: watch::Receiver<View>,
     sessions: Arc<dyn Sessions>,
     grace: Duration,
     stop: CancellationToken,
+) -> impl std::future::Future<Output = ()> + Send {
+    let present: HashSet<String> = view.borrow_and_update().keys().cloned().collect();
+    follow(view, present, sessions, grace, stop)
+}
+
+async fn follow(
+    mut view: watch::Receiver<View>,
+    mut present: HashSet<String>,
+    sessions: Arc<dyn Sessions>,
+    grace: Duration,
+    stop: CancellationToken,
 ) {
-    let mut present: HashSet<String> = view.borrow_and_update().keys().cloned().collect();
     let mut gone: HashMap<String, Instant> = HashMap::new();
     let mut tick = tokio::time::interval((grace / 4).max(Duration::from_secs(1)));
     let mut watching = true;
