@@ -24,17 +24,6 @@ async fn connect(system: &courier::System) -> Conn {
     FrameClient::connect(system.comets[0].tcp).await
 }
 
-async fn token(system: &courier::System, name: &str) -> String {
-    let api = Api::new(system);
-    api.post_public("/users", json!({"username": name, "password": PASSWORD}))
-        .await;
-    let (status, body) = api
-        .post_public("/login", json!({"username": name, "password": PASSWORD}))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["token"].as_str().unwrap().to_owned()
-}
-
 /// Reads until the server closes the socket; returns the Error frames seen.
 async fn until_closed(conn: &mut Conn) -> Vec<i32> {
     conn.errors_until_closed(DEADLINE).await
@@ -59,11 +48,8 @@ async fn first_frame_then_closed(system: &courier::System, body: Body) -> Vec<i3
 async fn authed(system: &courier::System, name: &str) -> Conn {
     let token = token(system, name).await;
     let mut conn = connect(system).await;
-    conn.send(1, auth(token)).await;
-    match conn.recv().await.body {
-        Some(Body::AuthReply(r)) => assert_eq!(r.uid, name),
-        other => panic!("expected AuthReply, got {other:?}"),
-    }
+    let reply = conn.auth(&token, &[]).await;
+    assert_eq!(reply.uid, name);
     conn
 }
 

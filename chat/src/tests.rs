@@ -60,7 +60,10 @@ mod session {
                 Some(Body::Heartbeat(_)) => Body::HeartbeatReply(HeartbeatReply::default()),
                 Some(Body::Join(j)) => {
                     seen.push(format!("join {}", j.room));
-                    Body::JoinReply(JoinReply { room: j.room })
+                    Body::JoinReply(JoinReply {
+                        room: j.room,
+                        ..JoinReply::default()
+                    })
                 }
                 Some(Body::Leave(l)) => {
                     seen.push(format!("leave {}", l.room));

@@ -9,6 +9,11 @@
 //! heartbeat reply carries the inbox's), and of a lost store from a new
 //! epoch. It is plain data with no I/O: the driver sends the syncs it asks
 //! for and emits what it returns.
+//!
+//! A stream's starting point comes from the server, never from the first
+//! message to arrive (messages of one stream may arrive out of order): the
+//! inbox's from the page sent right after `AuthReply`, a room's from the
+//! head in `JoinReply` or a head-only `Sync`. Until then messages wait.
 
 use std::collections::BTreeMap;
 
@@ -54,7 +59,9 @@ pub(crate) struct Outcome {
 /// One stream's order.
 #[derive(Debug, Default)]
 pub(crate) struct Sequencer {
-    at: Position,
+    /// The last position shown; `None` until the server said where the
+    /// stream starts for us.
+    start: Option<Position>,
     waiting: BTreeMap<u64, Message>,
     syncing: bool,
 }
@@ -63,14 +70,33 @@ impl Sequencer {
     /// A sequencer that has shown up to `at`.
     pub(crate) fn at(at: Position) -> Self {
         Self {
-            at,
+            start: Some(at),
             ..Self::default()
         }
     }
 
-    /// The last position shown.
+    /// The last position shown (the default while the start is unknown).
     pub(crate) fn position(&self) -> Position {
-        self.at
+        self.start.unwrap_or_default()
+    }
+
+    /// Whether the server has told where this stream starts.
+    pub(crate) fn knows_start(&self) -> bool {
+        self.start.is_some()
+    }
+
+    /// The server says the stream stands at `head`: a sequencer that did
+    /// not know its start starts after its last seq.
+    pub(crate) fn start_at(&mut self, head: StreamHead) -> Outcome {
+        let mut out = Outcome::default();
+        if self.start.is_none() {
+            self.start = Some(Position {
+                epoch: head.epoch,
+                seq: head.last_seq,
+            });
+            self.drain(&mut out);
+        }
+        out
     }
 
     /// A sync was sent, or failed: stop or start asking for one.
@@ -92,26 +118,29 @@ impl Sequencer {
         self.syncing = false;
         let head = page.head.unwrap_or_default();
         let first = page.messages.first().map(|m| m.seq);
-        if page.reset {
-            out.notices.push(Notice::Reset { epoch: head.epoch });
-            self.waiting.clear();
-            let start = first.unwrap_or(head.last_seq + 1);
-            self.at = Position {
-                epoch: head.epoch,
-                seq: start.saturating_sub(1),
-            };
-        } else {
-            if self.at.epoch == 0 {
-                self.at.epoch = head.epoch;
+        // Where this page starts: after the seq before its first message,
+        // or at the head when it carries none.
+        let page_start = Position {
+            epoch: head.epoch,
+            seq: first.map_or(head.last_seq, |seq| seq.saturating_sub(1)),
+        };
+        match self.start.as_mut() {
+            None => self.start = Some(page_start),
+            Some(at) if page.reset => {
+                out.notices.push(Notice::Reset { epoch: head.epoch });
+                self.waiting.clear();
+                *at = page_start;
             }
-            if page.gap {
-                let resume = first.unwrap_or(head.first_seq.max(1));
-                if resume > self.at.seq + 1 {
+            Some(at) => {
+                if at.epoch == 0 {
+                    at.epoch = head.epoch;
+                }
+                if page.gap && page_start.seq > at.seq {
                     out.notices.push(Notice::Gap {
-                        from: self.at.seq + 1,
-                        to: resume - 1,
+                        from: at.seq + 1,
+                        to: page_start.seq,
                     });
-                    self.at.seq = resume - 1;
+                    at.seq = page_start.seq;
                 }
             }
         }
@@ -121,9 +150,10 @@ impl Sequencer {
         }
         self.drain(&mut out);
         // More to read: ask again, as long as the last page moved us on.
-        if out.sync.is_none() && progressed && self.at.seq < head.last_seq && !self.syncing {
+        let at = self.position();
+        if out.sync.is_none() && progressed && at.seq < head.last_seq && !self.syncing {
             self.syncing = true;
-            out.sync = Some(SyncWanted { after: self.at });
+            out.sync = Some(SyncWanted { after: at });
         }
         out
     }
@@ -131,58 +161,69 @@ impl Sequencer {
     /// The stream's head, learned from a heartbeat or a reply.
     pub(crate) fn on_head(&mut self, head: StreamHead) -> Outcome {
         let mut out = Outcome::default();
+        let Some(at) = self.start else {
+            return out;
+        };
         if self.syncing || head.epoch == 0 {
             return out;
         }
-        let other_epoch = self.at.epoch != 0 && head.epoch != self.at.epoch;
-        if other_epoch || head.last_seq > self.at.seq {
+        let other_epoch = at.epoch != 0 && head.epoch != at.epoch;
+        if other_epoch || head.last_seq > at.seq {
             self.syncing = true;
-            out.sync = Some(SyncWanted { after: self.at });
+            out.sync = Some(SyncWanted { after: at });
         }
         out
     }
 
     fn accept(&mut self, m: Message, out: &mut Outcome) {
-        if self.at == Position::default() {
-            // The first message of a stream we had no place in: start here.
-            self.at = Position {
-                epoch: m.epoch,
-                seq: m.seq.saturating_sub(1),
-            };
+        let Some(at) = self.start.as_mut() else {
+            // Where this stream starts for us is not known yet: wait.
+            if self.waiting.len() < MAX_WAITING {
+                self.waiting.insert(m.seq, m);
+            }
+            return;
+        };
+        if at.epoch == 0 {
+            at.epoch = m.epoch;
         }
-        if m.epoch != self.at.epoch {
+        if m.epoch != at.epoch {
             // The store lost the stream: ask where it stands now.
+            let after = *at;
             if !self.syncing {
                 self.syncing = true;
-                out.sync = Some(SyncWanted { after: self.at });
+                out.sync = Some(SyncWanted { after });
             }
             return;
         }
-        if m.seq <= self.at.seq {
+        if m.seq <= at.seq {
             return; // shown already
         }
-        if m.seq == self.at.seq + 1 {
-            self.at.seq = m.seq;
+        if m.seq == at.seq + 1 {
+            at.seq = m.seq;
             out.show.push(m);
             return;
         }
+        let after = *at;
         if self.waiting.len() < MAX_WAITING {
             self.waiting.insert(m.seq, m);
         }
         if !self.syncing {
             self.syncing = true;
-            out.sync = Some(SyncWanted { after: self.at });
+            out.sync = Some(SyncWanted { after });
         }
     }
 
     /// Shows whatever waited right behind the position.
     fn drain(&mut self, out: &mut Outcome) {
+        let Some(at) = self.start.as_mut() else {
+            return;
+        };
         while let Some(entry) = self.waiting.first_entry() {
             let seq = *entry.key();
-            if seq <= self.at.seq {
+            if seq <= at.seq || entry.get().epoch != at.epoch {
                 entry.remove();
-            } else if seq == self.at.seq + 1 {
-                self.at.seq = seq;
+            } else if seq == at.seq + 1 {
+                at.seq = seq;
                 out.show.push(entry.remove());
             } else {
                 break;
@@ -317,9 +358,32 @@ mod tests {
     }
 
     #[test]
-    fn a_stream_with_no_position_starts_at_its_first_message() {
+    fn a_stream_with_no_start_waits_for_the_server_to_tell_it() {
+        // Messages of one stream may arrive out of order: the first one to
+        // arrive is not where the stream starts.
         let mut s = Sequencer::default();
-        assert_eq!(seqs(&s.on_message(msg(57, 3))), [57]);
-        assert_eq!(seqs(&s.on_message(msg(58, 3))), [58]);
+        assert!(s.on_message(msg(58, 3)).show.is_empty());
+        assert!(s.on_message(msg(57, 3)).show.is_empty());
+        let out = s.start_at(StreamHead {
+            epoch: 3,
+            last_seq: 56,
+            first_seq: 1,
+        });
+        assert_eq!(seqs(&out), [57, 58]);
+        assert_eq!(seqs(&s.on_message(msg(59, 3))), [59]);
+    }
+
+    #[test]
+    fn a_first_page_sets_the_start_where_its_messages_begin() {
+        let mut s = Sequencer::default();
+        assert!(
+            s.on_message(msg(9, 3)).show.is_empty(),
+            "live, after the page"
+        );
+        let out = s.on_page(page(vec![msg(6, 3), msg(7, 3), msg(8, 3)], (3, 8, 1)));
+        assert_eq!(seqs(&out), [6, 7, 8, 9]);
+        let mut empty = Sequencer::default();
+        empty.on_page(page(vec![], (3, 8, 1)));
+        assert_eq!(empty.position(), Position { epoch: 3, seq: 8 });
     }
 }

@@ -17,7 +17,7 @@ use courier_client::{
 };
 use courier_proto::client::{
     frame::Body, Auth, AuthReply, ErrorCode, Frame, HeartbeatReply, JoinReply, Kick, Message, Push,
-    Reconnect, SendReply, Target,
+    Reconnect, SendReply, StreamHead, SyncReply, Target,
 };
 use courier_testkit::FrameClient;
 use futures::future::BoxFuture;
@@ -106,11 +106,24 @@ impl FakeComet {
             ..AuthReply::default()
         };
         conn.send(frame.id, Body::AuthReply(reply)).await;
+        // The inbox page a comet always sends next: nothing missed, and the
+        // inbox (epoch 1) stands at seq 4, or where the client said it was.
+        let head = StreamHead {
+            epoch: 1,
+            last_seq: auth.last_seq.max(4),
+            first_seq: 1,
+        };
+        let page = SyncReply {
+            head: Some(head),
+            ..SyncReply::default()
+        };
+        conn.send(0, Body::SyncReply(page)).await;
         (conn, auth)
     }
 }
 
-/// The next frame that is neither a heartbeat (answered) nor an ack.
+/// The next frame that is not a heartbeat, a sync (both answered: the
+/// streams stand still) or an ack.
 async fn recv_request(conn: &mut Conn) -> Frame {
     loop {
         let frame = conn.recv().await;
@@ -118,6 +131,18 @@ async fn recv_request(conn: &mut Conn) -> Frame {
             Some(Body::Heartbeat(_)) => {
                 conn.send(frame.id, Body::HeartbeatReply(HeartbeatReply::default()))
                     .await;
+            }
+            Some(Body::Sync(sync)) => {
+                let page = SyncReply {
+                    room: sync.room,
+                    head: Some(StreamHead {
+                        epoch: 1,
+                        last_seq: sync.after_seq,
+                        first_seq: 1,
+                    }),
+                    ..SyncReply::default()
+                };
+                conn.send(frame.id, Body::SyncReply(page)).await;
             }
             Some(Body::Ack(_)) => {}
             _ => return frame,
@@ -219,7 +244,10 @@ async fn requests_pushes_reconnect_drain_and_kick() {
     let join = tokio::spawn(async move { joiner.join("r2").await });
     let frame = recv_request(&mut conn_a).await;
     assert!(matches!(&frame.body, Some(Body::Join(j)) if j.room == "r2"));
-    let reply = JoinReply { room: "r2".into() };
+    let reply = JoinReply {
+        room: "r2".into(),
+        ..JoinReply::default()
+    };
     conn_a
         .send_frame(Frame::new(frame.id, Body::JoinReply(reply)))
         .await;

@@ -127,7 +127,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FrameClient<S> {
     }
 
     /// Sends `Auth` (frame id 1) with `token` and `rooms` and returns the
-    /// `AuthReply`; panics on anything else.
+    /// `AuthReply`, reading past the inbox page a comet sends right after
+    /// it; panics on anything else.
     pub async fn auth(&mut self, token: &str, rooms: &[&str]) -> AuthReply {
         self.send(
             1,
@@ -140,9 +141,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FrameClient<S> {
         .await;
         let frame = self.recv().await;
         assert_eq!(frame.id, 1, "AuthReply echoes the Auth frame id");
-        match frame.body {
+        let reply = match frame.body {
             Some(Body::AuthReply(reply)) => reply,
             other => panic!("expected AuthReply, got {other:?}"),
+        };
+        let page = self.recv().await;
+        match page.body {
+            Some(Body::SyncReply(p)) if page.id == 0 && p.room.is_empty() => reply,
+            other => panic!("expected the inbox page after AuthReply, got {other:?}"),
         }
     }
 

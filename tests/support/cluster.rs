@@ -96,7 +96,10 @@ impl RealCluster {
                 cmd.env("COURIER_COMET__TCP_ADDR", "127.0.0.1:0")
                     .env("COURIER_COMET__GRPC_ADDR", "127.0.0.1:0")
                     .env("COURIER_COMET__ADMIN_ADDR", "127.0.0.1:0")
-                    .env("COURIER_COMET__REPORT_INTERVAL", "200ms");
+                    .env("COURIER_COMET__REPORT_INTERVAL", "200ms")
+                    // Clients learn of a message that never reached them
+                    // from the heartbeat reply: keep that quick.
+                    .env("COURIER_COMET__HEARTBEAT", "2s");
             }
             "logic" => {
                 cmd.env("COURIER_LOGIC__HTTP_ADDR", "127.0.0.1:0")

@@ -67,6 +67,17 @@ impl Api {
         send(req).await
     }
 
+    /// POST with the API key and an `Idempotency-Key`.
+    pub async fn post_idempotent(&self, path: &str, key: &str, body: Value) -> (u16, Value) {
+        let req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.api_key)
+            .header("idempotency-key", key)
+            .json(&body);
+        send(req).await
+    }
+
     /// POST without credentials.
     pub async fn post_public(&self, path: &str, body: Value) -> (u16, Value) {
         send(self.http.post(format!("{}{path}", self.base)).json(&body)).await
@@ -112,6 +123,24 @@ async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
     let text = resp.text().await.expect("HTTP body");
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
     (status, body)
+}
+
+/// Registers `name` (if needed) and logs in: its login token.
+pub async fn token(system: &System, name: &str) -> String {
+    let api = Api::new(system);
+    api.post_public(
+        "/users",
+        serde_json::json!({"username": name, "password": PASSWORD}),
+    )
+    .await;
+    let (status, body) = api
+        .post_public(
+            "/login",
+            serde_json::json!({"username": name, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["token"].as_str().expect("a token").to_owned()
 }
 
 /// Registers `user` and connects it with the SDK.

@@ -16,7 +16,7 @@ use crate::streams::{Notice, Outcome, Position};
 use crate::{ClientError, Event};
 
 /// Messages asked for per sync.
-const SYNC_LIMIT: u32 = 200;
+pub(super) const SYNC_LIMIT: u32 = 200;
 
 impl Driver {
     pub(super) async fn on_frame(
@@ -90,6 +90,9 @@ impl Driver {
             | Body::AuthReply(_)) => {
                 if let Some(cmd) = self.pending.remove(&frame.id) {
                     self.track_rooms(&cmd.body, &reply);
+                    if let Body::JoinReply(join) = &reply {
+                        self.on_join_reply(session, join).await?;
+                    }
                     let _ = cmd.reply.send(Ok(reply));
                 }
                 Ok(())
@@ -113,6 +116,28 @@ impl Driver {
                 self.rooms.remove(&l.room);
             }
             _ => {}
+        }
+    }
+
+    /// A room we joined: where its history stands tells a new member where
+    /// it starts; without a head, ask for it.
+    async fn on_join_reply(
+        &mut self,
+        session: &mut Session,
+        join: &courier_proto::client::JoinReply,
+    ) -> Result<(), SessionEnd> {
+        let sequencer = self.rooms.entry(join.room.clone()).or_default();
+        match join.head {
+            Some(head) => {
+                let out = sequencer.start_at(head);
+                self.apply(session, room_name(&join.room), out).await
+            }
+            None if !sequencer.knows_start() => {
+                sequencer.set_syncing(true);
+                self.request_sync(session, &join.room, Position::default(), 0)
+                    .await
+            }
+            None => Ok(()),
         }
     }
 
@@ -185,6 +210,9 @@ impl Driver {
             };
             self.emit(event).await;
         }
+        if room.is_none() && !out.show.is_empty() {
+            self.ack_due = true;
+        }
         for msg in out.show {
             self.emit(Event::Message(msg)).await;
         }
@@ -200,33 +228,36 @@ impl Driver {
             }
         }
         if let Some(wanted) = out.sync {
-            self.request_sync(session, &key, wanted.after).await?;
+            self.request_sync(session, &key, wanted.after, SYNC_LIMIT)
+                .await?;
         }
         Ok(())
     }
 
-    /// Asks the comet for `room`'s ("" the inbox's) messages after `after`.
+    /// Asks the comet for `room`'s ("" the inbox's) messages after `after`,
+    /// at most `limit` (0: only the head).
     pub(super) async fn request_sync(
         &mut self,
         session: &mut Session,
         room: &str,
         after: Position,
+        limit: u32,
     ) -> Result<(), SessionEnd> {
         let id = self.next_id();
         self.syncs.insert(id, room.to_owned());
         let sync = Body::Sync(Sync {
             after_seq: after.seq,
-            limit: SYNC_LIMIT,
+            limit,
             room: room.to_owned(),
             epoch: after.epoch,
         });
         self.write(session, Frame::new(id, sync)).await
     }
 
-    /// Tells the comet how far the inbox has been shown, if that moved.
+    /// Tells the comet how far the inbox has been shown, if messages were.
     async fn ack(&mut self, session: &mut Session) -> Result<(), SessionEnd> {
         let at = self.inbox.position();
-        if at.seq == 0 || at == self.acked {
+        if !std::mem::take(&mut self.ack_due) || at == self.acked {
             return Ok(());
         }
         self.acked = at;

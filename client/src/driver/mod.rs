@@ -30,6 +30,8 @@ use tracing::{debug, warn};
 
 mod frames;
 
+use frames::SYNC_LIMIT;
+
 use crate::backoff::Backoff;
 use crate::dedup::{RecentIds, DEFAULT_DEDUP_CAPACITY};
 use crate::session::{self, AuthRequest, Session};
@@ -97,8 +99,10 @@ pub(crate) struct Driver {
     rooms: HashMap<String, Sequencer>,
     /// Syncs the driver sent itself: frame id -> room ("" for the inbox).
     syncs: HashMap<u64, String>,
-    /// The inbox position last acknowledged to the comet.
+    /// The inbox position last acknowledged to the comet, and whether
+    /// inbox messages were shown since.
     acked: Position,
+    ack_due: bool,
     backoff: Backoff,
 }
 
@@ -114,6 +118,7 @@ impl Driver {
     ) -> Self {
         let backoff = Backoff::new(config.reconnect_min, config.reconnect_max);
         let resume = config.resume_from.unwrap_or_default();
+        let inbox = config.resume_from.map(Sequencer::at).unwrap_or_default();
         shared.conn.lock().inbox = resume;
         let mut driver = Self {
             config,
@@ -129,10 +134,11 @@ impl Driver {
             pending: HashMap::new(),
             retry: Vec::new(),
             recent: RecentIds::new(DEFAULT_DEDUP_CAPACITY),
-            inbox: Sequencer::at(resume),
+            inbox,
             rooms: HashMap::new(),
             syncs: HashMap::new(),
             acked: resume,
+            ack_due: false,
             backoff,
         };
         driver.use_login(login_reply);
@@ -323,15 +329,16 @@ impl Driver {
         self.inbox.set_syncing(false);
         let rooms: Vec<String> = self.shared.conn.lock().rooms.clone();
         for room in rooms {
-            // Rooms are joined again with Auth; read what we missed in each.
-            let position = self.rooms.get_mut(&room).map(|s| {
-                s.set_syncing(true);
-                s.position()
-            });
-            if let Some(after) = position.filter(|p| p.epoch != 0) {
-                if let Err(end) = self.request_sync(session, &room, after).await {
-                    return end;
-                }
+            // Rooms are joined again with Auth: read what we missed in each,
+            // or, in a room new to us, where its history stands.
+            let sequencer = self.rooms.entry(room.clone()).or_default();
+            sequencer.set_syncing(true);
+            let (after, limit) = match sequencer.knows_start() {
+                true => (sequencer.position(), SYNC_LIMIT),
+                false => (Position::default(), 0),
+            };
+            if let Err(end) = self.request_sync(session, &room, after, limit).await {
+                return end;
             }
         }
         let retry = std::mem::take(&mut self.retry);

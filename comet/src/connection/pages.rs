@@ -29,8 +29,3 @@ pub(crate) fn sync_reply(id: u64, room: &str, page: &Page, max_frame: usize) -> 
     }
     frame
 }
-
-/// Whether a resume page has anything to tell the client.
-pub(crate) fn worth_sending(page: &Page) -> bool {
-    !page.messages.is_empty() || page.gap || page.reset
-}

@@ -27,7 +27,7 @@ use tokio_util::codec::FramedRead;
 
 use super::acks::{Acker, Acks};
 use super::handshake::{bad_frame, page_bytes, Authenticated};
-use super::pages::{sync_reply, worth_sending};
+use super::pages::sync_reply;
 use crate::limits::send_limiter;
 use crate::logic_client::{LogicError, LOGIC_TIMEOUT};
 use crate::outbox::Outbox;
@@ -37,7 +37,8 @@ use crate::state::CometState;
 const MAX_SENDS_IN_FLIGHT: usize = 32;
 /// `Sync` frames (and recovering joins) one connection may have waiting.
 const MAX_SYNCS_IN_FLIGHT: usize = 4;
-/// Most messages a `Sync` gets, and what a limit of 0 asks for.
+/// Most messages a `Sync` gets (a limit of 0 asks for the head only), and
+/// what a recovering `Join` reads.
 const MAX_SYNC_LIMIT: u32 = 500;
 const DEFAULT_SYNC_LIMIT: u32 = 100;
 
@@ -114,11 +115,10 @@ impl Session {
             }),
         );
         self.outbox.push_first(encode_frame(&reply));
-        if worth_sending(&auth.inbox) {
-            let max_frame = self.state.config.max_frame;
-            self.outbox
-                .push_first(sync_reply(0, "", &auth.inbox, max_frame));
-        }
+        // Always, even empty: it tells the client where its inbox starts.
+        let max_frame = self.state.config.max_frame;
+        self.outbox
+            .push_first(sync_reply(0, "", &auth.inbox, max_frame));
         self.outbox.release();
     }
 
@@ -218,17 +218,15 @@ impl Session {
             self.state.directory.rooms.join(&room, &self.outbox);
             self.rooms.insert(room.clone());
         }
-        // With a position, the client recovers what it missed: a page of
-        // the room's history follows the reply.
-        let recover = (epoch != 0)
-            .then(|| self.sync_request(&room, last_seq, epoch, DEFAULT_SYNC_LIMIT))
-            .and_then(|request| {
-                let permit = self.syncs.clone().try_acquire_owned().ok();
-                if permit.is_none() {
-                    self.error(0, ErrorCode::Unavailable, "too many syncs in flight");
-                }
-                permit.map(|p| (request, p))
-            });
+        // The reply carries the room's head, so a client new to the room
+        // knows where it starts. With a position, the client recovers what
+        // it missed: a page of the room's history follows the reply.
+        let recovering = epoch != 0;
+        let limit = if recovering { DEFAULT_SYNC_LIMIT } else { 0 };
+        let request = self.sync_request(&room, last_seq, epoch, limit);
+        let Ok(permit) = self.syncs.clone().try_acquire_owned() else {
+            return self.error(id, ErrorCode::Unavailable, "too many syncs in flight");
+        };
         // The reply waits (off the read loop) until logic knows this comet
         // holds the room, so a room push published after JoinReply arrives.
         let directory = self.state.directory.clone();
@@ -241,18 +239,23 @@ impl Session {
             if tokio::time::timeout(LOGIC_TIMEOUT, acked).await.is_err() {
                 tracing::warn!(%room, "logic has not acknowledged the room yet; replying anyway");
             }
-            let reply = Frame::new(id, Body::JoinReply(JoinReply { room: room.clone() }));
-            outbox.push(encode_frame(&reply));
-            if let Some((request, _permit)) = recover {
-                match logic.sync(request).await {
-                    Ok(page) => {
-                        outbox.push(sync_reply(0, &room, &page, max_frame));
-                    }
-                    Err(e) => {
-                        let frame = Frame::error(0, sync_error_code(&e), e.client_message());
-                        outbox.push(encode_frame(&frame));
-                    }
+            let page = match logic.sync(request).await {
+                Ok(page) => Some(page),
+                Err(e) => {
+                    // Joined all the same; the client reads the head later.
+                    tracing::debug!(%room, error = %e, "no room head for the join reply");
+                    None
                 }
+            };
+            drop(permit);
+            let head = page.as_ref().and_then(|p| p.head);
+            let reply = JoinReply {
+                room: room.clone(),
+                head,
+            };
+            outbox.push(encode_frame(&Frame::new(id, Body::JoinReply(reply))));
+            if let Some(page) = page.filter(|_| recovering) {
+                outbox.push(sync_reply(0, &room, &page, max_frame));
             }
         });
     }
@@ -283,10 +286,7 @@ impl Session {
         let Ok(permit) = self.syncs.clone().try_acquire_owned() else {
             return self.error(id, ErrorCode::Unavailable, "too many syncs in flight");
         };
-        let limit = match sync.limit {
-            0 => DEFAULT_SYNC_LIMIT,
-            n => n.min(MAX_SYNC_LIMIT),
-        };
+        let limit = sync.limit.min(MAX_SYNC_LIMIT);
         let request = self.sync_request(&sync.room, sync.after_seq, sync.epoch, limit);
         let logic = self.state.logic.clone();
         let outbox = self.outbox.clone();

@@ -7,12 +7,20 @@
 //! clone and pipeline concurrent requests on their sockets, so callers clone a
 //! [`RedisConn`] per request instead of pooling.
 
-use redis::aio::{ConnectionLike, ConnectionManager};
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Value};
 
 use crate::{Error, Result};
+
+/// How long one command may wait for its reply. The client's default
+/// (500 ms) fails commands that merely queue behind others on the shared
+/// connection when a burst arrives; a push then answers 503 for a backend
+/// that is only busy. Past this, Redis is really stuck.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A connection to a single Redis or a Redis Cluster. Clone it freely: clones
 /// share the underlying sockets.
@@ -48,7 +56,12 @@ impl RedisConn {
             "redis" => {
                 let client =
                     redis::Client::open(url).map_err(|e| Error::bad_url(url, e.to_string()))?;
-                Inner::Single(ConnectionManager::new(client).await.map_err(unavailable)?)
+                let config =
+                    ConnectionManagerConfig::new().set_response_timeout(Some(RESPONSE_TIMEOUT));
+                let manager = ConnectionManager::new_with_config(client, config)
+                    .await
+                    .map_err(unavailable)?;
+                Inner::Single(manager)
             }
             "redis+cluster" => {
                 let seeds: Vec<String> = rest
@@ -60,8 +73,10 @@ impl RedisConn {
                 if seeds.is_empty() {
                     return Err(Error::bad_url(url, "expected at least one host:port"));
                 }
-                let client =
-                    ClusterClient::new(seeds).map_err(|e| Error::bad_url(url, e.to_string()))?;
+                let client = ClusterClient::builder(seeds)
+                    .response_timeout(RESPONSE_TIMEOUT)
+                    .build()
+                    .map_err(|e| Error::bad_url(url, e.to_string()))?;
                 Inner::Cluster(client.get_async_connection().await.map_err(unavailable)?)
             }
             other => {
