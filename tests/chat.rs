@@ -153,3 +153,41 @@ async fn courier_chat_as_a_process() {
     drop(bob);
     system.stop().await;
 }
+
+#[tokio::test]
+async fn courier_chat_tells_what_arrived_while_away_and_shows_history() {
+    let system = start(1).await;
+    let server = system.logic_url();
+    let api = Api::new(&system);
+    // Bob is registered but away while three messages reach him.
+    token(&system, "bob").await;
+    for i in 1..=3 {
+        let (status, _) = api
+            .post(
+                "/push/users",
+                serde_json::json!({"uids": ["bob"], "op": 1, "data": format!("news {i}")}),
+            )
+            .await;
+        assert_eq!(status, 202);
+    }
+    let mut bob = ChatProcess::spawn(&server, "bob");
+    bob.expect("* connected").await;
+    bob.expect("news 1").await;
+    bob.expect("news 3").await;
+    bob.expect("* 3 messages while you were away").await;
+
+    let mut alice = ChatProcess::spawn(&server, "alice");
+    alice.expect("* connected").await;
+    for line in ["first", "second", "third"] {
+        alice.say(line).await;
+        bob.expect(&format!("#lobby alice: {line}")).await;
+    }
+    bob.say(":history 2").await;
+    bob.expect("* last 2 of #lobby:").await;
+    bob.expect("#lobby alice: second").await;
+    bob.expect("#lobby alice: third").await;
+    bob.say(":inbox").await;
+    bob.expect("* last 3 of your inbox:").await;
+    drop((alice, bob));
+    system.stop().await;
+}

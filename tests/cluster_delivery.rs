@@ -177,3 +177,64 @@ async fn every_user_gets_every_push_when_a_live_comet_drops_out_of_etcd() {
     })
     .await;
 }
+
+/// A store that lost everything (a Redis restarted without persistence, a
+/// flush) is a new epoch, and a client resuming from the old one is told
+/// instead of being handed other messages under seqs it already showed.
+#[tokio::test]
+async fn a_flushed_store_is_a_new_epoch_and_the_client_is_told() {
+    let cluster = RealCluster::start().await;
+    let url = cluster.logic_url();
+    let _ = courier_client::register(&url, "alice", PASSWORD).await;
+    let push = |data: &'static str| {
+        let url = format!("{url}/api/v1/push/users");
+        async move {
+            let body = json!({"uids": ["alice"], "op": 1, "data": data});
+            let reply = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(API_KEY)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(reply.status().as_u16(), 202);
+        }
+    };
+    let (first, mut events) = Client::connect(ClientConfig::new(&url, "alice", PASSWORD))
+        .await
+        .unwrap();
+    push("before").await;
+    support::next_message_is(&mut events, br#""before""#).await;
+    let kept = first.position();
+    first.close().await;
+
+    let flushed = std::process::Command::new("redis-cli")
+        .args(["-p", &cluster.redis.port().to_string(), "FLUSHALL"])
+        .output()
+        .expect("redis-cli runs");
+    assert!(flushed.status.success());
+    // The account went with everything else.
+    courier_client::register(&url, "alice", PASSWORD)
+        .await
+        .unwrap();
+    push("after").await;
+
+    let mut config = ClientConfig::new(&url, "alice", PASSWORD);
+    config.resume_from = Some(kept);
+    let (again, mut events) = Client::connect(config).await.unwrap();
+    let reset = loop {
+        match tokio::time::timeout(support::DEADLINE, events.recv())
+            .await
+            .unwrap()
+        {
+            Some(Event::Reset { room: None, epoch }) => break epoch,
+            Some(Event::Message(m)) => panic!("a message before the reset: {m:?}"),
+            Some(_) => continue,
+            None => panic!("events ended"),
+        }
+    };
+    assert_ne!(reset, kept.epoch);
+    let m = support::next_message_is(&mut events, br#""after""#).await;
+    assert_eq!((m.seq, m.epoch), (1, reset));
+    again.close().await;
+}

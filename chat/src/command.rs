@@ -25,6 +25,14 @@ pub enum Line {
     Leave(Option<String>),
     /// `:rooms`.
     Rooms,
+    /// `:history [n]`: the last `n` messages of the current room;
+    /// `:inbox [n]`: of your private messages and pushes.
+    History {
+        /// How many (default 20).
+        count: u32,
+        /// The inbox instead of the current room.
+        inbox: bool,
+    },
     /// `:olu`: online users.
     Online,
     /// `:help`.
@@ -84,12 +92,28 @@ fn parse_command(command: &str) -> Line {
             arg => Line::Leave(arg),
         },
         "rooms" => Line::Rooms,
+        "history" | "inbox" => match arg.as_deref().map(str::parse::<u32>) {
+            None => Line::History {
+                count: DEFAULT_HISTORY,
+                inbox: name == "inbox",
+            },
+            Some(Ok(count)) if (1..=MAX_HISTORY).contains(&count) => Line::History {
+                count,
+                inbox: name == "inbox",
+            },
+            Some(_) if name == "inbox" => Line::Usage(":inbox [1-500]"),
+            Some(_) => Line::Usage(":history [1-500]"),
+        },
         "olu" | "online" => Line::Online,
         "help" | "h" | "?" => Line::Help,
         "q" | "quit" | "exit" => Line::Quit,
         other => Line::Unknown(other.to_owned()),
     }
 }
+
+/// Messages `:history` and `:inbox` show unless told otherwise, and at most.
+const DEFAULT_HISTORY: u32 = 20;
+const MAX_HISTORY: u32 = 500;
 
 /// Splits off the first word; the rest is trimmed.
 fn split_word(s: &str) -> (&str, &str) {
@@ -106,6 +130,8 @@ pub const HELP: &[&str] = &[
     ":join room        join a room and make it current",
     ":leave [room]     leave a room (default: the current one)",
     ":rooms            list joined rooms (* = current)",
+    ":history [n]      the last n messages of the current room (default 20)",
+    ":inbox [n]        the last n of your private messages and pushes",
     ":olu              list online users",
     ":help             this help",
     ":q                quit",
@@ -153,6 +179,22 @@ mod tests {
         assert_eq!(parse_line(":leave r"), Line::Leave(Some("r".into())));
         assert_eq!(parse_line(":leave"), Line::Leave(None));
         assert_eq!(parse_line(":rooms"), Line::Rooms);
+        assert_eq!(
+            parse_line(":history"),
+            Line::History {
+                count: 20,
+                inbox: false
+            }
+        );
+        assert_eq!(
+            parse_line(":inbox 5"),
+            Line::History {
+                count: 5,
+                inbox: true
+            }
+        );
+        assert_eq!(parse_line(":history x"), Line::Usage(":history [1-500]"));
+        assert_eq!(parse_line(":history 0"), Line::Usage(":history [1-500]"));
         assert_eq!(parse_line(":olu"), Line::Online);
         assert_eq!(parse_line(":help"), Line::Help);
         assert_eq!(parse_line(":q"), Line::Quit);

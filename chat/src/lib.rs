@@ -235,6 +235,24 @@ impl Chat {
                 }
             }
             Line::Rooms => Some(rooms_line(&client.rooms(), &self.current)),
+            Line::History { count, inbox } => {
+                let room = (!inbox && !self.current.is_empty()).then(|| self.current.clone());
+                match client.history(room.as_deref(), count).await {
+                    Ok(messages) => {
+                        let title = match &room {
+                            Some(r) => format!("last {} of #{r}:", messages.len()),
+                            None => format!("last {} of your inbox:", messages.len()),
+                        };
+                        self.print(status(title)).await;
+                        let me = client.uid();
+                        for m in &messages {
+                            self.print(message_line(m, &me)).await;
+                        }
+                        None
+                    }
+                    Err(e) => Some(status(format!("error: history: {e}"))),
+                }
+            }
             Line::Online => Some(match client.online_users().await {
                 Ok(users) => online_line(&users),
                 Err(e) => status(format!("error: online users: {e}")),
