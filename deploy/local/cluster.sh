@@ -59,7 +59,10 @@ up() {
   local bin="$root/target/$profile/courier"
 
   log "backends:"
-  start redis 6379 redis-server --port 6379 --bind 127.0.0.1 --save "" --appendonly no --dir "$state"
+  # An append-only file, fsynced every second: a Redis restart keeps the
+  # inboxes (see the README on persistence and the delivery guarantee).
+  start redis 6379 redis-server --port 6379 --bind 127.0.0.1 --save "" \
+    --appendonly yes --appendfsync everysec --dir "$state"
   mkdir -p "$state/etcd"
   start etcd 2379 etcd --name courier-local --data-dir "$state/etcd" \
     --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
