@@ -65,6 +65,8 @@ enum Bench {
     E2e(courier::bench::E2eArgs),
     /// Room fan-out: many members in one room, room pushes, deliveries/s.
     Fanout(courier::bench::FanoutArgs),
+    /// The HTTP push API's requests/s and latency (or an empty route's).
+    Push(courier::bench::PushArgs),
 }
 
 /// Loads the config, installs tracing and the metrics recorder that every
@@ -160,6 +162,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Chat(args) => courier_chat::run(args).await?,
         Command::Bench(Bench::E2e(args)) => courier::bench::e2e(args).await?,
         Command::Bench(Bench::Fanout(args)) => courier::bench::fanout(args).await?,
+        Command::Bench(Bench::Push(args)) => courier::bench::push(args).await?,
     }
     Ok(())
 }

@@ -3,6 +3,8 @@
 //! - [`e2e`]: push -> receipt latency to one SDK client.
 //! - [`fanout`]: room fan-out; many raw protocol connections in one room,
 //!   room pushes over HTTP, deliveries counted and latency sampled.
+//! - [`push`]: the HTTP push API's requests/s and latency, next to an
+//!   empty route's.
 //!
 //! The generators that hold many connections speak the wire protocol
 //! themselves with `courier_proto` (not the SDK), so one connection costs a
@@ -24,7 +26,9 @@ pub mod latency;
 pub mod member;
 pub mod members;
 pub mod proc_stat;
+pub mod push;
 pub mod wire;
 
 pub use e2e::{e2e, E2eArgs};
 pub use fanout::{fanout, FanoutArgs};
+pub use push::{push, PushArgs};
