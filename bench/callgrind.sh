@@ -46,7 +46,7 @@ case "${1:-}" in
     sleep 3
     run() { "$bench" bench fanout --server http://127.0.0.1:3111 --api-key "$key" \
       --comet 127.0.0.1:3101 --members "$members" --pushes "$1" --rate 50 \
-      --connect-concurrency 64 --timeout-secs 600 --json; }
+      --connect-concurrency 16 --handshake-retries 20 --timeout-secs 900 --json; }
     total "$pid" >/dev/null
     run 10 >"$out/small.json"; a=$(total "$pid")
     run 60 >"$out/large.json"; b=$(total "$pid")

@@ -25,6 +25,10 @@ pub struct AuthConfig {
     /// Bearer key of the push and admin HTTP routes. `courier up` generates
     /// one when empty.
     pub api_key: String,
+    /// The secret every gRPC call between the services carries (comets,
+    /// logics and jobs of one cluster share it). `courier up` generates one
+    /// when empty.
+    pub cluster_secret: String,
 }
 
 /// Everything one `courier` process may run.
@@ -77,6 +81,15 @@ impl CourierConfig {
         }
         if self.logic.api_key.is_empty() {
             self.logic.api_key = self.auth.api_key.clone();
+        }
+        for secret in [
+            &mut self.comet.cluster_secret,
+            &mut self.logic.cluster_secret,
+            &mut self.job.cluster_secret,
+        ] {
+            if secret.is_empty() {
+                secret.clone_from(&self.auth.cluster_secret);
+            }
         }
     }
 }

@@ -69,6 +69,9 @@ impl System {
         if config.auth.api_key.is_empty() {
             config.auth.api_key = generate_secret();
         }
+        if config.auth.cluster_secret.is_empty() {
+            config.auth.cluster_secret = generate_secret();
+        }
         config.share_secrets();
         let backends = Backends::connect(&config.cluster)
             .await

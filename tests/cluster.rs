@@ -13,7 +13,7 @@ use courier_client::{Client, ClientConfig, Event, Events};
 use courier_proto::comet::{comet_client::CometClient, StatsRequest};
 use courier_proto::op;
 use serde_json::{json, Value};
-use support::cluster::{RealCluster, API_KEY};
+use support::cluster::{RealCluster, API_KEY, CLUSTER_SECRET};
 use support::{next_message_is, next_message_within, text, PASSWORD};
 
 /// Rebalances and lease expiry take seconds; give them room.
@@ -140,11 +140,7 @@ async fn a_room_push_reaches_only_comets_with_members() {
 
     let mut stats = Vec::new();
     for comet in &cluster.comets {
-        stats.push(
-            CometClient::connect(format!("http://{}", comet.addrs["grpc"]))
-                .await
-                .expect("comet gRPC"),
-        );
+        stats.push(support::comet_client(&comet.addrs["grpc"], CLUSTER_SECRET).await);
     }
     let before: Vec<u64> = futures_stats(&mut stats).await;
     for i in 0..5 {
@@ -165,7 +161,14 @@ async fn a_room_push_reaches_only_comets_with_members() {
     assert_eq!(after[1], before[1], "comet-b (no members) got a room push");
 }
 
-async fn futures_stats(clients: &mut [CometClient<tonic::transport::Channel>]) -> Vec<u64> {
+async fn futures_stats(
+    clients: &mut [CometClient<
+        tonic::service::interceptor::InterceptedService<
+            tonic::transport::Channel,
+            courier_runtime::cluster_auth::Stamp,
+        >,
+    >],
+) -> Vec<u64> {
     let mut out = Vec::new();
     for c in clients {
         out.push(

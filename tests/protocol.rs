@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use courier_proto::client::{frame::Body, Auth, ErrorCode, Heartbeat, Join};
-use courier_proto::comet::{comet_client::CometClient, StatsRequest};
+use courier_proto::comet::StatsRequest;
 use courier_runtime::{Claims, TokenKeys};
 use courier_testkit::FrameClient;
 use serde_json::json;
@@ -153,9 +153,8 @@ async fn a_client_that_stops_reading_is_disconnected() {
     // Push far more than the socket buffers plus a 16-frame queue can hold
     // to a client that never reads. The comet must drop it, not buffer it.
     let big = "x".repeat(32 * 1024);
-    let mut comet = CometClient::connect(format!("http://{}", system.comets[0].grpc))
-        .await
-        .expect("comet gRPC");
+    let grpc = system.comets[0].grpc.to_string();
+    let mut comet = comet_client(&grpc, &system.config.auth.cluster_secret).await;
     let mut dropped = false;
     for _ in 0..2000 {
         let (status, _) = api

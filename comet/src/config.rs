@@ -38,28 +38,49 @@ pub struct CometConfig {
     /// silent for three intervals is closed.
     #[serde(with = "humantime_serde")]
     pub heartbeat: Duration,
+    /// Largest frame accepted before the client has authenticated (default
+    /// 8 KiB: an `Auth` with a token and `max_rooms` room names). A longer
+    /// announced length ends the connection at once.
+    pub max_auth_frame: usize,
+    /// Connections that have not finished their handshake, at most, at once
+    /// (default 4096); more are refused with `TOO_MANY_CONNECTIONS`.
+    pub max_handshakes: usize,
+    /// Connections from one address (IPv6: one /64) that have not finished
+    /// their handshake, at most, at once (default 256).
+    pub max_handshakes_per_ip: u32,
     /// Frames queued per connection (default 256); overflow disconnects the
     /// client as a slow consumer.
     pub outbound_queue: usize,
+    /// Bytes queued per connection (default 4 MiB); overflow disconnects
+    /// the client as a slow consumer, like `outbound_queue`.
+    pub outbound_bytes: usize,
     /// A write blocked longer than this disconnects the client (default 10 s).
     #[serde(with = "humantime_serde")]
     pub write_timeout: Duration,
     /// Rooms one connection may be in at once (default 64).
     pub max_rooms: usize,
-    /// Connections one client IP address may hold at once (default 10 000;
-    /// 0 = no limit). High enough for carrier NAT, low enough that one host
+    /// Connections one client IP address (IPv6: one /64) may hold at once
+    /// (default 10 000; 0 = no limit). High enough for carrier NAT, low enough that one host
     /// cannot take every file descriptor.
     pub max_connections_per_ip: u32,
     /// Upstream `Send` frames one connection may make per second, with a
     /// burst of as many (default 50; 0 = no limit). Faster sends get a
     /// `RATE_LIMITED` error frame and the connection stays open.
     pub send_rate: u32,
+    /// `Join` and `Leave` frames one connection may make per second, with a
+    /// burst of as many (default 20; 0 = no limit). Faster ones get a
+    /// `RATE_LIMITED` error frame and the connection stays open.
+    pub join_rate: u32,
     /// How often load is reported to logic (`RenewOnline`) and to discovery
     /// (default 5 s).
     #[serde(with = "humantime_serde")]
     pub report_interval: Duration,
     /// HS256 secret shared with logic, used to verify login tokens. Required.
     pub jwt_secret: String,
+    /// The secret every call between Courier's services carries: the push
+    /// service refuses calls without it, and calls to logic carry it.
+    /// Required.
+    pub cluster_secret: String,
 }
 
 impl Default for CometConfig {
@@ -75,13 +96,19 @@ impl Default for CometConfig {
             max_frame: courier_proto::DEFAULT_MAX_FRAME,
             handshake_timeout: Duration::from_secs(5),
             heartbeat: Duration::from_secs(30),
+            max_auth_frame: 8 * 1024,
+            max_handshakes: 4096,
+            max_handshakes_per_ip: 256,
             outbound_queue: 256,
+            outbound_bytes: 4 * 1024 * 1024,
             write_timeout: Duration::from_secs(10),
             max_rooms: 64,
             max_connections_per_ip: 10_000,
             send_rate: 50,
+            join_rate: 20,
             report_interval: Duration::from_secs(5),
             jwt_secret: String::new(),
+            cluster_secret: String::new(),
         }
     }
 }
@@ -95,11 +122,28 @@ impl CometConfig {
         if self.jwt_secret.is_empty() {
             return Err("jwt_secret must be set (shared with logic)".into());
         }
+        courier_runtime::ClusterSecret::new(&self.cluster_secret)
+            .map_err(|e| format!("cluster_secret: {e}"))?;
         if self.max_frame < 64 {
             return Err(format!("max_frame {} is too small", self.max_frame));
         }
         if self.outbound_queue == 0 {
             return Err("outbound_queue must be at least 1".into());
+        }
+        if self.outbound_bytes < self.max_frame {
+            return Err(format!(
+                "outbound_bytes {} must hold at least one max_frame ({})",
+                self.outbound_bytes, self.max_frame
+            ));
+        }
+        if !(64..=self.max_frame).contains(&self.max_auth_frame) {
+            return Err(format!(
+                "max_auth_frame {} must be between 64 and max_frame ({})",
+                self.max_auth_frame, self.max_frame
+            ));
+        }
+        if self.max_handshakes == 0 || self.max_handshakes_per_ip == 0 {
+            return Err("max_handshakes and max_handshakes_per_ip must be at least 1".into());
         }
         for (name, d) in [
             ("handshake_timeout", self.handshake_timeout),

@@ -1,11 +1,17 @@
-//! Per-client limits: connections per IP address and the send rate of one
-//! connection.
+//! Per-client limits: connections per address, connections still in their
+//! handshake (global and per address), and the rates of one connection's
+//! sends and joins.
 //!
-//! The IP count is a sharded map touched once when a connection opens and
-//! once when it closes, never per frame. The send limiter is a single atomic
-//! (governor's GCRA state) owned by the connection's own task.
+//! An address is an IPv4 address or an IPv6 /64 ([`client_net`]): one host
+//! on IPv6 typically holds a whole /64, so counting single addresses would
+//! let it open as many connections as it has addresses.
+//!
+//! The address counts are sharded maps touched once when a connection opens
+//! and once when it closes (or finishes its handshake), never per frame.
+//! The rate limiters are a single atomic each (governor's GCRA state)
+//! owned by the connection's own task.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
@@ -36,8 +42,10 @@ impl IpConnections {
         })
     }
 
-    /// A place for one more connection from `ip`, or `None` at the limit.
+    /// A place for one more connection from `ip`'s network ([`client_net`]),
+    /// or `None` at the limit.
     pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
+        let ip = client_net(ip);
         let mut count = self.counts.entry(ip).or_insert(0);
         if self.max > 0 && *count >= self.max {
             return None;
@@ -52,7 +60,58 @@ impl IpConnections {
 
     #[cfg(test)]
     fn count(&self, ip: IpAddr) -> u32 {
-        self.counts.get(&ip).map_or(0, |c| *c)
+        self.counts.get(&client_net(ip)).map_or(0, |c| *c)
+    }
+}
+
+/// The unit one client is counted by: an IPv4 address as is (also when
+/// mapped into IPv6), an IPv6 address's /64.
+pub(crate) fn client_net(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(Ipv6Addr::from(bits))
+            }
+        },
+    }
+}
+
+/// Connections that have not authenticated yet: at most `max` in all and
+/// `per_ip` per address.
+#[derive(Debug)]
+pub(crate) struct Handshakes {
+    all: Arc<tokio::sync::Semaphore>,
+    per_ip: Arc<IpConnections>,
+}
+
+/// A connection's place among those handshaking; dropping it (once the
+/// handshake ends either way) gives it back.
+#[derive(Debug)]
+pub(crate) struct HandshakeSlot {
+    _all: tokio::sync::OwnedSemaphorePermit,
+    _ip: IpSlot,
+}
+
+impl Handshakes {
+    pub(crate) fn new(max: usize, per_ip: u32) -> Self {
+        Self {
+            all: Arc::new(tokio::sync::Semaphore::new(max)),
+            per_ip: IpConnections::new(per_ip),
+        }
+    }
+
+    /// A place for one more handshake from `ip`, or `None` when either
+    /// bound is reached.
+    pub(crate) fn admit(&self, ip: IpAddr) -> Option<HandshakeSlot> {
+        let ip_slot = self.per_ip.admit(ip)?;
+        let all = self.all.clone().try_acquire_owned().ok()?;
+        Some(HandshakeSlot {
+            _all: all,
+            _ip: ip_slot,
+        })
     }
 }
 
@@ -67,9 +126,9 @@ impl Drop for IpSlot {
     }
 }
 
-/// A limiter of `rate` sends per second with a burst of as many, or `None`
+/// A limiter of `rate` frames per second with a burst of as many, or `None`
 /// when `rate` is 0 (no limit).
-pub(crate) fn send_limiter(rate: u32) -> Option<DefaultDirectRateLimiter> {
+pub(crate) fn rate_limiter(rate: u32) -> Option<DefaultDirectRateLimiter> {
     NonZeroU32::new(rate).map(|r| RateLimiter::direct(Quota::per_second(r)))
 }
 
@@ -95,6 +154,34 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        let ips = IpConnections::new(1);
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same_net: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other_net: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        let _held = ips.admit(a).expect("first");
+        assert!(ips.admit(same_net).is_none(), "same /64, same client");
+        assert!(ips.admit(other_net).is_some());
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(client_net(mapped), "10.0.0.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn handshakes_are_bounded_in_all_and_per_address() {
+        let handshakes = Handshakes::new(3, 2);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let c: IpAddr = "10.0.0.3".parse().unwrap();
+        let a1 = handshakes.admit(a).expect("a1");
+        let _a2 = handshakes.admit(a).expect("a2");
+        assert!(handshakes.admit(a).is_none(), "per address");
+        let _b1 = handshakes.admit(b).expect("b1");
+        assert!(handshakes.admit(c).is_none(), "in all");
+        drop(a1);
+        assert!(handshakes.admit(c).is_some(), "a finished handshake frees its place");
+    }
+
+    #[test]
     fn zero_means_no_limit() {
         let ips = IpConnections::new(0);
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
@@ -102,12 +189,12 @@ mod tests {
         assert_eq!(ips.count(ip), 100);
         drop(slots);
         assert_eq!(ips.count(ip), 0, "entries are removed at zero");
-        assert!(send_limiter(0).is_none());
+        assert!(rate_limiter(0).is_none());
     }
 
     #[test]
     fn the_send_limiter_allows_a_burst_of_rate() {
-        let limiter = send_limiter(3).expect("limited");
+        let limiter = rate_limiter(3).expect("limited");
         assert!((0..3).all(|_| limiter.check().is_ok()));
         assert!(limiter.check().is_err());
     }

@@ -35,14 +35,20 @@ pub(crate) async fn accept_loop(
             Ok((stream, peer)) => {
                 let Some(slot) = state.ip_connections.admit(peer.ip()) else {
                     tracing::debug!(%peer, "refused: too many connections from this address");
-                    state.tracker.spawn(refuse(stream));
+                    state.tracker.spawn(refuse(stream, FROM_ADDRESS));
+                    continue;
+                };
+                let Some(handshaking) = state.handshakes.admit(peer.ip()) else {
+                    tracing::debug!(%peer, "refused: too many handshakes in progress");
+                    metrics::counter!("courier_comet_handshakes_refused_total").increment(1);
+                    state.tracker.spawn(refuse(stream, HANDSHAKING));
                     continue;
                 };
                 if let Err(e) = stream.set_nodelay(true) {
                     tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
                 }
                 tracing::debug!(%peer, "accepted");
-                let serve = connection::serve(stream, Some(peer), state.clone());
+                let serve = connection::serve(stream, Some(peer), state.clone(), handshaking);
                 state.tracker.spawn(async move {
                     serve.await;
                     drop(slot);
@@ -59,13 +65,12 @@ pub(crate) async fn accept_loop(
     }
 }
 
+const FROM_ADDRESS: &str = "too many connections from this address";
+const HANDSHAKING: &str = "too many connections still authenticating; retry shortly";
+
 /// Tells a refused client why, briefly, then closes its socket.
-async fn refuse(mut stream: TcpStream) {
-    let frame = Frame::error(
-        0,
-        ErrorCode::TooManyConnections,
-        "too many connections from this address",
-    );
+async fn refuse(mut stream: TcpStream, why: &'static str) {
+    let frame = Frame::error(0, ErrorCode::TooManyConnections, why);
     let bytes = encode_frame(&frame);
     let _ = tokio::time::timeout(REFUSE_WRITE_TIMEOUT, stream.write_all(&bytes)).await;
 }

@@ -4,7 +4,8 @@
 //! gRPC channel per logic, reused while its address is unchanged. Calls go
 //! round-robin; a call that fails because its logic is unreachable is tried
 //! once more on the next logic. Every call has a deadline, so a hung logic
-//! costs a client an `UNAVAILABLE` error, never a stuck connection.
+//! costs a client an `UNAVAILABLE` error, never a stuck connection, and
+//! carries the cluster secret logic checks.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,9 +20,11 @@ use courier_proto::logic::{
     AckRequest, ConnectReply, ConnectRequest, DisconnectRequest, HeartbeatRequest, Page,
     RenewOnlineRequest, RoomsChangedRequest, SendReply, SendRequest, SyncRequest,
 };
+use courier_runtime::cluster_auth::{ClusterSecret, Stamp};
 use parking_lot::RwLock;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
@@ -68,8 +71,11 @@ impl LogicError {
 struct LogicConn {
     id: String,
     grpc: String,
-    client: LogicClient<Channel>,
+    client: Client,
 }
+
+/// A client of one logic, stamping every call with the cluster secret.
+type Client = LogicClient<InterceptedService<Channel, Stamp>>;
 
 /// The logics this comet can call.
 #[derive(Debug)]
@@ -77,15 +83,18 @@ pub(crate) struct LogicPool {
     conns: RwLock<Arc<Vec<LogicConn>>>,
     next: AtomicUsize,
     timeout: Duration,
+    secret: ClusterSecret,
 }
 
 impl LogicPool {
-    /// An empty pool whose calls time out after `timeout`.
-    pub(crate) fn new(timeout: Duration) -> Self {
+    /// An empty pool whose calls time out after `timeout` and carry
+    /// `secret`.
+    pub(crate) fn new(timeout: Duration, secret: ClusterSecret) -> Self {
         Self {
             conns: RwLock::new(Arc::new(Vec::new())),
             next: AtomicUsize::new(0),
             timeout,
+            secret,
         }
     }
 
@@ -114,7 +123,7 @@ impl LogicPool {
                     conns.push(LogicConn {
                         id: node.id,
                         grpc: node.grpc,
-                        client: LogicClient::new(channel),
+                        client: LogicClient::with_interceptor(channel, self.secret.stamper()),
                     });
                 }
                 Err(e) => {
@@ -123,6 +132,12 @@ impl LogicPool {
             }
         }
         *self.conns.write() = Arc::new(conns);
+    }
+
+    /// The cluster secret this comet's calls carry (and its push service
+    /// expects).
+    pub(crate) fn secret(&self) -> &ClusterSecret {
+        &self.secret
     }
 
     /// Follows discovery until `stop` fires or discovery goes away.
@@ -153,7 +168,7 @@ impl LogicPool {
     async fn call<Req, T, F, Fut>(&self, req: Req, rpc: F) -> Result<T, LogicError>
     where
         Req: Clone,
-        F: Fn(LogicClient<Channel>, Req) -> Fut,
+        F: Fn(Client, Req) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let conns = self.conns.read().clone();
@@ -243,6 +258,10 @@ impl LogicPool {
 mod tests {
     use super::*;
 
+    fn secret() -> ClusterSecret {
+        ClusterSecret::new("test").unwrap()
+    }
+
     fn view(nodes: &[(&str, &str)]) -> View {
         nodes
             .iter()
@@ -259,7 +278,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_pool_follows_the_view() {
-        let pool = LogicPool::new(LOGIC_TIMEOUT);
+        let pool = LogicPool::new(LOGIC_TIMEOUT, secret());
         assert!(matches!(
             pool.heartbeat(HeartbeatRequest::default()).await,
             Err(LogicError::NoLogic)
@@ -280,7 +299,7 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let pool = LogicPool::new(LOGIC_TIMEOUT);
+        let pool = LogicPool::new(LOGIC_TIMEOUT, secret());
         pool.update(&view(&[("a", &format!("127.0.0.1:{port}"))]));
         let err = pool
             .heartbeat(HeartbeatRequest::default())

@@ -5,8 +5,11 @@
 //! pre-encoded `Bytes` (length prefix included), so a room batch is encoded
 //! once and the same buffer is queued to every member.
 //!
-//! Queuing never waits: the queue is bounded and a full queue means the
-//! client cannot keep up, so it is dropped ([`Outbox::push`] aborts it). The
+//! Queuing never waits: the queue is bounded, in frames and in bytes, and a
+//! full queue means the client cannot keep up, so it is dropped
+//! ([`Outbox::push`] aborts it). The byte bound counts each frame whole even
+//! when a room's frame is shared by many outboxes: it bounds what one
+//! client may hold back, not the process's memory. The
 //! writer owns the receiving end; closing is signalled with two tokens:
 //! `finish` (write what is queued, then close) and `abort` (close now).
 //!
@@ -20,7 +23,7 @@
 //! order. So the client sees what it missed before anything live. A pushed
 //! frame checks one atomic flag; only while held does it take a lock.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -45,18 +48,28 @@ struct Inner {
     held: AtomicBool,
     waiting: Mutex<Vec<Bytes>>,
     capacity: usize,
+    /// Bytes queued or held and not yet written.
+    bytes: AtomicUsize,
+    max_bytes: usize,
     counters: Arc<Counters>,
 }
 
+/// How much one outbox may hold before its client counts as slow.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    pub(crate) frames: usize,
+    pub(crate) bytes: usize,
+}
+
 impl Outbox {
-    /// An outbox holding at most `capacity` frames, and the writer's end.
-    /// It starts held: see [`Outbox::release`].
+    /// An outbox holding at most `bounds`, and the writer's end. It starts
+    /// held: see [`Outbox::release`].
     pub(crate) fn new(
         key: Arc<str>,
-        capacity: usize,
+        bounds: Bounds,
         counters: Arc<Counters>,
     ) -> (Self, mpsc::Receiver<Bytes>) {
-        let capacity = capacity.max(1);
+        let capacity = bounds.frames.max(1);
         let (tx, rx) = mpsc::channel(capacity);
         let inner = Inner {
             key,
@@ -67,6 +80,8 @@ impl Outbox {
             held: AtomicBool::new(true),
             waiting: Mutex::new(Vec::new()),
             capacity,
+            bytes: AtomicUsize::new(0),
+            max_bytes: bounds.bytes.max(1),
             counters,
         };
         (Self(Arc::new(inner)), rx)
@@ -75,7 +90,7 @@ impl Outbox {
     /// Queues a frame ahead of the pushes held back (the handshake's own
     /// replies).
     pub(crate) fn push_first(&self, frame: Bytes) -> bool {
-        let queued = self.send(frame);
+        let queued = self.take_bytes(frame.len()) && self.send(frame);
         if queued {
             self.0.counters.queued(1);
         }
@@ -122,6 +137,9 @@ impl Outbox {
     /// Queues without counting (the caller counts); while held, the frame
     /// waits aside instead (bounded like the queue).
     fn queue(&self, frame: Bytes) -> bool {
+        if !self.take_bytes(frame.len()) {
+            return false;
+        }
         if self.0.held.load(Ordering::Acquire) {
             let mut waiting = self.0.waiting.lock();
             // Re-checked under the lock: `release` may have just run.
@@ -136,6 +154,23 @@ impl Outbox {
             }
         }
         self.send(frame)
+    }
+
+    /// Counts `n` more bytes against the bound; past it the client is
+    /// dropped as slow.
+    fn take_bytes(&self, n: usize) -> bool {
+        let before = self.0.bytes.fetch_add(n, Ordering::AcqRel);
+        if before.saturating_add(n) > self.0.max_bytes && before > 0 {
+            self.0.bytes.fetch_sub(n, Ordering::AcqRel);
+            self.slow_consumer();
+            return false;
+        }
+        true
+    }
+
+    /// The writer wrote `n` bytes: they no longer count against the bound.
+    pub(crate) fn written(&self, n: usize) {
+        self.0.bytes.fetch_sub(n, Ordering::AcqRel);
     }
 
     /// Puts a frame in the writer's queue; a full queue drops the client.
@@ -212,13 +247,48 @@ pub(crate) fn fan_out<O: std::ops::Deref<Target = Outbox>>(
 }
 
 #[cfg(test)]
+pub(crate) fn frames(frames: usize) -> Bounds {
+    Bounds {
+        frames,
+        bytes: usize::MAX,
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    fn too_many_bytes_drop_the_client_and_written_bytes_free_room() {
+        let counters = Arc::new(Counters::default());
+        let bounds = Bounds {
+            frames: 100,
+            bytes: 10,
+        };
+        let (outbox, mut rx) = Outbox::new(Arc::from("k"), bounds, counters.clone());
+        outbox.release();
+        assert!(outbox.push(Bytes::from_static(b"123456")));
+        let first = rx.try_recv().unwrap();
+        outbox.written(first.len());
+        assert!(outbox.push(Bytes::from_static(b"123456")), "room again once written");
+        assert!(!outbox.push(Bytes::from_static(b"12345")), "6 + 5 > 10");
+        assert!(outbox.is_slow());
+    }
+
+    #[test]
+    fn one_frame_larger_than_the_bound_still_goes_to_an_empty_outbox() {
+        let counters = Arc::new(Counters::default());
+        let bounds = Bounds { frames: 4, bytes: 4 };
+        let (outbox, _rx) = Outbox::new(Arc::from("k"), bounds, counters);
+        outbox.release();
+        assert!(outbox.push(Bytes::from_static(b"123456789")));
+        assert!(!outbox.is_slow());
+    }
+
+    #[test]
     fn held_pushes_go_out_after_the_first_frames_in_order() {
         let counters = Arc::new(Counters::default());
-        let (outbox, mut rx) = Outbox::new(Arc::from("k"), 8, counters.clone());
+        let (outbox, mut rx) = Outbox::new(Arc::from("k"), frames(8), counters.clone());
         assert!(outbox.push(Bytes::from_static(b"live-1")));
         assert!(fan_out([&outbox], &[Bytes::from_static(b"live-2")], &counters) == 1);
         assert!(rx.try_recv().is_err(), "held while the handshake runs");
@@ -234,7 +304,7 @@ mod tests {
     #[test]
     fn too_many_held_pushes_drop_the_client() {
         let counters = Arc::new(Counters::default());
-        let (outbox, _rx) = Outbox::new(Arc::from("k"), 2, counters.clone());
+        let (outbox, _rx) = Outbox::new(Arc::from("k"), frames(2), counters.clone());
         assert!(outbox.push(Bytes::from_static(b"1")));
         assert!(outbox.push(Bytes::from_static(b"2")));
         assert!(!outbox.push(Bytes::from_static(b"3")));

@@ -208,7 +208,11 @@ mod tests {
     use super::*;
 
     fn outbox(key: &str) -> (Outbox, tokio::sync::mpsc::Receiver<Bytes>) {
-        let (outbox, rx) = Outbox::new(Arc::from(key), 4, Arc::new(Counters::default()));
+        let (outbox, rx) = Outbox::new(
+            Arc::from(key),
+            crate::outbox::frames(4),
+            Arc::new(Counters::default()),
+        );
         outbox.release();
         (outbox, rx)
     }

@@ -22,6 +22,7 @@ use courier_cluster::{CometNode, Discovery, NodeState, ServiceKind};
 use courier_proto::comet::comet_server::CometServer;
 use courier_runtime::admin::{serve_admin, Readiness};
 use courier_runtime::net::{self, advertised};
+use courier_runtime::ClusterSecret;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -101,7 +102,9 @@ impl Comet {
             }
             None => (None, None),
         };
-        let logic = Arc::new(LogicPool::new(LOGIC_TIMEOUT));
+        let secret = ClusterSecret::new(&config.cluster_secret)
+            .map_err(|e| CometError::Config(format!("cluster_secret: {e}")))?;
+        let logic = Arc::new(LogicPool::new(LOGIC_TIMEOUT, secret));
         Ok(Comet {
             state: Arc::new(CometState::new(config, logic)),
             deps,
@@ -188,11 +191,11 @@ impl Comet {
         let stop_grpc = CancellationToken::new();
         let mut grpc_task: JoinHandle<Result<(), tonic::transport::Error>> = tokio::spawn(
             tonic::transport::Server::builder()
-                .add_service(CometServer::new(PushService::new(
-                    state.directory.clone(),
-                    &config.id,
-                    config.max_frame,
-                )))
+                // Only callers with the cluster secret (jobs) may push.
+                .add_service(CometServer::with_interceptor(
+                    PushService::new(state.directory.clone(), &config.id, config.max_frame),
+                    state.logic.secret().checker(),
+                ))
                 .serve_with_incoming_shutdown(
                     // Without TCP_NODELAY a reply split over two writes
                     // waits for job's delayed ACK (~40 ms), and job's

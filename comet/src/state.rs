@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::CometConfig;
 use crate::directory::Directory;
-use crate::limits::IpConnections;
+use crate::limits::{Handshakes, IpConnections};
 use crate::logic_client::LogicPool;
 
 /// The comet's shared state.
@@ -27,6 +27,9 @@ pub(crate) struct CometState {
     pub(crate) logic: Arc<LogicPool>,
     /// Open connections per client IP (`max_connections_per_ip`).
     pub(crate) ip_connections: Arc<IpConnections>,
+    /// Connections still in their handshake (`max_handshakes`,
+    /// `max_handshakes_per_ip`).
+    pub(crate) handshakes: Handshakes,
     /// Cancelled when the comet drains: every connection sends `Reconnect`
     /// and closes.
     pub(crate) draining: CancellationToken,
@@ -44,6 +47,7 @@ impl CometState {
         Self {
             tokens,
             ip_connections: IpConnections::new(config.max_connections_per_ip),
+            handshakes: Handshakes::new(config.max_handshakes, config.max_handshakes_per_ip),
             directory: Arc::new(Directory::default()),
             logic,
             draining: CancellationToken::new(),

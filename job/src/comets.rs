@@ -137,7 +137,7 @@ impl Watcher {
                 }
                 None => tracing::info!(comet = %node.id, grpc = %node.grpc, "comet joined"),
             }
-            match CometWorker::start(&node, self.settings, self.abort.clone()) {
+            match CometWorker::start(&node, self.settings.clone(), self.abort.clone()) {
                 Ok((handle, worker)) => {
                     let span = tracing::info_span!("comet_worker", comet = %node.id);
                     self.workers.spawn(worker.instrument(span));

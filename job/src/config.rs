@@ -27,6 +27,12 @@ pub struct JobConfig {
     /// Capacity of each comet worker's ordered queue. When it is full the
     /// consumer waits (backpressure), it never grows memory. Default 1024.
     pub comet_queue: usize,
+    /// Longest wait for room in a comet's full queue. Past it the comet is
+    /// behind: its pushes are skipped (left to the inbox) without waiting
+    /// until its queue drains to half, so a stuck comet stalls no other.
+    /// Default 200 ms.
+    #[serde(with = "humantime_serde")]
+    pub comet_queue_wait: Duration,
     /// Time limit of one RPC attempt to a comet. Also bounds how long shutdown
     /// waits for queued pushes to finish. Default 5 s.
     #[serde(with = "humantime_serde")]
@@ -39,6 +45,9 @@ pub struct JobConfig {
     /// serves none of them.
     #[serde(with = "courier_runtime::net::optional_addr")]
     pub admin_addr: Option<SocketAddr>,
+    /// The secret every call between Courier's services carries: comets
+    /// refuse pushes without it. Required.
+    pub cluster_secret: String,
 }
 
 impl Default for JobConfig {
@@ -49,9 +58,11 @@ impl Default for JobConfig {
             room_batch_max: 32,
             room_batch_wait: Duration::from_millis(5),
             comet_queue: 1024,
+            comet_queue_wait: Duration::from_millis(200),
             push_timeout: Duration::from_secs(5),
             max_in_flight: 10_000,
             admin_addr: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 3121))),
+            cluster_secret: String::new(),
         }
     }
 }

@@ -296,10 +296,14 @@ fn invalid(ticket: Ticket, partition: i32, offset: i64, why: &str) {
     ticket.finish();
 }
 
-/// Queues `push` on `comet_id`'s worker, waiting while its queue is full.
-/// A comet not (or no longer) in discovery is skipped: its clients have
-/// reconnected elsewhere, and miss it (there is no inbox yet). At shutdown the share is dropped unfinished, so the
-/// message is not committed.
+/// Queues `push` on `comet_id`'s worker. A full queue is waited on for at
+/// most the comet's `queue_wait`, and not at all while the comet is behind
+/// (its queue overflowed and has not drained yet): one stuck comet must not
+/// stall the dispatch to every other. A push not queued is skipped (its
+/// recipients read it from their inbox when they resync). A comet not (or no
+/// longer) in discovery is skipped too: its clients have reconnected
+/// elsewhere. At shutdown the share is dropped unfinished, so the message is
+/// not committed.
 async fn hand(
     roster: &Roster,
     comet_id: &str,
@@ -316,15 +320,38 @@ async fn hand(
         ticket.finish();
         return;
     };
+    let item = WorkItem { push, ticket };
+    let item = match comet.queue.try_send(item) {
+        Ok(()) => return,
+        Err(mpsc::error::TrySendError::Closed(item)) => return skipped_gone(item.ticket),
+        Err(mpsc::error::TrySendError::Full(item)) => item,
+    };
+    if comet.backlog.is_behind() {
+        return skipped_behind(item.ticket);
+    }
     tokio::select! {
         biased;
-        slot = comet.queue.reserve() => match slot {
-            Ok(slot) => slot.send(WorkItem { push, ticket }),
-            Err(_) => skipped_gone(ticket),
+        slot = tokio::time::timeout(comet.queue_wait, comet.queue.reserve()) => match slot {
+            Ok(Ok(slot)) => slot.send(item),
+            Ok(Err(_)) => skipped_gone(item.ticket),
+            Err(_) => {
+                if comet.backlog.fell_behind() {
+                    tracing::warn!(
+                        comet = comet_id,
+                        "comet's queue stays full; skipping its pushes until it catches up"
+                    );
+                }
+                skipped_behind(item.ticket);
+            }
         },
-        _ = comet.gone.cancelled() => skipped_gone(ticket),
-        _ = shutdown.cancelled() => drop(ticket),
+        _ = comet.gone.cancelled() => skipped_gone(item.ticket),
+        _ = shutdown.cancelled() => drop(item),
     }
+}
+
+fn skipped_behind(ticket: Ticket) {
+    metrics::counter!("courier_job_skipped_total", "reason" => "comet_behind").increment(1);
+    ticket.finish();
 }
 
 fn skipped_gone(ticket: Ticket) {

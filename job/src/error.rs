@@ -5,6 +5,9 @@
 /// Why [`serve`](crate::serve) returned an error.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
+    /// The configuration is unusable.
+    #[error("invalid job config: {0}")]
+    Config(String),
     /// The admin listener could not be bound.
     #[error("binding the admin listener on {addr}: {source}")]
     Bind {

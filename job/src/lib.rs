@@ -29,6 +29,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod backlog;
 mod batch;
 mod comets;
 mod config;

@@ -45,9 +45,10 @@ impl std::fmt::Debug for Job {
 }
 
 impl Job {
-    /// Binds the admin listener of `config` (unless disabled).
+    /// Checks `config` and binds its admin listener (unless disabled).
     pub async fn bind(config: JobConfig, deps: JobDeps) -> Result<Job, JobError> {
         let config = config.sanitized();
+        WorkerSettings::new(&config)?;
         let (admin, admin_addr) = match config.admin_addr {
             Some(addr) => {
                 let (listener, bound) = courier_runtime::net::bind(addr)
@@ -134,7 +135,7 @@ async fn consume_and_deliver(
     // If this future is dropped instead of shut down, the workers and the
     // discovery watch must not outlive it.
     let _abort_on_drop = abort.clone().drop_guard();
-    let comets = Comets::start(view, WorkerSettings::from(&config), abort.clone());
+    let comets = Comets::start(view, WorkerSettings::new(&config)?, abort.clone());
     let mut consumption = Consumption::new(config.max_in_flight, comets.roster());
     readiness.set_ready(true);
     tracing::info!(group = %config.group, "job consuming");

@@ -3,8 +3,10 @@
 //! Every comet gets exactly one worker task, one tonic client (its channel
 //! connects lazily and reconnects by itself) and one bounded FIFO queue, so
 //! the pushes to a comet leave in the order they were consumed and a slow
-//! comet pushes back on the consumer instead of growing memory. Comets do
-//! not wait on each other except through that backpressure.
+//! comet pushes back on the consumer instead of growing memory, for at most
+//! `comet_queue_wait`: a comet whose queue stays full is *behind* (see
+//! [`crate::backlog`]) and its pushes are skipped until it catches up, so
+//! one stuck comet never stalls the others.
 //!
 //! Batching, so a busy comet costs a round trip per batch, not per push:
 //! - room messages are batched per room (see [`crate::batch`]);
@@ -28,13 +30,14 @@
 //! call waits, the queue behind it waits, and so does the consumer once the
 //! queue is full. That is the at-least-once contract: an offset moves only
 //! after every comet it concerns answered. Three ways out of the wait:
-//! - the comet cannot be reached at all: after a few consecutive attempts
-//!   that could not even connect (see [`reachability`]) it is marked down,
-//!   and the current and every later push to it is finished as skipped at
-//!   once (reason `unreachable`; its clients reconnect elsewhere and, with
-//!   no inbox yet, miss what was skipped) until a
-//!   background probe reaches it again. A dead comet so costs a fraction of
-//!   a second of stall, not its lease plus `push_timeout` per attempt;
+//! - the comet gives no answer at all: after a few consecutive attempts
+//!   that could not connect or ran out of `push_timeout` (see
+//!   [`reachability`]) it is marked down, and the current and every later
+//!   push to it is finished as skipped at once (reason `unreachable`; its
+//!   clients reconnect elsewhere and read what was skipped from their
+//!   inbox) until a background probe reaches it again. A dead comet so
+//!   costs a fraction of a second of stall and a frozen one three
+//!   `push_timeout`s, not its lease;
 //! - the comet leaves discovery (`gone`): everything pending for it is
 //!   finished as skipped;
 //! - the job stops past its drain deadline (`abort`): pending work is
@@ -51,15 +54,18 @@ mod keys;
 mod reachability;
 mod rpc;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use courier_cluster::CometNode;
+use courier_runtime::ClusterSecret;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
+use crate::backlog::Backlog;
 use crate::batch::{RoomBatch, RoomBatches};
 use crate::push::{CometPush, WorkItem};
 use crate::ticket::Ticket;
@@ -83,22 +89,30 @@ const GONE: &str = "comet_gone";
 const UNREACHABLE: &str = "unreachable";
 
 /// What the workers take from the job's config.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct WorkerSettings {
     pub(crate) room_batch_max: usize,
     pub(crate) room_batch_wait: Duration,
     pub(crate) comet_queue: usize,
+    pub(crate) comet_queue_wait: Duration,
     pub(crate) push_timeout: Duration,
+    /// Every call to a comet carries it.
+    pub(crate) secret: ClusterSecret,
 }
 
-impl From<&crate::JobConfig> for WorkerSettings {
-    fn from(c: &crate::JobConfig) -> Self {
-        Self {
+impl WorkerSettings {
+    /// The settings in `c`, with its cluster secret checked.
+    pub(crate) fn new(c: &crate::JobConfig) -> Result<Self, crate::JobError> {
+        let secret = ClusterSecret::new(&c.cluster_secret)
+            .map_err(|e| crate::JobError::Config(format!("cluster_secret: {e}")))?;
+        Ok(Self {
             room_batch_max: c.room_batch_max,
             room_batch_wait: c.room_batch_wait,
             comet_queue: c.comet_queue,
+            comet_queue_wait: c.comet_queue_wait,
             push_timeout: c.push_timeout,
-        }
+            secret,
+        })
     }
 }
 
@@ -111,6 +125,10 @@ pub(crate) struct CometHandle {
     pub(crate) gone: CancellationToken,
     /// The gRPC address the worker was built for.
     pub(crate) grpc: String,
+    /// Whether the worker is behind (its queue overflowed).
+    pub(crate) backlog: Arc<Backlog>,
+    /// Longest wait for room in a full queue before the comet is behind.
+    pub(crate) queue_wait: Duration,
 }
 
 /// Why a worker stopped delivering before its queue closed.
@@ -150,6 +168,7 @@ pub(crate) struct CometWorker {
     gone: CancellationToken,
     abort: CancellationToken,
     reachability: Reachability,
+    backlog: Arc<Backlog>,
     /// The comet answered `Unimplemented` to a `PushKeysBatch` (an older
     /// comet): send its keys pushes one by one.
     no_keys_batch: bool,
@@ -177,6 +196,8 @@ impl CometWorker {
             .connect_lazy();
         let (queue, rx) = mpsc::channel(settings.comet_queue.max(1));
         let gone = CancellationToken::new();
+        let backlog = Arc::new(Backlog::default());
+        let queue_wait = settings.comet_queue_wait;
         let worker = CometWorker {
             comet: comet.id.clone(),
             channel,
@@ -184,12 +205,15 @@ impl CometWorker {
             gone: gone.clone(),
             abort,
             reachability: Reachability::default(),
+            backlog: backlog.clone(),
             no_keys_batch: false,
         };
         let handle = CometHandle {
             queue,
             gone,
             grpc: comet.grpc.clone(),
+            backlog,
+            queue_wait,
         };
         Ok((handle, worker.run(rx)))
     }
@@ -228,6 +252,7 @@ impl CometWorker {
             } else if probe.is_none() {
                 probe = Some(reachability::probe(
                     self.channel.clone(),
+                    self.settings.secret.clone(),
                     self.settings.push_timeout,
                 ));
             }
@@ -257,6 +282,9 @@ impl CometWorker {
                     }
                 }
             };
+            if self.backlog.drained(rx.len(), self.settings.comet_queue) {
+                tracing::info!(comet = %self.comet, "comet caught up; queuing its pushes again");
+            }
             let WorkItem { push, ticket } = item;
             let (call, tickets) = match push {
                 CometPush::Room { room, message } => {
@@ -374,8 +402,14 @@ impl CometWorker {
             reachability,
             ..
         } = self;
-        let attempts =
-            rpc::until_answered(comet, channel, settings.push_timeout, reachability, call);
+        let attempts = rpc::until_answered(
+            comet,
+            channel,
+            &settings.secret,
+            settings.push_timeout,
+            reachability,
+            call,
+        );
         tokio::select! {
             biased;
             _ = abort.cancelled() => Err(Stop::Aborted),

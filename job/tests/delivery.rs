@@ -363,6 +363,42 @@ async fn an_unreachable_comet_stalls_no_other_comet_and_its_pushes_are_committed
 }
 
 #[tokio::test]
+async fn a_comet_that_accepts_and_never_answers_stalls_no_other_comet() {
+    let cluster = Cluster::new();
+    let (_registration, holder) = cluster.stuck_comet("frozen").await;
+    let live = cluster.comet("live", Behaviour::default()).await;
+    let job = cluster.job(courier_job::JobConfig {
+        comet_queue: 2,
+        push_timeout: Duration::from_millis(300),
+        ..config("frozen")
+    });
+
+    let sent = numbered("live", 20);
+    for (i, id) in sent.iter().enumerate() {
+        cluster
+            .publish("u1", keys("frozen", &["k"], &format!("frozen{i}")))
+            .await;
+        cluster.publish("u1", keys("live", &["k"], id)).await;
+    }
+    // Were the dispatch to wait on the frozen comet's full queue, the live
+    // comet would stop getting pushes after a couple of messages.
+    let calls = live.answered_until(|c| all_ids(c).len() >= 20).await;
+    assert_eq!(all_ids(&calls), sent);
+
+    // Were timeouts retried forever, the frozen comet's first push would
+    // hold back every commit: instead it is marked down and its pushes are
+    // left to the inbox, so everything is committed.
+    let partition = cluster.queue.partition_for("u1");
+    let (_, end) = cluster.queue.retained(partition).unwrap();
+    courier_testkit::eventually("everything committed", || {
+        cluster.queue.committed("frozen", partition) == Some(end)
+    })
+    .await;
+    job.stop().await;
+    holder.abort();
+}
+
+#[tokio::test]
 async fn a_comet_reachable_again_gets_its_pushes_again() {
     let cluster = Cluster::new();
     let (addr, _registration) = cluster.dead_comet("a").await;

@@ -3,7 +3,10 @@
 //! Hashing is deliberately slow and memory-hungry (argon2id, ~19 MiB per
 //! hash), so it runs on the blocking pool and at most a few hashes run at
 //! once (a semaphore): a burst of logins queues instead of exhausting
-//! memory. An unknown user still costs one verification against a dummy
+//! memory. The queue itself is bounded too: past `queue` waiting requests a
+//! login is refused at once ([`AccountError::Busy`], a 503 with
+//! `Retry-After`) instead of holding a connection and a task for as long as
+//! the queue takes to drain. An unknown user still costs one verification against a dummy
 //! hash, so response time does not tell which usernames exist.
 
 use std::sync::{Arc, OnceLock};
@@ -36,6 +39,8 @@ pub(crate) enum AccountError {
     Cluster(#[from] courier_cluster::Error),
     #[error("password hashing failed: {0}")]
     Hashing(String),
+    #[error("too many logins at once; retry shortly")]
+    Busy,
 }
 
 /// Whether `name` is a valid username (and so uid).
@@ -55,16 +60,25 @@ fn valid_password(password: &str) -> bool {
 #[derive(Clone)]
 pub(crate) struct AccountService {
     store: Arc<dyn Accounts>,
+    /// One permit per hash that may run at once.
     hashing: Arc<Semaphore>,
+    /// One permit per request that may run or wait for a hash.
+    queue: Arc<Semaphore>,
 }
 
 impl AccountService {
-    /// Accounts in `store`, hashing at most one password per CPU at a time.
-    pub(crate) fn new(store: Arc<dyn Accounts>) -> Self {
+    /// Accounts in `store`, hashing at most one password per CPU at a time
+    /// with at most `queue` more requests waiting.
+    pub(crate) fn new(store: Arc<dyn Accounts>, queue: usize) -> Self {
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self::with_hashers(store, cpus, queue)
+    }
+
+    fn with_hashers(store: Arc<dyn Accounts>, hashers: usize, queue: usize) -> Self {
         Self {
             store,
-            hashing: Arc::new(Semaphore::new(cpus)),
+            hashing: Arc::new(Semaphore::new(hashers)),
+            queue: Arc::new(Semaphore::new(hashers + queue)),
         }
     }
 
@@ -127,6 +141,11 @@ impl AccountService {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, AccountError> {
+        let _place = self
+            .queue
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| AccountError::Busy)?;
         let _permit = self
             .hashing
             .acquire()
@@ -179,6 +198,37 @@ mod tests {
         assert!(!valid_username("al ice"));
         assert!(!valid_username("ålice"));
         assert!(!valid_username("a/b"));
+    }
+
+    #[tokio::test]
+    async fn a_full_hashing_queue_refuses_instead_of_waiting() {
+        let store: Arc<dyn Accounts> =
+            Arc::new(courier_cluster::accounts::memory::MemoryAccounts::default());
+        let service = AccountService::with_hashers(store, 1, 1);
+        // Hold the one hasher and the one queue place.
+        let (release, held) = tokio::sync::oneshot::channel::<()>();
+        let running = {
+            let service = service.clone();
+            tokio::spawn(async move { service.blocking(move || held.blocking_recv()).await })
+        };
+        let waiting = {
+            let service = service.clone();
+            tokio::spawn(async move { service.blocking(|| ()).await })
+        };
+        // Both places taken: the next request is refused, not queued.
+        courier_testkit::wait::eventually("both places taken", || service.queue.available_permits() == 0).await;
+        assert!(matches!(
+            service.login("alice", "secret-pw").await,
+            Err(AccountError::Busy)
+        ));
+        release.send(()).unwrap();
+        assert!(running.await.unwrap().is_ok());
+        assert!(waiting.await.unwrap().is_ok());
+        // With the queue drained, logins are served again.
+        assert!(matches!(
+            service.login("alice", "secret-pw").await,
+            Err(AccountError::BadCredentials)
+        ));
     }
 
     #[test]

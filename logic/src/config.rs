@@ -41,6 +41,9 @@ pub struct LogicConfig {
     pub api_key: String,
     /// HMAC secret of login tokens; comets must share it. Required.
     pub jwt_secret: String,
+    /// The secret every call between Courier's services carries: the gRPC
+    /// service refuses calls without it. Required.
+    pub cluster_secret: String,
     /// Lifetime of a login token (default 24h).
     #[serde(with = "humantime_serde")]
     pub token_ttl: Duration,
@@ -52,6 +55,23 @@ pub struct LogicConfig {
     pub login_policy: LoginPolicy,
     /// Largest accepted HTTP request body in bytes (default 64 KiB).
     pub body_limit: usize,
+    /// HTTP connections open at once (default 10 000); one more is answered
+    /// 503 with `Retry-After` and closed.
+    pub max_connections: usize,
+    /// Time a client has to send a request's head (default 10 s).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Time a connection may send nothing, before its first request or
+    /// between requests, before it is closed (default 60 s). Keep it above
+    /// `request_timeout`: a connection waiting for its reply is idle too.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Time a request may take before it is answered 408 (default 30 s).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Register/login requests that may wait for a password hash at once
+    /// (default 64); more are answered 503 with `Retry-After`.
+    pub hash_queue: usize,
     /// Register/login requests allowed per client IP per minute (default
     /// 60; 0 disables the limit).
     pub auth_rate_per_minute: u32,
@@ -77,10 +97,16 @@ impl Default for LogicConfig {
             advertise_host: None,
             api_key: String::new(),
             jwt_secret: String::new(),
+            cluster_secret: String::new(),
             token_ttl: Duration::from_secs(24 * 60 * 60),
             heartbeat: Duration::from_secs(30),
             login_policy: LoginPolicy::default(),
             body_limit: 64 * 1024,
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(30),
+            hash_queue: 64,
             auth_rate_per_minute: 60,
             max_recipients: 1000,
             max_data: 63 * 1024,
@@ -96,8 +122,22 @@ impl LogicConfig {
         if self.jwt_secret.is_empty() {
             return Err("jwt_secret must be set (comets verify tokens with it)".into());
         }
+        courier_runtime::ClusterSecret::new(&self.cluster_secret)
+            .map_err(|e| format!("cluster_secret: {e}"))?;
         if self.id.is_empty() {
             return Err("id must not be empty".into());
+        }
+        if self.max_connections == 0 {
+            return Err("max_connections must be at least 1".into());
+        }
+        for (name, d) in [
+            ("header_read_timeout", self.header_read_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("request_timeout", self.request_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(format!("{name} must be more than zero"));
+            }
         }
         Ok(())
     }

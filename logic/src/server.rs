@@ -9,7 +9,6 @@
 //! too and the error is returned. `/readyz` answers 200 from registration
 //! until the drain starts, 503 before and after.
 
-use axum::serve::ListenerExt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,13 +66,15 @@ impl Logic {
     /// following the comets in discovery.
     pub async fn bind(config: LogicConfig, backends: Backends) -> Result<Logic, LogicError> {
         config.validate().map_err(LogicError::Config)?;
+        let secret = courier_runtime::ClusterSecret::new(&config.cluster_secret)
+            .map_err(|e| LogicError::Config(format!("cluster_secret: {e}")))?;
         if config.api_key.is_empty() {
             tracing::warn!("api_key is empty: push and admin routes refuse every request");
         }
         let (http, http_addr) = listen("http", config.http_addr).await?;
         let (grpc, grpc_addr) = listen("grpc", config.grpc_addr).await?;
         let comets = CometView::follow(backends.discovery.as_ref()).await?;
-        let shared = LogicState::new(config, &backends, comets);
+        let shared = LogicState::new(config, &backends, comets, secret);
         Ok(Logic {
             shared,
             discovery: backends.discovery,
@@ -140,31 +141,26 @@ impl Logic {
             shared.config.comet_departure_grace,
             stop.clone(),
         ));
-        let app =
-            crate::http::router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let app = crate::http::router(shared.clone());
+        let limits = crate::http::serve::Limits {
+            max_connections: shared.config.max_connections,
+            header_read_timeout: shared.config.header_read_timeout,
+            idle_timeout: shared.config.idle_timeout,
+        };
         let http_server = {
             let stop = stop.clone();
             async move {
-                // Replies are small writes: no Nagle delay on them.
-                let http = http.tap_io(|tcp| {
-                    if let Err(e) = tcp.set_nodelay(true) {
-                        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-                    }
-                });
-                let result = axum::serve(http, app)
-                    .with_graceful_shutdown(stop.clone().cancelled_owned())
-                    .await;
+                crate::http::serve::serve(http, app, limits, stop.clone()).await;
                 stop.cancel();
-                result.map_err(|e| LogicError::Serve {
-                    what: "http",
-                    message: e.to_string(),
-                })
+                Ok::<(), LogicError>(())
             }
         };
         let grpc_server = {
             let stop = stop.clone();
             let incoming = TcpIncoming::from(grpc).with_nodelay(Some(true));
-            let service = LogicServer::new(LogicService::new(shared));
+            // Only callers with the cluster secret (comets) may call.
+            let secret = shared.cluster_secret.checker();
+            let service = LogicServer::with_interceptor(LogicService::new(shared), secret);
             async move {
                 let result = tonic::transport::Server::builder()
                     .add_service(service)

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use courier_cluster::{Backends, Inbox, Sessions};
 use courier_runtime::admin::Readiness;
-use courier_runtime::TokenKeys;
+use courier_runtime::{ClusterSecret, TokenKeys};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::accounts::AccountService;
@@ -25,6 +25,8 @@ pub(crate) struct LogicState {
     pub(crate) accounts: AccountService,
     pub(crate) publisher: Publisher,
     pub(crate) tokens: TokenKeys,
+    /// What every call to the gRPC service must carry.
+    pub(crate) cluster_secret: ClusterSecret,
     pub(crate) comets: CometView,
     /// Register/login requests per client IP; `None` when disabled.
     pub(crate) auth_limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
@@ -34,14 +36,20 @@ pub(crate) struct LogicState {
 
 impl LogicState {
     /// Builds the shared state over `backends`.
-    pub(crate) fn new(config: LogicConfig, backends: &Backends, comets: CometView) -> Arc<Self> {
+    pub(crate) fn new(
+        config: LogicConfig,
+        backends: &Backends,
+        comets: CometView,
+        cluster_secret: ClusterSecret,
+    ) -> Arc<Self> {
         let auth_limiter = NonZeroU32::new(config.auth_rate_per_minute)
             .map(|n| RateLimiter::keyed(Quota::per_minute(n)));
         Arc::new(Self {
             tokens: TokenKeys::new(config.jwt_secret.as_bytes()),
+            cluster_secret,
             sessions: backends.sessions.clone(),
             inbox: backends.inbox.clone(),
-            accounts: AccountService::new(backends.accounts.clone()),
+            accounts: AccountService::new(backends.accounts.clone(), config.hash_queue),
             publisher: Publisher::new(
                 backends.sessions.clone(),
                 backends.inbox.clone(),

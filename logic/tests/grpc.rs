@@ -13,15 +13,19 @@ use courier_proto::logic::{
     SendRequest,
 };
 use courier_proto::queue::envelope::Kind;
+use courier_runtime::cluster_auth::Stamp;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::Code;
 
-async fn start_with_policy(policy: LoginPolicy) -> (TestLogic, LogicClient<Channel>) {
+type Comet = LogicClient<InterceptedService<Channel, Stamp>>;
+
+async fn start_with_policy(policy: LoginPolicy) -> (TestLogic, Comet) {
     let mut config = common::config();
     config.login_policy = policy;
     config.heartbeat = std::time::Duration::from_secs(12);
     let t = start(config).await;
-    let client = LogicClient::connect(t.grpc.clone()).await.unwrap();
+    let client = common::comet_client(&t.grpc).await;
     (t, client)
 }
 
@@ -276,4 +280,27 @@ async fn a_retried_send_keeps_its_msg_id_and_oversized_data_is_refused() {
         .expect_err("oversized data is refused");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     assert!(status.message().contains("at most"), "{}", status.message());
+}
+
+#[tokio::test]
+async fn a_call_without_the_cluster_secret_is_refused() {
+    let t = start(common::config()).await;
+    let mut stranger = LogicClient::connect(t.grpc.clone()).await.unwrap();
+    let refused = stranger
+        .open_session(connect("c1", "alice", "k1"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    let refused = stranger
+        .send(send_from_alice(Target::user("bob"), "forged", ""))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    assert!(t
+        .backends
+        .sessions
+        .user_sessions("alice")
+        .await
+        .unwrap()
+        .is_empty());
 }

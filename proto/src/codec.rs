@@ -1,9 +1,16 @@
 //! The length-prefixed frame codec for TCP.
 //!
 //! A frame on the wire is a `u32` big-endian length `N` followed by `N` bytes
-//! of an encoded [`Frame`]. The length is checked against `max_frame` before a
-//! single byte is reserved for the body, so a hostile 2 GiB prefix costs
-//! nothing but an error.
+//! of an encoded [`Frame`]. The length is checked against `max_frame` as soon
+//! as the prefix arrives, so a hostile 2 GiB prefix costs nothing but an
+//! error. Nothing is reserved for an announced length either: the read
+//! buffer grows only as bytes actually arrive, so a prefix alone pins no
+//! memory. After a frame larger than [`SHRINK_ABOVE`] the buffer is let go
+//! (the decoded frame keeps what it references), so one large frame does not
+//! pin a large buffer for the rest of the connection.
+//!
+//! A server can lower `max_frame` until a client has authenticated and raise
+//! it after ([`FrameCodec::set_max_frame`]).
 //!
 //! "Not enough bytes yet" is the normal outcome of [`Decoder::decode`]
 //! (`Ok(None)`), never an error.
@@ -18,6 +25,11 @@ use crate::client::Frame;
 pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
 
 const LEN_PREFIX: usize = 4;
+
+/// A read buffer that grew past this is replaced by a small one once empty.
+pub const SHRINK_ABOVE: usize = 16 * 1024;
+/// What an emptied large buffer is replaced with.
+const SMALL_BUFFER: usize = 512;
 
 /// Why a byte stream could not be turned into frames.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +64,11 @@ impl FrameCodec {
     pub fn max_frame(&self) -> usize {
         self.max_frame
     }
+
+    /// Changes the largest accepted frame body from the next frame on.
+    pub fn set_max_frame(&mut self, max_frame: usize) {
+        self.max_frame = max_frame;
+    }
 }
 
 impl Default for FrameCodec {
@@ -76,12 +93,14 @@ impl Decoder for FrameCodec {
             });
         }
         if src.len() < LEN_PREFIX + len {
-            // Safe to reserve: `len` is bounded by `max_frame`.
-            src.reserve(LEN_PREFIX + len - src.len());
+            // No reservation: the buffer grows as the bytes arrive.
             return Ok(None);
         }
         src.advance(LEN_PREFIX);
         let body = src.split_to(len).freeze();
+        if src.is_empty() && src.capacity() > SHRINK_ABOVE {
+            *src = BytesMut::with_capacity(SMALL_BUFFER);
+        }
         Ok(Some(Frame::decode(body)?))
     }
 }
@@ -184,6 +203,48 @@ mod tests {
         });
         let hb = Just(Body::Heartbeat(Default::default()));
         (any::<u64>(), prop_oneof![auth, push, hb]).prop_map(|(id, body)| Frame::new(id, body))
+    }
+
+    #[test]
+    fn a_length_prefix_alone_reserves_nothing() {
+        let mut codec = FrameCodec::default();
+        let mut buf = BytesMut::with_capacity(8);
+        buf.put_u32(60_000);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        assert!(buf.capacity() < 1024, "capacity {}", buf.capacity());
+    }
+
+    #[test]
+    fn a_lowered_limit_refuses_at_the_prefix() {
+        let mut codec = FrameCodec::new(8 * 1024);
+        let mut buf = BytesMut::new();
+        buf.put_u32(65_280);
+        assert!(matches!(
+            codec.decode(&mut buf),
+            Err(CodecError::TooLarge { len: 65_280, max: 8192 })
+        ));
+        codec.set_max_frame(DEFAULT_MAX_FRAME);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_buffer_is_let_go_after_a_large_frame() {
+        let mut codec = FrameCodec::default();
+        let big = Frame::new(
+            1,
+            Body::Push(Push {
+                messages: vec![Message {
+                    data: vec![7u8; 40_000].into(),
+                    ..Default::default()
+                }],
+            }),
+        );
+        let mut buf = BytesMut::new();
+        codec.encode(&big, &mut buf).unwrap();
+        assert!(buf.capacity() > SHRINK_ABOVE);
+        let decoded = codec.decode(&mut buf).unwrap().expect("a frame");
+        assert_eq!(decoded, big);
+        assert!(buf.capacity() <= SHRINK_ABOVE, "capacity {}", buf.capacity());
     }
 
     fn decode_all(codec: &mut FrameCodec, buf: &mut BytesMut) -> Vec<Frame> {

@@ -13,6 +13,7 @@ use super::DEADLINE;
 
 pub const API_KEY: &str = "cluster-test-api-key";
 pub const JWT_SECRET: &str = "cluster-test-jwt-secret";
+pub const CLUSTER_SECRET: &str = "cluster-test-cluster-secret";
 
 /// One `courier` service process.
 pub struct Service {
@@ -85,6 +86,7 @@ impl RealCluster {
             .env("RUST_LOG", "warn")
             .env("COURIER_AUTH__API_KEY", API_KEY)
             .env("COURIER_AUTH__JWT_SECRET", JWT_SECRET)
+            .env("COURIER_AUTH__CLUSTER_SECRET", CLUSTER_SECRET)
             .env("COURIER_CLUSTER__SESSIONS", self.redis.url())
             .env("COURIER_CLUSTER__QUEUE", self.kafka.url(&self.topic))
             .env("COURIER_CLUSTER__DISCOVERY", self.etcd.url())

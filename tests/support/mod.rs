@@ -125,6 +125,26 @@ async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
     (status, body)
 }
 
+/// A client of a comet's push service at `grpc` (host:port) that carries
+/// the cluster `secret`, as jobs do.
+pub async fn comet_client(
+    grpc: &str,
+    secret: &str,
+) -> courier_proto::comet::comet_client::CometClient<
+    tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        courier_runtime::cluster_auth::Stamp,
+    >,
+> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{grpc}"))
+        .expect("a URI")
+        .connect()
+        .await
+        .expect("comet gRPC");
+    let secret = courier_runtime::ClusterSecret::new(secret).expect("a valid secret");
+    courier_proto::comet::comet_client::CometClient::with_interceptor(channel, secret.stamper())
+}
+
 /// Registers `name` (if needed) and logs in: its login token.
 pub async fn token(system: &System, name: &str) -> String {
     let api = Api::new(system);

@@ -158,6 +158,13 @@ impl MemoryQueue {
         let log = self.shared.log(partition)?.lock();
         Some((log.base, log.end()))
     }
+
+    /// The offset `group` committed on `partition` (the next record it will
+    /// read), or `None` if the group never joined.
+    pub fn committed(&self, group: &str, partition: i32) -> Option<i64> {
+        let log = self.shared.log(partition)?.lock();
+        log.committed.get(group).copied()
+    }
 }
 
 /// FNV-1a, 32 bit: stable across processes and Rust versions.

@@ -24,8 +24,9 @@ use rand::Rng;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::FramedRead;
 
+use crate::limits::HandshakeSlot;
 use crate::logic_client::LOGIC_TIMEOUT;
-use crate::outbox::Outbox;
+use crate::outbox::{Bounds, Outbox};
 use crate::state::CometState;
 
 /// Initial read buffer; it grows only for large frames.
@@ -39,16 +40,23 @@ pub(crate) fn reconnect_jitter_ms() -> u32 {
     rand::rng().random_range(RECONNECT_JITTER_MS)
 }
 
-/// Serves one client connection until it ends.
-pub(crate) async fn serve<S>(stream: S, peer: Option<SocketAddr>, state: Arc<CometState>)
-where
+/// Serves one client connection until it ends. `handshaking` is its place
+/// among the connections not yet authenticated, given back once the
+/// handshake ends.
+pub(crate) async fn serve<S>(
+    stream: S,
+    peer: Option<SocketAddr>,
+    state: Arc<CometState>,
+    handshaking: HandshakeSlot,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     metrics::counter!("courier_comet_connections_total").increment(1);
     let config = &state.config;
     let (read, write) = tokio::io::split(stream);
+    // Until the client has authenticated, only an Auth-sized frame is read.
     let mut frames =
-        FramedRead::with_capacity(read, FrameCodec::new(config.max_frame), READ_BUFFER);
+        FramedRead::with_capacity(read, FrameCodec::new(config.max_auth_frame), READ_BUFFER);
     let key = state.next_key();
     let hello = match handshake::read_auth(&mut frames, &state).await {
         Ok(hello) => hello,
@@ -56,11 +64,11 @@ where
     };
     // In the directory (holding pushes back) before logic opens the session,
     // so nothing published for this connection from then on is missed.
-    let (outbox, queue) = Outbox::new(
-        key.clone(),
-        config.outbound_queue,
-        state.directory.counters.clone(),
-    );
+    let bounds = Bounds {
+        frames: config.outbound_queue,
+        bytes: config.outbound_bytes,
+    };
+    let (outbox, queue) = Outbox::new(key.clone(), bounds, state.directory.counters.clone());
     state.directory.keys.insert(outbox.clone());
     let auth = match handshake::open(&state, &key, hello).await {
         Ok(auth) => auth,
@@ -69,6 +77,8 @@ where
             return refuse(refusal, write, peer, &state).await;
         }
     };
+    drop(handshaking);
+    frames.decoder_mut().set_max_frame(config.max_frame);
 
     let writer = tokio::spawn(writer::run(
         write,

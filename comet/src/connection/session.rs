@@ -28,7 +28,7 @@ use tokio_util::codec::FramedRead;
 use super::acks::{Acker, Acks};
 use super::handshake::{bad_frame, page_bytes, Authenticated};
 use super::pages::sync_reply;
-use crate::limits::send_limiter;
+use crate::limits::rate_limiter;
 use crate::logic_client::{LogicError, LOGIC_TIMEOUT};
 use crate::outbox::Outbox;
 use crate::state::CometState;
@@ -63,12 +63,15 @@ pub(crate) struct Session {
     acks: Arc<Acks>,
     /// `send_rate` of upstream sends; `None` when unlimited.
     send_limiter: Option<DefaultDirectRateLimiter>,
+    /// `join_rate` of joins and leaves; `None` when unlimited.
+    join_limiter: Option<DefaultDirectRateLimiter>,
 }
 
 impl Session {
     /// A session for `uid` writing through `outbox`.
     pub(crate) fn new(state: Arc<CometState>, outbox: Outbox, uid: &str) -> Self {
-        let send_limiter = send_limiter(state.config.send_rate);
+        let send_limiter = rate_limiter(state.config.send_rate);
+        let join_limiter = rate_limiter(state.config.join_rate);
         Self {
             state,
             outbox,
@@ -79,6 +82,7 @@ impl Session {
             syncs: Arc::new(Semaphore::new(MAX_SYNCS_IN_FLIGHT)),
             acks: Arc::default(),
             send_limiter,
+            join_limiter,
         }
     }
 
@@ -201,32 +205,57 @@ impl Session {
         Next::Continue
     }
 
+    /// Whether a join or leave is within `join_rate`; answers it if not.
+    fn joins_allowed(&self, id: u64) -> bool {
+        let limited = self
+            .join_limiter
+            .as_ref()
+            .is_some_and(|l| l.check().is_err());
+        if limited {
+            let rate = self.state.config.join_rate;
+            self.error(
+                id,
+                ErrorCode::RateLimited,
+                format!("at most {rate} joins and leaves per second"),
+            );
+        }
+        !limited
+    }
+
     fn join(&mut self, id: u64, join: Join) {
         let Join {
             room,
             last_seq,
             epoch,
         } = join;
+        if !self.joins_allowed(id) {
+            return;
+        }
         if let Err(why) = check_room(&room) {
             return self.error(id, ErrorCode::BadRequest, why.to_string());
         }
-        if !self.rooms.contains(&room) {
-            let max = self.state.config.max_rooms;
-            if self.rooms.len() >= max {
-                return self.error(id, ErrorCode::TooManyRooms, format!("at most {max} rooms"));
-            }
-            self.state.directory.rooms.join(&room, &self.outbox);
-            self.rooms.insert(room.clone());
+        if self.rooms.contains(&room) && epoch == 0 {
+            // In already: nothing to do but say so.
+            let reply = JoinReply { room, head: None };
+            return self.reply(&Frame::new(id, Body::JoinReply(reply)));
         }
-        // The reply carries the room's head, so a client new to the room
-        // knows where it starts. With a position, the client recovers what
-        // it missed: a page of the room's history follows the reply.
-        let recovering = epoch != 0;
-        let limit = if recovering { DEFAULT_SYNC_LIMIT } else { 0 };
-        let request = self.sync_request(&room, last_seq, epoch, limit);
+        let max = self.state.config.max_rooms;
+        if !self.rooms.contains(&room) && self.rooms.len() >= max {
+            return self.error(id, ErrorCode::TooManyRooms, format!("at most {max} rooms"));
+        }
+        // The reply carries the room's head (read from logic, like a Sync),
+        // so a client new to the room knows where it starts. With a
+        // position, the client recovers what it missed: a page of the
+        // room's history follows the reply.
         let Ok(permit) = self.syncs.clone().try_acquire_owned() else {
             return self.error(id, ErrorCode::Unavailable, "too many syncs in flight");
         };
+        if self.rooms.insert(room.clone()) {
+            self.state.directory.rooms.join(&room, &self.outbox);
+        }
+        let recovering = epoch != 0;
+        let limit = if recovering { DEFAULT_SYNC_LIMIT } else { 0 };
+        let request = self.sync_request(&room, last_seq, epoch, limit);
         // The reply waits (off the read loop) until logic knows this comet
         // holds the room, so a room push published after JoinReply arrives.
         let directory = self.state.directory.clone();
@@ -325,6 +354,9 @@ impl Session {
     }
 
     fn leave(&mut self, id: u64, room: String) {
+        if !self.joins_allowed(id) {
+            return;
+        }
         if let Err(why) = check_room(&room) {
             return self.error(id, ErrorCode::BadRequest, why.to_string());
         }

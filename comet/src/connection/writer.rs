@@ -29,10 +29,14 @@ const IDLE_BATCH_CAPACITY: usize = 8;
 struct Batch {
     frames: VecDeque<Bytes>,
     remaining: usize,
+    /// Bytes taken from the outbox for this batch (`remaining` shrinks as
+    /// they are written; this does not).
+    taken: usize,
 }
 
 impl Batch {
     fn push(&mut self, frame: Bytes) {
+        self.taken += frame.len();
         if !frame.is_empty() {
             self.remaining += frame.len();
             self.frames.push_back(frame);
@@ -47,6 +51,7 @@ impl Batch {
         self.frames.clear();
         self.frames.shrink_to(IDLE_BATCH_CAPACITY);
         self.remaining = 0;
+        self.taken = 0;
     }
 }
 
@@ -146,7 +151,10 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(
             }
         }
         match write_batch(&mut io, &mut batch, &outbox, write_timeout).await {
-            Written::Done => batch.clear(),
+            Written::Done => {
+                outbox.written(batch.taken);
+                batch.clear();
+            }
             Written::Aborted => return,
             Written::Failed => {
                 outbox.abort();

@@ -101,7 +101,7 @@ async fn unreachable_logic_is_unavailable() {
     // No logic in this comet's pool.
     let state = std::sync::Arc::new(CometState::new(
         h.config(),
-        std::sync::Arc::new(LogicPool::new(LOGIC_TIMEOUT)),
+        std::sync::Arc::new(LogicPool::new(LOGIC_TIMEOUT, cluster_secret())),
     ));
     let (mut c, task) = duplex_client(&state, 4096);
     c.send(1, auth(h.token("alice"))).await;
@@ -155,7 +155,7 @@ async fn no_auth_is_closed_after_the_handshake_timeout() {
     };
     let state = std::sync::Arc::new(CometState::new(
         config,
-        std::sync::Arc::new(LogicPool::new(LOGIC_TIMEOUT)),
+        std::sync::Arc::new(LogicPool::new(LOGIC_TIMEOUT, cluster_secret())),
     ));
     let start = tokio::time::Instant::now();
     let (mut c, task) = duplex_client(&state, 4096);
@@ -171,4 +171,56 @@ async fn no_auth_is_closed_after_the_handshake_timeout() {
     assert_eq!(start.elapsed(), Duration::from_secs(5));
     c.expect_closed().await;
     task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_frame_larger_than_an_auth_is_refused_at_its_length_prefix() {
+    let config = crate::CometConfig {
+        jwt_secret: SECRET.into(),
+        max_auth_frame: 8 * 1024,
+        ..crate::CometConfig::default()
+    };
+    let state = std::sync::Arc::new(CometState::new(
+        config,
+        std::sync::Arc::new(LogicPool::new(LOGIC_TIMEOUT, cluster_secret())),
+    ));
+    let start = tokio::time::Instant::now();
+    let (mut c, task) = duplex_client(&state, 4096);
+    // Four bytes announcing 65,280: within max_frame, far over an Auth.
+    c.send_bytes(&65_280u32.to_be_bytes()).await;
+    let error = c.expect_error(ErrorCode::BadFrame).await;
+    let Some(Body::Error(e)) = error.body else {
+        unreachable!("expect_error returns an Error frame")
+    };
+    assert!(e.message.contains("8192"), "{}", e.message);
+    // At once, not when the handshake timeout runs out.
+    assert!(start.elapsed() < state.config.handshake_timeout);
+    c.expect_closed().await;
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn connections_still_authenticating_are_capped_per_address() {
+    let h = Harness::start().await;
+    let comet = h
+        .comet(crate::CometConfig {
+            max_handshakes_per_ip: 2,
+            ..h.config()
+        })
+        .await;
+    // Two silent connections hold both places of 127.0.0.1.
+    let mut first = comet.client().await;
+    let _second = comet.client().await;
+    let mut third = comet.client().await;
+    let refused = third.expect_error(ErrorCode::TooManyConnections).await;
+    let Some(Body::Error(e)) = refused.body else {
+        unreachable!("expect_error returns an Error frame")
+    };
+    assert!(e.message.contains("authenticating"), "{}", e.message);
+    third.expect_closed().await;
+
+    // Once one of them authenticates, its place is free for the next.
+    first.auth(&h.token("alice"), &[]).await;
+    let (_fourth, reply) = comet.login(&h, "bob", &[]).await;
+    assert_eq!(reply.uid, "bob");
 }

@@ -357,3 +357,35 @@ async fn a_batch_to_one_connection_shares_frames_instead_of_filling_its_outbox()
     let stats = push.stats(StatsRequest {}).await.unwrap().into_inner();
     assert_eq!(stats.slow_consumers, 0, "alice was not dropped");
 }
+
+#[tokio::test]
+async fn a_call_without_the_cluster_secret_is_refused() {
+    let h = Harness::start().await;
+    let comet = h.comet(h.config()).await;
+    let (mut a, auth) = comet.login(&h, "alice", &["lobby"]).await;
+    let mut stranger = comet.anonymous_push_client().await;
+    let refused = stranger
+        .push_keys(PushKeysRequest {
+            keys: vec![auth.key.clone()],
+            messages: vec![encoded_with("forged", b"")],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    let refused = stranger
+        .broadcast(BroadcastRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    let refused = stranger
+        .kick(KickRequest {
+            keys: vec![auth.key.clone()],
+            reason: "forged".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    // Nothing reached alice: her next frame answers her heartbeat.
+    a.send(9, Body::Heartbeat(Heartbeat {})).await;
+    assert_eq!(a.recv().await.id, 9);
+}

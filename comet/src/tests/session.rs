@@ -248,3 +248,50 @@ async fn an_address_past_its_connection_limit_is_refused() {
     second.expect_error(ErrorCode::TooManyConnections).await;
     second.expect_closed().await;
 }
+
+#[tokio::test]
+async fn a_repeated_join_is_answered_without_asking_logic() {
+    let h = Harness::start().await;
+    let comet = h.comet(h.config()).await;
+    let (mut c, _) = comet.login(&h, "alice", &[]).await;
+    let join = Body::Join(Join {
+        room: "r".into(),
+        ..Join::default()
+    });
+    c.send(1, join.clone()).await;
+    assert!(matches!(c.recv().await.body, Some(Body::JoinReply(r)) if r.head.is_some()));
+    let reads = |h: &Harness| h.logic.count(|c| matches!(c, Call::Sync(_)));
+    let before = reads(&h);
+    // Already in: answered at once, with no call to logic.
+    c.send(2, join.clone()).await;
+    let reply = c.recv().await;
+    assert!(matches!(reply.body, Some(Body::JoinReply(r)) if r.head.is_none()));
+    assert_eq!(reads(&h), before);
+}
+
+#[tokio::test]
+async fn joins_and_leaves_are_rate_limited() {
+    let h = Harness::start().await;
+    let comet = h
+        .comet(crate::CometConfig {
+            join_rate: 1,
+            ..h.config()
+        })
+        .await;
+    let (mut c, _) = comet.login(&h, "alice", &[]).await;
+    c.send(
+        1,
+        Body::Join(Join {
+            room: "r".into(),
+            ..Join::default()
+        }),
+    )
+    .await;
+    assert!(matches!(c.recv().await.body, Some(Body::JoinReply(_))));
+    // The burst of one is spent: the next is refused, and the connection
+    // stays.
+    c.send(2, Body::Leave(Leave { room: "r".into() })).await;
+    assert_eq!(c.expect_error(ErrorCode::RateLimited).await.id, 2);
+    c.send(3, Body::Heartbeat(Heartbeat {})).await;
+    assert_eq!(c.recv().await.id, 3);
+}

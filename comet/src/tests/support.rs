@@ -14,6 +14,7 @@ use courier_proto::comet::comet_client::CometClient;
 use courier_proto::encode_message;
 use courier_proto::logic::logic_server::{Logic, LogicServer};
 use courier_proto::logic::*;
+use courier_runtime::cluster_auth::Stamp;
 use courier_runtime::TokenKeys;
 pub(crate) use courier_testkit::messages::{encoded_with, push_ids};
 pub(crate) use courier_testkit::{eventually, CallLog, FrameClient};
@@ -21,6 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
@@ -29,6 +31,12 @@ use crate::state::CometState;
 use crate::{Comet, CometConfig, CometDeps, CometError};
 
 pub(crate) const SECRET: &str = "test-secret";
+pub(crate) const CLUSTER_SECRET: &str = "test-cluster-secret";
+
+/// The cluster secret of the comets under test.
+pub(crate) fn cluster_secret() -> courier_runtime::ClusterSecret {
+    courier_runtime::ClusterSecret::new(CLUSTER_SECRET).unwrap()
+}
 
 /// One call logic received.
 #[derive(Debug, Clone)]
@@ -281,6 +289,7 @@ impl Harness {
             grpc_addr: "127.0.0.1:0".parse().unwrap(),
             admin_addr: Some("127.0.0.1:0".parse().unwrap()),
             jwt_secret: SECRET.into(),
+            cluster_secret: CLUSTER_SECRET.into(),
             report_interval: Duration::from_millis(100),
             ..CometConfig::default()
         }
@@ -293,7 +302,7 @@ impl Harness {
     /// Comet state wired to this harness's logic, for driving the
     /// connection handler directly (duplex tests).
     pub(crate) async fn state(&self, config: CometConfig) -> Arc<CometState> {
-        let pool = LogicPool::new(LOGIC_TIMEOUT);
+        let pool = LogicPool::new(LOGIC_TIMEOUT, cluster_secret());
         let view = self.discovery.watch(ServiceKind::Logic).await.unwrap();
         pool.update(&view.borrow());
         let state = Arc::new(CometState::new(config, Arc::new(pool)));
@@ -328,7 +337,16 @@ pub(crate) fn duplex_client(
     buffer: usize,
 ) -> (FrameClient<tokio::io::DuplexStream>, JoinHandle<()>) {
     let (client, server) = tokio::io::duplex(buffer);
-    let task = tokio::spawn(crate::connection::serve(server, None, state.clone()));
+    let handshaking = state
+        .handshakes
+        .admit(std::net::Ipv4Addr::LOCALHOST.into())
+        .expect("room for a test handshake");
+    let task = tokio::spawn(crate::connection::serve(
+        server,
+        None,
+        state.clone(),
+        handshaking,
+    ));
     (FrameClient::new(client), task)
 }
 
@@ -370,7 +388,18 @@ impl RunningComet {
         (c, reply)
     }
 
-    pub(crate) async fn push_client(&self) -> CometClient<Channel> {
+    /// A push-service client that carries the cluster secret, as job does.
+    pub(crate) async fn push_client(&self) -> CometClient<InterceptedService<Channel, Stamp>> {
+        let channel = Channel::from_shared(format!("http://{}", self.grpc))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        CometClient::with_interceptor(channel, cluster_secret().stamper())
+    }
+
+    /// A push-service client without the cluster secret.
+    pub(crate) async fn anonymous_push_client(&self) -> CometClient<Channel> {
         CometClient::connect(format!("http://{}", self.grpc))
             .await
             .unwrap()

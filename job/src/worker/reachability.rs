@@ -1,13 +1,15 @@
 //! Whether a comet can be reached at all, and the probe that notices when it
 //! can again.
 //!
-//! A comet that refuses or times out connections is different from one that
-//! answers with an error: waiting for it helps nobody, because nothing it
-//! would deliver can reach a client meanwhile (they reconnect elsewhere;
-//! with no inbox yet, what they missed is lost). So after [`DOWN_AFTER`] consecutive attempts
-//! that could not even connect, its worker marks it down and skips what is
-//! queued for it at once, and a background probe (`Stats`, every
-//! [`PROBE_INTERVAL`]) brings it back up on its first answer.
+//! A comet that refuses connections, or accepts them and never answers (a
+//! frozen process, a paused VM), is different from one that answers with an
+//! error: waiting for it helps nobody, because nothing it would deliver can
+//! reach a client meanwhile (they reconnect elsewhere and read what they
+//! missed from their inbox). So after [`DOWN_AFTER`] consecutive attempts
+//! that got no answer at all (could not connect, or ran out of
+//! `push_timeout`), its worker marks it down and skips what is queued for it
+//! at once, and a background probe (`Stats`, every [`PROBE_INTERVAL`])
+//! brings it back up on its first answer.
 
 use std::error::Error as _;
 use std::future::Future;
@@ -16,12 +18,14 @@ use std::time::Duration;
 
 use courier_proto::comet::comet_client::CometClient;
 use courier_proto::comet::StatsRequest;
+use courier_runtime::ClusterSecret;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-/// Consecutive attempts that could not connect before a comet is down. With
-/// the retry backoff starting at 50 ms, a comet refusing connections is down
-/// a few hundred milliseconds after its first failure.
+/// Consecutive attempts without an answer before a comet is down. With the
+/// retry backoff starting at 50 ms, a comet refusing connections is down a
+/// few hundred milliseconds after its first failure; a frozen one after
+/// three `push_timeout`s.
 pub(super) const DOWN_AFTER: u32 = 3;
 
 /// Pause between two probes of a comet that is down.
@@ -30,9 +34,14 @@ pub(super) const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// A running probe: resolves once the comet answered.
 pub(super) type Probe = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Whether `status` says no connection to the comet could be made (refused,
-/// unroutable, connect timeout), as opposed to an answer or a broken call.
-pub(super) fn unreachable(status: &Status) -> bool {
+/// Whether `status` says the comet gave no answer: no connection could be
+/// made (refused, unroutable, connect timeout), or the attempt ran out of
+/// time (our own deadline; a comet never answers `DeadlineExceeded`), as
+/// opposed to an answer or a broken call.
+pub(super) fn no_answer(status: &Status) -> bool {
+    if status.code() == Code::DeadlineExceeded {
+        return true;
+    }
     if status.code() != Code::Unavailable {
         return false;
     }
@@ -49,7 +58,7 @@ pub(super) fn unreachable(status: &Status) -> bool {
 /// One comet's reachability, as its worker sees it.
 #[derive(Debug, Default)]
 pub(super) struct Reachability {
-    /// Consecutive failed attempts that could not connect.
+    /// Consecutive failed attempts without an answer.
     streak: u32,
     down: bool,
 }
@@ -69,7 +78,7 @@ impl Reachability {
     /// An attempt failed with `status`; returns whether the comet is down
     /// now.
     pub(super) fn failed(&mut self, status: &Status) -> bool {
-        if unreachable(status) {
+        if no_answer(status) {
             self.streak = self.streak.saturating_add(1);
             self.down |= self.streak >= DOWN_AFTER;
         } else {
@@ -87,8 +96,8 @@ impl Reachability {
 
 /// Calls `Stats` every [`PROBE_INTERVAL`] (each call bounded by `timeout`)
 /// until one succeeds.
-pub(super) fn probe(channel: Channel, timeout: Duration) -> Probe {
-    let client = CometClient::new(channel);
+pub(super) fn probe(channel: Channel, secret: ClusterSecret, timeout: Duration) -> Probe {
+    let client = CometClient::with_interceptor(channel, secret.stamper());
     Box::pin(async move {
         loop {
             tokio::time::sleep(PROBE_INTERVAL).await;
@@ -121,9 +130,10 @@ mod tests {
         let refused = Status::from_error(Box::new(tonic::ConnectError(
             std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into(),
         )));
-        assert!(unreachable(&refused), "{refused:?}");
+        assert!(no_answer(&refused), "{refused:?}");
         let answered = Status::unavailable("comet warming up");
-        assert!(!unreachable(&answered));
+        assert!(!no_answer(&answered));
+        assert!(no_answer(&Status::deadline_exceeded("push timed out")));
 
         let mut reachability = Reachability::default();
         assert!(!reachability.failed(&refused));

@@ -8,6 +8,8 @@ use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
+use courier_runtime::ClusterSecret;
+
 use super::call::{Call, Passthrough};
 use super::reachability::Reachability;
 
@@ -39,6 +41,7 @@ fn transient(status: &Status) -> bool {
 pub(super) async fn until_answered(
     comet: &str,
     channel: &Channel,
+    secret: &ClusterSecret,
     timeout: Duration,
     reachability: &mut Reachability,
     call: &Call,
@@ -51,7 +54,7 @@ pub(super) async fn until_answered(
         .without_max_times()
         .build();
     loop {
-        let status = match attempt(channel, timeout, call).await {
+        let status = match attempt(channel, secret, timeout, call).await {
             Ok(()) => {
                 reachability.answered();
                 return Answer::Delivered;
@@ -82,18 +85,23 @@ pub(super) async fn until_answered(
     }
 }
 
-/// One attempt, bounded by `timeout`. The request body is shared, not
-/// copied or encoded again.
-async fn attempt(channel: &Channel, timeout: Duration, call: &Call) -> Result<(), Status> {
+/// One attempt, bounded by `timeout`, carrying the cluster secret. The
+/// request body is shared, not copied or encoded again.
+async fn attempt(
+    channel: &Channel,
+    secret: &ClusterSecret,
+    timeout: Duration,
+    call: &Call,
+) -> Result<(), Status> {
     let mut grpc = Grpc::new(channel.clone());
+    let mut request = Request::new(call.body.clone());
+    secret.stamp(&mut request);
     let send = async {
         grpc.ready()
             .await
             .map_err(|e| Status::unknown(format!("comet channel not ready: {e}")))?;
         let path = PathAndQuery::from_static(call.method.path());
-        grpc.unary(Request::new(call.body.clone()), path, Passthrough)
-            .await
-            .map(drop)
+        grpc.unary(request, path, Passthrough).await.map(drop)
     };
     match tokio::time::timeout(timeout, send).await {
         Ok(result) => result,

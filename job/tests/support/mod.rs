@@ -284,6 +284,21 @@ impl Cluster {
         (addr, registration)
     }
 
+    /// Registers comet `id` at an address that accepts TCP connections and
+    /// then never reads or answers (a frozen process). The sockets live as
+    /// long as the returned task.
+    pub async fn stuck_comet(&self, id: &str) -> (Registration, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let holder = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        (self.register(id, addr).await, holder)
+    }
+
     async fn register(&self, id: &str, grpc: SocketAddr) -> Registration {
         let node = CometNode {
             id: id.to_owned(),
@@ -380,6 +395,7 @@ pub fn config(group: &str) -> JobConfig {
         group: group.to_owned(),
         push_timeout: Duration::from_millis(500),
         admin_addr: Some("127.0.0.1:0".parse().expect("an address")),
+        cluster_secret: "job-test-cluster-secret".into(),
         ..JobConfig::default()
     }
 }

@@ -52,14 +52,16 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
 
-    /// 503 for a backend that failed.
+    /// 503 for a backend that failed. The backend's own text (addresses,
+    /// driver errors) goes to the log, never to the client.
     pub(crate) fn unavailable(e: &courier_cluster::Error) -> Self {
         tracing::warn!(error = %e, "backend failure");
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            e.to_string(),
-        )
+        Self::busy("unavailable", "a backend is unavailable; retry shortly")
+    }
+
+    /// 503 with `Retry-After: 1`: try again soon.
+    pub(crate) fn busy(code: &'static str, message: &'static str) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
     }
 }
 
@@ -72,11 +74,15 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, axum::Json(body)).into_response();
+        let headers = response.headers_mut();
         if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
+            headers.insert(
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer"),
             );
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         }
         response
     }
@@ -124,6 +130,7 @@ impl From<AccountError> for ApiError {
                 Self::new(StatusCode::UNAUTHORIZED, "bad_credentials", message)
             }
             AccountError::Cluster(e) => Self::unavailable(&e),
+            AccountError::Busy => Self::busy("busy", "too many logins at once; retry shortly"),
             AccountError::Hashing(m) => {
                 tracing::error!(error = %m, "password hashing failed");
                 Self::new(

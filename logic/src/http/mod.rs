@@ -16,6 +16,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use courier_runtime::admin;
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::state::LogicState;
@@ -27,6 +28,7 @@ mod extract;
 mod messages;
 mod online;
 mod push;
+pub(crate) mod serve;
 mod users;
 
 pub(crate) use error::ApiError;
@@ -56,6 +58,10 @@ pub(crate) fn router(shared: Arc<LogicState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            shared.config.request_timeout,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(shared)
 }

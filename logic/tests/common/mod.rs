@@ -30,12 +30,34 @@ impl Drop for TestLogic {
     }
 }
 
+/// The secret comets' calls carry.
+pub const CLUSTER_SECRET: &str = "logic-test-cluster-secret";
+
+/// A gRPC client of logic that carries the cluster secret, as comets do.
+pub async fn comet_client(
+    grpc: &str,
+) -> courier_proto::logic::logic_client::LogicClient<
+    tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        courier_runtime::cluster_auth::Stamp,
+    >,
+> {
+    let channel = tonic::transport::Channel::from_shared(grpc.to_owned())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let secret = courier_runtime::ClusterSecret::new(CLUSTER_SECRET).unwrap();
+    courier_proto::logic::logic_client::LogicClient::with_interceptor(channel, secret.stamper())
+}
+
 pub fn config() -> LogicConfig {
     LogicConfig {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
         api_key: API_KEY.into(),
         jwt_secret: SECRET.into(),
+        cluster_secret: CLUSTER_SECRET.into(),
         ..LogicConfig::default()
     }
 }
