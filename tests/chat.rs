@@ -140,9 +140,12 @@ async fn courier_chat_as_a_process() {
     alice.say("deploy at noon").await;
     bob.expect("#ops alice: deploy at noon").await;
 
-    bob.say(":olu").await;
+    bob.say(":online alice bob nobody").await;
     let line = bob.expect("* online:").await;
-    assert!(line.contains("alice") && line.contains("bob"), "{line}");
+    assert!(
+        line.contains("online: alice, bob; offline: nobody"),
+        "{line}"
+    );
 
     alice.say(":q").await;
     let status = tokio::time::timeout(DEADLINE, alice.child.wait())

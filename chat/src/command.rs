@@ -33,8 +33,8 @@ pub enum Line {
         /// The inbox instead of the current room.
         inbox: bool,
     },
-    /// `:olu`: online users.
-    Online,
+    /// `:online user...`: which of the named users are online.
+    Online(Vec<String>),
     /// `:help`.
     Help,
     /// `:q`.
@@ -104,7 +104,10 @@ fn parse_command(command: &str) -> Line {
             Some(_) if name == "inbox" => Line::Usage(":inbox [1-500]"),
             Some(_) => Line::Usage(":history [1-500]"),
         },
-        "olu" | "online" => Line::Online,
+        "olu" | "online" => match arg {
+            Some(users) => Line::Online(users.split_whitespace().map(str::to_owned).collect()),
+            None => Line::Usage(":online user..."),
+        },
         "help" | "h" | "?" => Line::Help,
         "q" | "quit" | "exit" => Line::Quit,
         other => Line::Unknown(other.to_owned()),
@@ -132,7 +135,7 @@ pub const HELP: &[&str] = &[
     ":rooms            list joined rooms (* = current)",
     ":history [n]      the last n messages of the current room (default 20)",
     ":inbox [n]        the last n of your private messages and pushes",
-    ":olu              list online users",
+    ":online user...   which of these users are online",
     ":help             this help",
     ":q                quit",
 ];
@@ -195,7 +198,11 @@ mod tests {
         );
         assert_eq!(parse_line(":history x"), Line::Usage(":history [1-500]"));
         assert_eq!(parse_line(":history 0"), Line::Usage(":history [1-500]"));
-        assert_eq!(parse_line(":olu"), Line::Online);
+        assert_eq!(
+            parse_line(":online alice  bob"),
+            Line::Online(vec!["alice".into(), "bob".into()])
+        );
+        assert_eq!(parse_line(":olu"), Line::Usage(":online user..."));
         assert_eq!(parse_line(":help"), Line::Help);
         assert_eq!(parse_line(":q"), Line::Quit);
         assert_eq!(

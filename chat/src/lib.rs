@@ -253,10 +253,13 @@ impl Chat {
                     Err(e) => Some(status(format!("error: history: {e}"))),
                 }
             }
-            Line::Online => Some(match client.online_users().await {
-                Ok(users) => online_line(&users),
-                Err(e) => status(format!("error: online users: {e}")),
-            }),
+            Line::Online(users) => {
+                let named: Vec<&str> = users.iter().map(String::as_str).collect();
+                Some(match client.presence(&named).await {
+                    Ok(online) => online_line(&users, &online),
+                    Err(e) => status(format!("error: online: {e}")),
+                })
+            }
             Line::Help => {
                 for entry in HELP {
                     self.print(status(entry)).await;

@@ -120,12 +120,20 @@ pub fn rooms_line(rooms: &[String], current: &str) -> String {
     status(format!("rooms: {}", list.join(", ")))
 }
 
-/// `* online: alice, bob`.
-pub fn online_line(users: &[String]) -> String {
-    if users.is_empty() {
-        return status("online: (none)");
+/// `* online: alice, bob; offline: carol` for the users asked about.
+pub fn online_line(asked: &[String], online: &[String]) -> String {
+    let (on, off): (Vec<&str>, Vec<&str>) = asked
+        .iter()
+        .map(String::as_str)
+        .partition(|u| online.iter().any(|o| o == u));
+    let list = |users: Vec<&str>| match users.is_empty() {
+        true => "(none)".to_owned(),
+        false => users.join(", "),
+    };
+    match off.is_empty() {
+        true => status(format!("online: {}", list(on))),
+        false => status(format!("online: {}; offline: {}", list(on), list(off))),
     }
-    status(format!("online: {}", users.join(", ")))
 }
 
 /// UTF-8 (lossy) text with line breaks escaped.
@@ -223,8 +231,11 @@ mod tests {
         let rooms = vec!["lobby".to_string(), "r".to_string()];
         assert_eq!(rooms_line(&rooms, "lobby"), "* rooms: lobby*, r");
         assert_eq!(
-            online_line(&["alice".into(), "bob".into()]),
-            "* online: alice, bob"
+            online_line(
+                &["alice".into(), "bob".into(), "carol".into()],
+                &["alice".into(), "bob".into()]
+            ),
+            "* online: alice, bob; offline: carol"
         );
         let connected = Event::Connected {
             comet_id: "comet-1".into(),

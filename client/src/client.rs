@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::driver::{Command, Driver, LoginFn};
+use crate::driver::{Command, Driver, LogicCalls, LoginFn, NodesFn};
 use crate::events::EVENTS_CAPACITY;
 use crate::http::LogicApi;
 use crate::state::{ClientState, ConnState, Ended};
@@ -105,9 +105,16 @@ impl Client {
         let cancel = CancellationToken::new();
         let stopped = CancellationToken::new();
 
+        let nodes: NodesFn = {
+            let api = api.clone();
+            Arc::new(move |token| {
+                let api = api.clone();
+                Box::pin(async move { api.nodes(&token).await })
+            })
+        };
         let mut driver = Driver::new(
             config.clone(),
-            login,
+            LogicCalls { login, nodes },
             reply,
             shared.clone(),
             cmd_rx,
@@ -259,10 +266,11 @@ impl Client {
         }
     }
 
-    /// Every online user (uids), over HTTP, all pages.
-    pub async fn online_users(&self) -> Result<Vec<String>, ClientError> {
+    /// Which of `uids` (at most 100) are online, over HTTP with this
+    /// client's token.
+    pub async fn presence(&self, uids: &[&str]) -> Result<Vec<String>, ClientError> {
         let token = self.shared.conn.lock().token.clone();
-        self.api.online_users(&token).await
+        self.api.presence(&token, uids).await
     }
 
     /// Closes the connection and waits for the driver to stop. Pending and

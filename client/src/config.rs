@@ -37,6 +37,12 @@ pub struct ClientConfig {
     /// showed and kept (`Client::position`). `None` starts after the
     /// user's acknowledged position.
     pub resume_from: Option<Position>,
+    /// This device's id, sent at auth (1-64 of `[A-Za-z0-9._-]`). With the
+    /// `reject_new` login policy, a new connection of the same device
+    /// replaces its old one (say, half-open after a network switch) instead
+    /// of being refused. Default: random per config, so one `Client` is one
+    /// device; set a stable id to be the same device across restarts.
+    pub device: String,
 }
 
 impl ClientConfig {
@@ -58,6 +64,7 @@ impl ClientConfig {
             max_frame: CLIENT_MAX_FRAME,
             connector: Connector::tcp(),
             resume_from: None,
+            device: format!("dev-{:016x}", rand::random::<u64>()),
         }
     }
 

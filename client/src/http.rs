@@ -1,5 +1,5 @@
-//! Logic's public HTTP API as the client uses it: register, login, and the
-//! online-users listing.
+//! Logic's public HTTP API as the client uses it: register, login, the
+//! comet ranking and the presence of named users.
 //!
 //! Error replies are `{"error":{"code","message"}}` with a 4xx status; the
 //! statuses a caller branches on (409 on register, 401 on login) get their own
@@ -15,10 +15,6 @@ use crate::ClientError;
 
 /// Default timeout of the free functions [`register`] and [`login`].
 const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
-/// Safety net against a server that keeps returning cursors.
-const MAX_ONLINE_PAGES: usize = 10_000;
-/// Page size asked for when listing online users.
-const ONLINE_PAGE_LIMIT: u32 = 500;
 
 /// One comet a client may connect to, as ranked by logic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,11 +55,8 @@ struct RegisterReply {
 }
 
 #[derive(Deserialize)]
-struct OnlineUsersPage {
-    #[serde(default)]
-    users: Vec<Value>,
-    #[serde(default)]
-    next_cursor: Value,
+struct PresenceReply {
+    online: Vec<String>,
 }
 
 /// Creates an account; returns its uid. A taken name is [`ClientError::Conflict`].
@@ -125,25 +118,29 @@ impl LogicApi {
         Ok(send(req).await?.json().await?)
     }
 
-    /// Every online user, following `next_cursor` until the last page.
-    pub(crate) async fn online_users(&self, token: &str) -> Result<Vec<String>, ClientError> {
-        let mut users = Vec::new();
-        let mut cursor = String::new();
-        for _ in 0..MAX_ONLINE_PAGES {
-            let req = self
-                .http
-                .get(format!("{}/online/users", self.base))
-                .bearer_auth(token)
-                .query(&[("cursor", cursor.as_str())])
-                .query(&[("limit", ONLINE_PAGE_LIMIT)]);
-            let page: OnlineUsersPage = send(req).await?.json().await?;
-            users.extend(page.users.iter().filter_map(user_name));
-            match cursor_text(&page.next_cursor) {
-                Some(next) if next != cursor => cursor = next,
-                _ => break,
-            }
-        }
-        Ok(users)
+    /// The comets to connect to, best first, for the holder of `token` (no
+    /// password round trip: how a reconnect refreshes its ranking).
+    pub(crate) async fn nodes(&self, token: &str) -> Result<Vec<CometAddr>, ClientError> {
+        let req = self
+            .http
+            .get(format!("{}/nodes", self.base))
+            .bearer_auth(token);
+        Ok(send(req).await?.json().await?)
+    }
+
+    /// Which of `uids` are online.
+    pub(crate) async fn presence(
+        &self,
+        token: &str,
+        uids: &[&str],
+    ) -> Result<Vec<String>, ClientError> {
+        let req = self
+            .http
+            .get(format!("{}/presence", self.base))
+            .bearer_auth(token)
+            .query(&[("uids", uids.join(","))]);
+        let reply: PresenceReply = send(req).await?.json().await?;
+        Ok(reply.online)
     }
 }
 
@@ -183,28 +180,6 @@ fn error_body(body: &str) -> (String, String) {
     (field("code"), field("message"))
 }
 
-/// An online-users entry is a uid, or an object carrying one.
-fn user_name(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Object(o) => o
-            .get("uid")
-            .or_else(|| o.get("username"))
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        _ => None,
-    }
-}
-
-/// A cursor is a non-empty string or a number; null, "" and 0 end the listing.
-fn cursor_text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) if n.as_u64() != Some(0) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,15 +190,6 @@ mod tests {
         assert_eq!((code.as_str(), msg.as_str()), ("bad_request", "no"));
         let (code, msg) = error_body("plain failure");
         assert_eq!((code.as_str(), msg.as_str()), ("", "plain failure"));
-    }
-
-    #[test]
-    fn cursors_end_on_empty_values() {
-        assert_eq!(cursor_text(&Value::Null), None);
-        assert_eq!(cursor_text(&Value::from("")), None);
-        assert_eq!(cursor_text(&Value::from(0)), None);
-        assert_eq!(cursor_text(&Value::from("abc")).as_deref(), Some("abc"));
-        assert_eq!(cursor_text(&Value::from(42)).as_deref(), Some("42"));
     }
 
     #[test]

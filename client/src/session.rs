@@ -45,6 +45,7 @@ pub(crate) struct AuthRequest {
     pub(crate) last_seq: u64,
     pub(crate) epoch: u64,
     pub(crate) rooms: Vec<String>,
+    pub(crate) device: String,
     /// Heartbeat interval from login, used if `AuthReply` has none.
     pub(crate) login_heartbeat_secs: u32,
     pub(crate) max_frame: usize,
@@ -65,6 +66,7 @@ pub(crate) async fn open(
             last_seq: auth.last_seq,
             rooms: auth.rooms,
             epoch: auth.epoch,
+            device: auth.device,
         }),
     );
     framed.send(frame).await?;

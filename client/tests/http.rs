@@ -1,4 +1,4 @@
-//! register / login / online users against a tiny in-test logic (axum), and
+//! register / login / presence against a tiny in-test logic (axum), and
 //! `Client::connect` going from HTTP login to a fake comet.
 
 #![allow(clippy::unwrap_used)]
@@ -63,7 +63,7 @@ fn logic(comet_tcp: String) -> Router {
             }),
         )
         .route(
-            "/api/v1/online/users",
+            "/api/v1/presence",
             get(
                 |headers: HeaderMap, Query(q): Query<HashMap<String, String>>| async move {
                     if headers.get("authorization").and_then(|v| v.to_str().ok())
@@ -71,13 +71,15 @@ fn logic(comet_tcp: String) -> Router {
                     {
                         return (StatusCode::UNAUTHORIZED, Json(json!({})));
                     }
-                    // Three pages: "" -> "c1" -> "c2" -> end.
-                    let page = match q.get("cursor").map(String::as_str).unwrap_or("") {
-                        "" => json!({"users": ["alice", "bob"], "next_cursor": "c1"}),
-                        "c1" => json!({"users": [{"uid": "carol"}], "next_cursor": "c2"}),
-                        _ => json!({"users": ["dave"], "next_cursor": null}),
-                    };
-                    (StatusCode::OK, Json(page))
+                    // alice and carol are online.
+                    let online: Vec<&str> = q
+                        .get("uids")
+                        .map(String::as_str)
+                        .unwrap_or("")
+                        .split(',')
+                        .filter(|u| ["alice", "carol"].contains(u))
+                        .collect();
+                    (StatusCode::OK, Json(json!({ "online": online })))
                 },
             ),
         )
@@ -114,7 +116,7 @@ async fn register_and_login_map_statuses_to_errors() {
 }
 
 #[tokio::test]
-async fn connect_logs_in_and_lists_online_users_over_all_pages() {
+async fn connect_logs_in_and_asks_who_is_online_with_the_token() {
     let comet = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server = serve(logic(comet.local_addr().unwrap().to_string())).await;
     let fake_comet = tokio::spawn(async move {
@@ -148,8 +150,8 @@ async fn connect_logs_in_and_lists_online_users_over_all_pages() {
         }
     );
     assert_eq!(
-        client.online_users().await.unwrap(),
-        vec!["alice", "bob", "carol", "dave"]
+        client.presence(&["alice", "bob", "carol"]).await.unwrap(),
+        vec!["alice", "carol"]
     );
 
     let bad = ClientConfig::new(server, "alice", "nope");

@@ -30,6 +30,7 @@ fn session(uid: &str, key: &str, comet: &str) -> Session {
         uid: uid.into(),
         key: key.into(),
         comet_id: comet.into(),
+        ..Session::default()
     }
 }
 
@@ -37,7 +38,82 @@ fn report(connections: u32, rooms: &[(&str, u32)]) -> CometReport {
     CometReport {
         connections,
         rooms: rooms.iter().map(|(r, c)| ((*r).to_owned(), *c)).collect(),
+        ..CometReport::default()
     }
+}
+
+fn part(part: u32, parts: u32, connections: u32, rooms: &[(&str, u32)]) -> CometReport {
+    CometReport {
+        part,
+        parts,
+        ..report(connections, rooms)
+    }
+}
+
+async fn devices_and_ended_sessions(s: &dyn Sessions, _: SessionOptions) {
+    let laptop = Session {
+        device: "laptop".into(),
+        ..session("alice", "k1", "c1")
+    };
+    s.add(&laptop).await.unwrap();
+    // A heartbeat names the connection without its device; the device stays.
+    assert!(s.renew(&session("alice", "k1", "c1")).await.unwrap());
+    assert_eq!(
+        s.user_sessions("alice").await.unwrap(),
+        vec![laptop.clone()]
+    );
+
+    // Ended: gone, and no late heartbeat brings it back.
+    s.end(&laptop).await.unwrap();
+    assert!(s.user_sessions("alice").await.unwrap().is_empty());
+    assert!(!s.renew(&laptop).await.unwrap());
+    assert!(!s.revive(&laptop).await.unwrap());
+    assert!(s.user_sessions("alice").await.unwrap().is_empty());
+
+    // A session that was merely removed (or expired) can be revived.
+    let phone = session("alice", "k2", "c1");
+    s.add(&phone).await.unwrap();
+    s.remove(&phone).await.unwrap();
+    assert!(s.revive(&phone).await.unwrap());
+    assert_eq!(s.user_sessions("alice").await.unwrap(), vec![phone]);
+}
+
+async fn reports_in_parts(s: &dyn Sessions, _: SessionOptions) {
+    s.report_comet("c1", &part(0, 2, 7, &[("a", 3)]))
+        .await
+        .unwrap();
+    s.report_comet("c1", &part(1, 2, 7, &[("b", 4)]))
+        .await
+        .unwrap();
+    s.report_comet("c2", &report(1, &[("b", 1)])).await.unwrap();
+    assert_eq!(s.room_online("a").await.unwrap(), 3);
+    assert_eq!(s.room_online("b").await.unwrap(), 5, "both parts count");
+    assert_eq!(s.room_comets("b").await.unwrap(), vec!["c1", "c2"]);
+    let online = s.online().await.unwrap();
+    assert_eq!(online.connections, 8, "connections counted once per comet");
+    assert_eq!(online.comets, vec![("c1".into(), 7), ("c2".into(), 1)]);
+
+    // The report shrank to one part: the old part 1 no longer counts.
+    s.report_comet("c1", &part(0, 1, 3, &[("a", 3)]))
+        .await
+        .unwrap();
+    assert_eq!(s.room_online("b").await.unwrap(), 1);
+    assert_eq!(
+        s.top_rooms(10).await.unwrap(),
+        vec![("a".to_owned(), 3), ("b".to_owned(), 1)]
+    );
+
+    // Forgetting the comet drops every part.
+    s.report_comet("c1", &part(1, 2, 3, &[("c", 9)]))
+        .await
+        .unwrap();
+    s.forget_comet("c1").await.unwrap();
+    s.report_comet("c1", &part(0, 2, 1, &[])).await.unwrap();
+    assert_eq!(
+        s.room_online("c").await.unwrap(),
+        0,
+        "forgotten part stays gone"
+    );
 }
 
 async fn sorted_sessions(s: &dyn Sessions, uid: &str) -> Vec<Session> {
@@ -305,6 +381,8 @@ contract!(
     room_comets,
     online_counts,
     online_users_paging,
+    reports_in_parts,
+    devices_and_ended_sessions,
 );
 
 /// Reports keep their per-room counts exactly (no rounding through JSON).
@@ -319,6 +397,7 @@ async fn redis_report_round_trips_counts() {
         &CometReport {
             connections: u32::MAX,
             rooms,
+            ..CometReport::default()
         },
     )
     .await

@@ -71,6 +71,13 @@ pub struct CometConfig {
     /// burst of as many (default 20; 0 = no limit). Faster ones get a
     /// `RATE_LIMITED` error frame and the connection stays open.
     pub join_rate: u32,
+    /// Connections a draining comet tells to reconnect elsewhere per second
+    /// (default 1000), in waves every 100 ms.
+    pub drain_rate: u32,
+    /// Longest a drain takes (default 60 s): connections still open then are
+    /// all told at once.
+    #[serde(with = "humantime_serde")]
+    pub drain_grace: Duration,
     /// How often load is reported to logic (`RenewOnline`) and to discovery
     /// (default 5 s).
     #[serde(with = "humantime_serde")]
@@ -106,6 +113,8 @@ impl Default for CometConfig {
             max_connections_per_ip: 10_000,
             send_rate: 50,
             join_rate: 20,
+            drain_rate: 1000,
+            drain_grace: Duration::from_secs(60),
             report_interval: Duration::from_secs(5),
             jwt_secret: String::new(),
             cluster_secret: String::new(),

@@ -25,6 +25,7 @@ mod config;
 mod connection;
 mod counters;
 mod directory;
+mod drain;
 mod error;
 mod limits;
 mod listener;

@@ -178,7 +178,10 @@ mod tests {
         let _b1 = handshakes.admit(b).expect("b1");
         assert!(handshakes.admit(c).is_none(), "in all");
         drop(a1);
-        assert!(handshakes.admit(c).is_some(), "a finished handshake frees its place");
+        assert!(
+            handshakes.admit(c).is_some(),
+            "a finished handshake frees its place"
+        );
     }
 
     #[test]

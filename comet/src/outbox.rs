@@ -270,7 +270,10 @@ mod tests {
         assert!(outbox.push(Bytes::from_static(b"123456")));
         let first = rx.try_recv().unwrap();
         outbox.written(first.len());
-        assert!(outbox.push(Bytes::from_static(b"123456")), "room again once written");
+        assert!(
+            outbox.push(Bytes::from_static(b"123456")),
+            "room again once written"
+        );
         assert!(!outbox.push(Bytes::from_static(b"12345")), "6 + 5 > 10");
         assert!(outbox.is_slow());
     }
@@ -278,7 +281,10 @@ mod tests {
     #[test]
     fn one_frame_larger_than_the_bound_still_goes_to_an_empty_outbox() {
         let counters = Arc::new(Counters::default());
-        let bounds = Bounds { frames: 4, bytes: 4 };
+        let bounds = Bounds {
+            frames: 4,
+            bytes: 4,
+        };
         let (outbox, _rx) = Outbox::new(Arc::from("k"), bounds, counters);
         outbox.release();
         assert!(outbox.push(Bytes::from_static(b"123456789")));

@@ -24,10 +24,11 @@ use bytes::Bytes;
 use courier_proto::client::{frame::Body, Frame, Kick};
 use courier_proto::comet::comet_server::Comet;
 use courier_proto::comet::{
-    BroadcastRequest, KickReply, KickRequest, PushKeysBatchRequest, PushKeysRequest, PushReply,
-    PushRoomRequest, RoomCount, StatsReply, StatsRequest,
+    BroadcastRequest, DrainReply, DrainRequest, KickReply, KickRequest, PushKeysBatchRequest,
+    PushKeysRequest, PushReply, PushRoomRequest, RoomCount, StatsReply, StatsRequest,
 };
 use courier_proto::{encode_frame, encode_push};
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::directory::Directory;
@@ -41,16 +42,24 @@ pub(crate) struct PushService {
     directory: Arc<Directory>,
     comet_id: Arc<str>,
     max_frame: usize,
+    /// Cancelled by `Drain`: the comet's run loop starts draining.
+    drain: CancellationToken,
 }
 
 impl PushService {
     /// The push service of comet `comet_id`, whose frames are at most
     /// `max_frame` bytes.
-    pub(crate) fn new(directory: Arc<Directory>, comet_id: &str, max_frame: usize) -> Self {
+    pub(crate) fn new(
+        directory: Arc<Directory>,
+        comet_id: &str,
+        max_frame: usize,
+        drain: CancellationToken,
+    ) -> Self {
         Self {
             directory,
             comet_id: Arc::from(comet_id),
             max_frame,
+            drain,
         }
     }
 
@@ -161,6 +170,14 @@ impl Comet for PushService {
             room_pushes: counters.room_pushes(),
             frames_queued: counters.frames_queued(),
             slow_consumers: counters.slow_consumers(),
+        }))
+    }
+
+    async fn drain(&self, _: Request<DrainRequest>) -> Result<Response<DrainReply>, Status> {
+        tracing::info!(comet = %self.comet_id, "drain requested over gRPC");
+        self.drain.cancel();
+        Ok(Response::new(DrainReply {
+            connections: u32::try_from(self.directory.keys.len()).unwrap_or(u32::MAX),
         }))
     }
 }

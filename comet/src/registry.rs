@@ -41,6 +41,17 @@ impl Registry {
         self.by_key.len()
     }
 
+    /// Up to `n` connections for which `pick` is true, in no particular
+    /// order.
+    pub(crate) fn some(&self, n: usize, mut pick: impl FnMut(&Outbox) -> bool) -> Vec<Outbox> {
+        self.by_key
+            .iter()
+            .filter(|o| pick(o.value()))
+            .take(n)
+            .map(|o| o.value().clone())
+            .collect()
+    }
+
     /// Queues `frames` to every connection; returns how many took them all.
     pub(crate) fn broadcast(&self, frames: &[Bytes], counters: &Counters) -> usize {
         // One shard's read lock at a time, never across an await.

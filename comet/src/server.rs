@@ -3,10 +3,13 @@
 //! [`Comet::bind`] binds both listeners (so callers learn the real ports
 //! before anything runs). [`Comet::run`] follows the logics in discovery,
 //! registers this comet, and serves clients and the push service until
-//! `shutdown` fires. Then it drains: the record is marked `draining`,
-//! accepting stops, every client gets a `Reconnect` with jitter and is closed
-//! (their sessions closed in logic), the record is removed, and the push
-//! service stops last so job can deliver until the very end.
+//! `shutdown` fires or a drain is asked for (the `Drain` RPC). Then it
+//! drains: the record is marked `draining` (so logic ranks it out and no new
+//! client is sent here), accepting stops, the clients are told `Reconnect`
+//! in waves at `drain_rate` (see [`crate::drain`]) and closed (their
+//! sessions closed in logic) until none is left or `drain_grace` ran out,
+//! the record is removed, and the push service stops last so job can
+//! deliver until the very end. Then `run` returns.
 //!
 //! The admin listener (`/metrics`, `/healthz`, `/readyz`) serves for the
 //! whole of `run`, drain included: `/readyz` turns 200 once the comet is
@@ -193,7 +196,12 @@ impl Comet {
             tonic::transport::Server::builder()
                 // Only callers with the cluster secret (jobs) may push.
                 .add_service(CometServer::with_interceptor(
-                    PushService::new(state.directory.clone(), &config.id, config.max_frame),
+                    PushService::new(
+                        state.directory.clone(),
+                        &config.id,
+                        config.max_frame,
+                        state.drain_requested.clone(),
+                    ),
                     state.logic.secret().checker(),
                 ))
                 .serve_with_incoming_shutdown(
@@ -211,6 +219,7 @@ impl Comet {
 
         let grpc_ended = tokio::select! {
             _ = shutdown.cancelled() => None,
+            _ = state.drain_requested.cancelled() => None,
             _ = report::load(&state, &registration, record.clone()) => None,
             ended = &mut grpc_task => Some(ended),
         };
@@ -222,6 +231,15 @@ impl Comet {
         report::update(&registration, &record);
         stop_accept.cancel();
         let _ = accept.await;
+        let drained = crate::drain::in_waves(&state, config.drain_rate, config.drain_grace).await;
+        if drained.out_of_time {
+            tracing::warn!(
+                id = %config.id, told = drained.told, left = state.directory.keys.len(),
+                "drain grace over; telling the rest at once"
+            );
+        } else {
+            tracing::info!(id = %config.id, told = drained.told, "every client moved");
+        }
         state.draining.cancel();
         state.tracker.close();
         let grace = config.write_timeout + LOGIC_TIMEOUT + Duration::from_secs(1);

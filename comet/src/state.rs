@@ -30,8 +30,10 @@ pub(crate) struct CometState {
     /// Connections still in their handshake (`max_handshakes`,
     /// `max_handshakes_per_ip`).
     pub(crate) handshakes: Handshakes,
-    /// Cancelled when the comet drains: every connection sends `Reconnect`
-    /// and closes.
+    /// Cancelled to ask for a drain (the `Drain` RPC); shutdown asks too.
+    pub(crate) drain_requested: CancellationToken,
+    /// Cancelled once the drain's waves are over: every connection left
+    /// sends `Reconnect` and closes, and so does any still handshaking.
     pub(crate) draining: CancellationToken,
     /// Connection tasks and the work they spawn, awaited on shutdown.
     pub(crate) tracker: TaskTracker,
@@ -50,6 +52,7 @@ impl CometState {
             handshakes: Handshakes::new(config.max_handshakes, config.max_handshakes_per_ip),
             directory: Arc::new(Directory::default()),
             logic,
+            drain_requested: CancellationToken::new(),
             draining: CancellationToken::new(),
             tracker: TaskTracker::new(),
             boot: rand::random(),

@@ -2,7 +2,9 @@
 //!
 //! Room messages for the same room accumulate until the batch holds
 //! `room_batch_max` messages or its first message has waited
-//! `room_batch_wait`; then the batch becomes one `PushRoom`, which the comet
+//! `room_batch_wait`, and never past `room_batch_bytes` (a message that
+//! would overflow the batch sends it and opens the next), so a call stays
+//! far below gRPC's message limit; then the batch becomes one `PushRoom`, which the comet
 //! encodes once and writes to every member. Batches of different rooms fill
 //! independently, so a burst spread over many rooms still batches.
 //!
@@ -30,6 +32,8 @@ pub(crate) struct RoomBatch {
     pub(crate) messages: Vec<Bytes>,
     /// One per message: finished when the comet answered.
     pub(crate) tickets: Vec<Ticket>,
+    /// Bytes of `messages`.
+    bytes: usize,
     seq: u64,
 }
 
@@ -37,6 +41,7 @@ pub(crate) struct RoomBatch {
 #[derive(Debug)]
 pub(crate) struct RoomBatches {
     max: usize,
+    max_bytes: usize,
     wait: Duration,
     open: HashMap<String, RoomBatch>,
     /// Open batches by first arrival: (deadline, seq, room). An entry whose
@@ -46,11 +51,13 @@ pub(crate) struct RoomBatches {
 }
 
 impl RoomBatches {
-    /// Batches of at most `max` messages (at least 1), each waiting at most
+    /// Batches of at most `max` messages (at least 1) and `max_bytes` bytes
+    /// (a single larger message still leaves, alone), each waiting at most
     /// `wait` after its first message.
-    pub(crate) fn new(max: usize, wait: Duration) -> Self {
+    pub(crate) fn new(max: usize, max_bytes: usize, wait: Duration) -> Self {
         Self {
             max: max.max(1),
+            max_bytes,
             wait,
             open: HashMap::new(),
             deadlines: VecDeque::new(),
@@ -58,8 +65,10 @@ impl RoomBatches {
         }
     }
 
-    /// Adds a message to its room's batch; returns the batch if it is now
-    /// full and must be sent.
+    /// Adds a message to its room's batch; returns a batch that is now full
+    /// and must be sent: this room's batch with the message, or, when the
+    /// message would take it past `max_bytes`, the batch before it (the
+    /// message then opens the room's next batch).
     pub(crate) fn add(
         &mut self,
         room: String,
@@ -67,6 +76,18 @@ impl RoomBatches {
         ticket: Ticket,
         now: Instant,
     ) -> Option<RoomBatch> {
+        let overflowing = self
+            .open
+            .get(&room)
+            .is_some_and(|b| b.bytes.saturating_add(message.len()) > self.max_bytes);
+        if overflowing {
+            let full = self.open.remove(&room);
+            // A batch never holds `max` messages while open, so the new one
+            // (one message) is not full yet.
+            let opened = self.add(room, message, ticket, now);
+            debug_assert!(opened.is_none());
+            return full;
+        }
         let batch = match self.open.entry(room) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => {
@@ -79,10 +100,12 @@ impl RoomBatches {
                     room,
                     messages: Vec::new(),
                     tickets: Vec::new(),
+                    bytes: 0,
                     seq,
                 })
             }
         };
+        batch.bytes += message.len();
         batch.messages.push(message);
         batch.tickets.push(ticket);
         if batch.messages.len() >= self.max {
@@ -198,7 +221,7 @@ mod tests {
     #[test]
     fn a_full_batch_leaves_at_once_in_order() {
         let mut f = Fixture::new();
-        let mut b = RoomBatches::new(3, Duration::from_millis(5));
+        let mut b = RoomBatches::new(3, usize::MAX, Duration::from_millis(5));
         let now = Instant::now();
         assert!(b.add("r".into(), msg("1"), f.ticket(), now).is_none());
         assert!(b.add("r".into(), msg("2"), f.ticket(), now).is_none());
@@ -210,10 +233,31 @@ mod tests {
     }
 
     #[test]
+    fn a_message_that_would_overflow_the_bytes_sends_the_batch_before_it() {
+        let mut f = Fixture::new();
+        let mut b = RoomBatches::new(100, 8, Duration::from_millis(5));
+        let now = Instant::now();
+        assert!(b.add("r".into(), msg("123"), f.ticket(), now).is_none());
+        assert!(b.add("r".into(), msg("456"), f.ticket(), now).is_none());
+        let full = b.add("r".into(), msg("789"), f.ticket(), now).unwrap();
+        assert_eq!(ids(&full), vec!["123", "456"], "6 + 3 > 8");
+        // The message that did not fit opened the next batch; one message
+        // larger than the bound still goes, alone.
+        let next = b
+            .add("r".into(), msg("0123456789"), f.ticket(), now)
+            .unwrap();
+        assert_eq!(ids(&next), vec!["789"]);
+        let all = b.take_all();
+        assert_eq!(ids(&all[0]), vec!["0123456789"]);
+        finish(vec![full, next]);
+        finish(all);
+    }
+
+    #[test]
     fn batches_leave_when_their_first_message_waited_long_enough() {
         let mut f = Fixture::new();
         let wait = Duration::from_millis(5);
-        let mut b = RoomBatches::new(10, wait);
+        let mut b = RoomBatches::new(10, usize::MAX, wait);
         let t0 = Instant::now();
         b.add("a".into(), msg("a1"), f.ticket(), t0);
         b.add(
@@ -246,7 +290,7 @@ mod tests {
     #[test]
     fn take_all_returns_oldest_first_and_skips_batches_sent_early() {
         let mut f = Fixture::new();
-        let mut b = RoomBatches::new(2, Duration::from_millis(5));
+        let mut b = RoomBatches::new(2, usize::MAX, Duration::from_millis(5));
         let t0 = Instant::now();
         b.add("a".into(), msg("a1"), f.ticket(), t0);
         b.add("b".into(), msg("b1"), f.ticket(), t0);

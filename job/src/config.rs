@@ -20,6 +20,9 @@ pub struct JobConfig {
     pub group: String,
     /// Most room messages sent in one `PushRoom` call. Default 32.
     pub room_batch_max: usize,
+    /// Most message bytes sent in one `PushRoom` call (default 1 MiB, a
+    /// quarter of gRPC's message limit).
+    pub room_batch_bytes: usize,
     /// Longest time the first message of a room batch waits for others before
     /// the batch is sent. Default 5 ms.
     #[serde(with = "humantime_serde")]
@@ -56,6 +59,7 @@ impl Default for JobConfig {
             id: format!("job-{:08x}", rand::random::<u32>()),
             group: "courier-job".to_owned(),
             room_batch_max: 32,
+            room_batch_bytes: 1024 * 1024,
             room_batch_wait: Duration::from_millis(5),
             comet_queue: 1024,
             comet_queue_wait: Duration::from_millis(200),

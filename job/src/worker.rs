@@ -92,6 +92,7 @@ const UNREACHABLE: &str = "unreachable";
 #[derive(Debug, Clone)]
 pub(crate) struct WorkerSettings {
     pub(crate) room_batch_max: usize,
+    pub(crate) room_batch_bytes: usize,
     pub(crate) room_batch_wait: Duration,
     pub(crate) comet_queue: usize,
     pub(crate) comet_queue_wait: Duration,
@@ -107,6 +108,7 @@ impl WorkerSettings {
             .map_err(|e| crate::JobError::Config(format!("cluster_secret: {e}")))?;
         Ok(Self {
             room_batch_max: c.room_batch_max,
+            room_batch_bytes: c.room_batch_bytes,
             room_batch_wait: c.room_batch_wait,
             comet_queue: c.comet_queue,
             comet_queue_wait: c.comet_queue_wait,
@@ -219,8 +221,11 @@ impl CometWorker {
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<WorkItem>) {
-        let mut batches =
-            RoomBatches::new(self.settings.room_batch_max, self.settings.room_batch_wait);
+        let mut batches = RoomBatches::new(
+            self.settings.room_batch_max,
+            self.settings.room_batch_bytes,
+            self.settings.room_batch_wait,
+        );
         match self.deliver(&mut rx, &mut batches).await {
             Ok(()) => tracing::debug!(comet = %self.comet, "worker drained"),
             Err(Stop::Gone) => {
@@ -312,10 +317,46 @@ impl CometWorker {
     async fn flush(&mut self, batches: Vec<RoomBatch>) -> Result<(), Stop> {
         let mut batches = batches.into_iter();
         while let Some(batch) = batches.next() {
-            let call = Call::room(batch.room, batch.messages);
-            if let Err(stop) = self.send(call, batch.tickets).await {
+            if let Err(stop) = self.send_room(batch).await {
                 abandon(stop, batches.flat_map(|b| b.tickets));
                 return Err(stop);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one room batch. A batch the comet refuses as too large
+    /// (`OutOfRange`: over its message limit) is split in halves and sent
+    /// again, in order, so only a single message too large on its own is
+    /// ever given up; a size error never counts as delivered.
+    async fn send_room(&mut self, batch: RoomBatch) -> Result<(), Stop> {
+        let mut pending = std::collections::VecDeque::from([(batch.messages, batch.tickets)]);
+        while let Some((messages, mut tickets)) = pending.pop_front() {
+            let call = Call::room(batch.room.clone(), messages.clone());
+            let answer = match self.call(&call).await {
+                Ok(answer) => answer,
+                Err(stop) => {
+                    let rest = pending.into_iter().flat_map(|(_, t)| t);
+                    abandon(stop, tickets.into_iter().chain(rest));
+                    return Err(stop);
+                }
+            };
+            match answer {
+                Answer::Rejected(status)
+                    if status.code() == Code::OutOfRange && messages.len() > 1 =>
+                {
+                    metrics::counter!("courier_job_room_batches_split_total").increment(1);
+                    tracing::warn!(
+                        comet = %self.comet, room = %batch.room, messages = messages.len(),
+                        message = status.message(), "room batch too large for the comet; splitting it"
+                    );
+                    let mut first = messages;
+                    let second = first.split_off(first.len() / 2);
+                    let second_tickets = tickets.split_off(first.len());
+                    pending.push_front((second, second_tickets));
+                    pending.push_front((first, tickets));
+                }
+                answer => self.settle(answer, Method::PushRoom, tickets),
             }
         }
         Ok(())

@@ -104,6 +104,52 @@ async fn room_messages_within_the_wait_are_batched() {
 }
 
 #[tokio::test]
+async fn a_room_batch_over_the_comets_message_limit_is_split_not_dropped() {
+    let cluster = Cluster::new();
+    let gate = Arc::new(Semaphore::new(0));
+    // The comet takes requests of at most 64 KiB; the job batches up to
+    // 1 MiB, so a batch of 20 messages of 10 KiB is refused as too large.
+    let a = cluster
+        .comet(
+            "a",
+            Behaviour {
+                max_request: Some(64 * 1024),
+                ..Behaviour::gated(&gate)
+            },
+        )
+        .await;
+    let job = cluster.job(courier_job::JobConfig {
+        room_batch_wait: Duration::from_millis(50),
+        ..config("split")
+    });
+    // Held on a first push so the room messages queue up into one batch.
+    cluster.publish("u1", keys("a", &["k"], "first")).await;
+    a.received_until(|c| !c.is_empty()).await;
+    let sent = numbered("big", 20);
+    for id in &sent {
+        let message = courier_testkit::messages::message_with(id, &[7u8; 10 * 1024]);
+        let envelope = Envelope {
+            kind: Some(Kind::Room(courier_proto::queue::RoomPush {
+                room: "lobby".into(),
+                comet_ids: vec!["a".into()],
+                message: message.encode_to_vec().into(),
+            })),
+        };
+        cluster.publish("u1", envelope).await;
+    }
+    gate.add_permits(1000);
+    let calls = a
+        .answered_until(|c| all_ids(c).iter().filter(|id| id.starts_with("big")).count() >= 20)
+        .await;
+    let delivered: Vec<String> = all_ids(&calls)
+        .into_iter()
+        .filter(|id| id.starts_with("big"))
+        .collect();
+    assert_eq!(delivered, sent, "all delivered, in order");
+    job.stop().await;
+}
+
+#[tokio::test]
 async fn broadcast_reaches_every_comet() {
     let cluster = Cluster::new();
     let comets = [

@@ -216,7 +216,10 @@ mod tests {
             tokio::spawn(async move { service.blocking(|| ()).await })
         };
         // Both places taken: the next request is refused, not queued.
-        courier_testkit::wait::eventually("both places taken", || service.queue.available_permits() == 0).await;
+        courier_testkit::wait::eventually("both places taken", || {
+            service.queue.available_permits() == 0
+        })
+        .await;
         assert!(matches!(
             service.login("alice", "secret-pw").await,
             Err(AccountError::Busy)

@@ -36,9 +36,15 @@ pub struct LogicConfig {
     /// Host written to discovery; defaults to the bound IP, or `127.0.0.1`
     /// when bound to an unspecified address (`0.0.0.0`, `::`).
     pub advertise_host: Option<String>,
-    /// Bearer key for the push and admin routes. Empty disables them
-    /// (every request gets 401).
+    /// A Bearer key with every scope (push, read, admin), named `default`.
+    /// Empty: only `api_keys` are accepted.
     pub api_key: String,
+    /// Named API keys with scopes, for rotation without downtime and least
+    /// privilege (see the README's Security section).
+    pub api_keys: Vec<crate::keys::ApiKeyConfig>,
+    /// `/presence` and `/nodes` reads one user's token may make per minute
+    /// (default 60; 0 = no limit).
+    pub user_reads_per_minute: u32,
     /// HMAC secret of login tokens; comets must share it. Required.
     pub jwt_secret: String,
     /// The secret every call between Courier's services carries: the gRPC
@@ -96,6 +102,8 @@ impl Default for LogicConfig {
             grpc_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 3119)),
             advertise_host: None,
             api_key: String::new(),
+            api_keys: Vec::new(),
+            user_reads_per_minute: 60,
             jwt_secret: String::new(),
             cluster_secret: String::new(),
             token_ttl: Duration::from_secs(24 * 60 * 60),
@@ -116,8 +124,8 @@ impl Default for LogicConfig {
 }
 
 impl LogicConfig {
-    /// Checks the values logic cannot work without. An empty `api_key` is
-    /// allowed: it disables the push and admin routes.
+    /// Checks the values logic cannot work without. No API key at all is
+    /// allowed: the keyed routes then refuse every request.
     pub(crate) fn validate(&self) -> Result<(), String> {
         if self.jwt_secret.is_empty() {
             return Err("jwt_secret must be set (comets verify tokens with it)".into());
@@ -127,6 +135,7 @@ impl LogicConfig {
         if self.id.is_empty() {
             return Err("id must not be empty".into());
         }
+        crate::keys::ApiKeys::new(&self.api_key, &self.api_keys)?;
         if self.max_connections == 0 {
             return Err("max_connections must be at least 1".into());
         }

@@ -20,10 +20,12 @@ use courier_proto::logic::{
     HeartbeatReply, HeartbeatRequest, Page, RenewOnlineReply, RenewOnlineRequest,
     RoomsChangedReply, RoomsChangedRequest, SendReply, SendRequest, SyncRequest,
 };
-use courier_proto::names::{check_comet_id, check_key, check_room, check_uid, InvalidName};
+use courier_proto::names::{
+    check_comet_id, check_device, check_key, check_room, check_uid, InvalidName,
+};
 use tonic::{Request, Response, Status};
 
-use crate::policy::{open_session, OpenError};
+use crate::policy::{open_session, OpenError, KICK_REASON};
 use crate::publish::{Content, Dedup, Recipients};
 use crate::state::LogicState;
 use crate::streams::{self, RESUME_PAGE};
@@ -58,7 +60,28 @@ fn session(comet_id: String, uid: String, key: String) -> Result<Session, Status
     checked("comet_id", &comet_id, check_comet_id)?;
     checked("uid", &uid, check_uid)?;
     checked("key", &key, check_key)?;
-    Ok(Session { uid, key, comet_id })
+    Ok(Session {
+        uid,
+        key,
+        comet_id,
+        device: String::new(),
+    })
+}
+
+/// [`session`] with the client's device id (checked unless empty).
+fn device_session(
+    comet_id: String,
+    uid: String,
+    key: String,
+    device: String,
+) -> Result<Session, Status> {
+    if !device.is_empty() {
+        checked("device", &device, check_device)?;
+    }
+    Ok(Session {
+        device,
+        ..session(comet_id, uid, key)?
+    })
 }
 
 #[tonic::async_trait]
@@ -69,7 +92,7 @@ impl Logic for LogicService {
     ) -> Result<Response<ConnectReply>, Status> {
         let r = request.into_inner();
         let (epoch, last_seq, max_bytes) = (r.epoch, r.last_seq, r.max_bytes);
-        let s = session(r.comet_id, r.uid, r.key)?;
+        let s = device_session(r.comet_id, r.uid, r.key, r.device)?;
         let shared = &self.shared;
         match open_session(
             shared.config.login_policy,
@@ -119,21 +142,27 @@ impl Logic for LogicService {
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatReply>, Status> {
         let r = request.into_inner();
-        let s = session(r.comet_id, r.uid, r.key)?;
+        let s = device_session(r.comet_id, r.uid, r.key, r.device)?;
         let sessions = &self.shared.sessions;
         let renew = async {
-            if !sessions.renew(&s).await? {
-                // The session expired but the connection is alive: restore it.
-                sessions.add(&s).await?;
+            if sessions.renew(&s).await? {
+                return Ok(true);
             }
-            Ok(())
+            // The session expired but the connection is alive: restore it,
+            // unless a newer login ended it.
+            sessions.revive(&s).await
         };
         let start = Start::Position {
             epoch: 0,
             after_seq: 0,
         };
         let head = self.shared.inbox.read(Stream::User(&s.uid), start, 0, 0);
-        let ((), page) = futures::try_join!(renew, head).map_err(unavailable)?;
+        let (alive, page) = futures::try_join!(renew, head).map_err(unavailable)?;
+        if !alive {
+            return Err(Status::failed_precondition(format!(
+                "session ended: {KICK_REASON}"
+            )));
+        }
         Ok(Response::new(HeartbeatReply {
             inbox: Some(streams::head(page.head)),
         }))
@@ -253,9 +282,18 @@ impl Logic for LogicService {
     ) -> Result<Response<RenewOnlineReply>, Status> {
         let r = request.into_inner();
         checked("comet_id", &r.comet_id, check_comet_id)?;
+        let parts = r.parts.max(1);
+        if r.part >= parts {
+            return Err(Status::invalid_argument(format!(
+                "report part {} of {parts}",
+                r.part
+            )));
+        }
         let report = CometReport {
             connections: r.connections,
             rooms: r.rooms.into_iter().collect(),
+            part: r.part,
+            parts,
         };
         self.shared
             .sessions

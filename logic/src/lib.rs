@@ -17,9 +17,10 @@
 //!   JSON value, `null` included) and travels as its JSON text.
 //! - A push naming one uid or key carries `to = user/key`; one naming several
 //!   carries no `to`, since one envelope per comet serves them all.
-//! - `/online*` and `/nodes` take the API key or any valid user token.
-//! - An empty `api_key` disables the push and admin routes; an empty
-//!   `jwt_secret` is refused at bind.
+//! - API keys are scoped (`push`, `read`, `admin`; see `keys`). A user
+//!   token reads only `/presence` (named users) and `/nodes`.
+//! - With no API key configured the keyed routes refuse every request; an
+//!   empty `jwt_secret` is refused at bind.
 //!
 //! Modules: `config` (data), `server` (bind/run), `http` (routes, auth,
 //! errors, DTOs), `grpc` (the comet-facing service), `publish` (resolution
@@ -28,12 +29,15 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub use keys::{ApiKeyConfig, Scope};
+
 mod accounts;
 mod config;
 mod departures;
 mod error;
 mod grpc;
 mod http;
+mod keys;
 mod nodes;
 mod policy;
 mod publish;

@@ -8,22 +8,25 @@
 
 use std::sync::Arc;
 
-use courier_cluster::discovery::{decode_view, rank_comets, View};
+use courier_cluster::discovery::{decode_view, rank_comets};
 use courier_cluster::{CometNode, Discovery, ServiceKind};
 use tokio::sync::watch;
 
-/// Comets ranked for a new client (draining and weight-0 ones excluded).
+/// Comets ranked for a new client (draining and weight-0 ones excluded),
+/// and every registered comet.
 #[derive(Debug, Clone)]
 pub(crate) struct CometView {
     ranked: watch::Receiver<Arc<Vec<CometNode>>>,
+    all: watch::Receiver<Arc<Vec<CometNode>>>,
 }
 
 impl CometView {
     /// Starts following discovery's comet records.
     pub(crate) async fn follow(discovery: &dyn Discovery) -> courier_cluster::Result<Self> {
         let mut source = discovery.watch(ServiceKind::Comet).await?;
-        let first = rank(&source.borrow_and_update());
-        let (tx, ranked) = watch::channel(first);
+        let first: Vec<CometNode> = decode_view(&source.borrow_and_update());
+        let (all_tx, all) = watch::channel(Arc::new(first.clone()));
+        let (tx, ranked) = watch::channel(Arc::new(rank_comets(first)));
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -31,31 +34,34 @@ impl CometView {
                         if changed.is_err() {
                             break;
                         }
-                        let next = rank(&source.borrow_and_update());
-                        tx.send_replace(next);
+                        let nodes: Vec<CometNode> = decode_view(&source.borrow_and_update());
+                        all_tx.send_replace(Arc::new(nodes.clone()));
+                        tx.send_replace(Arc::new(rank_comets(nodes)));
                     }
                     () = tx.closed() => break,
                 }
             }
         });
-        Ok(Self { ranked })
+        Ok(Self { ranked, all })
+    }
+
+    /// The registered comet `id`, serving or draining.
+    pub(crate) fn find(&self, id: &str) -> Option<CometNode> {
+        self.all.borrow().iter().find(|c| c.id == id).cloned()
     }
 
     /// A view that never changes (tests).
     #[cfg(test)]
     pub(crate) fn fixed(comets: Vec<CometNode>) -> Self {
+        let (_all_tx, all) = watch::channel(Arc::new(comets.clone()));
         let (_tx, ranked) = watch::channel(Arc::new(rank_comets(comets)));
-        Self { ranked }
+        Self { ranked, all }
     }
 
     /// The current ranking, best first.
     pub(crate) fn ranked(&self) -> Arc<Vec<CometNode>> {
         self.ranked.borrow().clone()
     }
-}
-
-fn rank(view: &View) -> Arc<Vec<CometNode>> {
-    Arc::new(rank_comets(decode_view(view)))
 }
 
 #[cfg(test)]

@@ -3,9 +3,17 @@
 //!
 //! `multi` lets every device stay. `kick_old` publishes a [`KickKeys`] to
 //! each comet holding the user's other connections (through the queue, like
-//! any message, so job delivers it) and forgets those sessions before adding
-//! the new one. `reject_new` refuses the new session while another is live.
-//! A connection re-opening its own key is never treated as a second login.
+//! any message, so job delivers it) and ends those sessions before adding
+//! the new one. `reject_new` refuses the new session while another is live,
+//! except one of the same device: a device that reconnects (after a network
+//! switch, say) while its old connection still looks alive replaces it, the
+//! way `kick_old` would, instead of being locked out until the old one
+//! times out. A connection re-opening its own key is never treated as a
+//! second login.
+//!
+//! Replaced sessions are *ended*, not just removed: a heartbeat already in
+//! flight from the old connection then cannot bring its session back, and
+//! the comet closes that connection when logic refuses the heartbeat.
 //!
 //! [`KickKeys`]: courier_proto::queue::KickKeys
 
@@ -16,6 +24,8 @@ use crate::publish::Publisher;
 
 /// Reason sent with a `kick_old` kick.
 pub(crate) const KICK_REASON: &str = "logged in elsewhere";
+/// Reason sent when a device's new connection replaces its old one.
+pub(crate) const REPLACED_REASON: &str = "replaced by a new connection of this device";
 
 /// Why a session was not opened.
 #[derive(Debug, thiserror::Error)]
@@ -38,21 +48,46 @@ pub(crate) async fn open_session(
         LoginPolicy::Multi => {}
         LoginPolicy::KickOld => {
             let others = other_sessions(sessions, session).await?;
-            if !others.is_empty() {
-                publisher.kick(&session.uid, &others, KICK_REASON).await?;
-                for old in &others {
-                    sessions.remove(old).await?;
-                }
-                tracing::debug!(uid = %session.uid, kicked = others.len(), "kick_old");
-            }
+            replace(sessions, publisher, &session.uid, &others, KICK_REASON).await?;
         }
         LoginPolicy::RejectNew => {
-            if !other_sessions(sessions, session).await?.is_empty() {
+            let (same_device, others): (Vec<_>, Vec<_>) = other_sessions(sessions, session)
+                .await?
+                .into_iter()
+                .partition(|old| !session.device.is_empty() && old.device == session.device);
+            if !others.is_empty() {
                 return Err(OpenError::AlreadyOnline);
             }
+            replace(
+                sessions,
+                publisher,
+                &session.uid,
+                &same_device,
+                REPLACED_REASON,
+            )
+            .await?;
         }
     }
     sessions.add(session).await?;
+    Ok(())
+}
+
+/// Kicks and ends `old` sessions of `uid`.
+async fn replace(
+    sessions: &dyn Sessions,
+    publisher: &Publisher,
+    uid: &str,
+    old: &[Session],
+    reason: &str,
+) -> courier_cluster::Result<()> {
+    if old.is_empty() {
+        return Ok(());
+    }
+    publisher.kick(uid, old, reason).await?;
+    for session in old {
+        sessions.end(session).await?;
+    }
+    tracing::debug!(uid, replaced = old.len(), reason, "sessions replaced");
     Ok(())
 }
 

@@ -68,8 +68,10 @@ impl Logic {
         config.validate().map_err(LogicError::Config)?;
         let secret = courier_runtime::ClusterSecret::new(&config.cluster_secret)
             .map_err(|e| LogicError::Config(format!("cluster_secret: {e}")))?;
-        if config.api_key.is_empty() {
-            tracing::warn!("api_key is empty: push and admin routes refuse every request");
+        if config.api_key.is_empty() && config.api_keys.is_empty() {
+            tracing::warn!(
+                "no API key configured: push, read and admin routes refuse every request"
+            );
         }
         let (http, http_addr) = listen("http", config.http_addr).await?;
         let (grpc, grpc_addr) = listen("grpc", config.grpc_addr).await?;

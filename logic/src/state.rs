@@ -14,6 +14,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::accounts::AccountService;
 use crate::config::LogicConfig;
+use crate::keys::ApiKeys;
 use crate::nodes::CometView;
 use crate::publish::Publisher;
 
@@ -30,6 +31,10 @@ pub(crate) struct LogicState {
     pub(crate) comets: CometView,
     /// Register/login requests per client IP; `None` when disabled.
     pub(crate) auth_limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// User-token reads per uid; `None` when disabled.
+    pub(crate) read_limiter: Option<DefaultKeyedRateLimiter<String>>,
+    /// The API keys and their scopes.
+    pub(crate) api_keys: ApiKeys,
     /// What `/readyz` answers: ready once registered, not once draining.
     pub(crate) readiness: Readiness,
 }
@@ -44,6 +49,10 @@ impl LogicState {
     ) -> Arc<Self> {
         let auth_limiter = NonZeroU32::new(config.auth_rate_per_minute)
             .map(|n| RateLimiter::keyed(Quota::per_minute(n)));
+        let read_limiter = NonZeroU32::new(config.user_reads_per_minute)
+            .map(|n| RateLimiter::keyed(Quota::per_minute(n)));
+        // Checked by `LogicConfig::validate` before this runs.
+        let api_keys = ApiKeys::new(&config.api_key, &config.api_keys).unwrap_or_default();
         Arc::new(Self {
             tokens: TokenKeys::new(config.jwt_secret.as_bytes()),
             cluster_secret,
@@ -57,6 +66,8 @@ impl LogicState {
             ),
             comets,
             auth_limiter,
+            read_limiter,
+            api_keys,
             readiness: Readiness::new(),
             config,
         })

@@ -132,6 +132,65 @@ async fn reject_new_policy_refuses_a_second_session() {
     c.open_session(connect("c2", "bob", "k9")).await.unwrap();
 }
 
+fn heartbeat_of(comet: &str, uid: &str, key: &str) -> HeartbeatRequest {
+    HeartbeatRequest {
+        comet_id: comet.into(),
+        uid: uid.into(),
+        key: key.into(),
+        ..HeartbeatRequest::default()
+    }
+}
+
+#[tokio::test]
+async fn a_heartbeat_cannot_bring_back_a_session_kick_old_replaced() {
+    let (t, mut c) = start_with_policy(LoginPolicy::KickOld).await;
+    c.open_session(connect("c1", "alice", "k1")).await.unwrap();
+    c.open_session(connect("c2", "alice", "k2")).await.unwrap();
+    assert_eq!(keys_of(&t, "alice").await, ["k2"]);
+    // The old connection's heartbeat was already on its way.
+    let refused = c
+        .heartbeat(heartbeat_of("c1", "alice", "k1"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(refused.message().contains("logged in elsewhere"));
+    assert_eq!(keys_of(&t, "alice").await, ["k2"], "not resurrected");
+    // The live one's heartbeat is fine.
+    c.heartbeat(heartbeat_of("c2", "alice", "k2"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn reject_new_lets_the_same_device_replace_its_half_open_connection() {
+    let (t, mut c) = start_with_policy(LoginPolicy::RejectNew).await;
+    let consumer = t.backends.queue.subscribe("test").await.unwrap();
+    let on = |comet: &str, key: &str, device: &str| ConnectRequest {
+        device: device.into(),
+        ..connect(comet, "alice", key)
+    };
+    c.open_session(on("c1", "k1", "laptop")).await.unwrap();
+    // The laptop switched networks: its old connection still looks alive.
+    c.open_session(on("c2", "k2", "laptop")).await.unwrap();
+    assert_eq!(keys_of(&t, "alice").await, ["k2"]);
+    let (_, kind) = next_envelope(consumer.as_ref()).await;
+    let Kind::Kick(kick) = kind else {
+        panic!("{kind:?}")
+    };
+    assert_eq!(
+        (kick.comet_id.as_str(), kick.keys),
+        ("c1", vec!["k1".to_owned()])
+    );
+    // Another device is still refused, as is a client with no device id.
+    for device in ["phone", ""] {
+        let refused = c.open_session(on("c3", "k3", device)).await.unwrap_err();
+        assert_eq!(refused.code(), Code::FailedPrecondition);
+    }
+    // A malformed device id is a bad request.
+    let bad = c.open_session(on("c3", "k4", "a b")).await.unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+}
+
 #[tokio::test]
 async fn heartbeat_restores_a_forgotten_session() {
     let (t, mut c) = start_with_policy(LoginPolicy::Multi).await;
@@ -139,12 +198,14 @@ async fn heartbeat_restores_a_forgotten_session() {
         uid: "alice".into(),
         key: "k1".into(),
         comet_id: "c1".into(),
+        device: "laptop".into(),
     };
     assert!(keys_of(&t, "alice").await.is_empty());
     c.heartbeat(HeartbeatRequest {
         comet_id: s.comet_id.clone(),
         uid: s.uid.clone(),
         key: s.key.clone(),
+        device: s.device.clone(),
     })
     .await
     .unwrap();
@@ -236,6 +297,7 @@ async fn renew_online_feeds_the_online_counts() {
         comet_id: "c1".into(),
         connections: 3,
         rooms: [("lobby".to_owned(), 2)].into_iter().collect(),
+        ..RenewOnlineRequest::default()
     })
     .await
     .unwrap();

@@ -92,12 +92,18 @@ async fn a_client_holding_half_a_request_head_loses_its_socket() {
 
     // A client that idles before its first byte is cut off too.
     let mut silent = TcpStream::connect(address(&t)).await.unwrap();
-    assert!(closed_by_server(&mut silent).await, "silent client kept open");
+    assert!(
+        closed_by_server(&mut silent).await,
+        "silent client kept open"
+    );
 
     // A prompt client is served, and closed once it idles after.
     let mut prompt = TcpStream::connect(address(&t)).await.unwrap();
     assert!(healthz(&mut prompt).await.starts_with("HTTP/1.1 200"));
-    assert!(closed_by_server(&mut prompt).await, "idle keep-alive kept open");
+    assert!(
+        closed_by_server(&mut prompt).await,
+        "idle keep-alive kept open"
+    );
 }
 
 #[tokio::test]

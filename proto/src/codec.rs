@@ -157,6 +157,7 @@ pub fn encode_frame(frame: &Frame) -> Bytes {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::client::{frame::Body, Auth, Message, Push, Target};
     use proptest::prelude::*;
@@ -173,6 +174,7 @@ mod tests {
                     last_seq,
                     rooms,
                     epoch: last_seq / 2,
+                    device: String::new(),
                 })
             });
         let push = proptest::collection::vec(
@@ -221,7 +223,10 @@ mod tests {
         buf.put_u32(65_280);
         assert!(matches!(
             codec.decode(&mut buf),
-            Err(CodecError::TooLarge { len: 65_280, max: 8192 })
+            Err(CodecError::TooLarge {
+                len: 65_280,
+                max: 8192
+            })
         ));
         codec.set_max_frame(DEFAULT_MAX_FRAME);
         assert!(codec.decode(&mut buf).unwrap().is_none());
@@ -244,7 +249,11 @@ mod tests {
         assert!(buf.capacity() > SHRINK_ABOVE);
         let decoded = codec.decode(&mut buf).unwrap().expect("a frame");
         assert_eq!(decoded, big);
-        assert!(buf.capacity() <= SHRINK_ABOVE, "capacity {}", buf.capacity());
+        assert!(
+            buf.capacity() <= SHRINK_ABOVE,
+            "capacity {}",
+            buf.capacity()
+        );
     }
 
     fn decode_all(codec: &mut FrameCodec, buf: &mut BytesMut) -> Vec<Frame> {

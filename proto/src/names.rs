@@ -5,6 +5,8 @@
 //! A name is 1 to `max` bytes of UTF-8 with no control characters. Usernames
 //! that logic registers are stricter still (see logic's accounts), but a
 //! backend that mints its own tokens may use any uid these rules accept.
+//! Comet ids and device ids, which the stores embed in their own records,
+//! are plain: ASCII letters, digits, `.`, `_` and `-` only.
 
 /// Longest user id, in bytes.
 pub const MAX_UID_LEN: usize = 64;
@@ -14,6 +16,8 @@ pub const MAX_ROOM_LEN: usize = 64;
 pub const MAX_COMET_ID_LEN: usize = 64;
 /// Longest connection key, in bytes (a comet id, its boot id and a counter).
 pub const MAX_KEY_LEN: usize = 128;
+/// Longest device id, in bytes.
+pub const MAX_DEVICE_LEN: usize = 64;
 
 /// Why a name is refused. The text names the field, for error replies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -32,6 +36,22 @@ pub enum InvalidName {
     /// The name contains a control character.
     #[error("{0} has control characters")]
     Control(&'static str),
+    /// A plain name holds something other than letters, digits, `.`, `_`
+    /// and `-`.
+    #[error("{0} may hold only ASCII letters, digits, '.', '_' and '-'")]
+    NotPlain(&'static str),
+}
+
+fn check_plain(what: &'static str, name: &str, max: usize) -> Result<(), InvalidName> {
+    check(what, name, max)?;
+    if name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        Ok(())
+    } else {
+        Err(InvalidName::NotPlain(what))
+    }
 }
 
 fn check(what: &'static str, name: &str, max: usize) -> Result<(), InvalidName> {
@@ -63,13 +83,31 @@ pub fn check_key(key: &str) -> Result<(), InvalidName> {
 
 /// Checks a comet id.
 pub fn check_comet_id(id: &str) -> Result<(), InvalidName> {
-    check("comet id", id, MAX_COMET_ID_LEN)
+    check_plain("comet id", id, MAX_COMET_ID_LEN)
+}
+
+/// Checks a device id (an empty one means "no device id" and is not
+/// checked by callers).
+pub fn check_device(device: &str) -> Result<(), InvalidName> {
+    check_plain("device id", device, MAX_DEVICE_LEN)
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn comet_and_device_ids_are_plain() {
+        assert!(check_comet_id("comet-1.eu_west").is_ok());
+        assert_eq!(
+            check_comet_id("a|b"),
+            Err(InvalidName::NotPlain("comet id"))
+        );
+        assert!(check_device("laptop-3f2a").is_ok());
+        assert!(check_device("phone 1").is_err());
+        assert!(check_device(&"d".repeat(65)).is_err());
+    }
 
     #[test]
     fn names_are_checked() {

@@ -44,6 +44,21 @@ pub(crate) type LoginFn = Arc<
     dyn Fn() -> Pin<Box<dyn Future<Output = Result<LoginReply, ClientError>> + Send>> + Send + Sync,
 >;
 
+/// How the driver refreshes its comet ranking with the token it holds.
+pub(crate) type NodesFn = Arc<
+    dyn Fn(String) -> Pin<Box<dyn Future<Output = Result<Vec<CometAddr>, ClientError>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// What the driver asks logic over HTTP while it reconnects.
+pub(crate) struct LogicCalls {
+    /// Log in again (a refused or expiring token).
+    pub(crate) login: LoginFn,
+    /// Refresh the comet ranking with the current token.
+    pub(crate) nodes: NodesFn,
+}
+
 /// The reply to one request.
 pub(crate) type ReplyTx = oneshot::Sender<Result<Body, ClientError>>;
 
@@ -80,7 +95,7 @@ enum SessionEnd {
 /// The connection task's state.
 pub(crate) struct Driver {
     pub(crate) config: Arc<ClientConfig>,
-    pub(crate) login: LoginFn,
+    pub(crate) logic: LogicCalls,
     pub(crate) shared: Arc<ClientState>,
     pub(crate) cmds: mpsc::Receiver<Command>,
     pub(crate) events: mpsc::Sender<Event>,
@@ -109,7 +124,7 @@ pub(crate) struct Driver {
 impl Driver {
     pub(crate) fn new(
         config: Arc<ClientConfig>,
-        login: LoginFn,
+        logic: LogicCalls,
         login_reply: LoginReply,
         shared: Arc<ClientState>,
         cmds: mpsc::Receiver<Command>,
@@ -122,7 +137,7 @@ impl Driver {
         shared.conn.lock().inbox = resume;
         let mut driver = Self {
             config,
-            login,
+            logic,
             shared,
             cmds,
             events,
@@ -204,6 +219,7 @@ impl Driver {
             last_seq: position.seq,
             epoch: position.epoch,
             rooms: self.shared.conn.lock().rooms.clone(),
+            device: self.config.device.clone(),
             login_heartbeat_secs: self.login_reply.heartbeat_secs,
             max_frame: self.config.max_frame,
         };
@@ -256,13 +272,20 @@ impl Driver {
         }
     }
 
-    /// Backoff, maybe log in again, connect; until connected or told to stop.
+    /// Backoff, refresh the comet ranking or log in again when needed,
+    /// connect; until connected or told to stop.
+    ///
+    /// A reconnect costs no password round trip: the ranking is refreshed
+    /// with the token (`GET /nodes`) after a drain or when every comet
+    /// failed, and only a refused or expiring token logs in again. So a
+    /// comet draining thousands of clients sends them to the others without
+    /// a burst of password hashing in logic.
     async fn reconnect(
         &mut self,
         failed: &str,
         mut after: Option<Duration>,
     ) -> Result<Session, Ended> {
-        let mut relogin = after.is_some(); // a draining comet: ask for a fresh ranking
+        let mut refresh = after.is_some(); // a draining comet: ask for a fresh ranking
         loop {
             let delay = after.take().unwrap_or_else(|| self.backoff.next_delay());
             tokio::select! {
@@ -273,8 +296,8 @@ impl Driver {
                 return Err(Ended::Closed);
             }
             let cancel = self.cancel.clone();
-            if relogin || self.token_refused || self.token_near_expiry() {
-                let login = (self.login)();
+            if self.token_refused || self.token_near_expiry() {
+                let login = (self.logic.login)();
                 let reply = tokio::select! {
                     _ = cancel.cancelled() => return Err(Ended::Closed),
                     reply = login => reply,
@@ -282,6 +305,18 @@ impl Driver {
                 match reply {
                     Ok(reply) => self.use_login(reply),
                     Err(e) => warn!(error = %e, "login failed while reconnecting"),
+                }
+            } else if refresh {
+                let nodes = (self.logic.nodes)(self.login_reply.token.clone());
+                let ranked = tokio::select! {
+                    _ = cancel.cancelled() => return Err(Ended::Closed),
+                    ranked = nodes => ranked,
+                };
+                match ranked {
+                    Ok(comets) if !comets.is_empty() => self.login_reply.comets = comets,
+                    Ok(_) => debug!("no comet is serving; keeping the last ranking"),
+                    Err(ClientError::Unauthorized) => self.token_refused = true,
+                    Err(e) => debug!(error = %e, "cannot refresh the comet ranking"),
                 }
             }
             let attempt = tokio::select! {
@@ -303,7 +338,7 @@ impl Driver {
                 Err(e) => {
                     debug!(error = %e, "reconnect attempt failed");
                     // Every comet failed: the ranking may be stale.
-                    relogin = true;
+                    refresh = true;
                 }
             }
         }

@@ -56,6 +56,8 @@ struct Entry {
 struct SessionTable {
     by_key: HashMap<String, Entry>,
     by_uid: BTreeMap<String, Vec<String>>,
+    /// Keys of ended sessions, until when they cannot be revived.
+    ended: HashMap<String, Instant>,
     next_sweep: Instant,
     sweep_every: Duration,
 }
@@ -65,6 +67,7 @@ impl SessionTable {
         Self {
             by_key: HashMap::new(),
             by_uid: BTreeMap::new(),
+            ended: HashMap::new(),
             next_sweep: now + ttl,
             sweep_every: ttl,
         }
@@ -115,7 +118,7 @@ impl SessionTable {
         let matches = self
             .by_key
             .get(&session.key)
-            .is_some_and(|e| e.session == *session);
+            .is_some_and(|e| e.session.same_connection(session));
         if matches {
             self.by_key.remove(&session.key);
             self.unindex(&session.uid, &session.key);
@@ -128,6 +131,7 @@ impl SessionTable {
         }
         self.next_sweep = now + self.sweep_every;
         self.by_key.retain(|_, e| e.expires > now);
+        self.ended.retain(|_, until| *until > now);
         let by_key = &self.by_key;
         self.by_uid.retain(|_, keys| {
             keys.retain(|k| by_key.contains_key(k));
@@ -143,8 +147,8 @@ struct CometTable {
     rooms: HashMap<String, HashSet<String>>,
     /// comet -> its rooms, to forget a comet that left
     comet_rooms: HashMap<String, HashSet<String>>,
-    /// comet -> (report, expiry)
-    reports: HashMap<String, (CometReport, Instant)>,
+    /// (comet, part) -> (report part, expiry)
+    reports: HashMap<(String, u32), (CometReport, Instant)>,
     next_sweep: Instant,
     sweep_every: Duration,
 }
@@ -188,11 +192,14 @@ impl CometTable {
         }
     }
 
-    fn live_reports(&self, now: Instant) -> impl Iterator<Item = (&String, &CometReport)> {
-        self.reports
-            .iter()
-            .filter(move |(_, (_, expires))| *expires > now)
-            .map(|(id, (report, _))| (id, report))
+    /// The current parts of the live reports (see [`super::current_parts`]).
+    fn live_reports(&self, now: Instant) -> Vec<(&str, &CometReport)> {
+        super::current_parts(
+            self.reports
+                .iter()
+                .filter(move |(_, (_, expires))| *expires > now)
+                .map(|((id, _), (report, _))| (id.as_str(), report)),
+        )
     }
 
     fn maybe_sweep(&mut self, now: Instant) {
@@ -219,7 +226,7 @@ impl Sessions for MemorySessions {
         let mut table = self.sessions.lock();
         table.maybe_sweep(now);
         match table.by_key.get_mut(&session.key) {
-            Some(e) if e.expires > now && e.session == *session => {
+            Some(e) if e.expires > now && e.session.same_connection(session) => {
                 e.expires = now + self.opts.session_ttl;
                 Ok(true)
             }
@@ -233,6 +240,32 @@ impl Sessions for MemorySessions {
         table.remove(session);
         table.maybe_sweep(now);
         Ok(())
+    }
+
+    async fn end(&self, session: &Session) -> Result<()> {
+        let now = Instant::now();
+        let mut table = self.sessions.lock();
+        table
+            .ended
+            .insert(session.key.clone(), now + self.opts.session_ttl);
+        table.remove(session);
+        table.maybe_sweep(now);
+        Ok(())
+    }
+
+    async fn revive(&self, session: &Session) -> Result<bool> {
+        let now = Instant::now();
+        let mut table = self.sessions.lock();
+        if table
+            .ended
+            .get(&session.key)
+            .is_some_and(|until| *until > now)
+        {
+            return Ok(false);
+        }
+        table.maybe_sweep(now);
+        table.insert(session, now + self.opts.session_ttl);
+        Ok(true)
     }
 
     async fn user_sessions(&self, uid: &str) -> Result<Vec<Session>> {
@@ -286,9 +319,10 @@ impl Sessions for MemorySessions {
         for room in report.rooms.keys() {
             table.register(room, comet_id);
         }
-        table
-            .reports
-            .insert(comet_id.to_owned(), (report.clone(), expires));
+        table.reports.insert(
+            (comet_id.to_owned(), report.part),
+            (report.clone(), expires),
+        );
         Ok(())
     }
 
@@ -298,7 +332,7 @@ impl Sessions for MemorySessions {
         for room in rooms {
             table.unregister(&room, comet_id);
         }
-        table.reports.remove(comet_id);
+        table.reports.retain(|(id, _), _| id != comet_id);
         Ok(())
     }
 
@@ -308,7 +342,9 @@ impl Sessions for MemorySessions {
             let table = self.comets.lock();
             table
                 .live_reports(now)
-                .map(|(id, r)| (id.clone(), r.connections))
+                .into_iter()
+                .filter(|(_, r)| r.part == 0)
+                .map(|(id, r)| (id.to_owned(), r.connections))
                 .collect()
         };
         comets.sort_unstable();
@@ -333,6 +369,7 @@ impl Sessions for MemorySessions {
         let table = self.comets.lock();
         Ok(table
             .live_reports(now)
+            .into_iter()
             .filter_map(|(_, r)| r.rooms.get(room))
             .map(|c| u64::from(*c))
             .sum())

@@ -8,6 +8,10 @@
 //! with time: a comet stays in a room's index until it reports the room
 //! left, or logic forgets the comet for having left the cluster, so a late
 //! or failed report can never drop a room a live comet holds.
+//!
+//! A session *ended* by the login policy (replaced by a newer login) leaves
+//! a marker for one session TTL, so a heartbeat still in flight from the
+//! replaced connection cannot bring it back ([`Sessions::revive`]).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -22,19 +26,68 @@ pub mod memory;
 pub mod redis;
 
 /// One connection of a user on a comet.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Session {
     pub uid: String,
     pub key: String,
     pub comet_id: String,
+    /// The client's device id (empty: none given). The store keeps what
+    /// `add` recorded; other calls name the connection by uid, key and
+    /// comet alone.
+    #[serde(default)]
+    pub device: String,
 }
 
-/// A comet's periodic load report.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+impl Session {
+    /// Whether both name the same connection (device aside).
+    pub fn same_connection(&self, other: &Session) -> bool {
+        self.key == other.key && self.uid == other.uid && self.comet_id == other.comet_id
+    }
+}
+
+/// A comet's periodic load report, or one part of it.
+///
+/// A comet with many rooms reports them in `parts` parts (every call stays
+/// far below gRPC's message limit). Parts are stored and expire one by one;
+/// part 0 carries the connection count and says how many parts the report
+/// has now, so a part left over from a larger report is ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CometReport {
     pub connections: u32,
-    /// room -> connections on this comet
+    /// room -> connections on this comet (this part's share of the rooms)
     pub rooms: HashMap<String, u32>,
+    /// Which part this is, from 0.
+    pub part: u32,
+    /// How many parts the report has (at least 1).
+    pub parts: u32,
+}
+
+impl Default for CometReport {
+    fn default() -> Self {
+        Self {
+            connections: 0,
+            rooms: HashMap::new(),
+            part: 0,
+            parts: 1,
+        }
+    }
+}
+
+/// The live parts of every comet's report, without parts left over from a
+/// report that had more: `(comet, report part)` in, the current ones out.
+pub(crate) fn current_parts<'a, I>(live: I) -> Vec<(&'a str, &'a CometReport)>
+where
+    I: IntoIterator<Item = (&'a str, &'a CometReport)>,
+{
+    let live: Vec<_> = live.into_iter().collect();
+    let parts: HashMap<&str, u32> = live
+        .iter()
+        .filter(|(_, r)| r.part == 0)
+        .map(|(comet, r)| (*comet, r.parts.max(1)))
+        .collect();
+    live.into_iter()
+        .filter(|(comet, r)| parts.get(comet).is_some_and(|n| r.part < *n))
+        .collect()
 }
 
 /// Cluster-wide online counts.
@@ -77,6 +130,12 @@ pub trait Sessions: Send + Sync + 'static {
     async fn renew(&self, session: &Session) -> Result<bool>;
     /// Forgets a connection. Removing an absent session is not an error.
     async fn remove(&self, session: &Session) -> Result<()>;
+    /// Forgets a connection for good: for one session TTL it cannot be
+    /// revived (a newer login replaced it).
+    async fn end(&self, session: &Session) -> Result<()>;
+    /// Adds a live connection whose session expired, unless it was ended;
+    /// returns whether it is back.
+    async fn revive(&self, session: &Session) -> Result<bool>;
     /// Live connections of one user, in no particular order.
     async fn user_sessions(&self, uid: &str) -> Result<Vec<Session>>;
     /// The live session with this connection key.
@@ -89,8 +148,9 @@ pub trait Sessions: Send + Sync + 'static {
     /// Comets holding members of `room`, sorted.
     async fn room_comets(&self, room: &str) -> Result<Vec<String>>;
 
-    /// Stores a comet's load report and registers every room in it as held
-    /// by the comet (healing any lost change).
+    /// Stores a comet's load report (or one part of it, see
+    /// [`CometReport`]) and registers every room in it as held by the comet
+    /// (healing any lost change).
     async fn report_comet(&self, comet_id: &str, report: &CometReport) -> Result<()>;
     /// Drops every room registration and the report of a comet that left
     /// the cluster. Forgetting an unknown comet is not an error.

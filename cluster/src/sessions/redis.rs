@@ -63,6 +63,19 @@ fn user_key(uid: &str) -> String {
     format!("courier:{{u:{uid}}}:sessions")
 }
 
+/// Marks a connection the login policy ended (same slot as the user hash).
+fn ended_key(uid: &str, key: &str) -> String {
+    format!("courier:{{u:{uid}}}:ended:{key}")
+}
+
+/// A session's value in the user hash (see `scripts::SESSION_ADD`).
+fn session_value(expires: i64, session: &Session) -> String {
+    match session.device.as_str() {
+        "" => format!("{expires}|{}", session.comet_id),
+        device => format!("{expires}|{}|{device}", session.comet_id),
+    }
+}
+
 fn conn_key(key: &str) -> String {
     format!("courier:k:{key}")
 }
@@ -75,12 +88,37 @@ fn comet_rooms_key(comet_id: &str) -> String {
     format!("courier:{{c:{comet_id}}}:rooms")
 }
 
-/// A comet report as stored: the report plus when it stops counting.
+/// A comet report (part) as stored: the part plus when it stops counting.
 #[derive(Debug, Serialize, Deserialize)]
 struct StoredReport {
     expires_ms: i64,
     connections: u32,
     rooms: HashMap<String, u32>,
+    #[serde(default)]
+    part: u32,
+    #[serde(default = "one")]
+    parts: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Separates a comet id from a part number in a report field. A control
+/// character, which no comet id may contain.
+const PART_SEPARATOR: char = '\u{1f}';
+
+/// The report field of `comet_id`'s `part`: the bare id for part 0.
+fn report_field(comet_id: &str, part: u32) -> String {
+    match part {
+        0 => comet_id.to_owned(),
+        n => format!("{comet_id}{PART_SEPARATOR}{n}"),
+    }
+}
+
+/// The comet id of a report field.
+fn report_comet(field: &str) -> &str {
+    field.split(PART_SEPARATOR).next().unwrap_or(field)
 }
 
 /// Redis session store. See the module docs.
@@ -138,54 +176,83 @@ impl RedisSessions {
         Ok(())
     }
 
-    /// The live comet reports, by comet id.
-    async fn live_reports(&self) -> Result<Vec<(String, StoredReport)>> {
+    /// The current parts of the live comet reports, with their comet ids
+    /// (see [`super::current_parts`]).
+    async fn live_reports(&self) -> Result<Vec<(String, CometReport)>> {
         let now = now_ms();
         let raw: HashMap<String, String> =
             self.conn().hgetall(REPORTS).await.map_err(redis_error)?;
         let mut live = Vec::with_capacity(raw.len());
-        for (id, json) in raw {
-            let report: StoredReport =
+        for (field, json) in raw {
+            let stored: StoredReport =
                 serde_json::from_str(&json).map_err(|e| corrupt("comet report", e))?;
-            if report.expires_ms > now {
-                live.push((id, report));
+            if stored.expires_ms > now {
+                let report = CometReport {
+                    connections: stored.connections,
+                    rooms: stored.rooms,
+                    part: stored.part,
+                    parts: stored.parts,
+                };
+                live.push((report_comet(&field).to_owned(), report));
             }
         }
-        Ok(live)
+        let current = super::current_parts(live.iter().map(|(id, r)| (id.as_str(), r)))
+            .into_iter()
+            .map(|(id, r)| (id.to_owned(), r.clone()))
+            .collect();
+        Ok(current)
     }
 }
 
-/// Splits a user-hash field value `"<expiry_ms>|<comet_id>"`.
-fn parse_field(value: &str) -> Result<(i64, &str)> {
-    let (exp, comet) = value
-        .split_once('|')
+/// Splits a user-hash field value `"<expiry_ms>|<comet_id>[|<device>]"`.
+fn parse_field(value: &str) -> Result<(i64, &str, &str)> {
+    let mut fields = value.splitn(3, '|');
+    let exp = fields.next().unwrap_or_default();
+    let comet = fields
+        .next()
         .ok_or_else(|| corrupt("session entry", format!("no `|` in {value:?}")))?;
+    let device = fields.next().unwrap_or_default();
     let exp = exp.parse().map_err(|e| corrupt("session expiry", e))?;
-    Ok((exp, comet))
+    Ok((exp, comet, device))
 }
 
 #[async_trait]
 impl Sessions for RedisSessions {
     async fn add(&self, session: &Session) -> Result<()> {
+        self.revive(session).await.map(drop)
+    }
+
+    async fn revive(&self, session: &Session) -> Result<bool> {
         let now = now_ms();
         let expires = now.saturating_add(self.session_ttl_ms);
-        let record = async {
-            scripts::SESSION_ADD
-                .key(user_key(&session.uid))
-                .arg(&session.key)
-                .arg(format!("{expires}|{}", session.comet_id))
-                .arg(self.session_ttl_ms)
-                .arg(now)
-                .invoke_async::<()>(&mut self.conn())
-                .await
-                .map_err(redis_error)
-        };
+        let stored: i64 = scripts::SESSION_ADD
+            .key(user_key(&session.uid))
+            .key(ended_key(&session.uid, &session.key))
+            .arg(&session.key)
+            .arg(session_value(expires, session))
+            .arg(self.session_ttl_ms)
+            .arg(now)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_error)?;
+        if stored == 0 {
+            return Ok(false);
+        }
         futures::try_join!(
-            record,
             self.index_key(session),
             self.touch_online(&session.uid, expires, now)
         )?;
-        Ok(())
+        Ok(true)
+    }
+
+    async fn end(&self, session: &Session) -> Result<()> {
+        // The marker first: a revive that runs after the removal sees it.
+        let ttl = u64::try_from(self.session_ttl_ms).unwrap_or(u64::MAX);
+        self.conn()
+            .pset_ex::<_, _, ()>(ended_key(&session.uid, &session.key), 1, ttl)
+            .await
+            .map_err(redis_error)?;
+        self.remove(session).await
     }
 
     async fn renew(&self, session: &Session) -> Result<bool> {
@@ -195,7 +262,7 @@ impl Sessions for RedisSessions {
             .key(user_key(&session.uid))
             .arg(&session.key)
             .arg(&session.comet_id)
-            .arg(format!("{expires}|{}", session.comet_id))
+            .arg(expires)
             .arg(self.session_ttl_ms)
             .arg(now)
             .invoke_async(&mut self.conn())
@@ -255,12 +322,13 @@ impl Sessions for RedisSessions {
             .map_err(redis_error)?;
         let mut sessions = Vec::with_capacity(raw.len());
         for (key, value) in raw {
-            let (expires, comet) = parse_field(&value)?;
+            let (expires, comet, device) = parse_field(&value)?;
             if expires > now {
                 sessions.push(Session {
                     uid: uid.to_owned(),
                     comet_id: comet.to_owned(),
                     key,
+                    device: device.to_owned(),
                 });
             }
         }
@@ -303,12 +371,14 @@ impl Sessions for RedisSessions {
             expires_ms: expires,
             connections: report.connections,
             rooms: report.rooms.clone(),
+            part: report.part,
+            parts: report.parts.max(1),
         };
         let json = serde_json::to_string(&stored).map_err(|e| corrupt("comet report", e))?;
         scripts::REPORT
             .key(REPORTS)
             .key(REPORT_EXPIRY)
-            .arg(comet_id)
+            .arg(report_field(comet_id, report.part))
             .arg(json)
             .arg(expires)
             .arg(now)
@@ -337,15 +407,22 @@ impl Sessions for RedisSessions {
             .buffer_unordered(REPORT_FANOUT)
             .try_collect::<()>()
             .await?;
+        let fields: Vec<String> = self.conn().hkeys(REPORTS).await.map_err(redis_error)?;
+        let parts: Vec<String> = fields
+            .into_iter()
+            .filter(|f| report_comet(f) == comet_id)
+            .collect();
         let mut set_conn = self.conn();
-        let mut report_conn = self.conn();
-        let mut expiry_conn = self.conn();
-        futures::try_join!(
-            set_conn.del::<_, ()>(&set),
-            report_conn.hdel::<_, _, ()>(REPORTS, comet_id),
-            expiry_conn.zrem::<_, _, ()>(REPORT_EXPIRY, comet_id),
-        )
-        .map_err(redis_error)?;
+        set_conn.del::<_, ()>(&set).await.map_err(redis_error)?;
+        if !parts.is_empty() {
+            let mut report_conn = self.conn();
+            let mut expiry_conn = self.conn();
+            futures::try_join!(
+                report_conn.hdel::<_, _, ()>(REPORTS, &parts),
+                expiry_conn.zrem::<_, _, ()>(REPORT_EXPIRY, &parts),
+            )
+            .map_err(redis_error)?;
+        }
         Ok(())
     }
 
@@ -360,6 +437,7 @@ impl Sessions for RedisSessions {
         let (reports, users) = futures::try_join!(self.live_reports(), users)?;
         let mut comets: Vec<(String, u32)> = reports
             .into_iter()
+            .filter(|(_, r)| r.part == 0)
             .map(|(id, r)| (id, r.connections))
             .collect();
         comets.sort_unstable();

@@ -10,7 +10,7 @@
 
 use courier_proto::client::{frame::Body, Auth, ErrorCode, Frame, Reconnect};
 use courier_proto::logic::{ConnectRequest, Page};
-use courier_proto::names::check_uid;
+use courier_proto::names::{check_device, check_uid};
 use courier_proto::{CodecError, FrameCodec};
 use futures::StreamExt;
 use tokio::io::AsyncRead;
@@ -31,6 +31,8 @@ pub(crate) struct Hello {
     /// The inbox position the client resumes from.
     pub(crate) last_seq: u64,
     pub(crate) epoch: u64,
+    /// The client's device id, or empty.
+    pub(crate) device: String,
 }
 
 /// An authenticated client with an open session.
@@ -41,6 +43,7 @@ pub(crate) struct Authenticated {
     pub(crate) rooms: Vec<String>,
     /// The inbox after the client's position: its first page.
     pub(crate) inbox: Page,
+    pub(crate) device: String,
 }
 
 /// Why the handshake ended without a session, and what to tell the client.
@@ -98,6 +101,7 @@ pub(crate) async fn read_auth<R: AsyncRead + Unpin>(
         last_seq,
         rooms,
         epoch,
+        device,
     })) = frame.body
     else {
         return Err(Refusal::error(
@@ -126,12 +130,23 @@ pub(crate) async fn read_auth<R: AsyncRead + Unpin>(
             "bad uid",
         ));
     }
+    if !device.is_empty() {
+        if let Err(e) = check_device(&device) {
+            return Err(Refusal::error(
+                id,
+                ErrorCode::BadRequest,
+                e.to_string(),
+                "bad device id",
+            ));
+        }
+    }
     Ok(Hello {
         frame_id: id,
         uid,
         rooms,
         last_seq,
         epoch,
+        device,
     })
 }
 
@@ -149,6 +164,7 @@ pub(crate) async fn open(
         last_seq: hello.last_seq,
         epoch: hello.epoch,
         max_bytes: page_bytes(state.config.max_frame),
+        device: hello.device.clone(),
     };
     let id = hello.frame_id;
     match state.logic.open_session(request).await {
@@ -157,6 +173,7 @@ pub(crate) async fn open(
             uid: hello.uid,
             rooms: hello.rooms,
             inbox: reply.inbox.unwrap_or_default(),
+            device: hello.device,
         }),
         Err(e) if e.is_refusal() => Err(Refusal::error(
             id,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use courier_proto::client::{
     self, frame::Body, target::Kind, Ack, AuthReply, ErrorCode, Frame, HeartbeatReply, Join,
-    JoinReply, Leave, LeaveReply, Reconnect, Sync,
+    JoinReply, Kick, Leave, LeaveReply, Reconnect, Sync,
 };
 use courier_proto::logic::{HeartbeatRequest, SendRequest, SyncRequest};
 use courier_proto::names::check_room;
@@ -54,6 +54,8 @@ pub(crate) struct Session {
     state: Arc<CometState>,
     outbox: Outbox,
     uid: Arc<str>,
+    /// The client's device id (empty: none), carried by heartbeats.
+    device: String,
     /// Rooms this connection is in; only this task changes them.
     rooms: HashSet<String>,
     /// One permit: held by the session heartbeat in flight, if any.
@@ -76,6 +78,7 @@ impl Session {
             state,
             outbox,
             uid: Arc::from(uid),
+            device: String::new(),
             rooms: HashSet::new(),
             heartbeat: Arc::new(Semaphore::new(1)),
             sends: Arc::new(Semaphore::new(MAX_SENDS_IN_FLIGHT)),
@@ -90,6 +93,7 @@ impl Session {
     /// the inbox the client missed, then lets the pushes held back since the
     /// handshake through: what was missed arrives before anything live.
     pub(crate) async fn start(&mut self, auth: Authenticated) {
+        self.device = auth.device;
         let max_rooms = self.state.config.max_rooms;
         let mut joined = Vec::new();
         for room in auth.rooms {
@@ -432,12 +436,23 @@ impl Session {
             comet_id: self.state.id().to_owned(),
             uid: self.uid.to_string(),
             key: self.outbox.key().to_string(),
+            device: self.device.clone(),
         };
         let logic = self.state.logic.clone();
         let outbox = self.outbox.clone();
         self.state.tracker.spawn(async move {
             let inbox = match logic.heartbeat(request).await {
                 Ok(head) => head,
+                Err(e) if e.is_refusal() => {
+                    // A newer login ended this session: the connection
+                    // goes too.
+                    drop(permit);
+                    let reason = e.client_message();
+                    tracing::info!(key = %outbox.key(), %reason, "session ended by logic; closing");
+                    let kick = Frame::new(0, Body::Kick(Kick { reason }));
+                    outbox.close_with(encode_frame(&kick));
+                    return;
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "session heartbeat failed");
                     None

@@ -176,7 +176,12 @@ async fn a_client_that_never_reads_is_dropped_with_bounded_memory() {
             ..h.config()
         })
         .await;
-    let service = PushService::new(state.directory.clone(), state.id(), state.config.max_frame);
+    let service = PushService::new(
+        state.directory.clone(),
+        state.id(),
+        state.config.max_frame,
+        state.drain_requested.clone(),
+    );
     // A 1 KiB pipe the client never drains.
     let (mut slow, slow_task) = duplex_client(&state, 1024);
     let slow_auth = slow.auth(&h.token("slow"), &["r"]).await;

@@ -295,3 +295,68 @@ async fn joins_and_leaves_are_rate_limited() {
     c.send(3, Body::Heartbeat(Heartbeat {})).await;
     assert_eq!(c.recv().await.id, 3);
 }
+
+#[tokio::test]
+async fn a_heartbeat_logic_refuses_closes_the_connection_with_a_kick() {
+    let h = Harness::start().await;
+    let comet = h.comet(h.config()).await;
+    let (mut c, _) = comet.login(&h, "replaced", &[]).await;
+    c.send(1, Body::Heartbeat(Heartbeat {})).await;
+    let frame = c.recv().await;
+    let Some(Body::Kick(kick)) = frame.body else {
+        panic!("expected a Kick, got {frame:?}")
+    };
+    assert!(
+        kick.reason.contains("logged in elsewhere"),
+        "{}",
+        kick.reason
+    );
+    c.expect_closed().await;
+}
+
+#[tokio::test]
+async fn the_device_id_goes_to_logic_at_open_and_with_every_heartbeat() {
+    let h = Harness::start().await;
+    let comet = h.comet(h.config()).await;
+    let mut c = comet.client().await;
+    c.send(
+        1,
+        Body::Auth(Auth {
+            token: h.token("alice"),
+            device: "laptop-1".into(),
+            ..Auth::default()
+        }),
+    )
+    .await;
+    assert!(matches!(c.recv().await.body, Some(Body::AuthReply(_))));
+    let open = h
+        .logic
+        .wait_for(|call| match call {
+            Call::Open(r) => Some(r.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(open.device, "laptop-1");
+    c.send(2, Body::Heartbeat(Heartbeat {})).await;
+    let beat = h
+        .logic
+        .wait_for(|call| match call {
+            Call::Heartbeat(r) => Some(r.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(beat.device, "laptop-1");
+
+    // A malformed device id is refused at the handshake.
+    let mut bad = comet.client().await;
+    bad.send(
+        1,
+        Body::Auth(Auth {
+            token: h.token("alice"),
+            device: "not ok".into(),
+            ..Auth::default()
+        }),
+    )
+    .await;
+    bad.expect_error(ErrorCode::BadRequest).await;
+}

@@ -52,8 +52,9 @@ pub(crate) enum Call {
 }
 
 /// A logic that records calls. It refuses uid `banned` (login policy),
-/// returns one missed message when `last_seq > 0`, and refuses a `Send`
-/// whose data is `bad`.
+/// returns one missed message when `last_seq > 0`, refuses a `Send`
+/// whose data is `bad`, and refuses heartbeats of uid `replaced` (a newer
+/// login ended the session).
 #[derive(Debug, Default)]
 pub(crate) struct FakeLogic {
     calls: CallLog<Call>,
@@ -148,7 +149,14 @@ impl Logic for FakeLogic {
         &self,
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatReply>, Status> {
-        self.record(Call::Heartbeat(request.into_inner()));
+        let request = request.into_inner();
+        let replaced = request.uid == "replaced";
+        self.record(Call::Heartbeat(request));
+        if replaced {
+            return Err(Status::failed_precondition(
+                "session ended: logged in elsewhere",
+            ));
+        }
         Ok(Response::new(HeartbeatReply {
             inbox: Some(StreamHead {
                 epoch: EPOCH,

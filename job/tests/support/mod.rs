@@ -15,8 +15,8 @@ use courier_cluster::{CometNode, NodeState, Queue, Registration, ServiceKind};
 use courier_job::{JobConfig, JobDeps, JobError};
 use courier_proto::comet::comet_server::{Comet, CometServer};
 use courier_proto::comet::{
-    BroadcastRequest, KickReply, KickRequest, PushKeysBatchRequest, PushKeysRequest, PushReply,
-    PushRoomRequest, StatsReply, StatsRequest,
+    BroadcastRequest, DrainReply, DrainRequest, KickReply, KickRequest, PushKeysBatchRequest,
+    PushKeysRequest, PushReply, PushRoomRequest, StatsReply, StatsRequest,
 };
 use courier_proto::queue::envelope::Kind;
 use courier_proto::queue::{BroadcastPush, Envelope, KeysPush, RoomPush};
@@ -174,6 +174,9 @@ impl Comet for FakeComet {
     async fn stats(&self, _: Request<StatsRequest>) -> Result<Response<StatsReply>, Status> {
         Ok(Response::new(StatsReply::default()))
     }
+    async fn drain(&self, _: Request<DrainRequest>) -> Result<Response<DrainReply>, Status> {
+        Err(Status::unimplemented("a fake comet does not drain"))
+    }
 }
 
 /// How a fake comet behaves.
@@ -183,6 +186,9 @@ pub struct Behaviour {
     pub gate: Option<Arc<Semaphore>>,
     /// Refuse `PushKeysBatch` (`Unimplemented`).
     pub no_keys_batch: bool,
+    /// The gRPC server's largest accepted request (tonic's default 4 MiB
+    /// when unset).
+    pub max_request: Option<usize>,
 }
 
 impl Behaviour {
@@ -332,8 +338,12 @@ impl Cluster {
         }));
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
+        let mut service = CometServer::new(fake.clone());
+        if let Some(max) = behaviour.max_request {
+            service = service.max_decoding_message_size(max);
+        }
         let server = tonic::transport::Server::builder()
-            .add_service(CometServer::new(fake.clone()))
+            .add_service(service)
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),
                 stop.clone().cancelled_owned(),

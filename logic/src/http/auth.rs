@@ -1,11 +1,13 @@
 //! Who may call what.
 //!
-//! Push routes take the backend's API key as a Bearer token, compared in
-//! constant time. Read-only admin routes (`/online*`, `/nodes`) also take a
-//! user's login token, so a chat client can show who is online with the
-//! token it already has. Register and login are public but limited per
-//! client IP; the IP is the TCP peer's (a proxy in front should limit on its
-//! own, since forwarded headers are not trusted here).
+//! Keyed routes take an API key as a Bearer token ([`crate::keys`]): push
+//! routes need the `push` scope, the full listings and message history the
+//! `read` scope, operating the cluster the `admin` scope. A user's login
+//! token opens only what a chat user needs (the presence of named users,
+//! the comet list to reconnect with), rate-limited per user. Register and
+//! login are public but limited per client IP; the IP is the TCP peer's (a
+//! proxy in front should limit on its own, since forwarded headers are not
+//! trusted here).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -15,42 +17,91 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 
 use super::error::ApiError;
+use crate::keys::Scope;
 use crate::state::LogicState;
 
-/// The request carried the API key.
-pub(crate) struct ApiKey;
+/// The request carried a key with the `push` scope.
+pub(crate) struct PushKey;
 
-/// The request carried the API key or a valid user token.
-pub(crate) struct AdminReader;
+/// The request carried a key with the `read` scope.
+pub(crate) struct ReadKey;
+
+/// The request carried a key with the `admin` scope.
+pub(crate) struct AdminKey;
+
+/// The request carried a `read` key, or a user's token within that user's
+/// read budget.
+pub(crate) enum UserOrReader {
+    User,
+    Key,
+}
 
 /// The client IP is within its register/login budget.
 pub(crate) struct AuthRate;
 
-impl FromRequestParts<Arc<LogicState>> for ApiKey {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        shared: &Arc<LogicState>,
-    ) -> Result<Self, Self::Rejection> {
-        require_bearer(parts, |token| is_api_key(shared, token), "invalid API key")?;
-        Ok(Self)
+/// Passes if the request's Bearer token is a key with `scope`.
+fn require_key(parts: &Parts, shared: &LogicState, scope: Scope) -> Result<(), ApiError> {
+    let token = bearer(parts)?;
+    match shared.api_keys.check(token, scope) {
+        Some(name) => {
+            tracing::trace!(key = name, ?scope, "api key accepted");
+            Ok(())
+        }
+        None => Err(ApiError::unauthorized(match scope {
+            Scope::Push => "invalid API key or no push scope",
+            Scope::Read => "invalid API key or no read scope",
+            Scope::Admin => "invalid API key or no admin scope",
+        })),
     }
 }
 
-impl FromRequestParts<Arc<LogicState>> for AdminReader {
+macro_rules! scoped_key {
+    ($name:ident, $scope:expr) => {
+        impl FromRequestParts<Arc<LogicState>> for $name {
+            type Rejection = ApiError;
+
+            async fn from_request_parts(
+                parts: &mut Parts,
+                shared: &Arc<LogicState>,
+            ) -> Result<Self, Self::Rejection> {
+                require_key(parts, shared, $scope)?;
+                Ok(Self)
+            }
+        }
+    };
+}
+
+scoped_key!(PushKey, Scope::Push);
+scoped_key!(ReadKey, Scope::Read);
+scoped_key!(AdminKey, Scope::Admin);
+
+impl FromRequestParts<Arc<LogicState>> for UserOrReader {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
         shared: &Arc<LogicState>,
     ) -> Result<Self, Self::Rejection> {
-        require_bearer(
-            parts,
-            |token| is_api_key(shared, token) || shared.tokens.verify(token).is_ok(),
-            "invalid API key or token",
-        )?;
-        Ok(Self)
+        let token = bearer(parts)?;
+        if shared.api_keys.check(token, Scope::Read).is_some() {
+            return Ok(Self::Key);
+        }
+        let uid = shared
+            .tokens
+            .verify(token)
+            .map_err(|_| ApiError::unauthorized("invalid API key or token"))?
+            .sub;
+        if let Some(limiter) = &shared.read_limiter {
+            if limiter.check_key(&uid).is_err() {
+                metrics::counter!("courier_logic_user_reads_limited_total").increment(1);
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "too many reads for this user; retry in a minute",
+                ));
+            }
+        }
+        Ok(Self::User)
     }
 }
 
@@ -82,20 +133,6 @@ impl FromRequestParts<Arc<LogicState>> for AuthRate {
     }
 }
 
-/// Passes if the request's Bearer token is `accepted`; otherwise the
-/// request is unauthorized with `rejection` as the reason.
-fn require_bearer(
-    parts: &Parts,
-    accepted: impl FnOnce(&str) -> bool,
-    rejection: &'static str,
-) -> Result<(), ApiError> {
-    if accepted(bearer(parts)?) {
-        Ok(())
-    } else {
-        Err(ApiError::unauthorized(rejection))
-    }
-}
-
 /// The Bearer token of the request.
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     let value = parts
@@ -109,32 +146,4 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::unauthorized("Authorization must be `Bearer <token>`"))
-}
-
-fn is_api_key(shared: &LogicState, token: &str) -> bool {
-    let key = shared.config.api_key.as_bytes();
-    !key.is_empty() && constant_time_eq(key, token.as_bytes())
-}
-
-/// Compares without stopping at the first difference, so timing does not
-/// reveal how much of a guess was right. (Length is not secret.)
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::constant_time_eq;
-
-    #[test]
-    fn compares_bytes() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-        assert!(constant_time_eq(b"", b""));
-    }
 }

@@ -146,6 +146,27 @@ pub(crate) struct OnlineUsers {
     pub(crate) next_cursor: Option<String>,
 }
 
+/// `POST /admin/comets/{id}/drain`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Draining {
+    pub(crate) comet: String,
+    /// Connections the comet held as its drain started.
+    pub(crate) connections: u32,
+}
+
+/// Query of `GET /presence`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct PresenceQuery {
+    /// Comma-separated uids.
+    pub(crate) uids: String,
+}
+
+/// `GET /presence`: the named users that are online, in the order named.
+#[derive(Debug, Serialize)]
+pub(crate) struct Presence {
+    pub(crate) online: Vec<String>,
+}
+
 /// Query of `GET /online/rooms`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct TopQuery {

@@ -15,7 +15,7 @@ use courier_proto::client::{target, Message};
 use courier_proto::names;
 use prost::Message as _;
 
-use super::auth::ApiKey;
+use super::auth::ReadKey;
 use super::dto::{MessagesQuery, StoredMessage, StreamPage};
 use super::error::ApiError;
 use super::extract::{Path, Query};
@@ -28,7 +28,7 @@ const DEFAULT_LIMIT: usize = 100;
 /// A page of `uid`'s inbox.
 pub(crate) async fn user(
     State(shared): State<Arc<LogicState>>,
-    _: ApiKey,
+    _: ReadKey,
     Path(uid): Path<String>,
     Query(query): Query<MessagesQuery>,
 ) -> Result<axum::Json<StreamPage>, ApiError> {
@@ -39,7 +39,7 @@ pub(crate) async fn user(
 /// A page of `room`'s history.
 pub(crate) async fn room(
     State(shared): State<Arc<LogicState>>,
-    _: ApiKey,
+    _: ReadKey,
     Path(room): Path<String>,
     Query(query): Query<MessagesQuery>,
 ) -> Result<axum::Json<StreamPage>, ApiError> {

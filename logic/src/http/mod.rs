@@ -27,6 +27,7 @@ mod error;
 mod extract;
 mod messages;
 mod online;
+mod operate;
 mod push;
 pub(crate) mod serve;
 mod users;
@@ -47,9 +48,11 @@ pub(crate) fn router(shared: Arc<LogicState>) -> Router {
         .route("/online/users", get(online::users))
         .route("/online/rooms", get(online::top_rooms))
         .route("/online/rooms/{room}", get(online::room))
+        .route("/presence", get(online::presence))
         .route("/nodes", get(online::nodes))
         .route("/users/{uid}/messages", get(messages::user))
-        .route("/rooms/{room}/messages", get(messages::room));
+        .route("/rooms/{room}/messages", get(messages::room))
+        .route("/admin/comets/{id}/drain", post(operate::drain_comet));
     Router::new()
         .nest("/api/v1", api)
         .route("/metrics", get(admin::metrics))

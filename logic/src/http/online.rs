@@ -1,12 +1,14 @@
-//! Read-only admin routes: online counts and the comet ranking.
+//! Read routes: online counts and listings (a `read` key), the presence of
+//! named users and the comet ranking (a `read` key or a user's token).
 
 use std::sync::Arc;
 
 use axum::extract::State;
 
-use super::auth::AdminReader;
+use super::auth::{ReadKey, UserOrReader};
 use super::dto::{
-    CometOnline, NodeInfo, OnlineReply, OnlineUsers, RoomOnline, TopQuery, TopRooms, UsersPage,
+    CometOnline, NodeInfo, OnlineReply, OnlineUsers, Presence, PresenceQuery, RoomOnline, TopQuery,
+    TopRooms, UsersPage,
 };
 use super::error::ApiError;
 use super::extract::{Path, Query};
@@ -22,7 +24,7 @@ const MAX_TOP_ROOMS: usize = 1000;
 /// `GET /online`: cluster-wide counts.
 pub(crate) async fn online(
     State(shared): State<Arc<LogicState>>,
-    _: AdminReader,
+    _: ReadKey,
 ) -> Result<axum::Json<OnlineReply>, ApiError> {
     let online = shared.sessions.online().await?;
     Ok(axum::Json(OnlineReply {
@@ -39,7 +41,7 @@ pub(crate) async fn online(
 /// `GET /online/users?cursor=&limit=`: online uids, sorted, paged.
 pub(crate) async fn users(
     State(shared): State<Arc<LogicState>>,
-    _: AdminReader,
+    _: ReadKey,
     Query(page): Query<UsersPage>,
 ) -> Result<axum::Json<OnlineUsers>, ApiError> {
     let limit = page.limit.unwrap_or(USERS_PAGE);
@@ -55,7 +57,7 @@ pub(crate) async fn users(
 /// `GET /online/rooms/{room}`: connections in one room.
 pub(crate) async fn room(
     State(shared): State<Arc<LogicState>>,
-    _: AdminReader,
+    _: ReadKey,
     Path(room): Path<String>,
 ) -> Result<axum::Json<RoomOnline>, ApiError> {
     let connections = shared.sessions.room_online(&room).await?;
@@ -65,7 +67,7 @@ pub(crate) async fn room(
 /// `GET /online/rooms?top=N`: the busiest rooms.
 pub(crate) async fn top_rooms(
     State(shared): State<Arc<LogicState>>,
-    _: AdminReader,
+    _: ReadKey,
     Query(query): Query<TopQuery>,
 ) -> Result<axum::Json<TopRooms>, ApiError> {
     let top = query.top.unwrap_or(TOP_ROOMS);
@@ -82,10 +84,51 @@ pub(crate) async fn top_rooms(
     Ok(axum::Json(TopRooms { rooms }))
 }
 
+/// Most uids one `GET /presence` may name.
+const MAX_PRESENCE: usize = 100;
+/// Session-store reads one presence request runs at once.
+const PRESENCE_FANOUT: usize = 16;
+
+/// `GET /presence?uids=a,b,c`: which of the named users are online.
+pub(crate) async fn presence(
+    State(shared): State<Arc<LogicState>>,
+    _: UserOrReader,
+    Query(query): Query<PresenceQuery>,
+) -> Result<axum::Json<Presence>, ApiError> {
+    use futures::{StreamExt as _, TryStreamExt as _};
+    let uids: Vec<String> = query
+        .uids
+        .split(',')
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if uids.is_empty() || uids.len() > MAX_PRESENCE {
+        return Err(ApiError::invalid(format!(
+            "uids must name 1-{MAX_PRESENCE} users, comma-separated"
+        )));
+    }
+    for uid in &uids {
+        courier_proto::names::check_uid(uid).map_err(|e| ApiError::invalid(e.to_string()))?;
+    }
+    let online: Vec<String> = futures::stream::iter(uids)
+        .map(|uid| {
+            let sessions = shared.sessions.clone();
+            async move {
+                let live = !sessions.user_sessions(&uid).await?.is_empty();
+                Ok::<_, courier_cluster::Error>(live.then_some(uid))
+            }
+        })
+        .buffered(PRESENCE_FANOUT)
+        .try_filter_map(|uid| async move { Ok(uid) })
+        .try_collect()
+        .await?;
+    Ok(axum::Json(Presence { online }))
+}
+
 /// `GET /nodes`: comets ranked for a new client.
 pub(crate) async fn nodes(
     State(shared): State<Arc<LogicState>>,
-    _: AdminReader,
+    _: UserOrReader,
 ) -> axum::Json<Vec<NodeInfo>> {
     axum::Json(shared.comets.ranked().iter().map(NodeInfo::from).collect())
 }

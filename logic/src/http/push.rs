@@ -18,7 +18,7 @@ use bytes::Bytes;
 use courier_proto::names::{self, InvalidName};
 use serde_json::value::RawValue;
 
-use super::auth::ApiKey;
+use super::auth::PushKey;
 use super::dto::{PushAll, PushKeys, PushRoom, PushUsers, Pushed};
 use super::error::ApiError;
 use super::extract::{IdempotencyKey, Json, Path};
@@ -30,7 +30,7 @@ type Accepted = (StatusCode, axum::Json<Pushed>);
 /// Pushes to every connection of each uid.
 pub(crate) async fn users(
     State(shared): State<Arc<LogicState>>,
-    _: ApiKey,
+    _: PushKey,
     IdempotencyKey(key): IdempotencyKey,
     Json(body): Json<PushUsers>,
 ) -> Result<Accepted, ApiError> {
@@ -42,7 +42,7 @@ pub(crate) async fn users(
 /// Pushes to these connection keys.
 pub(crate) async fn keys(
     State(shared): State<Arc<LogicState>>,
-    _: ApiKey,
+    _: PushKey,
     IdempotencyKey(key): IdempotencyKey,
     Json(body): Json<PushKeys>,
 ) -> Result<Accepted, ApiError> {
@@ -54,7 +54,7 @@ pub(crate) async fn keys(
 /// Pushes to every member of a room.
 pub(crate) async fn room(
     State(shared): State<Arc<LogicState>>,
-    _: ApiKey,
+    _: PushKey,
     IdempotencyKey(key): IdempotencyKey,
     Path(room): Path<String>,
     Json(body): Json<PushRoom>,
@@ -67,7 +67,7 @@ pub(crate) async fn room(
 /// Pushes to everyone (best effort).
 pub(crate) async fn all(
     State(shared): State<Arc<LogicState>>,
-    _: ApiKey,
+    _: PushKey,
     IdempotencyKey(key): IdempotencyKey,
     Json(body): Json<PushAll>,
 ) -> Result<Accepted, ApiError> {

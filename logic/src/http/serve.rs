@@ -110,7 +110,8 @@ pub(crate) async fn serve(
 
 /// Tells a client over the connection cap to come back later, and closes.
 async fn refuse(mut stream: TcpStream) {
-    const BODY: &str = r#"{"error":{"code":"busy","message":"too many connections; retry shortly"}}"#;
+    const BODY: &str =
+        r#"{"error":{"code":"busy","message":"too many connections; retry shortly"}}"#;
     let reply = format!(
         "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\

@@ -13,11 +13,15 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// KEYS: user hash. ARGV: conn key, value, ttl ms, now ms.
-/// Stores the session, drops the user's expired ones, renews the hash TTL.
+/// KEYS: user hash, the connection's ended marker. ARGV: conn key, value,
+/// ttl ms, now ms.
+/// Unless the connection was ended, stores the session, drops the user's
+/// expired ones and renews the hash TTL. Returns 1 if stored, 0 if ended.
+/// A value is `<expiry ms>|<comet id>` or `<expiry ms>|<comet id>|<device>`.
 pub(crate) static SESSION_ADD: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 local now = tonumber(ARGV[4])
 local all = redis.call('HGETALL', KEYS[1])
@@ -31,16 +35,17 @@ return 1
     )
 });
 
-/// KEYS: user hash. ARGV: conn key, comet id, new value, ttl ms, now ms.
-/// Returns 1 if the session was live on that comet and is renewed, else 0.
+/// KEYS: user hash. ARGV: conn key, comet id, new expiry ms, ttl ms, now ms.
+/// Returns 1 if the session was live on that comet and is renewed (its
+/// device kept), else 0.
 pub(crate) static SESSION_RENEW: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if not v then return 0 end
-local exp, comet = string.match(v, '^(%d+)|(.*)$')
+local exp, comet = string.match(v, '^(%d+)|([^|]*)')
 if exp == nil or tonumber(exp) <= tonumber(ARGV[5]) or comet ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3] .. string.sub(v, #exp + 1))
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 ",
@@ -55,7 +60,7 @@ pub(crate) static SESSION_REMOVE: LazyLock<Script> = LazyLock::new(|| {
         r"
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if not v then return {0, 0, 0} end
-local exp, comet = string.match(v, '^(%d+)|(.*)$')
+local exp, comet = string.match(v, '^(%d+)|([^|]*)')
 if exp == nil or comet ~= ARGV[2] then return {0, 0, 0} end
 redis.call('HDEL', KEYS[1], ARGV[1])
 local now = tonumber(ARGV[3])
