@@ -49,9 +49,9 @@ case "${1:-}" in
       --connect-concurrency 16 --handshake-retries 20 --timeout-secs 900 --json; }
     total "$pid" >/dev/null
     run 10 >"$out/small.json"; a=$(total "$pid")
-    run 60 >"$out/large.json"; b=$(total "$pid")
-    echo "comet-1 instructions: $a (10 pushes), $b (60 pushes) to $members members"
-    echo "per delivery: $(( (b - a) / (50 * members) ))"
+    run 210 >"$out/large.json"; b=$(total "$pid")
+    echo "comet-1 instructions: $a (10 pushes), $b (210 pushes) to $members members"
+    echo "per delivery: $(( (b - a) / (200 * members) ))"
     ;;
   job)
     if [ -f "$state/job-2.pid" ]; then kill "$(cat "$state/job-2.pid")" 2>/dev/null || true; fi

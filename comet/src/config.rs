@@ -42,6 +42,10 @@ pub struct CometConfig {
     /// 8 KiB: an `Auth` with a token and `max_rooms` room names). A longer
     /// announced length ends the connection at once.
     pub max_auth_frame: usize,
+    /// New connections accepted per second, with a burst of as many
+    /// (default 2000; 0 = no limit). More are answered `BUSY` and closed,
+    /// so a reconnect storm is spread out instead of taking the comet down.
+    pub accept_rate: u32,
     /// Connections that have not finished their handshake, at most, at once
     /// (default 4096); more are refused with `TOO_MANY_CONNECTIONS`.
     pub max_handshakes: usize,
@@ -104,6 +108,7 @@ impl Default for CometConfig {
             handshake_timeout: Duration::from_secs(5),
             heartbeat: Duration::from_secs(30),
             max_auth_frame: 8 * 1024,
+            accept_rate: 2000,
             max_handshakes: 4096,
             max_handshakes_per_ip: 256,
             outbound_queue: 256,

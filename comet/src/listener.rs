@@ -12,6 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::connection;
+use crate::limits::rate_limiter;
 use crate::state::CometState;
 
 /// Pause after a failed accept (e.g. out of file descriptors).
@@ -26,6 +27,7 @@ pub(crate) async fn accept_loop(
     state: Arc<CometState>,
     stop: CancellationToken,
 ) {
+    let accepts = rate_limiter(state.config.accept_rate);
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => return,
@@ -33,15 +35,26 @@ pub(crate) async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
+                if accepts.as_ref().is_some_and(|l| l.check().is_err()) {
+                    metrics::counter!("courier_comet_accepts_refused_total").increment(1);
+                    state.tracker.spawn(refuse(stream, ErrorCode::Busy, BUSY));
+                    continue;
+                }
                 let Some(slot) = state.ip_connections.admit(peer.ip()) else {
                     tracing::debug!(%peer, "refused: too many connections from this address");
-                    state.tracker.spawn(refuse(stream, FROM_ADDRESS));
+                    state.tracker.spawn(refuse(
+                        stream,
+                        ErrorCode::TooManyConnections,
+                        FROM_ADDRESS,
+                    ));
                     continue;
                 };
                 let Some(handshaking) = state.handshakes.admit(peer.ip()) else {
                     tracing::debug!(%peer, "refused: too many handshakes in progress");
                     metrics::counter!("courier_comet_handshakes_refused_total").increment(1);
-                    state.tracker.spawn(refuse(stream, HANDSHAKING));
+                    state
+                        .tracker
+                        .spawn(refuse(stream, ErrorCode::TooManyConnections, HANDSHAKING));
                     continue;
                 };
                 if let Err(e) = stream.set_nodelay(true) {
@@ -67,10 +80,11 @@ pub(crate) async fn accept_loop(
 
 const FROM_ADDRESS: &str = "too many connections from this address";
 const HANDSHAKING: &str = "too many connections still authenticating; retry shortly";
+const BUSY: &str = "this comet takes no more new connections this second; back off and retry";
 
 /// Tells a refused client why, briefly, then closes its socket.
-async fn refuse(mut stream: TcpStream, why: &'static str) {
-    let frame = Frame::error(0, ErrorCode::TooManyConnections, why);
+async fn refuse(mut stream: TcpStream, code: ErrorCode, why: &'static str) {
+    let frame = Frame::error(0, code, why);
     let bytes = encode_frame(&frame);
     let _ = tokio::time::timeout(REFUSE_WRITE_TIMEOUT, stream.write_all(&bytes)).await;
 }

@@ -78,9 +78,14 @@ pub struct LogicConfig {
     /// Register/login requests that may wait for a password hash at once
     /// (default 64); more are answered 503 with `Retry-After`.
     pub hash_queue: usize,
-    /// Register/login requests allowed per client IP per minute (default
-    /// 60; 0 disables the limit).
+    /// Register/login requests allowed per client IP per minute, with a
+    /// burst of as many (default 600, so an office behind one NAT address
+    /// can log in at 9 am; 0 disables the limit).
     pub auth_rate_per_minute: u32,
+    /// Logins of one username from one client IP per minute, with a burst of
+    /// as many (default 10; 0 disables the limit): password guessing is
+    /// slowed per account without locking out its other users' addresses.
+    pub login_rate_per_user_per_minute: u32,
     /// Most uids or keys one push may name (default 1000).
     pub max_recipients: usize,
     /// Largest message `data`, in bytes (default 63 KiB). Keep it at least
@@ -115,7 +120,8 @@ impl Default for LogicConfig {
             idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(30),
             hash_queue: 64,
-            auth_rate_per_minute: 60,
+            auth_rate_per_minute: 600,
+            login_rate_per_user_per_minute: 10,
             max_recipients: 1000,
             max_data: 63 * 1024,
             comet_departure_grace: Duration::from_secs(30),

@@ -203,14 +203,22 @@ pub async fn serve(
     Logic::bind(config, backends).await?.run(shutdown).await
 }
 
-/// Drops rate-limit state of addresses that have been quiet, so the limiter
-/// holds only recently active IPs.
+/// Drops rate-limit state of addresses and users that have been quiet, so
+/// the limiters hold only recently active keys.
 async fn sweep_limiter(shared: Arc<LogicState>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(LIMITER_SWEEP);
     loop {
         tokio::select! {
             _ = tick.tick() => {
                 if let Some(limiter) = &shared.auth_limiter {
+                    limiter.retain_recent();
+                    limiter.shrink_to_fit();
+                }
+                if let Some(limiter) = &shared.login_limiter {
+                    limiter.retain_recent();
+                    limiter.shrink_to_fit();
+                }
+                if let Some(limiter) = &shared.read_limiter {
                     limiter.retain_recent();
                     limiter.shrink_to_fit();
                 }

@@ -31,6 +31,8 @@ pub(crate) struct LogicState {
     pub(crate) comets: CometView,
     /// Register/login requests per client IP; `None` when disabled.
     pub(crate) auth_limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Logins per (client IP, username); `None` when disabled.
+    pub(crate) login_limiter: Option<DefaultKeyedRateLimiter<(IpAddr, String)>>,
     /// User-token reads per uid; `None` when disabled.
     pub(crate) read_limiter: Option<DefaultKeyedRateLimiter<String>>,
     /// The API keys and their scopes.
@@ -49,6 +51,8 @@ impl LogicState {
     ) -> Arc<Self> {
         let auth_limiter = NonZeroU32::new(config.auth_rate_per_minute)
             .map(|n| RateLimiter::keyed(Quota::per_minute(n)));
+        let login_limiter = NonZeroU32::new(config.login_rate_per_user_per_minute)
+            .map(|n| RateLimiter::keyed(Quota::per_minute(n)));
         let read_limiter = NonZeroU32::new(config.user_reads_per_minute)
             .map(|n| RateLimiter::keyed(Quota::per_minute(n)));
         // Checked by `LogicConfig::validate` before this runs.
@@ -66,6 +70,7 @@ impl LogicState {
             ),
             comets,
             auth_limiter,
+            login_limiter,
             read_limiter,
             api_keys,
             readiness: Readiness::new(),

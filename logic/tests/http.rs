@@ -297,6 +297,23 @@ async fn register_and_login_are_rate_limited_per_ip() {
     assert_eq!(status, 202);
 }
 
+#[tokio::test]
+async fn one_users_logins_are_limited_without_locking_out_others_at_its_address() {
+    let mut config = common::config();
+    config.login_rate_per_user_per_minute = 2;
+    let t = start(config).await;
+    for user in ["alice", "bob"] {
+        assert_eq!(register(&t, user, "secret-pw").await.0, 201);
+    }
+    // Someone guessing alice's password from this address.
+    assert_eq!(login(&t, "alice", "wrong-pw").await.0, 401);
+    assert_eq!(login(&t, "alice", "wrong-pw").await.0, 401);
+    let (status, body) = login(&t, "alice", "secret-pw").await;
+    assert_eq!(status, 429, "{body}");
+    // bob, behind the same address (an office NAT), still gets in.
+    assert_eq!(login(&t, "bob", "secret-pw").await.0, 200);
+}
+
 fn session(uid: &str, key: &str, comet: &str) -> Session {
     Session {
         uid: uid.into(),

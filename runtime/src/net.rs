@@ -10,10 +10,22 @@ use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
 
-/// Binds `addr` and returns the listener with the address it actually got
-/// (so port 0 resolves to the real port before anything is served).
+/// Listen backlog asked of the kernel, which caps it at
+/// `net.core.somaxconn`: as deep as the host allows, so a reconnect storm
+/// queues SYNs instead of dropping them.
+pub const LISTEN_BACKLOG: u32 = 65_535;
+
+/// Binds `addr` (address reuse on, backlog [`LISTEN_BACKLOG`]) and returns
+/// the listener with the address it actually got (so port 0 resolves to the
+/// real port before anything is served).
 pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
-    let listener = TcpListener::bind(addr).await?;
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    let listener = socket.listen(LISTEN_BACKLOG)?;
     let local = listener.local_addr()?;
     Ok((listener, local))
 }

@@ -224,3 +224,20 @@ async fn connections_still_authenticating_are_capped_per_address() {
     let (_fourth, reply) = comet.login(&h, "bob", &[]).await;
     assert_eq!(reply.uid, "bob");
 }
+
+#[tokio::test]
+async fn connections_past_the_accept_rate_are_told_to_back_off() {
+    let h = Harness::start().await;
+    let comet = h
+        .comet(crate::CometConfig {
+            accept_rate: 1,
+            ..h.config()
+        })
+        .await;
+    // A burst of one a second: the first is served, the next told BUSY.
+    let (_first, reply) = comet.login(&h, "alice", &[]).await;
+    assert_eq!(reply.uid, "alice");
+    let mut second = comet.client().await;
+    second.expect_error(ErrorCode::Busy).await;
+    second.expect_closed().await;
+}

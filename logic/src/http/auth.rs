@@ -36,8 +36,9 @@ pub(crate) enum UserOrReader {
     Key,
 }
 
-/// The client IP is within its register/login budget.
-pub(crate) struct AuthRate;
+/// The client IP is within its register/login budget; it carries the IP
+/// for the per-user login budget ([`login_budget`]).
+pub(crate) struct AuthRate(pub(crate) IpAddr);
 
 /// Passes if the request's Bearer token is a key with `scope`.
 fn require_key(parts: &Parts, shared: &LogicState, scope: Scope) -> Result<(), ApiError> {
@@ -112,15 +113,15 @@ impl FromRequestParts<Arc<LogicState>> for AuthRate {
         parts: &mut Parts,
         shared: &Arc<LogicState>,
     ) -> Result<Self, Self::Rejection> {
-        let Some(limiter) = &shared.auth_limiter else {
-            return Ok(Self);
-        };
         let ip = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+        let Some(limiter) = &shared.auth_limiter else {
+            return Ok(Self(ip));
+        };
         match limiter.check_key(&ip) {
-            Ok(()) => Ok(Self),
+            Ok(()) => Ok(Self(ip)),
             Err(_) => {
                 metrics::counter!("courier_logic_auth_rate_limited_total").increment(1);
                 Err(ApiError::new(
@@ -131,6 +132,27 @@ impl FromRequestParts<Arc<LogicState>> for AuthRate {
             }
         }
     }
+}
+
+/// Whether `username` may try to log in from `ip` now (its own bucket, so
+/// guessing one account's password is slowed without refusing the other
+/// users behind the same address).
+pub(crate) fn login_budget(
+    shared: &LogicState,
+    ip: IpAddr,
+    username: &str,
+) -> Result<(), ApiError> {
+    let Some(limiter) = &shared.login_limiter else {
+        return Ok(());
+    };
+    limiter.check_key(&(ip, username.to_owned())).map_err(|_| {
+        metrics::counter!("courier_logic_login_rate_limited_total").increment(1);
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many logins for this user from this address; retry in a minute",
+        )
+    })
 }
 
 /// The Bearer token of the request.

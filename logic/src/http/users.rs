@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 
-use super::auth::AuthRate;
+use super::auth::{login_budget, AuthRate};
 use super::dto::{CometAddr, Credentials, LoggedIn, Registered};
 use super::error::ApiError;
 use super::extract::Json;
@@ -29,9 +29,10 @@ pub(crate) async fn register(
 /// Checks credentials and issues a token, with the comets to connect to.
 pub(crate) async fn login(
     State(shared): State<Arc<LogicState>>,
-    _: AuthRate,
+    AuthRate(ip): AuthRate,
     Json(body): Json<Credentials>,
 ) -> Result<axum::Json<LoggedIn>, ApiError> {
+    login_budget(&shared, ip, &body.username)?;
     let uid = shared
         .accounts
         .login(&body.username, &body.password)
