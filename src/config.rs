@@ -38,6 +38,9 @@ pub struct CourierConfig {
     /// `tracing` filter, overridden by `RUST_LOG`.
     pub log: String,
     pub auth: AuthConfig,
+    /// TLS files shared by every service of the process (see the README's
+    /// Security section); a service's own `tls` section wins.
+    pub tls: courier_runtime::TlsConfig,
     pub cluster: ClusterConfig,
     pub comet: CometConfig,
     pub logic: LogicConfig,
@@ -49,6 +52,7 @@ impl Default for CourierConfig {
         Self {
             log: "info".into(),
             auth: AuthConfig::default(),
+            tls: courier_runtime::TlsConfig::default(),
             cluster: ClusterConfig::default(),
             comet: CometConfig::default(),
             logic: LogicConfig::default(),
@@ -70,8 +74,8 @@ impl CourierConfig {
         Ok(config)
     }
 
-    /// Copies the shared `[auth]` secrets into every service section that
-    /// does not set its own.
+    /// Copies the shared `[auth]` secrets and `[tls]` files into every
+    /// service section that does not set its own.
     pub fn share_secrets(&mut self) {
         if self.comet.jwt_secret.is_empty() {
             self.comet.jwt_secret = self.auth.jwt_secret.clone();
@@ -81,6 +85,11 @@ impl CourierConfig {
         }
         if self.logic.api_key.is_empty() {
             self.logic.api_key = self.auth.api_key.clone();
+        }
+        for tls in [&mut self.comet.tls, &mut self.logic.tls, &mut self.job.tls] {
+            if *tls == courier_runtime::TlsConfig::default() {
+                tls.clone_from(&self.tls);
+            }
         }
         for secret in [
             &mut self.comet.cluster_secret,

@@ -114,7 +114,12 @@ impl System {
 
     /// Base URL of logic's HTTP API, e.g. `http://127.0.0.1:3111`.
     pub fn logic_url(&self) -> String {
-        format!("http://{}", self.logic_http)
+        let scheme = if self.config.logic.tls.serves() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.logic_http)
     }
 
     /// The push API key.

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 
 use self::command::{parse_line, Line, HELP};
 use self::render::{event_line, message_line, online_line, rooms_line, status};
-use courier_client::{register, Client, ClientConfig, ClientError, Event};
+use courier_client::{register_with, Client, ClientConfig, ClientError, Event};
 
 /// Arguments of `courier chat`.
 #[derive(Debug, Clone, clap::Args)]
@@ -44,6 +44,11 @@ pub struct ChatArgs {
     /// The room to join and talk in at start.
     #[arg(long, default_value = "lobby")]
     pub room: String,
+    /// A PEM file of the CA that signed the cluster's certificates: speak
+    /// TLS to logic and the comets and verify them against it. An `https`
+    /// server without it speaks TLS verified against the public roots.
+    #[arg(long, env = "COURIER_CA")]
+    pub ca: Option<std::path::PathBuf>,
 }
 
 /// Lines queued towards the printer at most.
@@ -63,14 +68,17 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
         }
         None => bail!("--password (or COURIER_PASSWORD) is required when stdin is not a terminal"),
     };
+    let mut config =
+        ClientConfig::new(&args.server, &args.user, password).with_rooms([args.room.clone()]);
+    if args.ca.is_some() || args.server.starts_with("https://") {
+        config = config.with_tls(args.ca.as_deref()).context("--ca")?;
+    }
     if args.register {
-        match register(&args.server, &args.user, &password).await {
+        match register_with(&config).await {
             Ok(_) | Err(ClientError::Conflict) => {}
             Err(e) => return Err(e).context("register"),
         }
     }
-    let config =
-        ClientConfig::new(&args.server, &args.user, password).with_rooms([args.room.clone()]);
     let (client, events) = Client::connect(config).await.context("connect")?;
 
     let (out, output) = mpsc::channel(OUTPUT_CAPACITY);

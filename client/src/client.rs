@@ -51,7 +51,11 @@ impl Client {
     /// authenticates (joining `config.rooms`) and returns once the comet
     /// accepted us. The first event is [`Event::Connected`].
     pub async fn connect(config: ClientConfig) -> Result<(Client, Events), ClientError> {
-        let api = LogicApi::new(&config.server, config.request_timeout)?;
+        let api = LogicApi::new(
+            &config.server,
+            config.request_timeout,
+            config.tls_ca.as_deref(),
+        )?;
         let login: LoginFn = {
             let api = api.clone();
             let (user, pass) = (config.username.clone(), config.password.clone());
@@ -71,7 +75,11 @@ impl Client {
         config: ClientConfig,
         login_reply: LoginReply,
     ) -> Result<(Client, Events), ClientError> {
-        let api = LogicApi::new(&config.server, config.request_timeout)?;
+        let api = LogicApi::new(
+            &config.server,
+            config.request_timeout,
+            config.tls_ca.as_deref(),
+        )?;
         let fixed = login_reply.clone();
         let login: LoginFn = Arc::new(move || {
             let reply = fixed.clone();

@@ -2,6 +2,7 @@
 //! tests) and handed to [`crate::Client::connect`]. Nothing is read from the
 //! environment here.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::streams::Position;
@@ -43,6 +44,9 @@ pub struct ClientConfig {
     /// of being refused. Default: random per config, so one `Client` is one
     /// device; set a stable id to be the same device across restarts.
     pub device: String,
+    /// A PEM file of the CA that signed logic's and the comets'
+    /// certificates, when they are not publicly trusted (`with_tls`).
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl ClientConfig {
@@ -65,7 +69,17 @@ impl ClientConfig {
             connector: Connector::tcp(),
             resume_from: None,
             device: format!("dev-{:016x}", rand::random::<u64>()),
+            tls_ca: None,
         }
+    }
+
+    /// The same config speaking TLS to the comets, and trusting `ca` (a PEM
+    /// file) for them and for logic's `https` URL; `None` trusts the
+    /// public web roots.
+    pub fn with_tls(mut self, ca: Option<&Path>) -> std::io::Result<Self> {
+        self.connector = Connector::tls(ca)?;
+        self.tls_ca = ca.map(Path::to_path_buf);
+        Ok(self)
     }
 
     /// The same config, opening connections with `connector`.

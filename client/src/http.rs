@@ -5,6 +5,7 @@
 //! statuses a caller branches on (409 on register, 401 on login) get their own
 //! [`ClientError`] variant, everything else keeps status, code and message.
 
+use std::path::Path;
 use std::time::Duration;
 
 use reqwest::{RequestBuilder, Response, StatusCode};
@@ -59,9 +60,21 @@ struct PresenceReply {
     online: Vec<String>,
 }
 
+/// Creates an account at the logic `config` names, trusting its `tls_ca`;
+/// returns the uid. A taken name is [`ClientError::Conflict`].
+pub async fn register_with(config: &crate::ClientConfig) -> Result<String, ClientError> {
+    LogicApi::new(
+        &config.server,
+        config.request_timeout,
+        config.tls_ca.as_deref(),
+    )?
+    .register(&config.username, &config.password)
+    .await
+}
+
 /// Creates an account; returns its uid. A taken name is [`ClientError::Conflict`].
 pub async fn register(server: &str, username: &str, password: &str) -> Result<String, ClientError> {
-    LogicApi::new(server, DEFAULT_HTTP_TIMEOUT)?
+    LogicApi::new(server, DEFAULT_HTTP_TIMEOUT, None)?
         .register(username, password)
         .await
 }
@@ -72,7 +85,7 @@ pub async fn login(
     username: &str,
     password: &str,
 ) -> Result<LoginReply, ClientError> {
-    LogicApi::new(server, DEFAULT_HTTP_TIMEOUT)?
+    LogicApi::new(server, DEFAULT_HTTP_TIMEOUT, None)?
         .login(username, password)
         .await
 }
@@ -85,8 +98,17 @@ pub(crate) struct LogicApi {
 }
 
 impl LogicApi {
-    pub(crate) fn new(server: &str, timeout: Duration) -> Result<Self, ClientError> {
-        let http = reqwest::Client::builder().timeout(timeout).build()?;
+    pub(crate) fn new(
+        server: &str,
+        timeout: Duration,
+        ca: Option<&Path>,
+    ) -> Result<Self, ClientError> {
+        let mut builder = reqwest::Client::builder().timeout(timeout);
+        if let Some(ca) = ca {
+            let pem = std::fs::read(ca)?;
+            builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
+        }
+        let http = builder.build()?;
         Ok(Self {
             base: format!("{}/api/v1", server.trim_end_matches('/')),
             http,

@@ -32,6 +32,6 @@ pub use config::{ClientConfig, CLIENT_MAX_FRAME};
 pub use courier_proto::client::{Message, SendReply};
 pub use error::ClientError;
 pub use events::{Event, Events};
-pub use http::{login, register, CometAddr, LoginReply};
+pub use http::{login, register, register_with, CometAddr, LoginReply};
 pub use streams::Position;
-pub use transport::{BoxStream, Connector, Stream, Tcp, Transport};
+pub use transport::{BoxStream, Connector, Stream, Tcp, Tls, Transport};

@@ -6,9 +6,12 @@
 //! one stream to one comet; the [`Connector`] in [`crate::ClientConfig`]
 //! carries it.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
@@ -42,6 +45,62 @@ impl Transport for Tcp {
     }
 }
 
+/// TLS over TCP to the comet's `tcp` address, verifying the comet's
+/// certificate for that address's host against the given roots.
+#[derive(Clone)]
+pub struct Tls {
+    connector: tokio_rustls::TlsConnector,
+}
+
+impl Tls {
+    /// Trusting the CA certificates in the PEM file `ca`, or the public
+    /// web roots when `None`.
+    pub fn new(ca: Option<&Path>) -> std::io::Result<Self> {
+        let mut roots = rustls::RootCertStore::empty();
+        match ca {
+            Some(ca) => {
+                for cert in CertificateDer::pem_file_iter(ca).map_err(std::io::Error::other)? {
+                    roots
+                        .add(cert.map_err(std::io::Error::other)?)
+                        .map_err(std::io::Error::other)?;
+                }
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(std::io::Error::other)?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Self {
+            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+        })
+    }
+}
+
+impl Transport for Tls {
+    fn connect<'a>(&'a self, comet: &'a CometAddr) -> BoxFuture<'a, std::io::Result<BoxStream>> {
+        Box::pin(async move {
+            let name = server_name(&comet.tcp)?;
+            let stream = TcpStream::connect(comet.tcp.as_str()).await?;
+            stream.set_nodelay(true)?;
+            let tls = self.connector.connect(name, stream).await?;
+            Ok(Box::new(tls) as BoxStream)
+        })
+    }
+}
+
+/// The host of a `host:port` address as a TLS server name.
+fn server_name(addr: &str) -> std::io::Result<ServerName<'static>> {
+    let host = match addr.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() => host,
+        _ => addr,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(host.to_owned()).map_err(std::io::Error::other)
+}
+
 /// The transport a client uses; cheap to clone.
 #[derive(Clone)]
 pub struct Connector(Arc<dyn Transport>);
@@ -55,6 +114,12 @@ impl Connector {
     /// TCP, the default.
     pub fn tcp() -> Self {
         Self::new(Tcp)
+    }
+
+    /// TLS over TCP, trusting `ca` (a PEM file) or, with `None`, the public
+    /// web roots.
+    pub fn tls(ca: Option<&Path>) -> std::io::Result<Self> {
+        Tls::new(ca).map(Self::new)
     }
 
     /// Opens a stream to `comet`.

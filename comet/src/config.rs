@@ -92,6 +92,9 @@ pub struct CometConfig {
     /// service refuses calls without it, and calls to logic carry it.
     /// Required.
     pub cluster_secret: String,
+    /// TLS of the client listener and the push service (`cert`, `key`), and
+    /// of the calls to logic (`ca`). Empty: plaintext.
+    pub tls: courier_runtime::TlsConfig,
 }
 
 impl Default for CometConfig {
@@ -123,6 +126,7 @@ impl Default for CometConfig {
             report_interval: Duration::from_secs(5),
             jwt_secret: String::new(),
             cluster_secret: String::new(),
+            tls: courier_runtime::TlsConfig::default(),
         }
     }
 }
@@ -138,6 +142,7 @@ impl CometConfig {
         }
         courier_runtime::ClusterSecret::new(&self.cluster_secret)
             .map_err(|e| format!("cluster_secret: {e}"))?;
+        self.tls.validate().map_err(|e| format!("tls: {e}"))?;
         if self.max_frame < 64 {
             return Err(format!("max_frame {} is too small", self.max_frame));
         }

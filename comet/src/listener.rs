@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use courier_proto::client::{ErrorCode, Frame};
 use courier_proto::encode_frame;
+use courier_runtime::tls::TlsAcceptor;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -21,10 +22,13 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How long a refused client is given to take its error frame.
 const REFUSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Accepts clients until `stop` fires.
+/// Accepts clients until `stop` fires. With `tls`, each connection's TLS
+/// handshake runs in its own task, within `handshake_timeout` and holding
+/// its place among the connections still handshaking.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     state: Arc<CometState>,
+    tls: Option<TlsAcceptor>,
     stop: CancellationToken,
 ) {
     let accepts = rate_limiter(state.config.accept_rate);
@@ -61,9 +65,24 @@ pub(crate) async fn accept_loop(
                     tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
                 }
                 tracing::debug!(%peer, "accepted");
-                let serve = connection::serve(stream, Some(peer), state.clone(), handshaking);
-                state.tracker.spawn(async move {
-                    serve.await;
+                let state = state.clone();
+                let tls = tls.clone();
+                state.tracker.clone().spawn(async move {
+                    match tls {
+                        None => connection::serve(stream, Some(peer), state, handshaking).await,
+                        Some(tls) => {
+                            let limit = state.config.handshake_timeout;
+                            match tokio::time::timeout(limit, tls.accept(stream)).await {
+                                Ok(Ok(stream)) => {
+                                    connection::serve(stream, Some(peer), state, handshaking).await
+                                }
+                                Ok(Err(e)) => {
+                                    tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                                }
+                                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                            }
+                        }
+                    }
                     drop(slot);
                 });
             }

@@ -25,7 +25,7 @@ use parking_lot::RwLock;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig};
 use tonic::Code;
 
 /// Deadline of one call to logic.
@@ -84,6 +84,8 @@ pub(crate) struct LogicPool {
     next: AtomicUsize,
     timeout: Duration,
     secret: ClusterSecret,
+    /// TLS of the calls to logic; `None`: plaintext.
+    tls: Option<ClientTlsConfig>,
 }
 
 impl LogicPool {
@@ -95,7 +97,14 @@ impl LogicPool {
             next: AtomicUsize::new(0),
             timeout,
             secret,
+            tls: None,
         }
+    }
+
+    /// The same pool calling logic over TLS verified by `tls`.
+    pub(crate) fn with_tls(mut self, tls: Option<ClientTlsConfig>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Replaces the set of logics with those in `view`, keeping the channels
@@ -113,7 +122,7 @@ impl LogicPool {
                 });
                 continue;
             }
-            match Endpoint::from_shared(format!("http://{}", node.grpc)) {
+            match courier_runtime::tls::endpoint(&node.grpc, self.tls.as_ref()) {
                 Ok(endpoint) => {
                     let channel = endpoint
                         .connect_timeout(CONNECT_TIMEOUT)

@@ -25,6 +25,7 @@ use courier_cluster::{CometNode, Discovery, NodeState, ServiceKind};
 use courier_proto::comet::comet_server::CometServer;
 use courier_runtime::admin::{serve_admin, Readiness};
 use courier_runtime::net::{self, advertised};
+use courier_runtime::tls::{self, Alpn, ServerTls};
 use courier_runtime::ClusterSecret;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -60,6 +61,8 @@ impl std::fmt::Debug for CometDeps {
 /// A comet with its listeners bound, ready to [`run`](Comet::run).
 pub struct Comet {
     state: Arc<CometState>,
+    /// The serving certificate, when the listeners speak TLS.
+    tls: Option<Arc<ServerTls>>,
     deps: CometDeps,
     tcp: TcpListener,
     grpc: TcpListener,
@@ -107,9 +110,13 @@ impl Comet {
         };
         let secret = ClusterSecret::new(&config.cluster_secret)
             .map_err(|e| CometError::Config(format!("cluster_secret: {e}")))?;
-        let logic = Arc::new(LogicPool::new(LOGIC_TIMEOUT, secret));
+        let tls_error = |e: courier_runtime::tls::TlsError| CometError::Config(format!("tls: {e}"));
+        let tls = config.tls.server().map_err(tls_error)?;
+        let logic_tls = config.tls.tonic_client().map_err(tls_error)?;
+        let logic = Arc::new(LogicPool::new(LOGIC_TIMEOUT, secret).with_tls(logic_tls));
         Ok(Comet {
             state: Arc::new(CometState::new(config, logic)),
+            tls,
             deps,
             tcp,
             grpc,
@@ -146,6 +153,7 @@ impl Comet {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), CometError> {
         let Comet {
             state,
+            tls,
             deps,
             tcp,
             grpc,
@@ -192,28 +200,49 @@ impl Comet {
         });
         let rooms = tokio::spawn(report::room_changes(state.clone(), background.clone()));
         let stop_grpc = CancellationToken::new();
-        let mut grpc_task: JoinHandle<Result<(), tonic::transport::Error>> = tokio::spawn(
-            tonic::transport::Server::builder()
-                // Only callers with the cluster secret (jobs) may push.
-                .add_service(CometServer::with_interceptor(
-                    PushService::new(
-                        state.directory.clone(),
-                        &config.id,
-                        config.max_frame,
-                        state.drain_requested.clone(),
-                    ),
-                    state.logic.secret().checker(),
+        let tls_error = |e: courier_runtime::tls::TlsError| CometError::Config(format!("tls: {e}"));
+        let acceptors = match &tls {
+            Some(tls) => {
+                tls.watch(background.clone());
+                Some((
+                    tls.acceptor(Alpn::None).map_err(tls_error)?,
+                    tls.acceptor(Alpn::H2).map_err(tls_error)?,
                 ))
-                .serve_with_incoming_shutdown(
-                    // Without TCP_NODELAY a reply split over two writes
-                    // waits for job's delayed ACK (~40 ms), and job's
-                    // ordered worker waits for the reply.
-                    TcpIncoming::from(grpc).with_nodelay(Some(true)),
-                    stop_grpc.clone().cancelled_owned(),
-                ),
+            }
+            None => None,
+        };
+        // Only callers with the cluster secret (jobs) may push.
+        let push_service = CometServer::with_interceptor(
+            PushService::new(
+                state.directory.clone(),
+                &config.id,
+                config.max_frame,
+                state.drain_requested.clone(),
+            ),
+            state.logic.secret().checker(),
         );
+        let grpc_server = tonic::transport::Server::builder().add_service(push_service);
+        let mut grpc_task: JoinHandle<Result<(), tonic::transport::Error>> = match &acceptors {
+            Some((_, grpc_tls)) => tokio::spawn(grpc_server.serve_with_incoming_shutdown(
+                tls::incoming(grpc, grpc_tls.clone(), stop_grpc.clone()),
+                stop_grpc.clone().cancelled_owned(),
+            )),
+            None => tokio::spawn(grpc_server.serve_with_incoming_shutdown(
+                // Without TCP_NODELAY a reply split over two writes waits
+                // for job's delayed ACK (~40 ms), and job's ordered worker
+                // waits for the reply.
+                TcpIncoming::from(grpc).with_nodelay(Some(true)),
+                stop_grpc.clone().cancelled_owned(),
+            )),
+        };
         let stop_accept = CancellationToken::new();
-        let accept = tokio::spawn(accept_loop(tcp, state.clone(), stop_accept.clone()));
+        let client_tls = acceptors.map(|(client, _)| client);
+        let accept = tokio::spawn(accept_loop(
+            tcp,
+            state.clone(),
+            client_tls,
+            stop_accept.clone(),
+        ));
         readiness.set_ready(true);
         tracing::info!(id = %config.id, tcp = %record.tcp, grpc = %record.grpc, "comet serving");
 

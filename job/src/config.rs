@@ -51,6 +51,9 @@ pub struct JobConfig {
     /// The secret every call between Courier's services carries: comets
     /// refuse pushes without it. Required.
     pub cluster_secret: String,
+    /// TLS of the calls to comets: `ca` verifies them. Empty: plaintext.
+    /// (Job serves no TLS listener: its admin listener stays plain.)
+    pub tls: courier_runtime::TlsConfig,
 }
 
 impl Default for JobConfig {
@@ -67,6 +70,7 @@ impl Default for JobConfig {
             max_in_flight: 10_000,
             admin_addr: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 3121))),
             cluster_secret: String::new(),
+            tls: courier_runtime::TlsConfig::default(),
         }
     }
 }

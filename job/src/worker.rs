@@ -62,7 +62,7 @@ use courier_runtime::ClusterSecret;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::Code;
 
 use crate::backlog::Backlog;
@@ -99,6 +99,8 @@ pub(crate) struct WorkerSettings {
     pub(crate) push_timeout: Duration,
     /// Every call to a comet carries it.
     pub(crate) secret: ClusterSecret,
+    /// TLS of the calls to comets; `None`: plaintext.
+    pub(crate) tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl WorkerSettings {
@@ -106,6 +108,10 @@ impl WorkerSettings {
     pub(crate) fn new(c: &crate::JobConfig) -> Result<Self, crate::JobError> {
         let secret = ClusterSecret::new(&c.cluster_secret)
             .map_err(|e| crate::JobError::Config(format!("cluster_secret: {e}")))?;
+        let tls = c
+            .tls
+            .tonic_client()
+            .map_err(|e| crate::JobError::Config(format!("tls: {e}")))?;
         Ok(Self {
             room_batch_max: c.room_batch_max,
             room_batch_bytes: c.room_batch_bytes,
@@ -114,6 +120,7 @@ impl WorkerSettings {
             comet_queue_wait: c.comet_queue_wait,
             push_timeout: c.push_timeout,
             secret,
+            tls,
         })
     }
 }
@@ -188,9 +195,9 @@ impl CometWorker {
             CometHandle,
             impl std::future::Future<Output = ()> + Send + 'static,
         ),
-        tonic::transport::Error,
+        courier_runtime::tls::TlsError,
     > {
-        let channel = Endpoint::from_shared(format!("http://{}", comet.grpc))?
+        let channel = courier_runtime::tls::endpoint(&comet.grpc, settings.tls.as_ref())?
             .connect_timeout(CONNECT_TIMEOUT.min(settings.push_timeout / 2))
             .http2_keep_alive_interval(KEEPALIVE)
             .keep_alive_timeout(KEEPALIVE)

@@ -50,6 +50,9 @@ pub struct LogicConfig {
     /// The secret every call between Courier's services carries: the gRPC
     /// service refuses calls without it. Required.
     pub cluster_secret: String,
+    /// TLS of the HTTP API and the gRPC service (`cert`, `key`), and of the
+    /// calls to comets (`ca`). Empty: plaintext.
+    pub tls: courier_runtime::TlsConfig,
     /// Lifetime of a login token (default 24h).
     #[serde(with = "humantime_serde")]
     pub token_ttl: Duration,
@@ -111,6 +114,7 @@ impl Default for LogicConfig {
             user_reads_per_minute: 60,
             jwt_secret: String::new(),
             cluster_secret: String::new(),
+            tls: courier_runtime::TlsConfig::default(),
             token_ttl: Duration::from_secs(24 * 60 * 60),
             heartbeat: Duration::from_secs(30),
             login_policy: LoginPolicy::default(),
@@ -142,6 +146,7 @@ impl LogicConfig {
             return Err("id must not be empty".into());
         }
         crate::keys::ApiKeys::new(&self.api_key, &self.api_keys)?;
+        self.tls.validate().map_err(|e| format!("tls: {e}"))?;
         if self.max_connections == 0 {
             return Err("max_connections must be at least 1".into());
         }

@@ -10,6 +10,8 @@
 //! until the drain starts, 503 before and after.
 
 use std::net::SocketAddr;
+
+use courier_runtime::tls::{self, Alpn, ServerTls};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +37,8 @@ const LIMITER_SWEEP: Duration = Duration::from_secs(60);
 /// A bound, not yet serving, logic.
 pub struct Logic {
     shared: Arc<LogicState>,
+    /// The serving certificate, when the listeners speak TLS.
+    tls: Option<Arc<ServerTls>>,
     discovery: Arc<dyn Discovery>,
     http: TcpListener,
     grpc: TcpListener,
@@ -73,12 +77,16 @@ impl Logic {
                 "no API key configured: push, read and admin routes refuse every request"
             );
         }
+        let tls_error = |e: courier_runtime::tls::TlsError| LogicError::Config(format!("tls: {e}"));
+        let tls = config.tls.server().map_err(tls_error)?;
+        let comet_tls = config.tls.tonic_client().map_err(tls_error)?;
         let (http, http_addr) = listen("http", config.http_addr).await?;
         let (grpc, grpc_addr) = listen("grpc", config.grpc_addr).await?;
         let comets = CometView::follow(backends.discovery.as_ref()).await?;
-        let shared = LogicState::new(config, &backends, comets, secret);
+        let shared = LogicState::new(config, &backends, comets, secret, comet_tls);
         Ok(Logic {
             shared,
+            tls,
             discovery: backends.discovery,
             http,
             grpc,
@@ -107,6 +115,7 @@ impl Logic {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), LogicError> {
         let Logic {
             shared,
+            tls,
             discovery,
             http,
             grpc,
@@ -143,6 +152,18 @@ impl Logic {
             shared.config.comet_departure_grace,
             stop.clone(),
         ));
+        let tls_error = |e: courier_runtime::tls::TlsError| LogicError::Config(format!("tls: {e}"));
+        let acceptors = match &tls {
+            Some(tls) => {
+                tls.watch(stop.clone());
+                Some((
+                    tls.acceptor(Alpn::Http).map_err(tls_error)?,
+                    tls.acceptor(Alpn::H2).map_err(tls_error)?,
+                ))
+            }
+            None => None,
+        };
+        let (http_tls, grpc_tls) = acceptors.unzip();
         let app = crate::http::router(shared.clone());
         let limits = crate::http::serve::Limits {
             max_connections: shared.config.max_connections,
@@ -152,22 +173,33 @@ impl Logic {
         let http_server = {
             let stop = stop.clone();
             async move {
-                crate::http::serve::serve(http, app, limits, stop.clone()).await;
+                crate::http::serve::serve(http, app, limits, http_tls, stop.clone()).await;
                 stop.cancel();
                 Ok::<(), LogicError>(())
             }
         };
         let grpc_server = {
             let stop = stop.clone();
-            let incoming = TcpIncoming::from(grpc).with_nodelay(Some(true));
             // Only callers with the cluster secret (comets) may call.
             let secret = shared.cluster_secret.checker();
             let service = LogicServer::with_interceptor(LogicService::new(shared), secret);
             async move {
-                let result = tonic::transport::Server::builder()
-                    .add_service(service)
-                    .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned())
-                    .await;
+                let server = tonic::transport::Server::builder().add_service(service);
+                let shutdown = stop.clone().cancelled_owned();
+                let result = match grpc_tls {
+                    Some(acceptor) => {
+                        let incoming = tls::incoming(grpc, acceptor, stop.clone());
+                        server
+                            .serve_with_incoming_shutdown(incoming, shutdown)
+                            .await
+                    }
+                    None => {
+                        let incoming = TcpIncoming::from(grpc).with_nodelay(Some(true));
+                        server
+                            .serve_with_incoming_shutdown(incoming, shutdown)
+                            .await
+                    }
+                };
                 stop.cancel();
                 result.map_err(|e| LogicError::Serve {
                     what: "grpc",

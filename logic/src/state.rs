@@ -28,6 +28,8 @@ pub(crate) struct LogicState {
     pub(crate) tokens: TokenKeys,
     /// What every call to the gRPC service must carry.
     pub(crate) cluster_secret: ClusterSecret,
+    /// TLS of calls to comets (the drain route); `None`: plaintext.
+    pub(crate) comet_tls: Option<tonic::transport::ClientTlsConfig>,
     pub(crate) comets: CometView,
     /// Register/login requests per client IP; `None` when disabled.
     pub(crate) auth_limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
@@ -48,6 +50,7 @@ impl LogicState {
         backends: &Backends,
         comets: CometView,
         cluster_secret: ClusterSecret,
+        comet_tls: Option<tonic::transport::ClientTlsConfig>,
     ) -> Arc<Self> {
         let auth_limiter = NonZeroU32::new(config.auth_rate_per_minute)
             .map(|n| RateLimiter::keyed(Quota::per_minute(n)));
@@ -60,6 +63,7 @@ impl LogicState {
         Arc::new(Self {
             tokens: TokenKeys::new(config.jwt_secret.as_bytes()),
             cluster_secret,
+            comet_tls,
             sessions: backends.sessions.clone(),
             inbox: backends.inbox.clone(),
             accounts: AccountService::new(backends.accounts.clone(), config.hash_queue),

@@ -1,8 +1,8 @@
 //! What every Courier process runs on, whatever its role: the operations
 //! listener (`/metrics`, `/healthz`, `/readyz`), shutdown on a signal,
 //! binding listeners and advertising their addresses, the login-token keys
-//! logic signs with and comets verify with, and the cluster secret every
-//! internal gRPC call carries.
+//! logic signs with and comets verify with, the cluster secret every
+//! internal gRPC call carries, and TLS for listeners and links.
 //!
 //! Nothing here talks to a cluster backend (those are `courier-cluster`), and
 //! nothing here installs process-wide telemetry: the binary does that, and
@@ -12,8 +12,10 @@ pub mod admin;
 pub mod cluster_auth;
 pub mod net;
 pub mod shutdown;
+pub mod tls;
 pub mod token;
 
 pub use admin::Readiness;
 pub use cluster_auth::ClusterSecret;
+pub use tls::TlsConfig;
 pub use token::{Claims, TokenError, TokenKeys};

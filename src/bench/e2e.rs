@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use courier_client::{Client, ClientConfig, Event};
+use courier_client::{Client, Event};
 use parking_lot::Mutex;
 use tokio::sync::Semaphore;
 
@@ -23,6 +23,9 @@ pub struct E2eArgs {
     /// Push API key.
     #[arg(long, env = "COURIER_API_KEY")]
     pub api_key: String,
+    /// A PEM file of the CA that signed the cluster's certificates (TLS).
+    #[arg(long, env = "COURIER_CA")]
+    pub ca: Option<std::path::PathBuf>,
     /// Pushes to send.
     #[arg(long, default_value_t = 10_000)]
     pub count: usize,
@@ -48,15 +51,16 @@ pub async fn e2e(args: E2eArgs) -> anyhow::Result<()> {
         crate::config::generate_secret().get(..8).unwrap_or("x")
     );
     let password = "bench-password";
-    courier_client::register(&args.server, &user, password)
+    let config = super::trust::client_config(&args.server, &user, password, args.ca.as_deref())?;
+    courier_client::register_with(&config)
         .await
         .context("registering the bench user")?;
-    let (client, mut events) = Client::connect(ClientConfig::new(&args.server, &user, password))
+    let (client, mut events) = Client::connect(config)
         .await
         .context("connecting the bench client")?;
 
     let sent: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
-    let http = reqwest::Client::new();
+    let http = super::trust::http(args.ca.as_deref())?.build()?;
     let url = format!("{}/api/v1/push/users", args.server);
     let permits = Arc::new(Semaphore::new(args.concurrency));
     let started = Instant::now();

@@ -27,6 +27,7 @@ pub mod member;
 pub mod members;
 pub mod proc_stat;
 pub mod push;
+pub mod trust;
 pub mod wire;
 
 pub use e2e::{e2e, E2eArgs};

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use courier_client::{Client, ClientConfig};
+use courier_client::Client;
 use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::Semaphore;
@@ -29,6 +29,9 @@ pub struct PushArgs {
     /// Push API key.
     #[arg(long, env = "COURIER_API_KEY")]
     pub api_key: String,
+    /// A PEM file of the CA that signed the cluster's certificates (TLS).
+    #[arg(long, env = "COURIER_CA")]
+    pub ca: Option<std::path::PathBuf>,
     /// Requests to send.
     #[arg(long, default_value_t = 20_000)]
     pub requests: u64,
@@ -75,11 +78,12 @@ pub async fn push(args: PushArgs) -> anyhow::Result<()> {
         for i in 0..args.users {
             let uid = format!("bench-push-{i}");
             let password = "bench-push-password";
-            let _ = courier_client::register(&args.server, &uid, password).await;
-            let (client, mut events) =
-                Client::connect(ClientConfig::new(&args.server, &uid, password))
-                    .await
-                    .with_context(|| format!("connecting {uid}"))?;
+            let config =
+                super::trust::client_config(&args.server, &uid, password, args.ca.as_deref())?;
+            let _ = courier_client::register_with(&config).await;
+            let (client, mut events) = Client::connect(config)
+                .await
+                .with_context(|| format!("connecting {uid}"))?;
             // Keep reading, so the comet never drops a slow consumer.
             tokio::spawn(async move { while events.recv().await.is_some() {} });
             clients.push(client);
@@ -87,7 +91,7 @@ pub async fn push(args: PushArgs) -> anyhow::Result<()> {
         }
     }
     let data = serde_json::to_string(&"x".repeat(args.payload.saturating_sub(2)))?;
-    let http = reqwest::Client::builder()
+    let http = super::trust::http(args.ca.as_deref())?
         .pool_max_idle_per_host(args.concurrency)
         .tcp_nodelay(true)
         .build()?;

@@ -7,6 +7,7 @@
 //!   failure that says how to install it, never a skipped test;
 //! - [`FrameClient`], the frame-level peer that speaks the client protocol;
 //! - message builders ([`messages`]);
+//! - certificates made at test time ([`tls`]);
 //! - bounded waiting ([`eventually`] and friends) and [`CallLog`], the
 //!   recorder fakes use so a test can await the calls it expects.
 
@@ -126,6 +127,7 @@ pub mod frames;
 pub mod kafka;
 pub mod messages;
 pub mod redis;
+pub mod tls;
 pub mod wait;
 
 pub use calls::CallLog;

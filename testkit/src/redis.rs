@@ -28,8 +28,13 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    /// Starts a standalone server on a free loopback port.
+    /// Starts a standalone server on a free loopback port (trying fresh
+    /// ports again if a parallel test took the one picked).
     pub async fn start() -> anyhow::Result<Self> {
+        with_fresh_ports(Self::start_once).await
+    }
+
+    async fn start_once() -> anyhow::Result<Self> {
         let port = free_port()?;
         let process = start_node("redis", port, &[]).await?;
         Ok(Self {
@@ -59,8 +64,13 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     /// Starts three cluster-enabled nodes, joins them into one cluster and
-    /// waits until every node reports `cluster_state:ok`.
+    /// waits until every node reports `cluster_state:ok` (trying fresh ports
+    /// again if a parallel test took one of those picked).
     pub async fn start() -> anyhow::Result<Self> {
+        with_fresh_ports(Self::start_once).await
+    }
+
+    async fn start_once() -> anyhow::Result<Self> {
         let cli = which("redis-cli")
             .with_context(|| format!("`redis-cli` is not installed; {INSTALL_HINT}"))?;
         let mut ports = Vec::new();
@@ -171,5 +181,26 @@ async fn wait_cluster_ok(cli: &std::path::Path, port: u16) -> anyhow::Result<()>
             bail!("redis cluster node {port} not ok within {START_TIMEOUT:?}:\n{info}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Runs `start` up to three times: a port picked free can be taken by a
+/// parallel test before the server binds it. A server that is missing or
+/// broken fails all three times, and the last error is returned.
+async fn with_fresh_ports<T, F, Fut>(mut start: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut attempt = 1;
+    loop {
+        match start().await {
+            Ok(started) => return Ok(started),
+            Err(e) if attempt < 3 => {
+                tracing::warn!(error = %e, attempt, "redis did not start; trying fresh ports");
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
     }
 }

@@ -12,7 +12,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use courier_proto::comet::comet_client::CometClient;
 use courier_proto::comet::DrainRequest;
-use tonic::transport::Endpoint;
 
 use super::auth::AdminKey;
 use super::dto::Draining;
@@ -44,7 +43,7 @@ pub(crate) async fn drain_comet(
         )
     };
     let call = async {
-        let channel = Endpoint::from_shared(format!("http://{}", comet.grpc))
+        let channel = courier_runtime::tls::endpoint(&comet.grpc, shared.comet_tls.as_ref())
             .map_err(|e| unreachable(&e))?
             .connect_timeout(DRAIN_CALL)
             .connect()

@@ -13,6 +13,8 @@
 //! - A request must be answered within `request_timeout` (a `408` after;
 //!   see the router's layers).
 //! - Nagle is off: replies are small writes.
+//! - With TLS, the handshake runs in the connection's own task, within
+//!   `header_read_timeout`, never in the accept loop.
 //!
 //! On shutdown the listener closes and open connections finish their
 //! in-flight requests (graceful), within the caller's deadline.
@@ -22,6 +24,7 @@ use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::Router;
+use courier_runtime::tls::TlsAcceptor;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -31,6 +34,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_io_timeout::TimeoutStream;
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -53,6 +57,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
+    tls: Option<TlsAcceptor>,
     stop: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -88,16 +93,30 @@ pub(crate) async fn serve(
             request.extensions_mut().insert(ConnectInfo(peer));
             app.clone().oneshot(request)
         });
-        let mut stream = TimeoutStream::new(stream);
-        stream.set_read_timeout(Some(limits.idle_timeout));
-        let connection = builder
-            .serve_connection_with_upgrades(
-                TokioIo::new(Box::pin(stream)),
-                TowerToHyperService::new(service),
-            )
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
         tokio::spawn(async move {
+            let stream = match tls {
+                None => Either::Right(stream),
+                Some(tls) => {
+                    match tokio::time::timeout(limits.header_read_timeout, tls.accept(stream)).await
+                    {
+                        Ok(Ok(stream)) => Either::Left(stream),
+                        Ok(Err(e)) => {
+                            return tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                        }
+                        Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            };
+            let mut stream = TimeoutStream::new(stream);
+            stream.set_read_timeout(Some(limits.idle_timeout));
+            let connection = builder
+                .serve_connection_with_upgrades(
+                    TokioIo::new(Box::pin(stream)),
+                    TowerToHyperService::new(service),
+                )
+                .into_owned();
+            let connection = watcher.watch(connection);
             if let Err(e) = connection.await {
                 tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
             }
