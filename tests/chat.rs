@@ -140,6 +140,9 @@ async fn courier_chat_as_a_process() {
     alice.say("deploy at noon").await;
     bob.expect("#ops alice: deploy at noon").await;
 
+    bob.say(":who").await;
+    let line = bob.expect("* #ops:").await;
+    assert!(line.ends_with("online"), "{line}");
     bob.say(":online alice bob nobody").await;
     let line = bob.expect("* online:").await;
     assert!(

@@ -33,6 +33,8 @@ pub enum Line {
         /// The inbox instead of the current room.
         inbox: bool,
     },
+    /// `:who`: how many are in the current room.
+    Who,
     /// `:online user...`: which of the named users are online.
     Online(Vec<String>),
     /// `:help`.
@@ -104,6 +106,7 @@ fn parse_command(command: &str) -> Line {
             Some(_) if name == "inbox" => Line::Usage(":inbox [1-500]"),
             Some(_) => Line::Usage(":history [1-500]"),
         },
+        "who" => Line::Who,
         "olu" | "online" => match arg {
             Some(users) => Line::Online(users.split_whitespace().map(str::to_owned).collect()),
             None => Line::Usage(":online user..."),
@@ -135,6 +138,7 @@ pub const HELP: &[&str] = &[
     ":rooms            list joined rooms (* = current)",
     ":history [n]      the last n messages of the current room (default 20)",
     ":inbox [n]        the last n of your private messages and pushes",
+    ":who              how many are in the current room",
     ":online user...   which of these users are online",
     ":help             this help",
     ":q                quit",
@@ -203,6 +207,7 @@ mod tests {
             Line::Online(vec!["alice".into(), "bob".into()])
         );
         assert_eq!(parse_line(":olu"), Line::Usage(":online user..."));
+        assert_eq!(parse_line(":who"), Line::Who);
         assert_eq!(parse_line(":help"), Line::Help);
         assert_eq!(parse_line(":q"), Line::Quit);
         assert_eq!(

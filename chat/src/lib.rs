@@ -261,6 +261,11 @@ impl Chat {
                     Err(e) => Some(status(format!("error: history: {e}"))),
                 }
             }
+            Line::Who if self.current.is_empty() => Some(status("error: not in a room")),
+            Line::Who => Some(match client.room_online(&self.current).await {
+                Ok(n) => status(format!("#{}: {n} online", self.current)),
+                Err(e) => status(format!("error: who: {e}")),
+            }),
             Line::Online(users) => {
                 let named: Vec<&str> = users.iter().map(String::as_str).collect();
                 Some(match client.presence(&named).await {

@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use courier_proto::client::{frame::Body, Join, Leave, Message, Send, SendReply, Sync, Target};
+use courier_proto::client::{
+    frame::Body, Join, Leave, Message, RoomOnline, Send, SendReply, Sync, Target,
+};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -214,6 +216,16 @@ impl Client {
         match self.request(Body::Join(join)).await? {
             Body::JoinReply(_) => Ok(()),
             other => Err(unexpected("JoinReply", &other)),
+        }
+    }
+
+    /// How many connections are in `room` (one this client joined),
+    /// cluster-wide as of the comets' last reports.
+    pub async fn room_online(&self, room: &str) -> Result<u64, ClientError> {
+        let ask = RoomOnline { room: room.into() };
+        match self.request(Body::RoomOnline(ask)).await? {
+            Body::RoomOnlineReply(reply) => Ok(reply.connections),
+            other => Err(unexpected("RoomOnlineReply", &other)),
         }
     }
 

@@ -18,7 +18,8 @@ use courier_proto::client::StreamHead;
 use courier_proto::logic::logic_client::LogicClient;
 use courier_proto::logic::{
     AckRequest, ConnectReply, ConnectRequest, DisconnectRequest, HeartbeatRequest, Page,
-    RenewOnlineRequest, RoomsChangedRequest, SendReply, SendRequest, SyncRequest,
+    RenewOnlineRequest, RoomOnlineRequest, RoomsChangedRequest, SendReply, SendRequest,
+    SyncRequest,
 };
 use courier_runtime::cluster_auth::{ClusterSecret, Stamp};
 use parking_lot::RwLock;
@@ -253,6 +254,15 @@ impl LogicPool {
         self.call(req, |mut c, req| async move { c.rooms_changed(req).await })
             .await
             .map(drop)
+    }
+
+    /// Connections in a room, cluster-wide.
+    pub(crate) async fn room_online(&self, room: String) -> Result<u64, LogicError> {
+        self.call(RoomOnlineRequest { room }, |mut c, req| async move {
+            c.room_online(req).await
+        })
+        .await
+        .map(|reply| reply.connections)
     }
 
     /// The periodic load report.

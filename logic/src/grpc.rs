@@ -17,8 +17,8 @@ use courier_proto::client::target::Kind;
 use courier_proto::logic::logic_server::Logic;
 use courier_proto::logic::{
     AckReply, AckRequest, ConnectReply, ConnectRequest, DisconnectReply, DisconnectRequest,
-    HeartbeatReply, HeartbeatRequest, Page, RenewOnlineReply, RenewOnlineRequest,
-    RoomsChangedReply, RoomsChangedRequest, SendReply, SendRequest, SyncRequest,
+    HeartbeatReply, HeartbeatRequest, Page, RenewOnlineReply, RenewOnlineRequest, RoomOnlineReply,
+    RoomOnlineRequest, RoomsChangedReply, RoomsChangedRequest, SendReply, SendRequest, SyncRequest,
 };
 use courier_proto::names::{
     check_comet_id, check_device, check_key, check_room, check_uid, InvalidName,
@@ -301,5 +301,20 @@ impl Logic for LogicService {
             .await
             .map_err(unavailable)?;
         Ok(Response::new(RenewOnlineReply {}))
+    }
+
+    async fn room_online(
+        &self,
+        request: Request<RoomOnlineRequest>,
+    ) -> Result<Response<RoomOnlineReply>, Status> {
+        let room = request.into_inner().room;
+        checked("room", &room, check_room)?;
+        let connections = self
+            .shared
+            .sessions
+            .room_online(&room)
+            .await
+            .map_err(unavailable)?;
+        Ok(Response::new(RoomOnlineReply { connections }))
     }
 }

@@ -291,6 +291,37 @@ async fn send_goes_through_the_publish_path() {
 }
 
 #[tokio::test]
+async fn room_online_sums_the_comets_reports() {
+    let (t, mut c) = start_with_policy(LoginPolicy::Multi).await;
+    for (comet, n) in [("c1", 2), ("c2", 3)] {
+        c.renew_online(RenewOnlineRequest {
+            comet_id: comet.into(),
+            connections: n,
+            rooms: [("lobby".to_owned(), n)].into_iter().collect(),
+            ..RenewOnlineRequest::default()
+        })
+        .await
+        .unwrap();
+    }
+    let reply = c
+        .room_online(courier_proto::logic::RoomOnlineRequest {
+            room: "lobby".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.connections, 5);
+    let bad = c
+        .room_online(courier_proto::logic::RoomOnlineRequest {
+            room: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    drop(t);
+}
+
+#[tokio::test]
 async fn renew_online_feeds_the_online_counts() {
     let (t, mut c) = start_with_policy(LoginPolicy::Multi).await;
     c.renew_online(RenewOnlineRequest {

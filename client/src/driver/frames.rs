@@ -87,6 +87,7 @@ impl Driver {
             reply @ (Body::SendReply(_)
             | Body::JoinReply(_)
             | Body::LeaveReply(_)
+            | Body::RoomOnlineReply(_)
             | Body::AuthReply(_)) => {
                 if let Some(cmd) = self.pending.remove(&frame.id) {
                     self.track_rooms(&cmd.body, &reply);

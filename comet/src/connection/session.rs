@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use courier_proto::client::{
     self, frame::Body, target::Kind, Ack, AuthReply, ErrorCode, Frame, HeartbeatReply, Join,
-    JoinReply, Kick, Leave, LeaveReply, Reconnect, Sync,
+    JoinReply, Kick, Leave, LeaveReply, Reconnect, RoomOnline, RoomOnlineReply, Sync,
 };
 use courier_proto::logic::{HeartbeatRequest, SendRequest, SyncRequest};
 use courier_proto::names::check_room;
@@ -181,6 +181,7 @@ impl Session {
             Some(Body::Leave(Leave { room })) => self.leave(id, room),
             Some(Body::Send(send)) => self.send(id, send),
             Some(Body::Sync(sync)) => self.sync(id, sync),
+            Some(Body::RoomOnline(RoomOnline { room })) => self.room_online(id, room),
             Some(Body::Ack(Ack { seq, epoch })) => self.ack(epoch, seq),
             Some(Body::Auth(_)) => {
                 self.close_with_error(id, ErrorCode::Unexpected, "already authenticated");
@@ -196,7 +197,8 @@ impl Session {
                 | Body::Reconnect(_)
                 | Body::Kick(_)
                 | Body::Error(_)
-                | Body::SyncReply(_),
+                | Body::SyncReply(_)
+                | Body::RoomOnlineReply(_),
             ) => {
                 self.close_with_error(id, ErrorCode::Unexpected, "server-only frame");
                 return Next::Close("server-only frame");
@@ -331,6 +333,36 @@ impl Session {
             };
             drop(permit);
             outbox.push(frame);
+        });
+    }
+
+    /// How many are in a room this connection is in. Counted against
+    /// `join_rate`: it costs logic a read of every comet's report.
+    fn room_online(&mut self, id: u64, room: String) {
+        if let Err(why) = check_room(&room) {
+            return self.error(id, ErrorCode::BadRequest, why.to_string());
+        }
+        if !self.rooms.contains(&room) {
+            return self.error(id, ErrorCode::NotInRoom, "join the room first");
+        }
+        if !self.joins_allowed(id) {
+            return;
+        }
+        let Ok(permit) = self.syncs.clone().try_acquire_owned() else {
+            return self.error(id, ErrorCode::Unavailable, "too many reads in flight");
+        };
+        let logic = self.state.logic.clone();
+        let outbox = self.outbox.clone();
+        self.state.tracker.spawn(async move {
+            let frame = match logic.room_online(room.clone()).await {
+                Ok(connections) => Frame::new(
+                    id,
+                    Body::RoomOnlineReply(RoomOnlineReply { room, connections }),
+                ),
+                Err(e) => Frame::error(id, sync_error_code(&e), e.client_message()),
+            };
+            drop(permit);
+            outbox.push(encode_frame(&frame));
         });
     }
 

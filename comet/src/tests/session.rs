@@ -360,3 +360,30 @@ async fn the_device_id_goes_to_logic_at_open_and_with_every_heartbeat() {
     .await;
     bad.expect_error(ErrorCode::BadRequest).await;
 }
+
+#[tokio::test]
+async fn a_member_may_ask_how_many_are_in_its_room_and_no_one_else() {
+    let h = Harness::start().await;
+    let comet = h.comet(h.config()).await;
+    let (mut c, _) = comet.login(&h, "alice", &["lobby"]).await;
+    c.send(
+        1,
+        Body::RoomOnline(courier_proto::client::RoomOnline {
+            room: "lobby".into(),
+        }),
+    )
+    .await;
+    let reply = c.recv().await;
+    let Some(Body::RoomOnlineReply(r)) = reply.body else {
+        panic!("expected RoomOnlineReply, got {reply:?}")
+    };
+    // The fake logic answers the room name's length.
+    assert_eq!((reply.id, r.room.as_str(), r.connections), (1, "lobby", 5));
+    // Not a member: refused, and logic is not asked.
+    c.send(
+        2,
+        Body::RoomOnline(courier_proto::client::RoomOnline { room: "ops".into() }),
+    )
+    .await;
+    assert_eq!(c.expect_error(ErrorCode::NotInRoom).await.id, 2);
+}

@@ -213,6 +213,16 @@ impl Logic for FakeLogic {
         self.record(Call::Renew(request.into_inner()));
         Ok(Response::new(RenewOnlineReply {}))
     }
+
+    async fn room_online(
+        &self,
+        request: Request<RoomOnlineRequest>,
+    ) -> Result<Response<RoomOnlineReply>, Status> {
+        let room = request.into_inner().room;
+        Ok(Response::new(RoomOnlineReply {
+            connections: room.len() as u64,
+        }))
+    }
 }
 
 /// The epoch of every stream of the fake logic.
