@@ -34,14 +34,21 @@ if ! command -v tansu >/dev/null; then
   cargo install tansu --locked --features dynostore
 fi
 
-# 3. Every test. nextest runs each test in its own process with a timeout
-#    (.config/nextest.toml); plain cargo test is the fallback.
-if cargo nextest --version >/dev/null 2>&1; then
-  log "running tests with cargo nextest"
-  cargo nextest run --workspace --all-targets "$@"
-  # nextest does not run doctests.
-  cargo test --workspace --doc "$@"
-else
-  log "running tests with cargo test"
-  cargo test --workspace --all-targets "$@"
+# 3. The test runner: nextest runs each test in its own process with a
+#    timeout, and the heavy cluster tests alone (.config/nextest.toml).
+if ! cargo nextest --version >/dev/null 2>&1; then
+  log "installing cargo-nextest"
+  cargo install cargo-nextest --locked
+fi
+
+# 4. Every test.
+log "running tests with cargo nextest"
+cargo nextest run --workspace --all-targets "$@"
+# nextest does not run doctests.
+cargo test --workspace --doc "$@"
+
+# 5. Fuzzing, bounded: every target of fuzz/ from its seeds, for
+#    FUZZ_SECONDS each (scripts/fuzz.sh). Only on a full run.
+if [ "$#" -eq 0 ]; then
+  FUZZ_SECONDS="${FUZZ_SECONDS:-15}" scripts/fuzz.sh
 fi

@@ -35,6 +35,8 @@ mod accounts;
 mod config;
 mod departures;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod grpc;
 mod http;
 mod keys;

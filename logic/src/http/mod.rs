@@ -22,7 +22,7 @@ use tower_http::trace::TraceLayer;
 use crate::state::LogicState;
 
 mod auth;
-mod dto;
+pub(crate) mod dto;
 mod error;
 mod extract;
 mod messages;
