@@ -32,16 +32,21 @@ fn https(ca: &Path) -> reqwest::Client {
         .unwrap()
 }
 
-#[tokio::test]
-async fn every_listener_and_link_speaks_tls_and_refuses_plaintext() {
-    let certs = TestCerts::new().unwrap();
+/// An embedded system serving and dialing with `certs`.
+async fn system_on(certs: &TestCerts) -> courier::System {
     let mut config = support::config();
     config.tls = TlsConfig {
         cert: certs.cert.clone(),
         key: certs.key.clone(),
         ca: certs.ca.clone(),
     };
-    let system = support::start_with(config, 1).await;
+    support::start_with(config, 1).await
+}
+
+#[tokio::test]
+async fn every_listener_and_link_speaks_tls_and_refuses_plaintext() {
+    let certs = TestCerts::new().unwrap();
+    let system = system_on(&certs).await;
     assert!(system.logic_url().starts_with("https://"));
 
     // Register and log in over HTTPS, connect to the comet over TLS (which
@@ -79,13 +84,7 @@ async fn every_listener_and_link_speaks_tls_and_refuses_plaintext() {
 #[tokio::test]
 async fn a_renewed_certificate_is_served_without_a_restart() {
     let mut certs = TestCerts::new().unwrap();
-    let mut config = support::config();
-    config.tls = TlsConfig {
-        cert: certs.cert.clone(),
-        key: certs.key.clone(),
-        ca: certs.ca.clone(),
-    };
-    let system = support::start_with(config, 1).await;
+    let system = system_on(&certs).await;
     let bob = client_config(&system, "bob", &certs.ca);
     register_with(&bob).await.unwrap();
     let (old, _events) = Client::connect(bob).await.unwrap();

@@ -376,6 +376,21 @@ async fn a_comet_without_keys_batch_gets_the_pushes_one_by_one() {
     job.stop().await;
 }
 
+/// Publishes 20 pushes to comet `other` and 20 to `live`, interleaved on
+/// one partition, and waits until `live` has answered all of its own, in
+/// order.
+async fn interleave_and_expect_live(cluster: &Cluster, other: &str, live: &RunningComet) {
+    let sent = numbered("live", 20);
+    for (i, id) in sent.iter().enumerate() {
+        cluster
+            .publish("u1", keys(other, &["k"], &format!("{other}{i}")))
+            .await;
+        cluster.publish("u1", keys("live", &["k"], id)).await;
+    }
+    let calls = live.answered_until(|c| all_ids(c).len() >= 20).await;
+    assert_eq!(all_ids(&calls), sent);
+}
+
 #[tokio::test]
 async fn an_unreachable_comet_stalls_no_other_comet_and_its_pushes_are_committed() {
     let cluster = Cluster::new();
@@ -389,18 +404,10 @@ async fn an_unreachable_comet_stalls_no_other_comet_and_its_pushes_are_committed
         ..config("unreachable")
     });
 
-    let sent = numbered("live", 20);
-    for (i, id) in sent.iter().enumerate() {
-        cluster
-            .publish("u1", keys("dead", &["k"], &format!("dead{i}")))
-            .await;
-        cluster.publish("u1", keys("live", &["k"], id)).await;
-    }
     // Were the dead comet retried until it answered (it never will: its
     // registration stays), the consumer would block behind its full queue
-    // and this would time out.
-    let calls = live.answered_until(|c| all_ids(c).len() >= 20).await;
-    assert_eq!(all_ids(&calls), sent);
+    // and the live comet would not get its pushes.
+    interleave_and_expect_live(&cluster, "dead", &live).await;
     job.stop().await;
 
     // Everything above was committed, the dead comet's pushes included.
@@ -419,17 +426,9 @@ async fn a_comet_that_accepts_and_never_answers_stalls_no_other_comet() {
         ..config("frozen")
     });
 
-    let sent = numbered("live", 20);
-    for (i, id) in sent.iter().enumerate() {
-        cluster
-            .publish("u1", keys("frozen", &["k"], &format!("frozen{i}")))
-            .await;
-        cluster.publish("u1", keys("live", &["k"], id)).await;
-    }
     // Were the dispatch to wait on the frozen comet's full queue, the live
     // comet would stop getting pushes after a couple of messages.
-    let calls = live.answered_until(|c| all_ids(c).len() >= 20).await;
-    assert_eq!(all_ids(&calls), sent);
+    interleave_and_expect_live(&cluster, "frozen", &live).await;
 
     // Were timeouts retried forever, the frozen comet's first push would
     // hold back every commit: instead it is marked down and its pushes are

@@ -17,15 +17,8 @@ use tokio::sync::Semaphore;
 /// Flags of `courier bench e2e`.
 #[derive(Debug, clap::Args)]
 pub struct E2eArgs {
-    /// Logic's base URL.
-    #[arg(long, default_value = "http://127.0.0.1:3111")]
-    pub server: String,
-    /// Push API key.
-    #[arg(long, env = "COURIER_API_KEY")]
-    pub api_key: String,
-    /// A PEM file of the CA that signed the cluster's certificates (TLS).
-    #[arg(long, env = "COURIER_CA")]
-    pub ca: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub logic: super::trust::LogicTarget,
     /// Pushes to send.
     #[arg(long, default_value_t = 10_000)]
     pub count: usize,
@@ -51,7 +44,12 @@ pub async fn e2e(args: E2eArgs) -> anyhow::Result<()> {
         crate::config::generate_secret().get(..8).unwrap_or("x")
     );
     let password = "bench-password";
-    let config = super::trust::client_config(&args.server, &user, password, args.ca.as_deref())?;
+    let config = super::trust::client_config(
+        &args.logic.server,
+        &user,
+        password,
+        args.logic.ca.as_deref(),
+    )?;
     courier_client::register_with(&config)
         .await
         .context("registering the bench user")?;
@@ -60,14 +58,18 @@ pub async fn e2e(args: E2eArgs) -> anyhow::Result<()> {
         .context("connecting the bench client")?;
 
     let sent: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
-    let http = super::trust::http(args.ca.as_deref())?.build()?;
-    let url = format!("{}/api/v1/push/users", args.server);
+    let http = super::trust::http(args.logic.ca.as_deref())?.build()?;
+    let url = format!("{}/api/v1/push/users", args.logic.server);
     let permits = Arc::new(Semaphore::new(args.concurrency));
     let started = Instant::now();
 
     let producer = {
-        let (sent, permits, user, key) =
-            (sent.clone(), permits.clone(), user.clone(), args.api_key);
+        let (sent, permits, user, key) = (
+            sent.clone(),
+            permits.clone(),
+            user.clone(),
+            args.logic.api_key,
+        );
         let rate = args.rate;
         tokio::spawn(async move {
             let mut ticker = (rate > 0).then(|| {

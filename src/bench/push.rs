@@ -23,15 +23,8 @@ use crate::bench::latency::Latency;
 /// Flags of `courier bench push`.
 #[derive(Debug, clap::Args)]
 pub struct PushArgs {
-    /// Logic's base URL.
-    #[arg(long, default_value = "http://127.0.0.1:3111")]
-    pub server: String,
-    /// Push API key.
-    #[arg(long, env = "COURIER_API_KEY")]
-    pub api_key: String,
-    /// A PEM file of the CA that signed the cluster's certificates (TLS).
-    #[arg(long, env = "COURIER_CA")]
-    pub ca: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub logic: super::trust::LogicTarget,
     /// Requests to send.
     #[arg(long, default_value_t = 20_000)]
     pub requests: u64,
@@ -78,8 +71,12 @@ pub async fn push(args: PushArgs) -> anyhow::Result<()> {
         for i in 0..args.users {
             let uid = format!("bench-push-{i}");
             let password = "bench-push-password";
-            let config =
-                super::trust::client_config(&args.server, &uid, password, args.ca.as_deref())?;
+            let config = super::trust::client_config(
+                &args.logic.server,
+                &uid,
+                password,
+                args.logic.ca.as_deref(),
+            )?;
             let _ = courier_client::register_with(&config).await;
             let (client, mut events) = Client::connect(config)
                 .await
@@ -91,7 +88,7 @@ pub async fn push(args: PushArgs) -> anyhow::Result<()> {
         }
     }
     let data = serde_json::to_string(&"x".repeat(args.payload.saturating_sub(2)))?;
-    let http = super::trust::http(args.ca.as_deref())?
+    let http = super::trust::http(args.logic.ca.as_deref())?
         .pool_max_idle_per_host(args.concurrency)
         .tcp_nodelay(true)
         .build()?;
@@ -103,12 +100,12 @@ pub async fn push(args: PushArgs) -> anyhow::Result<()> {
     for n in 0..args.requests {
         let permit = slots.clone().acquire_owned().await?;
         let request = if args.ceiling {
-            http.get(format!("{}/healthz", args.server))
+            http.get(format!("{}/healthz", args.logic.server))
         } else {
             let uid = &uids[(n as usize) % uids.len()];
             let body = format!(r#"{{"uids":["{uid}"],"op":1001,"data":{data}}}"#);
-            http.post(format!("{}/api/v1/push/users", args.server))
-                .bearer_auth(&args.api_key)
+            http.post(format!("{}/api/v1/push/users", args.logic.server))
+                .bearer_auth(&args.logic.api_key)
                 .header("content-type", "application/json")
                 .body(body)
         };

@@ -2,10 +2,24 @@
 //! SDK clients speak TLS to logic and the comets and the HTTP client trust
 //! that CA, as a production client would.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use courier_client::ClientConfig;
+
+/// The logic a benchmark pushes through, and how to reach it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogicTarget {
+    /// Logic's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:3111")]
+    pub server: String,
+    /// Push API key.
+    #[arg(long, env = "COURIER_API_KEY")]
+    pub api_key: String,
+    /// A PEM file of the CA that signed the cluster's certificates (TLS).
+    #[arg(long, env = "COURIER_CA")]
+    pub ca: Option<PathBuf>,
+}
 
 /// An SDK config for `user` at `server`, over TLS when `ca` is given or the
 /// server is `https`.
