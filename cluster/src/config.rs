@@ -21,10 +21,11 @@ pub struct ClusterConfig {
     pub queue: String,
     /// Service discovery: `memory://` or `etcd://host:port`.
     pub discovery: String,
-    /// How long a session lives without a heartbeat.
+    /// How long a session replaced by a newer login cannot come back
+    /// (longer than the comets' `session_check`).
     #[serde(with = "humantime_serde")]
-    pub session_ttl: Duration,
-    /// How long a comet's load report and room registrations live.
+    pub ended_session_ttl: Duration,
+    /// How long a comet's load report (its online counts) lives.
     #[serde(with = "humantime_serde")]
     pub comet_ttl: Duration,
     /// Lease of a discovery registration.
@@ -58,7 +59,7 @@ impl Default for ClusterConfig {
             sessions: "memory://".into(),
             queue: "memory://".into(),
             discovery: "memory://".into(),
-            session_ttl: s.session_ttl,
+            ended_session_ttl: s.ended_ttl,
             comet_ttl: s.comet_ttl,
             lease_ttl: Duration::from_secs(10),
             queue_partitions: 8,
@@ -91,7 +92,7 @@ impl ClusterConfig {
     /// The session-store lifetimes this config sets.
     pub fn session_options(&self) -> SessionOptions {
         SessionOptions {
-            session_ttl: self.session_ttl,
+            ended_ttl: self.ended_session_ttl,
             comet_ttl: self.comet_ttl,
         }
     }

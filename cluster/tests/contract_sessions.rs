@@ -3,9 +3,9 @@
 //! (each test starts its own real server; a server that cannot start fails
 //! the test).
 //!
-//! Waiting is the same everywhere: "still live" checks sit well inside a TTL,
-//! and "gone" checks poll with a deadline. Under paused time the polling
-//! sleeps advance the clock instantly.
+//! Waiting is the same everywhere: "still there" checks come after several
+//! report lifetimes, and "gone" checks poll with a deadline. Under paused
+//! time the sleeps advance the clock instantly.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
@@ -20,7 +20,7 @@ use tokio::time::sleep;
 /// Short lifetimes so real-Redis expiry tests take seconds.
 fn opts() -> SessionOptions {
     SessionOptions {
-        session_ttl: Duration::from_secs(2),
+        ended_ttl: Duration::from_secs(2),
         comet_ttl: Duration::from_secs(1),
     }
 }
@@ -50,27 +50,34 @@ fn part(part: u32, parts: u32, connections: u32, rooms: &[(&str, u32)]) -> Comet
     }
 }
 
-async fn devices_and_ended_sessions(s: &dyn Sessions, _: SessionOptions) {
+async fn devices_and_ended_sessions(s: &dyn Sessions, o: SessionOptions) {
     let laptop = Session {
         device: "laptop".into(),
         ..session("alice", "k1", "c1")
     };
     s.add(&laptop).await.unwrap();
-    // A heartbeat names the connection without its device; the device stays.
-    assert!(s.renew(&session("alice", "k1", "c1")).await.unwrap());
+    // A session check names the connection without its device; the device
+    // stays.
+    assert!(s.check(&session("alice", "k1", "c1")).await.unwrap());
     assert_eq!(
         s.user_sessions("alice").await.unwrap(),
         vec![laptop.clone()]
     );
 
-    // Ended: gone, and no late heartbeat brings it back.
+    // Ended: gone, and no late session check brings it back...
     s.end(&laptop).await.unwrap();
     assert!(s.user_sessions("alice").await.unwrap().is_empty());
-    assert!(!s.renew(&laptop).await.unwrap());
+    assert!(!s.check(&laptop).await.unwrap());
     assert!(!s.revive(&laptop).await.unwrap());
     assert!(s.user_sessions("alice").await.unwrap().is_empty());
+    // ...until the marker lapses.
+    courier_testkit::eventually_async("the ended marker to lapse", o.ended_ttl * 3, || async {
+        s.revive(&laptop).await.unwrap()
+    })
+    .await;
+    s.remove(&laptop).await.unwrap();
 
-    // A session that was merely removed (or expired) can be revived.
+    // A session that was merely removed (or forgotten) can be revived.
     let phone = session("alice", "k2", "c1");
     s.add(&phone).await.unwrap();
     s.remove(&phone).await.unwrap();
@@ -169,42 +176,77 @@ async fn several_devices(s: &dyn Sessions, _: SessionOptions) {
     assert_eq!(sorted_sessions(s, "bob").await, vec![bob]);
 }
 
-async fn renew_reports_liveness(s: &dyn Sessions, _: SessionOptions) {
+async fn check_reports_presence(s: &dyn Sessions, _: SessionOptions) {
     let alice = session("alice", "k1", "c1");
-    assert!(!s.renew(&alice).await.unwrap(), "unknown session renewed");
+    assert!(!s.check(&alice).await.unwrap(), "unknown session found");
     s.add(&alice).await.unwrap();
-    assert!(s.renew(&alice).await.unwrap());
+    assert!(s.check(&alice).await.unwrap());
     assert!(
-        !s.renew(&session("alice", "k1", "c2")).await.unwrap(),
-        "renewed through the wrong comet"
+        !s.check(&session("alice", "k1", "c2")).await.unwrap(),
+        "found through the wrong comet"
     );
     s.remove(&alice).await.unwrap();
-    assert!(!s.renew(&alice).await.unwrap(), "removed session renewed");
+    assert!(!s.check(&alice).await.unwrap(), "removed session found");
 }
 
-async fn sessions_expire_unless_renewed(s: &dyn Sessions, o: SessionOptions) {
-    let ttl = o.session_ttl;
+/// Nothing renews a session, and nothing needs to: it stays however long
+/// its connection idles, while comet reports come and go, until its comet
+/// is forgotten.
+async fn sessions_live_until_their_comet_is_forgotten(s: &dyn Sessions, o: SessionOptions) {
     let alice = session("alice", "k1", "c1");
-    s.add(&alice).await.unwrap();
-    sleep(ttl / 2).await;
-    assert!(s.renew(&alice).await.unwrap());
-    // Past the first TTL, within the renewed one.
-    sleep(ttl * 3 / 4).await;
+    let bob = session("bob", "k2", "c1");
+    let carol = session("carol", "k3", "c2");
+    for x in [&alice, &bob, &carol] {
+        s.add(x).await.unwrap();
+    }
+    s.report_comet("c1", &report(2, &[("lobby", 2)]))
+        .await
+        .unwrap();
+    s.report_comet("c2", &report(1, &[])).await.unwrap();
+    assert_eq!(s.known_comets().await.unwrap(), vec!["c1", "c2"]);
+
+    sleep(o.comet_ttl * 3).await;
+    assert!(s.online().await.unwrap().comets.is_empty(), "reports lapse");
     assert_eq!(s.key_session("k1").await.unwrap(), Some(alice.clone()));
-    assert_eq!(s.online_users("", 10).await.unwrap().0, vec!["alice"]);
+    assert!(s.check(&bob).await.unwrap());
+    assert_eq!(s.online().await.unwrap().users, 3);
+    assert_eq!(
+        s.online_users("", 10).await.unwrap().0,
+        vec!["alice", "bob", "carol"]
+    );
 
-    courier_testkit::eventually_async("the session to expire", ttl * 3, || async {
-        s.key_session("k1").await.unwrap().is_none()
-            && s.user_sessions("alice").await.unwrap().is_empty()
-    })
-    .await;
-    assert_eq!(s.online().await.unwrap().users, 0);
-    assert_eq!(s.online_users("", 10).await.unwrap(), (vec![], None));
-    assert!(!s.renew(&alice).await.unwrap(), "expired session renewed");
+    s.forget_comet("c1").await.unwrap();
+    assert_eq!(s.key_session("k1").await.unwrap(), None);
+    assert!(s.user_sessions("alice").await.unwrap().is_empty());
+    assert!(!s.check(&bob).await.unwrap());
+    assert_eq!(s.user_sessions("carol").await.unwrap(), vec![carol.clone()]);
+    assert_eq!(s.online().await.unwrap().users, 1);
+    assert_eq!(s.online_users("", 10).await.unwrap().0, vec!["carol"]);
+    assert!(s.room_comets("lobby").await.unwrap().is_empty());
+    assert_eq!(s.known_comets().await.unwrap(), vec!["c2"]);
 
-    // It can come back.
-    s.add(&alice).await.unwrap();
+    // A forgotten comet's connection that is in fact alive comes back.
+    assert!(s.revive(&alice).await.unwrap());
     assert_eq!(s.user_sessions("alice").await.unwrap(), vec![alice]);
+}
+
+/// A comet with more sessions than one forgetting round takes.
+async fn forgetting_a_big_comet(s: &dyn Sessions, _: SessionOptions) {
+    let sessions: Vec<Session> = (0..2_500)
+        .map(|i| session(&format!("u{i}"), &format!("k{i}"), "big"))
+        .collect();
+    futures::future::try_join_all(sessions.iter().map(|x| s.add(x)))
+        .await
+        .unwrap();
+    s.add(&session("u0", "other", "small")).await.unwrap();
+    assert_eq!(s.online().await.unwrap().users, 2_500);
+    s.forget_comet("big").await.unwrap();
+    assert_eq!(s.online().await.unwrap().users, 1);
+    assert_eq!(
+        s.user_sessions("u0").await.unwrap(),
+        vec![session("u0", "other", "small")]
+    );
+    assert_eq!(s.key_session("k2499").await.unwrap(), None);
 }
 
 async fn room_comets(s: &dyn Sessions, o: SessionOptions) {
@@ -376,8 +418,9 @@ macro_rules! contract {
 contract!(
     add_lookup_remove,
     several_devices,
-    renew_reports_liveness,
-    sessions_expire_unless_renewed,
+    check_reports_presence,
+    sessions_live_until_their_comet_is_forgotten,
+    forgetting_a_big_comet,
     room_comets,
     online_counts,
     online_users_paging,

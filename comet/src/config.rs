@@ -38,6 +38,15 @@ pub struct CometConfig {
     /// silent for three intervals is closed.
     #[serde(with = "humantime_serde")]
     pub heartbeat: Duration,
+    /// How often each connection's session is checked with logic (default
+    /// 5 min; 0 = at every client heartbeat): logic restores a session it
+    /// lost, the comet closes one a newer login ended, and the client
+    /// learns its inbox head (so a message that never reached it is
+    /// fetched). Other heartbeats are answered here, so an idle connection
+    /// costs logic and the store one call per this interval, spread
+    /// evenly.
+    #[serde(with = "humantime_serde")]
+    pub session_check: Duration,
     /// Largest frame accepted before the client has authenticated (default
     /// 8 KiB: an `Auth` with a token and `max_rooms` room names). A longer
     /// announced length ends the connection at once.
@@ -110,6 +119,7 @@ impl Default for CometConfig {
             max_frame: courier_proto::DEFAULT_MAX_FRAME,
             handshake_timeout: Duration::from_secs(5),
             heartbeat: Duration::from_secs(30),
+            session_check: Duration::from_secs(300),
             max_auth_frame: 8 * 1024,
             accept_rate: 2000,
             max_handshakes: 4096,

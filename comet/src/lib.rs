@@ -21,6 +21,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod closer;
 mod config;
 mod connection;
 mod counters;

@@ -17,9 +17,9 @@ use courier_cluster::LogicNode;
 use courier_proto::client::StreamHead;
 use courier_proto::logic::logic_client::LogicClient;
 use courier_proto::logic::{
-    AckRequest, ConnectReply, ConnectRequest, DisconnectRequest, HeartbeatRequest, Page,
-    RenewOnlineRequest, RoomOnlineRequest, RoomsChangedRequest, SendReply, SendRequest,
-    SyncRequest,
+    AckRequest, CloseSessionsRequest, CometStartedRequest, ConnectReply, ConnectRequest,
+    HeartbeatRequest, Page, RenewOnlineRequest, RoomOnlineRequest, RoomsChangedRequest, SendReply,
+    SendRequest, SyncRequest,
 };
 use courier_runtime::cluster_auth::{ClusterSecret, Stamp};
 use parking_lot::RwLock;
@@ -213,14 +213,22 @@ impl LogicPool {
             .await
     }
 
-    /// A client left: close its session.
-    pub(crate) async fn close_session(&self, req: DisconnectRequest) -> Result<(), LogicError> {
-        self.call(req, |mut c, req| async move { c.close_session(req).await })
+    /// Clients left: close their sessions.
+    pub(crate) async fn close_sessions(&self, req: CloseSessionsRequest) -> Result<(), LogicError> {
+        self.call(req, |mut c, req| async move { c.close_sessions(req).await })
             .await
             .map(drop)
     }
 
-    /// Renews a session's TTL; returns the user's inbox head.
+    /// This comet process starts: logic forgets what an earlier one left.
+    pub(crate) async fn comet_started(&self, req: CometStartedRequest) -> Result<(), LogicError> {
+        self.call(req, |mut c, req| async move { c.comet_started(req).await })
+            .await
+            .map(drop)
+    }
+
+    /// Checks a session (restoring it if gone but not ended); returns the
+    /// user's inbox head.
     pub(crate) async fn heartbeat(
         &self,
         req: HeartbeatRequest,

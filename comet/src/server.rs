@@ -3,7 +3,9 @@
 //! [`Comet::bind`] binds both listeners (so callers learn the real ports
 //! before anything runs). [`Comet::run`] follows the logics in discovery,
 //! registers this comet, and serves clients and the push service until
-//! `shutdown` fires or a drain is asked for (the `Drain` RPC). Then it
+//! `shutdown` fires or a drain is asked for (the `Drain` RPC); before it
+//! accepts a client it tells logic it started (`CometStarted`), so what an
+//! earlier process under its id left behind is forgotten. Then it
 //! drains: the record is marked `draining` (so logic ranks it out and no new
 //! client is sent here), accepting stops, the clients are told `Reconnect`
 //! in waves at `drain_rate` (see [`crate::drain`]) and closed (their
@@ -20,9 +22,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use courier_cluster::discovery::register_json;
 use courier_cluster::{CometNode, Discovery, NodeState, ServiceKind};
 use courier_proto::comet::comet_server::CometServer;
+use courier_proto::logic::CometStartedRequest;
 use courier_runtime::admin::{serve_admin, Readiness};
 use courier_runtime::net::{self, advertised};
 use courier_runtime::tls::{self, Alpn, ServerTls};
@@ -235,6 +239,22 @@ impl Comet {
                 stop_grpc.clone().cancelled_owned(),
             )),
         };
+        let stop_closer = CancellationToken::new();
+        let closer = state.spawn_closer(stop_closer.clone());
+        if !announce_start(&state, &shutdown).await {
+            // Stopped before any logic answered: nothing was served.
+            stop_closer.cancel();
+            if let Some(closer) = closer {
+                let _ = closer.await;
+            }
+            stop_grpc.cancel();
+            let _ = tokio::time::timeout(GRPC_GRACE, &mut grpc_task).await;
+            registration.deregister().await;
+            background.cancel();
+            let _ = follow.await;
+            let _ = rooms.await;
+            return Ok(());
+        }
         let stop_accept = CancellationToken::new();
         let client_tls = acceptors.map(|(client, _)| client);
         let accept = tokio::spawn(accept_loop(
@@ -278,6 +298,16 @@ impl Comet {
         {
             tracing::warn!(id = %config.id, "connections still closing after {grace:?}; leaving them");
         }
+        // The last closes go to logic before this comet leaves discovery.
+        stop_closer.cancel();
+        if let Some(mut closer) = closer {
+            if tokio::time::timeout(LOGIC_TIMEOUT, &mut closer)
+                .await
+                .is_err()
+            {
+                closer.abort();
+            }
+        }
         registration.deregister().await;
 
         stop_grpc.cancel();
@@ -308,6 +338,31 @@ impl Comet {
         match grpc_ended {
             Ok(result) => result.map_err(CometError::from),
             Err(e) => Err(CometError::Task(e.to_string())),
+        }
+    }
+}
+
+/// Tells logic this comet process starts (see `CometStarted`), retrying
+/// until a logic answers. `false` if `shutdown` fired first.
+async fn announce_start(state: &CometState, shutdown: &CancellationToken) -> bool {
+    let mut delays = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_secs(2))
+        .with_jitter()
+        .without_max_times()
+        .build();
+    let request = CometStartedRequest {
+        comet_id: state.id().to_owned(),
+    };
+    loop {
+        match state.logic.comet_started(request.clone()).await {
+            Ok(()) => return true,
+            Err(e) => tracing::info!(error = %e, "waiting for a logic to announce this comet to"),
+        }
+        let delay = delays.next().unwrap_or(Duration::from_secs(2));
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = tokio::time::sleep(delay) => {}
         }
     }
 }

@@ -9,10 +9,15 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use courier_proto::logic::ClosedSession;
 use courier_runtime::TokenKeys;
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::closer::{self, Closer};
 use crate::config::CometConfig;
 use crate::directory::Directory;
 use crate::limits::{Handshakes, IpConnections};
@@ -37,6 +42,10 @@ pub(crate) struct CometState {
     pub(crate) draining: CancellationToken,
     /// Connection tasks and the work they spawn, awaited on shutdown.
     pub(crate) tracker: TaskTracker,
+    /// Where connection tasks queue their sessions' closes for logic.
+    pub(crate) closer: Closer,
+    /// The closer task's end of the queue, until [`CometState::spawn_closer`].
+    closes: Mutex<Option<mpsc::Receiver<ClosedSession>>>,
     /// Random per process, so keys differ across restarts of one comet id.
     boot: u32,
     next_conn: AtomicU64,
@@ -46,7 +55,10 @@ impl CometState {
     /// Builds the state of a comet that is about to serve.
     pub(crate) fn new(config: CometConfig, logic: Arc<LogicPool>) -> Self {
         let tokens = TokenKeys::new(config.jwt_secret.as_bytes());
+        let (closer, closes) = Closer::new();
         Self {
+            closer,
+            closes: Mutex::new(Some(closes)),
             tokens,
             ip_connections: IpConnections::new(config.max_connections_per_ip),
             handshakes: Handshakes::new(config.max_handshakes, config.max_handshakes_per_ip),
@@ -64,6 +76,19 @@ impl CometState {
     /// This comet's id.
     pub(crate) fn id(&self) -> &str {
         &self.config.id
+    }
+
+    /// Starts the task that sends the queued session closes to logic,
+    /// until `stop` fires and the queue is empty (once; later calls return
+    /// `None`).
+    pub(crate) fn spawn_closer(&self, stop: CancellationToken) -> Option<JoinHandle<()>> {
+        let closes = self.closes.lock().take()?;
+        Some(tokio::spawn(closer::run(
+            closes,
+            self.logic.clone(),
+            self.config.id.clone(),
+            stop,
+        )))
     }
 
     /// A connection key unique across this comet's connections and restarts.

@@ -1,14 +1,17 @@
-//! Forgets the room registrations of comets that left the cluster.
+//! Forgets the sessions and room registrations of comets that left the
+//! cluster.
 //!
-//! Room registrations do not expire, so that a late or failed load report
-//! can never drop a room a live comet holds. A comet that dies takes its
-//! registrations nowhere, though: when a comet has been gone from discovery
-//! for `grace` (longer than a lease, so a comet that only missed a few
+//! Neither sessions nor room registrations expire, so that an idle
+//! connection costs the store nothing and a late or failed load report can
+//! never drop a room a live comet holds. A comet that dies takes its
+//! entries nowhere, though: when a comet has been gone from discovery for
+//! `grace` (longer than a lease, so a comet that only missed a few
 //! keep-alives is not forgotten), logic drops them. Every logic does this;
 //! forgetting twice is harmless, and a comet that comes back registers its
-//! rooms again with its next report. A registration of a comet this logic
-//! never saw leave stays until a logic sees it leave; meanwhile job skips
-//! pushes to comets it does not know.
+//! rooms again with its next report (its live connections' sessions come
+//! back with their next session check). A logic that starts also treats
+//! every comet the store knows but discovery does not list as gone, so a
+//! comet that died while no logic was watching is forgotten too.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -41,6 +44,15 @@ async fn follow(
     stop: CancellationToken,
 ) {
     let mut gone: HashMap<String, Instant> = HashMap::new();
+    match sessions.known_comets().await {
+        Ok(known) => {
+            let since = Instant::now();
+            for id in known.into_iter().filter(|id| !present.contains(id)) {
+                gone.insert(id, since);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot list the comets the store knows"),
+    }
     let mut tick = tokio::time::interval((grace / 4).max(Duration::from_secs(1)));
     let mut watching = true;
     loop {
@@ -67,7 +79,7 @@ async fn follow(
                 for id in due {
                     match sessions.forget_comet(&id).await {
                         Ok(()) => {
-                            tracing::info!(comet = %id, "comet left the cluster; forgot its rooms");
+                            tracing::info!(comet = %id, "comet left the cluster; forgot its sessions and rooms");
                             gone.remove(&id);
                         }
                         Err(e) => tracing::warn!(comet = %id, error = %e, "cannot forget a departed comet yet"),
@@ -103,6 +115,40 @@ mod tests {
         tx.send_replace(View::from([("b".to_owned(), String::new())]));
         tokio::time::sleep(grace).await;
         assert_eq!(sessions.room_comets("lobby").await.unwrap(), ["b"]);
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_comet_the_store_knows_but_discovery_does_not_is_forgotten_at_start() {
+        let sessions = Arc::new(MemorySessions::new(SessionOptions::default()));
+        for comet in ["dead", "alive"] {
+            let report = courier_cluster::CometReport::default();
+            sessions.report_comet(comet, &report).await.unwrap();
+            let session = courier_cluster::Session {
+                uid: format!("user-of-{comet}"),
+                key: format!("key-of-{comet}"),
+                comet_id: comet.to_owned(),
+                device: String::new(),
+            };
+            sessions.add(&session).await.unwrap();
+        }
+        let (_tx, rx) = watch::channel(View::from([("alive".to_owned(), String::new())]));
+        let stop = CancellationToken::new();
+        let grace = Duration::from_secs(30);
+        let task = tokio::spawn(forget_departed(rx, sessions.clone(), grace, stop.clone()));
+
+        tokio::time::sleep(grace * 2).await;
+        assert_eq!(sessions.known_comets().await.unwrap(), ["alive"]);
+        assert!(sessions
+            .user_sessions("user-of-dead")
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            sessions.user_sessions("user-of-alive").await.unwrap().len(),
+            1
+        );
         stop.cancel();
         task.await.unwrap();
     }

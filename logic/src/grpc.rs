@@ -1,5 +1,6 @@
 //! The gRPC service comets call: session lifecycle (with the inbox page a
-//! client resumes from), heartbeats (with the inbox head), upstream sends,
+//! client resumes from; closes in batches; a comet's restart), periodic
+//! session checks (with the inbox head), upstream sends,
 //! `Sync` pages and acks, room registrations and load reports.
 //!
 //! Callers are not authenticated yet: the uid a comet names is taken as
@@ -11,14 +12,17 @@
 
 use std::sync::Arc;
 
+use futures::{StreamExt, TryStreamExt};
+
 use courier_cluster::inbox::{Start, Stream};
 use courier_cluster::{CometReport, Session};
 use courier_proto::client::target::Kind;
 use courier_proto::logic::logic_server::Logic;
 use courier_proto::logic::{
-    AckReply, AckRequest, ConnectReply, ConnectRequest, DisconnectReply, DisconnectRequest,
-    HeartbeatReply, HeartbeatRequest, Page, RenewOnlineReply, RenewOnlineRequest, RoomOnlineReply,
-    RoomOnlineRequest, RoomsChangedReply, RoomsChangedRequest, SendReply, SendRequest, SyncRequest,
+    AckReply, AckRequest, CloseSessionsReply, CloseSessionsRequest, CometStartedReply,
+    CometStartedRequest, ConnectReply, ConnectRequest, HeartbeatReply, HeartbeatRequest, Page,
+    RenewOnlineReply, RenewOnlineRequest, RoomOnlineReply, RoomOnlineRequest, RoomsChangedReply,
+    RoomsChangedRequest, SendReply, SendRequest, SyncRequest,
 };
 use courier_proto::names::{
     check_comet_id, check_device, check_key, check_room, check_uid, InvalidName,
@@ -41,6 +45,12 @@ impl LogicService {
         Self { shared }
     }
 }
+
+/// Most sessions one `CloseSessions` call may name (the comet sends at
+/// most 1,000).
+const MAX_CLOSE_BATCH: usize = 10_000;
+/// Session removals of one `CloseSessions` call in flight at once.
+const CLOSE_CONCURRENCY: usize = 64;
 
 fn unavailable(e: courier_cluster::Error) -> Status {
     tracing::warn!(error = %e, "backend failure");
@@ -127,14 +137,50 @@ impl Logic for LogicService {
         }))
     }
 
-    async fn close_session(
+    async fn close_sessions(
         &self,
-        request: Request<DisconnectRequest>,
-    ) -> Result<Response<DisconnectReply>, Status> {
+        request: Request<CloseSessionsRequest>,
+    ) -> Result<Response<CloseSessionsReply>, Status> {
         let r = request.into_inner();
-        let s = session(r.comet_id, r.uid, r.key)?;
-        self.shared.sessions.remove(&s).await.map_err(unavailable)?;
-        Ok(Response::new(DisconnectReply {}))
+        if r.sessions.len() > MAX_CLOSE_BATCH {
+            return Err(Status::invalid_argument(format!(
+                "{} sessions in one call; at most {MAX_CLOSE_BATCH}",
+                r.sessions.len()
+            )));
+        }
+        let closed = r
+            .sessions
+            .into_iter()
+            .map(|c| session(r.comet_id.clone(), c.uid, c.key))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Owned sessions and an owned store: a borrowing closure here trips
+        // the higher-ranked lifetime check of the boxed `async_trait` future.
+        let store = self.shared.sessions.clone();
+        futures::stream::iter(closed)
+            .map(move |s| {
+                let store = store.clone();
+                async move { store.remove(&s).await }
+            })
+            .buffer_unordered(CLOSE_CONCURRENCY)
+            .try_collect::<()>()
+            .await
+            .map_err(unavailable)?;
+        Ok(Response::new(CloseSessionsReply {}))
+    }
+
+    async fn comet_started(
+        &self,
+        request: Request<CometStartedRequest>,
+    ) -> Result<Response<CometStartedReply>, Status> {
+        let r = request.into_inner();
+        checked("comet_id", &r.comet_id, check_comet_id)?;
+        self.shared
+            .sessions
+            .forget_comet(&r.comet_id)
+            .await
+            .map_err(unavailable)?;
+        tracing::info!(comet = %r.comet_id, "comet started; forgot what its previous process left");
+        Ok(Response::new(CometStartedReply {}))
     }
 
     async fn heartbeat(
@@ -144,12 +190,13 @@ impl Logic for LogicService {
         let r = request.into_inner();
         let s = device_session(r.comet_id, r.uid, r.key, r.device)?;
         let sessions = &self.shared.sessions;
-        let renew = async {
-            if sessions.renew(&s).await? {
+        let present = async {
+            if sessions.check(&s).await? {
                 return Ok(true);
             }
-            // The session expired but the connection is alive: restore it,
-            // unless a newer login ended it.
+            // The session is gone (its comet was forgotten while the
+            // connection lived, say) but the connection is alive: restore
+            // it, unless a newer login ended it.
             sessions.revive(&s).await
         };
         let start = Start::Position {
@@ -157,7 +204,7 @@ impl Logic for LogicService {
             after_seq: 0,
         };
         let head = self.shared.inbox.read(Stream::User(&s.uid), start, 0, 0);
-        let (alive, page) = futures::try_join!(renew, head).map_err(unavailable)?;
+        let (alive, page) = futures::try_join!(present, head).map_err(unavailable)?;
         if !alive {
             return Err(Status::failed_precondition(format!(
                 "session ended: {KICK_REASON}"

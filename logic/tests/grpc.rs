@@ -9,8 +9,8 @@ use courier_logic::LoginPolicy;
 use courier_proto::client::{Send, Target};
 use courier_proto::logic::logic_client::LogicClient;
 use courier_proto::logic::{
-    ConnectRequest, DisconnectRequest, HeartbeatRequest, RenewOnlineRequest, RoomsChangedRequest,
-    SendRequest,
+    CloseSessionsRequest, ClosedSession, CometStartedRequest, ConnectRequest, HeartbeatRequest,
+    RenewOnlineRequest, RoomsChangedRequest, SendRequest,
 };
 use courier_proto::queue::envelope::Kind;
 use courier_runtime::cluster_auth::Stamp;
@@ -75,14 +75,68 @@ async fn multi_policy_keeps_every_device() {
     c.open_session(connect("c2", "alice", "k2")).await.unwrap();
     assert_eq!(keys_of(&t, "alice").await, ["k1", "k2"]);
 
-    c.close_session(DisconnectRequest {
+    c.open_session(connect("c1", "bob", "k3")).await.unwrap();
+    let closed = |uid: &str, key: &str| ClosedSession {
+        uid: uid.into(),
+        key: key.into(),
+    };
+    c.close_sessions(CloseSessionsRequest {
         comet_id: "c1".into(),
-        uid: "alice".into(),
-        key: "k1".into(),
+        sessions: vec![closed("alice", "k1"), closed("bob", "k3")],
     })
     .await
     .unwrap();
     assert_eq!(keys_of(&t, "alice").await, ["k2"]);
+    assert!(keys_of(&t, "bob").await.is_empty());
+    // Closing again (a retried batch) is harmless.
+    c.close_sessions(CloseSessionsRequest {
+        comet_id: "c1".into(),
+        sessions: vec![closed("alice", "k1")],
+    })
+    .await
+    .unwrap();
+    // A batch with a malformed entry is refused whole, naming the field.
+    let refused = c
+        .close_sessions(CloseSessionsRequest {
+            comet_id: "c2".into(),
+            sessions: vec![closed("alice", "k2"), closed("", "k9")],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused.message().starts_with("uid"),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(keys_of(&t, "alice").await, ["k2"]);
+}
+
+#[tokio::test]
+async fn a_comet_that_starts_again_takes_nothing_of_its_previous_process() {
+    let (t, mut c) = start_with_policy(LoginPolicy::Multi).await;
+    c.open_session(connect("c1", "alice", "old-1"))
+        .await
+        .unwrap();
+    c.open_session(connect("c2", "alice", "other"))
+        .await
+        .unwrap();
+    c.rooms_changed(RoomsChangedRequest {
+        comet_id: "c1".into(),
+        added: vec!["lobby".into()],
+        removed: vec![],
+    })
+    .await
+    .unwrap();
+
+    c.comet_started(CometStartedRequest {
+        comet_id: "c1".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(keys_of(&t, "alice").await, ["other"]);
+    let rooms = t.backends.sessions.room_comets("lobby").await.unwrap();
+    assert!(rooms.is_empty(), "{rooms:?}");
 }
 
 #[tokio::test]

@@ -2,16 +2,17 @@
 //! tests.
 //!
 //! Two small tables, each behind its own [`parking_lot::Mutex`]: the session
-//! table (written on every connect and heartbeat) and the comet table (room
+//! table (written on connect and disconnect) and the comet table (room
 //! registrations, which do not expire, and load reports, written a few
-//! times per comet per `comet_ttl`). Every critical section is a handful of hash-map operations,
-//! so one lock per table is cheaper than the bookkeeping sharding would need
-//! for the cross-index reads (`key -> session`, `uid -> keys`).
+//! times per comet per `comet_ttl`). Every critical section is a handful of
+//! hash-map operations, so one lock per table is cheaper than the
+//! bookkeeping sharding would need for the cross-index reads
+//! (`key -> session`, `uid -> keys`, `comet -> keys`).
 //!
-//! Expiry is measured with [`tokio::time::Instant`], so tests can drive it
-//! with paused time. Expired entries are invisible to every read and purged
-//! lazily: a write sweeps the whole table once per TTL, which bounds memory to
-//! the entries written within about two TTLs at an amortised O(1) per write.
+//! Sessions do not expire (see the trait docs). What does is measured with
+//! [`tokio::time::Instant`], so tests can drive it with paused time: ended
+//! markers, purged by a sweep at most once per `ended_ttl`, and comet
+//! reports, invisible once expired and purged the same way.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -37,25 +38,20 @@ impl MemorySessions {
         let now = Instant::now();
         Self {
             opts,
-            sessions: Mutex::new(SessionTable::new(now, opts.session_ttl)),
+            sessions: Mutex::new(SessionTable::new(now, opts.ended_ttl)),
             comets: Mutex::new(CometTable::new(now, opts.comet_ttl)),
         }
     }
 }
 
-/// A live connection as the table keeps it.
-#[derive(Debug)]
-struct Entry {
-    session: Session,
-    expires: Instant,
-}
-
-/// Sessions by key, plus the `uid -> keys` index. The index is a `BTreeMap`
-/// so `online_users` can page in uid order from a cursor.
+/// Sessions by key, plus the `uid -> keys` and `comet -> keys` indexes. The
+/// uid index is a `BTreeMap` so `online_users` can page in uid order from a
+/// cursor.
 #[derive(Debug)]
 struct SessionTable {
-    by_key: HashMap<String, Entry>,
+    by_key: HashMap<String, Session>,
     by_uid: BTreeMap<String, Vec<String>>,
+    by_comet: HashMap<String, HashSet<String>>,
     /// Keys of ended sessions, until when they cannot be revived.
     ended: HashMap<String, Instant>,
     next_sweep: Instant,
@@ -63,51 +59,46 @@ struct SessionTable {
 }
 
 impl SessionTable {
-    fn new(now: Instant, ttl: Duration) -> Self {
+    fn new(now: Instant, ended_ttl: Duration) -> Self {
         Self {
             by_key: HashMap::new(),
             by_uid: BTreeMap::new(),
+            by_comet: HashMap::new(),
             ended: HashMap::new(),
-            next_sweep: now + ttl,
-            sweep_every: ttl,
+            next_sweep: now + ended_ttl,
+            sweep_every: ended_ttl,
         }
     }
 
-    fn live(&self, key: &str, now: Instant) -> Option<&Entry> {
-        self.by_key.get(key).filter(|e| e.expires > now)
-    }
-
-    fn user_is_live(&self, uid: &str, now: Instant) -> bool {
-        self.by_uid
-            .get(uid)
-            .is_some_and(|keys| keys.iter().any(|k| self.live(k, now).is_some()))
-    }
-
-    fn insert(&mut self, session: &Session, expires: Instant) {
-        let old = self.by_key.insert(
-            session.key.clone(),
-            Entry {
-                session: session.clone(),
-                expires,
-            },
-        );
-        match old {
-            // Same key, same user: the index already lists it.
-            Some(old) if old.session.uid == session.uid => return,
-            Some(old) => self.unindex(&old.session.uid, &session.key),
-            None => {}
+    fn insert(&mut self, session: &Session) {
+        if let Some(old) = self.by_key.insert(session.key.clone(), session.clone()) {
+            if old.uid == session.uid && old.comet_id == session.comet_id {
+                // Same connection: the indexes already list it.
+                return;
+            }
+            self.unindex(&old);
         }
         self.by_uid
             .entry(session.uid.clone())
             .or_default()
             .push(session.key.clone());
+        self.by_comet
+            .entry(session.comet_id.clone())
+            .or_default()
+            .insert(session.key.clone());
     }
 
-    fn unindex(&mut self, uid: &str, key: &str) {
-        if let Some(keys) = self.by_uid.get_mut(uid) {
-            keys.retain(|k| k != key);
+    fn unindex(&mut self, session: &Session) {
+        if let Some(keys) = self.by_uid.get_mut(&session.uid) {
+            keys.retain(|k| *k != session.key);
             if keys.is_empty() {
-                self.by_uid.remove(uid);
+                self.by_uid.remove(&session.uid);
+            }
+        }
+        if let Some(keys) = self.by_comet.get_mut(&session.comet_id) {
+            keys.remove(&session.key);
+            if keys.is_empty() {
+                self.by_comet.remove(&session.comet_id);
             }
         }
     }
@@ -118,10 +109,18 @@ impl SessionTable {
         let matches = self
             .by_key
             .get(&session.key)
-            .is_some_and(|e| e.session.same_connection(session));
+            .is_some_and(|s| s.same_connection(session));
         if matches {
             self.by_key.remove(&session.key);
-            self.unindex(&session.uid, &session.key);
+            self.unindex(session);
+        }
+    }
+
+    fn forget_comet(&mut self, comet_id: &str) {
+        for key in self.by_comet.remove(comet_id).unwrap_or_default() {
+            if let Some(session) = self.by_key.remove(&key) {
+                self.unindex(&session);
+            }
         }
     }
 
@@ -130,13 +129,7 @@ impl SessionTable {
             return;
         }
         self.next_sweep = now + self.sweep_every;
-        self.by_key.retain(|_, e| e.expires > now);
         self.ended.retain(|_, until| *until > now);
-        let by_key = &self.by_key;
-        self.by_uid.retain(|_, keys| {
-            keys.retain(|k| by_key.contains_key(k));
-            !keys.is_empty()
-        });
     }
 }
 
@@ -149,6 +142,8 @@ struct CometTable {
     comet_rooms: HashMap<String, HashSet<String>>,
     /// (comet, part) -> (report part, expiry)
     reports: HashMap<(String, u32), (CometReport, Instant)>,
+    /// Comets that reported since they were last forgotten.
+    known: HashSet<String>,
     next_sweep: Instant,
     sweep_every: Duration,
 }
@@ -159,6 +154,7 @@ impl CometTable {
             rooms: HashMap::new(),
             comet_rooms: HashMap::new(),
             reports: HashMap::new(),
+            known: HashSet::new(),
             next_sweep: now + ttl,
             sweep_every: ttl,
         }
@@ -214,48 +210,38 @@ impl CometTable {
 #[async_trait]
 impl Sessions for MemorySessions {
     async fn add(&self, session: &Session) -> Result<()> {
-        let now = Instant::now();
-        let mut table = self.sessions.lock();
-        table.maybe_sweep(now);
-        table.insert(session, now + self.opts.session_ttl);
+        self.sessions.lock().insert(session);
         Ok(())
     }
 
-    async fn renew(&self, session: &Session) -> Result<bool> {
-        let now = Instant::now();
-        let mut table = self.sessions.lock();
-        table.maybe_sweep(now);
-        match table.by_key.get_mut(&session.key) {
-            Some(e) if e.expires > now && e.session.same_connection(session) => {
-                e.expires = now + self.opts.session_ttl;
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
+    async fn check(&self, session: &Session) -> Result<bool> {
+        let table = self.sessions.lock();
+        Ok(table
+            .by_key
+            .get(&session.key)
+            .is_some_and(|s| s.same_connection(session)))
     }
 
     async fn remove(&self, session: &Session) -> Result<()> {
-        let now = Instant::now();
-        let mut table = self.sessions.lock();
-        table.remove(session);
-        table.maybe_sweep(now);
+        self.sessions.lock().remove(session);
         Ok(())
     }
 
     async fn end(&self, session: &Session) -> Result<()> {
         let now = Instant::now();
         let mut table = self.sessions.lock();
+        table.maybe_sweep(now);
         table
             .ended
-            .insert(session.key.clone(), now + self.opts.session_ttl);
+            .insert(session.key.clone(), now + self.opts.ended_ttl);
         table.remove(session);
-        table.maybe_sweep(now);
         Ok(())
     }
 
     async fn revive(&self, session: &Session) -> Result<bool> {
         let now = Instant::now();
         let mut table = self.sessions.lock();
+        table.maybe_sweep(now);
         if table
             .ended
             .get(&session.key)
@@ -263,28 +249,24 @@ impl Sessions for MemorySessions {
         {
             return Ok(false);
         }
-        table.maybe_sweep(now);
-        table.insert(session, now + self.opts.session_ttl);
+        table.insert(session);
         Ok(true)
     }
 
     async fn user_sessions(&self, uid: &str) -> Result<Vec<Session>> {
-        let now = Instant::now();
         let table = self.sessions.lock();
         let Some(keys) = table.by_uid.get(uid) else {
             return Ok(Vec::new());
         };
         Ok(keys
             .iter()
-            .filter_map(|k| table.live(k, now))
-            .map(|e| e.session.clone())
+            .filter_map(|k| table.by_key.get(k))
+            .cloned()
             .collect())
     }
 
     async fn key_session(&self, key: &str) -> Result<Option<Session>> {
-        let now = Instant::now();
-        let table = self.sessions.lock();
-        Ok(table.live(key, now).map(|e| e.session.clone()))
+        Ok(self.sessions.lock().by_key.get(key).cloned())
     }
 
     async fn add_room_comet(&self, room: &str, comet_id: &str) -> Result<()> {
@@ -323,6 +305,9 @@ impl Sessions for MemorySessions {
             (comet_id.to_owned(), report.part),
             (report.clone(), expires),
         );
+        if !table.known.contains(comet_id) {
+            table.known.insert(comet_id.to_owned());
+        }
         Ok(())
     }
 
@@ -333,7 +318,16 @@ impl Sessions for MemorySessions {
             table.unregister(&room, comet_id);
         }
         table.reports.retain(|(id, _), _| id != comet_id);
+        table.known.remove(comet_id);
+        drop(table);
+        self.sessions.lock().forget_comet(comet_id);
         Ok(())
+    }
+
+    async fn known_comets(&self) -> Result<Vec<String>> {
+        let mut known: Vec<String> = self.comets.lock().known.iter().cloned().collect();
+        known.sort_unstable();
+        Ok(known)
     }
 
     async fn online(&self) -> Result<Online> {
@@ -349,14 +343,7 @@ impl Sessions for MemorySessions {
         };
         comets.sort_unstable();
         let connections = comets.iter().map(|(_, c)| u64::from(*c)).sum();
-        let users = {
-            let table = self.sessions.lock();
-            table
-                .by_uid
-                .keys()
-                .filter(|uid| table.user_is_live(uid, now))
-                .count() as u64
-        };
+        let users = self.sessions.lock().by_uid.len() as u64;
         Ok(Online {
             connections,
             users,
@@ -394,7 +381,6 @@ impl Sessions for MemorySessions {
         cursor: &str,
         limit: usize,
     ) -> Result<(Vec<String>, Option<String>)> {
-        let now = Instant::now();
         let limit = limit.max(1);
         let table = self.sessions.lock();
         let mut live = table
@@ -403,8 +389,7 @@ impl Sessions for MemorySessions {
                 std::ops::Bound::Excluded(cursor),
                 std::ops::Bound::Unbounded,
             ))
-            .map(|(uid, _)| uid)
-            .filter(|uid| table.user_is_live(uid, now));
+            .map(|(uid, _)| uid);
         let page: Vec<String> = live.by_ref().take(limit).cloned().collect();
         let more = live.next().is_some();
         drop(table);

@@ -2,16 +2,22 @@
 //!
 //! Only logic writes it. It answers the questions recipient resolution asks
 //! (user -> keys -> comet, key -> comet, room -> comets holding members) and
-//! the online counts of the HTTP API. Sessions and comet load reports have a
-//! TTL, renewed by heartbeats and by the comet's periodic report, so a dead
-//! comet's sessions vanish by themselves. Room registrations do not expire
-//! with time: a comet stays in a room's index until it reports the room
-//! left, or logic forgets the comet for having left the cluster, so a late
-//! or failed report can never drop a room a live comet holds.
+//! the online counts of the HTTP API.
 //!
-//! A session *ended* by the login policy (replaced by a newer login) leaves
-//! a marker for one session TTL, so a heartbeat still in flight from the
-//! replaced connection cannot bring it back ([`Sessions::revive`]).
+//! Nothing here is renewed per connection: an idle connection costs the
+//! store nothing. A session lives until its connection closes
+//! ([`Sessions::remove`]), a newer login ends it ([`Sessions::end`]), or its
+//! comet is forgotten ([`Sessions::forget_comet`]): logic forgets a comet
+//! that has been gone from discovery for longer than a lease, and one that
+//! starts again under the same id. Room registrations live the same way: a
+//! comet stays in a room's index until it reports the room left or is
+//! forgotten, so a late or failed report can never drop a room a live comet
+//! holds. Only the comets' load reports (the online counts) expire, renewed
+//! by each comet's periodic report.
+//!
+//! A session *ended* by the login policy leaves a marker for
+//! [`SessionOptions::ended_ttl`], so a session check still in flight from
+//! the replaced connection cannot bring it back ([`Sessions::revive`]).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -104,8 +110,10 @@ pub struct Online {
 /// Lifetimes of session-store entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionOptions {
-    /// How long a session lives without a renewal (heartbeat).
-    pub session_ttl: Duration,
+    /// How long an ended session cannot be revived: longer than a comet's
+    /// session check interval, so the replaced connection's next check
+    /// finds the marker (and the comet closes it).
+    pub ended_ttl: Duration,
     /// How long a comet's report (its counts) lives without the next
     /// report.
     pub comet_ttl: Duration,
@@ -114,7 +122,7 @@ pub struct SessionOptions {
 impl Default for SessionOptions {
     fn default() -> Self {
         Self {
-            session_ttl: Duration::from_secs(100),
+            ended_ttl: Duration::from_secs(3600),
             comet_ttl: Duration::from_secs(20),
         }
     }
@@ -123,17 +131,18 @@ impl Default for SessionOptions {
 /// The session store. See the module docs.
 #[async_trait]
 pub trait Sessions: Send + Sync + 'static {
-    /// Records a connection (or refreshes it) with a fresh TTL.
+    /// Records a connection (or records it again).
     async fn add(&self, session: &Session) -> Result<()>;
-    /// Renews a connection's TTL. `false` if it had expired or never
-    /// existed, in which case the caller may `add` it again.
-    async fn renew(&self, session: &Session) -> Result<bool>;
+    /// Whether this connection is recorded, on this comet. `false` if it
+    /// was removed, ended or forgotten, or never existed; the caller may
+    /// then `revive` it.
+    async fn check(&self, session: &Session) -> Result<bool>;
     /// Forgets a connection. Removing an absent session is not an error.
     async fn remove(&self, session: &Session) -> Result<()>;
-    /// Forgets a connection for good: for one session TTL it cannot be
-    /// revived (a newer login replaced it).
+    /// Forgets a connection for good: for `ended_ttl` it cannot be revived
+    /// (a newer login replaced it).
     async fn end(&self, session: &Session) -> Result<()>;
-    /// Adds a live connection whose session expired, unless it was ended;
+    /// Adds a live connection whose session is gone, unless it was ended;
     /// returns whether it is back.
     async fn revive(&self, session: &Session) -> Result<bool>;
     /// Live connections of one user, in no particular order.
@@ -152,9 +161,13 @@ pub trait Sessions: Send + Sync + 'static {
     /// [`CometReport`]) and registers every room in it as held by the comet
     /// (healing any lost change).
     async fn report_comet(&self, comet_id: &str, report: &CometReport) -> Result<()>;
-    /// Drops every room registration and the report of a comet that left
-    /// the cluster. Forgetting an unknown comet is not an error.
+    /// Drops every session, room registration and report of a comet that
+    /// left the cluster (or started again under the same id). Forgetting an
+    /// unknown comet is not an error.
     async fn forget_comet(&self, comet_id: &str) -> Result<()>;
+    /// Comets that have reported and not been forgotten since, sorted: a
+    /// logic that starts forgets those no longer in discovery.
+    async fn known_comets(&self) -> Result<Vec<String>>;
     /// Cluster-wide online counts.
     async fn online(&self) -> Result<Online>;
     /// Connections in one room, summed over live comet reports.

@@ -8,28 +8,30 @@
 //!
 //! | key | type | content | lifetime |
 //! |---|---|---|---|
-//! | `courier:{u:<uid>}:sessions` | hash | conn key -> `"<expiry_ms>\|<comet_id>"` | PEXPIRE session_ttl, renewed by add/renew |
-//! | `courier:k:<key>` | string | `Session` as JSON | PX session_ttl, renewed by add/renew |
-//! | `courier:{online}:uids` | zset | uid, score 0 (for paging by uid) | trimmed with the next one |
-//! | `courier:{online}:expiry` | zset | uid, score = latest session expiry ms | trimmed on writes |
+//! | `courier:{u:<uid>}:sessions` | hash | conn key -> `"<added_ms>\|<comet_id>[\|<device>]"` | until the last session goes |
+//! | `courier:{u:<uid>}:ended:<key>` | string | marker of an ended session | PX ended_ttl |
+//! | `courier:k:<key>` | string | `Session` as JSON | until the session goes |
+//! | `courier:{c:<comet>}:sessions` | set | `<uid>\x1f<key>` of the comet's sessions | until the comet is forgotten |
+//! | `courier:{online}:uids` | zset | uid, score 0 (for paging by uid) | while the user has a session |
+//! | `courier:{online}:since` | zset | uid, score = its newest session's `added_ms` | while the user has a session |
 //! | `courier:{r:<room>}:comets` | hash | comet id -> registration time ms | until the comet leaves the room or is forgotten |
 //! | `courier:{c:<comet>}:rooms` | set | rooms the comet registered | until the comet is forgotten |
 //! | `courier:{comets}:reports` | hash | comet id -> report JSON (with its expiry) | trimmed on reports |
 //! | `courier:{comets}:expiry` | zset | comet id, score = report expiry ms | trimmed on reports |
+//! | `courier:{comets}:known` | set | comets that reported | until the comet is forgotten |
 //!
 //! # Why this shape
 //!
 //! Recipient resolution (`user_sessions`, `key_session`, `room_comets`) is
 //! one command on one key. Writes that touch one slot are Lua scripts (see
 //! `scripts`), so each is atomic even on a cluster; writes spanning slots
-//! (a session's user hash, key index and online entry) are issued
-//! concurrently and converge: every piece carries its own expiry, readers
-//! filter by it, and whatever a crashed writer leaves behind times out.
-//! A dead comet's sessions therefore vanish by themselves. Room
-//! registrations do not expire: logic forgets a comet's rooms once the comet
-//! has left discovery (`forget_comet`), so no late report ever drops a room
-//! a live comet holds. The online counts and room counts are computed from the live
-//! comet reports, one small hash read (fine for dozens of comets).
+//! (a session's user hash, key index, comet set and online entry) are
+//! issued concurrently. Nothing is written while a connection idles: a
+//! session is written when it opens and when it closes, and a dead comet's
+//! sessions and rooms go when logic forgets the comet (`forget_comet`),
+//! walking the comet's session set. The online counts and room counts are
+//! computed from the live comet reports, one small hash read (fine for
+//! dozens of comets).
 //!
 //! Expiries are Unix milliseconds from the writer's clock (see `scripts`).
 
@@ -50,12 +52,17 @@ pub use conn::RedisConn;
 use conn::{corrupt, redis_error};
 
 const ONLINE_UIDS: &str = "courier:{online}:uids";
-const ONLINE_EXPIRY: &str = "courier:{online}:expiry";
+const ONLINE_SINCE: &str = "courier:{online}:since";
 const REPORTS: &str = "courier:{comets}:reports";
 const REPORT_EXPIRY: &str = "courier:{comets}:expiry";
-/// Most uids one `online_users` call examines, whatever the limit: bounds the
-/// script's run time and the reply.
-const MAX_PAGE_SCAN: usize = 10_000;
+const KNOWN_COMETS: &str = "courier:{comets}:known";
+/// Separates uid and key in a comet's session set; a control character,
+/// which neither may contain.
+const MEMBER_SEPARATOR: char = '\u{1f}';
+/// Sessions of a forgotten comet read (and removed) per round.
+const FORGET_BATCH: usize = 1_000;
+/// Most uids one `online_users` page holds.
+const MAX_PAGE: usize = 10_000;
 /// Room registrations of one report in flight at once.
 const REPORT_FANOUT: usize = 64;
 
@@ -69,11 +76,20 @@ fn ended_key(uid: &str, key: &str) -> String {
 }
 
 /// A session's value in the user hash (see `scripts::SESSION_ADD`).
-fn session_value(expires: i64, session: &Session) -> String {
+fn session_value(added_ms: i64, session: &Session) -> String {
     match session.device.as_str() {
-        "" => format!("{expires}|{}", session.comet_id),
-        device => format!("{expires}|{}|{device}", session.comet_id),
+        "" => format!("{added_ms}|{}", session.comet_id),
+        device => format!("{added_ms}|{}|{device}", session.comet_id),
     }
+}
+
+/// The comet's session set, and a session's member in it.
+fn comet_sessions_key(comet_id: &str) -> String {
+    format!("courier:{{c:{comet_id}}}:sessions")
+}
+
+fn comet_member(session: &Session) -> String {
+    format!("{}{MEMBER_SEPARATOR}{}", session.uid, session.key)
 }
 
 fn conn_key(key: &str) -> String {
@@ -125,7 +141,7 @@ fn report_comet(field: &str) -> &str {
 #[derive(Debug, Clone)]
 pub struct RedisSessions {
     conn: RedisConn,
-    session_ttl_ms: i64,
+    ended_ttl_ms: i64,
     comet_ttl_ms: i64,
 }
 
@@ -135,7 +151,7 @@ impl RedisSessions {
         let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1);
         Self {
             conn,
-            session_ttl_ms: ms(opts.session_ttl),
+            ended_ttl_ms: ms(opts.ended_ttl),
             comet_ttl_ms: ms(opts.comet_ttl),
         }
     }
@@ -144,25 +160,21 @@ impl RedisSessions {
         self.conn.clone()
     }
 
-    async fn index_key(&self, session: &Session) -> Result<()> {
+    /// The writes of an added session outside its user's slot: the key
+    /// index, the comet's session set and the online index.
+    async fn index(&self, session: &Session, added_ms: i64) -> Result<()> {
         let json = serde_json::to_string(session).map_err(|e| corrupt("session", e))?;
-        let ttl = u64::try_from(self.session_ttl_ms).unwrap_or(u64::MAX);
-        self.conn()
-            .pset_ex::<_, _, ()>(conn_key(&session.key), json, ttl)
-            .await
-            .map_err(redis_error)
-    }
-
-    async fn touch_online(&self, uid: &str, expires_ms: i64, now: i64) -> Result<()> {
-        scripts::ONLINE_TOUCH
-            .key(ONLINE_UIDS)
-            .key(ONLINE_EXPIRY)
-            .arg(uid)
-            .arg(expires_ms)
-            .arg(now)
-            .invoke_async::<()>(&mut self.conn())
-            .await
-            .map_err(redis_error)
+        let mut key_conn = self.conn();
+        let mut comet_conn = self.conn();
+        let mut online_conn = self.conn();
+        let by_key = key_conn.set::<_, _, ()>(conn_key(&session.key), json);
+        let by_comet = comet_conn
+            .sadd::<_, _, ()>(comet_sessions_key(&session.comet_id), comet_member(session));
+        let mut touch = scripts::ONLINE_TOUCH.key(ONLINE_UIDS);
+        touch.key(ONLINE_SINCE).arg(&session.uid).arg(added_ms);
+        let online = touch.invoke_async::<()>(&mut online_conn);
+        futures::try_join!(by_key, by_comet, online).map_err(redis_error)?;
+        Ok(())
     }
 
     /// Records `comet_id` in `room` and `room` in the comet's set (two
@@ -174,6 +186,50 @@ impl RedisSessions {
         let in_set = set_conn.sadd::<_, _, ()>(comet_rooms_key(comet_id), room);
         futures::try_join!(in_room, in_set).map_err(redis_error)?;
         Ok(())
+    }
+
+    /// Removes every session of `comet_id`, a batch at a time, then its
+    /// session set.
+    async fn forget_sessions(&self, comet_id: &str) -> Result<()> {
+        let set = comet_sessions_key(comet_id);
+        let set = set.as_str();
+        loop {
+            let members: Vec<String> = self
+                .conn()
+                .srandmember_multiple(set, FORGET_BATCH as isize)
+                .await
+                .map_err(redis_error)?;
+            if members.is_empty() {
+                return Ok(());
+            }
+            futures::stream::iter(members)
+                .map(|member| async move {
+                    let Some((uid, key)) = member.split_once(MEMBER_SEPARATOR) else {
+                        // Not ours to parse: drop it so the walk ends.
+                        return self
+                            .conn()
+                            .srem::<_, _, ()>(set, &member)
+                            .await
+                            .map_err(redis_error);
+                    };
+                    let session = Session {
+                        uid: uid.to_owned(),
+                        key: key.to_owned(),
+                        comet_id: comet_id.to_owned(),
+                        device: String::new(),
+                    };
+                    self.remove(&session).await?;
+                    // `remove` takes it out of the set only if the user hash
+                    // still held it.
+                    self.conn()
+                        .srem::<_, _, ()>(set, &member)
+                        .await
+                        .map_err(redis_error)
+                })
+                .buffer_unordered(REPORT_FANOUT)
+                .try_collect::<()>()
+                .await?;
+        }
     }
 
     /// The current parts of the live comet reports, with their comet ids
@@ -204,16 +260,16 @@ impl RedisSessions {
     }
 }
 
-/// Splits a user-hash field value `"<expiry_ms>|<comet_id>[|<device>]"`.
-fn parse_field(value: &str) -> Result<(i64, &str, &str)> {
+/// Splits a user-hash field value `"<added_ms>|<comet_id>[|<device>]"`
+/// into the comet id and the device.
+fn parse_field(value: &str) -> Result<(&str, &str)> {
     let mut fields = value.splitn(3, '|');
-    let exp = fields.next().unwrap_or_default();
+    let _added = fields.next();
     let comet = fields
         .next()
         .ok_or_else(|| corrupt("session entry", format!("no `|` in {value:?}")))?;
     let device = fields.next().unwrap_or_default();
-    let exp = exp.parse().map_err(|e| corrupt("session expiry", e))?;
-    Ok((exp, comet, device))
+    Ok((comet, device))
 }
 
 #[async_trait]
@@ -223,31 +279,25 @@ impl Sessions for RedisSessions {
     }
 
     async fn revive(&self, session: &Session) -> Result<bool> {
-        let now = now_ms();
-        let expires = now.saturating_add(self.session_ttl_ms);
+        let added = now_ms();
         let stored: i64 = scripts::SESSION_ADD
             .key(user_key(&session.uid))
             .key(ended_key(&session.uid, &session.key))
             .arg(&session.key)
-            .arg(session_value(expires, session))
-            .arg(self.session_ttl_ms)
-            .arg(now)
+            .arg(session_value(added, session))
             .invoke_async(&mut self.conn())
             .await
             .map_err(redis_error)?;
         if stored == 0 {
             return Ok(false);
         }
-        futures::try_join!(
-            self.index_key(session),
-            self.touch_online(&session.uid, expires, now)
-        )?;
+        self.index(session, added).await?;
         Ok(true)
     }
 
     async fn end(&self, session: &Session) -> Result<()> {
         // The marker first: a revive that runs after the removal sees it.
-        let ttl = u64::try_from(self.session_ttl_ms).unwrap_or(u64::MAX);
+        let ttl = u64::try_from(self.ended_ttl_ms).unwrap_or(u64::MAX);
         self.conn()
             .pset_ex::<_, _, ()>(ended_key(&session.uid, &session.key), 1, ttl)
             .await
@@ -255,66 +305,47 @@ impl Sessions for RedisSessions {
         self.remove(session).await
     }
 
-    async fn renew(&self, session: &Session) -> Result<bool> {
-        let now = now_ms();
-        let expires = now.saturating_add(self.session_ttl_ms);
-        let renewed: i64 = scripts::SESSION_RENEW
-            .key(user_key(&session.uid))
-            .arg(&session.key)
-            .arg(&session.comet_id)
-            .arg(expires)
-            .arg(self.session_ttl_ms)
-            .arg(now)
-            .invoke_async(&mut self.conn())
+    async fn check(&self, session: &Session) -> Result<bool> {
+        let value: Option<String> = self
+            .conn()
+            .hget(user_key(&session.uid), &session.key)
             .await
             .map_err(redis_error)?;
-        if renewed == 0 {
-            return Ok(false);
+        match value {
+            Some(v) => Ok(parse_field(&v)?.0 == session.comet_id),
+            None => Ok(false),
         }
-        futures::try_join!(
-            self.index_key(session),
-            self.touch_online(&session.uid, expires, now)
-        )?;
-        Ok(true)
     }
 
     async fn remove(&self, session: &Session) -> Result<()> {
-        let now = now_ms();
-        let (removed, removed_exp, remaining): (i64, i64, i64) = scripts::SESSION_REMOVE
+        let (removed, removed_added, remaining): (i64, i64, i64) = scripts::SESSION_REMOVE
             .key(user_key(&session.uid))
             .arg(&session.key)
             .arg(&session.comet_id)
-            .arg(now)
             .invoke_async(&mut self.conn())
             .await
             .map_err(redis_error)?;
         if removed == 0 {
             return Ok(());
         }
-        let unindex = async {
-            self.conn()
-                .del::<_, ()>(conn_key(&session.key))
-                .await
-                .map_err(redis_error)
-        };
-        let settle = async {
-            scripts::ONLINE_SETTLE
-                .key(ONLINE_UIDS)
-                .key(ONLINE_EXPIRY)
-                .arg(&session.uid)
-                .arg(removed_exp)
-                .arg(remaining)
-                .arg(now)
-                .invoke_async::<()>(&mut self.conn())
-                .await
-                .map_err(redis_error)
-        };
-        futures::try_join!(unindex, settle)?;
+        let mut key_conn = self.conn();
+        let mut comet_conn = self.conn();
+        let mut online_conn = self.conn();
+        let unindex = key_conn.del::<_, ()>(conn_key(&session.key));
+        let from_comet = comet_conn
+            .srem::<_, _, ()>(comet_sessions_key(&session.comet_id), comet_member(session));
+        let mut settle = scripts::ONLINE_SETTLE.key(ONLINE_UIDS);
+        settle
+            .key(ONLINE_SINCE)
+            .arg(&session.uid)
+            .arg(removed_added)
+            .arg(remaining);
+        let settle = settle.invoke_async::<()>(&mut online_conn);
+        futures::try_join!(unindex, from_comet, settle).map_err(redis_error)?;
         Ok(())
     }
 
     async fn user_sessions(&self, uid: &str) -> Result<Vec<Session>> {
-        let now = now_ms();
         let raw: HashMap<String, String> = self
             .conn()
             .hgetall(user_key(uid))
@@ -322,15 +353,13 @@ impl Sessions for RedisSessions {
             .map_err(redis_error)?;
         let mut sessions = Vec::with_capacity(raw.len());
         for (key, value) in raw {
-            let (expires, comet, device) = parse_field(&value)?;
-            if expires > now {
-                sessions.push(Session {
-                    uid: uid.to_owned(),
-                    comet_id: comet.to_owned(),
-                    key,
-                    device: device.to_owned(),
-                });
-            }
+            let (comet, device) = parse_field(&value)?;
+            sessions.push(Session {
+                uid: uid.to_owned(),
+                comet_id: comet.to_owned(),
+                key,
+                device: device.to_owned(),
+            });
         }
         Ok(sessions)
     }
@@ -378,6 +407,8 @@ impl Sessions for RedisSessions {
         scripts::REPORT
             .key(REPORTS)
             .key(REPORT_EXPIRY)
+            .key(KNOWN_COMETS)
+            .arg(comet_id)
             .arg(report_field(comet_id, report.part))
             .arg(json)
             .arg(expires)
@@ -395,6 +426,7 @@ impl Sessions for RedisSessions {
     }
 
     async fn forget_comet(&self, comet_id: &str) -> Result<()> {
+        self.forget_sessions(comet_id).await?;
         let set = comet_rooms_key(comet_id);
         let rooms: Vec<String> = self.conn().smembers(&set).await.map_err(redis_error)?;
         futures::stream::iter(rooms)
@@ -414,6 +446,10 @@ impl Sessions for RedisSessions {
             .collect();
         let mut set_conn = self.conn();
         set_conn.del::<_, ()>(&set).await.map_err(redis_error)?;
+        self.conn()
+            .srem::<_, _, ()>(KNOWN_COMETS, comet_id)
+            .await
+            .map_err(redis_error)?;
         if !parts.is_empty() {
             let mut report_conn = self.conn();
             let mut expiry_conn = self.conn();
@@ -426,11 +462,20 @@ impl Sessions for RedisSessions {
         Ok(())
     }
 
+    async fn known_comets(&self) -> Result<Vec<String>> {
+        let mut known: Vec<String> = self
+            .conn()
+            .smembers(KNOWN_COMETS)
+            .await
+            .map_err(redis_error)?;
+        known.sort_unstable();
+        Ok(known)
+    }
+
     async fn online(&self) -> Result<Online> {
-        let now = now_ms();
         let mut conn = self.conn();
         let users = async {
-            conn.zcount::<_, _, _, u64>(ONLINE_EXPIRY, format!("({now}"), "+inf")
+            conn.zcard::<_, u64>(ONLINE_SINCE)
                 .await
                 .map_err(redis_error)
         };
@@ -473,25 +518,22 @@ impl Sessions for RedisSessions {
         cursor: &str,
         limit: usize,
     ) -> Result<(Vec<String>, Option<String>)> {
-        let limit = limit.clamp(1, MAX_PAGE_SCAN - 1);
-        let (mut page, resume): (Vec<String>, String) = scripts::ONLINE_PAGE
-            .key(ONLINE_UIDS)
-            .key(ONLINE_EXPIRY)
-            .arg(cursor)
-            .arg(limit + 1)
-            .arg(now_ms())
-            .arg(MAX_PAGE_SCAN)
-            .invoke_async(&mut self.conn())
+        let limit = limit.clamp(1, MAX_PAGE);
+        let start = match cursor {
+            "" => "-".to_owned(),
+            c => format!("({c}"),
+        };
+        let mut page: Vec<String> = self
+            .conn()
+            .zrangebylex_limit(ONLINE_UIDS, start, "+", 0, limit as isize + 1)
             .await
             .map_err(redis_error)?;
-        if page.len() > limit {
+        let next = if page.len() > limit {
             page.truncate(limit);
-            let next = page.last().cloned();
-            return Ok((page, next));
-        }
-        // Out of scan budget: everything between the page and `resume` was
-        // offline, so the next page starts after `resume`.
-        let next = (!resume.is_empty()).then_some(resume);
+            page.last().cloned()
+        } else {
+            None
+        };
         Ok((page, next))
     }
 }

@@ -1,4 +1,4 @@
-//! One client connection, from the first byte to `CloseSession`.
+//! One client connection, from the first byte to its close queued for logic.
 //!
 //! The handler is generic over `AsyncRead + AsyncWrite`: the TCP listener
 //! and the in-memory duplex of the tests run the same code, and any other
@@ -7,7 +7,8 @@
 //! timeout), then a reader ([`session`]) in this task and a writer
 //! ([`writer`]) in another, joined by the connection's [`Outbox`]. Whatever
 //! ends the connection, the cleanup is the same: leave every room, leave the
-//! key index, let the writer finish, tell logic.
+//! key index, let the writer finish, queue the close for logic (the
+//! [`crate::closer`] batches them).
 
 mod acks;
 mod handshake;
@@ -18,7 +19,6 @@ mod writer;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use courier_proto::logic::DisconnectRequest;
 use courier_proto::{encode_frame, FrameCodec};
 use rand::Rng;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -105,16 +105,10 @@ pub(crate) async fn serve<S>(
     drop(frames);
     metrics::gauge!("courier_comet_connections").decrement(1.0);
     tracing::info!(?peer, %uid, %key, reason, "client disconnected");
-    let request = DisconnectRequest {
-        comet_id: state.id().to_owned(),
-        uid,
-        key: key.to_string(),
-    };
-    // A heartbeat still in flight must land before the close, not after it.
+    // A session check still in flight must land before the close, not
+    // after it.
     let _ = tokio::time::timeout(LOGIC_TIMEOUT, heartbeat.acquire()).await;
-    if let Err(e) = state.logic.close_session(request).await {
-        tracing::warn!(%key, error = %e, "cannot close session in logic; it will expire");
-    }
+    state.closer.close(uid.to_string(), key.to_string()).await;
 }
 
 /// Tells a client why the handshake ended, briefly, and closes the socket.

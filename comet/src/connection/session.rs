@@ -3,10 +3,12 @@
 //!
 //! Replies are queued to the connection's own outbox. Calls to logic that
 //! a reply depends on (`Send`, `Sync`, a recovering `Join`) run in their own
-//! task, bounded per connection; session renewals (`Heartbeat`, whose reply
-//! carries the inbox head logic returns) run one at a time, and acks are
+//! task, bounded per connection; session checks (a client `Heartbeat` once
+//! per `session_check`, whose reply carries the inbox head logic returns;
+//! every other heartbeat is answered here) run one at a time, and acks are
 //! coalesced ([`super::acks`]). So a slow logic delays answers, never
-//! reading.
+//! reading, and an idle connection costs logic one call per
+//! `session_check`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -42,6 +44,15 @@ const MAX_SYNCS_IN_FLIGHT: usize = 4;
 const MAX_SYNC_LIMIT: u32 = 500;
 const DEFAULT_SYNC_LIMIT: u32 = 100;
 
+/// When a new connection's first session check is due: at a random point
+/// of the second half of the first interval, so connections that came in
+/// together (a reconnect storm) are checked spread out, and none sooner
+/// than half an interval after its session opened.
+fn first_check(every: std::time::Duration) -> Instant {
+    let fraction: f64 = rand::random();
+    Instant::now() + every.mul_f64(0.5 + fraction / 2.0)
+}
+
 /// What the reader does after a frame.
 enum Next {
     Continue,
@@ -58,8 +69,10 @@ pub(crate) struct Session {
     device: String,
     /// Rooms this connection is in; only this task changes them.
     rooms: HashSet<String>,
-    /// One permit: held by the session heartbeat in flight, if any.
+    /// One permit: held by the session check in flight, if any.
     heartbeat: Arc<Semaphore>,
+    /// When a heartbeat next checks the session with logic.
+    next_check: Instant,
     sends: Arc<Semaphore>,
     syncs: Arc<Semaphore>,
     acks: Arc<Acks>,
@@ -75,17 +88,18 @@ impl Session {
         let send_limiter = rate_limiter(state.config.send_rate);
         let join_limiter = rate_limiter(state.config.join_rate);
         Self {
-            state,
             outbox,
             uid: Arc::from(uid),
             device: String::new(),
             rooms: HashSet::new(),
             heartbeat: Arc::new(Semaphore::new(1)),
+            next_check: first_check(state.config.session_check),
             sends: Arc::new(Semaphore::new(MAX_SENDS_IN_FLIGHT)),
             syncs: Arc::new(Semaphore::new(MAX_SYNCS_IN_FLIGHT)),
             acks: Arc::default(),
             send_limiter,
             join_limiter,
+            state,
         }
     }
 
@@ -451,19 +465,28 @@ impl Session {
         });
     }
 
-    /// Renews the session's TTL in logic, at most one call in flight, and
-    /// answers with the inbox head logic returns (so a client learns of a
-    /// message that never reached it). With a renewal already in flight, or
-    /// if logic fails, the reply carries no head.
-    fn heartbeat(&self, id: u64) {
-        // The permit also lets the disconnect path wait for the renewal
-        // (see `heartbeat_gate`).
-        let Ok(permit) = self.heartbeat.clone().try_acquire_owned() else {
+    /// Answers a client heartbeat. Once per `session_check` the session
+    /// is checked with logic (at most one call in flight) and the reply
+    /// carries the inbox head logic returns, so a client learns of a
+    /// message that never reached it; otherwise, with a check already in
+    /// flight, or if logic fails, the reply carries no head.
+    fn heartbeat(&mut self, id: u64) {
+        let now = Instant::now();
+        let due = now >= self.next_check;
+        // The permit also lets the disconnect path wait for the check (see
+        // `heartbeat_gate`).
+        let permit = if due {
+            self.heartbeat.clone().try_acquire_owned().ok()
+        } else {
+            None
+        };
+        let Some(permit) = permit else {
             return self.reply(&Frame::new(
                 id,
                 Body::HeartbeatReply(HeartbeatReply::default()),
             ));
         };
+        self.next_check = now + self.state.config.session_check;
         let request = HeartbeatRequest {
             comet_id: self.state.id().to_owned(),
             uid: self.uid.to_string(),
@@ -497,7 +520,7 @@ impl Session {
     }
 
     /// Acquired once no session heartbeat is in flight. The disconnect path
-    /// waits for it before `CloseSession`, or a late heartbeat could bring
+    /// waits for it before queuing the close, or a late check could bring
     /// the closed session back in logic.
     pub(crate) fn heartbeat_gate(&self) -> Arc<Semaphore> {
         self.heartbeat.clone()

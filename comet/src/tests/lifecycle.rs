@@ -22,6 +22,10 @@ async fn the_comet_registers_and_reports_its_load() {
     assert_eq!(node.state, NodeState::Serving);
 
     let (_c, _) = comet.login(&h, "alice", &["r"]).await;
+    // Before it took that client, the comet told logic it started (so what
+    // an earlier process under its id left is forgotten).
+    let started = |c: &Call| matches!(c, Call::Started(r) if r.comet_id == comet.id);
+    assert_eq!(h.logic.count(started), 1);
     eventually("connection count in discovery", || {
         record(&view).is_some_and(|n| n.connections == 1)
     })
@@ -31,6 +35,22 @@ async fn the_comet_registers_and_reports_its_load() {
             Call::Renew(r) if r.connections == 1 && r.rooms.get("r") == Some(&1) => Some(()),
             _ => None,
         })
+        .await;
+}
+
+#[tokio::test]
+async fn clients_leaving_together_all_have_their_sessions_closed() {
+    let h = Harness::start().await;
+    let comet = h.comet(h.config()).await;
+    let mut clients = Vec::new();
+    for i in 0..50 {
+        clients.push(comet.login(&h, &format!("user-{i}"), &[]).await);
+    }
+    let keys: std::collections::HashSet<String> =
+        clients.iter().map(|(_, auth)| auth.key.clone()).collect();
+    drop(clients);
+    h.logic
+        .wait_count(|c| matches!(c, Call::Close(s) if keys.contains(&s.key)), 50)
         .await;
 }
 

@@ -31,6 +31,29 @@ async fn heartbeat_is_answered_with_its_id_and_renews_the_session() {
     );
 }
 
+/// Idle costs logic nothing: between session checks a heartbeat is
+/// answered by the comet alone.
+#[tokio::test]
+async fn heartbeats_between_session_checks_are_answered_without_logic() {
+    let h = Harness::start().await;
+    let config = crate::CometConfig {
+        session_check: Duration::from_secs(3600),
+        ..h.config()
+    };
+    let comet = h.comet(config).await;
+    let (mut c, _) = comet.login(&h, "alice", &[]).await;
+    for id in 1..=10 {
+        c.send(id, Body::Heartbeat(Heartbeat {})).await;
+        let reply = c.recv().await;
+        assert_eq!(reply.id, id);
+        let Some(Body::HeartbeatReply(reply)) = reply.body else {
+            panic!("expected HeartbeatReply, got {reply:?}")
+        };
+        assert_eq!(reply.inbox, None, "no check, so no head");
+    }
+    assert_eq!(h.logic.count(|c| matches!(c, Call::Heartbeat(_))), 0);
+}
+
 #[tokio::test]
 async fn a_silent_connection_is_closed_after_three_heartbeats() {
     let h = Harness::start().await;

@@ -42,7 +42,9 @@ pub(crate) fn cluster_secret() -> courier_runtime::ClusterSecret {
 #[derive(Debug, Clone)]
 pub(crate) enum Call {
     Open(ConnectRequest),
-    Close(DisconnectRequest),
+    /// One session of a `CloseSessions` batch.
+    Close(ClosedSession),
+    Started(CometStartedRequest),
     Heartbeat(HeartbeatRequest),
     Send(SendRequest),
     Sync(SyncRequest),
@@ -58,7 +60,7 @@ pub(crate) enum Call {
 #[derive(Debug, Default)]
 pub(crate) struct FakeLogic {
     calls: CallLog<Call>,
-    /// While `true`, `CloseSession` is recorded but not answered, which
+    /// While `true`, `CloseSessions` is recorded but not answered, which
     /// holds a draining comet in its drain.
     closes_held: tokio::sync::watch::Sender<bool>,
     /// While `true`, `OpenSession` is recorded but not answered.
@@ -80,8 +82,8 @@ impl FakeLogic {
         self.calls.wait_count(f, n).await
     }
 
-    /// Waits for the first `CloseSession` call.
-    pub(crate) async fn closed(&self) -> DisconnectRequest {
+    /// Waits for the first session closed.
+    pub(crate) async fn closed(&self) -> ClosedSession {
         self.wait_for(|c| match c {
             Call::Close(r) => Some(r.clone()),
             _ => None,
@@ -89,7 +91,7 @@ impl FakeLogic {
         .await
     }
 
-    /// Holds (`true`) or releases (`false`) every `CloseSession` answer.
+    /// Holds (`true`) or releases (`false`) every `CloseSessions` answer.
     pub(crate) fn hold_closes(&self, held: bool) {
         self.closes_held.send_replace(held);
     }
@@ -135,14 +137,24 @@ impl Logic for FakeLogic {
         }))
     }
 
-    async fn close_session(
+    async fn close_sessions(
         &self,
-        request: Request<DisconnectRequest>,
-    ) -> Result<Response<DisconnectReply>, Status> {
-        self.record(Call::Close(request.into_inner()));
+        request: Request<CloseSessionsRequest>,
+    ) -> Result<Response<CloseSessionsReply>, Status> {
+        for closed in request.into_inner().sessions {
+            self.record(Call::Close(closed));
+        }
         let mut held = self.closes_held.subscribe();
         let _ = held.wait_for(|held| !held).await;
-        Ok(Response::new(DisconnectReply {}))
+        Ok(Response::new(CloseSessionsReply {}))
+    }
+
+    async fn comet_started(
+        &self,
+        request: Request<CometStartedRequest>,
+    ) -> Result<Response<CometStartedReply>, Status> {
+        self.record(Call::Started(request.into_inner()));
+        Ok(Response::new(CometStartedReply {}))
     }
 
     async fn heartbeat(
@@ -309,6 +321,8 @@ impl Harness {
             jwt_secret: SECRET.into(),
             cluster_secret: CLUSTER_SECRET.into(),
             report_interval: Duration::from_millis(100),
+            // Every heartbeat checks the session, so tests see each check.
+            session_check: Duration::ZERO,
             ..CometConfig::default()
         }
     }
@@ -330,6 +344,7 @@ impl Harness {
             state.clone(),
             CancellationToken::new(),
         ));
+        state.spawn_closer(CancellationToken::new());
         state
     }
 
