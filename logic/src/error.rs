@@ -1,6 +1,6 @@
 //! The error `bind`, `run` and `serve` return: start-up and serving
 //! failures. Request-level failures never reach it; they are answered as
-//! HTTP errors or gRPC statuses at the edge.
+//! HTTP errors or gRPC statuses at the edge, and logged here, throttled.
 
 /// Why logic could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -29,4 +29,16 @@ pub enum LogicError {
         /// What it reported.
         message: String,
     },
+}
+
+/// Logs a failed backend call: the first at once, then one per 10 s with
+/// how many were held back, however many requests fail meanwhile.
+pub(crate) fn log_backend_failure(e: &courier_cluster::Error) {
+    static THROTTLE: std::sync::LazyLock<courier_runtime::throttle::Throttle> =
+        std::sync::LazyLock::new(|| {
+            courier_runtime::throttle::Throttle::new(std::time::Duration::from_secs(10))
+        });
+    if let Some(suppressed) = THROTTLE.admit() {
+        tracing::warn!(error = %e, suppressed, "backend failure");
+    }
 }

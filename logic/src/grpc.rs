@@ -53,7 +53,7 @@ const MAX_CLOSE_BATCH: usize = 10_000;
 const CLOSE_CONCURRENCY: usize = 64;
 
 fn unavailable(e: courier_cluster::Error) -> Status {
-    tracing::warn!(error = %e, "backend failure");
+    crate::error::log_backend_failure(&e);
     Status::unavailable(e.to_string())
 }
 

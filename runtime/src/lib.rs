@@ -2,7 +2,8 @@
 //! listener (`/metrics`, `/healthz`, `/readyz`), shutdown on a signal,
 //! binding listeners and advertising their addresses, the login-token keys
 //! logic signs with and comets verify with, the cluster secret every
-//! internal gRPC call carries, and TLS for listeners and links.
+//! internal gRPC call carries, TLS for listeners and links, and throttled
+//! warnings.
 //!
 //! Nothing here talks to a cluster backend (those are `courier-cluster`), and
 //! nothing here installs process-wide telemetry: the binary does that, and
@@ -12,6 +13,7 @@ pub mod admin;
 pub mod cluster_auth;
 pub mod net;
 pub mod shutdown;
+pub mod throttle;
 pub mod tls;
 pub mod token;
 

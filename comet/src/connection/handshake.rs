@@ -182,7 +182,15 @@ pub(crate) async fn open(
             "refused by login policy",
         )),
         Err(e) => {
-            tracing::warn!(%key, error = %e, "cannot open session");
+            // One line per interval, however many clients a logic outage
+            // turns away.
+            static THROTTLE: std::sync::LazyLock<courier_runtime::throttle::Throttle> =
+                std::sync::LazyLock::new(|| {
+                    courier_runtime::throttle::Throttle::new(std::time::Duration::from_secs(10))
+                });
+            if let Some(suppressed) = THROTTLE.admit() {
+                tracing::warn!(%key, error = %e, suppressed, "cannot open session");
+            }
             Err(Refusal::error(
                 id,
                 ErrorCode::Unavailable,

@@ -55,7 +55,7 @@ impl ApiError {
     /// 503 for a backend that failed. The backend's own text (addresses,
     /// driver errors) goes to the log, never to the client.
     pub(crate) fn unavailable(e: &courier_cluster::Error) -> Self {
-        tracing::warn!(error = %e, "backend failure");
+        crate::error::log_backend_failure(e);
         Self::busy("unavailable", "a backend is unavailable; retry shortly")
     }
 
