@@ -61,6 +61,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum Bench {
+    /// Many idle connections: connect rate, memory per connection, backend
+    /// load while idle, one push to all.
+    Conns(courier::bench::ConnsArgs),
     /// Push -> receipt latency through a running system (p50/p99).
     E2e(courier::bench::E2eArgs),
     /// Room fan-out: many members in one room, room pushes, deliveries/s.
@@ -160,6 +163,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             job.run(cancel_on_signal()).await?;
         }
         Command::Chat(args) => courier_chat::run(args).await?,
+        Command::Bench(Bench::Conns(args)) => courier::bench::conns(args).await?,
         Command::Bench(Bench::E2e(args)) => courier::bench::e2e(args).await?,
         Command::Bench(Bench::Fanout(args)) => courier::bench::fanout(args).await?,
         Command::Bench(Bench::Push(args)) => courier::bench::push(args).await?,

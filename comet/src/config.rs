@@ -52,7 +52,7 @@ pub struct CometConfig {
     /// announced length ends the connection at once.
     pub max_auth_frame: usize,
     /// New connections accepted per second, with a burst of as many
-    /// (default 2000; 0 = no limit). More are answered `BUSY` and closed,
+    /// (default 10 000; 0 = no limit). More are answered `BUSY` and closed,
     /// so a reconnect storm is spread out instead of taking the comet down.
     pub accept_rate: u32,
     /// Connections that have not finished their handshake, at most, at once
@@ -121,7 +121,7 @@ impl Default for CometConfig {
             heartbeat: Duration::from_secs(30),
             session_check: Duration::from_secs(300),
             max_auth_frame: 8 * 1024,
-            accept_rate: 2000,
+            accept_rate: 10_000,
             max_handshakes: 4096,
             max_handshakes_per_ip: 256,
             outbound_queue: 256,

@@ -10,8 +10,9 @@
 //! ([`Outbox::push`] aborts it). The byte bound counts each frame whole even
 //! when a room's frame is shared by many outboxes: it bounds what one
 //! client may hold back, not the process's memory. The
-//! writer owns the receiving end; closing is signalled with two tokens:
-//! `finish` (write what is queued, then close) and `abort` (close now).
+//! writer owns the receiving end ([`Receiver`]); closing is signalled with
+//! two flags: `finish` (write what is queued, then close) and `abort`
+//! (close now).
 //!
 //! Whatever is queued here is counted here ([`Counters::queued`]): one frame
 //! at a time for replies, in bulk for a fan-out ([`fan_out`]).
@@ -23,13 +24,13 @@
 //! order. So the client sees what it missed before anything live. A pushed
 //! frame checks one atomic flag; only while held does it take a lock.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::sync::mpsc::{self, error::TrySendError};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::Notify;
 
 use crate::counters::Counters;
 
@@ -37,16 +38,32 @@ use crate::counters::Counters;
 #[derive(Debug, Clone)]
 pub(crate) struct Outbox(Arc<Inner>);
 
+/// Slots a queue keeps allocated between frames.
+const IDLE_SLOTS: usize = 4;
+
+/// Close flags (`Inner::closing`).
+const FINISH: u8 = 1;
+const ABORT: u8 = 2;
+
+/// One allocation per connection, none more until a frame is queued: the
+/// queue is a `VecDeque` that allocates with its first frame (and keeps a
+/// few slots after), and the two wake-ups are `Notify`s kept inline (a
+/// tokio channel would allocate a block of 32 slots and padded state up
+/// front, 1.5 KiB for every idle connection).
 #[derive(Debug)]
 struct Inner {
     key: Arc<str>,
-    tx: mpsc::Sender<Bytes>,
-    finish: CancellationToken,
-    abort: CancellationToken,
+    queue: Mutex<Queue>,
+    /// Wakes the writer: a frame was queued, or the connection closes.
+    writer: Notify,
+    /// Wakes whoever waits for the close ([`Outbox::closing`] and co.).
+    closed: Notify,
+    /// `FINISH` and `ABORT`, once set never cleared.
+    closing: AtomicU8,
     slow: AtomicBool,
-    /// Pushes wait in `waiting` while this is set (see the module docs).
+    /// Pushes wait in `Queue::waiting` while this is set (see the module
+    /// docs).
     held: AtomicBool,
-    waiting: Mutex<Vec<Bytes>>,
     capacity: usize,
     /// Bytes queued or held and not yet written.
     bytes: AtomicUsize,
@@ -54,37 +71,103 @@ struct Inner {
     counters: Arc<Counters>,
 }
 
-/// How much one outbox may hold before its client counts as slow.
+#[derive(Debug, Default)]
+struct Queue {
+    /// What the writer takes next.
+    frames: VecDeque<Bytes>,
+    /// Pushes held back while the connection resumes.
+    waiting: Vec<Bytes>,
+    /// The writer took its last frames: nothing more is queued.
+    sealed: bool,
+}
+
+/// Frames per connection and bytes per connection, at most.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Bounds {
     pub(crate) frames: usize,
     pub(crate) bytes: usize,
 }
 
+/// What the writer is to do next ([`Receiver::wait`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Frames were taken: write them.
+    Write,
+    /// Finish: everything queued was taken; write it and close.
+    Finish,
+    /// Close now.
+    Abort,
+}
+
+/// The writer's end of an outbox.
+#[derive(Debug)]
+pub(crate) struct Receiver(Outbox);
+
+impl Receiver {
+    /// Waits for frames or a close. Takes up to `max` queued frames into
+    /// `take` (all of them once finishing, and then nothing more is
+    /// queued).
+    pub(crate) async fn wait(&mut self, max: usize, mut take: impl FnMut(Bytes)) -> Next {
+        let inner = &self.0 .0;
+        loop {
+            // The writer is the only waiter, and a wake-up before this
+            // point is kept as a permit, so none is lost.
+            let woken = inner.writer.notified();
+            let closing = inner.closing.load(Ordering::Acquire);
+            if closing & ABORT != 0 {
+                return Next::Abort;
+            }
+            let next = {
+                let mut queue = inner.queue.lock();
+                if closing & FINISH != 0 {
+                    queue.sealed = true;
+                    queue.frames.drain(..).for_each(&mut take);
+                    queue.frames = VecDeque::new();
+                    Some(Next::Finish)
+                } else if queue.frames.is_empty() {
+                    None
+                } else {
+                    let n = queue.frames.len().min(max.max(1));
+                    queue.frames.drain(..n).for_each(&mut take);
+                    // What a burst grew goes; a few slots stay, so a steady
+                    // trickle of frames allocates nothing.
+                    queue.frames.shrink_to(IDLE_SLOTS);
+                    Some(Next::Write)
+                }
+            };
+            if let Some(next) = next {
+                return next;
+            }
+            woken.await;
+        }
+    }
+
+    /// The next queued frame, if any (tests).
+    #[cfg(test)]
+    pub(crate) fn try_recv(&mut self) -> Option<Bytes> {
+        self.0 .0.queue.lock().frames.pop_front()
+    }
+}
+
 impl Outbox {
     /// An outbox holding at most `bounds`, and the writer's end. It starts
     /// held: see [`Outbox::release`].
-    pub(crate) fn new(
-        key: Arc<str>,
-        bounds: Bounds,
-        counters: Arc<Counters>,
-    ) -> (Self, mpsc::Receiver<Bytes>) {
-        let capacity = bounds.frames.max(1);
-        let (tx, rx) = mpsc::channel(capacity);
+    pub(crate) fn new(key: Arc<str>, bounds: Bounds, counters: Arc<Counters>) -> (Self, Receiver) {
         let inner = Inner {
             key,
-            tx,
-            finish: CancellationToken::new(),
-            abort: CancellationToken::new(),
+            queue: Mutex::new(Queue::default()),
+            writer: Notify::new(),
+            closed: Notify::new(),
+            closing: AtomicU8::new(0),
             slow: AtomicBool::new(false),
             held: AtomicBool::new(true),
-            waiting: Mutex::new(Vec::new()),
-            capacity,
+            capacity: bounds.frames.max(1),
             bytes: AtomicUsize::new(0),
             max_bytes: bounds.bytes.max(1),
             counters,
         };
-        (Self(Arc::new(inner)), rx)
+        let outbox = Self(Arc::new(inner));
+        (outbox.clone(), Receiver(outbox))
     }
 
     /// Queues a frame ahead of the pushes held back (the handshake's own
@@ -100,17 +183,23 @@ impl Outbox {
     /// Stops holding pushes back: those that waited are queued, in order,
     /// and later ones go straight to the queue.
     pub(crate) fn release(&self) {
-        let mut waiting = self.0.waiting.lock();
-        let held = std::mem::take(&mut *waiting);
+        let mut queue = self.0.queue.lock();
+        let held = std::mem::take(&mut queue.waiting);
         self.0.held.store(false, Ordering::Release);
         // Under the lock, so a push that saw the flag still set and waits
         // for the lock queues after these. (They were counted when held.)
+        let mut overflow = false;
         for frame in held {
-            if !self.send(frame) {
+            if !Self::enqueue(&mut queue, frame, self.0.capacity) {
+                overflow = true;
                 break;
             }
         }
-        drop(waiting);
+        drop(queue);
+        if overflow {
+            self.slow_consumer();
+        }
+        self.0.writer.notify_one();
     }
 
     /// The connection's key.
@@ -141,15 +230,15 @@ impl Outbox {
             return false;
         }
         if self.0.held.load(Ordering::Acquire) {
-            let mut waiting = self.0.waiting.lock();
+            let mut queue = self.0.queue.lock();
             // Re-checked under the lock: `release` may have just run.
             if self.0.held.load(Ordering::Acquire) {
-                if waiting.len() >= self.0.capacity {
-                    drop(waiting);
+                if queue.waiting.len() >= self.0.capacity {
+                    drop(queue);
                     self.slow_consumer();
                     return false;
                 }
-                waiting.push(frame);
+                queue.waiting.push(frame);
                 return true;
             }
         }
@@ -175,14 +264,27 @@ impl Outbox {
 
     /// Puts a frame in the writer's queue; a full queue drops the client.
     fn send(&self, frame: Bytes) -> bool {
-        match self.0.tx.try_send(frame) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
-                self.slow_consumer();
-                false
-            }
-            Err(TrySendError::Closed(_)) => false,
+        let mut queue = self.0.queue.lock();
+        if queue.sealed {
+            return false;
         }
+        let queued = Self::enqueue(&mut queue, frame, self.0.capacity);
+        drop(queue);
+        if queued {
+            self.0.writer.notify_one();
+        } else {
+            self.slow_consumer();
+        }
+        queued
+    }
+
+    /// Appends to the writer's queue unless it holds `capacity` frames.
+    fn enqueue(queue: &mut Queue, frame: Bytes, capacity: usize) -> bool {
+        if queue.frames.len() >= capacity {
+            return false;
+        }
+        queue.frames.push_back(frame);
+        true
     }
 
     fn queue_all(&self, frames: &[Bytes]) -> bool {
@@ -191,12 +293,20 @@ impl Outbox {
 
     /// Closes once everything queued is written.
     pub(crate) fn finish(&self) {
-        self.0.finish.cancel();
+        self.close(FINISH);
     }
 
     /// Closes now, dropping whatever is queued.
     pub(crate) fn abort(&self) {
-        self.0.abort.cancel();
+        self.close(ABORT);
+    }
+
+    fn close(&self, flag: u8) {
+        let before = self.0.closing.fetch_or(flag, Ordering::AcqRel);
+        if before & flag == 0 {
+            self.0.writer.notify_one();
+            self.0.closed.notify_waiters();
+        }
     }
 
     /// Whether the connection was dropped for outbound overflow.
@@ -206,20 +316,26 @@ impl Outbox {
 
     /// Resolves once the connection is asked to close, either way.
     pub(crate) async fn closing(&self) {
-        tokio::select! {
-            _ = self.0.finish.cancelled() => {}
-            _ = self.0.abort.cancelled() => {}
-        }
-    }
-
-    /// Resolves once the connection is asked to finish gracefully.
-    pub(crate) async fn finishing(&self) {
-        self.0.finish.cancelled().await
+        self.closed_with(FINISH | ABORT).await
     }
 
     /// Resolves once the connection is asked to close at once.
     pub(crate) async fn aborted(&self) {
-        self.0.abort.cancelled().await
+        self.closed_with(ABORT).await
+    }
+
+    /// Resolves once any of `flags` is set.
+    async fn closed_with(&self, flags: u8) {
+        loop {
+            let woken = self.0.closed.notified();
+            tokio::pin!(woken);
+            // Registered before the check, so a close in between wakes it.
+            woken.as_mut().enable();
+            if self.0.closing.load(Ordering::Acquire) & flags != 0 {
+                return;
+            }
+            woken.await;
+        }
     }
 
     fn slow_consumer(&self) {
@@ -297,12 +413,12 @@ mod tests {
         let (outbox, mut rx) = Outbox::new(Arc::from("k"), frames(8), counters.clone());
         assert!(outbox.push(Bytes::from_static(b"live-1")));
         assert!(fan_out([&outbox], &[Bytes::from_static(b"live-2")], &counters) == 1);
-        assert!(rx.try_recv().is_err(), "held while the handshake runs");
+        assert!(rx.try_recv().is_none(), "held while the handshake runs");
         outbox.push_first(Bytes::from_static(b"reply"));
         outbox.push_first(Bytes::from_static(b"missed"));
         outbox.release();
         outbox.push(Bytes::from_static(b"live-3"));
-        let got: Vec<Bytes> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        let got: Vec<Bytes> = std::iter::from_fn(|| rx.try_recv()).collect();
         assert_eq!(got, ["reply", "missed", "live-1", "live-2", "live-3"]);
         assert_eq!(counters.frames_queued(), 5, "each frame counted once");
     }

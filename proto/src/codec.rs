@@ -10,7 +10,11 @@
 //! pin a large buffer for the rest of the connection.
 //!
 //! A server can lower `max_frame` until a client has authenticated and raise
-//! it after ([`FrameCodec::set_max_frame`]).
+//! it after ([`FrameCodec::set_max_frame`]). A server holding many mostly
+//! idle connections can have the buffer let go whenever it is emptied
+//! ([`FrameCodec::release_when_empty`]): an idle connection then holds no
+//! read buffer at all, at the price of growing one again (from a few bytes,
+//! doubling) for the next frame.
 //!
 //! "Not enough bytes yet" is the normal outcome of [`Decoder::decode`]
 //! (`Ok(None)`), never an error.
@@ -52,12 +56,23 @@ pub enum CodecError {
 #[derive(Debug, Clone, Copy)]
 pub struct FrameCodec {
     max_frame: usize,
+    release_when_empty: bool,
 }
 
 impl FrameCodec {
     /// A codec that refuses frames longer than `max_frame` bytes.
     pub fn new(max_frame: usize) -> Self {
-        Self { max_frame }
+        Self {
+            max_frame,
+            release_when_empty: false,
+        }
+    }
+
+    /// Lets the read buffer go each time a frame empties it (see the module
+    /// docs).
+    pub fn release_when_empty(mut self) -> Self {
+        self.release_when_empty = true;
+        self
     }
 
     /// The largest accepted frame body.
@@ -98,8 +113,12 @@ impl Decoder for FrameCodec {
         }
         src.advance(LEN_PREFIX);
         let body = src.split_to(len).freeze();
-        if src.is_empty() && src.capacity() > SHRINK_ABOVE {
-            *src = BytesMut::with_capacity(SMALL_BUFFER);
+        if src.is_empty() {
+            if self.release_when_empty {
+                *src = BytesMut::new();
+            } else if src.capacity() > SHRINK_ABOVE {
+                *src = BytesMut::with_capacity(SMALL_BUFFER);
+            }
         }
         Ok(Some(Frame::decode(body)?))
     }
@@ -254,6 +273,19 @@ mod tests {
             "capacity {}",
             buf.capacity()
         );
+    }
+
+    #[test]
+    fn a_releasing_codec_holds_no_buffer_once_emptied() {
+        let mut codec = FrameCodec::default().release_when_empty();
+        let mut buf = BytesMut::with_capacity(512);
+        let frame = Frame::new(1, crate::client::frame::Body::Heartbeat(Default::default()));
+        codec.encode(&frame, &mut buf).unwrap();
+        codec.encode(&frame, &mut buf).unwrap();
+        assert_eq!(codec.decode(&mut buf).unwrap(), Some(frame.clone()));
+        assert!(buf.capacity() > 0, "kept while bytes remain");
+        assert_eq!(codec.decode(&mut buf).unwrap(), Some(frame));
+        assert_eq!(buf.capacity(), 0, "let go once empty");
     }
 
     fn decode_all(codec: &mut FrameCodec, buf: &mut BytesMut) -> Vec<Frame> {

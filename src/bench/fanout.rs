@@ -16,6 +16,7 @@
 //! (see [`worker`]), because one process may hold only so many open files;
 //! this process also sends the pushes.
 
+mod idle;
 mod pusher;
 mod report;
 mod worker;
@@ -28,11 +29,13 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use self::idle::IdlePlan;
 use self::pusher::{send_pushes, PushPlan, Sent};
-use self::report::{CometCpu, FanoutReport, Measured};
+pub(crate) use self::report::FanoutReport;
+use self::report::{CometCpu, Measured};
 use self::worker::{Command, Report, Worker};
 use super::dial::SourceSpread;
-use super::members::{Members, MembersPlan, Outcome};
+use super::members::{Members, MembersPlan, Mint, Outcome};
 use super::proc_stat;
 
 /// Open files a process keeps for itself beyond its members' sockets.
@@ -109,6 +112,22 @@ pub struct FanoutArgs {
     /// phase and its memory.
     #[arg(long = "comet-pid", value_name = "PID")]
     pub comet_pids: Vec<u32>,
+    /// Each member its own user `{--user}-{i}`, its login token minted
+    /// with this JWT secret (the cluster's `jwt_secret`) instead of one
+    /// login shared by every member.
+    #[arg(long, env = "COURIER_JWT_SECRET")]
+    pub jwt_secret: Option<String>,
+    /// Seconds between one member's heartbeats (0: two thirds of the
+    /// comet's interval).
+    #[arg(long, default_value_t = 0)]
+    pub heartbeat_secs: u32,
+    /// Between connecting and pushing, let the members idle this many
+    /// seconds and measure what they cost (see `--redis`, `--comet-pid`).
+    #[arg(long, default_value_t = 0)]
+    pub idle_secs: u64,
+    /// Redis URL to read `INFO` from around the idle window.
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -134,6 +153,18 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
     if args.worker {
         return worker::run().await;
     }
+    let json = args.json;
+    let report = measure(args).await?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}
+
+/// Runs the phases (connect, idle, push) and sums up what they measured.
+pub(crate) async fn measure(args: FanoutArgs) -> anyhow::Result<FanoutReport> {
     check(&args)?;
     let open_files = proc_stat::raise_open_files_limit().context("raising the open-files limit")?;
     let api_key = args.api_key.clone().context("--api-key is required")?;
@@ -170,7 +201,13 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
         pushes: args.pushes,
         handshake_timeout_ms: 10_000,
         max_frame: MAX_FRAME,
+        mint: args.jwt_secret.as_ref().map(|secret| Mint {
+            jwt_secret: secret.clone(),
+            uid_prefix: format!("{}-", args.user),
+        }),
+        heartbeat_secs: args.heartbeat_secs,
     };
+    let baselines = idle::baselines(&args.comet_pids);
     let connect_timeout_ms = args.connect_timeout_secs.saturating_mul(1000);
 
     // Connect phase: workers and this process at once.
@@ -215,6 +252,22 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
             shares.len() - 1
         );
     }
+
+    // Idle phase.
+    let idle = if args.idle_secs > 0 {
+        let plan = IdlePlan {
+            secs: args.idle_secs,
+            heartbeat_secs: args.heartbeat_secs,
+            redis: args.redis.as_deref(),
+            shares: comet_shares(args.members, comets.len(), args.comet_pids.len())
+                .into_iter()
+                .map(|share| connected_share(share, &connects, args.members))
+                .collect(),
+        };
+        Some(idle::measure(plan, &baselines).await?)
+    } else {
+        None
+    };
 
     // Push phase.
     let comet_before: Vec<_> = args
@@ -321,13 +374,34 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
         timed_out,
         push_cpu: (own_cpu_after - own_cpu_before) + (worker_cpu_at_done - worker_cpu_at_connect),
         comets: comet_cpu,
+        idle,
     });
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print!("{}", report.table());
+    Ok(report)
+}
+
+/// A comet's share of the members scaled to those that connected (members
+/// that gave up are spread evenly: the comets were offered them alike).
+fn connected_share(share: u64, connects: &[super::members::Connected], members: u64) -> u64 {
+    let connected: u64 = connects.iter().map(|c| c.connected).sum();
+    if members == 0 {
+        return 0;
     }
-    Ok(())
+    (u128::from(share) * u128::from(connected) / u128::from(members)) as u64
+}
+
+/// Members each of `pids` comet processes holds: member `i` goes to comet
+/// `i % comets`, and pids are taken in the order of the comets. With a
+/// different number of pids than comets, an even split is the best guess.
+fn comet_shares(members: u64, comets: usize, pids: usize) -> Vec<u64> {
+    if comets == pids {
+        let n = comets as u64;
+        (0..n)
+            .map(|k| members / n + u64::from(k < members % n))
+            .collect()
+    } else {
+        let n = pids.max(1) as u64;
+        vec![members / n; pids]
+    }
 }
 
 fn check(args: &FanoutArgs) -> anyhow::Result<()> {
@@ -424,6 +498,13 @@ fn own_cpu() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn comet_shares_follow_the_round_robin() {
+        assert_eq!(comet_shares(10, 3, 3), vec![4, 3, 3]);
+        assert_eq!(comet_shares(10, 1, 1), vec![10]);
+        assert_eq!(comet_shares(10, 3, 2), vec![5, 5]);
+    }
 
     #[test]
     fn split_covers_every_member_once() {

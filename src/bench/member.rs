@@ -101,6 +101,17 @@ pub struct Dialed {
     heartbeat: Duration,
 }
 
+impl Dialed {
+    /// Sends a heartbeat every `period` instead of at two thirds of the
+    /// comet's interval.
+    pub fn heartbeat_every(self, period: Duration) -> Self {
+        Self {
+            heartbeat: period * 3 / 2,
+            ..self
+        }
+    }
+}
+
 /// Why a handshake did not end in `AuthReply`.
 #[derive(Debug)]
 pub enum Refused {

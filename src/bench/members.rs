@@ -61,7 +61,26 @@ pub struct MembersPlan {
     pub pushes: u64,
     pub handshake_timeout_ms: u64,
     pub max_frame: usize,
+    /// Each member its own user, with a token minted here (`token` unused).
+    #[serde(default)]
+    pub mint: Option<Mint>,
+    /// Seconds between a member's heartbeats; 0 = two thirds of the
+    /// interval the comet gives in `AuthReply`.
+    #[serde(default)]
+    pub heartbeat_secs: u32,
 }
+
+/// Minting each member's own login token: member `i` is user
+/// `{uid_prefix}{i}`, signed with the cluster's JWT secret (the bench then
+/// needs no login per user, which would cost a password hash each).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Mint {
+    pub jwt_secret: String,
+    pub uid_prefix: String,
+}
+
+/// How long a minted token lives.
+const MINTED_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Handshake failures and early closes, by reason.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -131,6 +150,7 @@ pub struct Outcome {
 struct Shared {
     plan: MembersPlan,
     auth: bytes::Bytes,
+    minter: Option<courier_runtime::TokenKeys>,
     spread: SourceSpread,
     handshakes: Semaphore,
     slots: Box<[MemberSlot]>,
@@ -156,6 +176,10 @@ impl Members {
         let count = usize::try_from(plan.count).unwrap_or(0);
         let shared = Arc::new(Shared {
             auth: wire::auth_frame(member::AUTH_ID, &plan.token, &plan.room),
+            minter: plan
+                .mint
+                .as_ref()
+                .map(|m| courier_runtime::TokenKeys::new(m.jwt_secret.as_bytes())),
             spread: SourceSpread::new(plan.per_source),
             handshakes: Semaphore::new(plan.concurrency.max(1)),
             slots: (0..count).map(|_| MemberSlot::default()).collect(),
@@ -317,15 +341,38 @@ async fn dial(shared: &Shared, index: u64) -> Option<member::Dialed> {
         .comets
         .get(usize::try_from(index % plan.comets.len().max(1) as u64).ok()?)?;
     let timeout = Duration::from_millis(plan.handshake_timeout_ms);
+    let auth = match (&shared.minter, &plan.mint) {
+        (Some(keys), Some(mint)) => {
+            let uid = format!("{}{index}", mint.uid_prefix);
+            match keys.issue(&uid, MINTED_TOKEN_TTL) {
+                Ok(token) => wire::auth_frame(member::AUTH_ID, &token, &plan.room),
+                Err(e) => {
+                    *shared
+                        .tally
+                        .lock()
+                        .failed_attempts
+                        .entry(format!("minting a token: {e}"))
+                        .or_default() += 1;
+                    return None;
+                }
+            }
+        }
+        _ => shared.auth.clone(),
+    };
     for attempt in 0..=plan.retries {
         let result = tokio::select! {
             _ = shared.give_up.cancelled() => return None,
             result = async {
                 let _permit = shared.handshakes.acquire().await.ok()?;
-                Some(member::handshake(&shared.spread, index, dest, &shared.auth, timeout, plan.max_frame).await)
+                Some(member::handshake(&shared.spread, index, dest, &auth, timeout, plan.max_frame).await)
             } => result?,
         };
         match result {
+            Ok(dialed) if plan.heartbeat_secs > 0 => {
+                return Some(
+                    dialed.heartbeat_every(Duration::from_secs(plan.heartbeat_secs.into())),
+                )
+            }
             Ok(dialed) => return Some(dialed),
             Err(Refused::Error(code)) => {
                 *shared

@@ -1,5 +1,7 @@
 //! `courier bench`: load generators whose numbers go in the README.
 //!
+//! - [`conns`]: many idle authenticated connections; connect rate, memory
+//!   per connection, backend load while idle, one push to all.
 //! - [`e2e`]: push -> receipt latency to one SDK client.
 //! - [`fanout`]: room fan-out; many raw protocol connections in one room,
 //!   room pushes over HTTP, deliveries counted and latency sampled.
@@ -19,6 +21,7 @@
 //! - [`latency`]: a histogram that crosses process boundaries;
 //! - [`proc_stat`]: CPU and memory of a process, and the open-files limit.
 
+pub mod conns;
 pub mod dial;
 pub mod e2e;
 pub mod fanout;
@@ -30,6 +33,7 @@ pub mod push;
 pub mod trust;
 pub mod wire;
 
+pub use conns::{conns, ConnsArgs};
 pub use e2e::{e2e, E2eArgs};
 pub use fanout::{fanout, FanoutArgs};
 pub use push::{push, PushArgs};

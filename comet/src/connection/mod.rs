@@ -58,9 +58,12 @@ pub(crate) async fn serve<S>(
     let mut frames =
         FramedRead::with_capacity(read, FrameCodec::new(config.max_auth_frame), READ_BUFFER);
     let key = state.next_key();
-    let hello = match handshake::read_auth(&mut frames, &state).await {
+    // The handshake's futures (a gRPC call among them) are boxed: they live
+    // only until the client is in, and inlined they would make every
+    // connection's task as big as the biggest of them for its whole life.
+    let hello = match Box::pin(handshake::read_auth(&mut frames, &state)).await {
         Ok(hello) => hello,
-        Err(refusal) => return refuse(refusal, write, peer, &state).await,
+        Err(refusal) => return Box::pin(refuse(refusal, write, peer, &state)).await,
     };
     // In the directory (holding pushes back) before logic opens the session,
     // so nothing published for this connection from then on is missed.
@@ -70,15 +73,20 @@ pub(crate) async fn serve<S>(
     };
     let (outbox, queue) = Outbox::new(key.clone(), bounds, state.directory.counters.clone());
     state.directory.keys.insert(outbox.clone());
-    let auth = match handshake::open(&state, &key, hello).await {
+    let auth = match Box::pin(handshake::open(&state, &key, hello)).await {
         Ok(auth) => auth,
         Err(refusal) => {
             state.directory.keys.remove(&key);
-            return refuse(refusal, write, peer, &state).await;
+            return Box::pin(refuse(refusal, write, peer, &state)).await;
         }
     };
     drop(handshaking);
-    frames.decoder_mut().set_max_frame(config.max_frame);
+    // From here on the connection is mostly idle: its read buffer goes
+    // whenever it is emptied, so an idle connection holds none.
+    *frames.decoder_mut() = FrameCodec::new(config.max_frame).release_when_empty();
+    if frames.read_buffer().is_empty() {
+        *frames.read_buffer_mut() = bytes::BytesMut::new();
+    }
 
     let writer = tokio::spawn(writer::run(
         write,
@@ -93,7 +101,7 @@ pub(crate) async fn serve<S>(
 
     // Leaves the key index when dropped.
     let mut session = session::Session::new(state.clone(), outbox.clone(), &uid);
-    session.start(auth).await;
+    Box::pin(session.start(auth)).await;
     let reason = session.run(&mut frames).await;
 
     let heartbeat = session.heartbeat_gate();

@@ -15,14 +15,15 @@ use bytes::{Buf, Bytes};
 use courier_proto::client::{frame::Body, Frame, Kick};
 use courier_proto::encode_frame;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
 
-use crate::outbox::Outbox;
+use crate::outbox::{Next, Outbox, Receiver};
 
 /// How long a dropped slow consumer gets to take its `Kick` frame.
 const KICK_GRACE: Duration = Duration::from_millis(50);
-/// Frames kept allocated in the batch between writes.
-const IDLE_BATCH_CAPACITY: usize = 8;
+/// Frames kept allocated in the batch between writes: a few, so a steady
+/// trickle allocates nothing and a connection that never got a frame holds
+/// no batch at all.
+const IDLE_BATCH_CAPACITY: usize = 4;
 
 /// Frames taken from the queue, written as one `Buf`.
 #[derive(Debug, Default)]
@@ -41,10 +42,6 @@ impl Batch {
             self.remaining += frame.len();
             self.frames.push_back(frame);
         }
-    }
-
-    fn len(&self) -> usize {
-        self.frames.len()
     }
 
     fn clear(&mut self) {
@@ -128,27 +125,19 @@ async fn write_batch<W: AsyncWrite + Unpin>(
 /// Writes the outbox's frames to `io` until the connection closes.
 pub(crate) async fn run<W: AsyncWrite + Unpin>(
     mut io: W,
-    mut queue: mpsc::Receiver<Bytes>,
+    mut queue: Receiver,
     outbox: Outbox,
     write_timeout: Duration,
     max_batch: usize,
 ) {
     let mut batch = Batch::default();
     let graceful = loop {
-        tokio::select! {
-            biased;
-            _ = outbox.aborted() => break false,
-            _ = outbox.finishing() => break true,
-            frame = queue.recv() => match frame {
-                Some(frame) => batch.push(frame),
-                None => break true,
-            },
-        }
-        while batch.len() < max_batch {
-            match queue.try_recv() {
-                Ok(frame) => batch.push(frame),
-                Err(_) => break,
-            }
+        match queue.wait(max_batch, |frame| batch.push(frame)).await {
+            Next::Write => {}
+            // Everything queued before `finish` (the last Error, Kick or
+            // Reconnect frame) was taken; later pushes find it sealed.
+            Next::Finish => break true,
+            Next::Abort => break false,
         }
         match write_batch(&mut io, &mut batch, &outbox, write_timeout).await {
             Written::Done => {
@@ -163,12 +152,6 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(
         }
     };
     if graceful {
-        // Everything queued before `finish` (the last Error, Kick or
-        // Reconnect frame) goes out; later pushes find the queue closed.
-        queue.close();
-        while let Ok(frame) = queue.try_recv() {
-            batch.push(frame);
-        }
         if !matches!(
             write_batch(&mut io, &mut batch, &outbox, write_timeout).await,
             Written::Done

@@ -7,6 +7,7 @@ use std::io;
 
 use serde::Serialize;
 
+use super::idle::IdleSummary;
 use super::pusher::Sent;
 use crate::bench::latency::Latency;
 use crate::bench::members::{Connected, Outcome, Tally};
@@ -52,6 +53,9 @@ pub(crate) struct FanoutReport {
     pub(crate) timed_out: bool,
     pub(crate) generator: CpuSummary,
     pub(crate) comets: Vec<CometSummary>,
+    /// The idle phase, when there was one (`--idle-secs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) idle: Option<IdleSummary>,
 }
 
 /// Sampled delivery latency, send -> read, in ms.
@@ -134,6 +138,7 @@ pub(crate) struct Measured<'a> {
     /// The generator's CPU seconds from the first push to the end.
     pub(crate) push_cpu: f64,
     pub(crate) comets: Vec<CometCpu>,
+    pub(crate) idle: Option<IdleSummary>,
 }
 
 /// A comet's CPU before and after the push phase, and its memory after.
@@ -206,6 +211,7 @@ impl FanoutReport {
                 .into_iter()
                 .map(|c| CometSummary::new(c, received))
                 .collect(),
+            idle: m.idle,
         }
     }
 }
@@ -233,27 +239,63 @@ impl CometSummary {
     }
 }
 
+/// `"none"`, or `"KEY n, KEY n"`.
+fn tally(m: &BTreeMap<String, u64>) -> String {
+    if m.is_empty() {
+        "none".to_owned()
+    } else {
+        m.iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// CPU seconds per delivery in µs, `None` without deliveries.
 fn per_delivery_us(cpu_secs: f64, deliveries: u64) -> Option<f64> {
     (deliveries > 0).then(|| cpu_secs * 1e6 / deliveries as f64)
 }
 
 impl FanoutReport {
+    /// The `bench conns` table: connections first.
+    pub(crate) fn conns_table(&self) -> String {
+        let mut t = String::new();
+        let _ = writeln!(
+            t,
+            "connections      {} authenticated of {} ({} processes, {} source IPs)",
+            self.connected, self.members, self.procs, self.connect.source_ips
+        );
+        let _ = writeln!(
+            t,
+            "connect + auth   {:.0}/s over {:.2} s; refused {} ({}); failed attempts {}; gave up {}",
+            self.connect.connections_per_sec,
+            self.connect.secs,
+            self.connect.refused_total,
+            tally(&self.connect.refused),
+            tally(&self.connect.failed_attempts),
+            self.connect.gave_up
+        );
+        if let Some(idle) = &self.idle {
+            t.push_str(&idle.table());
+        }
+        let _ = writeln!(
+            t,
+            "push to all      {} of {} connections got it{}; push errors: {}",
+            self.members_complete,
+            self.connected,
+            if self.timed_out { " (TIMED OUT)" } else { "" },
+            tally(&self.push_errors)
+        );
+        let _ = writeln!(t, "closed early     {}", tally(&self.closed_early));
+        t
+    }
+
     /// The human table.
     pub(crate) fn table(&self) -> String {
         let mut t = String::new();
         let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
         let us = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2} µs"));
-        let map = |m: &BTreeMap<String, u64>| {
-            if m.is_empty() {
-                "none".to_owned()
-            } else {
-                m.iter()
-                    .map(|(k, v)| format!("{k} {v}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            }
-        };
+        let map = tally;
         let rate = if self.rate == 0 {
             "max".to_owned()
         } else {
@@ -310,6 +352,9 @@ impl FanoutReport {
             ms(self.latency.max_ms),
             self.latency.samples
         );
+        if let Some(idle) = &self.idle {
+            t.push_str(&idle.table());
+        }
         let _ = writeln!(t, "closed early     {}", map(&self.closed_early));
         if self.bad_frames + self.unexpected_frames + self.unreadable_samples > 0 {
             let _ = writeln!(
