@@ -249,7 +249,7 @@ mod tests {
     fn info_fields_are_read() {
         let info = "# Stats\r\ntotal_connections_received:3\r\ntotal_commands_processed:1234\r\n\
                     # CPU\r\nused_cpu_sys:1.50\r\nused_cpu_user:2.25\r\nused_cpu_sys_children:9\r\n";
-        let s = parse_info(info).unwrap();
+        let s = parse_info(info).expect("both fields");
         assert_eq!(s.commands, 1234);
         assert!((s.cpu_secs - 3.75).abs() < 1e-9);
         assert!(parse_info("# Stats\r\n").is_none());
