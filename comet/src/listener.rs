@@ -2,6 +2,7 @@
 //! the connection's own task, so a slow or hostile client never delays the
 //! next accept.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::connection;
-use crate::limits::rate_limiter;
+use crate::limits::{rate_limiter, HandshakeSlot, IpSlot};
 use crate::state::CometState;
 
 /// Pause after a failed accept (e.g. out of file descriptors).
@@ -65,26 +66,23 @@ pub(crate) async fn accept_loop(
                     tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
                 }
                 tracing::debug!(%peer, "accepted");
-                let state = state.clone();
-                let tls = tls.clone();
-                state.tracker.clone().spawn(async move {
-                    match tls {
-                        None => connection::serve(stream, Some(peer), state, handshaking).await,
-                        Some(tls) => {
-                            let limit = state.config.handshake_timeout;
-                            match tokio::time::timeout(limit, tls.accept(stream)).await {
-                                Ok(Ok(stream)) => {
-                                    connection::serve(stream, Some(peer), state, handshaking).await
-                                }
-                                Ok(Err(e)) => {
-                                    tracing::debug!(%peer, error = %e, "TLS handshake failed")
-                                }
-                                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                            }
-                        }
+                // Two task types, not one `match` inside a task: a task is
+                // as big as its largest state, and a TLS stream's states
+                // would more than double every plaintext connection's task.
+                let tracker = state.tracker.clone();
+                match &tls {
+                    None => {
+                        tracker.spawn(serve_plain(stream, peer, state.clone(), handshaking, slot))
                     }
-                    drop(slot);
-                });
+                    Some(tls) => tracker.spawn(serve_tls(
+                        tls.clone(),
+                        stream,
+                        peer,
+                        state.clone(),
+                        handshaking,
+                        slot,
+                    )),
+                };
             }
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
@@ -95,6 +93,38 @@ pub(crate) async fn accept_loop(
             }
         }
     }
+}
+
+/// Serves a plaintext connection; `slot` is its place among its address's
+/// connections.
+async fn serve_plain(
+    stream: TcpStream,
+    peer: SocketAddr,
+    state: Arc<CometState>,
+    handshaking: HandshakeSlot,
+    slot: IpSlot,
+) {
+    connection::serve(stream, Some(peer), state, handshaking).await;
+    drop(slot);
+}
+
+/// Serves a connection after its TLS handshake (within
+/// `handshake_timeout`).
+async fn serve_tls(
+    tls: TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    state: Arc<CometState>,
+    handshaking: HandshakeSlot,
+    slot: IpSlot,
+) {
+    let limit = state.config.handshake_timeout;
+    match tokio::time::timeout(limit, tls.accept(stream)).await {
+        Ok(Ok(stream)) => connection::serve(stream, Some(peer), state, handshaking).await,
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+    }
+    drop(slot);
 }
 
 const FROM_ADDRESS: &str = "too many connections from this address";

@@ -38,16 +38,13 @@ use crate::counters::Counters;
 #[derive(Debug, Clone)]
 pub(crate) struct Outbox(Arc<Inner>);
 
-/// Slots a queue keeps allocated between frames.
-const IDLE_SLOTS: usize = 4;
-
 /// Close flags (`Inner::closing`).
 const FINISH: u8 = 1;
 const ABORT: u8 = 2;
 
 /// One allocation per connection, none more until a frame is queued: the
-/// queue is a `VecDeque` that allocates with its first frame (and keeps a
-/// few slots after), and the two wake-ups are `Notify`s kept inline (a
+/// queue is a `VecDeque` that allocates with its first frame (and shares
+/// that allocation with the writer's batch after), and the two wake-ups are `Notify`s kept inline (a
 /// tokio channel would allocate a block of 32 slots and padded state up
 /// front, 1.5 KiB for every idle connection).
 #[derive(Debug)]
@@ -104,10 +101,12 @@ pub(crate) enum Next {
 pub(crate) struct Receiver(Outbox);
 
 impl Receiver {
-    /// Waits for frames or a close. Takes up to `max` queued frames into
-    /// `take` (all of them once finishing, and then nothing more is
-    /// queued).
-    pub(crate) async fn wait(&mut self, max: usize, mut take: impl FnMut(Bytes)) -> Next {
+    /// Waits for frames or a close. Moves up to `max` queued frames into
+    /// `batch` (empty on entry; all of them once finishing, and then
+    /// nothing more is queued). When it takes them all it swaps the two
+    /// deques, so one allocation goes back and forth between the queue and
+    /// the writer instead of each keeping one.
+    pub(crate) async fn wait(&mut self, max: usize, batch: &mut VecDeque<Bytes>) -> Next {
         let inner = &self.0 .0;
         loop {
             // The writer is the only waiter, and a wake-up before this
@@ -119,20 +118,20 @@ impl Receiver {
             }
             let next = {
                 let mut queue = inner.queue.lock();
-                if closing & FINISH != 0 {
+                let finishing = closing & FINISH != 0;
+                if finishing {
                     queue.sealed = true;
-                    queue.frames.drain(..).for_each(&mut take);
-                    queue.frames = VecDeque::new();
-                    Some(Next::Finish)
-                } else if queue.frames.is_empty() {
-                    None
+                }
+                if queue.frames.len() <= max.max(1) || finishing {
+                    batch.clear();
+                    std::mem::swap(&mut queue.frames, batch);
                 } else {
-                    let n = queue.frames.len().min(max.max(1));
-                    queue.frames.drain(..n).for_each(&mut take);
-                    // What a burst grew goes; a few slots stay, so a steady
-                    // trickle of frames allocates nothing.
-                    queue.frames.shrink_to(IDLE_SLOTS);
-                    Some(Next::Write)
+                    batch.extend(queue.frames.drain(..max.max(1)));
+                }
+                match (finishing, batch.is_empty()) {
+                    (true, _) => Some(Next::Finish),
+                    (false, false) => Some(Next::Write),
+                    (false, true) => None,
                 }
             };
             if let Some(next) = next {

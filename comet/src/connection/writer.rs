@@ -20,9 +20,9 @@ use crate::outbox::{Next, Outbox, Receiver};
 
 /// How long a dropped slow consumer gets to take its `Kick` frame.
 const KICK_GRACE: Duration = Duration::from_millis(50);
-/// Frames kept allocated in the batch between writes: a few, so a steady
-/// trickle allocates nothing and a connection that never got a frame holds
-/// no batch at all.
+/// Frames kept allocated between writes: a few, so a steady trickle
+/// allocates nothing. The batch and the outbox's queue hand this one
+/// allocation back and forth (see `Receiver::wait`).
 const IDLE_BATCH_CAPACITY: usize = 4;
 
 /// Frames taken from the queue, written as one `Buf`.
@@ -36,12 +36,18 @@ struct Batch {
 }
 
 impl Batch {
+    /// Counts the frames the outbox just put in `frames`, dropping empty
+    /// ones (a `Buf` must not show an empty chunk while bytes remain).
+    fn taken(&mut self) {
+        self.frames.retain(|f| !f.is_empty());
+        self.taken = self.frames.iter().map(Bytes::len).sum();
+        self.remaining = self.taken;
+    }
+
+    #[cfg(test)]
     fn push(&mut self, frame: Bytes) {
-        self.taken += frame.len();
-        if !frame.is_empty() {
-            self.remaining += frame.len();
-            self.frames.push_back(frame);
-        }
+        self.frames.push_back(frame);
+        self.taken();
     }
 
     fn clear(&mut self) {
@@ -132,7 +138,9 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(
 ) {
     let mut batch = Batch::default();
     let graceful = loop {
-        match queue.wait(max_batch, |frame| batch.push(frame)).await {
+        let next = queue.wait(max_batch, &mut batch.frames).await;
+        batch.taken();
+        match next {
             Next::Write => {}
             // Everything queued before `finish` (the last Error, Kick or
             // Reconnect frame) was taken; later pushes find it sealed.
