@@ -115,7 +115,9 @@ pub(crate) async fn serve<S>(
     tracing::info!(?peer, %uid, %key, reason, "client disconnected");
     // A session check still in flight must land before the close, not
     // after it.
-    let _ = tokio::time::timeout(LOGIC_TIMEOUT, heartbeat.acquire()).await;
+    if let Some(heartbeat) = heartbeat {
+        let _ = tokio::time::timeout(LOGIC_TIMEOUT, heartbeat.acquire()).await;
+    }
     state.closer.close(uid.to_string(), key.to_string()).await;
 }
 

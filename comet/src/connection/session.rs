@@ -10,7 +10,6 @@
 //! reading, and an idle connection costs logic one call per
 //! `session_check`.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use courier_proto::client::{
@@ -53,6 +52,52 @@ fn first_check(every: std::time::Duration) -> Instant {
     Instant::now() + every.mul_f64(0.5 + fraction / 2.0)
 }
 
+/// The rooms one connection is in: a short list (at most `max_rooms`,
+/// usually one or two), so a vector searched in order costs less memory
+/// than a hash set and no more time.
+#[derive(Debug, Default)]
+struct RoomSet(Vec<Box<str>>);
+
+impl RoomSet {
+    fn contains(&self, room: &str) -> bool {
+        self.0.iter().any(|r| **r == *room)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Adds `room`; `false` if it was there already.
+    fn insert(&mut self, room: String) -> bool {
+        if self.contains(&room) {
+            return false;
+        }
+        self.0.push(room.into_boxed_str());
+        true
+    }
+
+    /// Removes `room`; `false` if it was not there.
+    fn remove(&mut self, room: &str) -> bool {
+        match self.0.iter().position(|r| **r == *room) {
+            Some(i) => {
+                self.0.swap_remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = Box<str>> + '_ {
+        self.0.drain(..)
+    }
+}
+
+/// The semaphore in `cell`, made with `n` permits on first use.
+fn permits(cell: &mut Option<Arc<Semaphore>>, n: usize) -> Arc<Semaphore> {
+    cell.get_or_insert_with(|| Arc::new(Semaphore::new(n)))
+        .clone()
+}
+
 /// What the reader does after a frame.
 enum Next {
     Continue,
@@ -68,14 +113,16 @@ pub(crate) struct Session {
     /// The client's device id (empty: none), carried by heartbeats.
     device: String,
     /// Rooms this connection is in; only this task changes them.
-    rooms: HashSet<String>,
-    /// One permit: held by the session check in flight, if any.
-    heartbeat: Arc<Semaphore>,
+    rooms: RoomSet,
+    /// One permit: held by the session check in flight, if any. This and
+    /// the other limits below are made on first use: most connections
+    /// never send, sync or ack, and an idle one should not pay for them.
+    heartbeat: Option<Arc<Semaphore>>,
     /// When a heartbeat next checks the session with logic.
     next_check: Instant,
-    sends: Arc<Semaphore>,
-    syncs: Arc<Semaphore>,
-    acks: Arc<Acks>,
+    sends: Option<Arc<Semaphore>>,
+    syncs: Option<Arc<Semaphore>>,
+    acks: Option<Arc<Acks>>,
     /// `send_rate` of upstream sends; `None` when unlimited.
     send_limiter: Option<DefaultDirectRateLimiter>,
     /// `join_rate` of joins and leaves; `None` when unlimited.
@@ -91,12 +138,12 @@ impl Session {
             outbox,
             uid: Arc::from(uid),
             device: String::new(),
-            rooms: HashSet::new(),
-            heartbeat: Arc::new(Semaphore::new(1)),
+            rooms: RoomSet::default(),
+            heartbeat: None,
             next_check: first_check(state.config.session_check),
-            sends: Arc::new(Semaphore::new(MAX_SENDS_IN_FLIGHT)),
-            syncs: Arc::new(Semaphore::new(MAX_SYNCS_IN_FLIGHT)),
-            acks: Arc::default(),
+            sends: None,
+            syncs: None,
+            acks: None,
             send_limiter,
             join_limiter,
             state,
@@ -267,7 +314,7 @@ impl Session {
         // so a client new to the room knows where it starts. With a
         // position, the client recovers what it missed: a page of the
         // room's history follows the reply.
-        let Ok(permit) = self.syncs.clone().try_acquire_owned() else {
+        let Ok(permit) = permits(&mut self.syncs, MAX_SYNCS_IN_FLIGHT).try_acquire_owned() else {
             return self.error(id, ErrorCode::Unavailable, "too many syncs in flight");
         };
         if self.rooms.insert(room.clone()) {
@@ -332,7 +379,7 @@ impl Session {
                 return self.error(id, ErrorCode::NotInRoom, "join the room first");
             }
         }
-        let Ok(permit) = self.syncs.clone().try_acquire_owned() else {
+        let Ok(permit) = permits(&mut self.syncs, MAX_SYNCS_IN_FLIGHT).try_acquire_owned() else {
             return self.error(id, ErrorCode::Unavailable, "too many syncs in flight");
         };
         let limit = sync.limit.min(MAX_SYNC_LIMIT);
@@ -362,7 +409,7 @@ impl Session {
         if !self.joins_allowed(id) {
             return;
         }
-        let Ok(permit) = self.syncs.clone().try_acquire_owned() else {
+        let Ok(permit) = permits(&mut self.syncs, MAX_SYNCS_IN_FLIGHT).try_acquire_owned() else {
             return self.error(id, ErrorCode::Unavailable, "too many reads in flight");
         };
         let logic = self.state.logic.clone();
@@ -381,14 +428,15 @@ impl Session {
     }
 
     /// Records how far the user has read; sent to logic coalesced.
-    fn ack(&self, epoch: u64, seq: u64) {
-        if self.acks.record(epoch, seq) {
+    fn ack(&mut self, epoch: u64, seq: u64) {
+        let acks = self.acks.get_or_insert_with(Arc::default);
+        if acks.record(epoch, seq) {
             let who = Acker {
                 comet_id: self.state.id().to_owned(),
                 uid: self.uid.to_string(),
                 key: self.outbox.key().to_string(),
             };
-            let sender = self.acks.clone().send(self.state.logic.clone(), who);
+            let sender = acks.clone().send(self.state.logic.clone(), who);
             self.state.tracker.spawn(sender);
         }
     }
@@ -437,7 +485,7 @@ impl Session {
                 format!("at most {rate} sends per second"),
             );
         }
-        let Ok(permit) = self.sends.clone().try_acquire_owned() else {
+        let Ok(permit) = permits(&mut self.sends, MAX_SENDS_IN_FLIGHT).try_acquire_owned() else {
             return self.error(id, ErrorCode::Unavailable, "too many sends in flight");
         };
         let request = SendRequest {
@@ -476,7 +524,7 @@ impl Session {
         // The permit also lets the disconnect path wait for the check (see
         // `heartbeat_gate`).
         let permit = if due {
-            self.heartbeat.clone().try_acquire_owned().ok()
+            permits(&mut self.heartbeat, 1).try_acquire_owned().ok()
         } else {
             None
         };
@@ -522,7 +570,7 @@ impl Session {
     /// Acquired once no session heartbeat is in flight. The disconnect path
     /// waits for it before queuing the close, or a late check could bring
     /// the closed session back in logic.
-    pub(crate) fn heartbeat_gate(&self) -> Arc<Semaphore> {
+    pub(crate) fn heartbeat_gate(&self) -> Option<Arc<Semaphore>> {
         self.heartbeat.clone()
     }
 
