@@ -32,7 +32,7 @@ pub(crate) async fn accept_loop(
     tls: Option<TlsAcceptor>,
     stop: CancellationToken,
 ) {
-    let accepts = rate_limiter(state.config.accept_rate);
+    let accepts = rate_limiter(state.config.accept_rate, &state.clock);
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => return,

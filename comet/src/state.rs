@@ -42,6 +42,9 @@ pub(crate) struct CometState {
     pub(crate) draining: CancellationToken,
     /// Connection tasks and the work they spawn, awaited on shutdown.
     pub(crate) tracker: TaskTracker,
+    /// The one clock every rate limiter reads (see
+    /// [`crate::limits::rate_limiter`]).
+    pub(crate) clock: governor::clock::DefaultClock,
     /// Where connection tasks queue their sessions' closes for logic.
     pub(crate) closer: Closer,
     /// The closer task's end of the queue, until [`CometState::spawn_closer`].
@@ -57,6 +60,7 @@ impl CometState {
         let tokens = TokenKeys::new(config.jwt_secret.as_bytes());
         let (closer, closes) = Closer::new();
         Self {
+            clock: governor::clock::DefaultClock::default(),
             closer,
             closes: Mutex::new(Some(closes)),
             tokens,

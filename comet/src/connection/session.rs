@@ -132,8 +132,8 @@ pub(crate) struct Session {
 impl Session {
     /// A session for `uid` writing through `outbox`.
     pub(crate) fn new(state: Arc<CometState>, outbox: Outbox, uid: &str) -> Self {
-        let send_limiter = rate_limiter(state.config.send_rate);
-        let join_limiter = rate_limiter(state.config.join_rate);
+        let send_limiter = rate_limiter(state.config.send_rate, &state.clock);
+        let join_limiter = rate_limiter(state.config.join_rate, &state.clock);
         Self {
             outbox,
             uid: Arc::from(uid),
