@@ -44,15 +44,8 @@ async fn follow(
     stop: CancellationToken,
 ) {
     let mut gone: HashMap<String, Instant> = HashMap::new();
-    match sessions.known_comets().await {
-        Ok(known) => {
-            let since = Instant::now();
-            for id in known.into_iter().filter(|id| !present.contains(id)) {
-                gone.insert(id, since);
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "cannot list the comets the store knows"),
-    }
+    // Until the store answers (it may still be loading), every tick asks.
+    let mut known_listed = false;
     let mut tick = tokio::time::interval((grace / 4).max(Duration::from_secs(1)));
     let mut watching = true;
     loop {
@@ -71,6 +64,9 @@ async fn follow(
                 present = now;
             }
             _ = tick.tick() => {
+                if !known_listed {
+                    known_listed = mark_known_gone(sessions.as_ref(), &present, &mut gone).await;
+                }
                 let due: Vec<String> = gone
                     .iter()
                     .filter(|(_, since)| since.elapsed() >= grace)
@@ -86,6 +82,28 @@ async fn follow(
                     }
                 }
             }
+        }
+    }
+}
+
+/// Marks every comet the store knows but discovery does not list as gone
+/// since now; `false` if the store could not say.
+async fn mark_known_gone(
+    sessions: &dyn Sessions,
+    present: &HashSet<String>,
+    gone: &mut HashMap<String, Instant>,
+) -> bool {
+    match sessions.known_comets().await {
+        Ok(known) => {
+            let since = Instant::now();
+            for id in known.into_iter().filter(|id| !present.contains(id)) {
+                gone.entry(id).or_insert(since);
+            }
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the comets the store knows yet");
+            false
         }
     }
 }
