@@ -447,20 +447,28 @@ async fn a_comet_that_accepts_and_never_answers_stalls_no_other_comet() {
 async fn a_comet_reachable_again_gets_its_pushes_again() {
     let cluster = Cluster::new();
     let (addr, _registration) = cluster.dead_comet("a").await;
-    let b = cluster.comet("b", Behaviour::default()).await;
-    // With a one-slot queue, the consumer can only get past `a`'s pushes to
-    // `b`'s marker once `a`'s worker has skipped them: `a` is down then.
+    // A full queue is waited on (for longer than the test runs), never
+    // skipped as *behind*: only reachability decides here. (With the
+    // default 200 ms the consumer could skip `a`'s pushes as behind while
+    // its first one was still being retried, and pushes published around
+    // its return could meet that stale backlog and be skipped by design.)
     let job = cluster.job(courier_job::JobConfig {
-        comet_queue: 1,
+        comet_queue_wait: Duration::from_secs(60),
         ..config("comes-back")
     });
-    for i in 0..5 {
-        cluster
-            .publish("u1", keys("a", &["k"], &format!("lost{i}")))
-            .await;
+    let lost = numbered("lost", 5);
+    for id in &lost {
+        cluster.publish("u1", keys("a", &["k"], id)).await;
     }
-    cluster.publish("u1", keys("b", &["k"], "marker")).await;
-    b.answered_until(|c| !c.is_empty()).await;
+    // The first push to `a` can only end as skipped once `a` is marked
+    // down (it cannot answer, nobody listens), so once everything is
+    // committed `a` is down and every `lost` push was skipped.
+    let partition = cluster.queue.partition_for("u1");
+    let (_, end) = cluster.queue.retained(partition).unwrap();
+    courier_testkit::eventually("`a`'s pushes skipped and committed", || {
+        cluster.queue.committed("comes-back", partition) == Some(end)
+    })
+    .await;
 
     // `a` comes up at the address discovery has for it.
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
@@ -468,7 +476,7 @@ async fn a_comet_reachable_again_gets_its_pushes_again() {
         .comet_on("a", Behaviour::default(), listener, false)
         .await;
     // Nothing tells the test when the job's probe reached it: push until a
-    // push arrives.
+    // push arrives (pushes made before are skipped, so it is a probe).
     let mut probes = 0;
     courier_testkit::eventually_async("`a` gets a push again", PATIENCE, || {
         probes += 1;
@@ -482,7 +490,7 @@ async fn a_comet_reachable_again_gets_its_pushes_again() {
     })
     .await;
     // Up again: every push is delivered, in order (probes still in flight
-    // may arrive around them).
+    // may arrive around them); what was skipped while down stays skipped.
     let after = numbered("after", 5);
     for id in &after {
         cluster.publish("u1", keys("a", &["k"], id)).await;
@@ -491,7 +499,16 @@ async fn a_comet_reachable_again_gets_its_pushes_again() {
     let calls = a
         .answered_until(|c| all_ids(c).iter().filter(|id| is_after(id)).count() >= after.len())
         .await;
-    let tail: Vec<_> = all_ids(&calls).into_iter().filter(is_after).collect();
+    let ids = all_ids(&calls);
+    let tail: Vec<_> = ids.iter().filter(|id| is_after(id)).cloned().collect();
     assert_eq!(tail, after);
+    let others: Vec<_> = ids
+        .iter()
+        .filter(|id| !is_after(id) && !id.starts_with("probe"))
+        .collect();
+    assert!(
+        others.is_empty(),
+        "pushes skipped while down arrived: {others:?}"
+    );
     job.stop().await;
 }
