@@ -68,6 +68,9 @@ enum Bench {
     E2e(courier::bench::E2eArgs),
     /// Room fan-out: many members in one room, room pushes, deliveries/s.
     Fanout(courier::bench::FanoutArgs),
+    /// The fan-out workload against nats-server and Redis pub/sub (each
+    /// started by the command on a free loopback port), for comparison.
+    Peer(courier::bench::PeerArgs),
     /// The HTTP push API's requests/s and latency (or an empty route's).
     Push(courier::bench::PushArgs),
 }
@@ -166,6 +169,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(Bench::Conns(args)) => courier::bench::conns(args).await?,
         Command::Bench(Bench::E2e(args)) => courier::bench::e2e(args).await?,
         Command::Bench(Bench::Fanout(args)) => courier::bench::fanout(args).await?,
+        Command::Bench(Bench::Peer(args)) => courier::bench::peer(args).await?,
         Command::Bench(Bench::Push(args)) => courier::bench::push(args).await?,
     }
     Ok(())

@@ -5,6 +5,8 @@
 //! - [`e2e`]: push -> receipt latency to one SDK client.
 //! - [`fanout`]: room fan-out; many raw protocol connections in one room,
 //!   room pushes over HTTP, deliveries counted and latency sampled.
+//! - [`peer`]: the fan-out workload against nats-server and Redis pub/sub,
+//!   each started by the command, for comparison.
 //! - [`push`]: the HTTP push API's requests/s and latency, next to an
 //!   empty route's.
 //!
@@ -28,6 +30,7 @@ pub mod fanout;
 pub mod latency;
 pub mod member;
 pub mod members;
+pub mod peer;
 pub mod proc_stat;
 pub mod push;
 pub mod trust;
@@ -36,4 +39,5 @@ pub mod wire;
 pub use conns::{conns, ConnsArgs};
 pub use e2e::{e2e, E2eArgs};
 pub use fanout::{fanout, FanoutArgs};
+pub use peer::{peer, PeerArgs};
 pub use push::{push, PushArgs};
