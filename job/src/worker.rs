@@ -294,9 +294,7 @@ impl CometWorker {
                     }
                 }
             };
-            if self.backlog.drained(rx.len(), self.settings.comet_queue) {
-                tracing::info!(comet = %self.comet, "comet caught up; queuing its pushes again");
-            }
+            self.note_drained(rx);
             let WorkItem { push, ticket } = item;
             let (call, tickets) = match push {
                 CometPush::Room { room, message } => {
@@ -311,11 +309,20 @@ impl CometWorker {
                 CometPush::Broadcast { message } => (Call::broadcast(message), vec![ticket]),
                 CometPush::Kick { keys, reason } => (Call::kick(keys, reason), vec![ticket]),
             };
+            // A keys run may have emptied the queue: look again.
+            self.note_drained(rx);
             // Open room batches leave first, to keep consumption order.
             if !batches.is_empty() {
                 self.flush(batches.take_all()).await?;
             }
             self.send(call, tickets).await?;
+        }
+    }
+
+    /// Clears the comet's *behind* mark once its queue is down to half.
+    fn note_drained(&self, rx: &mpsc::Receiver<WorkItem>) {
+        if self.backlog.drained(rx.len(), self.settings.comet_queue) {
+            tracing::info!(comet = %self.comet, "comet caught up; queuing its pushes again");
         }
     }
 
