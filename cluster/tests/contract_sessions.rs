@@ -230,6 +230,29 @@ async fn sessions_live_until_their_comet_is_forgotten(s: &dyn Sessions, o: Sessi
     assert_eq!(s.user_sessions("alice").await.unwrap(), vec![alice]);
 }
 
+/// One user with many connections (a bench, a bot farm) stays online until
+/// the last goes.
+async fn a_user_with_many_sessions_goes_offline_with_the_last(s: &dyn Sessions, _: SessionOptions) {
+    let sessions: Vec<Session> = (0..2_000)
+        .map(|i| session("busy", &format!("k{i}"), "c1"))
+        .collect();
+    futures::future::try_join_all(sessions.iter().map(|x| s.add(x)))
+        .await
+        .unwrap();
+    let (last, rest) = sessions.split_last().unwrap();
+    futures::future::try_join_all(rest.iter().map(|x| s.remove(x)))
+        .await
+        .unwrap();
+    assert_eq!(s.online().await.unwrap().users, 1);
+    assert_eq!(s.user_sessions("busy").await.unwrap(), vec![last.clone()]);
+    s.remove(last).await.unwrap();
+    assert_eq!(s.online().await.unwrap().users, 0);
+    assert_eq!(s.online_users("", 10).await.unwrap(), (vec![], None));
+    // And comes back with a new one.
+    s.add(&sessions[7]).await.unwrap();
+    assert_eq!(s.online_users("", 10).await.unwrap().0, vec!["busy"]);
+}
+
 /// A comet with more sessions than one forgetting round takes.
 async fn forgetting_a_big_comet(s: &dyn Sessions, _: SessionOptions) {
     let sessions: Vec<Session> = (0..2_500)
@@ -421,6 +444,7 @@ contract!(
     check_reports_presence,
     sessions_live_until_their_comet_is_forgotten,
     forgetting_a_big_comet,
+    a_user_with_many_sessions_goes_offline_with_the_last,
     room_comets,
     online_counts,
     online_users_paging,

@@ -10,6 +10,7 @@
 //! |---|---|---|---|
 //! | `courier:{u:<uid>}:sessions` | hash | conn key -> `"<added_ms>\|<comet_id>[\|<device>]"` | until the last session goes |
 //! | `courier:{u:<uid>}:ended:<key>` | string | marker of an ended session | PX ended_ttl |
+//! | `courier:{u:<uid>}:last-add` | string | `added_ms` of the user's newest session | until the last session goes |
 //! | `courier:k:<key>` | string | `Session` as JSON | until the session goes |
 //! | `courier:{c:<comet>}:sessions` | set | `<uid>\x1f<key>` of the comet's sessions | until the comet is forgotten |
 //! | `courier:{online}:uids` | zset | uid, score 0 (for paging by uid) | while the user has a session |
@@ -68,6 +69,11 @@ const REPORT_FANOUT: usize = 64;
 
 fn user_key(uid: &str) -> String {
     format!("courier:{{u:{uid}}}:sessions")
+}
+
+/// The add time of the user's newest session (same slot as the user hash).
+fn last_add_key(uid: &str) -> String {
+    format!("courier:{{u:{uid}}}:last-add")
 }
 
 /// Marks a connection the login policy ended (same slot as the user hash).
@@ -283,8 +289,10 @@ impl Sessions for RedisSessions {
         let stored: i64 = scripts::SESSION_ADD
             .key(user_key(&session.uid))
             .key(ended_key(&session.uid, &session.key))
+            .key(last_add_key(&session.uid))
             .arg(&session.key)
             .arg(session_value(added, session))
+            .arg(added)
             .invoke_async(&mut self.conn())
             .await
             .map_err(redis_error)?;
@@ -318,8 +326,9 @@ impl Sessions for RedisSessions {
     }
 
     async fn remove(&self, session: &Session) -> Result<()> {
-        let (removed, removed_added, remaining): (i64, i64, i64) = scripts::SESSION_REMOVE
+        let (removed, left, last_add): (i64, i64, i64) = scripts::SESSION_REMOVE
             .key(user_key(&session.uid))
+            .key(last_add_key(&session.uid))
             .arg(&session.key)
             .arg(&session.comet_id)
             .invoke_async(&mut self.conn())
@@ -338,8 +347,8 @@ impl Sessions for RedisSessions {
         settle
             .key(ONLINE_SINCE)
             .arg(&session.uid)
-            .arg(removed_added)
-            .arg(remaining);
+            .arg(left)
+            .arg(last_add);
         let settle = settle.invoke_async::<()>(&mut online_conn);
         futures::try_join!(unindex, from_comet, settle).map_err(redis_error)?;
         Ok(())

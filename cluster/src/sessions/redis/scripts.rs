@@ -6,44 +6,46 @@
 //!
 //! Session field values are `"<added_ms>|<comet_id>[|<device>]"`: the time
 //! is all digits, so the first `|` splits it off even when the comet id
-//! holds one. The time orders a user's adds and removes in the online index
-//! (`ONLINE_SETTLE`).
+//! holds one. Add times order a user's adds and removes in the online
+//! index (`ONLINE_SETTLE`), through the user's last-add time kept beside
+//! its hash, so no script walks a user's sessions.
 
 use std::sync::LazyLock;
 
 use redis::Script;
 
-/// KEYS: user hash, the connection's ended marker. ARGV: conn key, value.
-/// Unless the connection was ended, stores the session. Returns 1 if
-/// stored, 0 if ended.
+/// KEYS: user hash, the connection's ended marker, the user's last-add
+/// time. ARGV: conn key, value, added ms.
+/// Unless the connection was ended, stores the session and raises the
+/// user's last-add time. Returns 1 if stored, 0 if ended.
 pub(crate) static SESSION_ADD: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local last = tonumber(redis.call('GET', KEYS[3]) or '0')
+if tonumber(ARGV[3]) > last then redis.call('SET', KEYS[3], ARGV[3]) end
 return 1
 ",
     )
 });
 
-/// KEYS: user hash. ARGV: conn key, comet id.
+/// KEYS: user hash, the user's last-add time. ARGV: conn key, comet id.
 /// Removes the session if it is on that comet. Returns
-/// `{removed, removed_added_ms, newest_remaining_added_ms}` (0 = none left).
+/// `{removed, sessions_left, last_add_ms}`; the last-add time goes with
+/// the user's last session. O(1) however many sessions the user has.
 pub(crate) static SESSION_REMOVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if not v then return {0, 0, 0} end
-local added, comet = string.match(v, '^(%d+)|([^|]*)')
-if added == nil or comet ~= ARGV[2] then return {0, 0, 0} end
+local comet = string.match(v, '^%d+|([^|]*)')
+if comet == nil or comet ~= ARGV[2] then return {0, 0, 0} end
 redis.call('HDEL', KEYS[1], ARGV[1])
-local best = 0
-local all = redis.call('HGETALL', KEYS[1])
-for i = 1, #all, 2 do
-  local a = tonumber(string.match(all[i + 1], '^(%d+)|'))
-  if a ~= nil and a > best then best = a end
-end
-return {1, tonumber(added), best}
+local left = redis.call('HLEN', KEYS[1])
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+if left == 0 then redis.call('DEL', KEYS[2]) end
+return {1, left, last}
 ",
     )
 });
@@ -63,24 +65,20 @@ return 1
     )
 });
 
-/// KEYS: online uids zset, online since zset. ARGV: uid, removed session's
-/// add time, newest remaining session's add time (0 = none).
-/// After a removal, lowers the user's score to what remains (or drops the
-/// user) unless a newer add raised it meanwhile.
+/// KEYS: online uids zset, online since zset. ARGV: uid, sessions left,
+/// the user's last-add time when its session was removed.
+/// Drops a user with no session left from the online index, unless an add
+/// newer than that last-add time has touched it meanwhile (its session
+/// exists, in the user's slot, after the removal).
 pub(crate) static ONLINE_SETTLE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
+if tonumber(ARGV[2]) > 0 then return 0 end
 local cur = redis.call('ZSCORE', KEYS[2], ARGV[1])
 if not cur then return 0 end
-local removed = tonumber(ARGV[2])
-local remaining = tonumber(ARGV[3])
-if tonumber(cur) > math.max(removed, remaining) then return 0 end
-if remaining > 0 then
-  redis.call('ZADD', KEYS[2], remaining, ARGV[1])
-else
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('ZREM', KEYS[1], ARGV[1])
-end
+if tonumber(cur) > tonumber(ARGV[3]) then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[1], ARGV[1])
 return 1
 ",
     )
