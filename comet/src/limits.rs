@@ -139,6 +139,25 @@ pub(crate) fn rate_limiter(rate: u32, clock: &DefaultClock) -> Option<DefaultDir
         .map(|r| RateLimiter::direct_with_clock(Quota::per_second(r), clock.clone()))
 }
 
+/// A per-connection limiter made on its first check: most connections
+/// never send or join after their handshake, and a limiter is 72 bytes an
+/// idle connection would carry for nothing (boxed, this is 8).
+#[derive(Debug, Default)]
+pub(crate) struct LazyLimiter(Option<Box<DefaultDirectRateLimiter>>);
+
+impl LazyLimiter {
+    /// Whether one more frame is within `rate` per second (0: no limit).
+    pub(crate) fn allows(&mut self, rate: u32, clock: &DefaultClock) -> bool {
+        if self.0.is_none() {
+            match rate_limiter(rate, clock) {
+                Some(limiter) => self.0 = Some(Box::new(limiter)),
+                None => return true,
+            }
+        }
+        self.0.as_ref().is_none_or(|l| l.check().is_ok())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,6 +223,11 @@ mod tests {
 
     #[test]
     fn the_send_limiter_allows_a_burst_of_rate() {
+        let mut lazy = LazyLimiter::default();
+        let clock = DefaultClock::default();
+        assert!((0..100).all(|_| lazy.allows(0, &clock)), "0 is no limit");
+        let mut lazy = LazyLimiter::default();
+        assert_eq!((0..5).filter(|_| lazy.allows(3, &clock)).count(), 3);
         let limiter = rate_limiter(3, &DefaultClock::default()).expect("limited");
         assert!((0..3).all(|_| limiter.check().is_ok()));
         assert!(limiter.check().is_err());

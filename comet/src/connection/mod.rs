@@ -96,11 +96,12 @@ pub(crate) async fn serve<S>(
         config.outbound_queue,
     ));
     metrics::gauge!("courier_comet_connections").increment(1.0);
-    let uid = auth.uid.clone();
+    // One copy of the uid, shared with the session.
+    let uid: Arc<str> = Arc::from(auth.uid.as_str());
     tracing::info!(?peer, %uid, %key, "client connected");
 
     // Leaves the key index when dropped.
-    let mut session = session::Session::new(state.clone(), outbox.clone(), &uid);
+    let mut session = session::Session::new(state.clone(), outbox.clone(), uid.clone());
     Box::pin(session.start(auth)).await;
     let reason = session.run(&mut frames).await;
 

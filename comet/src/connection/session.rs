@@ -20,7 +20,6 @@ use courier_proto::logic::{HeartbeatRequest, SendRequest, SyncRequest};
 use courier_proto::names::check_room;
 use courier_proto::{encode_frame, FrameCodec};
 use futures::StreamExt;
-use governor::DefaultDirectRateLimiter;
 use tokio::io::AsyncRead;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -29,7 +28,7 @@ use tokio_util::codec::FramedRead;
 use super::acks::{Acker, Acks};
 use super::handshake::{bad_frame, page_bytes, Authenticated};
 use super::pages::sync_reply;
-use crate::limits::rate_limiter;
+use crate::limits::LazyLimiter;
 use crate::logic_client::{LogicError, LOGIC_TIMEOUT};
 use crate::outbox::Outbox;
 use crate::state::CometState;
@@ -123,20 +122,18 @@ pub(crate) struct Session {
     sends: Option<Arc<Semaphore>>,
     syncs: Option<Arc<Semaphore>>,
     acks: Option<Arc<Acks>>,
-    /// `send_rate` of upstream sends; `None` when unlimited.
-    send_limiter: Option<DefaultDirectRateLimiter>,
-    /// `join_rate` of joins and leaves; `None` when unlimited.
-    join_limiter: Option<DefaultDirectRateLimiter>,
+    /// `send_rate` of upstream sends.
+    send_limiter: LazyLimiter,
+    /// `join_rate` of joins and leaves.
+    join_limiter: LazyLimiter,
 }
 
 impl Session {
     /// A session for `uid` writing through `outbox`.
-    pub(crate) fn new(state: Arc<CometState>, outbox: Outbox, uid: &str) -> Self {
-        let send_limiter = rate_limiter(state.config.send_rate, &state.clock);
-        let join_limiter = rate_limiter(state.config.join_rate, &state.clock);
+    pub(crate) fn new(state: Arc<CometState>, outbox: Outbox, uid: Arc<str>) -> Self {
         Self {
             outbox,
-            uid: Arc::from(uid),
+            uid,
             device: String::new(),
             rooms: RoomSet::default(),
             heartbeat: None,
@@ -144,8 +141,8 @@ impl Session {
             sends: None,
             syncs: None,
             acks: None,
-            send_limiter,
-            join_limiter,
+            send_limiter: LazyLimiter::default(),
+            join_limiter: LazyLimiter::default(),
             state,
         }
     }
@@ -273,11 +270,10 @@ impl Session {
     }
 
     /// Whether a join or leave is within `join_rate`; answers it if not.
-    fn joins_allowed(&self, id: u64) -> bool {
-        let limited = self
+    fn joins_allowed(&mut self, id: u64) -> bool {
+        let limited = !self
             .join_limiter
-            .as_ref()
-            .is_some_and(|l| l.check().is_err());
+            .allows(self.state.config.join_rate, &self.state.clock);
         if limited {
             let rate = self.state.config.join_rate;
             self.error(
@@ -473,10 +469,9 @@ impl Session {
                 "Send must target a user or a room",
             );
         }
-        if self
+        if !self
             .send_limiter
-            .as_ref()
-            .is_some_and(|l| l.check().is_err())
+            .allows(self.state.config.send_rate, &self.state.clock)
         {
             let rate = self.state.config.send_rate;
             return self.error(
