@@ -33,6 +33,7 @@ pub mod members;
 pub mod peer;
 pub mod proc_stat;
 pub mod push;
+pub(crate) mod summary;
 pub mod trust;
 pub mod wire;
 

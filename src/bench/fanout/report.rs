@@ -12,6 +12,7 @@ use super::pusher::Sent;
 use crate::bench::latency::Latency;
 use crate::bench::members::{Connected, Outcome, Tally};
 use crate::bench::proc_stat::{self, CpuTimes, Memory};
+use crate::bench::summary::{per_delivery_us, tally, LatencySummary};
 
 /// Everything one run measured.
 #[derive(Debug, Default, Serialize)]
@@ -56,28 +57,6 @@ pub(crate) struct FanoutReport {
     /// The idle phase, when there was one (`--idle-secs`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) idle: Option<IdleSummary>,
-}
-
-/// Sampled delivery latency, send -> read, in ms.
-#[derive(Debug, Default, Serialize)]
-pub(crate) struct LatencySummary {
-    pub(crate) samples: u64,
-    pub(crate) p50_ms: Option<f64>,
-    pub(crate) p99_ms: Option<f64>,
-    pub(crate) p999_ms: Option<f64>,
-    pub(crate) max_ms: Option<f64>,
-}
-
-impl From<&Latency> for LatencySummary {
-    fn from(l: &Latency) -> Self {
-        Self {
-            samples: l.len(),
-            p50_ms: l.quantile_ms(0.50),
-            p99_ms: l.quantile_ms(0.99),
-            p999_ms: l.quantile_ms(0.999),
-            max_ms: l.max_ms(),
-        }
-    }
 }
 
 /// The connect phase.
@@ -237,23 +216,6 @@ impl CometSummary {
             },
         }
     }
-}
-
-/// `"none"`, or `"KEY n, KEY n"`.
-fn tally(m: &BTreeMap<String, u64>) -> String {
-    if m.is_empty() {
-        "none".to_owned()
-    } else {
-        m.iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
-
-/// CPU seconds per delivery in µs, `None` without deliveries.
-fn per_delivery_us(cpu_secs: f64, deliveries: u64) -> Option<f64> {
-    (deliveries > 0).then(|| cpu_secs * 1e6 / deliveries as f64)
 }
 
 impl FanoutReport {

@@ -10,8 +10,8 @@ use serde::Serialize;
 use super::publisher::Sent;
 use super::subscribers::{Connected, Outcome};
 use super::Kind;
-use crate::bench::latency::Latency;
 use crate::bench::proc_stat::{CpuTimes, Memory};
+use crate::bench::summary::{per_delivery_us, tally, LatencySummary};
 
 /// Everything one `bench peer` run measured.
 #[derive(Debug, Serialize)]
@@ -78,28 +78,6 @@ pub(crate) struct TargetReport {
     pub(crate) timed_out: bool,
 }
 
-/// Sampled delivery latency, send -> read, in ms.
-#[derive(Debug, Default, Serialize)]
-pub(crate) struct LatencySummary {
-    pub(crate) samples: u64,
-    pub(crate) p50_ms: Option<f64>,
-    pub(crate) p99_ms: Option<f64>,
-    pub(crate) p999_ms: Option<f64>,
-    pub(crate) max_ms: Option<f64>,
-}
-
-impl From<&Latency> for LatencySummary {
-    fn from(l: &Latency) -> Self {
-        Self {
-            samples: l.len(),
-            p50_ms: l.quantile_ms(0.50),
-            p99_ms: l.quantile_ms(0.99),
-            p999_ms: l.quantile_ms(0.999),
-            max_ms: l.max_ms(),
-        }
-    }
-}
-
 /// What one server's run measured, before it is summed up.
 pub(crate) struct Measured {
     pub(crate) kind: Kind,
@@ -164,23 +142,6 @@ impl TargetReport {
             unreadable_samples: m.outcome.tally.unreadable_samples,
             timed_out: m.timed_out,
         }
-    }
-}
-
-/// CPU seconds per delivery in µs, `None` without deliveries.
-fn per_delivery_us(cpu_secs: f64, deliveries: u64) -> Option<f64> {
-    (deliveries > 0).then(|| cpu_secs * 1e6 / deliveries as f64)
-}
-
-/// `"none"`, or `"KEY n, KEY n"`.
-fn tally(m: &BTreeMap<String, u64>) -> String {
-    if m.is_empty() {
-        "none".to_owned()
-    } else {
-        m.iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect::<Vec<_>>()
-            .join(", ")
     }
 }
 
