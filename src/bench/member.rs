@@ -86,7 +86,8 @@ impl MemberSlot {
         self.state.store(state as u8, Ordering::Release);
     }
 
-    fn delivered(&self, n: u64, now_us: u64) {
+    /// `n` more messages arrived, at Unix time `now_us`.
+    pub fn delivered(&self, n: u64, now_us: u64) {
         self.received.fetch_add(n, Ordering::Relaxed);
         self.last_delivery_us.store(now_us, Ordering::Relaxed);
     }

@@ -13,6 +13,7 @@
 mod acks;
 mod handshake;
 mod pages;
+mod room_set;
 mod session;
 mod writer;
 

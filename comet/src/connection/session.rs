@@ -28,6 +28,7 @@ use tokio_util::codec::FramedRead;
 use super::acks::{Acker, Acks};
 use super::handshake::{bad_frame, page_bytes, Authenticated};
 use super::pages::sync_reply;
+use super::room_set::RoomSet;
 use crate::limits::LazyLimiter;
 use crate::logic_client::{LogicError, LOGIC_TIMEOUT};
 use crate::outbox::Outbox;
@@ -49,46 +50,6 @@ const DEFAULT_SYNC_LIMIT: u32 = 100;
 fn first_check(every: std::time::Duration) -> Instant {
     let fraction: f64 = rand::random();
     Instant::now() + every.mul_f64(0.5 + fraction / 2.0)
-}
-
-/// The rooms one connection is in: a short list (at most `max_rooms`,
-/// usually one or two), so a vector searched in order costs less memory
-/// than a hash set and no more time.
-#[derive(Debug, Default)]
-struct RoomSet(Vec<Box<str>>);
-
-impl RoomSet {
-    fn contains(&self, room: &str) -> bool {
-        self.0.iter().any(|r| **r == *room)
-    }
-
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Adds `room`; `false` if it was there already.
-    fn insert(&mut self, room: String) -> bool {
-        if self.contains(&room) {
-            return false;
-        }
-        self.0.push(room.into_boxed_str());
-        true
-    }
-
-    /// Removes `room`; `false` if it was not there.
-    fn remove(&mut self, room: &str) -> bool {
-        match self.0.iter().position(|r| **r == *room) {
-            Some(i) => {
-                self.0.swap_remove(i);
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn drain(&mut self) -> impl Iterator<Item = Box<str>> + '_ {
-        self.0.drain(..)
-    }
 }
 
 /// The semaphore in `cell`, made with `n` permits on first use.

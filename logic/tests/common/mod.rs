@@ -158,3 +158,13 @@ pub async fn envelopes_until_op(
         seen.push(next);
     }
 }
+
+/// A session of `uid`'s connection `key` on `comet`, no device.
+pub fn session(uid: &str, key: &str, comet: &str) -> courier_cluster::Session {
+    courier_cluster::Session {
+        uid: uid.into(),
+        key: key.into(),
+        comet_id: comet.into(),
+        ..courier_cluster::Session::default()
+    }
+}

@@ -5,7 +5,7 @@
 //! connection costs one task, one socket and one reused read buffer (bytes
 //! handled are dropped from its front and `reserve` reclaims the space);
 //! the handshakes in flight are bounded by a semaphore; each subscriber
-//! updates a [`Slot`] of atomics once per read, which the run scans every
+//! updates a [`MemberSlot`] (the same as a `bench fanout` member's) of atomics once per read, which the run scans every
 //! few milliseconds rather than contending on one counter; and two
 //! cancellation tokens bound everything (`give_up` ends handshakes when the
 //! connect phase runs out of time, `stop` ends every subscriber).
@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use super::{nats, resp, BadBytes, Kind};
 use crate::bench::dial::SourceSpread;
 use crate::bench::latency::Latency;
-use crate::bench::member::{sent_at_us, unix_micros};
+use crate::bench::member::{sent_at_us, unix_micros, MemberSlot, MemberState};
 
 /// Room made in the read buffer before each read.
 const READ_CHUNK: usize = 4096;
@@ -70,52 +70,6 @@ pub(crate) struct Plan {
     pub(crate) sample_every: u64,
     /// Longest payload accepted.
     pub(crate) max_payload: usize,
-}
-
-/// Where a subscriber is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-enum State {
-    Connecting = 0,
-    /// Subscribed and reading.
-    Live = 1,
-    /// Was live; the server or the network ended it first.
-    Closed = 2,
-    /// Never subscribed, retries exhausted.
-    Failed = 3,
-}
-
-/// What the run knows about one subscriber, updated by its task.
-#[derive(Debug, Default)]
-struct Slot {
-    received: AtomicU64,
-    /// Unix µs of the last read that delivered messages.
-    last_delivery_us: AtomicU64,
-    state: AtomicU8,
-}
-
-impl Slot {
-    fn received(&self) -> u64 {
-        self.received.load(Ordering::Relaxed)
-    }
-
-    fn state(&self) -> State {
-        match self.state.load(Ordering::Acquire) {
-            1 => State::Live,
-            2 => State::Closed,
-            3 => State::Failed,
-            _ => State::Connecting,
-        }
-    }
-
-    fn set_state(&self, state: State) {
-        self.state.store(state as u8, Ordering::Release);
-    }
-
-    fn delivered(&self, n: u64, now_us: u64) {
-        self.received.fetch_add(n, Ordering::Relaxed);
-        self.last_delivery_us.store(now_us, Ordering::Relaxed);
-    }
 }
 
 /// Failed handshakes and early closes, by reason.
@@ -156,7 +110,7 @@ struct Shared {
     subscribe: Vec<u8>,
     spread: SourceSpread,
     handshakes: Semaphore,
-    slots: Box<[Slot]>,
+    slots: Box<[MemberSlot]>,
     target: AtomicU64,
     handshakes_done: AtomicU64,
     last_connected_us: AtomicU64,
@@ -185,7 +139,7 @@ impl Subscribers {
             },
             spread: SourceSpread::new(plan.per_source),
             handshakes: Semaphore::new(CONNECT_CONCURRENCY),
-            slots: (0..count).map(|_| Slot::default()).collect(),
+            slots: (0..count).map(|_| MemberSlot::default()).collect(),
             target: AtomicU64::new(u64::MAX),
             handshakes_done: AtomicU64::new(0),
             last_connected_us: AtomicU64::new(0),
@@ -226,7 +180,7 @@ impl Subscribers {
             .shared
             .slots
             .iter()
-            .filter(|s| matches!(s.state(), State::Live | State::Closed))
+            .filter(|s| matches!(s.state(), MemberState::Live | MemberState::Closed))
             .count() as u64;
         let finished = self.shared.last_connected_us.load(Ordering::Relaxed);
         Connected {
@@ -244,9 +198,9 @@ impl Subscribers {
     pub(crate) fn settled(&self) -> bool {
         let target = self.shared.target.load(Ordering::Relaxed);
         self.shared.slots.iter().all(|s| match s.state() {
-            State::Live => s.received() >= target,
-            State::Closed | State::Failed => true,
-            State::Connecting => false,
+            MemberState::Live => s.received() >= target,
+            MemberState::Closed | MemberState::Failed => true,
+            MemberState::Connecting => false,
         })
     }
 
@@ -257,12 +211,10 @@ impl Subscribers {
         for slot in self.shared.slots.iter() {
             let received = slot.received();
             outcome.received += received;
-            if slot.state() == State::Live && received >= target {
+            if slot.state() == MemberState::Live && received >= target {
                 outcome.complete += 1;
             }
-            outcome.last_delivery_us = outcome
-                .last_delivery_us
-                .max(slot.last_delivery_us.load(Ordering::Relaxed));
+            outcome.last_delivery_us = outcome.last_delivery_us.max(slot.last_delivery_us());
         }
         self.shared.give_up.cancel();
         self.shared.stop.cancel();
@@ -283,12 +235,12 @@ async fn run(shared: Arc<Shared>, index: usize) {
         return;
     };
     let Some((stream, buf)) = dial(&shared, index as u64, slot).await else {
-        slot.set_state(State::Failed);
+        slot.set_state(MemberState::Failed);
         shared.tally.lock().gave_up += 1;
         shared.handshakes_done.fetch_add(1, Ordering::AcqRel);
         return;
     };
-    slot.set_state(State::Live);
+    slot.set_state(MemberState::Live);
     shared
         .last_connected_us
         .fetch_max(unix_micros(), Ordering::Relaxed);
@@ -297,14 +249,14 @@ async fn run(shared: Arc<Shared>, index: usize) {
     let sampled = plan.sample_every > 0 && index as u64 % plan.sample_every == 0;
     let sample = sampled.then_some(&shared.latency);
     if let Some(reason) = read(&shared, stream, buf, slot, sample).await {
-        slot.set_state(State::Closed);
+        slot.set_state(MemberState::Closed);
         *shared.tally.lock().closed.entry(reason).or_default() += 1;
     }
 }
 
 /// Handshakes until one succeeds, retries run out, or the connect phase
 /// gives up.
-async fn dial(shared: &Shared, index: u64, slot: &Slot) -> Option<(TcpStream, BytesMut)> {
+async fn dial(shared: &Shared, index: u64, slot: &MemberSlot) -> Option<(TcpStream, BytesMut)> {
     for attempt in 0..=RETRIES {
         let result = tokio::select! {
             _ = shared.give_up.cancelled() => return None,
@@ -340,7 +292,7 @@ async fn dial(shared: &Shared, index: u64, slot: &Slot) -> Option<(TcpStream, By
 async fn handshake(
     shared: &Shared,
     index: u64,
-    slot: &Slot,
+    slot: &MemberSlot,
 ) -> Result<(TcpStream, BytesMut), String> {
     let plan = &shared.plan;
     let mut stream = shared
@@ -392,7 +344,7 @@ async fn read(
     shared: &Shared,
     mut stream: TcpStream,
     mut buf: BytesMut,
-    slot: &Slot,
+    slot: &MemberSlot,
     sample: Option<&Mutex<Latency>>,
 ) -> Option<String> {
     let plan = &shared.plan;
