@@ -31,6 +31,7 @@ mod error;
 mod limits;
 mod listener;
 mod logic_client;
+mod opener;
 mod outbox;
 mod push_service;
 mod registry;

@@ -17,9 +17,9 @@ use courier_cluster::LogicNode;
 use courier_proto::client::StreamHead;
 use courier_proto::logic::logic_client::LogicClient;
 use courier_proto::logic::{
-    AckRequest, CloseSessionsRequest, CometStartedRequest, ConnectReply, ConnectRequest,
-    HeartbeatRequest, Page, RenewOnlineRequest, RoomOnlineRequest, RoomsChangedRequest, SendReply,
-    SendRequest, SyncRequest,
+    AckRequest, CloseSessionsRequest, CometStartedRequest, HeartbeatRequest, OpenSessionsReply,
+    OpenSessionsRequest, Page, RenewOnlineRequest, RoomOnlineRequest, RoomsChangedRequest,
+    SendReply, SendRequest, SyncRequest,
 };
 use courier_runtime::cluster_auth::{ClusterSecret, Stamp};
 use parking_lot::RwLock;
@@ -34,7 +34,7 @@ pub(crate) const LOGIC_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why a call to logic failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum LogicError {
     #[error("no logic is registered in discovery")]
     NoLogic,
@@ -204,12 +204,12 @@ impl LogicPool {
         Err(last)
     }
 
-    /// A client authenticated: open its session.
-    pub(crate) async fn open_session(
+    /// Clients authenticated: open their sessions (see [`crate::opener`]).
+    pub(crate) async fn open_sessions(
         &self,
-        req: ConnectRequest,
-    ) -> Result<ConnectReply, LogicError> {
-        self.call(req, |mut c, req| async move { c.open_session(req).await })
+        req: OpenSessionsRequest,
+    ) -> Result<OpenSessionsReply, LogicError> {
+        self.call(req, |mut c, req| async move { c.open_sessions(req).await })
             .await
     }
 

@@ -22,6 +22,7 @@ use crate::config::CometConfig;
 use crate::directory::Directory;
 use crate::limits::{Handshakes, IpConnections};
 use crate::logic_client::LogicPool;
+use crate::opener::Opener;
 
 /// The comet's shared state.
 #[derive(Debug)]
@@ -45,6 +46,8 @@ pub(crate) struct CometState {
     /// The one clock every rate limiter reads (see
     /// [`crate::limits::rate_limiter`]).
     pub(crate) clock: governor::clock::DefaultClock,
+    /// Where handshakes open their sessions in logic, batched.
+    pub(crate) opener: Opener,
     /// Where connection tasks queue their sessions' closes for logic.
     pub(crate) closer: Closer,
     /// The closer task's end of the queue, until [`CometState::spawn_closer`].
@@ -62,6 +65,7 @@ impl CometState {
         Self {
             clock: governor::clock::DefaultClock::default(),
             closer,
+            opener: Opener::new(logic.clone()),
             closes: Mutex::new(Some(closes)),
             tokens,
             ip_connections: IpConnections::new(config.max_connections_per_ip),

@@ -18,11 +18,13 @@ use courier_cluster::inbox::{Start, Stream};
 use courier_cluster::{CometReport, Session};
 use courier_proto::client::target::Kind;
 use courier_proto::logic::logic_server::Logic;
+use courier_proto::logic::open_result;
 use courier_proto::logic::{
     AckReply, AckRequest, CloseSessionsReply, CloseSessionsRequest, CometStartedReply,
-    CometStartedRequest, ConnectReply, ConnectRequest, HeartbeatReply, HeartbeatRequest, Page,
-    RenewOnlineReply, RenewOnlineRequest, RoomOnlineReply, RoomOnlineRequest, RoomsChangedReply,
-    RoomsChangedRequest, SendReply, SendRequest, SyncRequest,
+    CometStartedRequest, ConnectReply, ConnectRequest, HeartbeatReply, HeartbeatRequest,
+    OpenRefused, OpenResult, OpenSessionsReply, OpenSessionsRequest, Page, RenewOnlineReply,
+    RenewOnlineRequest, RoomOnlineReply, RoomOnlineRequest, RoomsChangedReply, RoomsChangedRequest,
+    SendReply, SendRequest, SyncRequest,
 };
 use courier_proto::names::{
     check_comet_id, check_device, check_key, check_room, check_uid, InvalidName,
@@ -51,6 +53,11 @@ impl LogicService {
 const MAX_CLOSE_BATCH: usize = 10_000;
 /// Session removals of one `CloseSessions` call in flight at once.
 const CLOSE_CONCURRENCY: usize = 64;
+/// Most sessions one `OpenSessions` call may name (the comet sends at most
+/// 256).
+const MAX_OPEN_BATCH: usize = 1_024;
+/// Sessions of one `OpenSessions` call being opened at once.
+const OPEN_CONCURRENCY: usize = 64;
 
 fn unavailable(e: courier_cluster::Error) -> Status {
     crate::error::log_backend_failure(&e);
@@ -94,47 +101,82 @@ fn device_session(
     })
 }
 
+/// Opens one client's session under the login policy and reads the first
+/// page of its inbox: `OpenSession`, and each entry of `OpenSessions`.
+async fn open_one(shared: &LogicState, r: ConnectRequest) -> Result<ConnectReply, Status> {
+    let (epoch, last_seq, max_bytes) = (r.epoch, r.last_seq, r.max_bytes);
+    let s = device_session(r.comet_id, r.uid, r.key, r.device)?;
+    match open_session(
+        shared.config.login_policy,
+        shared.sessions.as_ref(),
+        &shared.publisher,
+        &s,
+    )
+    .await
+    {
+        Ok(()) => {}
+        Err(OpenError::AlreadyOnline) => return Err(Status::failed_precondition("already online")),
+        Err(OpenError::Cluster(e)) => return Err(unavailable(e)),
+    }
+    // Read after the session exists: a message stored from now on is
+    // published to this connection too, so none falls in between.
+    let stream = Stream::User(&s.uid);
+    let start = streams::start(stream, epoch, last_seq);
+    let page = streams::read(
+        shared.inbox.as_ref(),
+        stream,
+        start,
+        RESUME_PAGE,
+        max_bytes as usize,
+    )
+    .await
+    .map_err(unavailable)?;
+    Ok(ConnectReply {
+        heartbeat_secs: shared.config.heartbeat_secs(),
+        inbox: Some(streams::page(page)),
+    })
+}
+
 #[tonic::async_trait]
 impl Logic for LogicService {
     async fn open_session(
         &self,
         request: Request<ConnectRequest>,
     ) -> Result<Response<ConnectReply>, Status> {
-        let r = request.into_inner();
-        let (epoch, last_seq, max_bytes) = (r.epoch, r.last_seq, r.max_bytes);
-        let s = device_session(r.comet_id, r.uid, r.key, r.device)?;
-        let shared = &self.shared;
-        match open_session(
-            shared.config.login_policy,
-            shared.sessions.as_ref(),
-            &shared.publisher,
-            &s,
-        )
-        .await
-        {
-            Ok(()) => {}
-            Err(OpenError::AlreadyOnline) => {
-                return Err(Status::failed_precondition("already online"))
-            }
-            Err(OpenError::Cluster(e)) => return Err(unavailable(e)),
+        open_one(&self.shared, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn open_sessions(
+        &self,
+        request: Request<OpenSessionsRequest>,
+    ) -> Result<Response<OpenSessionsReply>, Status> {
+        let sessions = request.into_inner().sessions;
+        if sessions.len() > MAX_OPEN_BATCH {
+            return Err(Status::invalid_argument(format!(
+                "{} sessions in one call; at most {MAX_OPEN_BATCH}",
+                sessions.len()
+            )));
         }
-        // Read after the session exists: a message stored from now on is
-        // published to this connection too, so none falls in between.
-        let stream = Stream::User(&s.uid);
-        let start = streams::start(stream, epoch, last_seq);
-        let page = streams::read(
-            shared.inbox.as_ref(),
-            stream,
-            start,
-            RESUME_PAGE,
-            max_bytes as usize,
-        )
-        .await
-        .map_err(unavailable)?;
-        Ok(Response::new(ConnectReply {
-            heartbeat_secs: shared.config.heartbeat_secs(),
-            inbox: Some(streams::page(page)),
-        }))
+        let shared = &self.shared;
+        let results = futures::stream::iter(sessions)
+            .map(|r| async move {
+                let result = match open_one(shared, r).await {
+                    Ok(reply) => open_result::Result::Opened(reply),
+                    Err(status) => open_result::Result::Refused(OpenRefused {
+                        code: status.code() as i32,
+                        message: status.message().to_owned(),
+                    }),
+                };
+                OpenResult {
+                    result: Some(result),
+                }
+            })
+            .buffered(OPEN_CONCURRENCY)
+            .collect()
+            .await;
+        Ok(Response::new(OpenSessionsReply { results }))
     }
 
     async fn close_sessions(

@@ -9,8 +9,8 @@ use courier_logic::LoginPolicy;
 use courier_proto::client::{Send, Target};
 use courier_proto::logic::logic_client::LogicClient;
 use courier_proto::logic::{
-    CloseSessionsRequest, ClosedSession, CometStartedRequest, ConnectRequest, HeartbeatRequest,
-    RenewOnlineRequest, RoomsChangedRequest, SendRequest,
+    open_result, CloseSessionsRequest, ClosedSession, CometStartedRequest, ConnectRequest,
+    HeartbeatRequest, OpenSessionsRequest, RenewOnlineRequest, RoomsChangedRequest, SendRequest,
 };
 use courier_proto::queue::envelope::Kind;
 use courier_runtime::cluster_auth::Stamp;
@@ -184,6 +184,60 @@ async fn reject_new_policy_refuses_a_second_session() {
     // The same connection may re-open; another user is unaffected.
     c.open_session(connect("c1", "alice", "k1")).await.unwrap();
     c.open_session(connect("c2", "bob", "k9")).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_batch_of_opens_is_answered_one_by_one_in_order() {
+    let (t, mut c) = start_with_policy(LoginPolicy::RejectNew).await;
+    c.open_session(connect("c1", "alice", "k1")).await.unwrap();
+    let reply = c
+        .open_sessions(OpenSessionsRequest {
+            sessions: vec![
+                connect("c2", "bob", "kb"),
+                // alice is online elsewhere: this one alone is refused.
+                connect("c2", "alice", "k2"),
+                connect("c2", "carol", "kc"),
+                connect("c2", "", "kx"),
+            ],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let outcome: Vec<Result<u32, (Code, String)>> = reply
+        .results
+        .into_iter()
+        .map(|r| match r.result.unwrap() {
+            open_result::Result::Opened(reply) => Ok(reply.heartbeat_secs),
+            open_result::Result::Refused(refused) => {
+                Err((Code::from_i32(refused.code), refused.message))
+            }
+        })
+        .collect();
+    assert_eq!(outcome.len(), 4, "{outcome:?}");
+    assert_eq!(outcome[0], Ok(12));
+    assert_eq!(
+        outcome[1],
+        Err((Code::FailedPrecondition, "already online".into()))
+    );
+    assert_eq!(outcome[2], Ok(12));
+    assert!(
+        matches!(&outcome[3], Err((Code::InvalidArgument, m)) if m.starts_with("uid")),
+        "{outcome:?}"
+    );
+    assert_eq!(keys_of(&t, "alice").await, ["k1"]);
+    assert_eq!(keys_of(&t, "bob").await, ["kb"]);
+    assert_eq!(keys_of(&t, "carol").await, ["kc"]);
+
+    // A batch beyond the limit is refused whole, and opens nothing.
+    let too_many = (0..1_025)
+        .map(|i| connect("c3", &format!("u{i}"), &format!("k{i}")))
+        .collect();
+    let refused = c
+        .open_sessions(OpenSessionsRequest { sessions: too_many })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(keys_of(&t, "u0").await.is_empty());
 }
 
 fn heartbeat_of(comet: &str, uid: &str, key: &str) -> HeartbeatRequest {

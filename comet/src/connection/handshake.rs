@@ -167,7 +167,7 @@ pub(crate) async fn open(
         device: hello.device.clone(),
     };
     let id = hello.frame_id;
-    match state.logic.open_session(request).await {
+    match state.opener.open(request).await {
         Ok(reply) => Ok(Authenticated {
             frame_id: id,
             uid: hello.uid,

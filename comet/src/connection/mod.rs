@@ -99,7 +99,9 @@ pub(crate) async fn serve<S>(
     metrics::gauge!("courier_comet_connections").increment(1.0);
     // One copy of the uid, shared with the session.
     let uid: Arc<str> = Arc::from(auth.uid.as_str());
-    tracing::info!(?peer, %uid, %key, "client connected");
+    // Debug, not info: a reconnect storm is tens of thousands of these a
+    // second, and `courier_comet_connections` already counts them.
+    tracing::debug!(?peer, %uid, %key, "client connected");
 
     // Leaves the key index when dropped.
     let mut session = session::Session::new(state.clone(), outbox.clone(), uid.clone());
@@ -114,7 +116,7 @@ pub(crate) async fn serve<S>(
     }
     drop(frames);
     metrics::gauge!("courier_comet_connections").decrement(1.0);
-    tracing::info!(?peer, %uid, %key, reason, "client disconnected");
+    tracing::debug!(?peer, %uid, %key, reason, "client disconnected");
     // A session check still in flight must land before the close, not
     // after it.
     if let Some(heartbeat) = heartbeat {

@@ -96,6 +96,53 @@ async fn a_login_policy_refusal_is_rejected() {
 }
 
 #[tokio::test]
+async fn handshakes_waiting_for_logic_are_opened_in_one_batch() {
+    let h = Harness::start().await;
+    let state = h.state(h.config()).await;
+    h.logic.hold_opens(true);
+    let uids: Vec<String> = (0..10)
+        .map(|i| match i {
+            4 => "banned".to_owned(),
+            _ => format!("user-{i}"),
+        })
+        .collect();
+    let batches = |h: &Harness| h.logic.count(|c| matches!(c, Call::OpenBatch(_)));
+    let opens = |h: &Harness| h.logic.count(|c| matches!(c, Call::Open(_)));
+    let mut clients = Vec::new();
+    for (i, uid) in uids.iter().enumerate() {
+        let (mut c, task) = duplex_client(&state, 4096);
+        c.send(1, auth(h.token(uid))).await;
+        clients.push((c, task));
+        // The first ones fill the call slots, one call each, held by logic.
+        if i < crate::opener::IN_FLIGHT {
+            eventually("a call out", || batches(&h) == i + 1).await;
+        }
+    }
+    // The rest wait in the opener's queue.
+    let rest = uids.len() - crate::opener::IN_FLIGHT;
+    eventually("the rest queued", || state.opener.queued() == rest).await;
+    assert_eq!(opens(&h), crate::opener::IN_FLIGHT);
+    h.logic.hold_opens(false);
+
+    for (i, (c, _)) in clients.iter_mut().enumerate() {
+        if uids[i] == "banned" {
+            c.expect_error(ErrorCode::Rejected).await;
+        } else {
+            let reply = c.recv().await;
+            assert!(matches!(reply.body, Some(Body::AuthReply(_))), "{reply:?}");
+        }
+    }
+    // The queued ones went as one call.
+    assert_eq!(batches(&h), crate::opener::IN_FLIGHT + 1);
+    assert_eq!(
+        h.logic
+            .count(|c| matches!(c, Call::OpenBatch(n) if *n == rest)),
+        1
+    );
+    assert_eq!(opens(&h), uids.len());
+}
+
+#[tokio::test]
 async fn unreachable_logic_is_unavailable() {
     let h = Harness::start().await;
     // No logic in this comet's pool.

@@ -42,6 +42,9 @@ pub(crate) fn cluster_secret() -> courier_runtime::ClusterSecret {
 #[derive(Debug, Clone)]
 pub(crate) enum Call {
     Open(ConnectRequest),
+    /// An `OpenSessions` call, with how many sessions it named (each is
+    /// also recorded as an `Open`).
+    OpenBatch(usize),
     /// One session of a `CloseSessions` batch.
     Close(ClosedSession),
     Started(CometStartedRequest),
@@ -135,6 +138,31 @@ impl Logic for FakeLogic {
             heartbeat_secs: 30,
             inbox: Some(inbox),
         }))
+    }
+
+    async fn open_sessions(
+        &self,
+        request: Request<OpenSessionsRequest>,
+    ) -> Result<Response<OpenSessionsReply>, Status> {
+        let sessions = request.into_inner().sessions;
+        self.record(Call::OpenBatch(sessions.len()));
+        let opens = sessions
+            .into_iter()
+            .map(|r| self.open_session(Request::new(r)));
+        let results = futures::future::join_all(opens)
+            .await
+            .into_iter()
+            .map(|answer| OpenResult {
+                result: Some(match answer {
+                    Ok(reply) => open_result::Result::Opened(reply.into_inner()),
+                    Err(status) => open_result::Result::Refused(OpenRefused {
+                        code: status.code() as i32,
+                        message: status.message().to_owned(),
+                    }),
+                }),
+            })
+            .collect();
+        Ok(Response::new(OpenSessionsReply { results }))
     }
 
     async fn close_sessions(
