@@ -19,6 +19,7 @@ missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
 command -v etcd >/dev/null || missing+=(etcd-server)
+command -v nats-server >/dev/null || missing+=(nats-server)  # bench peer
 command -v protoc >/dev/null || missing+=(protobuf-compiler)
 command -v cc >/dev/null || missing+=(build-essential)
 if [ "${#missing[@]}" -gt 0 ]; then

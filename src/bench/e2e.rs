@@ -5,14 +5,18 @@
 //! number in flight. Latency is from just before the HTTP request is sent to
 //! the moment the client's SDK hands the message over.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use courier_client::{Client, Event};
 use parking_lot::Mutex;
+use serde::Serialize;
 use tokio::sync::Semaphore;
+
+use super::latency::Latency;
+use super::summary::{tally, LatencySummary};
 
 /// Flags of `courier bench e2e`.
 #[derive(Debug, clap::Args)]
@@ -32,6 +36,26 @@ pub struct E2eArgs {
     /// Give up waiting for receipts after this many seconds.
     #[arg(long, default_value_t = 60)]
     pub timeout_secs: u64,
+    /// One JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `courier bench e2e` measured.
+#[derive(Debug, Serialize)]
+struct Report {
+    /// Pushes started per second; 0 = as fast as `concurrency` allows.
+    rate: u64,
+    concurrency: usize,
+    pushes: usize,
+    /// Pushes not answered 202, by status (or "error").
+    push_errors: BTreeMap<String, u64>,
+    received: u64,
+    secs: f64,
+    received_per_sec: f64,
+    /// Push sent -> message handed over by the SDK.
+    latency: LatencySummary,
+    p90_ms: Option<f64>,
 }
 
 /// Runs the end-to-end latency benchmark and prints its report.
@@ -58,14 +82,16 @@ pub async fn e2e(args: E2eArgs) -> anyhow::Result<()> {
         .context("connecting the bench client")?;
 
     let sent: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+    let push_errors: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
     let http = super::trust::http(args.logic.ca.as_deref())?.build()?;
     let url = format!("{}/api/v1/push/users", args.logic.server);
     let permits = Arc::new(Semaphore::new(args.concurrency));
     let started = Instant::now();
 
     let producer = {
-        let (sent, permits, user, key) = (
+        let (sent, push_errors, permits, user, key) = (
             sent.clone(),
+            push_errors.clone(),
             permits.clone(),
             user.clone(),
             args.logic.api_key,
@@ -85,11 +111,15 @@ pub async fn e2e(args: E2eArgs) -> anyhow::Result<()> {
                 let body = serde_json::json!({"uids": [user], "op": 1, "data": i});
                 sent.lock().insert(i, Instant::now());
                 let req = http.post(&url).bearer_auth(&key).json(&body);
+                let push_errors = push_errors.clone();
                 tokio::spawn(async move {
-                    match req.send().await {
-                        Ok(r) if r.status().as_u16() == 202 => {}
-                        Ok(r) => eprintln!("push {i}: HTTP {}", r.status()),
-                        Err(e) => eprintln!("push {i}: {e}"),
+                    let failure = match req.send().await {
+                        Ok(r) if r.status().as_u16() == 202 => None,
+                        Ok(r) => Some(r.status().as_u16().to_string()),
+                        Err(_) => Some("error".to_owned()),
+                    };
+                    if let Some(reason) = failure {
+                        *push_errors.lock().entry(reason).or_default() += 1;
                     }
                     drop(permit);
                 });
@@ -98,9 +128,9 @@ pub async fn e2e(args: E2eArgs) -> anyhow::Result<()> {
         })
     };
 
-    let mut latencies = Vec::with_capacity(args.count);
+    let mut latency = Latency::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.timeout_secs);
-    while latencies.len() < args.count {
+    while latency.len() < args.count as u64 {
         let event = match tokio::time::timeout_at(deadline, events.recv()).await {
             Ok(Some(e)) => e,
             Ok(None) => bail!("client closed"),
@@ -112,47 +142,57 @@ pub async fn e2e(args: E2eArgs) -> anyhow::Result<()> {
                 continue;
             };
             if let Some(t) = sent.lock().remove(&i) {
-                latencies.push(now - t);
+                let us = u64::try_from((now - t).as_micros()).unwrap_or(u64::MAX);
+                latency.record_us(us);
             }
         }
     }
     let elapsed = started.elapsed();
     producer.await??;
     client.close().await;
-    println!(
-        "offered          {} pushes/s, {} in flight at most",
-        if args.rate == 0 {
-            "max".to_string()
-        } else {
-            args.rate.to_string()
-        },
-        args.concurrency
-    );
-    report(&latencies, args.count, elapsed);
+    let received = latency.len();
+    let report = Report {
+        rate: args.rate,
+        concurrency: args.concurrency,
+        pushes: args.count,
+        push_errors: push_errors.lock().clone(),
+        received,
+        secs: elapsed.as_secs_f64(),
+        received_per_sec: received as f64 / elapsed.as_secs_f64(),
+        latency: LatencySummary::from(&latency),
+        p90_ms: latency.quantile_ms(0.90),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_table(&report);
+    }
     Ok(())
 }
 
-fn report(latencies: &[Duration], count: usize, elapsed: Duration) {
-    let mut sorted = latencies.to_vec();
-    sorted.sort();
-    let pct = |p: f64| -> f64 {
-        if sorted.is_empty() {
-            return f64::NAN;
-        }
-        let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-        sorted[idx].as_secs_f64() * 1000.0
+fn print_table(r: &Report) {
+    let offered = match r.rate {
+        0 => "max".to_owned(),
+        rate => rate.to_string(),
     };
-    println!("pushes sent      {count}");
-    println!("received         {}", sorted.len());
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
     println!(
-        "throughput       {:.0} msg/s",
-        sorted.len() as f64 / elapsed.as_secs_f64()
+        "offered          {offered} pushes/s, {} in flight at most",
+        r.concurrency
     );
     println!(
-        "latency ms       p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
-        pct(0.50),
-        pct(0.90),
-        pct(0.99),
-        pct(1.0)
+        "pushes sent      {}; not accepted: {}",
+        r.pushes,
+        tally(&r.push_errors)
+    );
+    println!("received         {}", r.received);
+    println!("throughput       {:.0} msg/s", r.received_per_sec);
+    println!(
+        "latency ms       p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+        ms(r.latency.p50_ms),
+        ms(r.p90_ms),
+        ms(r.latency.p99_ms),
+        ms(r.latency.p999_ms),
+        ms(r.latency.max_ms)
     );
 }

@@ -325,7 +325,9 @@ impl Reader<'_> {
                 }
                 push.messages.len() as u64
             }
-            Some(Body::HeartbeatReply(_)) => 0,
+            // The resume page that follows every `AuthReply` (empty for
+            // a bench user) and answers to heartbeats.
+            Some(Body::HeartbeatReply(_) | Body::SyncReply(_)) => 0,
             Some(Body::Error(e)) => {
                 self.last_word = Some(error_code_name(e.code));
                 0

@@ -1,0 +1,163 @@
+//! `courier bench` as a user runs it: the binary against an embedded
+//! system (and, for `peer`, against the nats-server and Redis it starts),
+//! small enough to finish in moments. Each run's `--json` report must
+//! account for every connection, push and delivery; the numbers themselves
+//! belong in bench/README.md, not here.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::*;
+
+/// Longest one bench run may take here.
+const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs `courier bench ARGS --json`; its one JSON object.
+async fn bench(args: &[&str]) -> Value {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_courier"));
+    cmd.arg("bench").args(args).arg("--json").kill_on_drop(true);
+    let out = tokio::time::timeout(RUN_LIMIT, cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("courier bench {args:?} did not finish"))
+        .expect("courier bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "courier bench {args:?} failed: {}\n{stdout}\n{stderr}",
+        out.status
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("not one JSON object ({e}): {stdout}\n{stderr}"))
+}
+
+fn count(report: &Value, field: &str) -> u64 {
+    report[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no {field} in {report}"))
+}
+
+#[tokio::test]
+async fn conns_holds_every_connection_and_reaches_each_with_a_push() {
+    let system = start(1).await;
+    let (server, comet) = (system.logic_url(), system.comets[0].tcp.to_string());
+    let r = bench(&[
+        "conns",
+        "--server",
+        &server,
+        "--api-key",
+        system.api_key(),
+        "--comet",
+        &comet,
+        "--connections",
+        "300",
+        "--idle-secs",
+        "1",
+    ])
+    .await;
+    assert_eq!(count(&r, "connected"), 300, "{r}");
+    assert_eq!(r["connect"]["refused_total"], 0, "{r}");
+    assert_eq!(count(&r, "deliveries_received"), 300, "{r}");
+    assert_eq!(count(&r, "unexpected_frames"), 0, "{r}");
+    assert_eq!(count(&r, "bad_frames"), 0, "{r}");
+}
+
+#[tokio::test]
+async fn fanout_delivers_every_push_to_every_member() {
+    let system = start(1).await;
+    let (server, comet) = (system.logic_url(), system.comets[0].tcp.to_string());
+    let r = bench(&[
+        "fanout",
+        "--server",
+        &server,
+        "--api-key",
+        system.api_key(),
+        "--comet",
+        &comet,
+        "--members",
+        "40",
+        "--pushes",
+        "25",
+        "--rate",
+        "0",
+    ])
+    .await;
+    assert_eq!(count(&r, "pushes_accepted"), 25, "{r}");
+    assert_eq!(count(&r, "deliveries_received"), 40 * 25, "{r}");
+    assert_eq!(count(&r, "members_complete"), 40, "{r}");
+    assert!(count(&r["latency"], "samples") > 0, "{r}");
+    assert_eq!(count(&r, "unexpected_frames"), 0, "{r}");
+}
+
+#[tokio::test]
+async fn push_measures_the_push_route_and_the_ceiling() {
+    let system = start(1).await;
+    let server = system.logic_url();
+    let common = [
+        "push",
+        "--server",
+        &server,
+        "--api-key",
+        system.api_key(),
+        "--requests",
+        "200",
+        "--concurrency",
+        "8",
+    ];
+    let pushed = bench(&common).await;
+    assert_eq!(pushed["route"], "POST /api/v1/push/users", "{pushed}");
+    assert_eq!(pushed["statuses"], serde_json::json!({"202": 200}));
+    let ceiling = bench(&[&common[..], &["--ceiling"]].concat()).await;
+    assert_eq!(ceiling["statuses"], serde_json::json!({"200": 200}));
+}
+
+#[tokio::test]
+async fn e2e_receives_every_push_it_sends() {
+    let system = start(1).await;
+    let server = system.logic_url();
+    let r = bench(&[
+        "e2e",
+        "--server",
+        &server,
+        "--api-key",
+        system.api_key(),
+        "--count",
+        "300",
+        "--rate",
+        "1000",
+    ])
+    .await;
+    assert_eq!(count(&r, "received"), 300, "{r}");
+    assert_eq!(r["push_errors"], serde_json::json!({}), "{r}");
+    assert_eq!(count(&r["latency"], "samples"), 300, "{r}");
+}
+
+#[tokio::test]
+async fn peer_runs_the_same_fanout_against_nats_and_redis() {
+    let r = bench(&[
+        "peer",
+        "--subscribers",
+        "30",
+        "--publishes",
+        "20",
+        "--rate",
+        "0",
+    ])
+    .await;
+    let targets = r["targets"].as_array().expect("targets");
+    let names: Vec<&str> = targets
+        .iter()
+        .filter_map(|t| t["target"].as_str())
+        .collect();
+    assert_eq!(names, ["nats", "redis"], "{r}");
+    for t in targets {
+        assert_eq!(count(t, "connected"), 30, "{t}");
+        assert_eq!(count(t, "published"), 20, "{t}");
+        assert_eq!(count(t, "deliveries_received"), 30 * 20, "{t}");
+    }
+}
