@@ -16,8 +16,25 @@ use support::*;
 /// Longest one bench run may take here.
 const RUN_LIMIT: Duration = Duration::from_secs(120);
 
+/// `courier bench SUBCOMMAND` flags aimed at `system`: its logic and API
+/// key, and (`with_comet`) its comet, then `extra`.
+fn against(system: &courier::System, sub: &str, with_comet: bool, extra: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        sub.to_owned(),
+        "--server".to_owned(),
+        system.logic_url(),
+        "--api-key".to_owned(),
+        system.api_key().to_owned(),
+    ];
+    if with_comet {
+        args.extend(["--comet".to_owned(), system.comets[0].tcp.to_string()]);
+    }
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    args
+}
+
 /// Runs `courier bench ARGS --json`; its one JSON object.
-async fn bench(args: &[&str]) -> Value {
+async fn bench(args: &[impl AsRef<std::ffi::OsStr> + std::fmt::Debug]) -> Value {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_courier"));
     cmd.arg("bench").args(args).arg("--json").kill_on_drop(true);
     let out = tokio::time::timeout(RUN_LIMIT, cmd.output())
@@ -45,21 +62,8 @@ fn count(report: &Value, field: &str) -> u64 {
 #[tokio::test]
 async fn conns_holds_every_connection_and_reaches_each_with_a_push() {
     let system = start(1).await;
-    let (server, comet) = (system.logic_url(), system.comets[0].tcp.to_string());
-    let r = bench(&[
-        "conns",
-        "--server",
-        &server,
-        "--api-key",
-        system.api_key(),
-        "--comet",
-        &comet,
-        "--connections",
-        "300",
-        "--idle-secs",
-        "1",
-    ])
-    .await;
+    let extra = ["--connections", "300", "--idle-secs", "1"];
+    let r = bench(&against(&system, "conns", true, &extra)).await;
     assert_eq!(count(&r, "connected"), 300, "{r}");
     assert_eq!(r["connect"]["refused_total"], 0, "{r}");
     assert_eq!(count(&r, "deliveries_received"), 300, "{r}");
@@ -70,23 +74,8 @@ async fn conns_holds_every_connection_and_reaches_each_with_a_push() {
 #[tokio::test]
 async fn fanout_delivers_every_push_to_every_member() {
     let system = start(1).await;
-    let (server, comet) = (system.logic_url(), system.comets[0].tcp.to_string());
-    let r = bench(&[
-        "fanout",
-        "--server",
-        &server,
-        "--api-key",
-        system.api_key(),
-        "--comet",
-        &comet,
-        "--members",
-        "40",
-        "--pushes",
-        "25",
-        "--rate",
-        "0",
-    ])
-    .await;
+    let extra = ["--members", "40", "--pushes", "25", "--rate", "0"];
+    let r = bench(&against(&system, "fanout", true, &extra)).await;
     assert_eq!(count(&r, "pushes_accepted"), 25, "{r}");
     assert_eq!(count(&r, "deliveries_received"), 40 * 25, "{r}");
     assert_eq!(count(&r, "members_complete"), 40, "{r}");
@@ -97,41 +86,25 @@ async fn fanout_delivers_every_push_to_every_member() {
 #[tokio::test]
 async fn push_measures_the_push_route_and_the_ceiling() {
     let system = start(1).await;
-    let server = system.logic_url();
-    let common = [
-        "push",
-        "--server",
-        &server,
-        "--api-key",
-        system.api_key(),
-        "--requests",
-        "200",
-        "--concurrency",
-        "8",
-    ];
-    let pushed = bench(&common).await;
+    let extra = ["--requests", "200", "--concurrency", "8"];
+    let pushed = bench(&against(&system, "push", false, &extra)).await;
     assert_eq!(pushed["route"], "POST /api/v1/push/users", "{pushed}");
     assert_eq!(pushed["statuses"], serde_json::json!({"202": 200}));
-    let ceiling = bench(&[&common[..], &["--ceiling"]].concat()).await;
+    let ceiling = bench(&against(
+        &system,
+        "push",
+        false,
+        &[&extra[..], &["--ceiling"]].concat(),
+    ))
+    .await;
     assert_eq!(ceiling["statuses"], serde_json::json!({"200": 200}));
 }
 
 #[tokio::test]
 async fn e2e_receives_every_push_it_sends() {
     let system = start(1).await;
-    let server = system.logic_url();
-    let r = bench(&[
-        "e2e",
-        "--server",
-        &server,
-        "--api-key",
-        system.api_key(),
-        "--count",
-        "300",
-        "--rate",
-        "1000",
-    ])
-    .await;
+    let extra = ["--count", "300", "--rate", "1000"];
+    let r = bench(&against(&system, "e2e", false, &extra)).await;
     assert_eq!(count(&r, "received"), 300, "{r}");
     assert_eq!(r["push_errors"], serde_json::json!({}), "{r}");
     assert_eq!(count(&r["latency"], "samples"), 300, "{r}");
