@@ -13,7 +13,7 @@ deploy/local/cluster.sh up >/dev/null
 pids=($(cat .courier-local/comet-1.pid) $(cat .courier-local/comet-2.pid))
 comets=(--comet 127.0.0.1:3101 --comet 127.0.0.1:3201)
 for n in 3 4 5 6; do
-  COURIER_COMET__ID=comet-$n COURIER_COMET__TCP_ADDR=127.0.0.1:3${n}01 COURIER_COMET__GRPC_ADDR=127.0.0.1:3${n}09 \
+  COURIER_COMET__ID=comet-$n COURIER_COMET__TCP_ADDR=127.0.0.1:3${n}01 COURIER_COMET__WS_ADDR=127.0.0.1:3${n}02 COURIER_COMET__GRPC_ADDR=127.0.0.1:3${n}09 \
   COURIER_COMET__ADMIN_ADDR=127.0.0.1:3${n}03 \
     target/release/courier comet --config deploy/config/comet1.toml > .courier-local/comet-$n.log 2>&1 &
   echo $! > .courier-local/comet-$n.pid

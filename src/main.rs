@@ -131,8 +131,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = load(&common)?;
             let backends = Backends::connect(&config.cluster).await?;
             let comet = bind_comet(config.comet, &backends).await?;
+            let ws = comet
+                .ws_addr()
+                .map(|a| format!(" ws {a}"))
+                .unwrap_or_default();
             println!(
-                "comet {} tcp {} grpc {}{}",
+                "comet {} tcp {}{ws} grpc {}{}",
                 comet.id(),
                 comet.tcp_addr(),
                 comet.grpc_addr(),
@@ -200,6 +204,9 @@ fn print_banner(system: &System) {
     println!("  logic  admin {http}/metrics  /healthz  /readyz");
     for c in &system.comets {
         println!("  comet  {}  TCP {}   gRPC {}", c.id, c.tcp, c.grpc);
+        if let Some(ws) = c.ws {
+            println!("  comet  {}  WebSocket ws://{ws}/ws", c.id);
+        }
         if let Some(admin) = c.admin {
             println!(
                 "  comet  {}  admin http://{admin}/metrics  /healthz  /readyz",

@@ -28,6 +28,8 @@ use crate::config::{generate_secret, CourierConfig};
 pub struct CometInfo {
     pub id: String,
     pub tcp: SocketAddr,
+    /// WebSocket clients connect to `ws://{ws}/ws`; `None` when disabled.
+    pub ws: Option<SocketAddr>,
     pub grpc: SocketAddr,
     /// `/metrics`, `/healthz`, `/readyz`; `None` when disabled.
     pub admin: Option<SocketAddr>,
@@ -92,6 +94,7 @@ impl System {
             comet_infos.push(CometInfo {
                 id: comet.id().to_owned(),
                 tcp: comet.tcp_addr(),
+                ws: comet.ws_addr(),
                 grpc: comet.grpc_addr(),
                 admin: comet.admin_addr(),
             });
@@ -236,6 +239,7 @@ fn nth_comet(template: &CometConfig, n: usize) -> anyhow::Result<CometConfig> {
     if n > 0 {
         c.id = format!("{}-{}", template.id, n + 1);
         c.tcp_addr = shifted(c.tcp_addr, n)?;
+        c.ws_addr = c.ws_addr.map(|a| shifted(a, n)).transpose()?;
         c.grpc_addr = shifted(c.grpc_addr, n)?;
         c.admin_addr = c.admin_addr.map(|a| shifted(a, n)).transpose()?;
     }
@@ -255,6 +259,7 @@ mod tests {
         };
         let second = nth_comet(&template, 1).unwrap();
         assert_eq!(second.tcp_addr.port(), 3201);
+        assert_eq!(second.ws_addr.map(|a| a.port()), Some(3202));
         assert_eq!(second.grpc_addr.port(), 0, "port 0 stays 0");
         assert_eq!(second.admin_addr.map(|a| a.port()), Some(3203));
         assert_eq!(nth_comet(&template, 0).unwrap().tcp_addr.port(), 3101);

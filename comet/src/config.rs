@@ -17,6 +17,16 @@ pub struct CometConfig {
     pub id: String,
     /// Where clients connect over TCP (default `127.0.0.1:3101`).
     pub tcp_addr: SocketAddr,
+    /// Where browsers and other WebSocket clients connect, at path `/ws`
+    /// (default `127.0.0.1:3102`; `wss://` when `tls` is set). `None`
+    /// (`""` in a config file) serves no WebSocket.
+    #[serde(with = "courier_runtime::net::optional_addr")]
+    pub ws_addr: Option<SocketAddr>,
+    /// Origins allowed to open a WebSocket, e.g. `https://chat.example.com`
+    /// (default: empty, any origin). A request without an `Origin` header
+    /// (not from a browser) is not checked: the token in `Auth` is what
+    /// authenticates, never a cookie.
+    pub ws_origins: Vec<String>,
     /// Where job calls the push service (default `127.0.0.1:3109`).
     pub grpc_addr: SocketAddr,
     /// Where `/metrics`, `/healthz` and `/readyz` are served (default
@@ -112,6 +122,8 @@ impl Default for CometConfig {
         Self {
             id: format!("comet-{}", &suffix[..8]),
             tcp_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3101),
+            ws_addr: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3102)),
+            ws_origins: Vec::new(),
             grpc_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3109),
             admin_addr: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3103)),
             advertise_host: None,

@@ -39,6 +39,7 @@ mod report;
 mod rooms;
 mod server;
 mod state;
+mod ws;
 
 #[cfg(test)]
 mod tests;

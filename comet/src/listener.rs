@@ -1,6 +1,8 @@
-//! The TCP accept loop. It only accepts and spawns: the handshake runs in
+//! The accept loops of the TCP and WebSocket listeners. They only accept
+//! and spawn: the handshake (TLS, the WebSocket upgrade, `Auth`) runs in
 //! the connection's own task, so a slow or hostile client never delays the
-//! next accept.
+//! next accept. Both listeners share the same admission: `accept_rate`,
+//! connections per address, handshakes in progress.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,11 +25,22 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How long a refused client is given to take its error frame.
 const REFUSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// What a listener's clients speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// Length-prefixed frames on the socket.
+    Tcp,
+    /// An HTTP upgrade to a WebSocket at [`crate::ws::PATH`], then one
+    /// frame per message.
+    WebSocket,
+}
+
 /// Accepts clients until `stop` fires. With `tls`, each connection's TLS
 /// handshake runs in its own task, within `handshake_timeout` and holding
 /// its place among the connections still handshaking.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
+    transport: Transport,
     state: Arc<CometState>,
     tls: Option<TlsAcceptor>,
     stop: CancellationToken,
@@ -42,13 +55,16 @@ pub(crate) async fn accept_loop(
             Ok((stream, peer)) => {
                 if accepts.as_ref().is_some_and(|l| l.check().is_err()) {
                     metrics::counter!("courier_comet_accepts_refused_total").increment(1);
-                    state.tracker.spawn(refuse(stream, ErrorCode::Busy, BUSY));
+                    state
+                        .tracker
+                        .spawn(refuse(stream, transport, ErrorCode::Busy, BUSY));
                     continue;
                 }
                 let Some(slot) = state.ip_connections.admit(peer.ip()) else {
                     tracing::debug!(%peer, "refused: too many connections from this address");
                     state.tracker.spawn(refuse(
                         stream,
+                        transport,
                         ErrorCode::TooManyConnections,
                         FROM_ADDRESS,
                     ));
@@ -57,9 +73,12 @@ pub(crate) async fn accept_loop(
                 let Some(handshaking) = state.handshakes.admit(peer.ip()) else {
                     tracing::debug!(%peer, "refused: too many handshakes in progress");
                     metrics::counter!("courier_comet_handshakes_refused_total").increment(1);
-                    state
-                        .tracker
-                        .spawn(refuse(stream, ErrorCode::TooManyConnections, HANDSHAKING));
+                    state.tracker.spawn(refuse(
+                        stream,
+                        transport,
+                        ErrorCode::TooManyConnections,
+                        HANDSHAKING,
+                    ));
                     continue;
                 };
                 if let Err(e) = stream.set_nodelay(true) {
@@ -70,15 +89,27 @@ pub(crate) async fn accept_loop(
                 // as big as its largest state, and a TLS stream's states
                 // would more than double every plaintext connection's task.
                 let tracker = state.tracker.clone();
-                match &tls {
-                    None => {
-                        tracker.spawn(serve_plain(stream, peer, state.clone(), handshaking, slot))
+                let state = state.clone();
+                match (&tls, transport) {
+                    (None, Transport::Tcp) => {
+                        tracker.spawn(serve_plain(stream, peer, state, handshaking, slot))
                     }
-                    Some(tls) => tracker.spawn(serve_tls(
+                    (Some(tls), Transport::Tcp) => tracker.spawn(serve_tls(
                         tls.clone(),
                         stream,
                         peer,
-                        state.clone(),
+                        state,
+                        handshaking,
+                        slot,
+                    )),
+                    (None, Transport::WebSocket) => {
+                        tracker.spawn(serve_ws(stream, peer, state, handshaking, slot))
+                    }
+                    (Some(tls), Transport::WebSocket) => tracker.spawn(serve_wss(
+                        tls.clone(),
+                        stream,
+                        peer,
+                        state,
                         handshaking,
                         slot,
                     )),
@@ -127,13 +158,51 @@ async fn serve_tls(
     drop(slot);
 }
 
+/// Upgrades a plaintext connection to a WebSocket and serves it.
+async fn serve_ws(
+    stream: TcpStream,
+    peer: SocketAddr,
+    state: Arc<CometState>,
+    handshaking: HandshakeSlot,
+    slot: IpSlot,
+) {
+    crate::ws::serve(stream, peer, state, handshaking).await;
+    drop(slot);
+}
+
+/// Serves a WebSocket after its TLS handshake (`wss://`).
+async fn serve_wss(
+    tls: TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    state: Arc<CometState>,
+    handshaking: HandshakeSlot,
+    slot: IpSlot,
+) {
+    let limit = state.config.handshake_timeout;
+    match tokio::time::timeout(limit, tls.accept(stream)).await {
+        Ok(Ok(stream)) => crate::ws::serve(stream, peer, state, handshaking).await,
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+    }
+    drop(slot);
+}
+
 const FROM_ADDRESS: &str = "too many connections from this address";
 const HANDSHAKING: &str = "too many connections still authenticating; retry shortly";
 const BUSY: &str = "this comet takes no more new connections this second; back off and retry";
 
-/// Tells a refused client why, briefly, then closes its socket.
-async fn refuse(mut stream: TcpStream, code: ErrorCode, why: &'static str) {
-    let frame = Frame::error(0, code, why);
-    let bytes = encode_frame(&frame);
+/// Tells a refused client why, briefly, then closes its socket: an error
+/// frame to a TCP client, a `503` to a WebSocket client (whose upgrade
+/// has not been read).
+async fn refuse(mut stream: TcpStream, transport: Transport, code: ErrorCode, why: &'static str) {
+    let bytes = match transport {
+        Transport::Tcp => encode_frame(&Frame::error(0, code, why)),
+        Transport::WebSocket => bytes::Bytes::from(format!(
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{why}",
+            why.len()
+        )),
+    };
     let _ = tokio::time::timeout(REFUSE_WRITE_TIMEOUT, stream.write_all(&bytes)).await;
 }

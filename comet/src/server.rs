@@ -38,7 +38,7 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::config::CometConfig;
 use crate::error::CometError;
-use crate::listener::accept_loop;
+use crate::listener::{accept_loop, Transport};
 use crate::logic_client::{LogicPool, LOGIC_TIMEOUT};
 use crate::push_service::PushService;
 use crate::report;
@@ -69,9 +69,11 @@ pub struct Comet {
     tls: Option<Arc<ServerTls>>,
     deps: CometDeps,
     tcp: TcpListener,
+    ws: Option<TcpListener>,
     grpc: TcpListener,
     admin: Option<TcpListener>,
     tcp_addr: SocketAddr,
+    ws_addr: Option<SocketAddr>,
     grpc_addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
 }
@@ -81,6 +83,7 @@ impl std::fmt::Debug for Comet {
         f.debug_struct("Comet")
             .field("id", &self.id())
             .field("tcp_addr", &self.tcp_addr)
+            .field("ws_addr", &self.ws_addr)
             .field("grpc_addr", &self.grpc_addr)
             .field("admin_addr", &self.admin_addr)
             .finish_non_exhaustive()
@@ -104,6 +107,13 @@ impl Comet {
     pub async fn bind(config: CometConfig, deps: CometDeps) -> Result<Comet, CometError> {
         config.validate().map_err(CometError::Config)?;
         let (tcp, tcp_addr) = bind_listener("tcp", config.tcp_addr).await?;
+        let (ws, ws_addr) = match config.ws_addr {
+            Some(addr) => {
+                let (listener, bound) = bind_listener("ws", addr).await?;
+                (Some(listener), Some(bound))
+            }
+            None => (None, None),
+        };
         let (grpc, grpc_addr) = bind_listener("grpc", config.grpc_addr).await?;
         let (admin, admin_addr) = match config.admin_addr {
             Some(addr) => {
@@ -123,9 +133,11 @@ impl Comet {
             tls,
             deps,
             tcp,
+            ws,
             grpc,
             admin,
             tcp_addr,
+            ws_addr,
             grpc_addr,
             admin_addr,
         })
@@ -139,6 +151,12 @@ impl Comet {
     /// The bound client (TCP) address.
     pub fn tcp_addr(&self) -> SocketAddr {
         self.tcp_addr
+    }
+
+    /// The bound WebSocket address (clients connect to `/ws` there),
+    /// `None` when `ws_addr` is disabled.
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.ws_addr
     }
 
     /// The bound push-service (gRPC) address.
@@ -160,9 +178,11 @@ impl Comet {
             tls,
             deps,
             tcp,
+            ws,
             grpc,
             admin,
             tcp_addr,
+            ws_addr,
             grpc_addr,
             admin_addr: _,
         } = self;
@@ -182,7 +202,12 @@ impl Comet {
         let mut record = CometNode {
             id: config.id.clone(),
             tcp: advertised(tcp_addr, host),
-            ws: String::new(),
+            ws: ws_addr
+                .map(|addr| {
+                    let scheme = if tls.is_some() { "wss" } else { "ws" };
+                    format!("{scheme}://{}{}", advertised(addr, host), crate::ws::PATH)
+                })
+                .unwrap_or_default(),
             grpc: advertised(grpc_addr, host),
             weight: config.weight,
             connections: 0,
@@ -257,14 +282,24 @@ impl Comet {
         }
         let stop_accept = CancellationToken::new();
         let client_tls = acceptors.map(|(client, _)| client);
+        let ws_accept = ws.map(|listener| {
+            tokio::spawn(accept_loop(
+                listener,
+                Transport::WebSocket,
+                state.clone(),
+                client_tls.clone(),
+                stop_accept.clone(),
+            ))
+        });
         let accept = tokio::spawn(accept_loop(
             tcp,
+            Transport::Tcp,
             state.clone(),
             client_tls,
             stop_accept.clone(),
         ));
         readiness.set_ready(true);
-        tracing::info!(id = %config.id, tcp = %record.tcp, grpc = %record.grpc, "comet serving");
+        tracing::info!(id = %config.id, tcp = %record.tcp, ws = %record.ws, grpc = %record.grpc, "comet serving");
 
         let grpc_ended = tokio::select! {
             _ = shutdown.cancelled() => None,
@@ -280,6 +315,9 @@ impl Comet {
         report::update(&registration, &record);
         stop_accept.cancel();
         let _ = accept.await;
+        if let Some(ws_accept) = ws_accept {
+            let _ = ws_accept.await;
+        }
         let drained = crate::drain::in_waves(&state, config.drain_rate, config.drain_grace).await;
         if drained.out_of_time {
             tracing::warn!(

@@ -15,6 +15,9 @@ pub mod splice;
 pub mod client {
     #![allow(unreachable_pub, clippy::all)]
     tonic::include_proto!("courier.client");
+    // serde in proto3's canonical JSON mapping (the `courier.json`
+    // WebSocket subprotocol).
+    include!(concat!(env!("OUT_DIR"), "/courier.client.serde.rs"));
 }
 
 /// The comet's gRPC push service (`comet.proto`).

@@ -96,6 +96,7 @@ impl RealCluster {
         match role {
             "comet" => {
                 cmd.env("COURIER_COMET__TCP_ADDR", "127.0.0.1:0")
+                    .env("COURIER_COMET__WS_ADDR", "127.0.0.1:0")
                     .env("COURIER_COMET__GRPC_ADDR", "127.0.0.1:0")
                     .env("COURIER_COMET__ADMIN_ADDR", "127.0.0.1:0")
                     .env("COURIER_COMET__REPORT_INTERVAL", "200ms")

@@ -22,6 +22,7 @@ pub fn config() -> CourierConfig {
     let mut c = CourierConfig::default();
     let any = "127.0.0.1:0".parse().unwrap();
     c.comet.tcp_addr = any;
+    c.comet.ws_addr = Some(any);
     c.comet.grpc_addr = any;
     c.comet.admin_addr = Some(any);
     c.job.admin_addr = Some(any);

@@ -7,3 +7,4 @@ mod push;
 mod session;
 mod streams;
 mod support;
+mod ws;

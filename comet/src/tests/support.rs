@@ -18,6 +18,7 @@ use courier_runtime::cluster_auth::Stamp;
 use courier_runtime::TokenKeys;
 pub(crate) use courier_testkit::messages::{encoded_with, push_ids};
 pub(crate) use courier_testkit::{eventually, CallLog, FrameClient};
+use courier_ws::tokio_tungstenite;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -346,6 +347,7 @@ impl Harness {
             tcp_addr: "127.0.0.1:0".parse().unwrap(),
             grpc_addr: "127.0.0.1:0".parse().unwrap(),
             admin_addr: Some("127.0.0.1:0".parse().unwrap()),
+            ws_addr: Some("127.0.0.1:0".parse().unwrap()),
             jwt_secret: SECRET.into(),
             cluster_secret: CLUSTER_SECRET.into(),
             report_interval: Duration::from_millis(100),
@@ -384,6 +386,7 @@ impl Harness {
         RunningComet {
             id: comet.id().to_owned(),
             tcp: comet.tcp_addr(),
+            ws: comet.ws_addr(),
             grpc: comet.grpc_addr(),
             admin: comet.admin_addr(),
             shutdown: shutdown.clone(),
@@ -411,9 +414,13 @@ pub(crate) fn duplex_client(
     (FrameClient::new(client), task)
 }
 
+/// A client's WebSocket to a comet.
+pub(crate) type WebSocket = tokio_tungstenite::WebSocketStream<TcpStream>;
+
 pub(crate) struct RunningComet {
     pub(crate) id: String,
     pub(crate) tcp: SocketAddr,
+    pub(crate) ws: Option<SocketAddr>,
     pub(crate) grpc: SocketAddr,
     pub(crate) admin: Option<SocketAddr>,
     pub(crate) shutdown: CancellationToken,
@@ -435,6 +442,41 @@ impl RunningComet {
 
     pub(crate) async fn client(&self) -> FrameClient<TcpStream> {
         FrameClient::connect(self.tcp).await
+    }
+
+    /// A raw WebSocket to `/ws` offering `subprotocol` (none: `None`).
+    pub(crate) async fn websocket(
+        &self,
+        subprotocol: Option<&str>,
+    ) -> Result<WebSocket, tokio_tungstenite::tungstenite::Error> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let addr = self.ws.expect("the WebSocket listener is enabled");
+        let mut request = format!("ws://{addr}/ws").into_client_request()?;
+        if let Some(subprotocol) = subprotocol {
+            request
+                .headers_mut()
+                .insert("sec-websocket-protocol", subprotocol.parse().unwrap());
+        }
+        let stream = TcpStream::connect(addr).await?;
+        let (ws, _) = tokio_tungstenite::client_async(request, stream).await?;
+        Ok(ws)
+    }
+
+    /// A frame client over a WebSocket in `encoding`: the same frames as
+    /// [`client`](Self::client), one per message.
+    pub(crate) async fn ws_client(
+        &self,
+        encoding: courier_ws::Encoding,
+    ) -> FrameClient<courier_ws::FrameSocket<TcpStream>> {
+        let ws = self
+            .websocket(Some(encoding.subprotocol()))
+            .await
+            .expect("WebSocket upgrade");
+        FrameClient::new(courier_ws::FrameSocket::new(
+            ws,
+            encoding,
+            courier_proto::DEFAULT_MAX_FRAME,
+        ))
     }
 
     /// A client authenticated as `uid` in `rooms`.
