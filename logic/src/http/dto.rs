@@ -8,9 +8,11 @@
 use courier_cluster::{CometNode, NodeState};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
+use utoipa::{IntoParams, ToSchema};
 
 /// `POST /users` and `POST /login`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Credentials {
     pub(crate) username: String,
@@ -18,13 +20,13 @@ pub(crate) struct Credentials {
 }
 
 /// `201` of `POST /users`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Registered {
     pub(crate) uid: String,
 }
 
 /// A comet as a client needs it to connect.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct CometAddr {
     pub(crate) id: String,
     pub(crate) tcp: String,
@@ -44,7 +46,7 @@ impl From<&CometNode> for CometAddr {
 }
 
 /// `200` of `POST /login`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct LoggedIn {
     pub(crate) uid: String,
     pub(crate) token: String,
@@ -56,55 +58,65 @@ pub(crate) struct LoggedIn {
 }
 
 /// `POST /push/users`. `op` defaults to 0.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PushUsers {
     pub(crate) uids: Vec<String>,
     #[serde(default)]
     pub(crate) op: u32,
+    /// Any JSON value; delivered as its JSON text, byte for byte.
+    #[schema(value_type = Value)]
     pub(crate) data: Box<RawValue>,
 }
 
 /// `POST /push/keys`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PushKeys {
     pub(crate) keys: Vec<String>,
     #[serde(default)]
     pub(crate) op: u32,
+    /// Any JSON value; delivered as its JSON text, byte for byte.
+    #[schema(value_type = Value)]
     pub(crate) data: Box<RawValue>,
 }
 
 /// `POST /push/rooms/{room}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PushRoom {
     #[serde(default)]
     pub(crate) op: u32,
+    /// Any JSON value; delivered as its JSON text, byte for byte.
+    #[schema(value_type = Value)]
     pub(crate) data: Box<RawValue>,
 }
 
 /// `POST /push/all`. `rate` is connections per second per comet, 0 = no limit.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PushAll {
     #[serde(default)]
     pub(crate) op: u32,
+    /// Any JSON value; delivered as its JSON text, byte for byte.
+    #[schema(value_type = Value)]
     pub(crate) data: Box<RawValue>,
     #[serde(default)]
     pub(crate) rate: u32,
 }
 
 /// `202` of every push.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Pushed {
     pub(crate) msg_id: String,
     /// The message's seq in the one stream it went to (one user's inbox, a
     /// room's history); absent for several users, keys and broadcasts.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub(crate) seq: Option<u64>,
     /// The epoch of that seq.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub(crate) epoch: Option<u64>,
     /// Recipients that had this message already (a repeated
     /// `Idempotency-Key`): not stored or delivered again.
@@ -117,14 +129,14 @@ fn is_zero(n: &usize) -> bool {
 }
 
 /// One comet's share of `GET /online`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct CometOnline {
     pub(crate) id: String,
     pub(crate) connections: u32,
 }
 
 /// `GET /online`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct OnlineReply {
     pub(crate) connections: u64,
     pub(crate) users: u64,
@@ -132,22 +144,26 @@ pub(crate) struct OnlineReply {
 }
 
 /// Query of `GET /online/users`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct UsersPage {
+    /// The `next_cursor` of the previous page; empty or absent for the first.
     #[serde(default)]
     pub(crate) cursor: String,
+    /// Page size, 1-1000; 100 if absent.
     pub(crate) limit: Option<usize>,
 }
 
 /// `GET /online/users`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct OnlineUsers {
     pub(crate) users: Vec<String>,
+    /// The `cursor` of the next page; null after the last.
     pub(crate) next_cursor: Option<String>,
 }
 
 /// `POST /admin/comets/{id}/drain`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Draining {
     pub(crate) comet: String,
     /// Connections the comet held as its drain started.
@@ -155,39 +171,42 @@ pub(crate) struct Draining {
 }
 
 /// Query of `GET /presence`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct PresenceQuery {
     /// Comma-separated uids.
     pub(crate) uids: String,
 }
 
 /// `GET /presence`: the named users that are online, in the order named.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Presence {
     pub(crate) online: Vec<String>,
 }
 
 /// Query of `GET /online/rooms`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct TopQuery {
+    /// How many rooms, 1-1000; 10 if absent.
     pub(crate) top: Option<usize>,
 }
 
 /// One room's connection count.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct RoomOnline {
     pub(crate) room: String,
     pub(crate) connections: u64,
 }
 
 /// `GET /online/rooms?top=N`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct TopRooms {
     pub(crate) rooms: Vec<RoomOnline>,
 }
 
 /// One entry of `GET /nodes`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct NodeInfo {
     pub(crate) id: String,
     pub(crate) tcp: String,
@@ -196,6 +215,7 @@ pub(crate) struct NodeInfo {
     pub(crate) ws: String,
     pub(crate) weight: u32,
     pub(crate) connections: u32,
+    #[schema(schema_with = node_state_schema)]
     pub(crate) state: NodeState,
 }
 
@@ -212,38 +232,73 @@ impl From<&CometNode> for NodeInfo {
     }
 }
 
+/// [`NodeState`] as the wire carries it: each variant's snake_case name.
+fn node_state_schema() -> Object {
+    // Naming every variant here makes a new one a compile error until it is
+    // listed; its wire name comes from serde, not from this code.
+    let all = [NodeState::Serving, NodeState::Draining].map(|s| match s {
+        NodeState::Serving | NodeState::Draining => s,
+    });
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(
+            all.iter().filter_map(|s| serde_json::to_value(s).ok()),
+        ))
+        .description(Some(
+            "Whether the comet takes new clients (`draining`: it is moving its clients away).",
+        ))
+        .build()
+}
+
 /// Query of `GET /users/{uid}/messages` and `GET /rooms/{room}/messages`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct MessagesQuery {
+    /// The last seq the reader holds; the page starts after it (0 if absent).
     pub(crate) after_seq: Option<u64>,
+    /// The epoch of `after_seq`; another epoch than the stream's gives
+    /// `reset` and a page from the oldest message held.
     pub(crate) epoch: Option<u64>,
+    /// Page size, 1 up to the server's largest page; 100 if absent.
     pub(crate) limit: Option<usize>,
 }
 
 /// A page of a user's inbox or a room's history.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct StreamPage {
     pub(crate) epoch: u64,
+    /// The oldest seq the stream holds.
     pub(crate) first_seq: u64,
+    /// The newest seq the stream holds.
     pub(crate) last_seq: u64,
+    /// Messages after `after_seq` left the window before the first returned.
     pub(crate) gap: bool,
+    /// The store lost the epoch asked for: the page starts at the oldest
+    /// message held.
     pub(crate) reset: bool,
     pub(crate) messages: Vec<StoredMessage>,
 }
 
 /// One stored message.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct StoredMessage {
     pub(crate) msg_id: String,
     pub(crate) seq: u64,
     pub(crate) epoch: u64,
     pub(crate) from: String,
+    /// Whom it was sent to: `{"user": uid}`, `{"room": room}`,
+    /// `{"key": key}` or `{"all": true}`; null if the message names none.
     pub(crate) to: Option<serde_json::Value>,
     pub(crate) op: u32,
+    /// The message's data as text, when it is UTF-8 (an HTTP push's JSON
+    /// text, a chat line).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub(crate) data: Option<String>,
+    /// The message's data in standard base64, when it is not UTF-8.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub(crate) data_base64: Option<String>,
     pub(crate) sent_at_ms: i64,
 }

@@ -21,15 +21,24 @@ pub(crate) struct ApiError {
     message: String,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Detail<'a>,
+/// The body of every error reply, `{"error": {"code", "message"}}`;
+/// `ApiError` in the OpenAPI document.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ApiError)]
+pub(crate) struct ErrorBody {
+    error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-struct Detail<'a> {
-    code: &'a str,
-    message: &'a str,
+/// What went wrong.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ApiErrorDetail)]
+pub(crate) struct ErrorDetail {
+    /// Machine-readable and stable, e.g. `invalid_request`, `unauthorized`,
+    /// `malformed_json`, `rate_limited`, `unavailable`.
+    #[schema(example = "invalid_request")]
+    code: &'static str,
+    /// For a human; its wording may change.
+    message: String,
 }
 
 impl ApiError {
@@ -67,21 +76,22 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body {
-            error: Detail {
+        let status = self.status;
+        let body = ErrorBody {
+            error: ErrorDetail {
                 code: self.code,
-                message: &self.message,
+                message: self.message,
             },
         };
-        let mut response = (self.status, axum::Json(body)).into_response();
+        let mut response = (status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
-        if self.status == StatusCode::UNAUTHORIZED {
+        if status == StatusCode::UNAUTHORIZED {
             headers.insert(
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer"),
             );
         }
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         }
         response

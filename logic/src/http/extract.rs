@@ -5,6 +5,10 @@
 
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::request::Parts;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::Required;
+use utoipa::IntoParams;
 
 use super::error::ApiError;
 
@@ -28,6 +32,30 @@ pub(crate) struct Query<T>(pub(crate) T);
 
 /// The optional `Idempotency-Key` header: 1-128 visible ASCII characters.
 pub(crate) struct IdempotencyKey(pub(crate) Option<String>);
+
+/// The header as the OpenAPI document shows it, with the bounds the
+/// extractor enforces.
+impl IntoParams for IdempotencyKey {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let schema = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(MAX_IDEMPOTENCY_KEY))
+            .pattern(Some("^[!-~]+$"));
+        vec![ParameterBuilder::new()
+            .name("Idempotency-Key")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(format!(
+                "Makes a retry safe: a repeat within the dedup window returns the \
+                 original `msg_id` and `seq` and is not stored or delivered again, \
+                 per recipient. 1-{MAX_IDEMPOTENCY_KEY} visible ASCII characters; \
+                 anything else is a 400."
+            )))
+            .schema(Some(schema))
+            .build()]
+    }
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     type Rejection = ApiError;

@@ -17,7 +17,7 @@ use prost::Message as _;
 
 use super::auth::ReadKey;
 use super::dto::{MessagesQuery, StoredMessage, StreamPage};
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{Path, Query};
 use crate::state::LogicState;
 use crate::streams;
@@ -26,6 +26,20 @@ use crate::streams;
 const DEFAULT_LIMIT: usize = 100;
 
 /// A page of `uid`'s inbox.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{uid}/messages",
+    operation_id = "user_messages",
+    tag = "messages",
+    security(("api_key" = ["read"])),
+    params(("uid" = String, Path, description = "The user"), MessagesQuery),
+    responses(
+        (status = 200, description = "A page of the user's inbox", body = StreamPage),
+        (status = 400, description = "An invalid uid, a bad or unknown query parameter, or `limit` out of range", body = ErrorBody),
+        (status = 401, description = "No API key, or one without the `read` scope", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 503, description = "A backend is unavailable", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait: 1"))),
+    ),
+)]
 pub(crate) async fn user(
     State(shared): State<Arc<LogicState>>,
     _: ReadKey,
@@ -37,6 +51,20 @@ pub(crate) async fn user(
 }
 
 /// A page of `room`'s history.
+#[utoipa::path(
+    get,
+    path = "/api/v1/rooms/{room}/messages",
+    operation_id = "room_messages",
+    tag = "messages",
+    security(("api_key" = ["read"])),
+    params(("room" = String, Path, description = "The room"), MessagesQuery),
+    responses(
+        (status = 200, description = "A page of the room's history", body = StreamPage),
+        (status = 400, description = "An invalid room name, a bad or unknown query parameter, or `limit` out of range", body = ErrorBody),
+        (status = 401, description = "No API key, or one without the `read` scope", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 503, description = "A backend is unavailable", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait: 1"))),
+    ),
+)]
 pub(crate) async fn room(
     State(shared): State<Arc<LogicState>>,
     _: ReadKey,

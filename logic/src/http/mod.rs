@@ -1,6 +1,7 @@
 //! The HTTP API under `/api/v1`, plus the operations endpoints every
 //! service serves: `/metrics`, `/healthz` and `/readyz` (the same handlers
 //! as comet's and job's admin listeners, from `courier_runtime::admin`).
+//! `GET /api/v1/openapi.json` describes all of them (see `openapi.rs`).
 //!
 //! Handlers are thin: an extractor authenticates (or rate-limits), another
 //! parses the body into a DTO with the API's error shape, and the handler
@@ -27,6 +28,7 @@ mod error;
 mod extract;
 mod messages;
 mod online;
+mod openapi;
 mod operate;
 mod push;
 pub(crate) mod serve;
@@ -52,11 +54,12 @@ pub(crate) fn router(shared: Arc<LogicState>) -> Router {
         .route("/nodes", get(online::nodes))
         .route("/users/{uid}/messages", get(messages::user))
         .route("/rooms/{room}/messages", get(messages::room))
-        .route("/admin/comets/{id}/drain", post(operate::drain_comet));
+        .route("/admin/comets/{id}/drain", post(operate::drain_comet))
+        .route("/openapi.json", get(openapi::openapi_json));
     Router::new()
         .nest("/api/v1", api)
-        .route("/metrics", get(admin::metrics))
-        .route("/healthz", get(admin::healthz))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -69,6 +72,46 @@ pub(crate) fn router(shared: Arc<LogicState>) -> Router {
         .with_state(shared)
 }
 
+/// `GET /metrics`: [`admin::metrics`], documented.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"),
+        (status = 404, description = "This process installed no metrics recorder", body = String, content_type = "text/plain"),
+    ),
+)]
+async fn metrics() -> Response {
+    admin::metrics().await
+}
+
+/// `GET /healthz`: [`admin::healthz`], documented.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "`ok` whenever the process answers", body = String, content_type = "text/plain"),
+    ),
+)]
+async fn healthz() -> &'static str {
+    admin::healthz().await
+}
+
+/// `GET /readyz`: whether this logic takes traffic.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "`ready`", body = String, content_type = "text/plain"),
+        (status = 503, description = "`not ready`", body = String, content_type = "text/plain"),
+    ),
+)]
 async fn readyz(State(shared): State<Arc<LogicState>>) -> Response {
     admin::readiness_reply(&shared.readiness)
 }

@@ -10,7 +10,7 @@ use super::dto::{
     CometOnline, NodeInfo, OnlineReply, OnlineUsers, Presence, PresenceQuery, RoomOnline, TopQuery,
     TopRooms, UsersPage,
 };
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{Path, Query};
 use crate::state::LogicState;
 
@@ -22,6 +22,18 @@ const TOP_ROOMS: usize = 10;
 const MAX_TOP_ROOMS: usize = 1000;
 
 /// `GET /online`: cluster-wide counts.
+#[utoipa::path(
+    get,
+    path = "/api/v1/online",
+    operation_id = "online",
+    tag = "online",
+    security(("api_key" = ["read"])),
+    responses(
+        (status = 200, description = "Cluster-wide counts", body = OnlineReply),
+        (status = 401, description = "No API key, or one without the `read` scope", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 503, description = "A backend is unavailable", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait: 1"))),
+    ),
+)]
 pub(crate) async fn online(
     State(shared): State<Arc<LogicState>>,
     _: ReadKey,
@@ -39,6 +51,20 @@ pub(crate) async fn online(
 }
 
 /// `GET /online/users?cursor=&limit=`: online uids, sorted, paged.
+#[utoipa::path(
+    get,
+    path = "/api/v1/online/users",
+    operation_id = "online_users",
+    tag = "online",
+    security(("api_key" = ["read"])),
+    params(UsersPage),
+    responses(
+        (status = 200, description = "A page of online uids, sorted", body = OnlineUsers),
+        (status = 400, description = "A bad query, or `limit` out of 1-1000", body = ErrorBody),
+        (status = 401, description = "No API key, or one without the `read` scope", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 503, description = "A backend is unavailable", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait: 1"))),
+    ),
+)]
 pub(crate) async fn users(
     State(shared): State<Arc<LogicState>>,
     _: ReadKey,
@@ -55,6 +81,20 @@ pub(crate) async fn users(
 }
 
 /// `GET /online/rooms/{room}`: connections in one room.
+#[utoipa::path(
+    get,
+    path = "/api/v1/online/rooms/{room}",
+    operation_id = "online_room",
+    tag = "online",
+    security(("api_key" = ["read"])),
+    params(("room" = String, Path, description = "The room")),
+    responses(
+        (status = 200, description = "Connections in the room", body = RoomOnline),
+        (status = 400, description = "A path that is not valid UTF-8", body = ErrorBody),
+        (status = 401, description = "No API key, or one without the `read` scope", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 503, description = "A backend is unavailable", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait: 1"))),
+    ),
+)]
 pub(crate) async fn room(
     State(shared): State<Arc<LogicState>>,
     _: ReadKey,
@@ -65,6 +105,20 @@ pub(crate) async fn room(
 }
 
 /// `GET /online/rooms?top=N`: the busiest rooms.
+#[utoipa::path(
+    get,
+    path = "/api/v1/online/rooms",
+    operation_id = "online_top_rooms",
+    tag = "online",
+    security(("api_key" = ["read"])),
+    params(TopQuery),
+    responses(
+        (status = 200, description = "The busiest rooms, busiest first", body = TopRooms),
+        (status = 400, description = "A bad query, or `top` out of 1-1000", body = ErrorBody),
+        (status = 401, description = "No API key, or one without the `read` scope", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 503, description = "A backend is unavailable", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait: 1"))),
+    ),
+)]
 pub(crate) async fn top_rooms(
     State(shared): State<Arc<LogicState>>,
     _: ReadKey,
@@ -90,6 +144,21 @@ const MAX_PRESENCE: usize = 100;
 const PRESENCE_FANOUT: usize = 16;
 
 /// `GET /presence?uids=a,b,c`: which of the named users are online.
+#[utoipa::path(
+    get,
+    path = "/api/v1/presence",
+    operation_id = "presence",
+    tag = "online",
+    security(("api_key" = ["read"]), ("user_token" = [])),
+    params(PresenceQuery),
+    responses(
+        (status = 200, description = "The named users that are online, in the order named", body = Presence),
+        (status = 400, description = "A bad query, `uids` naming no user or over 100, or an invalid uid", body = ErrorBody),
+        (status = 401, description = "Neither an API key with the `read` scope nor a valid user token", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 429, description = "A user token over that user's read budget (API keys are not limited)", body = ErrorBody),
+        (status = 503, description = "A backend is unavailable", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait: 1"))),
+    ),
+)]
 pub(crate) async fn presence(
     State(shared): State<Arc<LogicState>>,
     _: UserOrReader,
@@ -126,6 +195,18 @@ pub(crate) async fn presence(
 }
 
 /// `GET /nodes`: comets ranked for a new client.
+#[utoipa::path(
+    get,
+    path = "/api/v1/nodes",
+    operation_id = "nodes",
+    tag = "online",
+    security(("api_key" = ["read"]), ("user_token" = [])),
+    responses(
+        (status = 200, description = "Comets ranked for a new client, best first", body = Vec<NodeInfo>),
+        (status = 401, description = "Neither an API key with the `read` scope nor a valid user token", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 429, description = "A user token over that user's read budget (API keys are not limited)", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn nodes(
     State(shared): State<Arc<LogicState>>,
     _: UserOrReader,

@@ -15,7 +15,7 @@ use courier_proto::comet::DrainRequest;
 
 use super::auth::AdminKey;
 use super::dto::Draining;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::Path;
 use crate::state::LogicState;
 
@@ -23,6 +23,21 @@ use crate::state::LogicState;
 const DRAIN_CALL: Duration = Duration::from_secs(5);
 
 /// `POST /admin/comets/{id}/drain`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/comets/{id}/drain",
+    operation_id = "drain_comet",
+    tag = "admin",
+    security(("api_key" = ["admin"])),
+    params(("id" = String, Path, description = "The comet's id in discovery")),
+    responses(
+        (status = 202, description = "The comet has started draining", body = Draining),
+        (status = 400, description = "A path that is not valid UTF-8", body = ErrorBody),
+        (status = 401, description = "No API key, or one without the `admin` scope", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 404, description = "No comet with this id is registered", body = ErrorBody),
+        (status = 503, description = "The comet did not answer", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait: 1"))),
+    ),
+)]
 pub(crate) async fn drain_comet(
     State(shared): State<Arc<LogicState>>,
     _: AdminKey,

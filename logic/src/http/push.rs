@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 
 use super::auth::PushKey;
 use super::dto::{PushAll, PushKeys, PushRoom, PushUsers, Pushed};
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{IdempotencyKey, Json, Path};
 use crate::publish::{Content, Dedup, Recipients};
 use crate::state::LogicState;
@@ -28,6 +28,24 @@ use crate::state::LogicState;
 type Accepted = (StatusCode, axum::Json<Pushed>);
 
 /// Pushes to every connection of each uid.
+#[utoipa::path(
+    post,
+    path = "/api/v1/push/users",
+    operation_id = "push_users",
+    tag = "push",
+    security(("api_key" = ["push"])),
+    params(IdempotencyKey),
+    request_body = PushUsers,
+    responses(
+        (status = 202, description = "Stored and queued for delivery", body = Pushed),
+        (status = 400, description = "Malformed JSON, a bad `Idempotency-Key`, or `uids` empty, over the most per push or with an invalid uid", body = ErrorBody),
+        (status = 401, description = "No API key, or one without the `push` scope", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 413, description = "The body is over the server's limit, or `data` over the largest message", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 422, description = "The JSON does not fit the body's shape (missing or unknown field, wrong type)", body = ErrorBody),
+        (status = 503, description = "A backend is unavailable; nothing is known to be delivered", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait: 1"))),
+    ),
+)]
 pub(crate) async fn users(
     State(shared): State<Arc<LogicState>>,
     _: PushKey,
@@ -40,6 +58,24 @@ pub(crate) async fn users(
 }
 
 /// Pushes to these connection keys.
+#[utoipa::path(
+    post,
+    path = "/api/v1/push/keys",
+    operation_id = "push_keys",
+    tag = "push",
+    security(("api_key" = ["push"])),
+    params(IdempotencyKey),
+    request_body = PushKeys,
+    responses(
+        (status = 202, description = "Stored and queued for delivery", body = Pushed),
+        (status = 400, description = "Malformed JSON, a bad `Idempotency-Key`, or `keys` empty, over the most per push or with an invalid key", body = ErrorBody),
+        (status = 401, description = "No API key, or one without the `push` scope", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 413, description = "The body is over the server's limit, or `data` over the largest message", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 422, description = "The JSON does not fit the body's shape (missing or unknown field, wrong type)", body = ErrorBody),
+        (status = 503, description = "A backend is unavailable; nothing is known to be delivered", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait: 1"))),
+    ),
+)]
 pub(crate) async fn keys(
     State(shared): State<Arc<LogicState>>,
     _: PushKey,
@@ -52,6 +88,24 @@ pub(crate) async fn keys(
 }
 
 /// Pushes to every member of a room.
+#[utoipa::path(
+    post,
+    path = "/api/v1/push/rooms/{room}",
+    operation_id = "push_room",
+    tag = "push",
+    security(("api_key" = ["push"])),
+    params(("room" = String, Path, description = "The room, by the protocol's naming rules"), IdempotencyKey),
+    request_body = PushRoom,
+    responses(
+        (status = 202, description = "Stored and queued for delivery", body = Pushed),
+        (status = 400, description = "Malformed JSON, a bad `Idempotency-Key`, or an invalid room name", body = ErrorBody),
+        (status = 401, description = "No API key, or one without the `push` scope", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 413, description = "The body is over the server's limit, or `data` over the largest message", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 422, description = "The JSON does not fit the body's shape (missing or unknown field, wrong type)", body = ErrorBody),
+        (status = 503, description = "A backend is unavailable; nothing is known to be delivered", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait: 1"))),
+    ),
+)]
 pub(crate) async fn room(
     State(shared): State<Arc<LogicState>>,
     _: PushKey,
@@ -65,6 +119,24 @@ pub(crate) async fn room(
 }
 
 /// Pushes to everyone (best effort).
+#[utoipa::path(
+    post,
+    path = "/api/v1/push/all",
+    operation_id = "push_all",
+    tag = "push",
+    security(("api_key" = ["push"])),
+    params(IdempotencyKey),
+    request_body = PushAll,
+    responses(
+        (status = 202, description = "Stored and queued for delivery", body = Pushed),
+        (status = 400, description = "Malformed JSON or a bad `Idempotency-Key`", body = ErrorBody),
+        (status = 401, description = "No API key, or one without the `push` scope", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 413, description = "The body is over the server's limit, or `data` over the largest message", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 422, description = "The JSON does not fit the body's shape (missing or unknown field, wrong type)", body = ErrorBody),
+        (status = 503, description = "A backend is unavailable; nothing is known to be delivered", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait: 1"))),
+    ),
+)]
 pub(crate) async fn all(
     State(shared): State<Arc<LogicState>>,
     _: PushKey,
