@@ -20,6 +20,9 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
 command -v etcd >/dev/null || missing+=(etcd-server)
 command -v nats-server >/dev/null || missing+=(nats-server)  # bench peer
+command -v chromium >/dev/null || missing+=(chromium)        # the browser test
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 command -v protoc >/dev/null || missing+=(protobuf-compiler)
 command -v cc >/dev/null || missing+=(build-essential)
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -35,14 +38,20 @@ if ! command -v tansu >/dev/null; then
   cargo install tansu --locked --features dynostore
 fi
 
-# 3. The test runner: nextest runs each test in its own process with a
+# 3. The browser test's driver, from its lockfile.
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  log "installing playwright-core (npm ci)"
+  npm ci --prefix tests/browser --no-audit --no-fund
+fi
+
+# 4. The test runner: nextest runs each test in its own process with a
 #    timeout, and the heavy cluster tests alone (.config/nextest.toml).
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest"
   cargo install cargo-nextest --locked
 fi
 
-# 4. Every test. A clean run gains nothing from incremental compilation, and
+# 5. Every test. A clean run gains nothing from incremental compilation, and
 #    its files double the size of target/ (set CARGO_INCREMENTAL=1 to keep it).
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 log "running tests with cargo nextest"
@@ -50,7 +59,7 @@ cargo nextest run --workspace --all-targets "$@"
 # nextest does not run doctests.
 cargo test --workspace --doc "$@"
 
-# 5. Fuzzing, bounded: every target of fuzz/ from its seeds, for
+# 6. Fuzzing, bounded: every target of fuzz/ from its seeds, for
 #    FUZZ_SECONDS each (scripts/fuzz.sh). Only on a full run.
 if [ "$#" -eq 0 ]; then
   FUZZ_SECONDS="${FUZZ_SECONDS:-15}" scripts/fuzz.sh

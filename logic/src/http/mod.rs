@@ -33,6 +33,7 @@ mod operate;
 mod push;
 pub(crate) mod serve;
 mod users;
+mod web;
 
 pub(crate) use error::ApiError;
 
@@ -61,6 +62,7 @@ pub(crate) fn router(shared: Arc<LogicState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .merge(web::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

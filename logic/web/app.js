@@ -1,0 +1,489 @@
+// Courier's web chat: plain JavaScript, no dependencies, no build step.
+//
+// It logs in over logic's HTTP API, then talks to a comet over WebSocket in
+// the `courier.json` subprotocol: one Frame per text message, in proto3's
+// canonical JSON mapping (bytes as base64, 64-bit integers as strings).
+// It keeps, for the inbox and each room, the last seq and epoch it showed,
+// so after a reconnect (with backoff, to any comet) Auth and Join resume
+// from there and nothing sent meanwhile is missed.
+"use strict";
+
+const API = "/api/v1";
+const SUBPROTOCOL = "courier.json";
+const OP_CHAT = 1;
+const SYNC_PAGE = 100;
+
+const state = {
+  uid: "",
+  token: "",
+  comets: [],
+  socket: null,
+  cometId: "",
+  heartbeat: null,
+  nextId: 1,
+  backoffMs: 0,
+  stopped: false,
+  // Stream positions: "" is the inbox, else a room name.
+  positions: new Map(),
+  rooms: new Set(),
+  people: new Set(),
+  seen: new Set(),
+  conversations: new Map(), // key -> [{from, text, at, notice}]
+  current: "pushes",
+  unread: new Set(),
+  away: 0,
+};
+
+const $ = (id) => document.getElementById(id);
+
+function setStatus(text) {
+  $("status").textContent = text;
+}
+
+// Sending needs a live connection: the button says so while there is none.
+function setConnected(connected) {
+  $("send").disabled = !connected;
+}
+
+// ---- HTTP ----
+
+async function api(path, body, token) {
+  const headers = { "Content-Type": "application/json" };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const response = await fetch(API + path, {
+    method: body === undefined ? "GET" : "POST",
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  const json = text ? JSON.parse(text) : {};
+  if (!response.ok) {
+    const message = json.error ? json.error.message : response.statusText;
+    throw new Error(message);
+  }
+  return json;
+}
+
+async function signIn(register) {
+  const username = $("username").value.trim();
+  const password = $("password").value;
+  $("signin-error").textContent = "";
+  try {
+    if (register) await api("/users", { username, password });
+    const reply = await api("/login", { username, password });
+    state.uid = reply.uid;
+    state.token = reply.token;
+    state.comets = reply.comets.filter((c) => c.ws);
+    $("signin").hidden = true;
+    $("chat").hidden = false;
+    select("pushes");
+    connect();
+  } catch (e) {
+    $("signin-error").textContent = e.message;
+  }
+}
+
+// ---- Frames ----
+
+function utf8ToBase64(text) {
+  const bytes = new TextEncoder().encode(text);
+  let binary = "";
+  for (const b of bytes) binary += String.fromCharCode(b);
+  return btoa(binary);
+}
+
+function base64ToUtf8(data) {
+  if (!data) return "";
+  const binary = atob(data);
+  const bytes = Uint8Array.from(binary, (c) => c.charCodeAt(0));
+  return new TextDecoder().decode(bytes);
+}
+
+function send(body) {
+  const id = state.nextId++;
+  if (state.socket && state.socket.readyState === WebSocket.OPEN) {
+    state.socket.send(JSON.stringify({ id: String(id), ...body }));
+  }
+  return id;
+}
+
+function position(stream) {
+  return state.positions.get(stream) || { seq: 0, epoch: 0 };
+}
+
+// ---- Connection ----
+
+function connect() {
+  if (state.stopped) return;
+  if (state.comets.length === 0) {
+    setStatus("No comet serves WebSocket");
+    return;
+  }
+  const comet = state.comets[Math.floor(Math.random() * state.comets.length)];
+  state.cometId = comet.id;
+  setStatus(`Connecting to ${comet.id}…`);
+  const socket = new WebSocket(comet.ws, SUBPROTOCOL);
+  state.socket = socket;
+  socket.onopen = () => {
+    const inbox = position("");
+    send({
+      auth: {
+        token: state.token,
+        lastSeq: String(inbox.seq),
+        epoch: String(inbox.epoch),
+        rooms: [],
+      },
+    });
+  };
+  socket.onmessage = (event) => {
+    try {
+      onFrame(JSON.parse(event.data));
+    } catch (e) {
+      console.error("bad frame", e);
+    }
+  };
+  socket.onclose = () => {
+    clearInterval(state.heartbeat);
+    setConnected(false);
+    if (state.socket !== socket || state.stopped) return;
+    state.socket = null;
+    reconnectLater();
+  };
+}
+
+function reconnectLater(afterMs) {
+  setConnected(false);
+  state.backoffMs = Math.min(Math.max(state.backoffMs * 2, 500), 15000);
+  const wait = afterMs !== undefined ? afterMs : state.backoffMs * (0.5 + Math.random() / 2);
+  setStatus(`Disconnected; reconnecting in ${(wait / 1000).toFixed(1)} s`);
+  setTimeout(async () => {
+    try {
+      const nodes = await api("/nodes", undefined, state.token);
+      const comets = (nodes.comets || []).filter((c) => c.ws && c.state !== "draining");
+      if (comets.length) state.comets = comets;
+    } catch (e) {
+      // Keep the comets we knew.
+    }
+    connect();
+  }, wait);
+}
+
+function onFrame(frame) {
+  if (frame.authReply) {
+    const reply = frame.authReply;
+    state.backoffMs = 0;
+    setConnected(true);
+    setStatus(`Connected to ${state.cometId} as ${reply.uid}`);
+    const every = (reply.heartbeatSecs || 30) * 1000;
+    clearInterval(state.heartbeat);
+    state.heartbeat = setInterval(() => send({ heartbeat: {} }), every);
+    for (const room of state.rooms) {
+      const p = position(room);
+      send({ join: { room, lastSeq: String(p.seq), epoch: String(p.epoch) } });
+    }
+    refreshOnline();
+  } else if (frame.push) {
+    for (const m of frame.push.messages || []) onMessage(m, true);
+  } else if (frame.syncReply) {
+    onPage(frame.syncReply);
+  } else if (frame.joinReply) {
+    const room = frame.joinReply.room;
+    state.rooms.add(room);
+    renderLists();
+    if (state.current === `#${room}`) refreshOnline();
+  } else if (frame.leaveReply) {
+    state.rooms.delete(frame.leaveReply.room);
+    renderLists();
+  } else if (frame.roomOnlineReply) {
+    const r = frame.roomOnlineReply;
+    if (state.current === `#${r.room}`) {
+      $("online").textContent = `${r.connections || 0} online`;
+    }
+  } else if (frame.heartbeatReply) {
+    const head = frame.heartbeatReply.inbox;
+    if (head) catchUp("", head);
+  } else if (frame.error) {
+    const e = frame.error;
+    addNotice(state.current, `Error: ${e.message || e.code}`);
+    if (e.code === "ERROR_CODE_UNAUTHENTICATED") stop("Your session expired; reload to sign in");
+  } else if (frame.kick) {
+    stop(`Disconnected: ${frame.kick.reason}`);
+  } else if (frame.reconnect) {
+    const socket = state.socket;
+    state.socket = null;
+    if (socket) socket.close();
+    reconnectLater(frame.reconnect.afterMs || 0);
+  }
+}
+
+function stop(why) {
+  state.stopped = true;
+  clearInterval(state.heartbeat);
+  if (state.socket) state.socket.close();
+  setStatus(why);
+}
+
+// A page of a stream: the resume page after Auth or Join, or a Sync answer.
+function onPage(page) {
+  const stream = page.room || "";
+  if (page.reset) {
+    state.positions.delete(stream);
+    addNotice(conversationOf(stream), "History was reset; some messages may be gone");
+  } else if (page.gap) {
+    addNotice(conversationOf(stream), "Some older messages are no longer stored");
+  }
+  const messages = page.messages || [];
+  let shown = 0;
+  for (const m of messages) if (onMessage(m, false)) shown++;
+  if (shown > 0) {
+    state.away += shown;
+    const away = $("away");
+    away.textContent = `${state.away} message${state.away === 1 ? "" : "s"} while you were away`;
+    away.hidden = false;
+  }
+  const head = page.head || {};
+  const last = Number(head.lastSeq || 0);
+  if (position(stream).seq === 0) {
+    // Nothing shown of this stream yet: the page started where the server
+    // keeps this user's place, so the head is where we are now.
+    if (last > 0) state.positions.set(stream, { seq: last, epoch: Number(head.epoch || 0) });
+  } else if (messages.length > 0) {
+    catchUp(stream, head);
+  }
+  if (stream === "") ackInbox();
+}
+
+function ackInbox() {
+  const p = position("");
+  if (p.seq > 0) send({ ack: { seq: String(p.seq), epoch: String(p.epoch) } });
+}
+
+// Asks for what lies between our position and `head`, if anything.
+function catchUp(stream, head) {
+  const p = position(stream);
+  const last = Number(head.lastSeq || 0);
+  const epoch = Number(head.epoch || 0);
+  if (last > p.seq || (epoch && p.epoch && epoch !== p.epoch)) {
+    send({
+      sync: {
+        room: stream,
+        afterSeq: String(p.seq),
+        epoch: String(p.epoch),
+        limit: SYNC_PAGE,
+      },
+    });
+  }
+}
+
+// Shows one message once; keeps its stream's position. `live` messages
+// that skip ahead of our position ask for the missing ones.
+function onMessage(m, live) {
+  if (m.msgId && state.seen.has(m.msgId)) return false;
+  const to = m.to || {};
+  const stream = to.room !== undefined ? to.room : to.user !== undefined ? "" : null;
+  const seq = Number(m.seq || 0);
+  const epoch = Number(m.epoch || 0);
+  if (stream !== null && seq > 0) {
+    const p = position(stream);
+    if (live && p.seq > 0 && epoch === p.epoch && seq > p.seq + 1) {
+      catchUp(stream, { lastSeq: seq, epoch });
+      return false;
+    }
+    if (epoch === p.epoch && seq <= p.seq) return false;
+    state.positions.set(stream, { seq, epoch });
+  }
+  if (m.msgId) state.seen.add(m.msgId);
+  const from = m.from || "";
+  let key;
+  if (to.room !== undefined) key = `#${to.room}`;
+  else if (to.user !== undefined && from) key = `@${from === state.uid ? to.user : from}`;
+  else key = "pushes";
+  if (key.startsWith("@")) state.people.add(key.slice(1));
+  const text = m.op === OP_CHAT || from ? base64ToUtf8(m.data) : pushText(m.data);
+  addLine(key, { from: from || "backend", text, at: Number(m.sentAtMs || Date.now()) });
+  if (stream === "" && seq > 0 && live) ackInbox();
+  return true;
+}
+
+// A backend push carries the JSON text it was sent with: show a string
+// as itself, anything else as its JSON.
+function pushText(data) {
+  const text = base64ToUtf8(data);
+  try {
+    const value = JSON.parse(text);
+    return typeof value === "string" ? value : text;
+  } catch (e) {
+    return text;
+  }
+}
+
+function conversationOf(stream) {
+  return stream === "" ? state.current : `#${stream}`;
+}
+
+// ---- Views ----
+
+function lines(key) {
+  if (!state.conversations.has(key)) state.conversations.set(key, []);
+  return state.conversations.get(key);
+}
+
+function addLine(key, line) {
+  lines(key).push(line);
+  if (key === state.current) appendLine(line);
+  else state.unread.add(key);
+  renderLists();
+}
+
+function addNotice(key, text) {
+  addLine(key, { notice: true, text, at: Date.now() });
+}
+
+function appendLine(line) {
+  const li = document.createElement("li");
+  if (line.notice) {
+    li.className = "notice";
+    li.textContent = line.text;
+  } else {
+    const from = document.createElement("span");
+    from.className = "from";
+    from.textContent = `${line.from}: `;
+    const text = document.createElement("span");
+    text.className = "text";
+    text.textContent = line.text;
+    const time = document.createElement("time");
+    time.className = "time";
+    time.textContent = new Date(line.at).toLocaleTimeString();
+    li.append(from, text, time);
+  }
+  const list = $("messages");
+  list.append(li);
+  list.scrollTop = list.scrollHeight;
+}
+
+function select(key) {
+  state.current = key;
+  state.unread.delete(key);
+  const title = key === "pushes" ? "Pushes" : key;
+  $("conversation-title").textContent = title;
+  $("leave").hidden = !key.startsWith("#");
+  $("online").textContent = "";
+  $("send-form").hidden = key === "pushes";
+  const list = $("messages");
+  list.replaceChildren();
+  for (const line of lines(key)) appendLine(line);
+  renderLists();
+  refreshOnline();
+}
+
+function conversationButton(key, label) {
+  const li = document.createElement("li");
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "conversation";
+  button.dataset.key = key;
+  button.textContent = label;
+  if (key === state.current) button.setAttribute("aria-current", "true");
+  if (state.unread.has(key)) button.classList.add("unread");
+  li.append(button);
+  return li;
+}
+
+function renderLists() {
+  const rooms = [...state.rooms].sort().map((r) => conversationButton(`#${r}`, `#${r}`));
+  $("rooms").replaceChildren(...rooms);
+  const people = [...state.people].sort().map((p) => {
+    const li = conversationButton(`@${p}`, p);
+    const presence = document.createElement("span");
+    presence.className = "presence";
+    presence.dataset.user = p;
+    li.append(presence);
+    return li;
+  });
+  $("people").replaceChildren(...people);
+  const pushes = $("open-pushes");
+  pushes.toggleAttribute("aria-current", state.current === "pushes");
+  if (state.current === "pushes") pushes.setAttribute("aria-current", "true");
+  pushes.classList.toggle("unread", state.unread.has("pushes"));
+}
+
+// The room's head count (RoomOnline) and the people's presence.
+async function refreshOnline() {
+  if (state.current.startsWith("#")) send({ roomOnline: { room: state.current.slice(1) } });
+  if (state.people.size === 0 || !state.token) return;
+  try {
+    const uids = [...state.people].join(",");
+    const reply = await api(`/presence?uids=${encodeURIComponent(uids)}`, undefined, state.token);
+    const online = new Set(reply.online || []);
+    for (const el of document.querySelectorAll(".presence")) {
+      el.textContent = online.has(el.dataset.user) ? " (online)" : "";
+    }
+  } catch (e) {
+    // Presence is a nicety; the chat works without it.
+  }
+}
+
+// ---- Actions ----
+
+function sendText(event) {
+  event.preventDefault();
+  const input = $("text");
+  const text = input.value;
+  if (!text || state.current === "pushes") return;
+  const target = state.current.startsWith("#")
+    ? { room: state.current.slice(1) }
+    : { user: state.current.slice(1) };
+  const clientMsgId = `${state.uid}-${Date.now()}-${state.nextId}`;
+  send({ send: { to: target, op: OP_CHAT, data: utf8ToBase64(text), clientMsgId } });
+  if (target.user !== undefined) {
+    addLine(state.current, { from: state.uid, text, at: Date.now() });
+  }
+  input.value = "";
+}
+
+function joinRoom(event) {
+  event.preventDefault();
+  const room = $("join-room").value.trim();
+  if (!room) return;
+  state.rooms.add(room);
+  const p = position(room);
+  send({ join: { room, lastSeq: String(p.seq), epoch: String(p.epoch) } });
+  $("join-room").value = "";
+  select(`#${room}`);
+}
+
+function openPerson(event) {
+  event.preventDefault();
+  const user = $("dm-user").value.trim();
+  if (!user) return;
+  state.people.add(user);
+  $("dm-user").value = "";
+  select(`@${user}`);
+}
+
+function leaveRoom() {
+  if (!state.current.startsWith("#")) return;
+  const room = state.current.slice(1);
+  send({ leave: { room } });
+  state.rooms.delete(room);
+  select("pushes");
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("signin-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    signIn(false);
+  });
+  $("register").addEventListener("click", () => {
+    if ($("signin-form").reportValidity()) signIn(true);
+  });
+  $("send-form").addEventListener("submit", sendText);
+  $("join-form").addEventListener("submit", joinRoom);
+  $("dm-form").addEventListener("submit", openPerson);
+  $("leave").addEventListener("click", leaveRoom);
+  document.querySelector("nav").addEventListener("click", (e) => {
+    const button = e.target.closest("button.conversation");
+    if (button) select(button.dataset.key);
+  });
+  setInterval(refreshOnline, 15000);
+});
