@@ -224,6 +224,7 @@ fn print_banner(system: &System) {
     }
     println!("  API key: {}", system.api_key());
     println!();
+    println!("Web chat: open {http}/ in a browser");
     println!("Chat (two terminals):");
     println!("  {bin} chat --server {http} --user alice --password secret123 --register");
     println!("  {bin} chat --server {http} --user bob --password secret123 --register");
