@@ -4,6 +4,7 @@
 //! next accept. Both listeners share the same admission: `accept_rate`,
 //! connections per address, handshakes in progress.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use courier_proto::encode_frame;
 use courier_runtime::tls::TlsAcceptor;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::connection;
@@ -90,11 +92,27 @@ pub(crate) async fn accept_loop(
                 // would more than double every plaintext connection's task.
                 let tracker = state.tracker.clone();
                 let state = state.clone();
+                // One task type per transport and TLS or not (each handler
+                // call below is its own type).
                 match (&tls, transport) {
-                    (None, Transport::Tcp) => {
-                        tracker.spawn(serve_plain(stream, peer, state, handshaking, slot))
-                    }
+                    (None, Transport::Tcp) => tracker.spawn(serve_plain(
+                        connection::serve,
+                        stream,
+                        peer,
+                        state,
+                        handshaking,
+                        slot,
+                    )),
+                    (None, Transport::WebSocket) => tracker.spawn(serve_plain(
+                        crate::ws::serve,
+                        stream,
+                        peer,
+                        state,
+                        handshaking,
+                        slot,
+                    )),
                     (Some(tls), Transport::Tcp) => tracker.spawn(serve_tls(
+                        connection::serve,
                         tls.clone(),
                         stream,
                         peer,
@@ -102,10 +120,8 @@ pub(crate) async fn accept_loop(
                         handshaking,
                         slot,
                     )),
-                    (None, Transport::WebSocket) => {
-                        tracker.spawn(serve_ws(stream, peer, state, handshaking, slot))
-                    }
-                    (Some(tls), Transport::WebSocket) => tracker.spawn(serve_wss(
+                    (Some(tls), Transport::WebSocket) => tracker.spawn(serve_tls(
+                        crate::ws::serve,
                         tls.clone(),
                         stream,
                         peer,
@@ -126,62 +142,40 @@ pub(crate) async fn accept_loop(
     }
 }
 
-/// Serves a plaintext connection; `slot` is its place among its address's
-/// connections.
-async fn serve_plain(
+/// Serves a plaintext connection with `serve` (the TCP or the WebSocket
+/// handler); `slot` is its place among its address's connections.
+async fn serve_plain<F, Fut>(
+    serve: F,
     stream: TcpStream,
     peer: SocketAddr,
     state: Arc<CometState>,
     handshaking: HandshakeSlot,
     slot: IpSlot,
-) {
-    connection::serve(stream, Some(peer), state, handshaking).await;
+) where
+    F: FnOnce(TcpStream, Option<SocketAddr>, Arc<CometState>, HandshakeSlot) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    serve(stream, Some(peer), state, handshaking).await;
     drop(slot);
 }
 
-/// Serves a connection after its TLS handshake (within
+/// Serves a connection with `serve` after its TLS handshake (within
 /// `handshake_timeout`).
-async fn serve_tls(
+async fn serve_tls<F, Fut>(
+    serve: F,
     tls: TlsAcceptor,
     stream: TcpStream,
     peer: SocketAddr,
     state: Arc<CometState>,
     handshaking: HandshakeSlot,
     slot: IpSlot,
-) {
+) where
+    F: FnOnce(TlsStream<TcpStream>, Option<SocketAddr>, Arc<CometState>, HandshakeSlot) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let limit = state.config.handshake_timeout;
     match tokio::time::timeout(limit, tls.accept(stream)).await {
-        Ok(Ok(stream)) => connection::serve(stream, Some(peer), state, handshaking).await,
-        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-    }
-    drop(slot);
-}
-
-/// Upgrades a plaintext connection to a WebSocket and serves it.
-async fn serve_ws(
-    stream: TcpStream,
-    peer: SocketAddr,
-    state: Arc<CometState>,
-    handshaking: HandshakeSlot,
-    slot: IpSlot,
-) {
-    crate::ws::serve(stream, peer, state, handshaking).await;
-    drop(slot);
-}
-
-/// Serves a WebSocket after its TLS handshake (`wss://`).
-async fn serve_wss(
-    tls: TlsAcceptor,
-    stream: TcpStream,
-    peer: SocketAddr,
-    state: Arc<CometState>,
-    handshaking: HandshakeSlot,
-    slot: IpSlot,
-) {
-    let limit = state.config.handshake_timeout;
-    match tokio::time::timeout(limit, tls.accept(stream)).await {
-        Ok(Ok(stream)) => crate::ws::serve(stream, peer, state, handshaking).await,
+        Ok(Ok(stream)) => serve(stream, Some(peer), state, handshaking).await,
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
     }

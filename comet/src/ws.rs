@@ -29,7 +29,7 @@ pub(crate) const PATH: &str = "/ws";
 /// Upgrades `stream` and serves it as a client connection.
 pub(crate) async fn serve<S>(
     stream: S,
-    peer: SocketAddr,
+    peer: Option<SocketAddr>,
     state: Arc<CometState>,
     handshaking: HandshakeSlot,
 ) where
@@ -60,10 +60,10 @@ pub(crate) async fn serve<S>(
             metrics::counter!("courier_comet_websockets_total", "subprotocol" => chosen.subprotocol())
                 .increment(1);
             let socket = FrameSocket::new(ws, chosen, max_frame);
-            connection::serve(socket, Some(peer), state, handshaking).await;
+            connection::serve(socket, peer, state, handshaking).await;
         }
-        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "WebSocket upgrade refused or failed"),
-        Err(_) => tracing::debug!(%peer, "WebSocket upgrade timed out"),
+        Ok(Err(e)) => tracing::debug!(?peer, error = %e, "WebSocket upgrade refused or failed"),
+        Err(_) => tracing::debug!(?peer, "WebSocket upgrade timed out"),
     }
 }
 
