@@ -49,6 +49,10 @@ pub struct ChatArgs {
     /// server without it speaks TLS verified against the public roots.
     #[arg(long, env = "COURIER_CA")]
     pub ca: Option<std::path::PathBuf>,
+    /// Connect to the comets over WebSocket (their `ws` URL, `wss://`
+    /// verified like `--ca` says) instead of TCP.
+    #[arg(long)]
+    pub ws: bool,
 }
 
 /// Lines queued towards the printer at most.
@@ -72,6 +76,10 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
         ClientConfig::new(&args.server, &args.user, password).with_rooms([args.room.clone()]);
     if args.ca.is_some() || args.server.starts_with("https://") {
         config = config.with_tls(args.ca.as_deref()).context("--ca")?;
+    }
+    if args.ws {
+        // After `with_tls`, so `wss://` trusts the same CA.
+        config = config.with_websocket().context("--ws")?;
     }
     if args.register {
         match register_with(&config).await {

@@ -15,10 +15,13 @@ fn args_have_the_documented_defaults() {
     assert_eq!(cli.chat.server, "http://127.0.0.1:3111");
     assert_eq!(cli.chat.room, "lobby");
     assert!(cli.chat.register);
+    assert!(!cli.chat.ws, "TCP unless --ws");
     let cli =
         Cli::try_parse_from(["chat", "--user", "bob", "--password", "pw", "--room", "r"]).unwrap();
     assert_eq!(cli.chat.password.as_deref(), Some("pw"));
     assert_eq!(cli.chat.room, "r");
+    let cli = Cli::try_parse_from(["chat", "--user", "carol", "--ws"]).unwrap();
+    assert!(cli.chat.ws);
     assert!(Cli::try_parse_from(["chat"]).is_err(), "--user is required");
 }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::streams::Position;
-use crate::transport::Connector;
+use crate::transport::{Connector, WebSocket};
 
 /// Largest frame the client accepts. Bigger than the comet's default 64 KiB
 /// because the server may push batches of messages in one frame.
@@ -79,6 +79,20 @@ impl ClientConfig {
     pub fn with_tls(mut self, ca: Option<&Path>) -> std::io::Result<Self> {
         self.connector = Connector::tls(ca)?;
         self.tls_ca = ca.map(Path::to_path_buf);
+        Ok(self)
+    }
+
+    /// The same config speaking WebSocket to the comets, at the `ws` URL
+    /// logic gives for each (comets that serve none are skipped), with
+    /// this config's `max_frame`. `wss://` URLs are verified against
+    /// `tls_ca` (so call [`with_tls`](Self::with_tls) first to trust a
+    /// private CA), or the public web roots when it is `None`. Fails when
+    /// `tls_ca` cannot be read.
+    pub fn with_websocket(mut self) -> std::io::Result<Self> {
+        let ws = WebSocket::new()
+            .with_max_frame(self.max_frame)
+            .with_ca(self.tls_ca.as_deref())?;
+        self.connector = Connector::new(ws);
         Ok(self)
     }
 

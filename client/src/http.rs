@@ -24,7 +24,8 @@ pub struct CometAddr {
     pub id: String,
     /// Its TCP listener, `host:port`.
     pub tcp: String,
-    /// Its WebSocket URL (unused by this client, which speaks TCP).
+    /// Its WebSocket URL, `ws://host:port/ws` or `wss://…`; empty when it
+    /// serves no WebSocket. Used by the [`crate::WebSocket`] transport.
     #[serde(default)]
     pub ws: String,
 }

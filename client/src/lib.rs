@@ -7,7 +7,8 @@
 //! (preferring another comet) with a jittered backoff when the connection
 //! is lost.
 //!
-//! The connection runs over any byte stream: TCP by default, or whatever
+//! The connection runs over any byte stream: TCP by default, TLS, a
+//! WebSocket ([`WebSocket`], [`ClientConfig::with_websocket`]), or whatever
 //! [`Transport`] the config's [`Connector`] carries (an in-memory duplex in
 //! tests). The SDK has no user interface; `courier chat` (crate
 //! `courier-chat`) is built on it.
@@ -34,4 +35,4 @@ pub use error::ClientError;
 pub use events::{Event, Events};
 pub use http::{login, register, register_with, CometAddr, LoginReply};
 pub use streams::Position;
-pub use transport::{BoxStream, Connector, Stream, Tcp, Tls, Transport};
+pub use transport::{BoxStream, Connector, Stream, Tcp, Tls, Transport, WebSocket};

@@ -1,8 +1,9 @@
 //! How the client reaches a comet: any byte stream that reads and writes.
 //!
 //! The connection code (handshake, driver) runs over a [`BoxStream`], so TCP
-//! (the default, [`Connector::tcp`]), a TLS or WebSocket stream, or an
-//! in-memory duplex in tests all run the same code. A [`Transport`] opens
+//! (the default, [`Connector::tcp`]), TLS ([`Connector::tls`]), a WebSocket
+//! ([`Connector::websocket`]), or an in-memory duplex in tests all run the
+//! same code. A [`Transport`] opens
 //! one stream to one comet; the [`Connector`] in [`crate::ClientConfig`]
 //! carries it.
 
@@ -16,6 +17,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::CometAddr;
+
+mod ws;
+
+pub use ws::WebSocket;
 
 /// A byte stream to a comet.
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
@@ -120,6 +125,23 @@ impl Connector {
     /// web roots.
     pub fn tls(ca: Option<&Path>) -> std::io::Result<Self> {
         Tls::new(ca).map(Self::new)
+    }
+
+    /// WebSocket to the comet's `ws` URL, with [`CLIENT_MAX_FRAME`]
+    /// frames; `wss://` URLs are verified against the public web roots.
+    ///
+    /// [`CLIENT_MAX_FRAME`]: crate::CLIENT_MAX_FRAME
+    pub fn websocket() -> Self {
+        Self::new(WebSocket::new())
+    }
+
+    /// WebSocket to the comet's `ws` URL, with [`CLIENT_MAX_FRAME`]
+    /// frames; `wss://` URLs are verified against `ca` (a PEM file) or,
+    /// with `None`, the public web roots.
+    ///
+    /// [`CLIENT_MAX_FRAME`]: crate::CLIENT_MAX_FRAME
+    pub fn websocket_tls(ca: Option<&Path>) -> std::io::Result<Self> {
+        WebSocket::new().with_ca(ca).map(Self::new)
     }
 
     /// Opens a stream to `comet`.
