@@ -59,8 +59,12 @@ cargo nextest run --workspace --all-targets "$@"
 # nextest does not run doctests.
 cargo test --workspace --doc "$@"
 
-# 6. Fuzzing, bounded: every target of fuzz/ from its seeds, for
-#    FUZZ_SECONDS each (scripts/fuzz.sh). Only on a full run.
+# 6. The HTTP API against its OpenAPI document (schemathesis, from PyPI,
+#    against a live `courier up`), then fuzzing, bounded: every target of
+#    fuzz/ from its seeds, for FUZZ_SECONDS each (scripts/fuzz.sh). Only on
+#    a full run.
 if [ "$#" -eq 0 ]; then
+  log "checking the HTTP API against its OpenAPI document (schemathesis)"
+  scripts/schemathesis.sh
   FUZZ_SECONDS="${FUZZ_SECONDS:-15}" scripts/fuzz.sh
 fi

@@ -6,16 +6,35 @@
 //! it is checked to be JSON and never parsed into a tree or written again.
 
 use courier_cluster::{CometNode, NodeState};
+use courier_proto::names;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
+use utoipa::openapi::schema::{ArrayBuilder, Object, ObjectBuilder, Type};
 use utoipa::{IntoParams, ToSchema};
+
+use crate::accounts::{MAX_PASSWORD, MAX_USERNAME, MIN_PASSWORD};
+use crate::streams::MAX_PAGE;
+
+// The bounds below appear as literals in `#[schema]`/`#[param]` attributes,
+// which take no constants; these keep them in step with the code that
+// enforces them.
+const _: () = assert!(MAX_USERNAME == 64 && MIN_PASSWORD == 6 && MAX_PASSWORD == 128);
+const _: () = assert!(MAX_PAGE == 500);
+const _: () = assert!(names::MAX_UID_LEN == 64 && names::MAX_KEY_LEN == 128);
+
+/// A name by the protocol's rules ([`courier_proto::names`]): no control
+/// characters (its bound is in bytes, which a schema cannot say).
+pub(crate) const NAME_PATTERN: &str = "^[^\\x00-\\x1f\\x7f-\\x9f]+$";
 
 /// `POST /users` and `POST /login`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Credentials {
+    /// 1-64 ASCII letters, digits, `_`, `.` or `-`; it is also the uid.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_.-]+$")]
     pub(crate) username: String,
+    /// 6-128 bytes.
+    #[schema(min_length = 6, max_length = 128)]
     pub(crate) password: String,
 }
 
@@ -61,8 +80,12 @@ pub(crate) struct LoggedIn {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PushUsers {
+    /// The users (see [`uids_schema`]).
+    #[schema(schema_with = uids_schema)]
     pub(crate) uids: Vec<String>,
     #[serde(default)]
+    // A u32: utoipa's `int32` would tell clients 2^31-1 is the largest.
+    #[schema(format = Int64, maximum = 4294967295_u64)]
     pub(crate) op: u32,
     /// Any JSON value; delivered as its JSON text, byte for byte.
     #[schema(value_type = Value)]
@@ -73,8 +96,11 @@ pub(crate) struct PushUsers {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PushKeys {
+    /// The connection keys (see [`keys_schema`]).
+    #[schema(schema_with = keys_schema)]
     pub(crate) keys: Vec<String>,
     #[serde(default)]
+    #[schema(format = Int64, maximum = 4294967295_u64)]
     pub(crate) op: u32,
     /// Any JSON value; delivered as its JSON text, byte for byte.
     #[schema(value_type = Value)]
@@ -86,6 +112,7 @@ pub(crate) struct PushKeys {
 #[serde(deny_unknown_fields)]
 pub(crate) struct PushRoom {
     #[serde(default)]
+    #[schema(format = Int64, maximum = 4294967295_u64)]
     pub(crate) op: u32,
     /// Any JSON value; delivered as its JSON text, byte for byte.
     #[schema(value_type = Value)]
@@ -97,11 +124,13 @@ pub(crate) struct PushRoom {
 #[serde(deny_unknown_fields)]
 pub(crate) struct PushAll {
     #[serde(default)]
+    #[schema(format = Int64, maximum = 4294967295_u64)]
     pub(crate) op: u32,
     /// Any JSON value; delivered as its JSON text, byte for byte.
     #[schema(value_type = Value)]
     pub(crate) data: Box<RawValue>,
     #[serde(default)]
+    #[schema(format = Int64, maximum = 4294967295_u64)]
     pub(crate) rate: u32,
 }
 
@@ -151,6 +180,7 @@ pub(crate) struct UsersPage {
     #[serde(default)]
     pub(crate) cursor: String,
     /// Page size, 1-1000; 100 if absent.
+    #[param(minimum = 1, maximum = 1000)]
     pub(crate) limit: Option<usize>,
 }
 
@@ -174,7 +204,11 @@ pub(crate) struct Draining {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct PresenceQuery {
-    /// Comma-separated uids.
+    /// Comma-separated uids: 1-100 of them, each 1-64 bytes.
+    #[param(
+        min_length = 1,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^,\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub(crate) uids: String,
 }
 
@@ -189,6 +223,7 @@ pub(crate) struct Presence {
 #[into_params(parameter_in = Query)]
 pub(crate) struct TopQuery {
     /// How many rooms, 1-1000; 10 if absent.
+    #[param(minimum = 1, maximum = 1000)]
     pub(crate) top: Option<usize>,
 }
 
@@ -250,6 +285,39 @@ fn node_state_schema() -> Object {
         .build()
 }
 
+/// `uids` of `POST /push/users`.
+fn uids_schema() -> utoipa::openapi::Array {
+    names_schema(
+        names::MAX_UID_LEN,
+        "The uids: at least one, at most the server's `max_recipients` (default 1000); \
+         each 1-64 bytes with no control characters.",
+    )
+}
+
+/// `keys` of `POST /push/keys`.
+fn keys_schema() -> utoipa::openapi::Array {
+    names_schema(
+        names::MAX_KEY_LEN,
+        "The connection keys: at least one, at most the server's `max_recipients` \
+         (default 1000); each 1-128 bytes with no control characters.",
+    )
+}
+
+/// A non-empty list of names of at most `max` bytes each.
+fn names_schema(max: usize, description: &str) -> utoipa::openapi::Array {
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(max))
+                .pattern(Some(NAME_PATTERN)),
+        )
+        .min_items(Some(1))
+        .description(Some(description))
+        .build()
+}
+
 /// Query of `GET /users/{uid}/messages` and `GET /rooms/{room}/messages`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -260,7 +328,8 @@ pub(crate) struct MessagesQuery {
     /// The epoch of `after_seq`; another epoch than the stream's gives
     /// `reset` and a page from the oldest message held.
     pub(crate) epoch: Option<u64>,
-    /// Page size, 1 up to the server's largest page; 100 if absent.
+    /// Page size, 1-500; 100 if absent.
+    #[param(minimum = 1, maximum = 500)]
     pub(crate) limit: Option<usize>,
 }
 

@@ -32,7 +32,7 @@ const DEFAULT_LIMIT: usize = 100;
     operation_id = "user_messages",
     tag = "messages",
     security(("api_key" = ["read"])),
-    params(("uid" = String, Path, description = "The user"), MessagesQuery),
+    params(("uid" = String, Path, description = "The user: 1-64 bytes, no control characters", min_length = 1, max_length = 64, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"), MessagesQuery),
     responses(
         (status = 200, description = "A page of the user's inbox", body = StreamPage),
         (status = 400, description = "An invalid uid, a bad or unknown query parameter, or `limit` out of range", body = ErrorBody),
@@ -57,7 +57,7 @@ pub(crate) async fn user(
     operation_id = "room_messages",
     tag = "messages",
     security(("api_key" = ["read"])),
-    params(("room" = String, Path, description = "The room"), MessagesQuery),
+    params(("room" = String, Path, description = "The room: 1-64 bytes, no control characters", min_length = 1, max_length = 64, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"), MessagesQuery),
     responses(
         (status = 200, description = "A page of the room's history", body = StreamPage),
         (status = 400, description = "An invalid room name, a bad or unknown query parameter, or `limit` out of range", body = ErrorBody),

@@ -94,7 +94,7 @@ pub(crate) async fn keys(
     operation_id = "push_room",
     tag = "push",
     security(("api_key" = ["push"])),
-    params(("room" = String, Path, description = "The room, by the protocol's naming rules"), IdempotencyKey),
+    params(("room" = String, Path, description = "The room, by the protocol's naming rules: 1-64 bytes, no control characters", min_length = 1, max_length = 64, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"), IdempotencyKey),
     request_body = PushRoom,
     responses(
         (status = 202, description = "Stored and queued for delivery", body = Pushed),
