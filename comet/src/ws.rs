@@ -3,9 +3,11 @@
 //!
 //! A request naming no subprotocol gets `courier.protobuf`; one naming only
 //! others is refused (400), as is any other path (404) and an origin not in
-//! `ws_origins` (403). The upgrade shares the handshake's place and its
-//! `handshake_timeout`. Messages are capped at `max_frame` by the
-//! WebSocket layer itself, so nothing larger is ever buffered.
+//! `ws_origins` (403). The upgrade holds the connection's place among
+//! those handshaking and must finish within `handshake_timeout`; `Auth`
+//! then has its own `handshake_timeout`, as on TCP. Messages are capped at
+//! `max_frame` by the WebSocket layer itself, so nothing larger is ever
+//! buffered.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
