@@ -19,6 +19,7 @@ use super::auth::ReadKey;
 use super::dto::{MessagesQuery, StoredMessage, StreamPage};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Path, Query};
+use super::responses::{BackendUnavailable, ReadUnauthorized};
 use crate::state::LogicState;
 use crate::streams;
 
@@ -36,8 +37,8 @@ const DEFAULT_LIMIT: usize = 100;
     responses(
         (status = 200, description = "A page of the user's inbox", body = StreamPage),
         (status = 400, description = "An invalid uid, a bad or unknown query parameter, or `limit` out of range", body = ErrorBody),
-        (status = 401, description = "No API key, or one without the `read` scope", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 503, description = "A backend is unavailable", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait: 1"))),
+        ReadUnauthorized,
+        BackendUnavailable,
     ),
 )]
 pub(crate) async fn user(
@@ -61,8 +62,8 @@ pub(crate) async fn user(
     responses(
         (status = 200, description = "A page of the room's history", body = StreamPage),
         (status = 400, description = "An invalid room name, a bad or unknown query parameter, or `limit` out of range", body = ErrorBody),
-        (status = 401, description = "No API key, or one without the `read` scope", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 503, description = "A backend is unavailable", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait: 1"))),
+        ReadUnauthorized,
+        BackendUnavailable,
     ),
 )]
 pub(crate) async fn room(

@@ -31,6 +31,7 @@ mod online;
 mod openapi;
 mod operate;
 mod push;
+mod responses;
 pub(crate) mod serve;
 mod users;
 mod web;

@@ -12,6 +12,7 @@ use super::dto::{
 };
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Path, Query};
+use super::responses::{BackendUnavailable, ReadUnauthorized, UserOrReaderFailures};
 use crate::state::LogicState;
 
 /// Default and largest page of `GET /online/users`.
@@ -30,8 +31,8 @@ const MAX_TOP_ROOMS: usize = 1000;
     security(("api_key" = ["read"])),
     responses(
         (status = 200, description = "Cluster-wide counts", body = OnlineReply),
-        (status = 401, description = "No API key, or one without the `read` scope", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 503, description = "A backend is unavailable", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait: 1"))),
+        ReadUnauthorized,
+        BackendUnavailable,
     ),
 )]
 pub(crate) async fn online(
@@ -61,8 +62,8 @@ pub(crate) async fn online(
     responses(
         (status = 200, description = "A page of online uids, sorted", body = OnlineUsers),
         (status = 400, description = "A bad query, or `limit` out of 1-1000", body = ErrorBody),
-        (status = 401, description = "No API key, or one without the `read` scope", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 503, description = "A backend is unavailable", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait: 1"))),
+        ReadUnauthorized,
+        BackendUnavailable,
     ),
 )]
 pub(crate) async fn users(
@@ -91,8 +92,8 @@ pub(crate) async fn users(
     responses(
         (status = 200, description = "Connections in the room", body = RoomOnline),
         (status = 400, description = "A path that is not valid UTF-8", body = ErrorBody),
-        (status = 401, description = "No API key, or one without the `read` scope", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 503, description = "A backend is unavailable", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait: 1"))),
+        ReadUnauthorized,
+        BackendUnavailable,
     ),
 )]
 pub(crate) async fn room(
@@ -115,8 +116,8 @@ pub(crate) async fn room(
     responses(
         (status = 200, description = "The busiest rooms, busiest first", body = TopRooms),
         (status = 400, description = "A bad query, or `top` out of 1-1000", body = ErrorBody),
-        (status = 401, description = "No API key, or one without the `read` scope", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 503, description = "A backend is unavailable", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait: 1"))),
+        ReadUnauthorized,
+        BackendUnavailable,
     ),
 )]
 pub(crate) async fn top_rooms(
@@ -154,9 +155,8 @@ const PRESENCE_FANOUT: usize = 16;
     responses(
         (status = 200, description = "The named users that are online, in the order named", body = Presence),
         (status = 400, description = "A bad query, `uids` naming no user or over 100, or an invalid uid", body = ErrorBody),
-        (status = 401, description = "Neither an API key with the `read` scope nor a valid user token", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 429, description = "A user token over that user's read budget (API keys are not limited)", body = ErrorBody),
-        (status = 503, description = "A backend is unavailable", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait: 1"))),
+        UserOrReaderFailures,
+        BackendUnavailable,
     ),
 )]
 pub(crate) async fn presence(
@@ -203,8 +203,7 @@ pub(crate) async fn presence(
     security(("api_key" = ["read"]), ("user_token" = [])),
     responses(
         (status = 200, description = "Comets ranked for a new client, best first", body = Vec<NodeInfo>),
-        (status = 401, description = "Neither an API key with the `read` scope nor a valid user token", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 429, description = "A user token over that user's read budget (API keys are not limited)", body = ErrorBody),
+        UserOrReaderFailures,
     ),
 )]
 pub(crate) async fn nodes(

@@ -22,6 +22,7 @@ use super::auth::PushKey;
 use super::dto::{PushAll, PushKeys, PushRoom, PushUsers, Pushed};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{IdempotencyKey, Json, Path};
+use super::responses::PushFailures;
 use crate::publish::{Content, Dedup, Recipients};
 use crate::state::LogicState;
 
@@ -39,11 +40,7 @@ type Accepted = (StatusCode, axum::Json<Pushed>);
     responses(
         (status = 202, description = "Stored and queued for delivery", body = Pushed),
         (status = 400, description = "Malformed JSON, a bad `Idempotency-Key`, or `uids` empty, over the most per push or with an invalid uid", body = ErrorBody),
-        (status = 401, description = "No API key, or one without the `push` scope", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 413, description = "The body is over the server's limit, or `data` over the largest message", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
-        (status = 422, description = "The JSON does not fit the body's shape (missing or unknown field, wrong type)", body = ErrorBody),
-        (status = 503, description = "A backend is unavailable; nothing is known to be delivered", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait: 1"))),
+        PushFailures,
     ),
 )]
 pub(crate) async fn users(
@@ -69,11 +66,7 @@ pub(crate) async fn users(
     responses(
         (status = 202, description = "Stored and queued for delivery", body = Pushed),
         (status = 400, description = "Malformed JSON, a bad `Idempotency-Key`, or `keys` empty, over the most per push or with an invalid key", body = ErrorBody),
-        (status = 401, description = "No API key, or one without the `push` scope", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 413, description = "The body is over the server's limit, or `data` over the largest message", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
-        (status = 422, description = "The JSON does not fit the body's shape (missing or unknown field, wrong type)", body = ErrorBody),
-        (status = 503, description = "A backend is unavailable; nothing is known to be delivered", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait: 1"))),
+        PushFailures,
     ),
 )]
 pub(crate) async fn keys(
@@ -99,11 +92,7 @@ pub(crate) async fn keys(
     responses(
         (status = 202, description = "Stored and queued for delivery", body = Pushed),
         (status = 400, description = "Malformed JSON, a bad `Idempotency-Key`, or an invalid room name", body = ErrorBody),
-        (status = 401, description = "No API key, or one without the `push` scope", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 413, description = "The body is over the server's limit, or `data` over the largest message", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
-        (status = 422, description = "The JSON does not fit the body's shape (missing or unknown field, wrong type)", body = ErrorBody),
-        (status = 503, description = "A backend is unavailable; nothing is known to be delivered", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait: 1"))),
+        PushFailures,
     ),
 )]
 pub(crate) async fn room(
@@ -130,11 +119,7 @@ pub(crate) async fn room(
     responses(
         (status = 202, description = "Stored and queued for delivery", body = Pushed),
         (status = 400, description = "Malformed JSON or a bad `Idempotency-Key`", body = ErrorBody),
-        (status = 401, description = "No API key, or one without the `push` scope", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 413, description = "The body is over the server's limit, or `data` over the largest message", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
-        (status = 422, description = "The JSON does not fit the body's shape (missing or unknown field, wrong type)", body = ErrorBody),
-        (status = 503, description = "A backend is unavailable; nothing is known to be delivered", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait: 1"))),
+        PushFailures,
     ),
 )]
 pub(crate) async fn all(

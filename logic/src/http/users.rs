@@ -10,6 +10,7 @@ use super::auth::{login_budget, AuthRate};
 use super::dto::{CometAddr, Credentials, LoggedIn, Registered};
 use super::error::{ApiError, ErrorBody};
 use super::extract::Json;
+use super::responses::CredentialsFailures;
 use crate::state::LogicState;
 
 /// Creates an account: `201 {uid}`, `409` if taken, `400` if invalid.
@@ -23,12 +24,9 @@ use crate::state::LogicState;
         (status = 201, description = "Registered", body = Registered),
         (status = 400, description = "Malformed JSON, or a username or password the rules refuse", body = ErrorBody),
         (status = 409, description = "The username is taken", body = ErrorBody),
-        (status = 413, description = "The body is over the server's limit", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
-        (status = 422, description = "The JSON does not fit the body's shape (missing or unknown field)", body = ErrorBody),
         (status = 429, description = "Too many register/login requests from this address", body = ErrorBody),
         (status = 500, description = "Password hashing failed", body = ErrorBody),
-        (status = 503, description = "A backend is unavailable, or too many logins at once", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait: 1"))),
+        CredentialsFailures,
     ),
 )]
 pub(crate) async fn register(
@@ -55,12 +53,9 @@ pub(crate) async fn register(
         (status = 200, description = "A user token and the comets to connect to", body = LoggedIn),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "Wrong username or password", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 413, description = "The body is over the server's limit", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
-        (status = 422, description = "The JSON does not fit the body's shape (missing or unknown field)", body = ErrorBody),
         (status = 429, description = "Too many logins from this address, or for this user from it", body = ErrorBody),
         (status = 500, description = "Password hashing or token signing failed", body = ErrorBody),
-        (status = 503, description = "A backend is unavailable, or too many logins at once", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait: 1"))),
+        CredentialsFailures,
     ),
 )]
 pub(crate) async fn login(
