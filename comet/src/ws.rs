@@ -17,7 +17,6 @@ use courier_ws::tokio_tungstenite::tungstenite::handshake::server::{
     ErrorResponse, Request, Response,
 };
 use courier_ws::tokio_tungstenite::tungstenite::http::{header, HeaderValue, StatusCode};
-use courier_ws::tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use courier_ws::{Encoding, FrameSocket};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -38,9 +37,7 @@ pub(crate) async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let max_frame = state.config.max_frame;
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(max_frame))
-        .max_frame_size(Some(max_frame));
+    let config = courier_ws::config(max_frame);
     let mut chosen = Encoding::Protobuf;
     let origins = &state.config.ws_origins;
     // The error type is tungstenite's callback signature, not ours.

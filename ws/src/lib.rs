@@ -23,6 +23,27 @@ pub use json::{frame_from_json, frame_to_json, JsonError};
 pub use socket::FrameSocket;
 pub use tokio_tungstenite;
 
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// Bytes a WebSocket reads at a time, and its read buffer's first size.
+/// tungstenite's default allocates 128 KiB per socket up front, which an
+/// idle connection never needs; a larger message grows the buffer to its
+/// own size (at most `max_frame`).
+const READ_BUFFER: usize = 4 * 1024;
+/// Frames a WebSocket buffers before it writes them (a flush writes
+/// sooner); the buffer grows only while frames wait in it.
+const WRITE_BUFFER: usize = 64 * 1024;
+
+/// The WebSocket settings of both ends: messages and frames at most
+/// `max_frame` bytes (refused before they are buffered), and small buffers.
+pub fn config(max_frame: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(max_frame))
+        .max_frame_size(Some(max_frame))
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+}
+
 /// The binary subprotocol: one protobuf-encoded `Frame` per message.
 pub const PROTOBUF: &str = "courier.protobuf";
 /// The text subprotocol: one JSON-encoded `Frame` per message.

@@ -10,7 +10,6 @@ use courier_ws::tokio_tungstenite::client_async_with_config;
 use courier_ws::tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use courier_ws::tokio_tungstenite::tungstenite::handshake::client::Request;
 use courier_ws::tokio_tungstenite::tungstenite::http::{header, HeaderValue};
-use courier_ws::tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use courier_ws::tokio_tungstenite::tungstenite::Error as WsError;
 use courier_ws::{Encoding, FrameSocket};
 use futures::future::BoxFuture;
@@ -102,9 +101,7 @@ impl WebSocket {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let config = WebSocketConfig::default()
-            .max_message_size(Some(self.max_frame))
-            .max_frame_size(Some(self.max_frame));
+        let config = courier_ws::config(self.max_frame);
         let (ws, _) = client_async_with_config(request, stream, Some(config))
             .await
             .map_err(handshake_error)?;
