@@ -56,6 +56,13 @@ struct Report {
     /// Push sent -> message handed over by the SDK.
     latency: LatencySummary,
     p90_ms: Option<f64>,
+    /// The SDK's other events meanwhile, by kind (reconnects, gaps, resets).
+    events: BTreeMap<&'static str, u64>,
+    /// Seq ranges the SDK reported lost (`Gap`: they left the inbox's
+    /// window before it read them).
+    gaps: Vec<[u64; 2]>,
+    /// The first pushes (by index) that were accepted but never received.
+    missing: Vec<u64>,
 }
 
 /// Runs the end-to-end latency benchmark and prints its report.
@@ -129,6 +136,8 @@ pub async fn e2e(args: E2eArgs) -> anyhow::Result<()> {
     };
 
     let mut latency = Latency::new();
+    let mut events_seen: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut gaps: Vec<[u64; 2]> = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.timeout_secs);
     while latency.len() < args.count as u64 {
         let event = match tokio::time::timeout_at(deadline, events.recv()).await {
@@ -136,6 +145,24 @@ pub async fn e2e(args: E2eArgs) -> anyhow::Result<()> {
             Ok(None) => bail!("client closed"),
             Err(_) => break,
         };
+        let kind = match &event {
+            Event::Message(_) => None,
+            Event::Connected { .. } => Some("connected"),
+            Event::Disconnected { .. } => Some("disconnected"),
+            Event::Gap { .. } => Some("gap"),
+            Event::Reset { .. } => Some("reset"),
+            Event::Missed { .. } => Some("missed"),
+            _ => Some("other"),
+        };
+        if let Some(kind) = kind {
+            *events_seen.entry(kind).or_default() += 1;
+        }
+        if let Event::Gap {
+            from_seq, to_seq, ..
+        } = &event
+        {
+            gaps.push([*from_seq, *to_seq]);
+        }
         if let Event::Message(m) = event {
             let now = Instant::now();
             let Ok(i) = std::str::from_utf8(&m.data).unwrap_or("").parse::<u64>() else {
@@ -151,6 +178,9 @@ pub async fn e2e(args: E2eArgs) -> anyhow::Result<()> {
     producer.await??;
     client.close().await;
     let received = latency.len();
+    let mut missing: Vec<u64> = sent.lock().keys().copied().collect();
+    missing.sort_unstable();
+    missing.truncate(20);
     let report = Report {
         rate: args.rate,
         concurrency: args.concurrency,
@@ -161,6 +191,9 @@ pub async fn e2e(args: E2eArgs) -> anyhow::Result<()> {
         received_per_sec: received as f64 / elapsed.as_secs_f64(),
         latency: LatencySummary::from(&latency),
         p90_ms: latency.quantile_ms(0.90),
+        events: events_seen,
+        gaps,
+        missing,
     };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -186,6 +219,23 @@ fn print_table(r: &Report) {
         tally(&r.push_errors)
     );
     println!("received         {}", r.received);
+    if !r.missing.is_empty() {
+        println!(
+            "never received   {:?}{}",
+            r.missing,
+            if r.pushes as u64 - r.received > 20 {
+                " …"
+            } else {
+                ""
+            }
+        );
+    }
+    if !r.events.is_empty() {
+        println!("SDK events       {:?}", r.events);
+    }
+    for [from, to] in &r.gaps {
+        println!("lost (Gap)       seq {from}..={to}");
+    }
     println!("throughput       {:.0} msg/s", r.received_per_sec);
     println!(
         "latency ms       p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
