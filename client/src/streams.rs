@@ -54,6 +54,13 @@ pub(crate) struct Outcome {
     pub(crate) show: Vec<Message>,
     pub(crate) notices: Vec<Notice>,
     pub(crate) sync: Option<SyncWanted>,
+    /// A live message came ahead of the next seq: the one missing usually
+    /// follows right behind it (two pushes stored in one order and queued
+    /// in the other), so the gap is synced only if it is still open a
+    /// moment later ([`Sequencer::gap_still_open`]). Syncing at once would
+    /// ask the store for messages that are on their way, and a stream that
+    /// lags behind the store's window would be told they are gone.
+    pub(crate) sync_later: bool,
 }
 
 /// One stream's order.
@@ -204,13 +211,31 @@ impl Sequencer {
             return;
         }
         let after = *at;
-        if self.waiting.len() < MAX_WAITING {
+        let room = self.waiting.len() < MAX_WAITING;
+        if room {
             self.waiting.insert(m.seq, m);
         }
-        if !self.syncing {
+        if self.syncing {
+            return;
+        }
+        if room {
+            out.sync_later = true;
+        } else {
+            // Too much waits behind the gap: read it from the store now.
             self.syncing = true;
             out.sync = Some(SyncWanted { after });
         }
+    }
+
+    /// The moment after a `sync_later` has passed: the sync for a gap that
+    /// is still open, if any (once; the page that answers it closes it).
+    pub(crate) fn gap_still_open(&mut self) -> Option<SyncWanted> {
+        let at = self.start?;
+        if self.syncing || self.waiting.is_empty() {
+            return None;
+        }
+        self.syncing = true;
+        Some(SyncWanted { after: at })
     }
 
     /// Shows whatever waited right behind the position.
@@ -276,16 +301,29 @@ mod tests {
         let mut s = Sequencer::at(Position { epoch: 7, seq: 1 });
         let out = s.on_message(msg(4, 7));
         assert!(out.show.is_empty(), "4 waits for 2 and 3");
+        assert!(out.sync.is_none() && out.sync_later, "a moment first");
         assert_eq!(
-            out.sync,
+            s.gap_still_open(),
             Some(SyncWanted {
                 after: Position { epoch: 7, seq: 1 }
             })
         );
-        assert!(s.on_message(msg(5, 7)).sync.is_none(), "one sync at a time");
+        assert_eq!(s.gap_still_open(), None, "one sync at a time");
+        let out = s.on_message(msg(5, 7));
+        assert!(out.sync.is_none() && !out.sync_later, "one sync at a time");
         let out = s.on_page(page(vec![msg(2, 7), msg(3, 7), msg(4, 7)], (7, 5, 1)));
         assert_eq!(seqs(&out), [2, 3, 4, 5]);
         assert!(out.sync.is_none(), "caught up with the head");
+    }
+
+    #[test]
+    fn a_swapped_pair_closes_itself_without_a_sync() {
+        let mut s = Sequencer::at(Position { epoch: 7, seq: 1 });
+        let out = s.on_message(msg(3, 7));
+        assert!(out.show.is_empty() && out.sync_later);
+        let out = s.on_message(msg(2, 7));
+        assert_eq!(seqs(&out), [2, 3]);
+        assert_eq!(s.gap_still_open(), None, "nothing left to ask for");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use courier_proto::client::{frame::Body, target, Ack, Frame, Message, Push, Sync, SyncReply};
+use tokio::time::Instant;
 use tracing::debug;
 
 use super::{lost, Driver, SessionEnd};
@@ -17,6 +18,9 @@ use crate::{ClientError, Event};
 
 /// Messages asked for per sync.
 pub(super) const SYNC_LIMIT: u32 = 200;
+/// How long a gap a live message opened may stay open before it is read
+/// from the store (the missing message is usually right behind).
+pub(super) const REORDER_WAIT: Duration = Duration::from_millis(50);
 
 impl Driver {
     pub(super) async fn on_frame(
@@ -232,7 +236,28 @@ impl Driver {
             self.request_sync(session, &key, wanted.after, SYNC_LIMIT)
                 .await?;
         }
+        if out.sync_later && self.reorder_at.is_none() {
+            self.reorder_at = Some(Instant::now() + REORDER_WAIT);
+        }
         Ok(())
+    }
+
+    /// The reorder wait passed: syncs every stream whose gap is still open.
+    pub(super) async fn sync_open_gaps(&mut self, session: &mut Session) -> Result<(), SessionEnd> {
+        let mut wanted: Vec<(String, Position)> = Vec::new();
+        if let Some(w) = self.inbox.gap_still_open() {
+            wanted.push((String::new(), w.after));
+        }
+        for (room, sequencer) in &mut self.rooms {
+            if let Some(w) = sequencer.gap_still_open() {
+                wanted.push((room.clone(), w.after));
+            }
+        }
+        for (stream, after) in wanted {
+            self.request_sync(session, &stream, after, SYNC_LIMIT)
+                .await?;
+        }
+        self.flush(session).await
     }
 
     /// Asks the comet for `room`'s ("" the inbox's) messages after `after`,

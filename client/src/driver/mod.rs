@@ -119,6 +119,9 @@ pub(crate) struct Driver {
     acked: Position,
     ack_due: bool,
     backoff: Backoff,
+    /// When to sync the gaps a live message left open, if they still are
+    /// (see [`crate::streams::Outcome::sync_later`]).
+    reorder_at: Option<Instant>,
 }
 
 impl Driver {
@@ -155,6 +158,7 @@ impl Driver {
             acked: resume,
             ack_due: false,
             backoff,
+            reorder_at: None,
         };
         driver.use_login(login_reply);
         driver
@@ -359,8 +363,10 @@ impl Driver {
         let idle = tokio::time::sleep(idle_limit);
         tokio::pin!(idle);
 
-        // Syncs sent on a dead connection will not be answered.
+        // Syncs sent on a dead connection will not be answered, and what we
+        // resume from covers any gap that was open.
         self.syncs.clear();
+        self.reorder_at = None;
         self.inbox.set_syncing(false);
         let rooms: Vec<String> = self.shared.conn.lock().rooms.clone();
         for room in rooms {
@@ -392,6 +398,7 @@ impl Driver {
         }
 
         loop {
+            let reorder_at = self.reorder_at;
             tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => return SessionEnd::Shutdown,
@@ -419,6 +426,12 @@ impl Driver {
                         return end;
                     }
                     if let Err(end) = self.flush(session).await {
+                        return end;
+                    }
+                }
+                _ = sleep_until(reorder_at) => {
+                    self.reorder_at = None;
+                    if let Err(end) = self.sync_open_gaps(session).await {
                         return end;
                     }
                 }
@@ -515,5 +528,13 @@ fn lost(reason: String) -> SessionEnd {
     SessionEnd::Lost {
         reason,
         after: None,
+    }
+}
+
+/// Sleeps until `at`; never wakes without one.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
