@@ -20,7 +20,7 @@ use crate::{ClientError, Event};
 pub(super) const SYNC_LIMIT: u32 = 200;
 /// How long a gap a live message opened may stay open before it is read
 /// from the store (the missing message is usually right behind).
-pub(super) const REORDER_WAIT: Duration = Duration::from_millis(5);
+pub(super) const REORDER_WAIT: Duration = Duration::from_millis(50);
 
 impl Driver {
     pub(super) async fn on_frame(
