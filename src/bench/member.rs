@@ -93,6 +93,51 @@ impl MemberSlot {
     }
 }
 
+/// What a crowd of slots saw, summed once it is stopped.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub received: u64,
+    /// Slots still live that got at least the target.
+    pub complete: u64,
+    /// Unix µs of the last delivery, 0 if none.
+    pub last_delivery_us: u64,
+}
+
+impl Totals {
+    /// The totals of `slots` against `target` messages each.
+    pub fn of(slots: &[MemberSlot], target: u64) -> Self {
+        let mut totals = Totals::default();
+        for slot in slots {
+            let received = slot.received();
+            totals.received += received;
+            if slot.state() == MemberState::Live && received >= target {
+                totals.complete += 1;
+            }
+            totals.last_delivery_us = totals.last_delivery_us.max(slot.last_delivery_us());
+        }
+        totals
+    }
+}
+
+/// How long a stopped crowd's tasks may take to end before they are aborted.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Ends a crowd: cancels its give-up and stop tokens, lets its tasks end
+/// within [`STOP_GRACE`], and aborts whatever is left.
+pub async fn stop_crowd(
+    give_up: &CancellationToken,
+    stop: &CancellationToken,
+    tasks: &mut tokio::task::JoinSet<()>,
+) {
+    give_up.cancel();
+    stop.cancel();
+    let _ = tokio::time::timeout(STOP_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    tasks.abort_all();
+}
+
 /// An authenticated connection, ready to read pushes.
 #[derive(Debug)]
 pub struct Dialed {

@@ -27,14 +27,13 @@ use tokio_util::sync::CancellationToken;
 use super::dial::SourceSpread;
 use super::latency::Latency;
 use super::member::{
-    self, error_code_name, unix_micros, Ended, MemberSlot, MemberState, ReadStats, Refused,
+    self, error_code_name, stop_crowd, unix_micros, Ended, MemberSlot, MemberState, ReadStats,
+    Refused, Totals,
 };
 use super::wire;
 
 /// How often the slots are scanned while waiting.
 const POLL: Duration = Duration::from_millis(10);
-/// How long stopped members may take to end before they are aborted.
-const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Which members to hold and how to connect them. It crosses the process
 /// boundary as JSON, so a worker process holds its share from it alone.
@@ -276,22 +275,14 @@ impl Members {
     /// Ends every member and sums up what they saw.
     pub async fn stop(mut self) -> Outcome {
         let target = self.shared.target.load(Ordering::Relaxed);
-        let mut outcome = Outcome::default();
-        for slot in self.shared.slots.iter() {
-            let received = slot.received();
-            outcome.received += received;
-            if slot.state() == MemberState::Live && received >= target {
-                outcome.complete += 1;
-            }
-            outcome.last_delivery_us = outcome.last_delivery_us.max(slot.last_delivery_us());
-        }
-        self.shared.give_up.cancel();
-        self.shared.stop.cancel();
-        let _ = tokio::time::timeout(STOP_GRACE, async {
-            while self.tasks.join_next().await.is_some() {}
-        })
-        .await;
-        self.tasks.abort_all();
+        let totals = Totals::of(&self.shared.slots, target);
+        let mut outcome = Outcome {
+            received: totals.received,
+            complete: totals.complete,
+            last_delivery_us: totals.last_delivery_us,
+            ..Outcome::default()
+        };
+        stop_crowd(&self.shared.give_up, &self.shared.stop, &mut self.tasks).await;
         outcome.latency = self.shared.latency.lock().to_pairs();
         outcome.tally = self.shared.tally.lock().clone();
         outcome

@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use super::{nats, resp, BadBytes, Kind};
 use crate::bench::dial::SourceSpread;
 use crate::bench::latency::Latency;
-use crate::bench::member::{sent_at_us, unix_micros, MemberSlot, MemberState};
+use crate::bench::member::{sent_at_us, stop_crowd, unix_micros, MemberSlot, MemberState, Totals};
 
 /// Room made in the read buffer before each read.
 const READ_CHUNK: usize = 4096;
@@ -50,8 +50,6 @@ const RETRIES: u32 = 2;
 const CONNECT_CONCURRENCY: usize = 256;
 /// A `PONG` write blocked this long ends the connection.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long stopped subscribers may take to end before they are aborted.
-const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// The NATS subject, and the Redis channel, every subscriber listens on.
 pub(crate) const SUBJECT: &str = "bench-peer";
@@ -207,22 +205,14 @@ impl Subscribers {
     /// Ends every subscriber and sums up what they saw.
     pub(crate) async fn stop(mut self) -> Outcome {
         let target = self.shared.target.load(Ordering::Relaxed);
-        let mut outcome = Outcome::default();
-        for slot in self.shared.slots.iter() {
-            let received = slot.received();
-            outcome.received += received;
-            if slot.state() == MemberState::Live && received >= target {
-                outcome.complete += 1;
-            }
-            outcome.last_delivery_us = outcome.last_delivery_us.max(slot.last_delivery_us());
-        }
-        self.shared.give_up.cancel();
-        self.shared.stop.cancel();
-        let _ = tokio::time::timeout(STOP_GRACE, async {
-            while self.tasks.join_next().await.is_some() {}
-        })
-        .await;
-        self.tasks.abort_all();
+        let totals = Totals::of(&self.shared.slots, target);
+        let mut outcome = Outcome {
+            received: totals.received,
+            complete: totals.complete,
+            last_delivery_us: totals.last_delivery_us,
+            ..Outcome::default()
+        };
+        stop_crowd(&self.shared.give_up, &self.shared.stop, &mut self.tasks).await;
         outcome.latency = self.shared.latency.lock().clone();
         outcome.tally = self.shared.tally.lock().clone();
         outcome
