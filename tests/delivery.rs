@@ -215,10 +215,8 @@ async fn an_idempotency_key_makes_a_retried_push_deliver_once_per_recipient() {
 }
 
 #[tokio::test]
-async fn resuming_from_before_the_window_is_a_gap_with_the_first_seq_held() {
-    let mut config = config();
-    config.cluster.inbox_max_messages = 5;
-    let system = start_with(config, 1).await;
+async fn a_client_pages_back_through_history_to_the_first_message() {
+    let system = start(1).await;
     let api = Api::new(&system);
     token(&system, "alice").await;
     let mut epoch = 0;
@@ -227,24 +225,55 @@ async fn resuming_from_before_the_window_is_a_gap_with_the_first_seq_held() {
             .as_u64()
             .unwrap();
     }
-    let (mut c, reply) = raw(&system, "alice", Position { epoch, seq: 1 }).await;
+    let (mut c, reply) = raw(&system, "alice", Position { epoch, seq: 6 }).await;
     let head = reply.inbox.unwrap();
-    assert_eq!((head.epoch, head.last_seq, head.first_seq), (epoch, 8, 4));
-    let page = sync_reply(&mut c).await;
-    assert!(page.gap && !page.reset);
-    assert_eq!(
-        texts(&page),
-        ["\"m4\"", "\"m5\"", "\"m6\"", "\"m7\"", "\"m8\""]
-    );
+    assert_eq!((head.epoch, head.last_seq, head.first_seq), (epoch, 8, 1));
+    assert_eq!(texts(&sync_reply(&mut c).await), ["\"m7\"", "\"m8\""]);
 
+    // Back from below what it resumed at, three at a time, to the first.
+    let back = |before_seq: u64| {
+        Body::Sync(courier_proto::client::Sync {
+            limit: 3,
+            epoch,
+            before_seq,
+            ..Default::default()
+        })
+    };
+    c.send(2, back(7)).await;
+    let page = sync_reply(&mut c).await;
+    assert_eq!(texts(&page), ["\"m4\"", "\"m5\"", "\"m6\""]);
+    assert!(!page.gap && !page.reset);
+    c.send(3, back(4)).await;
+    let page = sync_reply(&mut c).await;
+    assert_eq!(texts(&page), ["\"m1\"", "\"m2\"", "\"m3\""]);
+    assert!(!page.gap, "nothing older is gone");
+    c.send(4, back(1)).await;
+    assert!(sync_reply(&mut c).await.messages.is_empty());
+
+    // A position in both directions is refused; the connection stays.
+    c.send(
+        5,
+        Body::Sync(courier_proto::client::Sync {
+            after_seq: 2,
+            before_seq: 4,
+            limit: 3,
+            ..Default::default()
+        }),
+    )
+    .await;
+    let refused = c.recv().await;
+    assert_eq!(refused.id, 5);
+    assert!(matches!(refused.body, Some(Body::Error(_))), "{refused:?}");
+    c.send(6, back(3)).await;
+    assert_eq!(texts(&sync_reply(&mut c).await), ["\"m1\"", "\"m2\""]);
+
+    // The same over HTTP.
     let (status, body) = api
         .get(&format!(
-            "/users/alice/messages?after_seq=1&epoch={epoch}&limit=2"
+            "/users/alice/messages?before_seq=6&epoch={epoch}&limit=2"
         ))
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["gap"], true);
-    assert_eq!(body["first_seq"], 4);
     let seqs: Vec<u64> = body["messages"]
         .as_array()
         .unwrap()
@@ -252,21 +281,29 @@ async fn resuming_from_before_the_window_is_a_gap_with_the_first_seq_held() {
         .map(|m| m["seq"].as_u64().unwrap())
         .collect();
     assert_eq!(seqs, [4, 5]);
-    assert_eq!(body["messages"][0]["data"], "\"m4\"");
+    assert_eq!(
+        (body["gap"].clone(), body["first_seq"].clone()),
+        (json!(false), json!(1))
+    );
+    let (status, body) = api
+        .get("/users/alice/messages?before_seq=6&after_seq=2")
+        .await;
+    assert_eq!(status, 400, "{body}");
 
-    // An epoch the store never had: told, and read from the start.
-    let (mut c, _) = raw(
-        &system,
-        "alice",
-        Position {
+    // An epoch the store never had: told, and read from the newest back.
+    c.send(
+        7,
+        Body::Sync(courier_proto::client::Sync {
+            limit: 2,
             epoch: epoch ^ 2,
-            seq: 3,
-        },
+            before_seq: 3,
+            ..Default::default()
+        }),
     )
     .await;
     let page = sync_reply(&mut c).await;
     assert!(page.reset);
-    assert_eq!(page.messages.first().map(|m| m.seq), Some(4));
+    assert_eq!(texts(&page), ["\"m7\"", "\"m8\""]);
     system.stop().await;
 }
 

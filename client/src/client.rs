@@ -274,6 +274,7 @@ impl Client {
             limit: asked,
             room: room.unwrap_or_default().to_owned(),
             epoch: at.epoch,
+            before_seq: 0,
         };
         match self.request(Body::Sync(sync)).await? {
             Body::SyncReply(page) => {

@@ -1,21 +1,25 @@
 //! Chooses each backend by URL scheme and connects to it.
 //!
 //! A scheme whose backend was not compiled in (its cargo feature is off) is
-//! refused with an error that names the feature.
+//! refused with an error that names the feature. Each service connects
+//! only what it uses: logic everything ([`Backends::connect`]), job the
+//! queue and discovery, comet discovery alone.
 
 use std::sync::Arc;
 
 use crate::config::ClusterConfig;
 use crate::{accounts, discovery, inbox, queue, sessions, Error, Result};
-use crate::{Accounts, Discovery, Inbox, Queue, Sessions};
+use crate::{Accounts, Discovery, Inbox, Queue, Sessions, StoreAdmin};
 
 /// Every shared-state backend a service may need.
 #[derive(Clone)]
 pub struct Backends {
     pub sessions: Arc<dyn Sessions>,
     pub accounts: Arc<dyn Accounts>,
-    /// Users' inboxes and rooms' histories, in the session store.
+    /// Users' inboxes and rooms' histories, in the store of record.
     pub inbox: Arc<dyn Inbox>,
+    /// Operating the store of record; `None` for `memory://`.
+    pub store_admin: Option<Arc<dyn StoreAdmin>>,
     pub queue: Arc<dyn Queue>,
     pub discovery: Arc<dyn Discovery>,
 }
@@ -33,7 +37,12 @@ fn scheme(url: &str) -> Result<&str> {
 }
 
 /// The error for a known scheme whose backend this build leaves out.
-#[cfg(not(all(feature = "redis", feature = "kafka", feature = "etcd")))]
+#[cfg(not(all(
+    feature = "redis",
+    feature = "postgres",
+    feature = "kafka",
+    feature = "etcd"
+)))]
 fn not_built(url: &str, feature: &str) -> Error {
     Error::bad_url(
         url,
@@ -47,47 +56,87 @@ impl Backends {
     /// Connects every backend named in `config`. `memory://` backends are
     /// fresh and private to the returned value: clone it to share them.
     pub async fn connect(config: &ClusterConfig) -> Result<Self> {
-        let Stores {
-            sessions,
+        let discovery = connect_discovery(config).await?;
+        let Store {
             accounts,
             inbox,
-        } = connect_stores(config).await?;
+            admin,
+        } = connect_store(config, discovery.clone()).await?;
         Ok(Self {
-            sessions,
+            sessions: connect_sessions(config).await?,
             accounts,
             inbox,
+            store_admin: admin,
             queue: connect_queue(config).await?,
-            discovery: connect_discovery(config).await?,
+            discovery,
         })
     }
 }
 
-/// The stores behind the `sessions` URL.
-pub struct Stores {
-    pub sessions: Arc<dyn Sessions>,
+/// The store of record: accounts and messages, and its admin handle.
+pub struct Store {
     pub accounts: Arc<dyn Accounts>,
     pub inbox: Arc<dyn Inbox>,
+    pub admin: Option<Arc<dyn StoreAdmin>>,
 }
 
-/// The session, account and message stores (they share one URL).
-pub async fn connect_stores(config: &ClusterConfig) -> Result<Stores> {
+/// The store of record named by `store` or `shards`; a sharded store
+/// follows its routing table in `discovery`.
+pub async fn connect_store(config: &ClusterConfig, discovery: Arc<dyn Discovery>) -> Result<Store> {
+    let shards = config
+        .store_shards()
+        .map_err(|reason| Error::bad_url(&config.store, reason))?;
+    if shards.is_empty() {
+        return Ok(Store {
+            accounts: Arc::new(accounts::memory::MemoryAccounts::default()),
+            inbox: Arc::new(inbox::memory::MemoryInbox::new(config.inbox_options())),
+            admin: None,
+        });
+    }
+    connect_postgres(config, &shards, discovery).await
+}
+
+#[cfg(feature = "postgres")]
+async fn connect_postgres(
+    config: &ClusterConfig,
+    shards: &std::collections::BTreeMap<String, String>,
+    discovery: Arc<dyn Discovery>,
+) -> Result<Store> {
+    let opts = crate::postgres::StoreOptions {
+        inbox: config.inbox_options(),
+        max_read_lag: config.max_read_lag,
+        pool_size: config.store_pool_size.max(1),
+        ..Default::default()
+    };
+    let writer = format!("courier-{:08x}", rand::random::<u32>());
+    let store = crate::postgres::PgStore::connect(shards, discovery, opts, &writer).await?;
+    Ok(Store {
+        accounts: store.clone(),
+        inbox: store.clone(),
+        admin: Some(store),
+    })
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn connect_postgres(
+    _: &ClusterConfig,
+    shards: &std::collections::BTreeMap<String, String>,
+    _: Arc<dyn Discovery>,
+) -> Result<Store> {
+    let url = shards.values().next().map_or("postgres://", String::as_str);
+    Err(not_built(url, "postgres"))
+}
+
+/// The session store.
+pub async fn connect_sessions(config: &ClusterConfig) -> Result<Arc<dyn Sessions>> {
     let url = &config.sessions;
     let opts = config.session_options();
-    let inbox_opts = config.inbox_options();
     match scheme(url)? {
-        "memory" => Ok(Stores {
-            sessions: Arc::new(sessions::memory::MemorySessions::new(opts)),
-            accounts: Arc::new(accounts::memory::MemoryAccounts::default()),
-            inbox: Arc::new(inbox::memory::MemoryInbox::new(inbox_opts)),
-        }),
+        "memory" => Ok(Arc::new(sessions::memory::MemorySessions::new(opts))),
         #[cfg(feature = "redis")]
         "redis" | "redis+cluster" => {
-            let conn = sessions::redis::RedisConn::connect(url).await?;
-            Ok(Stores {
-                sessions: Arc::new(sessions::redis::RedisSessions::new(conn.clone(), opts)),
-                accounts: Arc::new(accounts::redis::RedisAccounts::new(conn.clone())),
-                inbox: Arc::new(inbox::redis::RedisInbox::new(conn, inbox_opts)),
-            })
+            let conn = crate::redis::RedisConn::connect(url).await?;
+            Ok(Arc::new(sessions::redis::RedisSessions::new(conn, opts)))
         }
         #[cfg(not(feature = "redis"))]
         "redis" | "redis+cluster" => Err(not_built(url, "redis")),

@@ -1,25 +1,35 @@
-//! Where the cluster's shared state lives: one URL per backend, and the
-//! lifetimes of what the session store keeps. Plain data; the binary loads
-//! it with the rest of a process's config, tests build it directly.
+//! Where the cluster's shared state lives: one URL per backend (the store
+//! of record may be several shards), and how long what is stored is kept.
+//! Plain data; the binary loads it with the rest of a process's config,
+//! tests build it directly.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::inbox::{InboxOptions, StreamLimits};
+use crate::inbox::InboxOptions;
 use crate::sessions::SessionOptions;
 
 /// Where the cluster's shared state lives.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// Session and account store: `memory://` or `redis://host:port`
-    /// (`redis+cluster://host:port,host:port` for Redis Cluster).
+    /// Session store (who is connected where, presence, the room index):
+    /// `memory://` or `redis://host:port` (`redis+cluster://host:port,...`
+    /// for Redis Cluster). A cache the comets can rebuild.
     pub sessions: String,
+    /// The store of record (accounts, every stored message): `memory://` or
+    /// one `postgres://` URL (a single shard named `main`; list a
+    /// replication group's hosts, `postgres://user@h1:5432,h2:5432/db`).
+    /// Leave it at `memory://` when `shards` is set.
+    pub store: String,
+    /// Several shards of the store of record: name -> `postgres://` URL.
+    pub shards: BTreeMap<String, String>,
     /// Message queue: `memory://` or `kafka://host:port/topic`.
     pub queue: String,
-    /// Service discovery: `memory://` or `etcd://host:port`.
+    /// Service discovery (and the store's routing table): `memory://` or
+    /// `etcd://host:port`.
     pub discovery: String,
     /// How long a session replaced by a newer login cannot come back
     /// (longer than the comets' `session_check`).
@@ -35,20 +45,17 @@ pub struct ClusterConfig {
     pub queue_partitions: u32,
     /// Extra librdkafka settings, e.g. `"linger.ms" = "1"`.
     pub kafka: BTreeMap<String, String>,
-    /// Messages one user's inbox keeps (the oldest go first).
-    pub inbox_max_messages: usize,
-    /// How long a stored message is kept; an inbox with no new message for
-    /// this long is forgotten.
+    /// How long a stored message is kept (0: forever).
     #[serde(with = "humantime_serde")]
-    pub inbox_max_age: Duration,
-    /// Messages one room's history keeps.
-    pub room_history_max_messages: usize,
-    /// How long a room message is kept.
-    #[serde(with = "humantime_serde")]
-    pub room_history_max_age: Duration,
+    pub retention: Duration,
     /// How long a `client_msg_id` or `Idempotency-Key` is remembered.
     #[serde(with = "humantime_serde")]
     pub idempotency_window: Duration,
+    /// A standby whose replay lags more than this serves no history reads.
+    #[serde(with = "humantime_serde")]
+    pub max_read_lag: Duration,
+    /// Connections (and group commits in flight) per shard primary.
+    pub store_pool_size: usize,
 }
 
 impl Default for ClusterConfig {
@@ -57,6 +64,8 @@ impl Default for ClusterConfig {
         let i = InboxOptions::default();
         Self {
             sessions: "memory://".into(),
+            store: "memory://".into(),
+            shards: BTreeMap::new(),
             queue: "memory://".into(),
             discovery: "memory://".into(),
             ended_session_ttl: s.ended_ttl,
@@ -64,27 +73,19 @@ impl Default for ClusterConfig {
             lease_ttl: Duration::from_secs(10),
             queue_partitions: 8,
             kafka: BTreeMap::new(),
-            inbox_max_messages: i.inbox.max_messages,
-            inbox_max_age: i.inbox.max_age,
-            room_history_max_messages: i.room.max_messages,
-            room_history_max_age: i.room.max_age,
+            retention: i.retention,
             idempotency_window: i.dedup_window,
+            max_read_lag: Duration::from_secs(1),
+            store_pool_size: 8,
         }
     }
 }
 
 impl ClusterConfig {
-    /// The message store's bounds this config sets.
+    /// How long the message store keeps what it keeps.
     pub fn inbox_options(&self) -> InboxOptions {
         InboxOptions {
-            inbox: StreamLimits {
-                max_messages: self.inbox_max_messages.max(1),
-                max_age: self.inbox_max_age,
-            },
-            room: StreamLimits {
-                max_messages: self.room_history_max_messages.max(1),
-                max_age: self.room_history_max_age,
-            },
+            retention: self.retention,
             dedup_window: self.idempotency_window,
         }
     }
@@ -95,5 +96,47 @@ impl ClusterConfig {
             ended_ttl: self.ended_session_ttl,
             comet_ttl: self.comet_ttl,
         }
+    }
+
+    /// The shards of the store of record (name -> URL): `shards`, or the one
+    /// `store` URL named `main`; empty for `memory://`. Refuses both at once.
+    pub fn store_shards(&self) -> Result<BTreeMap<String, String>, String> {
+        let single =
+            self.store.starts_with("postgres://") || self.store.starts_with("postgresql://");
+        match (single, self.shards.is_empty()) {
+            (true, true) => Ok(BTreeMap::from([("main".to_owned(), self.store.clone())])),
+            (false, false) if self.store == "memory://" => Ok(self.shards.clone()),
+            (false, true) if self.store == "memory://" => Ok(BTreeMap::new()),
+            (true, false) | (false, false) => {
+                Err("set either `store` (one shard) or `shards` (several), not both".into())
+            }
+            (false, true) => Err(format!(
+                "store `{}`: expected memory:// or postgres://...",
+                self.store
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_url_is_one_shard_and_shards_are_named() {
+        let mut c = ClusterConfig::default();
+        assert_eq!(c.store_shards(), Ok(BTreeMap::new()));
+        c.store = "postgres://h/db".into();
+        assert_eq!(
+            c.store_shards(),
+            Ok(BTreeMap::from([("main".into(), "postgres://h/db".into())]))
+        );
+        c.shards.insert("a".into(), "postgres://a/db".into());
+        assert!(c.store_shards().is_err(), "both at once");
+        c.store = "memory://".into();
+        assert_eq!(c.store_shards().map(|s| s.len()), Ok(1));
+        c.store = "redis://x".into();
+        c.shards.clear();
+        assert!(c.store_shards().is_err());
     }
 }

@@ -31,7 +31,12 @@ impl Error {
         }
     }
     #[cfg_attr(
-        not(any(feature = "redis", feature = "kafka", feature = "etcd")),
+        not(any(
+            feature = "redis",
+            feature = "postgres",
+            feature = "kafka",
+            feature = "etcd"
+        )),
         allow(dead_code)
     )]
     pub(crate) fn unavailable(backend: &'static str, e: impl std::fmt::Display) -> Self {

@@ -9,12 +9,15 @@
 //! | trait | memory | real | feature |
 //! |---|---|---|---|
 //! | [`Sessions`] | `memory://` | `redis://host:port` (single or cluster) | `redis` |
-//! | [`Accounts`] | `memory://` | `redis://host:port` | `redis` |
-//! | [`Inbox`] | `memory://` | `redis://host:port` (the session store's URL) | `redis` |
+//! | [`Accounts`] | `memory://` | `postgres://...` (sharded, [`postgres`]) | `postgres` |
+//! | [`Inbox`] | `memory://` | `postgres://...` (the same store) | `postgres` |
 //! | [`Queue`] | `memory://` | `kafka://host:port/topic` | `kafka` |
 //! | [`Discovery`] | `memory://` | `etcd://host:port` | `etcd` |
 //!
-//! The same contract-test suite (`tests/contract_*.rs`) runs against both.
+//! PostgreSQL is the store of record (accounts, every stored message);
+//! Redis is a cache of who is connected where, which the comets can
+//! rebuild. The same contract-test suite (`tests/contract_*.rs`) runs
+//! against every backend of a trait.
 
 pub mod accounts;
 pub mod backends;
@@ -22,8 +25,13 @@ pub mod config;
 pub mod discovery;
 pub mod error;
 pub mod inbox;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod queue;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod sessions;
+pub mod store_admin;
 
 pub use accounts::{Account, Accounts};
 pub use backends::Backends;
@@ -33,6 +41,7 @@ pub use error::{Error, Result};
 pub use inbox::{Inbox, InboxOptions};
 pub use queue::{Consumer, ConsumerEvent, Delivery, Queue};
 pub use sessions::{CometReport, Online, Session, SessionOptions, Sessions};
+pub use store_admin::StoreAdmin;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {

@@ -1,14 +1,14 @@
-//! The account-store contract, written once and run against memory, a single
-//! Redis and a Redis Cluster (each Redis test starts its own real server; a
-//! server that cannot start fails the test). Plus the Redis store's error
-//! mapping: unreachable -> `Unavailable`, garbage under our key -> `Corrupt`.
+//! The account-store contract, written once and run against memory and
+//! PostgreSQL (one shard, and two: accounts live in their user's bucket).
+//! Plus what only PostgreSQL can show: concurrent registrations of one uid
+//! have one winner, and a stopped server is `Unavailable`, not a panic.
 #![allow(clippy::unwrap_used)]
 
+mod pg;
+
 use courier_cluster::accounts::memory::MemoryAccounts;
-use courier_cluster::accounts::redis::RedisAccounts;
-use courier_cluster::sessions::redis::RedisConn;
+use courier_cluster::inbox::InboxOptions;
 use courier_cluster::{Account, Accounts, Error};
-use courier_testkit::redis::{RedisCluster, RedisServer};
 
 fn account(uid: &str, hash: &str) -> Account {
     Account {
@@ -34,6 +34,19 @@ async fn create_once_then_get(a: &dyn Accounts) {
     let bob = account("bob", "$argon2id$v=19$bob");
     assert!(a.create(&bob).await.unwrap());
     assert_eq!(a.get("bob").await.unwrap(), Some(bob));
+    // Many users, over every shard.
+    for i in 0..50 {
+        let uid = format!("user{i}");
+        assert!(a.create(&account(&uid, "h")).await.unwrap());
+        assert_eq!(a.get(&uid).await.unwrap().map(|a| a.uid), Some(uid));
+    }
+}
+
+async fn concurrent_registrations_have_one_winner(a: &dyn Accounts) {
+    let tries =
+        (0..8).map(|i| async move { a.create(&account("carol", &format!("h{i}"))).await.unwrap() });
+    let won = futures::future::join_all(tries).await;
+    assert_eq!(won.iter().filter(|w| **w).count(), 1);
 }
 
 #[tokio::test]
@@ -42,49 +55,40 @@ async fn memory_create_once_then_get() {
 }
 
 #[tokio::test]
-async fn redis_single_create_once_then_get() {
-    let server = RedisServer::start().await.unwrap();
-    let conn = RedisConn::connect(&server.url()).await.unwrap();
-    create_once_then_get(&RedisAccounts::new(conn)).await;
+async fn memory_concurrent_registrations_have_one_winner() {
+    concurrent_registrations_have_one_winner(&MemoryAccounts::default()).await;
 }
 
 #[tokio::test]
-async fn redis_cluster_create_once_then_get() {
-    let cluster = RedisCluster::start().await.unwrap();
-    let conn = RedisConn::connect(&cluster.url()).await.unwrap();
-    create_once_then_get(&RedisAccounts::new(conn)).await;
+async fn postgres_single_create_once_then_get() {
+    let (_server, store) = pg::single(InboxOptions::default()).await;
+    create_once_then_get(store.as_ref()).await;
 }
 
 #[tokio::test]
-async fn redis_garbage_is_corrupt() {
-    let server = RedisServer::start().await.unwrap();
-    let client = redis::Client::open(server.url()).unwrap();
-    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
-    redis::cmd("SET")
-        .arg("courier:account:mallory")
-        .arg("not json")
-        .query_async::<()>(&mut raw)
-        .await
-        .unwrap();
-    let accounts = RedisAccounts::new(RedisConn::connect(&server.url()).await.unwrap());
-    let err = accounts.get("mallory").await.unwrap_err();
-    assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+async fn postgres_sharded_create_once_then_get() {
+    let (_server, store) = pg::sharded(InboxOptions::default()).await;
+    create_once_then_get(store.as_ref()).await;
 }
 
 #[tokio::test]
-async fn redis_stopped_server_is_unavailable() {
-    let server = RedisServer::start().await.unwrap();
-    let conn = RedisConn::connect(&server.url()).await.unwrap();
-    let accounts = RedisAccounts::new(conn);
-    drop(server);
-    let err = accounts.get("alice").await.unwrap_err();
+async fn postgres_concurrent_registrations_have_one_winner() {
+    let (_server, store) = pg::sharded(InboxOptions::default()).await;
+    concurrent_registrations_have_one_winner(store.as_ref()).await;
+}
+
+#[tokio::test]
+async fn postgres_stopped_server_is_unavailable() {
+    let (mut server, store) = pg::single(InboxOptions::default()).await;
+    server.kill();
+    let err = store.get("alice").await.unwrap_err();
     assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
-}
-
-#[tokio::test]
-async fn bad_redis_url_is_rejected() {
-    for url in ["redis+cluster://", "http://127.0.0.1:1", "no-scheme"] {
-        let err = RedisConn::connect(url).await.unwrap_err();
-        assert!(matches!(err, Error::BadUrl { .. }), "{url}: {err:?}");
-    }
+    // And back once the server is.
+    server.restart().await.unwrap();
+    courier_testkit::eventually_async(
+        "the store answers again",
+        courier_testkit::PATIENCE,
+        || async { store.get("alice").await.is_ok() },
+    )
+    .await;
 }

@@ -1,48 +1,34 @@
 //! The message-store contract, written once and run against every backend:
-//! memory (with paused time), a single Redis and a three-node Redis Cluster
-//! (each test starts its own real server; a server that cannot start fails
-//! the test).
+//! memory (with paused time), PostgreSQL with one shard, and PostgreSQL
+//! with two shards in two databases (each test starts its own real server;
+//! a server that cannot start fails the test).
 #![allow(clippy::unwrap_used)]
+
+mod pg;
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use courier_cluster::inbox::memory::MemoryInbox;
-use courier_cluster::inbox::redis::RedisInbox;
-use courier_cluster::inbox::{
-    Appended, Inbox, InboxOptions, NewMessage, Page, Start, Stream, StreamLimits,
-};
-use courier_cluster::sessions::redis::RedisConn;
+use courier_cluster::inbox::{Appended, Inbox, InboxOptions, NewMessage, Page, Start, Stream};
 use courier_proto::client::Message;
-use courier_proto::encode_message;
-use courier_testkit::redis::{RedisCluster, RedisServer};
+use courier_proto::{encode_message, Position};
 use prost::Message as _;
 
 const ALICE: Stream<'static> = Stream::User("alice");
 
-/// Small bounds so the bound tests are quick; ages long enough that only
-/// the age test sees one pass.
+/// Long enough that only the retention test sees anything expire.
 fn opts() -> InboxOptions {
     InboxOptions {
-        inbox: StreamLimits {
-            max_messages: 5,
-            max_age: Duration::from_secs(600),
-        },
-        room: StreamLimits {
-            max_messages: 3,
-            max_age: Duration::from_secs(600),
-        },
+        retention: Duration::from_secs(600),
         dedup_window: Duration::from_secs(600),
     }
 }
 
-/// Bounds whose age passes in about a second, for the age test.
+/// A retention that passes in about a second, for the retention test.
 fn short_lived() -> InboxOptions {
     InboxOptions {
-        inbox: StreamLimits {
-            max_messages: 100,
-            max_age: Duration::from_millis(1200),
-        },
+        retention: Duration::from_millis(1200),
         ..opts()
     }
 }
@@ -51,7 +37,7 @@ fn encoded(id: &str) -> Bytes {
     encode_message(&courier_testkit::messages::message_with(id, b"{}"))
 }
 
-async fn append(s: &dyn Inbox, stream: Stream<'_>, id: &str) -> Appended {
+async fn append(s: &dyn Inbox, stream: Stream<'_>, id: &str) -> Position {
     let message = encoded(id);
     let appended = s
         .append(
@@ -64,7 +50,20 @@ async fn append(s: &dyn Inbox, stream: Stream<'_>, id: &str) -> Appended {
         .await
         .unwrap();
     assert!(!appended.repeat);
-    appended
+    appended.at
+}
+
+async fn append_keyed(s: &dyn Inbox, stream: Stream<'_>, id: &str, key: &str) -> Appended {
+    let message = encoded(id);
+    s.append(
+        stream,
+        NewMessage {
+            message: &message,
+            dedup: Some(key),
+        },
+    )
+    .await
+    .unwrap()
 }
 
 /// `(msg_id, seq, epoch)` of each message of a page.
@@ -83,12 +82,23 @@ fn ids(page: &Page) -> Vec<String> {
 }
 
 async fn read(s: &dyn Inbox, stream: Stream<'_>, epoch: u64, after_seq: u64) -> Page {
-    s.read(stream, Start::Position { epoch, after_seq }, 100, 1 << 20)
+    s.read(
+        stream,
+        Start::After(Position::new(epoch, after_seq)),
+        100,
+        1 << 20,
+    )
+    .await
+    .unwrap()
+}
+
+async fn back(s: &dyn Inbox, stream: Stream<'_>, before: Position, limit: usize) -> Page {
+    s.read(stream, Start::Before(before), limit, 1 << 20)
         .await
         .unwrap()
 }
 
-async fn seqs_are_gap_free_and_read_back_in_order(s: &dyn Inbox, _: InboxOptions) {
+async fn seqs_are_gap_free_and_read_back_in_order(s: &dyn Inbox) {
     let a = append(s, ALICE, "a").await;
     let b = append(s, ALICE, "b").await;
     let c = append(s, ALICE, "c").await;
@@ -110,15 +120,7 @@ async fn seqs_are_gap_free_and_read_back_in_order(s: &dyn Inbox, _: InboxOptions
     assert_eq!(ids(&read(s, ALICE, a.epoch, 1).await), ["b", "c"]);
     assert!(read(s, ALICE, a.epoch, 3).await.messages.is_empty());
     let one = s
-        .read(
-            ALICE,
-            Start::Position {
-                epoch: a.epoch,
-                after_seq: 0,
-            },
-            1,
-            1 << 20,
-        )
+        .read(ALICE, Start::After(Position::new(a.epoch, 0)), 1, 1 << 20)
         .await
         .unwrap();
     assert_eq!(ids(&one), ["a"]);
@@ -126,7 +128,7 @@ async fn seqs_are_gap_free_and_read_back_in_order(s: &dyn Inbox, _: InboxOptions
     assert_eq!(ids(&read(s, ALICE, 0, 2).await), ["c"]);
 }
 
-async fn streams_are_separate(s: &dyn Inbox, _: InboxOptions) {
+async fn streams_are_separate(s: &dyn Inbox) {
     append(s, ALICE, "a1").await;
     let bob = append(s, Stream::User("bob"), "b1").await;
     let room = append(s, Stream::Room("alice"), "r1").await;
@@ -136,10 +138,7 @@ async fn streams_are_separate(s: &dyn Inbox, _: InboxOptions) {
     assert_eq!(ids(&read(s, ALICE, 0, 0).await), ["a1"]);
 }
 
-async fn a_missing_stream_is_empty_and_a_reader_with_an_epoch_is_told(
-    s: &dyn Inbox,
-    _: InboxOptions,
-) {
+async fn a_missing_stream_is_empty_and_a_reader_with_an_epoch_is_told(s: &dyn Inbox) {
     let page = read(s, ALICE, 0, 0).await;
     assert_eq!(page, Page::default());
     let page = read(s, ALICE, 77, 3).await;
@@ -147,81 +146,96 @@ async fn a_missing_stream_is_empty_and_a_reader_with_an_epoch_is_told(
     assert!(page.messages.is_empty());
 }
 
-async fn the_count_bound_holds_and_reading_before_it_is_a_gap(s: &dyn Inbox, o: InboxOptions) {
-    let max = o.inbox.max_messages as u64;
+async fn a_long_history_keeps_every_message(s: &dyn Inbox) {
+    // No count bound: 1,500 messages, every one read back in pages.
+    let n = 1_500u64;
+    let appends = (1..=n).map(|i| async move { append(s, ALICE, &format!("m{i}")).await });
+    let positions = futures::future::join_all(appends).await;
+    let mut seqs: Vec<u64> = positions.iter().map(|p| p.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (1..=n).collect::<Vec<_>>(),
+        "gap-free under concurrency"
+    );
+    let epoch = positions[0].epoch;
+    let mut after = 0;
+    let mut read_back = 0;
+    loop {
+        let page = read(s, ALICE, epoch, after).await;
+        let got = stamped(&page);
+        if got.is_empty() {
+            break;
+        }
+        for (_, seq, _) in &got {
+            assert_eq!(*seq, after + 1, "in order, without gaps");
+            after = *seq;
+            read_back += 1;
+        }
+    }
+    assert_eq!(read_back, n);
+}
+
+async fn paging_back_gives_the_newest_below_in_order(s: &dyn Inbox) {
     let mut epoch = 0;
-    for i in 1..=max + 3 {
+    for i in 1..=7 {
         epoch = append(s, ALICE, &format!("m{i}")).await.epoch;
     }
-    let page = read(s, ALICE, epoch, 1).await;
-    assert_eq!(page.head.first_seq, 4, "the 3 oldest were dropped");
-    assert_eq!(page.head.last_seq, max + 3);
-    assert!(page.gap, "seqs 2 and 3 are gone");
-    assert_eq!(page.messages.len() as u64, max);
-    assert_eq!(stamped(&page)[0].1, 4);
-    // From inside the window there is no gap.
-    assert!(!read(s, ALICE, epoch, 3).await.gap);
-    // Rooms have their own bound.
-    for i in 1..=5 {
-        append(s, Stream::Room("r"), &format!("r{i}")).await;
-    }
+    let newest = back(s, ALICE, Position::new(epoch, 0), 3).await;
+    assert_eq!(ids(&newest), ["m5", "m6", "m7"]);
+    assert!(!newest.gap && !newest.reset);
+    assert_eq!(newest.head.last_seq, 7);
+    let older = back(s, ALICE, Position::new(epoch, 5), 3).await;
     assert_eq!(
-        ids(&read(s, Stream::Room("r"), 0, 0).await),
-        ["r3", "r4", "r5"]
+        stamped(&older).iter().map(|m| m.1).collect::<Vec<_>>(),
+        [2, 3, 4]
     );
+    let first = back(s, ALICE, Position::new(epoch, 2), 3).await;
+    assert_eq!(ids(&first), ["m1"]);
+    assert!(!first.gap, "nothing older ever existed");
+    assert!(back(s, ALICE, Position::new(epoch, 1), 3)
+        .await
+        .messages
+        .is_empty());
+    // Past the end reads from the newest; another epoch too, and says so.
+    assert_eq!(
+        ids(&back(s, ALICE, Position::new(epoch, 99), 1).await),
+        ["m7"]
+    );
+    let other = back(s, ALICE, Position::new(epoch ^ 2, 3), 2).await;
+    assert!(other.reset);
+    assert_eq!(ids(&other), ["m6", "m7"]);
+    // The byte budget keeps the newest, at least one.
+    let one = s
+        .read(ALICE, Start::Before(Position::new(epoch, 0)), 5, 1)
+        .await
+        .unwrap();
+    assert_eq!(ids(&one), ["m7"]);
 }
 
-async fn a_repeat_of_a_dedup_key_is_stored_once(s: &dyn Inbox, _: InboxOptions) {
-    let message = encoded("once");
-    let first = s
-        .append(
-            ALICE,
-            NewMessage {
-                message: &message,
-                dedup: Some("bob:1"),
-            },
-        )
-        .await
-        .unwrap();
-    let again = s
-        .append(
-            ALICE,
-            NewMessage {
-                message: &message,
-                dedup: Some("bob:1"),
-            },
-        )
-        .await
-        .unwrap();
+async fn a_repeat_of_a_dedup_key_is_stored_once(s: &dyn Inbox) {
+    let first = append_keyed(s, ALICE, "once", "bob:1").await;
+    let again = append_keyed(s, ALICE, "once", "bob:1").await;
     assert!(!first.repeat && again.repeat);
-    assert_eq!((again.seq, again.epoch), (first.seq, first.epoch));
-    let other = s
-        .append(
-            ALICE,
-            NewMessage {
-                message: &message,
-                dedup: Some("bob:2"),
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(other.seq, first.seq + 1);
+    assert_eq!(again.at, first.at);
+    let other = append_keyed(s, ALICE, "once", "bob:2").await;
+    assert_eq!(other.at.seq, first.at.seq + 1);
     assert_eq!(read(s, ALICE, 0, 0).await.messages.len(), 2);
     // The same key in another stream is another message.
-    let bobs = s
-        .append(
-            Stream::User("bob"),
-            NewMessage {
-                message: &message,
-                dedup: Some("bob:1"),
-            },
-        )
-        .await
-        .unwrap();
-    assert!(!bobs.repeat);
+    assert!(
+        !append_keyed(s, Stream::User("bob"), "once", "bob:1")
+            .await
+            .repeat
+    );
+    // Concurrent repeats of one new key: exactly one is stored.
+    let tries = (0..8).map(|_| append_keyed(s, ALICE, "race", "race:1"));
+    let results = futures::future::join_all(tries).await;
+    assert_eq!(results.iter().filter(|a| !a.repeat).count(), 1);
+    assert!(results.windows(2).all(|w| w[0].at == w[1].at));
+    assert_eq!(read(s, ALICE, 0, 0).await.messages.len(), 3);
 }
 
-async fn an_unknown_epoch_reads_from_the_start(s: &dyn Inbox, _: InboxOptions) {
+async fn an_unknown_epoch_reads_from_the_start(s: &dyn Inbox) {
     let a = append(s, ALICE, "a").await;
     append(s, ALICE, "b").await;
     let page = read(s, ALICE, a.epoch.wrapping_add(2), 1).await;
@@ -230,10 +244,11 @@ async fn an_unknown_epoch_reads_from_the_start(s: &dyn Inbox, _: InboxOptions) {
     assert_eq!(ids(&page), ["a", "b"]);
 }
 
-async fn a_reader_ahead_of_the_store_moves_it_to_a_new_epoch(s: &dyn Inbox, _: InboxOptions) {
+async fn a_reader_ahead_of_the_store_moves_it_to_a_new_epoch(s: &dyn Inbox) {
     let a = append(s, ALICE, "a").await;
     append(s, ALICE, "b").await;
-    // The reader showed seq 5: this store lost writes it once took.
+    // The reader showed seq 5: this store lost writes it once took (a
+    // restore from an old backup).
     let page = read(s, ALICE, a.epoch, 5).await;
     assert!(page.reset);
     assert_ne!(page.head.epoch, a.epoch);
@@ -246,11 +261,11 @@ async fn a_reader_ahead_of_the_store_moves_it_to_a_new_epoch(s: &dyn Inbox, _: I
     );
     // Every later reader and append is in the new epoch.
     let c = append(s, ALICE, "c").await;
-    assert_eq!((c.seq, c.epoch), (3, page.head.epoch));
+    assert_eq!(c, Position::new(page.head.epoch, 3));
     assert!(read(s, ALICE, a.epoch, 2).await.reset);
 }
 
-async fn acks_move_forward_only_and_a_new_device_starts_there(s: &dyn Inbox, _: InboxOptions) {
+async fn acks_move_forward_only_and_a_new_device_starts_there(s: &dyn Inbox) {
     let page = s.read(ALICE, Start::Acked, 10, 1 << 20).await.unwrap();
     assert!(page.messages.is_empty());
     let a = append(s, ALICE, "a").await;
@@ -262,12 +277,14 @@ async fn acks_move_forward_only_and_a_new_device_starts_there(s: &dyn Inbox, _: 
         ["a", "b", "c"],
         "nothing acked: everything held"
     );
-    s.ack("alice", a.epoch, 2).await.unwrap();
-    s.ack("alice", a.epoch, 1).await.unwrap();
-    s.ack("alice", a.epoch.wrapping_add(2), 3).await.unwrap();
+    s.ack("alice", Position::new(a.epoch, 2)).await.unwrap();
+    s.ack("alice", Position::new(a.epoch, 1)).await.unwrap();
+    s.ack("alice", Position::new(a.epoch.wrapping_add(2), 3))
+        .await
+        .unwrap();
     let unread = s.read(ALICE, Start::Acked, 10, 1 << 20).await.unwrap();
     assert_eq!(ids(&unread), ["c"], "the highest ack of this epoch counts");
-    s.ack("alice", a.epoch, 99).await.unwrap();
+    s.ack("alice", Position::new(a.epoch, 99)).await.unwrap();
     let unread = s.read(ALICE, Start::Acked, 10, 1 << 20).await.unwrap();
     assert!(
         unread.messages.is_empty(),
@@ -275,7 +292,7 @@ async fn acks_move_forward_only_and_a_new_device_starts_there(s: &dyn Inbox, _: 
     );
 }
 
-async fn pages_respect_the_byte_budget_but_carry_at_least_one(s: &dyn Inbox, _: InboxOptions) {
+async fn pages_respect_the_byte_budget_but_carry_at_least_one(s: &dyn Inbox) {
     let big = Bytes::from(vec![b'x'; 100]);
     for _ in 0..3 {
         s.append(
@@ -288,10 +305,7 @@ async fn pages_respect_the_byte_budget_but_carry_at_least_one(s: &dyn Inbox, _: 
         .await
         .unwrap();
     }
-    let start = Start::Position {
-        epoch: 0,
-        after_seq: 0,
-    };
+    let start = Start::After(Position::NONE);
     assert_eq!(
         s.read(ALICE, start, 10, 150).await.unwrap().messages.len(),
         1
@@ -306,16 +320,20 @@ async fn pages_respect_the_byte_budget_but_carry_at_least_one(s: &dyn Inbox, _: 
     assert_eq!(head_only.head.last_seq, 3);
 }
 
-async fn messages_older_than_the_age_bound_are_gone(s: &dyn Inbox, o: InboxOptions) {
-    let old = append(s, ALICE, "old").await;
-    // Time passing is the point (paused on memory, real on Redis).
-    tokio::time::sleep(o.inbox.max_age / 2 + Duration::from_millis(100)).await;
-    append(s, ALICE, "newer").await;
-    tokio::time::sleep(o.inbox.max_age / 2 + Duration::from_millis(100)).await;
-    let page = read(s, ALICE, old.epoch, 0).await;
-    assert_eq!(ids(&page), ["newer"]);
-    assert!(page.gap, "seq 1 aged out");
-    assert_eq!(page.head.first_seq, 2);
+async fn heads_of_many_streams_come_in_the_order_asked(s: &dyn Inbox) {
+    for i in 0..3 {
+        append(s, ALICE, &format!("a{i}")).await;
+    }
+    append(s, Stream::Room("lobby"), "r").await;
+    let heads = s
+        .heads(&[Stream::Room("lobby"), Stream::User("nobody"), ALICE])
+        .await
+        .unwrap();
+    assert_eq!(
+        heads.iter().map(|h| h.last_seq).collect::<Vec<_>>(),
+        [1, 0, 3]
+    );
+    assert_eq!((heads[1].epoch, heads[2].first_seq), (0, 1));
 }
 
 macro_rules! contract {
@@ -325,74 +343,91 @@ macro_rules! contract {
             $(
                 #[tokio::test(start_paused = true)]
                 async fn $name() {
-                    super::$name(&MemoryInbox::new($opts()), $opts()).await;
+                    super::$name(&MemoryInbox::new($opts())).await;
                 }
             )*
         }
 
-        mod redis_single {
+        mod postgres_single {
             use super::*;
             $(
                 #[tokio::test]
                 async fn $name() {
-                    let server = RedisServer::start().await.unwrap();
-                    let conn = RedisConn::connect(&server.url()).await.unwrap();
-                    super::$name(&RedisInbox::new(conn, $opts()), $opts()).await;
+                    let (_server, store) = pg::single($opts()).await;
+                    super::$name(store.as_ref()).await;
                 }
             )*
         }
 
-        mod redis_cluster {
+        mod postgres_sharded {
             use super::*;
             $(
                 #[tokio::test]
                 async fn $name() {
-                    let cluster = RedisCluster::start().await.unwrap();
-                    let conn = RedisConn::connect(&cluster.url()).await.unwrap();
-                    super::$name(&RedisInbox::new(conn, $opts()), $opts()).await;
+                    let (_server, store) = pg::sharded($opts()).await;
+                    super::$name(store.as_ref()).await;
                 }
             )*
         }
     };
 }
 
-mod bounded {
+mod kept {
     use super::*;
     contract!(
         opts:
         seqs_are_gap_free_and_read_back_in_order,
         streams_are_separate,
         a_missing_stream_is_empty_and_a_reader_with_an_epoch_is_told,
-        the_count_bound_holds_and_reading_before_it_is_a_gap,
+        a_long_history_keeps_every_message,
+        paging_back_gives_the_newest_below_in_order,
         a_repeat_of_a_dedup_key_is_stored_once,
         an_unknown_epoch_reads_from_the_start,
         a_reader_ahead_of_the_store_moves_it_to_a_new_epoch,
         acks_move_forward_only_and_a_new_device_starts_there,
         pages_respect_the_byte_budget_but_carry_at_least_one,
+        heads_of_many_streams_come_in_the_order_asked,
     );
 }
 
-mod aging {
-    use super::*;
-    contract!(short_lived: messages_older_than_the_age_bound_are_gone);
+/// Messages past the retention are gone; a reader asking for them is told
+/// (`gap`), forwards and backwards. `expire` deletes what is due now (the
+/// memory store drops it as it reads).
+async fn messages_older_than_the_retention_are_gone(
+    s: &dyn Inbox,
+    o: InboxOptions,
+    expire: impl AsyncFn(),
+) {
+    let old = append(s, ALICE, "old").await;
+    // Time passing is the point (paused on memory, real on PostgreSQL).
+    tokio::time::sleep(o.retention / 2 + Duration::from_millis(100)).await;
+    append(s, ALICE, "newer").await;
+    tokio::time::sleep(o.retention / 2 + Duration::from_millis(100)).await;
+    expire().await;
+    let page = read(s, ALICE, old.epoch, 0).await;
+    assert_eq!(ids(&page), ["newer"]);
+    assert!(page.gap, "seq 1 is gone");
+    assert_eq!(page.head.first_seq, 2);
+    let page = back(s, ALICE, Position::new(old.epoch, 0), 10).await;
+    assert_eq!(ids(&page), ["newer"]);
+    assert!(page.gap, "paging back reached what is gone");
+    assert_eq!(
+        page.head.epoch, old.epoch,
+        "retention never changes the epoch"
+    );
 }
 
-/// A store that loses everything (a restart without persistence, a flush)
-/// starts a new epoch, and a reader of the old one is told.
+#[tokio::test(start_paused = true)]
+async fn memory_messages_older_than_the_retention_are_gone() {
+    let s = MemoryInbox::new(short_lived());
+    messages_older_than_the_retention_are_gone(&s, short_lived(), async || {}).await;
+}
+
 #[tokio::test]
-async fn a_flushed_redis_starts_a_new_epoch() {
-    let server = RedisServer::start().await.unwrap();
-    let conn = RedisConn::connect(&server.url()).await.unwrap();
-    let s = RedisInbox::new(conn.clone(), opts());
-    let before = append(&s, ALICE, "a").await;
-    redis::cmd("FLUSHALL")
-        .query_async::<()>(&mut conn.clone())
-        .await
-        .unwrap();
-    let after = append(&s, ALICE, "b").await;
-    assert_eq!(after.seq, 1, "seqs start again");
-    assert_ne!(after.epoch, before.epoch, "under a new epoch");
-    let page = read(&s, ALICE, before.epoch, 1).await;
-    assert!(page.reset);
-    assert_eq!(stamped(&page), vec![("b".into(), 1, after.epoch)]);
+async fn postgres_messages_older_than_the_retention_are_gone() {
+    let (_server, store) = pg::sharded(short_lived()).await;
+    let expire = async || {
+        store.expire_now().await.unwrap();
+    };
+    messages_older_than_the_retention_are_gone(store.as_ref(), short_lived(), expire).await;
 }

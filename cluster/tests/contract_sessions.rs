@@ -11,8 +11,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use courier_cluster::redis::RedisConn;
 use courier_cluster::sessions::memory::MemorySessions;
-use courier_cluster::sessions::redis::{RedisConn, RedisSessions};
+use courier_cluster::sessions::redis::RedisSessions;
 use courier_cluster::{CometReport, Online, Session, SessionOptions, Sessions};
 use courier_testkit::redis::{RedisCluster, RedisServer};
 use tokio::time::sleep;
@@ -438,7 +439,17 @@ macro_rules! contract {
     };
 }
 
+async fn the_mark_only_goes_up_while_nothing_is_lost(s: &dyn Sessions, _: SessionOptions) {
+    let mut last = s.mark().await.unwrap();
+    for _ in 0..5 {
+        let mark = s.mark().await.unwrap();
+        assert!(mark > last, "{mark} after {last}");
+        last = mark;
+    }
+}
+
 contract!(
+    the_mark_only_goes_up_while_nothing_is_lost,
     add_lookup_remove,
     several_devices,
     check_reports_presence,
@@ -451,6 +462,25 @@ contract!(
     reports_in_parts,
     devices_and_ended_sessions,
 );
+
+/// A flushed Redis (or one restarted without persistence) lost every
+/// session: the mark goes back, which is how logic notices.
+#[tokio::test]
+async fn a_flushed_redis_takes_the_mark_back() {
+    let server = RedisServer::start().await.unwrap();
+    let conn = RedisConn::connect(&server.url()).await.unwrap();
+    let s = RedisSessions::new(conn.clone(), opts());
+    let mut before = 0;
+    for _ in 0..3 {
+        before = s.mark().await.unwrap();
+    }
+    redis::cmd("FLUSHALL")
+        .query_async::<()>(&mut conn.clone())
+        .await
+        .unwrap();
+    let after = s.mark().await.unwrap();
+    assert!(after <= before, "{after} after {before}");
+}
 
 /// Reports keep their per-room counts exactly (no rounding through JSON).
 #[tokio::test]

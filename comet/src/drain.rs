@@ -121,7 +121,11 @@ mod waves {
                 frames(8),
                 Arc::new(Counters::default()),
             );
-            state.directory.keys.insert(outbox.clone());
+            let identity = crate::registry::Identity {
+                uid: Arc::from("u"),
+                device: None,
+            };
+            state.directory.keys.insert(outbox.clone(), identity);
             let (state, told) = (state.clone(), told.clone());
             tokio::spawn(async move {
                 let _rx = _rx;

@@ -36,6 +36,7 @@ mod outbox;
 mod push_service;
 mod registry;
 mod report;
+mod resync;
 mod rooms;
 mod server;
 mod state;

@@ -18,8 +18,8 @@ use courier_proto::client::StreamHead;
 use courier_proto::logic::logic_client::LogicClient;
 use courier_proto::logic::{
     AckRequest, CloseSessionsRequest, CometStartedRequest, HeartbeatRequest, OpenSessionsReply,
-    OpenSessionsRequest, Page, RenewOnlineRequest, RoomOnlineRequest, RoomsChangedRequest,
-    SendReply, SendRequest, SyncRequest,
+    OpenSessionsRequest, Page, RenewOnlineRequest, RestoreSessionsReply, RestoreSessionsRequest,
+    RoomOnlineRequest, RoomsChangedRequest, SendReply, SendRequest, SyncRequest,
 };
 use courier_runtime::cluster_auth::{ClusterSecret, Stamp};
 use parking_lot::RwLock;
@@ -271,6 +271,19 @@ impl LogicPool {
         })
         .await
         .map(|reply| reply.connections)
+    }
+
+    /// Every connection and room again, after the session store lost
+    /// writes; returns the heads of their streams.
+    pub(crate) async fn restore_sessions(
+        &self,
+        req: RestoreSessionsRequest,
+    ) -> Result<RestoreSessionsReply, LogicError> {
+        self.call(
+            req,
+            |mut c, req| async move { c.restore_sessions(req).await },
+        )
+        .await
     }
 
     /// The periodic load report.

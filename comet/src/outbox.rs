@@ -348,14 +348,14 @@ impl Outbox {
 
 /// Queues `frames` to each of `outboxes`, in order; returns how many took
 /// them all. The frames are counted once for the whole fan-out.
-pub(crate) fn fan_out<O: std::ops::Deref<Target = Outbox>>(
+pub(crate) fn fan_out<O: std::borrow::Borrow<Outbox>>(
     outboxes: impl IntoIterator<Item = O>,
     frames: &[Bytes],
     counters: &Counters,
 ) -> usize {
     let delivered = outboxes
         .into_iter()
-        .filter(|outbox| outbox.queue_all(frames))
+        .filter(|outbox| outbox.borrow().queue_all(frames))
         .count();
     counters.queued(delivered.saturating_mul(frames.len()));
     delivered

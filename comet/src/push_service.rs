@@ -1,5 +1,6 @@
 //! The gRPC `Comet` service job calls: deliver to keys, rooms, everyone;
-//! kick; stats.
+//! kick; stats. Logic calls it too: drain, and resync (report every
+//! connection again, see [`crate::resync`]).
 //!
 //! Messages arrive as the bytes logic encoded. Each call splices them into
 //! `Push` frames ([`courier_proto::encode_push`], split so no frame exceeds
@@ -25,13 +26,15 @@ use courier_proto::client::{frame::Body, Frame, Kick};
 use courier_proto::comet::comet_server::Comet;
 use courier_proto::comet::{
     BroadcastRequest, DrainReply, DrainRequest, KickReply, KickRequest, PushKeysBatchRequest,
-    PushKeysRequest, PushReply, PushRoomRequest, RoomCount, StatsReply, StatsRequest,
+    PushKeysRequest, PushReply, PushRoomRequest, ResyncReply, ResyncRequest, RoomCount, StatsReply,
+    StatsRequest,
 };
 use courier_proto::{encode_frame, encode_push};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::directory::Directory;
+use crate::resync::ResyncRequests;
 
 /// Most entries one `PushKeysBatch` may carry.
 pub(crate) const MAX_KEYS_BATCH: usize = 1024;
@@ -44,6 +47,8 @@ pub(crate) struct PushService {
     max_frame: usize,
     /// Cancelled by `Drain`: the comet's run loop starts draining.
     drain: CancellationToken,
+    /// Where `Resync` asks for a pass.
+    resync: ResyncRequests,
 }
 
 impl PushService {
@@ -54,12 +59,14 @@ impl PushService {
         comet_id: &str,
         max_frame: usize,
         drain: CancellationToken,
+        resync: ResyncRequests,
     ) -> Self {
         Self {
             directory,
             comet_id: Arc::from(comet_id),
             max_frame,
             drain,
+            resync,
         }
     }
 
@@ -177,6 +184,14 @@ impl Comet for PushService {
         tracing::info!(comet = %self.comet_id, "drain requested over gRPC");
         self.drain.cancel();
         Ok(Response::new(DrainReply {
+            connections: u32::try_from(self.directory.keys.len()).unwrap_or(u32::MAX),
+        }))
+    }
+
+    async fn resync(&self, _: Request<ResyncRequest>) -> Result<Response<ResyncReply>, Status> {
+        tracing::warn!(comet = %self.comet_id, "logic's session store lost writes; reporting every connection again");
+        self.resync.request();
+        Ok(Response::new(ResyncReply {
             connections: u32::try_from(self.directory.keys.len()).unwrap_or(u32::MAX),
         }))
     }

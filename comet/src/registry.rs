@@ -1,5 +1,6 @@
-//! The key index: connection key -> outbox, for `PushKeys`, `Kick`,
-//! `Broadcast` and the connection count.
+//! The key index: connection key -> the connection (its outbox, and whose
+//! it is), for `PushKeys`, `Kick`, `Broadcast`, the connection count, and
+//! reporting every connection again when logic's session store lost writes.
 //!
 //! A sharded map (dashmap), so connects, disconnects and pushes to different
 //! keys rarely contend. Fan-out only calls the non-blocking
@@ -14,16 +15,32 @@ use dashmap::DashMap;
 use crate::counters::Counters;
 use crate::outbox::{fan_out, Outbox};
 
+/// Whose a connection is: what logic needs to record its session again.
+#[derive(Debug, Clone)]
+pub(crate) struct Identity {
+    /// Shared with the connection's session task.
+    pub(crate) uid: Arc<str>,
+    /// The client's device id, if it gave one.
+    pub(crate) device: Option<Arc<str>>,
+}
+
+#[derive(Debug)]
+struct Connection {
+    outbox: Outbox,
+    identity: Identity,
+}
+
 /// Every authenticated connection of this comet, by key.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
-    by_key: DashMap<Arc<str>, Outbox>,
+    by_key: DashMap<Arc<str>, Connection>,
 }
 
 impl Registry {
     /// Adds an authenticated connection.
-    pub(crate) fn insert(&self, outbox: Outbox) {
-        self.by_key.insert(outbox.key().clone(), outbox);
+    pub(crate) fn insert(&self, outbox: Outbox, identity: Identity) {
+        self.by_key
+            .insert(outbox.key().clone(), Connection { outbox, identity });
     }
 
     /// Removes a connection that has closed.
@@ -33,7 +50,7 @@ impl Registry {
 
     /// The outbox of `key`, if it is connected here.
     pub(crate) fn get(&self, key: &str) -> Option<Outbox> {
-        self.by_key.get(key).map(|o| o.value().clone())
+        self.by_key.get(key).map(|c| c.outbox.clone())
     }
 
     /// Connections currently authenticated.
@@ -46,15 +63,27 @@ impl Registry {
     pub(crate) fn some(&self, n: usize, mut pick: impl FnMut(&Outbox) -> bool) -> Vec<Outbox> {
         self.by_key
             .iter()
-            .filter(|o| pick(o.value()))
+            .filter(|c| pick(&c.outbox))
             .take(n)
-            .map(|o| o.value().clone())
+            .map(|c| c.outbox.clone())
+            .collect()
+    }
+
+    /// Every connection now: `(key, identity)`.
+    pub(crate) fn identities(&self) -> Vec<(Arc<str>, Identity)> {
+        self.by_key
+            .iter()
+            .map(|c| (c.key().clone(), c.identity.clone()))
             .collect()
     }
 
     /// Queues `frames` to every connection; returns how many took them all.
     pub(crate) fn broadcast(&self, frames: &[Bytes], counters: &Counters) -> usize {
         // One shard's read lock at a time, never across an await.
-        fan_out(self.by_key.iter(), frames, counters)
+        fan_out(
+            self.by_key.iter().map(|c| c.outbox.clone()),
+            frames,
+            counters,
+        )
     }
 }

@@ -228,6 +228,11 @@ impl Comet {
             async move { pool.follow(logics, stop).await }
         });
         let rooms = tokio::spawn(report::room_changes(state.clone(), background.clone()));
+        let resyncs = tokio::spawn(crate::resync::run(
+            state.clone(),
+            state.resync.clone(),
+            background.clone(),
+        ));
         let stop_grpc = CancellationToken::new();
         let tls_error = |e: courier_runtime::tls::TlsError| CometError::Config(format!("tls: {e}"));
         let acceptors = match &tls {
@@ -247,6 +252,7 @@ impl Comet {
                 &config.id,
                 config.max_frame,
                 state.drain_requested.clone(),
+                state.resync.clone(),
             ),
             state.logic.secret().checker(),
         );
@@ -278,6 +284,7 @@ impl Comet {
             background.cancel();
             let _ = follow.await;
             let _ = rooms.await;
+            let _ = resyncs.await;
             return Ok(());
         }
         let stop_accept = CancellationToken::new();
@@ -362,6 +369,7 @@ impl Comet {
         background.cancel();
         let _ = follow.await;
         let _ = rooms.await;
+        let _ = resyncs.await;
         stop_admin.cancel();
         if let Some(mut task) = admin_task {
             match tokio::time::timeout(ADMIN_GRACE, &mut task).await {

@@ -23,6 +23,7 @@ use crate::directory::Directory;
 use crate::limits::{Handshakes, IpConnections};
 use crate::logic_client::LogicPool;
 use crate::opener::Opener;
+use crate::resync::ResyncRequests;
 
 /// The comet's shared state.
 #[derive(Debug)]
@@ -50,6 +51,8 @@ pub(crate) struct CometState {
     pub(crate) opener: Opener,
     /// Where connection tasks queue their sessions' closes for logic.
     pub(crate) closer: Closer,
+    /// Where logic's `Resync` asks for every connection to be reported again.
+    pub(crate) resync: ResyncRequests,
     /// The closer task's end of the queue, until [`CometState::spawn_closer`].
     closes: Mutex<Option<mpsc::Receiver<ClosedSession>>>,
     /// Random per process, so keys differ across restarts of one comet id.
@@ -65,6 +68,7 @@ impl CometState {
         Self {
             clock: governor::clock::DefaultClock::default(),
             closer,
+            resync: ResyncRequests::default(),
             opener: Opener::new(logic.clone()),
             closes: Mutex::new(Some(closes)),
             tokens,

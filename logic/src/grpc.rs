@@ -1,14 +1,16 @@
 //! The gRPC service comets call: session lifecycle (with the inbox page a
-//! client resumes from; closes in batches; a comet's restart), periodic
-//! session checks (with the inbox head), upstream sends,
-//! `Sync` pages and acks, room registrations and load reports.
+//! client resumes from; closes in batches; a comet's restart; restoring
+//! every session after the session store lost writes), periodic session
+//! checks (with the inbox head), upstream sends, `Sync` pages and acks,
+//! room registrations and load reports.
 //!
-//! Callers are not authenticated yet: the uid a comet names is taken as
-//! given (the comet verified the client's token), so anyone who can reach
-//! this port can act as any user. Checks here are about well-formedness,
-//! with the protocol's name rules ([`courier_proto::names`]). Every
-//! session-store or queue failure becomes `UNAVAILABLE`, which tells the
-//! comet to retry or to answer its client with a retryable error.
+//! Only callers with the cluster secret get here (an interceptor checks it
+//! on every call); the uid a comet names is taken as given, since the
+//! comet verified the client's token. Checks here are about
+//! well-formedness, with the protocol's name rules
+//! ([`courier_proto::names`]). Every backend failure becomes
+//! `UNAVAILABLE`, which tells the comet to retry or to answer its client
+//! with a retryable error.
 
 use std::sync::Arc;
 
@@ -23,12 +25,13 @@ use courier_proto::logic::{
     AckReply, AckRequest, CloseSessionsReply, CloseSessionsRequest, CometStartedReply,
     CometStartedRequest, ConnectReply, ConnectRequest, HeartbeatReply, HeartbeatRequest,
     OpenRefused, OpenResult, OpenSessionsReply, OpenSessionsRequest, Page, RenewOnlineReply,
-    RenewOnlineRequest, RoomOnlineReply, RoomOnlineRequest, RoomsChangedReply, RoomsChangedRequest,
-    SendReply, SendRequest, SyncRequest,
+    RenewOnlineRequest, RestoreSessionsReply, RestoreSessionsRequest, RoomOnlineReply,
+    RoomOnlineRequest, RoomsChangedReply, RoomsChangedRequest, SendReply, SendRequest, SyncRequest,
 };
 use courier_proto::names::{
     check_comet_id, check_device, check_key, check_room, check_uid, InvalidName,
 };
+use courier_proto::Position;
 use tonic::{Request, Response, Status};
 
 use crate::policy::{open_session, OpenError, KICK_REASON};
@@ -58,6 +61,9 @@ const CLOSE_CONCURRENCY: usize = 64;
 const MAX_OPEN_BATCH: usize = 1_024;
 /// Sessions of one `OpenSessions` call being opened at once.
 const OPEN_CONCURRENCY: usize = 64;
+/// Most sessions, and most rooms, one `RestoreSessions` call may name (the
+/// comet sends at most 1,000).
+const MAX_RESTORE_BATCH: usize = 10_000;
 
 fn unavailable(e: courier_cluster::Error) -> Status {
     crate::error::log_backend_failure(&e);
@@ -121,7 +127,8 @@ async fn open_one(shared: &LogicState, r: ConnectRequest) -> Result<ConnectReply
     // Read after the session exists: a message stored from now on is
     // published to this connection too, so none falls in between.
     let stream = Stream::User(&s.uid);
-    let start = streams::start(stream, epoch, last_seq);
+    let start = streams::start(stream, epoch, last_seq, 0)
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
     let page = streams::read(
         shared.inbox.as_ref(),
         stream,
@@ -241,19 +248,16 @@ impl Logic for LogicService {
             // it, unless a newer login ended it.
             sessions.revive(&s).await
         };
-        let start = Start::Position {
-            epoch: 0,
-            after_seq: 0,
-        };
-        let head = self.shared.inbox.read(Stream::User(&s.uid), start, 0, 0);
-        let (alive, page) = futures::try_join!(present, head).map_err(unavailable)?;
+        let streams = [Stream::User(&s.uid)];
+        let heads = self.shared.inbox.heads(&streams);
+        let (alive, heads) = futures::try_join!(present, heads).map_err(unavailable)?;
         if !alive {
             return Err(Status::failed_precondition(format!(
                 "session ended: {KICK_REASON}"
             )));
         }
         Ok(Response::new(HeartbeatReply {
-            inbox: Some(streams::head(page.head)),
+            inbox: heads.first().copied(),
         }))
     }
 
@@ -297,11 +301,11 @@ impl Logic for LogicService {
             _ => return Err(Status::invalid_argument("send to a user or a room")),
         }
         .map_err(unavailable)?;
-        let (seq, epoch) = accepted.position.unwrap_or_default();
+        let at = accepted.position.unwrap_or_default();
         Ok(Response::new(SendReply {
             msg_id: accepted.msg_id,
-            seq,
-            epoch,
+            seq: at.seq,
+            epoch: at.epoch,
         }))
     }
 
@@ -314,9 +318,13 @@ impl Logic for LogicService {
             checked("room", &r.room, check_room)?;
             Stream::Room(&r.room)
         };
-        let start = Start::Position {
-            epoch: r.epoch,
-            after_seq: r.after_seq,
+        let start = streams::start(stream, r.epoch, r.after_seq, r.before_seq)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // A Sync always names a position (0 is one): the ack is only where
+        // a device with no position at all starts.
+        let start = match start {
+            Start::Acked => Start::After(Position::NONE),
+            other => other,
         };
         let page = streams::read(
             self.shared.inbox.as_ref(),
@@ -335,7 +343,7 @@ impl Logic for LogicService {
         checked("uid", &r.uid, check_uid)?;
         self.shared
             .inbox
-            .ack(&r.uid, r.epoch, r.seq)
+            .ack(&r.uid, Position::new(r.epoch, r.seq))
             .await
             .map_err(unavailable)?;
         Ok(Response::new(AckReply {}))
@@ -405,5 +413,67 @@ impl Logic for LogicService {
             .await
             .map_err(unavailable)?;
         Ok(Response::new(RoomOnlineReply { connections }))
+    }
+
+    async fn restore_sessions(
+        &self,
+        request: Request<RestoreSessionsRequest>,
+    ) -> Result<Response<RestoreSessionsReply>, Status> {
+        let r = request.into_inner();
+        checked("comet_id", &r.comet_id, check_comet_id)?;
+        if r.sessions.len() > MAX_RESTORE_BATCH || r.rooms.len() > MAX_RESTORE_BATCH {
+            return Err(Status::invalid_argument(format!(
+                "{} sessions and {} rooms in one call; at most {MAX_RESTORE_BATCH} of each",
+                r.sessions.len(),
+                r.rooms.len()
+            )));
+        }
+        let sessions = r
+            .sessions
+            .into_iter()
+            .map(|s| device_session(r.comet_id.clone(), s.uid, s.key, s.device))
+            .collect::<Result<Vec<_>, _>>()?;
+        for room in &r.rooms {
+            checked("room", room, check_room)?;
+        }
+        let store = self.shared.sessions.clone();
+        // A session a newer login ended stays ended: its next check closes it.
+        futures::stream::iter(sessions.clone())
+            .map(move |s| {
+                let store = store.clone();
+                async move { store.revive(&s).await }
+            })
+            .buffer_unordered(OPEN_CONCURRENCY)
+            .try_collect::<Vec<bool>>()
+            .await
+            .map_err(unavailable)?;
+        for room in &r.rooms {
+            self.shared
+                .sessions
+                .add_room_comet(room, &r.comet_id)
+                .await
+                .map_err(unavailable)?;
+        }
+        let uids: std::collections::BTreeSet<&str> =
+            sessions.iter().map(|s| s.uid.as_str()).collect();
+        let streams: Vec<Stream<'_>> = uids
+            .iter()
+            .map(|uid| Stream::User(uid))
+            .chain(r.rooms.iter().map(|room| Stream::Room(room)))
+            .collect();
+        let heads = self
+            .shared
+            .inbox
+            .heads(&streams)
+            .await
+            .map_err(unavailable)?;
+        let mut reply = RestoreSessionsReply::default();
+        for (stream, head) in streams.iter().zip(heads) {
+            match stream {
+                Stream::User(uid) => reply.inboxes.insert((*uid).to_owned(), head),
+                Stream::Room(room) => reply.rooms.insert((*room).to_owned(), head),
+            };
+        }
+        Ok(Response::new(reply))
     }
 }

@@ -25,13 +25,16 @@
 //! Modules: `config` (data), `server` (bind/run), `http` (routes, auth,
 //! errors, DTOs), `grpc` (the comet-facing service), `publish` (resolution
 //! and envelopes), `accounts` (register/login, argon2), `policy` (login
-//! policy), `nodes` (the ranked comet view), `state` (what they share).
+//! policy), `nodes` (the ranked comet view), `resync` (noticing a session
+//! store that lost writes), `comet_calls` (calls to a comet), `state` (what
+//! they share).
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub use keys::{ApiKeyConfig, Scope};
 
 mod accounts;
+mod comet_calls;
 mod config;
 mod departures;
 mod error;
@@ -43,6 +46,7 @@ mod keys;
 mod nodes;
 mod policy;
 mod publish;
+mod resync;
 mod server;
 mod state;
 mod streams;

@@ -50,6 +50,11 @@ impl CometView {
         self.all.borrow().iter().find(|c| c.id == id).cloned()
     }
 
+    /// Every registered comet, serving or draining.
+    pub(crate) fn all(&self) -> Arc<Vec<CometNode>> {
+        self.all.borrow().clone()
+    }
+
     /// A view that never changes (tests).
     #[cfg(test)]
     pub(crate) fn fixed(comets: Vec<CometNode>) -> Self {

@@ -4,7 +4,11 @@
 //! The message is encoded once, here. A message to users is then stored in
 //! each user's inbox, which gives it that user's next seq, **before** it is
 //! published: a 202 means stored and queued, and a user who misses the live
-//! copy reads it from the inbox. Each user's copy is the same bytes with its
+//! copy reads it from the inbox. Who to publish to is looked up only once
+//! the message is stored: a connection that opens before the lookup gets
+//! the live copy, and one that opens after it reads the message in its
+//! resume page (which is read after its session exists), so none falls in
+//! between. Each user's copy is the same bytes with its
 //! seq and epoch appended ([`courier_proto::with_position`]), published as
 //! one [`KeysPush`] per comet holding the user's connections, under the uid
 //! as queue key, so one user's messages stay in one partition in order. A
@@ -27,7 +31,7 @@ use courier_cluster::inbox::{Appended, Inbox, NewMessage, Stream};
 use courier_cluster::{Queue, Session, Sessions};
 use courier_proto::client::{Message, Target};
 use courier_proto::queue::{envelope, BroadcastPush, Envelope, KeysPush, KickKeys, RoomPush};
-use courier_proto::{encode_message, with_position};
+use courier_proto::{encode_message, with_position, Position};
 use futures::{StreamExt, TryStreamExt};
 use prost::Message as _;
 
@@ -100,9 +104,9 @@ impl Content {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Accepted {
     pub(crate) msg_id: String,
-    /// The seq and epoch of the one stream it went to (a single user, a
-    /// room); `None` for several users, keys and broadcasts.
-    pub(crate) position: Option<(u64, u64)>,
+    /// Its place in the one stream it went to (a single user, a room);
+    /// `None` for several users, keys and broadcasts.
+    pub(crate) position: Option<Position>,
     /// Recipients that had it already (a repeat of the dedup key).
     pub(crate) repeats: usize,
     /// Envelopes published for it.
@@ -180,7 +184,7 @@ impl Publisher {
                     accepted.repeats += usize::from(d.appended.repeat);
                 }
                 if let [only] = delivered.as_slice() {
-                    accepted.position = Some((only.appended.seq, only.appended.epoch));
+                    accepted.position = Some(only.appended.at);
                 }
             }
             Recipients::Keys(keys) => {
@@ -199,7 +203,7 @@ impl Publisher {
             }
             Recipients::Room(room) => {
                 let d = self.to_room(room, &message, dedup).await?;
-                accepted.position = Some((d.appended.seq, d.appended.epoch));
+                accepted.position = Some(d.appended.at);
                 accepted.repeats = usize::from(d.appended.repeat);
                 accepted.envelopes = d.envelopes;
             }
@@ -221,17 +225,18 @@ impl Publisher {
         message: &Bytes,
         dedup: Option<&str>,
     ) -> courier_cluster::Result<Delivered> {
-        let stored = self
+        let appended = self
             .inbox
-            .append(Stream::User(uid), NewMessage { message, dedup });
-        let (appended, sessions) = futures::try_join!(stored, self.sessions.user_sessions(uid))?;
+            .append(Stream::User(uid), NewMessage { message, dedup })
+            .await?;
         if appended.repeat {
             return Ok(Delivered {
                 appended,
                 envelopes: 0,
             });
         }
-        let copy = with_position(message, appended.seq, appended.epoch);
+        let sessions = self.sessions.user_sessions(uid).await?;
+        let copy = with_position(message, appended.at.seq, appended.at.epoch);
         let envelopes = self
             .publish_keys(Some(uid), sessions.into_iter(), &copy)
             .await?;
@@ -249,11 +254,18 @@ impl Publisher {
         message: &Bytes,
         dedup: Option<&str>,
     ) -> courier_cluster::Result<Delivered> {
-        let stored = self
+        let appended = self
             .inbox
-            .append(Stream::Room(room), NewMessage { message, dedup });
-        let (appended, comet_ids) = futures::try_join!(stored, self.sessions.room_comets(room))?;
-        if appended.repeat || comet_ids.is_empty() {
+            .append(Stream::Room(room), NewMessage { message, dedup })
+            .await?;
+        if appended.repeat {
+            return Ok(Delivered {
+                appended,
+                envelopes: 0,
+            });
+        }
+        let comet_ids = self.sessions.room_comets(room).await?;
+        if comet_ids.is_empty() {
             return Ok(Delivered {
                 appended,
                 envelopes: 0,
@@ -262,7 +274,7 @@ impl Publisher {
         let envelope = envelope::Kind::Room(RoomPush {
             room: room.to_owned(),
             comet_ids,
-            message: with_position(message, appended.seq, appended.epoch),
+            message: with_position(message, appended.at.seq, appended.at.epoch),
         });
         self.send(room, envelope).await?;
         Ok(Delivered {

@@ -145,6 +145,7 @@ impl Logic {
         if shared.auth_limiter.is_some() {
             tokio::spawn(sweep_limiter(shared.clone(), stop.clone()));
         }
+        tokio::spawn(crate::resync::watch_store(shared.clone(), stop.clone()));
         let comets = discovery.watch(ServiceKind::Comet).await?;
         tokio::spawn(crate::departures::forget_departed(
             comets,

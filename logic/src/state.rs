@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use courier_cluster::{Backends, Inbox, Sessions};
+use courier_cluster::{Backends, Inbox, Sessions, StoreAdmin};
 use courier_runtime::admin::Readiness;
 use courier_runtime::{ClusterSecret, TokenKeys};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -23,6 +23,10 @@ pub(crate) struct LogicState {
     pub(crate) config: LogicConfig,
     pub(crate) sessions: Arc<dyn Sessions>,
     pub(crate) inbox: Arc<dyn Inbox>,
+    /// Operating the store of record; `None` on `memory://`.
+    pub(crate) store_admin: Option<Arc<dyn StoreAdmin>>,
+    /// One batch of bucket moves at a time.
+    pub(crate) store_moves: Arc<tokio::sync::Semaphore>,
     pub(crate) accounts: AccountService,
     pub(crate) publisher: Publisher,
     pub(crate) tokens: TokenKeys,
@@ -66,6 +70,8 @@ impl LogicState {
             comet_tls,
             sessions: backends.sessions.clone(),
             inbox: backends.inbox.clone(),
+            store_admin: backends.store_admin.clone(),
+            store_moves: Arc::new(tokio::sync::Semaphore::new(1)),
             accounts: AccountService::new(backends.accounts.clone(), config.hash_queue),
             publisher: Publisher::new(
                 backends.sessions.clone(),

@@ -2,8 +2,8 @@
 //! the HTTP API, with the page limits both apply.
 
 use courier_cluster::inbox::{self, Inbox, Start, Stream};
-use courier_proto::client::StreamHead;
 use courier_proto::logic::Page;
+use courier_proto::Position;
 
 /// Most messages one page carries, whatever was asked.
 pub(crate) const MAX_PAGE: usize = 500;
@@ -12,12 +12,26 @@ pub(crate) const RESUME_PAGE: usize = 100;
 /// Byte budget of a page when the caller names none (HTTP).
 pub(crate) const DEFAULT_PAGE_BYTES: usize = 1 << 20;
 
-/// Where a client's position says to start: its epoch and seq, or, with
-/// neither, after the user's acknowledged position (users only).
-pub(crate) fn start(stream: Stream<'_>, epoch: u64, after_seq: u64) -> Start {
-    match (stream, epoch, after_seq) {
-        (Stream::User(_), 0, 0) => Start::Acked,
-        _ => Start::Position { epoch, after_seq },
+/// Why a reader's position cannot be read from.
+#[derive(Debug, thiserror::Error)]
+#[error("give after_seq or before_seq, not both")]
+pub(crate) struct BothDirections;
+
+/// Where a reader's position says to start: the oldest messages after
+/// `after_seq` of `epoch`, the newest below `before_seq` (when it is not 0),
+/// or, for a user with no position at all, after the user's acknowledged
+/// position.
+pub(crate) fn start(
+    stream: Stream<'_>,
+    epoch: u64,
+    after_seq: u64,
+    before_seq: u64,
+) -> Result<Start, BothDirections> {
+    match (stream, epoch, after_seq, before_seq) {
+        (_, _, 1.., 1..) => Err(BothDirections),
+        (_, _, 0, 1..) => Ok(Start::Before(Position::new(epoch, before_seq))),
+        (Stream::User(_), 0, 0, 0) => Ok(Start::Acked),
+        _ => Ok(Start::After(Position::new(epoch, after_seq))),
     }
 }
 
@@ -40,21 +54,37 @@ pub(crate) async fn read(
         .await
 }
 
-/// The store's head as the protocol carries it.
-pub(crate) fn head(h: inbox::Head) -> StreamHead {
-    StreamHead {
-        epoch: h.epoch,
-        last_seq: h.last_seq,
-        first_seq: h.first_seq,
-    }
-}
-
 /// The store's page as the comet gets it.
 pub(crate) fn page(p: inbox::Page) -> Page {
     Page {
-        head: Some(head(p.head)),
+        head: Some(p.head),
         messages: p.messages,
         gap: p.gap,
         reset: p.reset,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_position_picks_the_direction() {
+        let alice = Stream::User("alice");
+        let room = Stream::Room("r");
+        assert!(matches!(start(alice, 0, 0, 0), Ok(Start::Acked)));
+        assert!(matches!(
+            start(room, 0, 0, 0),
+            Ok(Start::After(Position::NONE))
+        ));
+        assert!(matches!(
+            start(alice, 7, 3, 0),
+            Ok(Start::After(p)) if p == Position::new(7, 3)
+        ));
+        assert!(matches!(
+            start(alice, 7, 0, 9),
+            Ok(Start::Before(p)) if p == Position::new(7, 9)
+        ));
+        assert!(start(alice, 7, 3, 9).is_err());
     }
 }

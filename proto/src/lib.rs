@@ -8,6 +8,7 @@
 
 pub mod codec;
 pub mod names;
+pub mod position;
 pub mod push;
 pub mod splice;
 
@@ -39,6 +40,7 @@ pub mod queue {
 }
 
 pub use codec::{encode_frame, CodecError, FrameCodec, DEFAULT_MAX_FRAME};
+pub use position::Position;
 pub use push::{
     encode_message, encode_push, encode_sync_reply, with_position, MessageTooLarge, PUSH_OVERHEAD,
 };

@@ -2,9 +2,11 @@
 //! written twice:
 //!
 //! - the real servers the cluster backends talk to ([`redis`], [`etcd`],
-//!   [`kafka`]), each on a free loopback port with its own temp dir, stopped
-//!   when the returned guard is dropped. A missing server binary is a loud
-//!   failure that says how to install it, never a skipped test;
+//!   [`kafka`], [`postgres`], and [`patroni`] for PostgreSQL replication
+//!   groups with failover), each on a free loopback port with its own temp
+//!   dir, stopped when the returned guard is dropped. A missing server
+//!   binary is a loud failure that says how to install it, never a skipped
+//!   test;
 //! - [`FrameClient`], the frame-level peer that speaks the client protocol;
 //! - message builders ([`messages`]);
 //! - certificates made at test time ([`tls`]);
@@ -126,6 +128,8 @@ pub mod etcd;
 pub mod frames;
 pub mod kafka;
 pub mod messages;
+pub mod patroni;
+pub mod postgres;
 pub mod redis;
 pub mod tls;
 pub mod wait;

@@ -47,11 +47,18 @@ impl Driver {
                 }
             },
             Body::HeartbeatReply(reply) => {
-                let out = match reply.inbox {
-                    Some(head) => self.inbox.on_head(head),
-                    None => Outcome::default(),
-                };
-                self.apply(session, None, out).await?;
+                if let Some(head) = reply.inbox {
+                    let out = self.inbox.on_head(head);
+                    self.apply(session, None, out).await?;
+                }
+                // Heads of rooms we are in (after the comet resynced).
+                for (room, head) in reply.rooms {
+                    let Some(sequencer) = self.rooms.get_mut(&room) else {
+                        continue;
+                    };
+                    let out = sequencer.on_head(head);
+                    self.apply(session, room_name(&room), out).await?;
+                }
                 self.flush(session).await
             }
             Body::Error(e) => {
@@ -276,6 +283,7 @@ impl Driver {
             limit,
             room: room.to_owned(),
             epoch: after.epoch,
+            before_seq: 0,
         });
         self.write(session, Frame::new(id, sync)).await
     }

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use crate::Result;
 
 pub mod memory;
-#[cfg(feature = "redis")]
-pub mod redis;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 /// A registered user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -21,11 +21,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use backon::{BackoffBuilder, ExponentialBuilder};
-use etcd_client::{Client, ConnectOptions};
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, Txn, TxnOp};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{Discovery, Registration, ServiceKind, View};
+use super::{Discovery, Registration, ServiceKind, View, STORE_PREFIX};
 use crate::{Error, Result};
 
 /// Upper bound of one etcd request.
@@ -96,10 +96,34 @@ impl Discovery for EtcdDiscovery {
     }
 
     async fn watch(&self, kind: ServiceKind) -> Result<watch::Receiver<View>> {
+        self.watch_prefix(kind.prefix()).await
+    }
+
+    async fn watch_store(&self) -> Result<watch::Receiver<View>> {
+        self.watch_prefix(STORE_PREFIX).await
+    }
+
+    async fn swap_store(&self, name: &str, expected: Option<&str>, value: &str) -> Result<bool> {
+        let key = format!("{STORE_PREFIX}{name}");
+        let condition = match expected {
+            Some(old) => Compare::value(key.as_str(), CompareOp::Equal, old),
+            None => Compare::create_revision(key.as_str(), CompareOp::Equal, 0),
+        };
+        let txn = Txn::new()
+            .when([condition])
+            .and_then([TxnOp::put(key.as_str(), value, None)]);
         let mut client = self.client.clone();
-        let (view, revision) = watcher::snapshot(&mut client, kind).await?;
+        Ok(call(client.txn(txn)).await?.succeeded())
+    }
+}
+
+impl EtcdDiscovery {
+    /// The records under `prefix`, kept up to date by a watcher task.
+    async fn watch_prefix(&self, prefix: &'static str) -> Result<watch::Receiver<View>> {
+        let mut client = self.client.clone();
+        let (view, revision) = watcher::snapshot(&mut client, prefix).await?;
         let (tx, rx) = watch::channel(view);
-        tokio::spawn(watcher::follow(client, kind, tx, revision));
+        tokio::spawn(watcher::follow(client, prefix, tx, revision));
         Ok(rx)
     }
 }

@@ -28,6 +28,8 @@ use crate::Result;
 pub struct MemoryDiscovery {
     comets: Arc<Directory>,
     logics: Arc<Directory>,
+    /// The store's records; written only by compare-and-swap.
+    store: Directory,
 }
 
 impl MemoryDiscovery {
@@ -128,6 +130,20 @@ impl Discovery for MemoryDiscovery {
 
     async fn watch(&self, kind: ServiceKind) -> Result<watch::Receiver<View>> {
         Ok(self.directory(kind).view.subscribe())
+    }
+
+    async fn watch_store(&self) -> Result<watch::Receiver<View>> {
+        Ok(self.store.view.subscribe())
+    }
+
+    async fn swap_store(&self, name: &str, expected: Option<&str>, value: &str) -> Result<bool> {
+        Ok(self.store.view.send_if_modified(|view| {
+            if view.get(name).map(String::as_str) != expected {
+                return false;
+            }
+            view.insert(name.to_owned(), value.to_owned());
+            true
+        }))
     }
 }
 

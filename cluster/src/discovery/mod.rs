@@ -76,6 +76,9 @@ pub struct LogicNode {
 /// The raw view of one service kind: id -> JSON record.
 pub type View = BTreeMap<String, String>;
 
+/// Where the message store's records live: `/courier/store/<name>`.
+pub const STORE_PREFIX: &str = "/courier/store/";
+
 /// A discovery backend.
 #[async_trait]
 pub trait Discovery: Send + Sync + 'static {
@@ -84,6 +87,12 @@ pub trait Discovery: Send + Sync + 'static {
     async fn register(&self, kind: ServiceKind, id: &str, value: String) -> Result<Registration>;
     /// The current records of `kind`, kept up to date.
     async fn watch(&self, kind: ServiceKind) -> Result<watch::Receiver<View>>;
+    /// The store's records (name under [`STORE_PREFIX`] -> value), kept up
+    /// to date.
+    async fn watch_store(&self) -> Result<watch::Receiver<View>>;
+    /// Writes `value` as the store's record `name` if that record is still
+    /// `expected` (`None`: absent); returns whether it was written.
+    async fn swap_store(&self, name: &str, expected: Option<&str>, value: &str) -> Result<bool>;
 }
 
 /// A live registration. Its backend task keeps the record alive and writes

@@ -2,26 +2,30 @@
 //! tests.
 //!
 //! One table of streams behind a [`parking_lot::Mutex`]; every critical
-//! section is a few map and deque operations on one stream. Ages are
-//! measured with [`tokio::time::Instant`], so tests can drive them with
-//! paused time. Streams untouched for their `max_age` and expired dedup keys
-//! are purged by a sweep at most once per minute of writes.
+//! section is a few map and deque operations on one stream. Everything is
+//! held in this process's memory for the retention (forever when it is
+//! zero), so it suits a laptop and tests, not a long-lived deployment.
+//! Ages are measured with [`tokio::time::Instant`], so tests can drive them
+//! with paused time. Expired messages go as their stream is touched, and a
+//! sweep at most once per minute of writes drops expired dedup keys.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use courier_proto::with_position;
+use courier_proto::client::StreamHead;
+use courier_proto::{with_position, Position};
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use super::{
-    new_epoch, Appended, Head, Inbox, InboxOptions, NewMessage, Page, Start, Stream, StreamLimits,
+    backward_from, backward_gap, forward_from, forward_gap, new_epoch, within_budget, Appended,
+    Inbox, InboxOptions, NewMessage, Page, Start, Stream,
 };
 use crate::Result;
 
-/// How often the table is swept of expired streams and dedup keys.
+/// How often the table is swept of expired dedup keys.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// In-process message store. See the module docs.
@@ -33,68 +37,59 @@ pub struct MemoryInbox {
 
 #[derive(Debug)]
 struct Table {
-    streams: HashMap<StreamKey, StreamState>,
-    /// (stream, dedup key) -> (seq, epoch, expires)
-    dedup: HashMap<(StreamKey, String), (u64, u64, Instant)>,
+    streams: HashMap<String, StreamState>,
+    /// (stream key, dedup key) -> (original position, expires)
+    dedup: HashMap<(String, String), (Position, Instant)>,
     next_sweep: Instant,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum StreamKey {
-    User(String),
-    Room(String),
-}
-
-impl From<Stream<'_>> for StreamKey {
-    fn from(s: Stream<'_>) -> Self {
-        match s {
-            Stream::User(uid) => StreamKey::User(uid.to_owned()),
-            Stream::Room(room) => StreamKey::Room(room.to_owned()),
-        }
-    }
 }
 
 #[derive(Debug)]
 struct StreamState {
     epoch: u64,
     last_seq: u64,
-    /// (epoch, seq) the user acknowledged.
-    acked: Option<(u64, u64)>,
+    /// The position the user acknowledged.
+    acked: Position,
     /// (seq, stored at, message), oldest first.
     held: VecDeque<(u64, Instant, Bytes)>,
-    touched: Instant,
 }
 
 impl StreamState {
-    fn new(now: Instant) -> Self {
+    fn new() -> Self {
         Self {
             epoch: new_epoch(),
             last_seq: 0,
-            acked: None,
+            acked: Position::NONE,
             held: VecDeque::new(),
-            touched: now,
         }
     }
 
-    fn trim(&mut self, limits: StreamLimits, now: Instant) {
-        while self.held.len() > limits.max_messages {
-            self.held.pop_front();
+    /// Drops messages older than `retention` (zero: none).
+    fn expire(&mut self, retention: Duration, now: Instant) {
+        if retention.is_zero() {
+            return;
         }
         while self
             .held
             .front()
-            .is_some_and(|(_, at, _)| now.saturating_duration_since(*at) >= limits.max_age)
+            .is_some_and(|(_, at, _)| now.saturating_duration_since(*at) >= retention)
         {
             self.held.pop_front();
         }
     }
 
-    fn head(&self) -> Head {
-        Head {
+    fn head(&self) -> StreamHead {
+        StreamHead {
             epoch: self.epoch,
             last_seq: self.last_seq,
             first_seq: self.held.front().map_or(0, |(seq, _, _)| *seq),
         }
+    }
+
+    /// The held message with `seq`, if any (seqs are held in order, without
+    /// gaps, from the first held).
+    fn index_of(&self, seq: u64) -> usize {
+        let first = self.held.front().map_or(0, |(s, _, _)| *s);
+        usize::try_from(seq.saturating_sub(first)).unwrap_or(usize::MAX)
     }
 }
 
@@ -113,36 +108,12 @@ impl MemoryInbox {
 }
 
 impl Table {
-    /// The live state of `key`, forgetting one untouched for `max_age`.
-    fn live(
-        &mut self,
-        key: &StreamKey,
-        limits: StreamLimits,
-        now: Instant,
-    ) -> Option<&mut StreamState> {
-        let expired = self
-            .streams
-            .get(key)
-            .is_some_and(|s| now.saturating_duration_since(s.touched) >= limits.max_age);
-        if expired {
-            self.streams.remove(key);
-        }
-        self.streams.get_mut(key)
-    }
-
-    fn maybe_sweep(&mut self, opts: &InboxOptions, now: Instant) {
+    fn maybe_sweep(&mut self, now: Instant) {
         if now < self.next_sweep {
             return;
         }
         self.next_sweep = now + SWEEP_EVERY;
-        self.streams.retain(|key, s| {
-            let limits = match key {
-                StreamKey::User(_) => opts.inbox,
-                StreamKey::Room(_) => opts.room,
-            };
-            now.saturating_duration_since(s.touched) < limits.max_age
-        });
-        self.dedup.retain(|_, (_, _, expires)| *expires > now);
+        self.dedup.retain(|_, (_, expires)| *expires > now);
     }
 }
 
@@ -150,44 +121,32 @@ impl Table {
 impl Inbox for MemoryInbox {
     async fn append(&self, stream: Stream<'_>, message: NewMessage<'_>) -> Result<Appended> {
         let now = Instant::now();
-        let limits = self.opts.limits(stream);
-        let key = StreamKey::from(stream);
+        let key = stream.key();
         let mut table = self.table.lock();
-        table.maybe_sweep(&self.opts, now);
+        table.maybe_sweep(now);
         if let Some(dedup) = message.dedup {
-            let id = (key.clone(), dedup.to_owned());
-            if let Some((seq, epoch, expires)) = table.dedup.get(&id) {
+            if let Some((at, expires)) = table.dedup.get(&(key.clone(), dedup.to_owned())) {
                 if *expires > now {
                     return Ok(Appended {
-                        seq: *seq,
-                        epoch: *epoch,
+                        at: *at,
                         repeat: true,
                     });
                 }
             }
         }
-        // Forgets the stream if it expired, then starts a new one if needed.
-        table.live(&key, limits, now);
         let state = table
             .streams
             .entry(key.clone())
-            .or_insert_with(|| StreamState::new(now));
+            .or_insert_with(StreamState::new);
         state.last_seq += 1;
-        state.touched = now;
-        let (seq, epoch) = (state.last_seq, state.epoch);
-        state.held.push_back((seq, now, message.message.clone()));
-        state.trim(limits, now);
+        let at = Position::new(state.epoch, state.last_seq);
+        state.held.push_back((at.seq, now, message.message.clone()));
+        state.expire(self.opts.retention, now);
         if let Some(dedup) = message.dedup {
             let expires = now + self.opts.dedup_window;
-            table
-                .dedup
-                .insert((key, dedup.to_owned()), (seq, epoch, expires));
+            table.dedup.insert((key, dedup.to_owned()), (at, expires));
         }
-        Ok(Appended {
-            seq,
-            epoch,
-            repeat: false,
-        })
+        Ok(Appended { at, repeat: false })
     }
 
     async fn read(
@@ -198,52 +157,61 @@ impl Inbox for MemoryInbox {
         max_bytes: usize,
     ) -> Result<Page> {
         let now = Instant::now();
-        let limits = self.opts.limits(stream);
-        let key = StreamKey::from(stream);
         let mut table = self.table.lock();
-        let Some(state) = table.live(&key, limits, now) else {
-            // Nothing stored (or forgotten): a reader with an epoch is told.
-            let reset = matches!(start, Start::Position { epoch, .. } if epoch != 0);
+        let Some(state) = table.streams.get_mut(&stream.key()) else {
+            // Nothing stored: a reader with an epoch is told.
+            let reset = match start {
+                Start::After(p) | Start::Before(p) => p.epoch != 0,
+                Start::Acked => false,
+            };
             return Ok(Page {
                 reset,
                 ..Page::default()
             });
         };
-        state.trim(limits, now);
-        let (after, reset) = match start {
-            Start::Acked => match state.acked {
-                Some((epoch, seq)) if epoch == state.epoch => (seq, false),
-                _ => (0, false),
-            },
-            Start::Position {
-                epoch: 0,
-                after_seq,
-            } => (after_seq, false),
-            Start::Position { epoch, .. } if epoch != state.epoch => (0, true),
-            Start::Position { after_seq, .. } if after_seq > state.last_seq => {
-                // The reader saw seqs this store never recorded: it lost
+        state.expire(self.opts.retention, now);
+        let size = |(_, _, m): &&(u64, Instant, Bytes)| m.len();
+        if let Start::Before(before) = start {
+            let head = state.head();
+            let (end, reset) = backward_from(before, &head);
+            let end_index = state.index_of(end).min(state.held.len());
+            let newest_first = state.held.range(..end_index).rev();
+            let mut taken = within_budget(newest_first, size, limit, max_bytes);
+            taken.reverse();
+            let gap = backward_gap(taken.first().map(|(s, _, _)| *s), end, &head);
+            let messages = taken
+                .into_iter()
+                .map(|(seq, _, m)| with_position(m, *seq, head.epoch))
+                .collect();
+            return Ok(Page {
+                head,
+                messages,
+                gap,
+                reset,
+            });
+        }
+        let head = state.head();
+        let (after, reset) = match forward_from(start, &head, state.acked) {
+            Some(from) => from,
+            None => {
+                // The reader showed seqs this store never recorded: it lost
                 // writes. A new epoch tells every device.
                 state.epoch = new_epoch();
                 (0, true)
             }
-            Start::Position { after_seq, .. } => (after_seq, false),
         };
         let head = state.head();
-        let next_held = if head.first_seq == 0 {
-            head.last_seq + 1
-        } else {
-            head.first_seq
-        };
-        let gap = !reset && after + 1 < next_held;
-        let mut messages = Vec::new();
-        let mut used = 0usize;
-        for (seq, _, message) in state.held.iter().filter(|(seq, _, _)| *seq > after) {
-            if messages.len() >= limit || (used > 0 && used + message.len() > max_bytes) {
-                break;
-            }
-            used += message.len();
-            messages.push(with_position(message, *seq, head.epoch));
-        }
+        let gap = !reset && forward_gap(after, &head);
+        let from = state.index_of(after.saturating_add(1));
+        let messages = within_budget(
+            state.held.range(from.min(state.held.len())..),
+            size,
+            limit,
+            max_bytes,
+        )
+        .into_iter()
+        .map(|(seq, _, m)| with_position(m, *seq, head.epoch))
+        .collect();
         Ok(Page {
             head,
             messages,
@@ -252,24 +220,38 @@ impl Inbox for MemoryInbox {
         })
     }
 
-    async fn ack(&self, uid: &str, epoch: u64, seq: u64) -> Result<()> {
-        let now = Instant::now();
-        let key = StreamKey::User(uid.to_owned());
+    async fn ack(&self, uid: &str, at: Position) -> Result<()> {
         let mut table = self.table.lock();
-        let Some(state) = table.live(&key, self.opts.inbox, now) else {
+        let Some(state) = table.streams.get_mut(&Stream::User(uid).key()) else {
             return Ok(());
         };
-        if epoch != state.epoch {
+        if at.epoch != state.epoch {
             return Ok(());
         }
-        let seq = seq.min(state.last_seq);
-        let current = match state.acked {
-            Some((e, s)) if e == epoch => s,
-            _ => 0,
+        let seq = at.seq.min(state.last_seq);
+        let current = if state.acked.epoch == at.epoch {
+            state.acked.seq
+        } else {
+            0
         };
         if seq > current {
-            state.acked = Some((epoch, seq));
+            state.acked = Position::new(at.epoch, seq);
         }
         Ok(())
+    }
+
+    async fn heads(&self, streams: &[Stream<'_>]) -> Result<Vec<StreamHead>> {
+        let now = Instant::now();
+        let mut table = self.table.lock();
+        Ok(streams
+            .iter()
+            .map(|s| match table.streams.get_mut(&s.key()) {
+                Some(state) => {
+                    state.expire(self.opts.retention, now);
+                    state.head()
+                }
+                None => StreamHead::default(),
+            })
+            .collect())
     }
 }

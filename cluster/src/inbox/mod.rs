@@ -4,19 +4,18 @@
 //! 1, 2, 3... without gaps within an *epoch*. Logic appends a message before
 //! it publishes it, so "202 Accepted" means stored; a client that missed
 //! messages (offline, a dropped connection, a comet that was skipped) reads
-//! them back after the last seq it showed. The store keeps the encoded
-//! message bytes logic wrote once, and stamps each with its seq and epoch
-//! as it is read ([`courier_proto::with_position`]).
+//! them back after the last seq it showed, and pages back through older
+//! ones. The store keeps the encoded message bytes logic wrote once, and
+//! stamps each with its seq and epoch as it is read
+//! ([`courier_proto::with_position`]).
 //!
-//! A stream is bounded by count and age ([`StreamLimits`]); reading from
-//! before the window says so (`gap`). An epoch is a random number the store
-//! picks when it creates a stream: if the store loses a stream (a restart
-//! without persistence, a flush), the next append starts a new epoch, and a
-//! reader asking about the old one is told (`reset`) instead of being handed
-//! other messages under seqs it already showed. A reader whose position is
-//! ahead of the stream in the same epoch proves the store lost writes (a
-//! failover): the read moves the stream to a new epoch, so every device is
-//! told too.
+//! A stream keeps its messages for [`InboxOptions::retention`] (0: forever);
+//! reading from before what is held says so (`gap`). An epoch is a random
+//! number the store picks when it creates a stream, and it changes only if
+//! the store proves it lost writes: a reader whose position is ahead of the
+//! stream in the same epoch (the store was restored from an old backup)
+//! moves the stream to a new epoch, so every device is told (`reset`)
+//! instead of being handed other messages under seqs it already showed.
 //!
 //! Appends may carry a deduplication key (a sender's `client_msg_id`, an
 //! HTTP `Idempotency-Key`): a repeat within the window returns the original
@@ -27,15 +26,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use courier_proto::client::StreamHead;
+use courier_proto::Position;
 
 use crate::Result;
 
 pub mod memory;
-#[cfg(feature = "redis")]
-pub mod redis;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 /// Which stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Stream<'a> {
     /// A user's inbox.
     User(&'a str),
@@ -43,15 +44,15 @@ pub enum Stream<'a> {
     Room(&'a str),
 }
 
-/// Where a stream stands.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Head {
-    /// The current epoch; 0 while the stream does not exist.
-    pub epoch: u64,
-    /// The newest seq; 0 if none was ever assigned in this epoch.
-    pub last_seq: u64,
-    /// The oldest seq still held; 0 if none is held.
-    pub first_seq: u64,
+impl Stream<'_> {
+    /// The stream's key in a store: `u:<uid>` or `r:<room>`. Names cannot
+    /// hold the separator's ambiguity: the prefix alone tells the kind.
+    pub fn key(&self) -> String {
+        match self {
+            Stream::User(uid) => format!("u:{uid}"),
+            Stream::Room(room) => format!("r:{room}"),
+        }
+    }
 }
 
 /// A message to store.
@@ -67,19 +68,22 @@ pub struct NewMessage<'a> {
 /// What an append did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
-    pub seq: u64,
-    pub epoch: u64,
-    /// The dedup key was seen: nothing was stored, `seq` is the original's.
+    /// The message's place (the original's, for a repeat).
+    pub at: Position,
+    /// The dedup key was seen: nothing was stored, `at` is the original's.
     pub repeat: bool,
 }
 
 /// Where a read starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Start {
-    /// After `after_seq` of `epoch`. Epoch 0 means no epoch is known:
-    /// `after_seq` is taken in whatever epoch is current.
-    Position { epoch: u64, after_seq: u64 },
-    /// After the user's acknowledged position (from the start of the window
+    /// The oldest messages after this position. Epoch 0 means no epoch is
+    /// known: the seq is taken in whatever epoch is current.
+    After(Position),
+    /// The newest messages below this position's seq (paging back); seq 0
+    /// reads back from the newest. Epoch 0 as for `After`.
+    Before(Position),
+    /// After the user's acknowledged position (from the oldest message held
     /// if there is none in the current epoch). Users only.
     Acked,
 }
@@ -87,31 +91,26 @@ pub enum Start {
 /// A page of a stream.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Page {
-    pub head: Head,
+    /// The stream now. `first_seq` is the oldest message held.
+    pub head: StreamHead,
     /// Encoded messages, seq and epoch stamped, in seq order.
     pub messages: Vec<Bytes>,
-    /// Messages after the asked position left the window before these.
+    /// Messages the reader asked for are gone (older than the retention)
+    /// next to these: after the asked position and before the first
+    /// returned (reading forwards), or before the first returned (reading
+    /// back to the start of what is held).
     pub gap: bool,
-    /// The asked epoch is not the stream's: read from the start of what is
-    /// held in the current one.
+    /// The asked epoch is not the stream's: the page is read as if no
+    /// position had been given (from the oldest held forwards, or from the
+    /// newest back).
     pub reset: bool,
 }
 
-/// How much one stream keeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StreamLimits {
-    /// Most messages held.
-    pub max_messages: usize,
-    /// Messages older than this are dropped; a stream with no append for
-    /// this long is forgotten entirely (it restarts with a new epoch).
-    pub max_age: Duration,
-}
-
-/// Bounds of the streams and of deduplication.
+/// How long messages and dedup keys are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InboxOptions {
-    pub inbox: StreamLimits,
-    pub room: StreamLimits,
+    /// Messages older than this are dropped; zero keeps them forever.
+    pub retention: Duration,
     /// How long a dedup key is remembered.
     pub dedup_window: Duration,
 }
@@ -119,25 +118,8 @@ pub struct InboxOptions {
 impl Default for InboxOptions {
     fn default() -> Self {
         Self {
-            inbox: StreamLimits {
-                max_messages: 1000,
-                max_age: Duration::from_secs(7 * 24 * 3600),
-            },
-            room: StreamLimits {
-                max_messages: 200,
-                max_age: Duration::from_secs(24 * 3600),
-            },
+            retention: Duration::from_secs(90 * 24 * 3600),
             dedup_window: Duration::from_secs(24 * 3600),
-        }
-    }
-}
-
-impl InboxOptions {
-    /// The limits of `stream`'s kind.
-    pub fn limits(&self, stream: Stream<'_>) -> StreamLimits {
-        match stream {
-            Stream::User(_) => self.inbox,
-            Stream::Room(_) => self.room,
         }
     }
 }
@@ -147,8 +129,8 @@ impl InboxOptions {
 pub trait Inbox: Send + Sync + 'static {
     /// Appends `message` to `stream` with the next seq.
     async fn append(&self, stream: Stream<'_>, message: NewMessage<'_>) -> Result<Appended>;
-    /// Up to `limit` messages after `start`, at most `max_bytes` of them
-    /// (but at least one if any), and the head. `limit` 0 reads only the head.
+    /// Up to `limit` messages from `start`, at most `max_bytes` of them (but
+    /// at least one if any), and the head. `limit` 0 reads only the head.
     async fn read(
         &self,
         stream: Stream<'_>,
@@ -156,12 +138,178 @@ pub trait Inbox: Send + Sync + 'static {
         limit: usize,
         max_bytes: usize,
     ) -> Result<Page>;
-    /// Records that user `uid` has read its inbox up to `seq` of `epoch`. An
-    /// ack of another epoch, or below the recorded one, changes nothing.
-    async fn ack(&self, uid: &str, epoch: u64, seq: u64) -> Result<()>;
+    /// Records that user `uid` has read its inbox up to `at`. An ack of
+    /// another epoch, or below the recorded one, changes nothing.
+    async fn ack(&self, uid: &str, at: Position) -> Result<()>;
+    /// The heads of several streams, in the order asked (a stream that does
+    /// not exist has an empty head).
+    async fn heads(&self, streams: &[Stream<'_>]) -> Result<Vec<StreamHead>>;
 }
 
-/// A fresh epoch: random, never 0.
+/// A fresh epoch: random, never 0, and exact in a JSON number and a
+/// PostgreSQL `bigint`.
 pub(crate) fn new_epoch() -> u64 {
     u64::from(rand::random::<u32>() | 1)
+}
+
+/// Where a forward read of a stream whose head is `head` starts, and
+/// whether the reader's epoch was not the stream's; `None` when the reader
+/// is ahead of the stream in its own epoch (the store lost writes).
+pub(crate) fn forward_from(
+    start: Start,
+    head: &StreamHead,
+    acked: Position,
+) -> Option<(u64, bool)> {
+    match start {
+        Start::Acked if acked.epoch == head.epoch => Some((acked.seq, false)),
+        Start::Acked => Some((0, false)),
+        Start::After(Position { epoch: 0, seq }) => Some((seq, false)),
+        Start::After(p) if p.epoch != head.epoch => Some((0, true)),
+        Start::After(p) if p.seq > head.last_seq => None,
+        Start::After(p) => Some((p.seq, false)),
+        Start::Before(_) => Some((0, false)),
+    }
+}
+
+/// Where a backward read starts (the seq the page ends below) and whether
+/// the reader's epoch was not the stream's.
+pub(crate) fn backward_from(before: Position, head: &StreamHead) -> (u64, bool) {
+    let end = head.last_seq.saturating_add(1);
+    if before.epoch != 0 && before.epoch != head.epoch {
+        return (end, true);
+    }
+    match before.seq {
+        0 => (end, false),
+        seq => (seq.min(end), false),
+    }
+}
+
+/// Whether a forward page after `after` misses messages that are gone:
+/// the oldest held is past the next one wanted.
+pub(crate) fn forward_gap(after: u64, head: &StreamHead) -> bool {
+    let next_held = if head.first_seq == 0 {
+        head.last_seq + 1
+    } else {
+        head.first_seq
+    };
+    after + 1 < next_held
+}
+
+/// Whether a backward page whose oldest message is `oldest` (none: the page
+/// is empty and ends below `end`) reached the start of what is held while
+/// older messages are gone.
+pub(crate) fn backward_gap(oldest: Option<u64>, end: u64, head: &StreamHead) -> bool {
+    let first_held = if head.first_seq == 0 {
+        head.last_seq + 1
+    } else {
+        head.first_seq
+    };
+    oldest.unwrap_or(end) <= first_held && first_held > 1
+}
+
+/// Takes messages in order while they fit `limit` and `max_bytes` (always
+/// at least one).
+pub(crate) fn within_budget<T>(
+    items: impl IntoIterator<Item = T>,
+    size: impl Fn(&T) -> usize,
+    limit: usize,
+    max_bytes: usize,
+) -> Vec<T> {
+    let mut taken = Vec::new();
+    let mut used = 0usize;
+    for item in items {
+        let len = size(&item);
+        if taken.len() >= limit || (!taken.is_empty() && used + len > max_bytes) {
+            break;
+        }
+        used += len;
+        taken.push(item);
+    }
+    taken
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(epoch: u64, first: u64, last: u64) -> StreamHead {
+        StreamHead {
+            epoch,
+            last_seq: last,
+            first_seq: first,
+        }
+    }
+
+    #[test]
+    fn a_forward_read_starts_after_the_position_or_says_why_not() {
+        let h = head(5, 1, 10);
+        let none = Position::NONE;
+        assert_eq!(
+            forward_from(Start::After(Position::new(5, 3)), &h, none),
+            Some((3, false))
+        );
+        assert_eq!(
+            forward_from(Start::After(Position::new(0, 3)), &h, none),
+            Some((3, false))
+        );
+        assert_eq!(
+            forward_from(Start::After(Position::new(9, 3)), &h, none),
+            Some((0, true))
+        );
+        assert_eq!(
+            forward_from(Start::After(Position::new(5, 11)), &h, none),
+            None
+        );
+        assert_eq!(
+            forward_from(Start::Acked, &h, Position::new(5, 4)),
+            Some((4, false))
+        );
+        assert_eq!(
+            forward_from(Start::Acked, &h, Position::new(6, 4)),
+            Some((0, false))
+        );
+    }
+
+    #[test]
+    fn a_backward_read_ends_below_the_position_or_the_end() {
+        let h = head(5, 1, 10);
+        assert_eq!(backward_from(Position::new(5, 4), &h), (4, false));
+        assert_eq!(backward_from(Position::new(5, 0), &h), (11, false));
+        assert_eq!(backward_from(Position::new(5, 99), &h), (11, false));
+        assert_eq!(backward_from(Position::new(6, 4), &h), (11, true));
+    }
+
+    #[test]
+    fn a_gap_is_a_missing_next_message() {
+        assert!(!forward_gap(0, &head(5, 1, 3)));
+        assert!(forward_gap(0, &head(5, 2, 3)));
+        assert!(!forward_gap(1, &head(5, 2, 3)));
+        assert!(
+            !forward_gap(3, &head(5, 0, 3)),
+            "nothing held, nothing missed"
+        );
+        assert!(forward_gap(1, &head(5, 0, 3)), "2 and 3 are gone");
+    }
+
+    #[test]
+    fn a_backward_gap_is_reaching_the_start_of_what_is_held() {
+        assert!(!backward_gap(Some(1), 11, &head(5, 1, 10)));
+        assert!(backward_gap(Some(3), 11, &head(5, 3, 10)));
+        assert!(!backward_gap(Some(5), 11, &head(5, 3, 10)), "more to page");
+        assert!(backward_gap(None, 6, &head(5, 0, 5)), "everything is gone");
+        assert!(
+            !backward_gap(None, 1, &head(0, 0, 0)),
+            "nothing was ever stored"
+        );
+        assert!(backward_gap(None, 2, &head(5, 3, 10)), "seq 1 is gone");
+    }
+
+    #[test]
+    fn the_budget_takes_at_least_one() {
+        let sizes = [100usize, 100, 100];
+        assert_eq!(within_budget(sizes, |s| *s, 10, 150).len(), 1);
+        assert_eq!(within_budget(sizes, |s| *s, 10, 250).len(), 2);
+        assert_eq!(within_budget(sizes, |s| *s, 10, 1).len(), 1);
+        assert_eq!(within_budget(sizes, |s| *s, 2, 1000).len(), 2);
+    }
 }

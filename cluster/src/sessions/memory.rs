@@ -30,6 +30,8 @@ pub struct MemorySessions {
     opts: SessionOptions,
     sessions: Mutex<SessionTable>,
     comets: Mutex<CometTable>,
+    /// [`Sessions::mark`]: this store never loses writes.
+    mark: std::sync::atomic::AtomicU64,
 }
 
 impl MemorySessions {
@@ -39,6 +41,7 @@ impl MemorySessions {
         Self {
             opts,
             sessions: Mutex::new(SessionTable::new(now, opts.ended_ttl)),
+            mark: std::sync::atomic::AtomicU64::new(0),
             comets: Mutex::new(CometTable::new(now, opts.comet_ttl)),
         }
     }
@@ -395,6 +398,10 @@ impl Sessions for MemorySessions {
         drop(table);
         let next = if more { page.last().cloned() } else { None };
         Ok((page, next))
+    }
+
+    async fn mark(&self) -> Result<u64> {
+        Ok(self.mark.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1)
     }
 }
 

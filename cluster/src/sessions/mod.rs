@@ -18,6 +18,12 @@
 //! A session *ended* by the login policy leaves a marker for
 //! [`SessionOptions::ended_ttl`], so a session check still in flight from
 //! the replaced connection cannot bring it back ([`Sessions::revive`]).
+//!
+//! The store is a cache of what the comets know: if it loses writes (a
+//! Redis flush, a restart without persistence, a failover to a replica
+//! that lagged), the comets report their connections and rooms again.
+//! [`Sessions::mark`] is how logic notices: a counter every logic advances
+//! every second, which goes back only when writes were lost.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -181,4 +187,9 @@ pub trait Sessions: Send + Sync + 'static {
         cursor: &str,
         limit: usize,
     ) -> Result<(Vec<String>, Option<String>)>;
+
+    /// Advances the store's loss-detection counter and returns its new
+    /// value. A value no higher than one returned before means the store
+    /// lost writes in between (it came back empty or older).
+    async fn mark(&self) -> Result<u64>;
 }

@@ -20,6 +20,7 @@
 //! | `courier:{comets}:reports` | hash | comet id -> report JSON (with its expiry) | trimmed on reports |
 //! | `courier:{comets}:expiry` | zset | comet id, score = report expiry ms | trimmed on reports |
 //! | `courier:{comets}:known` | set | comets that reported | until the comet is forgotten |
+//! | `courier:{comets}:mark` | integer | the loss-detection counter (`Sessions::mark`) | no TTL |
 //!
 //! # Why this shape
 //!
@@ -46,17 +47,19 @@ use serde::{Deserialize, Serialize};
 use super::{CometReport, Online, Session, SessionOptions, Sessions};
 use crate::{now_ms, Result};
 
-pub(crate) mod conn;
 mod scripts;
 
-pub use conn::RedisConn;
-use conn::{corrupt, redis_error};
+use crate::redis::{corrupt, redis_error, RedisConn};
 
 const ONLINE_UIDS: &str = "courier:{online}:uids";
 const ONLINE_SINCE: &str = "courier:{online}:since";
 const REPORTS: &str = "courier:{comets}:reports";
 const REPORT_EXPIRY: &str = "courier:{comets}:expiry";
 const KNOWN_COMETS: &str = "courier:{comets}:known";
+/// The loss-detection counter ([`Sessions::mark`]). On a Redis Cluster it
+/// lives on one node; a loss on another node is caught by the session
+/// checks instead.
+const MARK: &str = "courier:{comets}:mark";
 /// Separates uid and key in a comet's session set; a control character,
 /// which neither may contain.
 const MEMBER_SEPARATOR: char = '\u{1f}';
@@ -544,5 +547,9 @@ impl Sessions for RedisSessions {
             None
         };
         Ok((page, next))
+    }
+
+    async fn mark(&self) -> Result<u64> {
+        self.conn().incr(MARK, 1).await.map_err(redis_error)
     }
 }

@@ -39,7 +39,6 @@ pub(crate) struct Hello {
 #[derive(Debug)]
 pub(crate) struct Authenticated {
     pub(crate) frame_id: u64,
-    pub(crate) uid: String,
     pub(crate) rooms: Vec<String>,
     /// The inbox after the client's position: its first page.
     pub(crate) inbox: Page,
@@ -170,7 +169,6 @@ pub(crate) async fn open(
     match state.opener.open(request).await {
         Ok(reply) => Ok(Authenticated {
             frame_id: id,
-            uid: hello.uid,
             rooms: hello.rooms,
             inbox: reply.inbox.unwrap_or_default(),
             device: hello.device,

@@ -28,6 +28,7 @@ use tokio_util::codec::FramedRead;
 use crate::limits::HandshakeSlot;
 use crate::logic_client::LOGIC_TIMEOUT;
 use crate::outbox::{Bounds, Outbox};
+use crate::registry::Identity;
 use crate::state::CometState;
 
 /// Initial read buffer; it grows only for large frames.
@@ -73,7 +74,13 @@ pub(crate) async fn serve<S>(
         bytes: config.outbound_bytes,
     };
     let (outbox, queue) = Outbox::new(key.clone(), bounds, state.directory.counters.clone());
-    state.directory.keys.insert(outbox.clone());
+    // One copy of the uid, shared by the index and the session.
+    let uid: Arc<str> = Arc::from(hello.uid.as_str());
+    let identity = Identity {
+        uid: uid.clone(),
+        device: (!hello.device.is_empty()).then(|| Arc::from(hello.device.as_str())),
+    };
+    state.directory.keys.insert(outbox.clone(), identity);
     let auth = match Box::pin(handshake::open(&state, &key, hello)).await {
         Ok(auth) => auth,
         Err(refusal) => {
@@ -97,8 +104,6 @@ pub(crate) async fn serve<S>(
         config.outbound_queue,
     ));
     metrics::gauge!("courier_comet_connections").increment(1.0);
-    // One copy of the uid, shared with the session.
-    let uid: Arc<str> = Arc::from(auth.uid.as_str());
     // Debug, not info: a reconnect storm is tens of thousands of these a
     // second, and `courier_comet_connections` already counts them.
     tracing::debug!(?peer, %uid, %key, "client connected");

@@ -18,7 +18,7 @@ use courier_proto::client::{
 };
 use courier_proto::logic::{HeartbeatRequest, SendRequest, SyncRequest};
 use courier_proto::names::check_room;
-use courier_proto::{encode_frame, FrameCodec};
+use courier_proto::{encode_frame, FrameCodec, Position};
 use futures::StreamExt;
 use tokio::io::AsyncRead;
 use tokio::sync::Semaphore;
@@ -279,7 +279,7 @@ impl Session {
         }
         let recovering = epoch != 0;
         let limit = if recovering { DEFAULT_SYNC_LIMIT } else { 0 };
-        let request = self.sync_request(&room, last_seq, epoch, limit);
+        let request = self.sync_request(&room, Position::new(epoch, last_seq), 0, limit);
         // The reply waits (off the read loop) until logic knows this comet
         // holds the room, so a room push published after JoinReply arrives.
         let directory = self.state.directory.clone();
@@ -313,16 +313,25 @@ impl Session {
         });
     }
 
-    fn sync_request(&self, room: &str, after_seq: u64, epoch: u64, limit: u32) -> SyncRequest {
+    /// The page of `room` ("" for the inbox) after `after`, or, with
+    /// `before_seq` > 0, below it (paging back).
+    fn sync_request(
+        &self,
+        room: &str,
+        after: Position,
+        before_seq: u64,
+        limit: u32,
+    ) -> SyncRequest {
         SyncRequest {
             comet_id: self.state.id().to_owned(),
             uid: self.uid.to_string(),
             key: self.outbox.key().to_string(),
             room: room.to_owned(),
-            after_seq,
-            epoch,
+            after_seq: after.seq,
+            epoch: after.epoch,
             limit,
             max_bytes: page_bytes(self.state.config.max_frame),
+            before_seq,
         }
     }
 
@@ -340,7 +349,8 @@ impl Session {
             return self.error(id, ErrorCode::Unavailable, "too many syncs in flight");
         };
         let limit = sync.limit.min(MAX_SYNC_LIMIT);
-        let request = self.sync_request(&sync.room, sync.after_seq, sync.epoch, limit);
+        let after = Position::new(sync.epoch, sync.after_seq);
+        let request = self.sync_request(&sync.room, after, sync.before_seq, limit);
         let logic = self.state.logic.clone();
         let outbox = self.outbox.clone();
         let max_frame = self.state.config.max_frame;
@@ -518,7 +528,13 @@ impl Session {
                 }
             };
             drop(permit);
-            let reply = Frame::new(id, Body::HeartbeatReply(HeartbeatReply { inbox }));
+            let reply = Frame::new(
+                id,
+                Body::HeartbeatReply(HeartbeatReply {
+                    inbox,
+                    ..HeartbeatReply::default()
+                }),
+            );
             outbox.push(encode_frame(&reply));
         });
     }

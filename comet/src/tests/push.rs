@@ -181,6 +181,7 @@ async fn a_client_that_never_reads_is_dropped_with_bounded_memory() {
         state.id(),
         state.config.max_frame,
         state.drain_requested.clone(),
+        state.resync.clone(),
     );
     // A 1 KiB pipe the client never drains.
     let (mut slow, slow_task) = duplex_client(&state, 1024);

@@ -13,6 +13,7 @@ fn sync(room: &str, after_seq: u64) -> Body {
         limit: 10,
         room: room.into(),
         epoch: EPOCH,
+        before_seq: 0,
     })
 }
 
@@ -159,4 +160,66 @@ async fn live_pushes_follow_the_resume_page() {
     assert!(matches!(c.recv().await.body, Some(Body::AuthReply(_))));
     assert!(matches!(c.recv().await.body, Some(Body::SyncReply(_))));
     assert_eq!(push_ids(&c.recv().await), ["live"]);
+}
+
+/// Logic's session store lost writes: `Resync` makes the comet report
+/// every connection and room again, and tell each client where its inbox
+/// and rooms stand, unasked.
+#[tokio::test]
+async fn a_resync_reports_every_connection_and_tells_clients_their_heads() {
+    let h = Harness::start().await;
+    let comet = h.comet(h.config()).await;
+    let (mut alice, alice_auth) = comet.login(&h, "alice", &["lobby"]).await;
+    let (mut bob, bob_auth) = comet.login(&h, "bob", &[]).await;
+
+    let mut push = comet.push_client().await;
+    let reply = push
+        .resync(courier_proto::comet::ResyncRequest {})
+        .await
+        .expect("resync accepted")
+        .into_inner();
+    assert_eq!(reply.connections, 2);
+
+    let restored = h
+        .logic
+        .wait_for(|c| match c {
+            Call::Restore(r) => Some(r.clone()),
+            _ => None,
+        })
+        .await;
+    let mut keys: Vec<(String, String)> = restored
+        .sessions
+        .iter()
+        .map(|s| (s.uid.clone(), s.key.clone()))
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            ("alice".to_owned(), alice_auth.key.clone()),
+            ("bob".to_owned(), bob_auth.key.clone())
+        ]
+    );
+    assert_eq!(restored.rooms, ["lobby"]);
+
+    // Bob hears his inbox's head; Alice her inbox's and the lobby's.
+    let heads = |frames: Vec<courier_proto::client::Frame>| {
+        frames
+            .into_iter()
+            .map(|f| {
+                assert_eq!(f.id, 0, "unasked");
+                let Some(Body::HeartbeatReply(r)) = f.body else {
+                    panic!("expected HeartbeatReply, got {f:?}")
+                };
+                (
+                    r.inbox.map(|h| h.last_seq),
+                    r.rooms.get("lobby").map(|h| h.last_seq),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(heads(vec![bob.recv().await]), [(Some(5), None)]);
+    let mut alices = heads(vec![alice.recv().await, alice.recv().await]);
+    alices.sort();
+    assert_eq!(alices, [(None, Some(5)), (Some(5), None)]);
 }

@@ -55,6 +55,7 @@ pub(crate) enum Call {
     Ack(AckRequest),
     RoomsChanged(RoomsChangedRequest),
     Renew(RenewOnlineRequest),
+    Restore(RestoreSessionsRequest),
 }
 
 /// A logic that records calls. It refuses uid `banned` (login policy),
@@ -262,6 +263,24 @@ impl Logic for FakeLogic {
         let room = request.into_inner().room;
         Ok(Response::new(RoomOnlineReply {
             connections: room.len() as u64,
+        }))
+    }
+
+    async fn restore_sessions(
+        &self,
+        request: Request<RestoreSessionsRequest>,
+    ) -> Result<Response<RestoreSessionsReply>, Status> {
+        let req = request.into_inner();
+        self.record(Call::Restore(req.clone()));
+        // Every stream stands at seq 5 of EPOCH.
+        let head = StreamHead {
+            epoch: EPOCH,
+            last_seq: 5,
+            first_seq: 1,
+        };
+        Ok(Response::new(RestoreSessionsReply {
+            inboxes: req.sessions.iter().map(|s| (s.uid.clone(), head)).collect(),
+            rooms: req.rooms.iter().map(|r| (r.clone(), head)).collect(),
         }))
     }
 }

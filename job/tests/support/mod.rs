@@ -16,7 +16,8 @@ use courier_job::{JobConfig, JobDeps, JobError};
 use courier_proto::comet::comet_server::{Comet, CometServer};
 use courier_proto::comet::{
     BroadcastRequest, DrainReply, DrainRequest, KickReply, KickRequest, PushKeysBatchRequest,
-    PushKeysRequest, PushReply, PushRoomRequest, StatsReply, StatsRequest,
+    PushKeysRequest, PushReply, PushRoomRequest, ResyncReply, ResyncRequest, StatsReply,
+    StatsRequest,
 };
 use courier_proto::queue::envelope::Kind;
 use courier_proto::queue::{BroadcastPush, Envelope, KeysPush, RoomPush};
@@ -176,6 +177,10 @@ impl Comet for FakeComet {
     }
     async fn drain(&self, _: Request<DrainRequest>) -> Result<Response<DrainReply>, Status> {
         Err(Status::unimplemented("a fake comet does not drain"))
+    }
+
+    async fn resync(&self, _: Request<ResyncRequest>) -> Result<Response<ResyncReply>, Status> {
+        Err(Status::unimplemented("a fake comet does not resync"))
     }
 }
 

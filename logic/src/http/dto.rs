@@ -323,10 +323,15 @@ fn names_schema(max: usize, description: &str) -> utoipa::openapi::Array {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct MessagesQuery {
-    /// The last seq the reader holds; the page starts after it (0 if absent).
+    /// The last seq the reader holds; the page is the oldest messages after
+    /// it (0 if absent).
     pub(crate) after_seq: Option<u64>,
-    /// The epoch of `after_seq`; another epoch than the stream's gives
-    /// `reset` and a page from the oldest message held.
+    /// Page back instead: the page is the newest messages below this seq
+    /// (`last_seq + 1` for the very newest). Not with `after_seq`.
+    #[param(minimum = 1)]
+    pub(crate) before_seq: Option<u64>,
+    /// The epoch of `after_seq` or `before_seq`; another epoch than the
+    /// stream's gives `reset` and a page read as if none had been given.
     pub(crate) epoch: Option<u64>,
     /// Page size, 1-500; 100 if absent.
     #[param(minimum = 1, maximum = 500)]
@@ -341,10 +346,12 @@ pub(crate) struct StreamPage {
     pub(crate) first_seq: u64,
     /// The newest seq the stream holds.
     pub(crate) last_seq: u64,
-    /// Messages after `after_seq` left the window before the first returned.
+    /// Messages asked for are gone (older than the retention): after
+    /// `after_seq` and before the first returned, or (paging back) before
+    /// the first returned, the oldest held.
     pub(crate) gap: bool,
-    /// The store lost the epoch asked for: the page starts at the oldest
-    /// message held.
+    /// The store does not have the epoch asked for: the page is read as if
+    /// no position had been given.
     pub(crate) reset: bool,
     pub(crate) messages: Vec<StoredMessage>,
 }
@@ -370,4 +377,78 @@ pub(crate) struct StoredMessage {
     #[schema(nullable = false)]
     pub(crate) data_base64: Option<String>,
     pub(crate) sent_at_ms: i64,
+}
+
+/// `GET /admin/store`: the store of record's shards, routing and moves.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct StoreStatusBody {
+    /// How many buckets streams hash to.
+    pub(crate) buckets: u32,
+    /// The routing table's version (bumped by every move).
+    pub(crate) routing_version: u64,
+    pub(crate) shards: Vec<ShardBody>,
+    /// Moves this logic ran or is running, oldest first.
+    pub(crate) moves: Vec<MoveBody>,
+}
+
+/// One shard of the store.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ShardBody {
+    pub(crate) name: String,
+    /// This logic reached the shard and applied its schema.
+    pub(crate) ready: bool,
+    /// Buckets routed here.
+    pub(crate) buckets: u32,
+    /// Those buckets as runs, `first-last`.
+    pub(crate) ranges: Vec<String>,
+    pub(crate) nodes: Vec<NodeBody>,
+}
+
+/// One node of a shard, as the last probe found it.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct NodeBody {
+    /// `host:port`.
+    pub(crate) host: String,
+    /// A standby within the lag bound: history reads go here.
+    pub(crate) readable: bool,
+    /// Replay lag in ms; absent when the node did not answer or is the
+    /// primary.
+    pub(crate) lag_ms: Option<u64>,
+}
+
+/// One bucket move.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct MoveBody {
+    pub(crate) bucket: u32,
+    pub(crate) from: String,
+    pub(crate) to: String,
+    /// `copying`, `fenced`, `cleaning_up`, `done` or `failed`.
+    pub(crate) state: String,
+    /// Messages copied.
+    pub(crate) messages: u64,
+    /// Streams in the bucket when it was fenced.
+    pub(crate) streams: u64,
+    /// How long writes of the bucket were held, in ms.
+    pub(crate) fenced_ms: Option<u64>,
+    pub(crate) error: Option<String>,
+}
+
+/// `POST /admin/store/moves`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MoveRequest {
+    /// The buckets to move, in order: 1-1024 distinct buckets, each below
+    /// the store's bucket count.
+    #[schema(min_items = 1, max_items = 1024)]
+    pub(crate) buckets: Vec<u32>,
+    /// The shard to move them to, by its configured name.
+    #[schema(min_length = 1, max_length = 64)]
+    pub(crate) to: String,
+}
+
+/// `202` of `POST /admin/store/moves`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct MovesStarted {
+    pub(crate) buckets: Vec<u32>,
+    pub(crate) to: String,
 }

@@ -1,18 +1,20 @@
 //! `GET /users/{uid}/messages` and `GET /rooms/{room}/messages`: a page of a
 //! user's inbox or a room's history, for backends (API key).
 //!
-//! `after_seq` and `epoch` are a reader's position, as a client's `Sync`
-//! carries them: with the stream's epoch (or none), the page starts after
-//! `after_seq`; with another epoch, `reset` says the store lost that one and
-//! the page starts at the oldest message held. `gap` says messages after
-//! `after_seq` left the window before the first one returned.
+//! `after_seq` (or `before_seq`) and `epoch` are a reader's position, as a
+//! client's `Sync` carries them: with the stream's epoch (or none), the page
+//! is the oldest messages after `after_seq`, or the newest below
+//! `before_seq` (paging back through history); with another epoch, `reset`
+//! says the store does not have that one and the page is read as if no
+//! position had been given. `gap` says messages asked for are gone, older
+//! than the retention.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use courier_cluster::inbox::{Start, Stream};
 use courier_proto::client::{target, Message};
-use courier_proto::names;
+use courier_proto::{names, Position};
 use prost::Message as _;
 
 use super::auth::ReadKey;
@@ -36,7 +38,7 @@ const DEFAULT_LIMIT: usize = 100;
     params(("uid" = String, Path, description = "The user: 1-64 bytes, no control characters", min_length = 1, max_length = 64, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"), MessagesQuery),
     responses(
         (status = 200, description = "A page of the user's inbox", body = StreamPage),
-        (status = 400, description = "An invalid uid, a bad or unknown query parameter, or `limit` out of range", body = ErrorBody),
+        (status = 400, description = "An invalid uid, a bad or unknown query parameter, `limit` out of range, or both `after_seq` and `before_seq`", body = ErrorBody),
         ReadUnauthorized,
         BackendUnavailable,
     ),
@@ -61,7 +63,7 @@ pub(crate) async fn user(
     params(("room" = String, Path, description = "The room: 1-64 bytes, no control characters", min_length = 1, max_length = 64, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"), MessagesQuery),
     responses(
         (status = 200, description = "A page of the room's history", body = StreamPage),
-        (status = 400, description = "An invalid room name, a bad or unknown query parameter, or `limit` out of range", body = ErrorBody),
+        (status = 400, description = "An invalid room name, a bad or unknown query parameter, `limit` out of range, or both `after_seq` and `before_seq`", body = ErrorBody),
         ReadUnauthorized,
         BackendUnavailable,
     ),
@@ -88,9 +90,18 @@ async fn page(
             streams::MAX_PAGE
         )));
     }
-    let start = Start::Position {
-        epoch: query.epoch.unwrap_or(0),
-        after_seq: query.after_seq.unwrap_or(0),
+    let start = streams::start(
+        stream,
+        query.epoch.unwrap_or(0),
+        query.after_seq.unwrap_or(0),
+        query.before_seq.unwrap_or(0),
+    )
+    .map_err(|e| ApiError::invalid(e.to_string()))?;
+    // A backend reads from its position; the ack is where a device with no
+    // position starts, not a backend.
+    let start = match start {
+        Start::Acked => Start::After(Position::NONE),
+        other => other,
     };
     let page = streams::read(shared.inbox.as_ref(), stream, start, limit, 0).await?;
     let mut messages = Vec::with_capacity(page.messages.len());

@@ -33,6 +33,7 @@ mod operate;
 mod push;
 mod responses;
 pub(crate) mod serve;
+mod store;
 mod users;
 mod web;
 
@@ -57,6 +58,8 @@ pub(crate) fn router(shared: Arc<LogicState>) -> Router {
         .route("/users/{uid}/messages", get(messages::user))
         .route("/rooms/{room}/messages", get(messages::room))
         .route("/admin/comets/{id}/drain", post(operate::drain_comet))
+        .route("/admin/store", get(store::status))
+        .route("/admin/store/moves", post(store::start_moves))
         .route("/openapi.json", get(openapi::openapi_json));
     Router::new()
         .nest("/api/v1", api)

@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{messages, online, operate, push, users};
+use super::{messages, online, operate, push, store, users};
 
 /// The document, built once.
 static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(ApiDoc::openapi);
@@ -23,7 +23,7 @@ static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(ApiDoc::open
         version = env!("CARGO_PKG_VERSION"),
         description = "The HTTP API of Courier's logic: register and log in users, push \
             messages to users, connection keys, rooms or everyone, read who is online and \
-            stored message history, and operate comets.\n\n\
+            stored message history, and operate comets and the store of record.\n\n\
             Every error has the body `ApiError` (`{\"error\": {\"code\", \"message\"}}`). \
             A request not answered within the server's request timeout gets a 408 with an \
             empty body; unknown routes and methods get a 404 or 405 with the error body.",
@@ -44,6 +44,8 @@ static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(ApiDoc::open
         messages::user,
         messages::room,
         operate::drain_comet,
+        store::status,
+        store::start_moves,
         openapi_json,
         super::metrics,
         super::healthz,
@@ -76,7 +78,7 @@ impl Modify for SecuritySchemes {
                     .description(Some(
                         "An API key from the server's configuration. Each key has scopes: \
                          `push` (the push routes), `read` (listings, presence, nodes, \
-                         message history), `admin` (operating comets). A missing or unknown \
+                         message history), `admin` (operating comets and the store). A missing or unknown \
                          key, or one without the route's scope, is a 401.",
                     ))
                     .build(),

@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use courier_proto::comet::comet_client::CometClient;
 use courier_proto::comet::DrainRequest;
 
 use super::auth::AdminKey;
 use super::dto::Draining;
 use super::error::{ApiError, ErrorBody};
 use super::extract::Path;
+use crate::comet_calls::call_comet;
 use crate::state::LogicState;
 
 /// How long the comet may take to answer.
@@ -50,30 +50,17 @@ pub(crate) async fn drain_comet(
             format!("no comet {id:?} is registered"),
         ));
     };
-    let unreachable = |e: &dyn std::fmt::Display| {
+    let reply = call_comet(&shared, &comet.grpc, DRAIN_CALL, |mut c| async move {
+        c.drain(DrainRequest {}).await
+    })
+    .await
+    .map_err(|e| {
         tracing::warn!(comet = %id, error = %e, "cannot ask the comet to drain");
         ApiError::busy(
             "comet_unreachable",
             "the comet did not answer; retry shortly",
         )
-    };
-    let call = async {
-        let channel = courier_runtime::tls::endpoint(&comet.grpc, shared.comet_tls.as_ref())
-            .map_err(|e| unreachable(&e))?
-            .connect_timeout(DRAIN_CALL)
-            .connect()
-            .await
-            .map_err(|e| unreachable(&e))?;
-        let mut client = CometClient::with_interceptor(channel, shared.cluster_secret.stamper());
-        client
-            .drain(DrainRequest {})
-            .await
-            .map_err(|e| unreachable(&e))
-    };
-    let reply = tokio::time::timeout(DRAIN_CALL, call)
-        .await
-        .map_err(|e| unreachable(&e))??
-        .into_inner();
+    })?;
     tracing::info!(comet = %id, connections = reply.connections, "comet draining on request");
     Ok((
         StatusCode::ACCEPTED,

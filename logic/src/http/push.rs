@@ -143,8 +143,8 @@ async fn publish(
         StatusCode::ACCEPTED,
         axum::Json(Pushed {
             msg_id: accepted.msg_id,
-            seq: accepted.position.map(|(seq, _)| seq),
-            epoch: accepted.position.map(|(_, epoch)| epoch),
+            seq: accepted.position.map(|p| p.seq),
+            epoch: accepted.position.map(|p| p.epoch),
             repeats: accepted.repeats,
         }),
     ))

@@ -1,4 +1,5 @@
-//! Following one service kind's records in etcd.
+//! Following the records under one prefix in etcd (a service kind's, or
+//! the store's).
 //!
 //! The classic list-then-watch: a prefix `get` gives the view and its
 //! revision, then an etcd watch from the next revision applies puts and
@@ -13,13 +14,14 @@ use etcd_client::{Client, GetOptions, KeyValue, WatchOptions};
 use tokio::sync::watch;
 
 use super::{backoff, call, pause};
-use crate::discovery::{ServiceKind, View};
+use crate::discovery::View;
 use crate::{Error, Result};
 
-/// The current records of `kind` and the etcd revision they were read at.
-pub(super) async fn snapshot(client: &mut Client, kind: ServiceKind) -> Result<(View, i64)> {
+/// The current records under `prefix` and the etcd revision they were
+/// read at.
+pub(super) async fn snapshot(client: &mut Client, prefix: &'static str) -> Result<(View, i64)> {
     let options = GetOptions::new().with_prefix();
-    let response = call(client.get(kind.prefix(), Some(options))).await?;
+    let response = call(client.get(prefix, Some(options))).await?;
     let revision = response
         .header()
         .map(|h| h.revision())
@@ -27,25 +29,25 @@ pub(super) async fn snapshot(client: &mut Client, kind: ServiceKind) -> Result<(
     let view = response
         .kvs()
         .iter()
-        .filter_map(|kv| record(kind, kv))
+        .filter_map(|kv| record(prefix, kv))
         .collect();
     Ok((view, revision))
 }
 
-/// The watcher task: publishes every change of `kind` through `view`,
+/// The watcher task: publishes every change under `prefix` through `view`,
 /// starting after `revision`.
 pub(super) async fn follow(
     mut client: Client,
-    kind: ServiceKind,
+    prefix: &'static str,
     view: watch::Sender<View>,
     mut revision: i64,
 ) {
     loop {
         let failure = tokio::select! {
             _ = view.closed() => return,
-            failure = watch_from(&mut client, kind, &view, revision) => failure,
+            failure = watch_from(&mut client, prefix, &view, revision) => failure,
         };
-        tracing::warn!(prefix = kind.prefix(), error = %failure, "etcd watch failed; keeping the last view and resynchronising");
+        tracing::warn!(prefix, error = %failure, "etcd watch failed; keeping the last view and resynchronising");
         metrics::counter!("courier_discovery_resyncs_total", "backend" => "etcd").increment(1);
 
         let mut delays = backoff();
@@ -55,7 +57,7 @@ pub(super) async fn follow(
             }
             let attempt = tokio::select! {
                 _ = view.closed() => return,
-                attempt = snapshot(&mut client, kind) => attempt,
+                attempt = snapshot(&mut client, prefix) => attempt,
             };
             match attempt {
                 Ok((fresh, revision)) => {
@@ -64,11 +66,11 @@ pub(super) async fn follow(
                         *current = fresh;
                         changed
                     });
-                    tracing::info!(prefix = kind.prefix(), "etcd watch resynchronised");
+                    tracing::info!(prefix, "etcd watch resynchronised");
                     break revision;
                 }
                 Err(e) => {
-                    tracing::debug!(prefix = kind.prefix(), error = %e, "etcd still unavailable")
+                    tracing::debug!(prefix, error = %e, "etcd still unavailable")
                 }
             }
         };
@@ -79,14 +81,14 @@ pub(super) async fn follow(
 /// returns why.
 async fn watch_from(
     client: &mut Client,
-    kind: ServiceKind,
+    prefix: &'static str,
     view: &watch::Sender<View>,
     revision: i64,
 ) -> Error {
     let options = WatchOptions::new()
         .with_prefix()
         .with_start_revision(revision.saturating_add(1));
-    let mut stream = match call(client.watch(kind.prefix(), Some(options))).await {
+    let mut stream = match call(client.watch(prefix, Some(options))).await {
         Ok(stream) => stream,
         Err(e) => return e,
     };
@@ -116,10 +118,10 @@ async fn watch_from(
                 // has version >= 1. (`Event::event_type` would panic on an
                 // unknown type, so it is not used on data from the wire.)
                 if kv.version() == 0 {
-                    if let Some(id) = id_of(kind, kv) {
+                    if let Some(id) = id_of(prefix, kv) {
                         changed |= current.remove(id).is_some();
                     }
-                } else if let Some((id, value)) = record(kind, kv) {
+                } else if let Some((id, value)) = record(prefix, kv) {
                     changed |= current.get(&id) != Some(&value);
                     current.insert(id, value);
                 }
@@ -129,15 +131,15 @@ async fn watch_from(
     }
 }
 
-/// The id of a key under `kind`'s prefix.
-fn id_of(kind: ServiceKind, kv: &KeyValue) -> Option<&str> {
+/// The id of a key under `prefix`.
+fn id_of<'a>(prefix: &str, kv: &'a KeyValue) -> Option<&'a str> {
     let key = std::str::from_utf8(kv.key()).ok()?;
-    key.strip_prefix(kind.prefix()).filter(|id| !id.is_empty())
+    key.strip_prefix(prefix).filter(|id| !id.is_empty())
 }
 
 /// The `(id, value)` of a record, or `None` (logged) if it is not UTF-8.
-fn record(kind: ServiceKind, kv: &KeyValue) -> Option<(String, String)> {
-    let Some(id) = id_of(kind, kv) else {
+fn record(prefix: &str, kv: &KeyValue) -> Option<(String, String)> {
+    let Some(id) = id_of(prefix, kv) else {
         tracing::warn!(key = ?String::from_utf8_lossy(kv.key()), "ignoring malformed discovery key");
         return None;
     };

@@ -1,4 +1,5 @@
-//! One connection type for both Redis deployments.
+//! The Redis connection the session store (and anything else Courier
+//! keeps in Redis) shares: one type for both Redis deployments.
 //!
 //! `redis://host:port[/db]` is a single server behind a
 //! [`ConnectionManager`] (multiplexed, reconnects by itself);

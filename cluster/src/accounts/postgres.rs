@@ -1,0 +1,74 @@
+//! Accounts on sharded PostgreSQL ([`PgStore`]): one row per account in the
+//! bucket of its user's inbox, so an account and its messages share a
+//! shard. Registration is one insert that a taken uid refuses
+//! (`courier_create_account`), so two concurrent registrations of one uid
+//! cannot both win. Reads go to the primary: a login right after
+//! registration must find the account.
+
+use async_trait::async_trait;
+
+use super::{Account, Accounts};
+use crate::inbox::Stream;
+use crate::postgres::shard::{first_value, pg_error, to_i32};
+use crate::postgres::{PgStore, Routed};
+use crate::Result;
+
+#[async_trait]
+impl Accounts for PgStore {
+    async fn create(&self, account: &Account) -> Result<bool> {
+        let key = Stream::User(&account.uid).key();
+        self.routed(&key, |handle, bucket| async move {
+            let rows = handle
+                .shard
+                .query(
+                    "SELECT courier_create_account($1, $2, $3, $4)",
+                    &[
+                        &account.uid,
+                        &to_i32(bucket),
+                        &account.password_hash,
+                        &account.created_at_ms,
+                    ],
+                )
+                .await?;
+            Ok(match first_value::<i16>(&rows)? {
+                0 => Routed::Done(true),
+                1 => Routed::Done(false),
+                _ => Routed::Moved,
+            })
+        })
+        .await
+    }
+
+    async fn get(&self, uid: &str) -> Result<Option<Account>> {
+        let key = Stream::User(uid).key();
+        self.routed(&key, |handle, bucket| async move {
+            let rows = handle
+                .shard
+                .query(
+                    "SELECT cb.state, a.password_hash, a.created_at_ms
+                       FROM courier_buckets cb
+                       LEFT JOIN courier_accounts a ON a.uid = $1
+                      WHERE cb.bucket = $2",
+                    &[&uid, &to_i32(bucket)],
+                )
+                .await?;
+            let Some(row) = rows.first() else {
+                return Ok(Routed::Moved);
+            };
+            let state: &str = row.try_get(0).map_err(pg_error)?;
+            if !matches!(state, "owned" | "fenced") {
+                return Ok(Routed::Moved);
+            }
+            let hash: Option<String> = row.try_get(1).map_err(pg_error)?;
+            Ok(Routed::Done(match hash {
+                Some(password_hash) => Some(Account {
+                    uid: uid.to_owned(),
+                    password_hash,
+                    created_at_ms: row.try_get(2).map_err(pg_error)?,
+                }),
+                None => None,
+            }))
+        })
+        .await
+    }
+}

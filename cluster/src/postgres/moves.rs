@@ -1,0 +1,497 @@
+//! Moving a bucket to another shard while pushes go on.
+//!
+//! 1. The target marks the bucket `incoming` (rows it may hold from an
+//!    earlier stay are purged first): it serves nothing of it yet.
+//! 2. Copy, twice, while the source keeps serving: every stream's messages
+//!    the target does not have yet, by `(stream, seq)`, so seqs are kept.
+//! 3. Fence the source: its row goes `fenced` under the bucket's advisory
+//!    lock taken exclusively, which waits for every write of the bucket in
+//!    flight there and refuses every later one (readers go on).
+//! 4. Copy what arrived since, then the stream rows (epoch, last seq,
+//!    acks), dedup keys and accounts; check both sides hold the same
+//!    streams, seqs and message counts.
+//! 5. The target marks the bucket `owned`; the routing table is switched
+//!    (compare-and-swap); writers waiting on the fence go to the target.
+//! 6. The source marks the bucket `gone` and deletes its rows in chunks.
+//!
+//! A failure before step 5 lifts the fence (the source serves the bucket
+//! again; the target's copy is purged by the next attempt). A move that
+//! died half-way is finished by asking for it again: every step is
+//! idempotent, and a fenced source is recognised and carried on from.
+
+use std::time::{Duration, Instant};
+
+use super::routing::BUCKETS;
+use super::shard::{first_value, pg_error, to_i32, Shard};
+use super::PgStore;
+use crate::store_admin::{MoveState, MoveStatus};
+use crate::{Error, Result};
+
+/// Messages copied per statement.
+const COPY_CHUNK: i64 = 1_000;
+/// Rows deleted per statement when the source cleans up.
+const DELETE_CHUNK: i64 = 5_000;
+
+impl PgStore {
+    /// Moves `bucket` to shard `to` (see the module docs); returns what it
+    /// did. Moving a bucket to where it already is does nothing.
+    pub async fn move_bucket(&self, bucket: u32, to: &str) -> Result<MoveStatus> {
+        if bucket >= BUCKETS {
+            return Err(Error::bad_url(
+                "bucket",
+                format!("bucket {bucket}: 0-{}", BUCKETS - 1),
+            ));
+        }
+        let target = self.handle(to)?.shard.clone();
+        let table = self
+            .routes
+            .table()
+            .ok_or_else(|| Error::unavailable("postgres", "no routing table"))?;
+        let from = table.shard_of(bucket).unwrap_or_default().to_owned();
+        let mut status = MoveStatus {
+            bucket,
+            from: from.clone(),
+            to: to.to_owned(),
+            state: MoveState::Copying,
+            messages: 0,
+            streams: 0,
+            fenced_ms: None,
+            error: None,
+        };
+        if from == to {
+            // Already there; finish a clean-up an earlier move left.
+            for (name, handle) in &self.shards {
+                if name != to && state_of(&handle.shard, bucket).await?.as_deref() == Some("fenced")
+                {
+                    clean_up(&handle.shard, bucket).await?;
+                }
+            }
+            status.state = MoveState::Done;
+            return Ok(status);
+        }
+        let source = self.handle(&from)?.shard.clone();
+        let index = {
+            let mut moves = self.moves.lock();
+            moves.push(status.clone());
+            moves.len() - 1
+        };
+        let result = self
+            .run_move(&source, &target, bucket, &mut status, index)
+            .await;
+        if let Err(e) = &result {
+            status.state = MoveState::Failed;
+            status.error = Some(e.to_string());
+            tracing::error!(bucket, from = %from, to, error = %e, "bucket move failed");
+        }
+        self.moves.lock()[index] = status.clone();
+        result.map(|()| status)
+    }
+
+    fn handle(&self, name: &str) -> Result<&std::sync::Arc<super::ShardHandle>> {
+        self.shards
+            .get(name)
+            .ok_or_else(|| Error::bad_url(name, format!("no shard named `{name}` is configured")))
+    }
+
+    fn publish(&self, index: usize, status: &MoveStatus) {
+        if let Some(slot) = self.moves.lock().get_mut(index) {
+            *slot = status.clone();
+        }
+    }
+
+    async fn run_move(
+        &self,
+        source: &Shard,
+        target: &Shard,
+        bucket: u32,
+        status: &mut MoveStatus,
+        index: usize,
+    ) -> Result<()> {
+        tracing::info!(bucket, from = %source.name, to = %target.name, "moving a bucket");
+        let resumed = state_of(source, bucket).await?.as_deref() == Some("fenced");
+        begin_incoming(target, bucket, resumed).await?;
+        if !resumed {
+            for _ in 0..2 {
+                status.messages += copy_messages(source, target, bucket).await?;
+                self.publish(index, status);
+            }
+        }
+        let fenced_at = Instant::now();
+        fence(source, bucket).await?;
+        status.state = MoveState::Fenced;
+        self.publish(index, status);
+        let finished = async {
+            status.messages += copy_messages(source, target, bucket).await?;
+            status.streams = copy_rest(source, target, bucket).await?;
+            verify(source, target, bucket).await?;
+            set_state(target, bucket, "owned", &["incoming"]).await?;
+            self.switch_route(bucket, &target.name).await
+        }
+        .await;
+        if let Err(e) = finished {
+            // Lift the fence: the source serves the bucket again.
+            if let Err(lift) = set_state(source, bucket, "owned", &["fenced"]).await {
+                tracing::error!(bucket, error = %lift, "cannot lift the fence; ask for the move again to finish it");
+            }
+            let _ = set_state(target, bucket, "gone", &["incoming", "owned"]).await;
+            return Err(e);
+        }
+        status.fenced_ms = Some(u64::try_from(fenced_at.elapsed().as_millis()).unwrap_or(u64::MAX));
+        status.state = MoveState::CleaningUp;
+        self.publish(index, status);
+        clean_up(source, bucket).await?;
+        status.state = MoveState::Done;
+        tracing::info!(
+            bucket,
+            from = %source.name,
+            to = %target.name,
+            messages = status.messages,
+            streams = status.streams,
+            fenced_ms = status.fenced_ms,
+            "bucket moved"
+        );
+        Ok(())
+    }
+
+    /// Routes `bucket` to `to`, retrying while other changes race.
+    async fn switch_route(&self, bucket: u32, to: &str) -> Result<()> {
+        for _ in 0..10 {
+            let table = self
+                .routes
+                .table()
+                .ok_or_else(|| Error::unavailable("postgres", "no routing table"))?;
+            if table.shard_of(bucket) == Some(to) {
+                return Ok(());
+            }
+            let next = table.with_route(bucket, to);
+            if self.routes.swap(&table, &next).await? {
+                // Wait for our own watch to see it, so the caller's next
+                // read of the table is the new one.
+                let _ = self
+                    .routes
+                    .newer_than(table.version, Duration::from_secs(5))
+                    .await;
+                return Ok(());
+            }
+            let _ = self
+                .routes
+                .newer_than(table.version, Duration::from_secs(1))
+                .await;
+        }
+        Err(Error::unavailable(
+            "etcd",
+            "the routing table kept changing",
+        ))
+    }
+}
+
+/// The bucket's state on `shard` (`None`: no row).
+async fn state_of(shard: &Shard, bucket: u32) -> Result<Option<String>> {
+    let rows = shard
+        .query(
+            "SELECT state FROM courier_buckets WHERE bucket = $1",
+            &[&to_i32(bucket)],
+        )
+        .await?;
+    rows.first()
+        .map(|r| r.try_get::<_, String>(0).map_err(pg_error))
+        .transpose()
+}
+
+/// Sets the bucket's state to `to` where it is one of `from`; returns
+/// whether a row changed.
+async fn set_state(shard: &Shard, bucket: u32, to: &str, from: &[&str]) -> Result<bool> {
+    let from: Vec<&str> = from.to_vec();
+    let n = shard
+        .execute(
+            "UPDATE courier_buckets SET state = $2, changed_at = now()
+              WHERE bucket = $1 AND state = ANY ($3)",
+            &[&to_i32(bucket), &to, &from],
+        )
+        .await?;
+    Ok(n > 0)
+}
+
+/// Marks the bucket incoming on the target. A fresh move first purges rows
+/// an earlier stay left behind; a resumed one keeps what it copied.
+async fn begin_incoming(target: &Shard, bucket: u32, resumed: bool) -> Result<()> {
+    match state_of(target, bucket).await?.as_deref() {
+        Some("owned") | Some("fenced") => {
+            return Err(Error::unavailable(
+                "postgres",
+                format!(
+                    "shard `{}` already serves bucket {bucket}, which the routing table sends elsewhere",
+                    target.name
+                ),
+            ))
+        }
+        Some("incoming") if resumed => return Ok(()),
+        _ => {}
+    }
+    delete_bucket_rows(target, bucket).await?;
+    target
+        .execute(
+            "INSERT INTO courier_buckets (bucket, state) VALUES ($1, 'incoming')
+             ON CONFLICT (bucket) DO UPDATE SET state = 'incoming', changed_at = now()",
+            &[&to_i32(bucket)],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Refuses every later write of the bucket on `source`, once the writes in
+/// flight there have committed.
+async fn fence(source: &Shard, bucket: u32) -> Result<()> {
+    let mut conn = source.primary().await?;
+    let b = to_i32(bucket);
+    let run = async {
+        let tx = conn.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock(1130, $1)", &[&b])
+            .await?;
+        tx.execute(
+            "UPDATE courier_buckets SET state = 'fenced', changed_at = now()
+              WHERE bucket = $1 AND state = 'owned'",
+            &[&b],
+        )
+        .await?;
+        tx.commit().await
+    };
+    let outcome = tokio::time::timeout(source.opts.statement_timeout, run).await;
+    source.settle(conn, outcome)?;
+    match state_of(source, bucket).await?.as_deref() {
+        Some("fenced") => Ok(()),
+        other => Err(Error::unavailable(
+            "postgres",
+            format!(
+                "bucket {bucket} on `{}` is {other:?}, not owned",
+                source.name
+            ),
+        )),
+    }
+}
+
+/// The streams of the bucket on `shard`.
+async fn streams_of(shard: &Shard, bucket: u32) -> Result<Vec<String>> {
+    let rows = shard
+        .query(
+            "SELECT stream FROM courier_streams WHERE bucket = $1 ORDER BY stream",
+            &[&to_i32(bucket)],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| r.try_get(0).map_err(pg_error))
+        .collect()
+}
+
+/// Copies every message of the bucket's streams that the target lacks;
+/// returns how many.
+async fn copy_messages(source: &Shard, target: &Shard, bucket: u32) -> Result<u64> {
+    let mut copied = 0;
+    for stream in streams_of(source, bucket).await? {
+        let rows = target
+            .query(
+                "SELECT coalesce(max(seq), 0)::int8 FROM courier_messages WHERE stream = $1",
+                &[&stream],
+            )
+            .await?;
+        let mut after: i64 = first_value(&rows)?;
+        loop {
+            let rows = source
+                .query(
+                    "SELECT seq, stored_at, body FROM courier_messages
+                      WHERE stream = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                    &[&stream, &after, &COPY_CHUNK],
+                )
+                .await?;
+            if rows.is_empty() {
+                break;
+            }
+            let mut seqs: Vec<i64> = Vec::with_capacity(rows.len());
+            let mut times: Vec<std::time::SystemTime> = Vec::with_capacity(rows.len());
+            let mut bodies: Vec<&[u8]> = Vec::with_capacity(rows.len());
+            for row in &rows {
+                seqs.push(row.try_get(0).map_err(pg_error)?);
+                times.push(row.try_get(1).map_err(pg_error)?);
+                bodies.push(row.try_get(2).map_err(pg_error)?);
+            }
+            target
+                .execute(
+                    "INSERT INTO courier_messages (stream, seq, stored_at, body)
+                     SELECT $1, s, t, b FROM unnest($2::int8[], $3::timestamptz[], $4::bytea[]) AS u(s, t, b)
+                     ON CONFLICT (stream, seq) DO NOTHING",
+                    &[&stream, &seqs, &times, &bodies],
+                )
+                .await?;
+            copied += rows.len() as u64;
+            after = seqs.last().copied().unwrap_or(after);
+            if (rows.len() as i64) < COPY_CHUNK {
+                break;
+            }
+        }
+    }
+    Ok(copied)
+}
+
+/// Copies the stream rows, live dedup keys and accounts of the bucket (the
+/// source is fenced, so they no longer change); returns the streams.
+async fn copy_rest(source: &Shard, target: &Shard, bucket: u32) -> Result<u64> {
+    let b = to_i32(bucket);
+    let streams = source
+        .query(
+            "SELECT stream, epoch, last_seq, ack_epoch, ack_seq FROM courier_streams WHERE bucket = $1",
+            &[&b],
+        )
+        .await?;
+    let column = |i: usize| -> Result<Vec<i64>> {
+        streams
+            .iter()
+            .map(|r| r.try_get(i).map_err(pg_error))
+            .collect()
+    };
+    let names: Vec<String> = streams
+        .iter()
+        .map(|r| r.try_get(0).map_err(pg_error))
+        .collect::<Result<_>>()?;
+    let (epochs, lasts, ack_epochs, ack_seqs) = (column(1)?, column(2)?, column(3)?, column(4)?);
+    target
+        .execute(
+            "INSERT INTO courier_streams (stream, bucket, epoch, last_seq, ack_epoch, ack_seq)
+             SELECT s, $2, e, l, ae, a FROM unnest($1::text[], $3::int8[], $4::int8[], $5::int8[], $6::int8[]) AS u(s, e, l, ae, a)
+             ON CONFLICT (stream) DO UPDATE SET bucket = EXCLUDED.bucket, epoch = EXCLUDED.epoch,
+                last_seq = EXCLUDED.last_seq, ack_epoch = EXCLUDED.ack_epoch, ack_seq = EXCLUDED.ack_seq",
+            &[&names, &b, &epochs, &lasts, &ack_epochs, &ack_seqs],
+        )
+        .await?;
+    let dedup = source
+        .query(
+            "SELECT d.stream, d.key, d.epoch, d.seq, d.expires_at FROM courier_dedup d
+               JOIN courier_streams s ON s.stream = d.stream
+              WHERE s.bucket = $1 AND d.expires_at > now()",
+            &[&b],
+        )
+        .await?;
+    for chunk in dedup.chunks(COPY_CHUNK as usize) {
+        let get = |i: usize| -> Result<Vec<String>> {
+            chunk
+                .iter()
+                .map(|r| r.try_get(i).map_err(pg_error))
+                .collect()
+        };
+        let (ds, dk) = (get(0)?, get(1)?);
+        let de: Vec<i64> = chunk
+            .iter()
+            .map(|r| r.try_get(2).map_err(pg_error))
+            .collect::<Result<_>>()?;
+        let dq: Vec<i64> = chunk
+            .iter()
+            .map(|r| r.try_get(3).map_err(pg_error))
+            .collect::<Result<_>>()?;
+        let dx: Vec<std::time::SystemTime> = chunk
+            .iter()
+            .map(|r| r.try_get(4).map_err(pg_error))
+            .collect::<Result<_>>()?;
+        target
+            .execute(
+                "INSERT INTO courier_dedup (stream, key, epoch, seq, expires_at)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::timestamptz[])
+                 ON CONFLICT (stream, key) DO UPDATE SET epoch = EXCLUDED.epoch, seq = EXCLUDED.seq,
+                    expires_at = EXCLUDED.expires_at",
+                &[&ds, &dk, &de, &dq, &dx],
+            )
+            .await?;
+    }
+    let accounts = source
+        .query(
+            "SELECT uid, password_hash, created_at_ms FROM courier_accounts WHERE bucket = $1",
+            &[&b],
+        )
+        .await?;
+    for chunk in accounts.chunks(COPY_CHUNK as usize) {
+        let uids: Vec<String> = chunk
+            .iter()
+            .map(|r| r.try_get(0).map_err(pg_error))
+            .collect::<Result<_>>()?;
+        let hashes: Vec<String> = chunk
+            .iter()
+            .map(|r| r.try_get(1).map_err(pg_error))
+            .collect::<Result<_>>()?;
+        let created: Vec<i64> = chunk
+            .iter()
+            .map(|r| r.try_get(2).map_err(pg_error))
+            .collect::<Result<_>>()?;
+        target
+            .execute(
+                "INSERT INTO courier_accounts (uid, bucket, password_hash, created_at_ms)
+                 SELECT u, $2, h, t FROM unnest($1::text[], $3::text[], $4::int8[]) AS x(u, h, t)
+                 ON CONFLICT (uid) DO NOTHING",
+                &[&uids, &b, &hashes, &created],
+            )
+            .await?;
+    }
+    Ok(names.len() as u64)
+}
+
+/// Per bucket: streams, the sum of their last seqs, messages and accounts.
+async fn fingerprint(shard: &Shard, bucket: u32) -> Result<(i64, i64, i64, i64)> {
+    let rows = shard
+        .query(
+            "SELECT (SELECT count(*) FROM courier_streams WHERE bucket = $1),
+                    (SELECT coalesce(sum(last_seq), 0)::int8 FROM courier_streams WHERE bucket = $1),
+                    (SELECT count(*) FROM courier_messages m JOIN courier_streams s ON s.stream = m.stream
+                      WHERE s.bucket = $1),
+                    (SELECT count(*) FROM courier_accounts WHERE bucket = $1)",
+            &[&to_i32(bucket)],
+        )
+        .await?;
+    let row = rows
+        .first()
+        .ok_or_else(|| Error::corrupt("postgres", "no row"))?;
+    let get = |i| row.try_get::<_, i64>(i).map_err(pg_error);
+    Ok((get(0)?, get(1)?, get(2)?, get(3)?))
+}
+
+/// Both shards hold the same streams, seqs, messages and accounts.
+async fn verify(source: &Shard, target: &Shard, bucket: u32) -> Result<()> {
+    let (a, b) = (
+        fingerprint(source, bucket).await?,
+        fingerprint(target, bucket).await?,
+    );
+    if a != b {
+        return Err(Error::corrupt(
+            "postgres",
+            format!("bucket {bucket} copy differs: source {a:?}, target {b:?} (streams, seq sum, messages, accounts)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Marks the bucket gone on `shard` and deletes its rows.
+async fn clean_up(shard: &Shard, bucket: u32) -> Result<()> {
+    set_state(shard, bucket, "gone", &["fenced", "owned"]).await?;
+    delete_bucket_rows(shard, bucket).await
+}
+
+/// Deletes every row of the bucket on `shard`, in chunks.
+async fn delete_bucket_rows(shard: &Shard, bucket: u32) -> Result<()> {
+    let b = to_i32(bucket);
+    for statement in [
+        "DELETE FROM courier_messages WHERE ctid = ANY (ARRAY(
+            SELECT m.ctid FROM courier_messages m JOIN courier_streams s ON s.stream = m.stream
+             WHERE s.bucket = $1 LIMIT $2))",
+        "DELETE FROM courier_dedup WHERE ctid = ANY (ARRAY(
+            SELECT d.ctid FROM courier_dedup d JOIN courier_streams s ON s.stream = d.stream
+             WHERE s.bucket = $1 LIMIT $2))",
+        "DELETE FROM courier_streams WHERE ctid = ANY (ARRAY(
+            SELECT ctid FROM courier_streams WHERE bucket = $1 LIMIT $2))",
+        "DELETE FROM courier_accounts WHERE ctid = ANY (ARRAY(
+            SELECT ctid FROM courier_accounts WHERE bucket = $1 LIMIT $2))",
+    ] {
+        loop {
+            let n = shard.execute(statement, &[&b, &DELETE_CHUNK]).await?;
+            if n < u64::try_from(DELETE_CHUNK).unwrap_or(u64::MAX) {
+                break;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,198 @@
+-- Courier's store of record, version 1: what one shard holds.
+--
+-- Every table is prefixed `courier_`, so the store can share a database.
+-- Logic applies this file at start (under an advisory lock, so concurrent
+-- starts do not race); every statement is idempotent.
+
+CREATE TABLE IF NOT EXISTS courier_schema (
+    version integer PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Which buckets this shard serves. Writes and reads of a stream check its
+-- bucket here in the same statement, so a logic holding an old routing
+-- table is refused ('moved') instead of writing where nobody reads:
+--   owned    this shard serves the bucket
+--   incoming a move is copying the bucket here; not served yet
+--   fenced   a move is finishing: reads are served, writes are refused
+--   gone     the bucket moved away; its rows are being (or were) deleted
+CREATE TABLE IF NOT EXISTS courier_buckets (
+    bucket integer PRIMARY KEY,
+    state text NOT NULL CHECK (state IN ('owned', 'incoming', 'fenced', 'gone')),
+    changed_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- One row per stream (`u:<uid>` inbox, `r:<room>` history): its epoch, the
+-- last seq assigned (the head row every append locks and bumps, so seqs
+-- are gap-free and commit in order) and the user's acknowledged position.
+CREATE TABLE IF NOT EXISTS courier_streams (
+    stream text PRIMARY KEY,
+    bucket integer NOT NULL,
+    epoch bigint NOT NULL,
+    last_seq bigint NOT NULL,
+    ack_epoch bigint NOT NULL DEFAULT 0,
+    ack_seq bigint NOT NULL DEFAULT 0
+) WITH (fillfactor = 70);
+CREATE INDEX IF NOT EXISTS courier_streams_bucket ON courier_streams (bucket);
+
+-- Every stored message: the encoded bytes logic wrote once, seq and epoch
+-- unset (they are stamped on as the message is read).
+CREATE TABLE IF NOT EXISTS courier_messages (
+    stream text NOT NULL,
+    seq bigint NOT NULL,
+    stored_at timestamptz NOT NULL,
+    body bytea NOT NULL,
+    PRIMARY KEY (stream, seq)
+);
+-- Retention deletes by age: rows are appended in time order, so a BRIN
+-- index finds old ones at a fraction of a B-tree's cost per insert.
+CREATE INDEX IF NOT EXISTS courier_messages_stored_at ON courier_messages USING brin (stored_at);
+
+-- Idempotency keys per stream, for their window.
+CREATE TABLE IF NOT EXISTS courier_dedup (
+    stream text NOT NULL,
+    key text NOT NULL,
+    epoch bigint NOT NULL,
+    seq bigint NOT NULL,
+    expires_at timestamptz NOT NULL,
+    PRIMARY KEY (stream, key)
+);
+CREATE INDEX IF NOT EXISTS courier_dedup_expires_at ON courier_dedup (expires_at);
+
+-- Accounts, in the bucket of their user's inbox.
+CREATE TABLE IF NOT EXISTS courier_accounts (
+    uid text PRIMARY KEY,
+    bucket integer NOT NULL,
+    password_hash text NOT NULL,
+    created_at_ms bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS courier_accounts_bucket ON courier_accounts (bucket);
+
+-- Each logic stamps the time here on the primary; a standby's replay lag
+-- is how far behind its copy of the newest stamp is.
+CREATE TABLE IF NOT EXISTS courier_heartbeat (
+    writer text PRIMARY KEY,
+    at timestamptz NOT NULL
+);
+
+-- The write path: a batch of appends and acks from one logic, in one
+-- transaction and one round trip (group commit).
+--
+-- Items are handled in stream order (array order within a stream), so two
+-- batches lock head rows in the same order and cannot deadlock. Each
+-- bucket touched is locked in share mode first: a bucket move's fence
+-- takes that lock exclusively, so once the fence is committed no write of
+-- the bucket can commit here. Items of a bucket this shard does not own
+-- come back as outcome 2 ('moved') and change nothing.
+--
+-- kinds: 0 append, 1 ack. For an append, epochs[i] is the epoch a new
+-- stream starts with; for an ack, the acked position is (epochs[i],
+-- seqs[i]). Outcomes: 0 done, 1 a repeat of the dedup key (nothing
+-- stored; the original position returned), 2 moved.
+CREATE OR REPLACE FUNCTION courier_write(
+    kinds smallint[],
+    streams text[],
+    buckets integer[],
+    bodies bytea[],
+    keys text[],
+    epochs bigint[],
+    seqs bigint[],
+    dedup_ttl_ms bigint
+) RETURNS TABLE (r_item integer, r_outcome smallint, r_epoch bigint, r_seq bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    b integer;
+    item integer;
+    unowned integer[];
+    e bigint;
+    s bigint;
+BEGIN
+    FOR b IN SELECT DISTINCT x FROM unnest(buckets) AS x ORDER BY x LOOP
+        PERFORM pg_advisory_xact_lock_shared(1130, b);
+    END LOOP;
+    SELECT coalesce(array_agg(u.x), '{}') INTO unowned
+      FROM (SELECT DISTINCT x FROM unnest(buckets) AS x) AS u
+     WHERE NOT EXISTS (SELECT 1 FROM courier_buckets cb WHERE cb.bucket = u.x AND cb.state = 'owned');
+    FOR item IN SELECT t.ord FROM unnest(streams) WITH ORDINALITY AS t(st, ord) ORDER BY t.st, t.ord LOOP
+        r_item := item;
+        IF buckets[item] = ANY (unowned) THEN
+            r_outcome := 2; r_epoch := 0; r_seq := 0;
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        IF kinds[item] = 1 THEN
+            UPDATE courier_streams cs
+               SET ack_epoch = epochs[item], ack_seq = least(seqs[item], cs.last_seq)
+             WHERE cs.stream = streams[item] AND cs.epoch = epochs[item]
+               AND (cs.ack_epoch <> epochs[item] OR cs.ack_seq < least(seqs[item], cs.last_seq));
+            r_outcome := 0; r_epoch := epochs[item]; r_seq := seqs[item];
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        IF keys[item] IS NOT NULL THEN
+            SELECT d.epoch, d.seq INTO e, s FROM courier_dedup d
+             WHERE d.stream = streams[item] AND d.key = keys[item] AND d.expires_at > now();
+            IF FOUND THEN
+                r_outcome := 1; r_epoch := e; r_seq := s;
+                RETURN NEXT;
+                CONTINUE;
+            END IF;
+        END IF;
+        INSERT INTO courier_streams AS cs (stream, bucket, epoch, last_seq)
+        VALUES (streams[item], buckets[item], epochs[item], 1)
+        ON CONFLICT (stream) DO UPDATE SET last_seq = cs.last_seq + 1
+        RETURNING cs.epoch, cs.last_seq INTO e, s;
+        INSERT INTO courier_messages (stream, seq, stored_at, body)
+        VALUES (streams[item], s, now(), bodies[item]);
+        IF keys[item] IS NOT NULL THEN
+            INSERT INTO courier_dedup AS d (stream, key, epoch, seq, expires_at)
+            VALUES (streams[item], keys[item], e, s, now() + dedup_ttl_ms * interval '1 millisecond')
+            ON CONFLICT (stream, key) DO UPDATE
+               SET epoch = EXCLUDED.epoch, seq = EXCLUDED.seq, expires_at = EXCLUDED.expires_at;
+        END IF;
+        r_outcome := 0; r_epoch := e; r_seq := s;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+-- A reader showed a seq this stream never recorded (the shard was restored
+-- from an old backup): the stream moves to a new epoch so every device is
+-- told. Returns 2 if the bucket is not owned here, else 0.
+CREATE OR REPLACE FUNCTION courier_new_epoch(
+    p_stream text, p_bucket integer, p_old_epoch bigint, p_seen_seq bigint, p_new_epoch bigint
+) RETURNS smallint
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(1130, p_bucket);
+    IF NOT EXISTS (SELECT 1 FROM courier_buckets WHERE bucket = p_bucket AND state = 'owned') THEN
+        RETURN 2;
+    END IF;
+    UPDATE courier_streams SET epoch = p_new_epoch
+     WHERE stream = p_stream AND epoch = p_old_epoch AND last_seq < p_seen_seq;
+    RETURN 0;
+END
+$$;
+
+-- Registers an account. Returns 2 if the bucket is not owned here, 1 if
+-- the uid is taken, 0 if created.
+CREATE OR REPLACE FUNCTION courier_create_account(
+    p_uid text, p_bucket integer, p_hash text, p_created_at_ms bigint
+) RETURNS smallint
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(1130, p_bucket);
+    IF NOT EXISTS (SELECT 1 FROM courier_buckets WHERE bucket = p_bucket AND state = 'owned') THEN
+        RETURN 2;
+    END IF;
+    INSERT INTO courier_accounts (uid, bucket, password_hash, created_at_ms)
+    VALUES (p_uid, p_bucket, p_hash, p_created_at_ms)
+    ON CONFLICT (uid) DO NOTHING;
+    IF FOUND THEN
+        RETURN 0;
+    END IF;
+    RETURN 1;
+END
+$$;
+
+INSERT INTO courier_schema (version) VALUES (1) ON CONFLICT DO NOTHING;

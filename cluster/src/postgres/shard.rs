@@ -1,0 +1,537 @@
+//! One shard: a PostgreSQL replication group (a primary and its standbys)
+//! named by one multi-host URL.
+//!
+//! Writes, seq assignment, dedup and every head read go to the primary: a
+//! pool over the whole host list with `target_session_attrs=read-write`, so
+//! after a failover (done by the group's manager, never by Courier) new
+//! connections find the new primary by themselves, and a connection that
+//! failed is dropped rather than reused. History pages go to a standby
+//! whose replay lag is under the bound ([`super::nodes`]), else to the
+//! primary.
+//!
+//! Every query names the stream's bucket and checks, in the same
+//! statement, that this shard serves it (`courier_buckets`), so a logic
+//! acting on a stale routing table learns it (`Routed::Moved`) instead of
+//! reading or writing where no one else does.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::config::{Host, TargetSessionAttrs};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Config, NoTls, Row};
+
+use super::nodes::ReadNodes;
+use super::StoreOptions;
+use crate::{Error, Result};
+
+/// How long a new connection may take, per host tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A result that may have found the bucket served elsewhere.
+#[derive(Debug)]
+pub(crate) enum Routed<T> {
+    Done(T),
+    /// This shard does not serve the bucket (any more, or yet).
+    Moved,
+}
+
+/// A stream's row, as the primary has it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct HeadRow {
+    /// Whether the stream exists.
+    pub(crate) exists: bool,
+    pub(crate) epoch: u64,
+    pub(crate) last_seq: u64,
+    /// The oldest seq held (0: none).
+    pub(crate) first_seq: u64,
+    pub(crate) ack_epoch: u64,
+    pub(crate) ack_seq: u64,
+}
+
+/// One shard. See the module docs.
+pub(crate) struct Shard {
+    pub(crate) name: String,
+    primary: Pool,
+    pub(crate) nodes: ReadNodes,
+    pub(crate) opts: StoreOptions,
+}
+
+impl std::fmt::Debug for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shard")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A database error as the store reports it: a backend that is down or
+/// refused (retry later).
+pub(crate) fn pg_error(e: impl std::fmt::Display) -> Error {
+    Error::unavailable("postgres", e)
+}
+
+/// Runs `f` under the shard's statement bound.
+pub(crate) async fn bounded<T>(
+    limit: Duration,
+    f: impl std::future::Future<Output = std::result::Result<T, tokio_postgres::Error>>,
+) -> Result<T> {
+    match tokio::time::timeout(limit, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(pg_error(e)),
+        Err(_) => Err(pg_error(format!("no answer within {limit:?}"))),
+    }
+}
+
+/// A pool of connections made with `config`.
+fn pool(config: Config, size: usize, wait: Duration) -> Result<Pool> {
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size.max(1))
+        .wait_timeout(Some(wait))
+        .create_timeout(Some(wait))
+        .recycle_timeout(Some(wait))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|e| Error::Unavailable {
+            backend: "postgres",
+            message: e.to_string(),
+        })
+}
+
+/// `url` parsed, or a bad-URL error that does not echo a password.
+pub(crate) fn parse_url(url: &str) -> Result<Config> {
+    let config: Config = url
+        .parse()
+        .map_err(|e: tokio_postgres::Error| Error::bad_url(&redacted(url), e.to_string()))?;
+    if config.get_hosts().is_empty() {
+        return Err(Error::bad_url(&redacted(url), "no host"));
+    }
+    Ok(config)
+}
+
+/// The URL without its password, for messages and logs.
+pub(crate) fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The config of one host of `config`: the same user, database and
+/// options, that host alone, any session (a standby is what we want).
+fn single_host(config: &Config, i: usize) -> Config {
+    let mut one = Config::new();
+    if let Some(user) = config.get_user() {
+        one.user(user);
+    }
+    if let Some(password) = config.get_password() {
+        one.password(password);
+    }
+    if let Some(db) = config.get_dbname() {
+        one.dbname(db);
+    }
+    if let Some(options) = config.get_options() {
+        one.options(options);
+    }
+    one.application_name(config.get_application_name().unwrap_or("courier"));
+    match &config.get_hosts()[i] {
+        Host::Tcp(host) => one.host(host),
+        #[cfg(unix)]
+        Host::Unix(path) => one.host_path(path),
+    };
+    let ports = config.get_ports();
+    let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+    one.port(port);
+    one.connect_timeout(CONNECT_TIMEOUT);
+    one
+}
+
+/// A readable name of host `i` of `config`.
+fn host_name(config: &Config, i: usize) -> String {
+    let host = match &config.get_hosts()[i] {
+        Host::Tcp(h) => h.clone(),
+        #[cfg(unix)]
+        Host::Unix(p) => p.display().to_string(),
+    };
+    let ports = config.get_ports();
+    let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+    format!("{host}:{port}")
+}
+
+impl Shard {
+    /// The shard named `name` at `url` (no connection is made yet).
+    pub(crate) fn new(name: &str, url: &str, opts: StoreOptions) -> Result<Arc<Self>> {
+        let config = parse_url(url)?;
+        let mut write = config.clone();
+        write
+            .target_session_attrs(TargetSessionAttrs::ReadWrite)
+            .connect_timeout(CONNECT_TIMEOUT);
+        if write.get_application_name().is_none() {
+            write.application_name("courier");
+        }
+        let primary = pool(write, opts.pool_size, opts.statement_timeout)?;
+        let mut nodes = Vec::new();
+        for i in 0..config.get_hosts().len() {
+            let pool = pool(
+                single_host(&config, i),
+                opts.read_pool_size,
+                opts.statement_timeout,
+            )?;
+            nodes.push((host_name(&config, i), pool));
+        }
+        Ok(Arc::new(Self {
+            name: name.to_owned(),
+            primary,
+            nodes: ReadNodes::new(name, nodes),
+            opts,
+        }))
+    }
+
+    /// A connection to the primary.
+    pub(crate) async fn primary(&self) -> Result<Object> {
+        self.primary.get().await.map_err(pg_error)
+    }
+
+    /// The pool reads go to: a standby within the lag bound, else the
+    /// primary.
+    fn reader(&self) -> &Pool {
+        self.nodes.pick().unwrap_or(&self.primary)
+    }
+
+    /// Drops `conn` from its pool when `error` says the connection itself
+    /// is unusable (closed, or a primary that became a standby), so the
+    /// next one is made afresh and finds the current primary.
+    pub(crate) fn discard_if_broken(conn: Object, error: &tokio_postgres::Error) {
+        let read_only = error
+            .code()
+            .is_some_and(|c| *c == tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION);
+        if error.as_db_error().is_none() || read_only || conn.is_closed() {
+            drop(Object::take(conn));
+        }
+    }
+
+    /// Runs `sql` on the primary: its rows.
+    pub(crate) async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>> {
+        let conn = self.primary().await?;
+        let run = async {
+            let statement = conn.prepare_cached(sql).await?;
+            conn.query(&statement, params).await
+        };
+        let outcome = tokio::time::timeout(self.opts.statement_timeout, run).await;
+        self.settle(conn, outcome)
+    }
+
+    /// Runs `sql` on the primary: the rows it changed.
+    pub(crate) async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        let conn = self.primary().await?;
+        let run = async {
+            let statement = conn.prepare_cached(sql).await?;
+            conn.execute(&statement, params).await
+        };
+        let outcome = tokio::time::timeout(self.opts.statement_timeout, run).await;
+        self.settle(conn, outcome)
+    }
+
+    /// The result of work done on `conn` under the statement bound: the
+    /// value, or the error, with a broken (or timed out) connection dropped
+    /// from the pool.
+    pub(crate) fn settle<T>(
+        &self,
+        conn: Object,
+        outcome: std::result::Result<
+            std::result::Result<T, tokio_postgres::Error>,
+            tokio::time::error::Elapsed,
+        >,
+    ) -> Result<T> {
+        match outcome {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                let error = pg_error(&e);
+                Self::discard_if_broken(conn, &e);
+                Err(error)
+            }
+            Err(_) => {
+                drop(Object::take(conn));
+                Err(pg_error(format!(
+                    "no answer within {:?}",
+                    self.opts.statement_timeout
+                )))
+            }
+        }
+    }
+
+    /// The stream's head, from the primary.
+    pub(crate) async fn head(&self, stream: &str, bucket: u32) -> Result<Routed<HeadRow>> {
+        let rows = self.query(HEAD, &[&stream, &to_i32(bucket)]).await?;
+        let Some(row) = rows.first() else {
+            return Ok(Routed::Moved);
+        };
+        let state: &str = row.try_get(0).map_err(pg_error)?;
+        if !serves_reads(state) {
+            return Ok(Routed::Moved);
+        }
+        let epoch: Option<i64> = row.try_get(1).map_err(pg_error)?;
+        let Some(epoch) = epoch else {
+            return Ok(Routed::Done(HeadRow::default()));
+        };
+        Ok(Routed::Done(HeadRow {
+            exists: true,
+            epoch: to_u64(epoch),
+            last_seq: to_u64(row.try_get(2).map_err(pg_error)?),
+            ack_epoch: to_u64(row.try_get(3).map_err(pg_error)?),
+            ack_seq: to_u64(row.try_get(4).map_err(pg_error)?),
+            first_seq: to_u64(
+                row.try_get::<_, Option<i64>>(5)
+                    .map_err(pg_error)?
+                    .unwrap_or(0),
+            ),
+        }))
+    }
+
+    /// Heads of several streams of this shard (`streams` and `buckets`
+    /// pairwise), from the primary; `None` for a stream whose bucket this
+    /// shard does not serve.
+    pub(crate) async fn heads(
+        &self,
+        streams: &[String],
+        buckets: &[u32],
+    ) -> Result<Vec<Option<HeadRow>>> {
+        let buckets: Vec<i32> = buckets.iter().map(|b| to_i32(*b)).collect();
+        let rows = self.query(HEADS, &[&streams, &buckets]).await?;
+        let mut heads = vec![None; streams.len()];
+        for row in rows {
+            let i: i64 = row.try_get(0).map_err(pg_error)?;
+            let Some(slot) = usize::try_from(i - 1).ok().and_then(|i| heads.get_mut(i)) else {
+                continue;
+            };
+            let served: bool = row.try_get(1).map_err(pg_error)?;
+            if !served {
+                continue;
+            }
+            let epoch: Option<i64> = row.try_get(2).map_err(pg_error)?;
+            *slot = Some(match epoch {
+                None => HeadRow::default(),
+                Some(epoch) => HeadRow {
+                    exists: true,
+                    epoch: to_u64(epoch),
+                    last_seq: to_u64(row.try_get(3).map_err(pg_error)?),
+                    first_seq: to_u64(
+                        row.try_get::<_, Option<i64>>(4)
+                            .map_err(pg_error)?
+                            .unwrap_or(0),
+                    ),
+                    ack_epoch: 0,
+                    ack_seq: 0,
+                },
+            });
+        }
+        Ok(heads)
+    }
+
+    /// Messages of `stream` with `after < seq < before`: the oldest `limit`
+    /// of them, or with `newest_first` the newest, in that order. From a
+    /// standby within the lag bound when `from_standby`, else the primary.
+    pub(crate) async fn messages(
+        &self,
+        stream: &str,
+        bucket: u32,
+        (after, before): (u64, u64),
+        limit: usize,
+        newest_first: bool,
+        from_standby: bool,
+    ) -> Result<Routed<Vec<(u64, Bytes)>>> {
+        let pool = if from_standby {
+            self.reader()
+        } else {
+            &self.primary
+        };
+        let conn = pool.get().await.map_err(pg_error)?;
+        let query = if newest_first { NEWEST } else { OLDEST };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let run = async {
+            let statement = conn.prepare_cached(query).await?;
+            conn.query(
+                &statement,
+                &[
+                    &stream,
+                    &to_i64(after),
+                    &to_i64(before),
+                    &limit,
+                    &to_i32(bucket),
+                ],
+            )
+            .await
+        };
+        let outcome = tokio::time::timeout(self.opts.statement_timeout, run).await;
+        let rows = self.settle(conn, outcome)?;
+        let Some(first) = rows.first() else {
+            return Ok(Routed::Moved);
+        };
+        let state: &str = first.try_get(0).map_err(pg_error)?;
+        if !serves_reads(state) {
+            return Ok(Routed::Moved);
+        }
+        let mut messages = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let seq: Option<i64> = row.try_get(1).map_err(pg_error)?;
+            let Some(seq) = seq else { continue };
+            let body: &[u8] = row.try_get(2).map_err(pg_error)?;
+            messages.push((to_u64(seq), Bytes::copy_from_slice(body)));
+        }
+        Ok(Routed::Done(messages))
+    }
+
+    /// Moves `stream` to `new_epoch` if it is still in `old_epoch` below
+    /// `seen_seq` (a reader proved the store lost writes).
+    pub(crate) async fn new_epoch(
+        &self,
+        stream: &str,
+        bucket: u32,
+        old_epoch: u64,
+        seen_seq: u64,
+        new_epoch: u64,
+    ) -> Result<Routed<()>> {
+        let rows = self
+            .query(
+                "SELECT courier_new_epoch($1, $2, $3, $4, $5)",
+                &[
+                    &stream,
+                    &to_i32(bucket),
+                    &to_i64(old_epoch),
+                    &to_i64(seen_seq),
+                    &to_i64(new_epoch),
+                ],
+            )
+            .await?;
+        let outcome: i16 = first_value(&rows)?;
+        Ok(if outcome == 2 {
+            Routed::Moved
+        } else {
+            Routed::Done(())
+        })
+    }
+}
+
+/// The first column of the first row.
+pub(crate) fn first_value<T: for<'a> tokio_postgres::types::FromSql<'a>>(
+    rows: &[Row],
+) -> Result<T> {
+    rows.first()
+        .ok_or_else(|| Error::corrupt("postgres", "no row"))?
+        .try_get(0)
+        .map_err(pg_error)
+}
+
+/// Whether a bucket in `state` may be read here.
+fn serves_reads(state: &str) -> bool {
+    matches!(state, "owned" | "fenced")
+}
+
+/// The state of the bucket and the stream's head, in one snapshot.
+const HEAD: &str = "
+SELECT cb.state, cs.epoch, cs.last_seq, cs.ack_epoch, cs.ack_seq,
+       (SELECT m.seq FROM courier_messages m WHERE m.stream = $1 ORDER BY m.seq LIMIT 1)
+  FROM courier_buckets cb
+  LEFT JOIN courier_streams cs ON cs.stream = $1
+ WHERE cb.bucket = $2";
+
+/// Heads of several streams: `(ordinal, bucket served, epoch, last, first)`.
+const HEADS: &str = "
+SELECT t.ord,
+       EXISTS (SELECT 1 FROM courier_buckets cb WHERE cb.bucket = t.bucket AND cb.state IN ('owned', 'fenced')),
+       cs.epoch, cs.last_seq,
+       (SELECT m.seq FROM courier_messages m WHERE m.stream = t.stream ORDER BY m.seq LIMIT 1)
+  FROM unnest($1::text[], $2::int4[]) WITH ORDINALITY AS t(stream, bucket, ord)
+  LEFT JOIN courier_streams cs ON cs.stream = t.stream";
+
+/// The bucket's state, then the oldest messages in a seq range (one row of
+/// nulls when there are none; no row when the bucket is unknown here).
+const OLDEST: &str = "
+SELECT cb.state, m.seq, m.body
+  FROM courier_buckets cb
+  LEFT JOIN LATERAL (
+      SELECT seq, body FROM courier_messages
+       WHERE stream = $1 AND seq > $2 AND seq < $3
+       ORDER BY seq LIMIT $4
+  ) m ON cb.state IN ('owned', 'fenced')
+ WHERE cb.bucket = $5
+ ORDER BY m.seq";
+
+/// As [`OLDEST`], the newest messages of the range, newest first.
+const NEWEST: &str = "
+SELECT cb.state, m.seq, m.body
+  FROM courier_buckets cb
+  LEFT JOIN LATERAL (
+      SELECT seq, body FROM courier_messages
+       WHERE stream = $1 AND seq > $2 AND seq < $3
+       ORDER BY seq DESC LIMIT $4
+  ) m ON cb.state IN ('owned', 'fenced')
+ WHERE cb.bucket = $5
+ ORDER BY m.seq DESC";
+
+/// A stored `bigint` read back as the unsigned value it was written from.
+pub(crate) fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// An unsigned value as a `bigint` (seqs and epochs stay far below 2^63).
+pub(crate) fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A bucket as an `integer`.
+pub(crate) fn to_i32(v: u32) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redacted("postgres://courier:s3cret@h1:5432,h2:5433/courier"),
+            "postgres://courier:***@h1:5432,h2:5433/courier"
+        );
+        assert_eq!(
+            redacted("postgres://courier@h1/db"),
+            "postgres://courier@h1/db"
+        );
+        assert!(parse_url("postgres://u:pw@/db")
+            .err()
+            .is_some_and(|e| !e.to_string().contains("pw")));
+    }
+
+    #[test]
+    fn a_multi_host_url_gives_one_reader_per_host() {
+        let config = parse_url("postgres://courier@127.0.0.1:5432,127.0.0.1:5433/courier").ok();
+        let Some(config) = config else {
+            panic!("the URL parses");
+        };
+        assert_eq!(config.get_hosts().len(), 2);
+        let second = single_host(&config, 1);
+        assert_eq!(second.get_ports(), &[5433]);
+        assert_eq!(second.get_dbname(), Some("courier"));
+        assert_eq!(host_name(&config, 1), "127.0.0.1:5433");
+    }
+}

@@ -1,0 +1,62 @@
+//! PostgreSQL stores for the contract suites: a real server per test
+//! (the test kit's, on a free port in a temp dir), with one shard, or two
+//! shards in two databases of it (so routing is exercised), the routing
+//! table in memory discovery.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use courier_cluster::discovery::memory::MemoryDiscovery;
+use courier_cluster::inbox::InboxOptions;
+use courier_cluster::postgres::{PgStore, StoreOptions};
+use courier_testkit::postgres::PostgresServer;
+
+/// The options the suites run with: `inbox` as given, sweeps only when a
+/// test asks (`expire_now`).
+pub fn options(inbox: InboxOptions) -> StoreOptions {
+    StoreOptions {
+        inbox,
+        retention_interval: std::time::Duration::from_secs(3600),
+        ..StoreOptions::default()
+    }
+}
+
+/// A store of one shard, `main`.
+pub async fn single(inbox: InboxOptions) -> (PostgresServer, Arc<PgStore>) {
+    let server = PostgresServer::start().await.unwrap();
+    let shards = BTreeMap::from([("main".to_owned(), server.url())]);
+    let store = PgStore::connect(
+        &shards,
+        Arc::new(MemoryDiscovery::default()),
+        options(inbox),
+        "test",
+    )
+    .await
+    .unwrap();
+    (server, store)
+}
+
+/// A store of two shards, `a` (the server's `courier` database) and `b` (a
+/// second database), half the buckets each.
+pub async fn sharded(inbox: InboxOptions) -> (PostgresServer, Arc<PgStore>) {
+    let server = PostgresServer::start().await.unwrap();
+    let admin = courier_testkit::postgres::connect(&server.url())
+        .await
+        .unwrap();
+    admin
+        .batch_execute("CREATE DATABASE courier_b")
+        .await
+        .unwrap();
+    let second = server.url().replace("/courier", "/courier_b");
+    let shards = BTreeMap::from([("a".to_owned(), server.url()), ("b".to_owned(), second)]);
+    let store = PgStore::connect(
+        &shards,
+        Arc::new(MemoryDiscovery::default()),
+        options(inbox),
+        "test",
+    )
+    .await
+    .unwrap();
+    (server, store)
+}
