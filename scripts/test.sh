@@ -31,27 +31,32 @@ if [ "${#missing[@]}" -gt 0 ]; then
   "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# 2. The Kafka-compatible broker (tansu): a ~15 minute build the first time.
+# 2. PostgreSQL 15 and Patroni (the store of record's tests start real
+#    servers and Patroni-managed replication groups): scripts/install-patroni.sh
+#    installs what is missing and does nothing when all is there.
+scripts/install-patroni.sh
+
+# 3. The Kafka-compatible broker (tansu): a ~15 minute build the first time.
 export PATH="$HOME/.cargo/bin:$PATH"
 if ! command -v tansu >/dev/null; then
   log "installing tansu (Kafka-compatible broker; takes a while the first time)"
   cargo install tansu --locked --features dynostore
 fi
 
-# 3. The browser test's driver, from its lockfile.
+# 4. The browser test's driver, from its lockfile.
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
   log "installing playwright-core (npm ci)"
   npm ci --prefix tests/browser --no-audit --no-fund
 fi
 
-# 4. The test runner: nextest runs each test in its own process with a
+# 5. The test runner: nextest runs each test in its own process with a
 #    timeout, and the heavy cluster tests alone (.config/nextest.toml).
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest"
   cargo install cargo-nextest --locked
 fi
 
-# 5. Every test. A clean run gains nothing from incremental compilation, and
+# 6. Every test. A clean run gains nothing from incremental compilation, and
 #    its files double the size of target/ (set CARGO_INCREMENTAL=1 to keep it).
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 log "running tests with cargo nextest"
@@ -59,7 +64,7 @@ cargo nextest run --workspace --all-targets "$@"
 # nextest does not run doctests.
 cargo test --workspace --doc "$@"
 
-# 6. The HTTP API against its OpenAPI document (schemathesis, from PyPI,
+# 7. The HTTP API against its OpenAPI document (schemathesis, from PyPI,
 #    against a live `courier up`), then fuzzing, bounded: every target of
 #    fuzz/ from its seeds, for FUZZ_SECONDS each (scripts/fuzz.sh). Only on
 #    a full run.

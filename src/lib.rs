@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod store_cli;
 pub mod system;
 pub mod telemetry;
 

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use courier::config::CourierConfig;
 use courier::system::{bind_comet, bind_job, bind_logic};
 use courier::{telemetry, System};
-use courier_cluster::Backends;
+use courier_cluster::{backends, Backends};
 use courier_runtime::shutdown::{self, CancellationToken};
 
 #[derive(Parser)]
@@ -57,6 +57,9 @@ enum Command {
     /// Load generators.
     #[command(subcommand)]
     Bench(Bench),
+    /// Operate the store of record: shards, nodes, bucket moves.
+    #[command(subcommand)]
+    Store(courier::store_cli::StoreCommand),
 }
 
 #[derive(Subcommand)]
@@ -129,8 +132,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Comet { common } => {
             let config = load(&common)?;
-            let backends = Backends::connect(&config.cluster).await?;
-            let comet = bind_comet(config.comet, &backends).await?;
+            // A comet talks to discovery only: no session store, queue or
+            // database connection.
+            let discovery = backends::connect_discovery(&config.cluster).await?;
+            let comet = bind_comet(config.comet, discovery).await?;
             let ws = comet
                 .ws_addr()
                 .map(|a| format!(" ws {a}"))
@@ -158,9 +163,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Job { common } => {
             let config = load(&common)?;
-            let backends = Backends::connect(&config.cluster).await?;
+            let queue = backends::connect_queue(&config.cluster).await?;
+            let discovery = backends::connect_discovery(&config.cluster).await?;
             let group = config.job.group.clone();
-            let job = bind_job(config.job, &backends).await?;
+            let job = bind_job(config.job, queue, discovery).await?;
             println!(
                 "job {} group {}{}",
                 job.id(),
@@ -175,6 +181,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(Bench::Fanout(args)) => courier::bench::fanout(args).await?,
         Command::Bench(Bench::Peer(args)) => courier::bench::peer(args).await?,
         Command::Bench(Bench::Push(args)) => courier::bench::push(args).await?,
+        Command::Store(command) => courier::store_cli::run(command).await?,
     }
     Ok(())
 }
@@ -196,10 +203,16 @@ fn this_binary() -> String {
 fn print_banner(system: &System) {
     let http = system.logic_url();
     let bin = this_binary();
-    println!(
-        "Courier is up (embedded backends: {}).",
-        system.config.cluster.sessions
-    );
+    let cluster = &system.config.cluster;
+    let shards = cluster.store_shards().map(|s| s.len()).unwrap_or_default();
+    if shards == 0 && cluster.sessions == "memory://" {
+        println!("Courier is up (embedded backends: memory://).");
+    } else {
+        println!(
+            "Courier is up (store of record: {shards} PostgreSQL shard(s); sessions: {}).",
+            cluster.sessions
+        );
+    }
     println!("  logic  HTTP {http}/api/v1   gRPC {}", system.logic_grpc);
     println!("  logic  admin {http}/metrics  /healthz  /readyz");
     for c in &system.comets {

@@ -12,9 +12,10 @@
 //! process (comet 3101/3109/3103 -> 3201/3209/3203, job admin 3121 -> 3221).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
-use courier_cluster::Backends;
+use courier_cluster::{Backends, Discovery, Queue};
 use courier_comet::{Comet, CometConfig, CometDeps, CometError};
 use courier_job::{Job, JobConfig, JobDeps, JobError};
 use courier_logic::{Logic, LogicConfig, LogicError};
@@ -88,7 +89,7 @@ impl System {
         let mut comet_infos = Vec::new();
         let mut comet_tasks = Vec::new();
         for n in 0..comets.max(1) {
-            let comet = bind_comet(nth_comet(&config.comet, n)?, &backends)
+            let comet = bind_comet(nth_comet(&config.comet, n)?, backends.discovery.clone())
                 .await
                 .with_context(|| format!("starting comet {n}"))?;
             comet_infos.push(CometInfo {
@@ -169,21 +170,23 @@ pub async fn bind_logic(config: LogicConfig, backends: &Backends) -> Result<Logi
     Logic::bind(config, backends.clone()).await
 }
 
-/// Binds a comet on `backends`: what `courier comet` and [`System`] both run.
-pub async fn bind_comet(config: CometConfig, backends: &Backends) -> Result<Comet, CometError> {
-    let deps = CometDeps {
-        discovery: backends.discovery.clone(),
-    };
-    Comet::bind(config, deps).await
+/// Binds a comet on `discovery`, the one backend it uses: what `courier
+/// comet` and [`System`] both run.
+pub async fn bind_comet(
+    config: CometConfig,
+    discovery: Arc<dyn Discovery>,
+) -> Result<Comet, CometError> {
+    Comet::bind(config, CometDeps { discovery }).await
 }
 
-/// Binds a job on `backends`: what `courier job` and [`System`] both run.
-pub async fn bind_job(config: JobConfig, backends: &Backends) -> Result<Job, JobError> {
-    let deps = JobDeps {
-        queue: backends.queue.clone(),
-        discovery: backends.discovery.clone(),
-    };
-    Job::bind(config, deps).await
+/// Binds a job on `queue` and `discovery`: what `courier job` and
+/// [`System`] both run.
+pub async fn bind_job(
+    config: JobConfig,
+    queue: Arc<dyn Queue>,
+    discovery: Arc<dyn Discovery>,
+) -> Result<Job, JobError> {
+    Job::bind(config, JobDeps { queue, discovery }).await
 }
 
 async fn start_job(
@@ -193,9 +196,13 @@ async fn start_job(
 ) -> anyhow::Result<(JobInfo, (CancellationToken, JoinHandle<()>))> {
     let mut job_config = config.job.clone();
     job_config.admin_addr = job_config.admin_addr.map(|a| shifted(a, n)).transpose()?;
-    let job = bind_job(job_config, backends)
-        .await
-        .with_context(|| format!("starting job {n}"))?;
+    let job = bind_job(
+        job_config,
+        backends.queue.clone(),
+        backends.discovery.clone(),
+    )
+    .await
+    .with_context(|| format!("starting job {n}"))?;
     let info = JobInfo {
         id: job.id().to_owned(),
         admin: job.admin_addr(),

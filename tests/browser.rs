@@ -1,8 +1,11 @@
 //! The web chat in a real browser: Debian's `chromium` driven by
 //! `playwright-core` (tests/browser/chat.mjs) against a real cluster
-//! (Redis, etcd, the broker, logic, two comets, two jobs). Two pages chat
-//! in a room and privately, a backend push reaches both, and one page
-//! survives a restart of its comet and shows what it missed.
+//! (see `support::cluster`). Two pages chat in a room and privately, a
+//! backend push reaches both, and one page survives a restart of its comet
+//! and shows what it missed. Then a room of 120 messages is read back by
+//! scrolling up, to its first message, and a page told a room's head
+//! unasked (a `HeartbeatReply` with `rooms`, injected by a WebSocket route)
+//! reads the message that never reached it.
 //!
 //! Needs `chromium` and `npm ci --prefix tests/browser` (scripts/test.sh
 //! does both); fails, never skips, without them. `COURIER_SCREENSHOTS=dir`

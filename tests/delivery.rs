@@ -356,7 +356,7 @@ async fn a_member_back_in_a_room_recovers_what_it_missed() {
     assert_eq!(body["messages"].as_array().unwrap().len(), 2);
     let (reader, _) = device_in(&system, "bob", &["r"]).await;
     let recent = reader.history(Some("r"), 3).await.unwrap();
-    let recent: Vec<String> = recent.iter().map(text).collect();
+    let recent: Vec<String> = recent.messages.iter().map(text).collect();
     assert_eq!(recent, ["\"r4\"", "\"r5\"", "\"r6\""]);
     system.stop().await;
 }

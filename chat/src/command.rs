@@ -25,8 +25,9 @@ pub enum Line {
     Leave(Option<String>),
     /// `:rooms`.
     Rooms,
-    /// `:history [n]`: the last `n` messages of the current room;
-    /// `:inbox [n]`: of your private messages and pushes.
+    /// `:history [n]`: the last `n` messages of the current room, then,
+    /// typed again, the `n` before those; `:inbox [n]`: the same through
+    /// your private messages and pushes.
     History {
         /// How many (default 20).
         count: u32,
@@ -136,8 +137,9 @@ pub const HELP: &[&str] = &[
     ":join room        join a room and make it current",
     ":leave [room]     leave a room (default: the current one)",
     ":rooms            list joined rooms (* = current)",
-    ":history [n]      the last n messages of the current room (default 20)",
-    ":inbox [n]        the last n of your private messages and pushes",
+    ":history [n]      the last n messages of the current room (default 20);",
+    "                  again: the n before those, back to the start",
+    ":inbox [n]        the same for your private messages and pushes",
     ":who              how many are in the current room",
     ":online user...   which of these users are online",
     ":help             this help",

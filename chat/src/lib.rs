@@ -15,6 +15,7 @@ pub mod command;
 pub mod render;
 mod terminal;
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
 
 use anyhow::{bail, Context};
@@ -24,7 +25,7 @@ use tokio::sync::{mpsc, watch};
 
 use self::command::{parse_line, Line, HELP};
 use self::render::{event_line, message_line, online_line, rooms_line, status};
-use courier_client::{register_with, Client, ClientConfig, ClientError, Event};
+use courier_client::{register_with, Client, ClientConfig, ClientError, Event, Position};
 
 /// Arguments of `courier chat`.
 #[derive(Debug, Clone, clap::Args)]
@@ -96,13 +97,7 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     } else {
         (stdin_lines(), None, spawn_printer(output))
     };
-    let mut chat = Chat {
-        client: client.clone(),
-        username: args.user,
-        current: args.room,
-        first_connect: true,
-        out,
-    };
+    let mut chat = Chat::new(client.clone(), args.user, args.room, out);
     let result = chat.run(events, lines, prompts).await;
     client.close().await;
     drop(chat); // the last sender of the output channel: the printer drains and stops
@@ -126,9 +121,25 @@ struct Chat {
     current: String,
     first_connect: bool,
     out: mpsc::Sender<String>,
+    /// Where the next `:history` (`:inbox`) of a stream (a room, `None` the
+    /// inbox) starts: below the oldest message it showed. A stream with no
+    /// entry starts from its newest; one entry per joined room at most
+    /// (dropped on `:join` and `:leave`) plus the inbox.
+    paging: HashMap<Option<String>, Position>,
 }
 
 impl Chat {
+    fn new(client: Client, username: String, current: String, out: mpsc::Sender<String>) -> Self {
+        Self {
+            client,
+            username,
+            current,
+            first_connect: true,
+            out,
+            paging: HashMap::new(),
+        }
+    }
+
     fn prompt(&self) -> String {
         prompt_for(&self.current)
     }
@@ -228,6 +239,8 @@ impl Chat {
                 .map(|e| status(format!("error: @{to}: {e}"))),
             Line::Join(room) => match client.join(&room).await {
                 Ok(()) => {
+                    // Back in (or into) a room: :history starts from its newest.
+                    self.paging.remove(&Some(room.clone()));
                     self.current = room.clone();
                     Some(status(format!("joined #{room}")))
                 }
@@ -240,6 +253,7 @@ impl Chat {
                 } else {
                     match client.leave(&room).await {
                         Ok(()) => {
+                            self.paging.remove(&Some(room.clone()));
                             if room == self.current {
                                 self.current =
                                     client.rooms().into_iter().next().unwrap_or_default();
@@ -253,21 +267,8 @@ impl Chat {
             Line::Rooms => Some(rooms_line(&client.rooms(), &self.current)),
             Line::History { count, inbox } => {
                 let room = (!inbox && !self.current.is_empty()).then(|| self.current.clone());
-                match client.history(room.as_deref(), count).await {
-                    Ok(messages) => {
-                        let title = match &room {
-                            Some(r) => format!("last {} of #{r}:", messages.len()),
-                            None => format!("last {} of your inbox:", messages.len()),
-                        };
-                        self.print(status(title)).await;
-                        let me = client.uid();
-                        for m in &messages {
-                            self.print(message_line(m, &me)).await;
-                        }
-                        None
-                    }
-                    Err(e) => Some(status(format!("error: history: {e}"))),
-                }
+                self.page_back(room, count).await;
+                None
             }
             Line::Who if self.current.is_empty() => Some(status("error: not in a room")),
             Line::Who => Some(match client.room_online(&self.current).await {
@@ -294,6 +295,60 @@ impl Chat {
         };
         if let Some(line) = report {
             self.print(line).await;
+        }
+    }
+
+    /// `:history` / `:inbox`: the newest `count` messages of a stream the
+    /// first time, then each time the `count` before the oldest shown, until
+    /// nothing older is held; the next one starts from the newest again.
+    async fn page_back(&mut self, room: Option<String>, count: u32) {
+        let below = self.paging.get(&room).copied();
+        let read = match below {
+            Some(before) => {
+                self.client
+                    .history_before(room.as_deref(), before, count)
+                    .await
+            }
+            None => self.client.history(room.as_deref(), count).await,
+        };
+        let page = match read {
+            Ok(page) => page,
+            Err(e) => return self.print(status(format!("error: history: {e}"))).await,
+        };
+        let name = match &room {
+            Some(r) => format!("#{r}"),
+            None => "your inbox".to_owned(),
+        };
+        if page.reset {
+            // The position paged from belongs to a history the server lost;
+            // this page is the newest of the new one.
+            self.print(status(format!(
+                "the server lost the history of {name}; it starts again"
+            )))
+            .await;
+        }
+        let n = page.messages.len();
+        let title = match below {
+            Some(_) if !page.reset => format!("{n} earlier in {name}:"),
+            _ => format!("last {n} of {name}:"),
+        };
+        self.print(status(title)).await;
+        let me = self.client.uid();
+        for m in &page.messages {
+            self.print(message_line(m, &me)).await;
+        }
+        match page.older() {
+            Some(older) => {
+                self.paging.insert(room, older);
+            }
+            None => {
+                self.paging.remove(&room);
+                let end = match page.gap {
+                    true => format!("older messages of {name} are no longer stored"),
+                    false => "(start of history)".to_owned(),
+                };
+                self.print(status(end)).await;
+            }
         }
     }
 }

@@ -6,22 +6,18 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use courier_proto::client::{
-    frame::Body, Join, Leave, Message, RoomOnline, Send, SendReply, Sync, Target,
-};
+use courier_proto::client::{frame::Body, Join, Leave, RoomOnline, Send, SendReply, Target};
+use courier_proto::Position;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::driver::{Command, Driver, LogicCalls, LoginFn, NodesFn};
 use crate::events::EVENTS_CAPACITY;
+use crate::history::{sync_before, History};
 use crate::http::LogicApi;
 use crate::state::{ClientState, ConnState, Ended};
-use crate::streams::Position;
 use crate::{ClientConfig, ClientError, Event, Events, LoginReply};
-
-/// Messages read to find the newest when a stream's position is unknown.
-const HISTORY_SCAN: u32 = 500;
 
 /// Requests queued towards the driver at most.
 const COMMANDS_CAPACITY: usize = 1024;
@@ -251,38 +247,28 @@ impl Client {
         self.shared.conn.lock().room_positions.get(room).copied()
     }
 
-    /// The last `limit` stored messages of the inbox (`room` `None`) or of
-    /// a room this client is in, oldest first. They are not shown again as
+    /// The newest `limit` stored messages of the inbox (`room` `None`) or
+    /// of a room this client is in, oldest first, and whether older ones
+    /// are held ([`History::older`] pages on). They are not shown again as
     /// events.
-    pub async fn history(
+    pub async fn history(&self, room: Option<&str>, limit: u32) -> Result<History, ClientError> {
+        self.history_before(room, Position::NONE, limit).await
+    }
+
+    /// The newest `limit` (at least 1; the comet caps it at 500) stored
+    /// messages of the inbox (`room` `None`) or of a room this client is
+    /// in below `before`: its seq, in its epoch (0: the current one);
+    /// seq 0 reads from the newest, like [`Client::history`]. Oldest first;
+    /// not shown again as events. Page back with [`History::older`].
+    pub async fn history_before(
         &self,
         room: Option<&str>,
+        before: Position,
         limit: u32,
-    ) -> Result<Vec<Message>, ClientError> {
-        let at = match room {
-            None => self.position(),
-            Some(r) => self.room_position(r).unwrap_or_default(),
-        };
-        // With no position, read from the start of what is held (a comet
-        // sends at most 500) and keep the newest.
-        let (after_seq, asked) = match at.seq {
-            0 => (0, HISTORY_SCAN.max(limit)),
-            seq => (seq.saturating_sub(u64::from(limit)), limit),
-        };
-        let sync = Sync {
-            after_seq,
-            limit: asked,
-            room: room.unwrap_or_default().to_owned(),
-            epoch: at.epoch,
-            before_seq: 0,
-        };
+    ) -> Result<History, ClientError> {
+        let sync = sync_before(room.unwrap_or_default(), before, limit);
         match self.request(Body::Sync(sync)).await? {
-            Body::SyncReply(page) => {
-                let mut messages = page.messages;
-                let keep = messages.len().saturating_sub(limit as usize);
-                messages.drain(..keep);
-                Ok(messages)
-            }
+            Body::SyncReply(page) => Ok(History::from_page(page)),
             other => Err(unexpected("SyncReply", &other)),
         }
     }

@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::streams::Position;
+use courier_proto::Position;
+
 use crate::transport::{Connector, WebSocket};
 
 /// Largest frame the client accepts. Bigger than the comet's default 64 KiB

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use courier_proto::client::{frame::Body, Auth, Frame};
-use courier_proto::FrameCodec;
+use courier_proto::{FrameCodec, Position};
 use futures::{SinkExt, StreamExt};
 use tokio_util::codec::Framed;
 
@@ -42,8 +42,9 @@ impl std::fmt::Debug for Session {
 pub(crate) struct AuthRequest {
     pub(crate) id: u64,
     pub(crate) token: String,
-    pub(crate) last_seq: u64,
-    pub(crate) epoch: u64,
+    /// The last inbox message shown ([`Position::NONE`]: start after the
+    /// user's acknowledged position).
+    pub(crate) resume: Position,
     pub(crate) rooms: Vec<String>,
     pub(crate) device: String,
     /// Heartbeat interval from login, used if `AuthReply` has none.
@@ -63,9 +64,9 @@ pub(crate) async fn open(
         auth.id,
         Body::Auth(Auth {
             token: auth.token,
-            last_seq: auth.last_seq,
+            last_seq: auth.resume.seq,
             rooms: auth.rooms,
-            epoch: auth.epoch,
+            epoch: auth.resume.epoch,
             device: auth.device,
         }),
     );

@@ -5,9 +5,8 @@
 
 use std::collections::HashMap;
 
+use courier_proto::Position;
 use parking_lot::Mutex;
-
-use crate::streams::Position;
 
 /// Why the driver stopped for good.
 #[derive(Debug, Clone)]

@@ -5,9 +5,10 @@
 //! sequencer shows messages strictly in seq order, each once: a duplicate
 //! (seq already shown) is dropped; a message after a gap waits while the
 //! missing range is read with `Sync`; a page (`SyncReply`) fills the gap.
-//! It learns of a message that never arrived from the stream's head (the
-//! heartbeat reply carries the inbox's), and of a lost store from a new
-//! epoch. It is plain data with no I/O: the driver sends the syncs it asks
+//! It learns of a message that never arrived from the stream's head (a
+//! heartbeat reply carries the inbox's, or the rooms' when the comet sends
+//! it unasked; a history page carries its stream's), and of a lost store
+//! from a new epoch. It is plain data with no I/O: the driver sends the syncs it asks
 //! for and emits what it returns.
 //!
 //! A stream's starting point comes from the server, never from the first
@@ -18,19 +19,11 @@
 use std::collections::BTreeMap;
 
 use courier_proto::client::{Message, StreamHead, SyncReply};
+use courier_proto::Position;
 
 /// Messages waiting behind a gap, at most; more are dropped and read back
 /// by the sync.
 const MAX_WAITING: usize = 1024;
-
-/// A position in a stream: the last seq shown in an epoch.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Position {
-    /// The stream's epoch (0: none known yet).
-    pub epoch: u64,
-    /// The last seq shown.
-    pub seq: u64,
-}
 
 /// A sync the sequencer wants sent: the stream's messages after `after`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,9 +75,10 @@ impl Sequencer {
         }
     }
 
-    /// The last position shown (the default while the start is unknown).
+    /// The last position shown ([`Position::NONE`] while the start is
+    /// unknown).
     pub(crate) fn position(&self) -> Position {
-        self.start.unwrap_or_default()
+        self.start.unwrap_or(Position::NONE)
     }
 
     /// Whether the server has told where this stream starts.
@@ -97,10 +91,7 @@ impl Sequencer {
     pub(crate) fn start_at(&mut self, head: StreamHead) -> Outcome {
         let mut out = Outcome::default();
         if self.start.is_none() {
-            self.start = Some(Position {
-                epoch: head.epoch,
-                seq: head.last_seq,
-            });
+            self.start = Some(head.last());
             self.drain(&mut out);
         }
         out
@@ -127,10 +118,10 @@ impl Sequencer {
         let first = page.messages.first().map(|m| m.seq);
         // Where this page starts: after the seq before its first message,
         // or at the head when it carries none.
-        let page_start = Position {
-            epoch: head.epoch,
-            seq: first.map_or(head.last_seq, |seq| seq.saturating_sub(1)),
-        };
+        let page_start = Position::new(
+            head.epoch,
+            first.map_or(head.last_seq, |seq| seq.saturating_sub(1)),
+        );
         match self.start.as_mut() {
             None => self.start = Some(page_start),
             Some(at) if page.reset => {
@@ -274,13 +265,18 @@ mod tests {
         out.show.iter().map(|m| m.seq).collect()
     }
 
-    fn page(messages: Vec<Message>, head: (u64, u64, u64)) -> SyncReply {
+    /// A stream's head: newest `last_seq` of `epoch`, oldest held `first_seq`.
+    fn head(epoch: u64, last_seq: u64, first_seq: u64) -> StreamHead {
+        StreamHead {
+            epoch,
+            last_seq,
+            first_seq,
+        }
+    }
+
+    fn page(messages: Vec<Message>, head: StreamHead) -> SyncReply {
         SyncReply {
-            head: Some(StreamHead {
-                epoch: head.0,
-                last_seq: head.1,
-                first_seq: head.2,
-            }),
+            head: Some(head),
             messages,
             ..SyncReply::default()
         }
@@ -288,37 +284,37 @@ mod tests {
 
     #[test]
     fn in_order_messages_show_at_once_and_duplicates_never() {
-        let mut s = Sequencer::at(Position { epoch: 7, seq: 0 });
+        let mut s = Sequencer::at(Position::new(7, 0));
         assert_eq!(seqs(&s.on_message(msg(1, 7))), [1]);
         assert_eq!(seqs(&s.on_message(msg(2, 7))), [2]);
         let again = s.on_message(msg(2, 7));
         assert!(again.show.is_empty() && again.sync.is_none());
-        assert_eq!(s.position(), Position { epoch: 7, seq: 2 });
+        assert_eq!(s.position(), Position::new(7, 2));
     }
 
     #[test]
     fn a_gap_waits_for_its_sync_then_shows_in_order() {
-        let mut s = Sequencer::at(Position { epoch: 7, seq: 1 });
+        let mut s = Sequencer::at(Position::new(7, 1));
         let out = s.on_message(msg(4, 7));
         assert!(out.show.is_empty(), "4 waits for 2 and 3");
         assert!(out.sync.is_none() && out.sync_later, "a moment first");
         assert_eq!(
             s.gap_still_open(),
             Some(SyncWanted {
-                after: Position { epoch: 7, seq: 1 }
+                after: Position::new(7, 1)
             })
         );
         assert_eq!(s.gap_still_open(), None, "one sync at a time");
         let out = s.on_message(msg(5, 7));
         assert!(out.sync.is_none() && !out.sync_later, "one sync at a time");
-        let out = s.on_page(page(vec![msg(2, 7), msg(3, 7), msg(4, 7)], (7, 5, 1)));
+        let out = s.on_page(page(vec![msg(2, 7), msg(3, 7), msg(4, 7)], head(7, 5, 1)));
         assert_eq!(seqs(&out), [2, 3, 4, 5]);
         assert!(out.sync.is_none(), "caught up with the head");
     }
 
     #[test]
     fn a_swapped_pair_closes_itself_without_a_sync() {
-        let mut s = Sequencer::at(Position { epoch: 7, seq: 1 });
+        let mut s = Sequencer::at(Position::new(7, 1));
         let out = s.on_message(msg(3, 7));
         assert!(out.show.is_empty() && out.sync_later);
         let out = s.on_message(msg(2, 7));
@@ -328,47 +324,36 @@ mod tests {
 
     #[test]
     fn the_tail_gap_is_found_from_the_head() {
-        let mut s = Sequencer::at(Position { epoch: 7, seq: 3 });
-        assert!(s
-            .on_head(StreamHead {
-                epoch: 7,
-                last_seq: 3,
-                first_seq: 1
-            })
-            .sync
-            .is_none());
-        let out = s.on_head(StreamHead {
-            epoch: 7,
-            last_seq: 5,
-            first_seq: 1,
-        });
+        let mut s = Sequencer::at(Position::new(7, 3));
+        assert!(s.on_head(head(7, 3, 1)).sync.is_none());
+        let out = s.on_head(head(7, 5, 1));
         assert_eq!(
             out.sync,
             Some(SyncWanted {
-                after: Position { epoch: 7, seq: 3 }
+                after: Position::new(7, 3)
             })
         );
-        let out = s.on_page(page(vec![msg(4, 7), msg(5, 7)], (7, 5, 1)));
+        let out = s.on_page(page(vec![msg(4, 7), msg(5, 7)], head(7, 5, 1)));
         assert_eq!(seqs(&out), [4, 5]);
     }
 
     #[test]
     fn a_page_that_stops_short_of_the_head_asks_for_more() {
-        let mut s = Sequencer::at(Position { epoch: 7, seq: 0 });
-        let out = s.on_page(page(vec![msg(1, 7), msg(2, 7)], (7, 9, 1)));
+        let mut s = Sequencer::at(Position::new(7, 0));
+        let out = s.on_page(page(vec![msg(1, 7), msg(2, 7)], head(7, 9, 1)));
         assert_eq!(seqs(&out), [1, 2]);
         assert_eq!(
             out.sync,
             Some(SyncWanted {
-                after: Position { epoch: 7, seq: 2 }
+                after: Position::new(7, 2)
             })
         );
     }
 
     #[test]
     fn a_window_gap_is_reported_and_skipped() {
-        let mut s = Sequencer::at(Position { epoch: 7, seq: 2 });
-        let mut p = page(vec![msg(6, 7), msg(7, 7)], (7, 7, 6));
+        let mut s = Sequencer::at(Position::new(7, 2));
+        let mut p = page(vec![msg(6, 7), msg(7, 7)], head(7, 7, 6));
         p.gap = true;
         let out = s.on_page(p);
         assert_eq!(out.notices, [Notice::Gap { from: 3, to: 5 }]);
@@ -377,22 +362,22 @@ mod tests {
 
     #[test]
     fn a_new_epoch_is_a_reset_not_a_silent_skip() {
-        let mut s = Sequencer::at(Position { epoch: 7, seq: 40 });
+        let mut s = Sequencer::at(Position::new(7, 40));
         // Live message of the new epoch: not shown as if it were seq 1 of 7.
         let out = s.on_message(msg(1, 9));
         assert!(out.show.is_empty());
         assert_eq!(
             out.sync,
             Some(SyncWanted {
-                after: Position { epoch: 7, seq: 40 }
+                after: Position::new(7, 40)
             })
         );
-        let mut p = page(vec![msg(1, 9), msg(2, 9)], (9, 2, 1));
+        let mut p = page(vec![msg(1, 9), msg(2, 9)], head(9, 2, 1));
         p.reset = true;
         let out = s.on_page(p);
         assert_eq!(out.notices, [Notice::Reset { epoch: 9 }]);
         assert_eq!(seqs(&out), [1, 2]);
-        assert_eq!(s.position(), Position { epoch: 9, seq: 2 });
+        assert_eq!(s.position(), Position::new(9, 2));
     }
 
     #[test]
@@ -402,11 +387,7 @@ mod tests {
         let mut s = Sequencer::default();
         assert!(s.on_message(msg(58, 3)).show.is_empty());
         assert!(s.on_message(msg(57, 3)).show.is_empty());
-        let out = s.start_at(StreamHead {
-            epoch: 3,
-            last_seq: 56,
-            first_seq: 1,
-        });
+        let out = s.start_at(head(3, 56, 1));
         assert_eq!(seqs(&out), [57, 58]);
         assert_eq!(seqs(&s.on_message(msg(59, 3))), [59]);
     }
@@ -418,10 +399,10 @@ mod tests {
             s.on_message(msg(9, 3)).show.is_empty(),
             "live, after the page"
         );
-        let out = s.on_page(page(vec![msg(6, 3), msg(7, 3), msg(8, 3)], (3, 8, 1)));
+        let out = s.on_page(page(vec![msg(6, 3), msg(7, 3), msg(8, 3)], head(3, 8, 1)));
         assert_eq!(seqs(&out), [6, 7, 8, 9]);
         let mut empty = Sequencer::default();
-        empty.on_page(page(vec![], (3, 8, 1)));
-        assert_eq!(empty.position(), Position { epoch: 3, seq: 8 });
+        empty.on_page(page(vec![], head(3, 8, 1)));
+        assert_eq!(empty.position(), Position::new(3, 8));
     }
 }

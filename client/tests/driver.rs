@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use courier_client::{
-    BoxStream, Client, ClientConfig, ClientError, CometAddr, Connector, Event, Events, LoginReply,
-    Transport,
+    BoxStream, Client, ClientConfig, ClientError, CometAddr, Connector, Event, Events, History,
+    LoginReply, Position, Transport,
 };
 use courier_proto::client::{
     frame::Body, Auth, AuthReply, ErrorCode, Frame, HeartbeatReply, JoinReply, Kick, Message, Push,
-    Reconnect, SendReply, StreamHead, SyncReply, Target,
+    Reconnect, SendReply, StreamHead, Sync, SyncReply, Target,
 };
 use courier_testkit::FrameClient;
 use futures::future::BoxFuture;
@@ -148,6 +148,82 @@ async fn recv_request(conn: &mut Conn) -> Frame {
             _ => return frame,
         }
     }
+}
+
+/// The next frame that is not a heartbeat (answered) or an ack.
+async fn recv_frame(conn: &mut Conn) -> Frame {
+    loop {
+        let frame = conn.recv().await;
+        match frame.body {
+            Some(Body::Heartbeat(_)) => {
+                conn.send(frame.id, Body::HeartbeatReply(HeartbeatReply::default()))
+                    .await;
+            }
+            Some(Body::Ack(_)) => {}
+            _ => return frame,
+        }
+    }
+}
+
+/// The next frame, which must be a `Sync`, with its id.
+async fn recv_sync(conn: &mut Conn) -> (u64, Sync) {
+    let frame = recv_frame(conn).await;
+    match frame.body {
+        Some(Body::Sync(sync)) => (frame.id, sync),
+        other => panic!("expected Sync, got {other:?}"),
+    }
+}
+
+fn head(epoch: u64, last_seq: u64, first_seq: u64) -> StreamHead {
+    StreamHead {
+        epoch,
+        last_seq,
+        first_seq,
+    }
+}
+
+/// A page of `room` ("" the inbox) holding chat messages `seqs` (epoch 1).
+fn page_of(room: &str, seqs: impl IntoIterator<Item = u64>, head: StreamHead) -> SyncReply {
+    let to = match room {
+        "" => Target::user("alice"),
+        room => Target::room(room),
+    };
+    SyncReply {
+        room: room.into(),
+        head: Some(head),
+        messages: seqs
+            .into_iter()
+            .map(|seq| message(&format!("{room}-{seq}"), seq, to.clone(), "x"))
+            .collect(),
+        ..SyncReply::default()
+    }
+}
+
+fn seqs(messages: &[Message]) -> Vec<u64> {
+    messages.iter().map(|m| m.seq).collect()
+}
+
+/// Connects a client in `rooms` to a new fake comet and answers the
+/// head-only syncs the driver sends for rooms new to it: every room stands
+/// at seq `at` of epoch 1. Returns after the `Connected` event.
+async fn connected_in(rooms: &[&str], at: u64) -> (Client, Events, Conn, FakeComet) {
+    let net = Net::default();
+    let a = net.comet("comet-a");
+    let (connected, accepted) =
+        tokio::join!(net.connect(vec![a.addr()], rooms), a.accept_auth("k", 30));
+    let (client, mut events) = connected;
+    let (mut conn, _) = accepted;
+    assert!(matches!(
+        next_event(&mut events).await,
+        Event::Connected { .. }
+    ));
+    for _ in rooms {
+        let (id, sync) = recv_sync(&mut conn).await;
+        assert_eq!(sync.limit, 0, "where a new room stands: {sync:?}");
+        let reply = page_of(&sync.room, [], head(1, at, 1));
+        conn.send(id, Body::SyncReply(reply)).await;
+    }
+    (client, events, conn, a)
 }
 
 async fn next_event(events: &mut Events) -> Event {
@@ -540,4 +616,158 @@ async fn unanswered_request_times_out() {
     assert!(matches!(pending.await.unwrap(), Err(ClientError::Timeout)));
     // On the virtual clock: exactly the configured request timeout.
     assert_eq!(started.elapsed(), Duration::from_secs(3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unasked_room_head_past_what_was_shown_syncs_the_room() {
+    let (client, mut events, mut conn, _comet) = connected_in(&["lobby", "quiet"], 2).await;
+
+    // The comet reported its connections to logic again and tells the heads
+    // of the rooms this connection is in: lobby moved on, quiet did not, and
+    // a room the client is not in is none of its business.
+    let rooms = [
+        ("lobby".to_owned(), head(1, 5, 1)),
+        ("quiet".to_owned(), head(1, 2, 1)),
+        ("elsewhere".to_owned(), head(1, 9, 1)),
+    ];
+    let unasked = HeartbeatReply {
+        inbox: None,
+        rooms: rooms.into_iter().collect(),
+    };
+    conn.send(0, Body::HeartbeatReply(unasked)).await;
+    let (id, sync) = recv_sync(&mut conn).await;
+    assert_eq!(sync.room, "lobby");
+    assert_eq!((sync.after_seq, sync.epoch, sync.before_seq), (2, 1, 0));
+    assert!(sync.limit > 0);
+
+    // The page fills the gap: its messages become events, in order.
+    conn.send(
+        id,
+        Body::SyncReply(page_of("lobby", [3, 4, 5], head(1, 5, 1))),
+    )
+    .await;
+    for seq in [3, 4, 5] {
+        match next_event(&mut events).await {
+            Event::Message(m) => assert_eq!((m.seq, m.to), (seq, Some(Target::room("lobby")))),
+            other => panic!("expected lobby's message {seq}, got {other:?}"),
+        }
+    }
+    assert_eq!(client.room_position("lobby"), Some(Position::new(1, 5)));
+    assert_eq!(client.room_position("quiet"), Some(Position::new(1, 2)));
+
+    // Nothing else was asked for: the next frame is the next request.
+    let joiner = client.clone();
+    let join = tokio::spawn(async move { joiner.join("r2").await });
+    let frame = recv_frame(&mut conn).await;
+    assert!(
+        matches!(&frame.body, Some(Body::Join(j)) if j.room == "r2"),
+        "no sync for quiet or elsewhere: {frame:?}"
+    );
+    let reply = JoinReply {
+        room: "r2".into(),
+        head: Some(head(1, 0, 0)),
+    };
+    conn.send(frame.id, Body::JoinReply(reply)).await;
+    join.await.unwrap().unwrap();
+
+    // A live message right after the page continues the stream.
+    let next = message("lobby-6", 6, Target::room("lobby"), "six");
+    conn.send_frame(push(vec![next.clone()])).await;
+    assert_eq!(next_event(&mut events).await, Event::Message(next));
+}
+
+#[tokio::test(start_paused = true)]
+async fn history_pages_back_with_before_seq_to_the_oldest_held() {
+    let (client, mut events, mut conn, _comet) = connected_in(&["lobby"], 60).await;
+
+    // The newest page: below u64::MAX (the comet caps it at the head), in
+    // whatever epoch is current.
+    let reader = client.clone();
+    let newest = tokio::spawn(async move { reader.history(Some("lobby"), 3).await });
+    let (id, sync) = recv_sync(&mut conn).await;
+    assert_eq!(sync.room, "lobby");
+    assert_eq!(
+        (sync.after_seq, sync.before_seq, sync.epoch),
+        (0, u64::MAX, 0)
+    );
+    assert_eq!(sync.limit, 3);
+    conn.send(
+        id,
+        Body::SyncReply(page_of("lobby", 58..=60, head(1, 60, 10))),
+    )
+    .await;
+    let page = newest.await.unwrap().unwrap();
+    assert_eq!(seqs(&page.messages), [58, 59, 60]);
+    assert!(page.more && !page.gap && !page.reset);
+    assert_eq!(page.older(), Some(Position::new(1, 58)));
+
+    // On from there; the comet holds from seq 10 on, older ones expired.
+    let reader = client.clone();
+    let before = page.older().unwrap();
+    let back = tokio::spawn(async move { reader.history_before(Some("lobby"), before, 50).await });
+    let (id, sync) = recv_sync(&mut conn).await;
+    assert_eq!((sync.after_seq, sync.before_seq, sync.epoch), (0, 58, 1));
+    assert_eq!(sync.limit, 50);
+    let mut reply = page_of("lobby", 10..58, head(1, 60, 10));
+    reply.gap = true;
+    conn.send(id, Body::SyncReply(reply)).await;
+    let History {
+        messages,
+        more,
+        gap,
+        reset,
+    } = back.await.unwrap().unwrap();
+    assert_eq!(seqs(&messages), (10..58).collect::<Vec<_>>());
+    assert!(!more && gap && !reset, "the oldest held, older ones gone");
+
+    // The inbox from the start of its stream: no more, and no gap.
+    let reader = client.clone();
+    let inbox = tokio::spawn(async move { reader.history(None, 10).await });
+    let (id, sync) = recv_sync(&mut conn).await;
+    assert_eq!((sync.room.as_str(), sync.before_seq), ("", u64::MAX));
+    conn.send(id, Body::SyncReply(page_of("", 1..=4, head(1, 4, 1))))
+        .await;
+    let page = inbox.await.unwrap().unwrap();
+    assert_eq!(seqs(&page.messages), [1, 2, 3, 4]);
+    assert!(!page.more && !page.gap && page.older().is_none());
+
+    // A refused page fails the call; the connection stays.
+    let reader = client.clone();
+    let refused = tokio::spawn(async move {
+        reader
+            .history_before(Some("lobby"), Position::new(1, 5), 5)
+            .await
+    });
+    let (id, _) = recv_sync(&mut conn).await;
+    conn.send_frame(Frame::error(id, ErrorCode::BadRequest, "both directions"))
+        .await;
+    match refused.await.unwrap() {
+        Err(ClientError::Server { code, .. }) => assert_eq!(code, ErrorCode::BadRequest as i32),
+        other => panic!("expected BAD_REQUEST, got {other:?}"),
+    }
+
+    // A page whose head is past what was shown: the client syncs the tail,
+    // and only that tail becomes events (history is never shown as events).
+    let reader = client.clone();
+    let last = tokio::spawn(async move { reader.history(Some("lobby"), 1).await });
+    let (id, _) = recv_sync(&mut conn).await;
+    conn.send(id, Body::SyncReply(page_of("lobby", [62], head(1, 62, 10))))
+        .await;
+    assert_eq!(seqs(&last.await.unwrap().unwrap().messages), [62]);
+    let (id, sync) = recv_sync(&mut conn).await;
+    assert_eq!(
+        (sync.room.as_str(), sync.after_seq, sync.before_seq),
+        ("lobby", 60, 0)
+    );
+    conn.send(
+        id,
+        Body::SyncReply(page_of("lobby", [61, 62], head(1, 62, 10))),
+    )
+    .await;
+    for seq in [61, 62] {
+        match next_event(&mut events).await {
+            Event::Message(m) => assert_eq!(m.seq, seq),
+            other => panic!("expected lobby's message {seq}, got {other:?}"),
+        }
+    }
 }

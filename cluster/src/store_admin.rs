@@ -35,6 +35,8 @@ pub struct ShardStatus {
 pub struct NodeStatus {
     /// `host:port`.
     pub host: String,
+    /// `primary`, `standby`, or `down` (did not answer the last probe).
+    pub role: String,
     /// A standby within the lag bound: history reads go here.
     pub readable: bool,
     /// Replay lag at the last probe in ms; `None` when it did not answer or

@@ -28,6 +28,8 @@ const API_V1: &[(&str, &str)] = &[
     ("get", "/users/{uid}/messages"),
     ("get", "/rooms/{room}/messages"),
     ("post", "/admin/comets/{id}/drain"),
+    ("get", "/admin/store"),
+    ("post", "/admin/store/moves"),
     ("get", "/openapi.json"),
 ];
 const ROOT: &[(&str, &str)] = &[("get", "/metrics"), ("get", "/healthz"), ("get", "/readyz")];

@@ -5,13 +5,24 @@
 // canonical JSON mapping (bytes as base64, 64-bit integers as strings).
 // It keeps, for the inbox and each room, the last seq and epoch it showed,
 // so after a reconnect (with backoff, to any comet) Auth and Join resume
-// from there and nothing sent meanwhile is missed.
+// from there and nothing sent meanwhile is missed. Scrolled to the top, a
+// conversation reads older messages back from the store, a page at a time.
 "use strict";
 
 const API = "/api/v1";
 const SUBPROTOCOL = "courier.json";
 const OP_CHAT = 1;
 const SYNC_PAGE = 100;
+// Older messages asked for per page when scrolling back.
+const HISTORY_PAGE = 50;
+// Pages read back on their own while the view still shows its top (a
+// short conversation, or an inbox page with nothing for this one), before
+// the reader scrolls up or asks again.
+const AUTO_PAGES = 4;
+// Lines a conversation holds before it stops reading further back.
+const MAX_LINES = 5000;
+// How close to the top (px) counts as scrolled to the top.
+const TOP_PX = 48;
 
 const state = {
   uid: "",
@@ -32,6 +43,12 @@ const state = {
   current: "pushes",
   unread: new Set(),
   away: 0,
+  // Reading back, per stream: {oldest: {seq, epoch} | null, loading: frame
+  // id | "", end: "" | "start" | "gap" | "limit" | "failed"}.
+  history: new Map(),
+  historyIds: new Map(), // frame id of a Sync paging back -> its stream
+  autoPages: 0,
+  lastScrollTop: 0,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -145,6 +162,10 @@ function connect() {
   socket.onclose = () => {
     clearInterval(state.heartbeat);
     setConnected(false);
+    // Pages asked for on this connection will not come: ask again later.
+    state.historyIds.clear();
+    for (const h of state.history.values()) h.loading = "";
+    renderEdge();
     if (state.socket !== socket || state.stopped) return;
     state.socket = null;
     reconnectLater();
@@ -185,12 +206,23 @@ function onFrame(frame) {
   } else if (frame.push) {
     for (const m of frame.push.messages || []) onMessage(m, true);
   } else if (frame.syncReply) {
-    onPage(frame.syncReply);
+    const id = String(frame.id || "0");
+    if (state.historyIds.has(id)) onOlderPage(state.historyIds.get(id), id, frame.syncReply);
+    else onPage(frame.syncReply);
   } else if (frame.joinReply) {
     const room = frame.joinReply.room;
     state.rooms.add(room);
+    // A room new to us starts after its head: what is older is history,
+    // read back by scrolling up.
+    const head = frame.joinReply.head;
+    if (head && !state.positions.has(room)) {
+      state.positions.set(room, { seq: Number(head.lastSeq || 0), epoch: Number(head.epoch || 0) });
+    }
     renderLists();
-    if (state.current === `#${room}`) refreshOnline();
+    if (state.current === `#${room}`) {
+      refreshOnline();
+      fillView();
+    }
   } else if (frame.leaveReply) {
     state.rooms.delete(frame.leaveReply.room);
     renderLists();
@@ -200,10 +232,22 @@ function onFrame(frame) {
       $("online").textContent = `${r.connections || 0} online`;
     }
   } else if (frame.heartbeatReply) {
-    const head = frame.heartbeatReply.inbox;
-    if (head) catchUp("", head);
+    // The reply to our heartbeat carries the inbox head; one the comet sends
+    // unasked (after it reported its connections to logic again) carries
+    // the inbox head or the heads of our rooms. Either way: read what lies
+    // past what we showed.
+    const reply = frame.heartbeatReply;
+    if (reply.inbox) catchUp("", reply.inbox);
+    for (const [room, head] of Object.entries(reply.rooms || {})) {
+      if (state.rooms.has(room) && state.positions.has(room)) catchUp(room, head);
+    }
   } else if (frame.error) {
     const e = frame.error;
+    const id = String(frame.id || "0");
+    if (state.historyIds.has(id)) {
+      olderFailed(state.historyIds.get(id), id);
+      return;
+    }
     addNotice(state.current, `Error: ${e.message || e.code}`);
     if (e.code === "ERROR_CODE_UNAUTHENTICATED") stop("Your session expired; reload to sign in");
   } else if (frame.kick) {
@@ -228,10 +272,13 @@ function onPage(page) {
   const stream = page.room || "";
   if (page.reset) {
     state.positions.delete(stream);
+    // What we paged back through belongs to the lost epoch.
+    state.history.delete(stream);
     addNotice(conversationOf(stream), "History was reset; some messages may be gone");
   } else if (page.gap) {
     addNotice(conversationOf(stream), "Some older messages are no longer stored");
   }
+  const known = state.positions.has(stream);
   const messages = page.messages || [];
   let shown = 0;
   for (const m of messages) if (onMessage(m, false)) shown++;
@@ -245,12 +292,15 @@ function onPage(page) {
   const last = Number(head.lastSeq || 0);
   if (position(stream).seq === 0) {
     // Nothing shown of this stream yet: the page started where the server
-    // keeps this user's place, so the head is where we are now.
-    if (last > 0) state.positions.set(stream, { seq: last, epoch: Number(head.epoch || 0) });
+    // keeps this user's place, so the head is where we are now (and what
+    // is older is history, read back by scrolling up).
+    state.positions.set(stream, { seq: last, epoch: Number(head.epoch || 0) });
   } else if (messages.length > 0) {
     catchUp(stream, head);
   }
   if (stream === "") ackInbox();
+  // The stream's start is known now: a view of it can read back.
+  if (!known && streamOf(state.current) === stream) fillView();
 }
 
 function ackInbox() {
@@ -291,8 +341,18 @@ function onMessage(m, live) {
     }
     if (epoch === p.epoch && seq <= p.seq) return false;
     state.positions.set(stream, { seq, epoch });
+    keepOldest(stream, seq, epoch);
   }
   if (m.msgId) state.seen.add(m.msgId);
+  const { key, line } = lineOf(m);
+  addLine(key, line);
+  if (stream === "" && seq > 0 && live) ackInbox();
+  return true;
+}
+
+// The conversation a message belongs to, and its line there.
+function lineOf(m) {
+  const to = m.to || {};
   const from = m.from || "";
   let key;
   if (to.room !== undefined) key = `#${to.room}`;
@@ -300,9 +360,7 @@ function onMessage(m, live) {
   else key = "pushes";
   if (key.startsWith("@")) state.people.add(key.slice(1));
   const text = m.op === OP_CHAT || from ? base64ToUtf8(m.data) : pushText(m.data);
-  addLine(key, { from: from || "backend", text, at: Number(m.sentAtMs || Date.now()) });
-  if (stream === "" && seq > 0 && live) ackInbox();
-  return true;
+  return { key, line: { from: from || "backend", text, at: Number(m.sentAtMs || Date.now()) } };
 }
 
 // A backend push carries the JSON text it was sent with: show a string
@@ -319,6 +377,161 @@ function pushText(data) {
 
 function conversationOf(stream) {
   return stream === "" ? state.current : `#${stream}`;
+}
+
+// The stream a conversation reads from: its room, or the inbox (pushes
+// and every private chat share it).
+function streamOf(key) {
+  return key.startsWith("#") ? key.slice(1) : "";
+}
+
+// ---- Older messages ----
+//
+// Each stream remembers the oldest message it showed and pages back below
+// it with Sync{beforeSeq}, one request in flight per stream; the reply
+// lists the page oldest first, and more is held while its first message
+// is above the oldest seq the stream holds (head.firstSeq).
+
+function historyOf(stream) {
+  if (!state.history.has(stream)) {
+    state.history.set(stream, { oldest: null, loading: "", end: "" });
+  }
+  return state.history.get(stream);
+}
+
+function keepOldest(stream, seq, epoch) {
+  const h = historyOf(stream);
+  if (!h.oldest || h.oldest.epoch !== epoch || seq < h.oldest.seq) h.oldest = { seq, epoch };
+}
+
+// Whether the server has told where the stream starts for us (the resume
+// page for the inbox, JoinReply for a room): before that there is nothing
+// to page back from.
+function canPageBack(stream) {
+  return state.positions.has(stream) && (stream === "" || state.rooms.has(stream));
+}
+
+// Asks for the page below the oldest message shown (none shown: below
+// where the server started us).
+function loadOlder(stream) {
+  const h = historyOf(stream);
+  const socket = state.socket;
+  if (h.loading || (h.end && h.end !== "failed") || !canPageBack(stream)) return;
+  if (!socket || socket.readyState !== WebSocket.OPEN) return;
+  if (lines(state.current).length >= MAX_LINES) {
+    h.end = "limit";
+    renderEdge();
+    return;
+  }
+  const p = position(stream);
+  const below = h.oldest || { seq: p.seq + 1, epoch: p.epoch };
+  const id = send({
+    sync: {
+      room: stream,
+      epoch: String(below.epoch),
+      limit: HISTORY_PAGE,
+      beforeSeq: String(below.seq),
+    },
+  });
+  h.loading = String(id);
+  h.end = "";
+  state.historyIds.set(h.loading, stream);
+  renderEdge();
+}
+
+// A page read back: prepended to the conversations it concerns, the view
+// kept where it was.
+function onOlderPage(stream, id, page) {
+  state.historyIds.delete(id);
+  const h = historyOf(stream);
+  if (h.loading !== id) return; // asked on a connection that is gone
+  h.loading = "";
+  const head = page.head || {};
+  const messages = page.messages || [];
+  const scroller = $("scroller");
+  const fromBottom = scroller.scrollHeight - scroller.scrollTop;
+  let added = 0;
+  if (page.reset) {
+    // The epoch we paged back through is gone: nothing older is held. The
+    // live stream learns of the new epoch from the head (below).
+    h.end = "gap";
+  } else {
+    const first = messages[0];
+    if (first) keepOldest(stream, Number(first.seq || 0), Number(first.epoch || 0));
+    const firstHeld = Number(head.firstSeq || 0);
+    const more = first !== undefined && Number(first.seq || 0) > Math.max(firstHeld, 1);
+    if (!more) h.end = page.gap ? "gap" : "start";
+    added = prependLines(messages);
+  }
+  // Its head may show the stream moved on past what we showed.
+  if (canPageBack(stream)) catchUp(stream, head);
+  renderLists();
+  renderEdge(added);
+  scroller.scrollTop = scroller.scrollHeight - fromBottom;
+  state.lastScrollTop = scroller.scrollTop;
+  // Still at the top (a short conversation, or nothing here in an inbox
+  // page): read on, a few pages at most before the reader asks again.
+  if (streamOf(state.current) === stream && state.autoPages > 0 && atTop()) {
+    state.autoPages--;
+    loadOlder(stream);
+  }
+}
+
+function olderFailed(stream, id) {
+  state.historyIds.delete(id);
+  const h = historyOf(stream);
+  if (h.loading !== id) return;
+  h.loading = "";
+  h.end = "failed";
+  renderEdge();
+}
+
+// Puts older messages (oldest first) before the lines of their
+// conversations; returns how many the current one got.
+function prependLines(messages) {
+  const older = new Map(); // key -> lines, oldest first
+  for (const m of messages) {
+    if (m.msgId && state.seen.has(m.msgId)) continue;
+    if (m.msgId) state.seen.add(m.msgId);
+    const { key, line } = lineOf(m);
+    if (!older.has(key)) older.set(key, []);
+    older.get(key).push(line);
+  }
+  let added = 0;
+  for (const [key, page] of older) {
+    state.conversations.set(key, page.concat(lines(key)));
+    if (key === state.current) {
+      $("messages").prepend(...page.map(lineElement));
+      added = page.length;
+    }
+  }
+  return added;
+}
+
+function atTop() {
+  return $("scroller").scrollTop <= TOP_PX;
+}
+
+// Fills a view that shows its top with older messages.
+function fillView() {
+  state.autoPages = AUTO_PAGES;
+  if (atTop()) loadOlder(streamOf(state.current));
+}
+
+// The top of the conversation: a button to read further back, or why not.
+function renderEdge(added) {
+  const stream = streamOf(state.current);
+  const h = state.history.get(stream) || { loading: "", end: "" };
+  const button = $("load-older");
+  const note = $("history-note");
+  button.hidden = !canPageBack(stream) || h.loading !== "" || (h.end !== "" && h.end !== "failed");
+  if (h.loading) note.textContent = "Loading older messages…";
+  else if (h.end === "start") note.textContent = "Start of history";
+  else if (h.end === "gap") note.textContent = "Older messages are no longer stored";
+  else if (h.end === "limit") note.textContent = "Older messages are not shown here";
+  else if (h.end === "failed") note.textContent = "Could not load older messages";
+  else if (added) note.textContent = `${added} older message${added === 1 ? "" : "s"} loaded`;
+  else note.textContent = "";
 }
 
 // ---- Views ----
@@ -339,7 +552,7 @@ function addNotice(key, text) {
   addLine(key, { notice: true, text, at: Date.now() });
 }
 
-function appendLine(line) {
+function lineElement(line) {
   const li = document.createElement("li");
   if (line.notice) {
     li.className = "notice";
@@ -356,9 +569,16 @@ function appendLine(line) {
     time.textContent = new Date(line.at).toLocaleTimeString();
     li.append(from, text, time);
   }
-  const list = $("messages");
-  list.append(li);
-  list.scrollTop = list.scrollHeight;
+  return li;
+}
+
+// Adds a line at the bottom; follows it there unless the reader has
+// scrolled up to read older ones.
+function appendLine(line) {
+  const scroller = $("scroller");
+  const following = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight <= TOP_PX;
+  $("messages").append(lineElement(line));
+  if (following || line.from === state.uid) scroller.scrollTop = scroller.scrollHeight;
 }
 
 function select(key) {
@@ -369,11 +589,14 @@ function select(key) {
   $("leave").hidden = !key.startsWith("#");
   $("online").textContent = "";
   $("send-form").hidden = key === "pushes";
-  const list = $("messages");
-  list.replaceChildren();
-  for (const line of lines(key)) appendLine(line);
+  $("messages").replaceChildren(...lines(key).map(lineElement));
+  const scroller = $("scroller");
+  scroller.scrollTop = scroller.scrollHeight;
+  state.lastScrollTop = scroller.scrollTop;
+  renderEdge();
   renderLists();
   refreshOnline();
+  fillView();
 }
 
 function conversationButton(key, label) {
@@ -481,6 +704,22 @@ document.addEventListener("DOMContentLoaded", () => {
   $("join-form").addEventListener("submit", joinRoom);
   $("dm-form").addEventListener("submit", openPerson);
   $("leave").addEventListener("click", leaveRoom);
+  $("load-older").addEventListener("click", () => {
+    state.autoPages = AUTO_PAGES;
+    loadOlder(streamOf(state.current));
+  });
+  // Scrolling up into the top reads further back. Only a move into the
+  // top counts, so restoring the view after a page does not ask again.
+  $("scroller").addEventListener(
+    "scroll",
+    () => {
+      const top = $("scroller").scrollTop;
+      const arrived = top <= TOP_PX && state.lastScrollTop > TOP_PX;
+      state.lastScrollTop = top;
+      if (arrived) fillView();
+    },
+    { passive: true },
+  );
   document.querySelector("nav").addEventListener("click", (e) => {
     const button = e.target.closest("button.conversation");
     if (button) select(button.dataset.key);

@@ -42,6 +42,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use rustix::process::{Pid, Signal};
 use serde_json::json;
 
 use crate::etcd::EtcdServer;
@@ -318,25 +319,36 @@ impl PatroniShard {
         }
     }
 
-    /// Pauses WAL replay on standby `i` (`pg_wal_replay_pause()`): what the
-    /// leader commits from now on is received (and acknowledged, if the
-    /// standby is the synchronous one) but not visible there until
-    /// [`resume_replay`](Self::resume_replay).
-    pub async fn pause_replay(&self, i: usize) -> anyhow::Result<()> {
-        let client = connect(&self.nodes[i].url("postgres")).await?;
-        client
-            .batch_execute("SELECT pg_wal_replay_pause()")
-            .await
-            .with_context(|| format!("pausing replay on node {i}"))
+    /// Holds standby `i` behind: its startup process, the one that replays
+    /// WAL, is stopped (SIGSTOP). What the leader commits is still received
+    /// and flushed, so a synchronous commit is not held up, but nothing new
+    /// becomes visible on the standby and its replay lag grows until
+    /// [`release_replay`](Self::release_replay). Pausing replay with
+    /// `pg_wal_replay_pause()` would not do: Patroni resumes a paused replay
+    /// by itself within a loop.
+    pub async fn hold_replay(&self, i: usize) -> anyhow::Result<()> {
+        self.signal_replay(i, Signal::STOP).await
     }
 
-    /// Resumes WAL replay on standby `i` (`pg_wal_replay_resume()`).
-    pub async fn resume_replay(&self, i: usize) -> anyhow::Result<()> {
+    /// Lets standby `i` replay again (SIGCONT to its startup process).
+    pub async fn release_replay(&self, i: usize) -> anyhow::Result<()> {
+        self.signal_replay(i, Signal::CONT).await
+    }
+
+    async fn signal_replay(&self, i: usize, signal: Signal) -> anyhow::Result<()> {
         let client = connect(&self.nodes[i].url("postgres")).await?;
-        client
-            .batch_execute("SELECT pg_wal_replay_resume()")
+        let row = client
+            .query_one(
+                "SELECT pid FROM pg_stat_activity WHERE backend_type = 'startup'",
+                &[],
+            )
             .await
-            .with_context(|| format!("resuming replay on node {i}"))
+            .with_context(|| format!("node {i} has no startup process (is it a standby?)"))?;
+        let pid: i32 = row.get(0);
+        let pid = Pid::from_raw(pid).with_context(|| format!("startup pid {pid}"))?;
+        rustix::process::kill_process(pid, signal)
+            .with_context(|| format!("signalling node {i}'s startup process"))?;
+        Ok(())
     }
 
     /// The pids of node `i`'s Patroni and of its postmaster, for status

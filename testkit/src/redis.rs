@@ -24,7 +24,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Debug)]
 pub struct RedisServer {
     port: u16,
-    _process: ServerProcess,
+    process: Option<ServerProcess>,
 }
 
 impl RedisServer {
@@ -39,8 +39,21 @@ impl RedisServer {
         let process = start_node("redis", port, &[]).await?;
         Ok(Self {
             port,
-            _process: process,
+            process: Some(process),
         })
+    }
+
+    /// Kills the server (SIGKILL): persistence is off, so what it held is
+    /// gone, as after a crash of a Redis without persistence.
+    pub fn kill(&mut self) {
+        self.process = None;
+    }
+
+    /// Starts a fresh, empty server on the same port.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.process = Some(start_node("redis", self.port, &[]).await?);
+        Ok(())
     }
 
     /// `redis://127.0.0.1:<port>`.

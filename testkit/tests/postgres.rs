@@ -152,7 +152,7 @@ async fn patroni_shard_fails_over_and_takes_the_dead_leader_back() {
 }
 
 #[tokio::test]
-async fn paused_replay_hides_new_commits_until_resumed() {
+async fn held_replay_hides_new_commits_until_released() {
     let etcd = EtcdServer::start().await.unwrap();
     let shard = PatroniShard::start(&etcd, "replay", 2).await.unwrap();
     let leader = shard.wait_for_leader(REPLAY_PATIENCE).await.unwrap();
@@ -169,25 +169,35 @@ async fn paused_replay_hides_new_commits_until_resumed() {
     })
     .await;
 
-    shard.pause_replay(standby).await.unwrap();
+    shard.hold_replay(standby).await.unwrap();
     // The commit returns once the synchronous standby has the WAL...
     primary
         .batch_execute("INSERT INTO inbox VALUES (1)")
         .await
         .unwrap();
-    // ...but does not apply it while paused: replay stops before it.
-    assert_eq!(count(replica, "SELECT count(*) FROM inbox").await, Some(0));
-    eventually_async("replay paused", REPLAY_PATIENCE, || async move {
-        let state = replica
-            .query_one("SELECT pg_get_wal_replay_pause_state()", &[])
-            .await
-            .map(|row| row.get::<_, String>(0));
-        matches!(state.as_deref(), Ok("paused"))
+    let written: String = primary
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    // ...which it has received, but does not apply while held.
+    eventually_async("the standby to receive the commit", REPLAY_PATIENCE, || {
+        let written = written.clone();
+        async move {
+            let received = replica
+                .query_one(
+                    "SELECT pg_last_wal_receive_lsn() >= $1::text::pg_lsn",
+                    &[&written],
+                )
+                .await
+                .map(|row| row.get::<_, bool>(0));
+            matches!(received, Ok(true))
+        }
     })
     .await;
     assert_eq!(count(replica, "SELECT count(*) FROM inbox").await, Some(0));
 
-    shard.resume_replay(standby).await.unwrap();
+    shard.release_replay(standby).await.unwrap();
     eventually_async("the row after resuming", REPLAY_PATIENCE, || async move {
         count(replica, "SELECT count(*) FROM inbox").await == Some(1)
     })

@@ -1,6 +1,10 @@
 // Two people chat through Courier's web page in Chromium, a backend push
 // reaches both, and one page survives a restart of its comet and shows
-// what it missed. Driven by tests/browser.rs, which runs the cluster:
+// what it missed. Then a room with more history than a page is read back
+// by scrolling up, to its first message, and a page told a room's head
+// unasked (as a comet does after reporting its connections to logic again)
+// reads what never reached it. Driven by tests/browser.rs, which runs the
+// cluster:
 //
 //   env: LOGIC_URL, API_KEY, CHROMIUM, SCREENSHOTS (optional directory)
 //   stdout "restart <comet id>" -> the driver restarts that comet, then
@@ -21,6 +25,7 @@ async function nextLine() {
   return value.trim();
 }
 
+// Pushes over HTTP; returns the reply ({msg_id, seq, epoch}).
 async function push(path, body) {
   const response = await fetch(`${LOGIC_URL}/api/v1${path}`, {
     method: "POST",
@@ -28,6 +33,7 @@ async function push(path, body) {
     body: JSON.stringify(body),
   });
   if (response.status !== 202) throw new Error(`push ${path}: HTTP ${response.status}`);
+  return response.json();
 }
 
 async function signIn(page, user) {
@@ -59,6 +65,35 @@ async function open(page, key) {
 
 async function shot(page, name) {
   if (SCREENSHOTS) await page.screenshot({ path: `${SCREENSHOTS}/${name}.png` });
+}
+
+// The texts of the messages the open conversation shows, top to bottom.
+async function shown(page) {
+  return page.locator("#messages .text").allTextContents();
+}
+
+// Scrolls the open conversation to its top until the page says it reached
+// the start of history; every step must load older messages.
+async function scrollBackToTheStart(page) {
+  for (let step = 0; step < 10; step++) {
+    const note = page.locator("#history-note");
+    if ((await note.textContent()) === "Start of history") return;
+    const before = (await shown(page)).length;
+    await page.locator("#scroller").evaluate((el) => {
+      el.scrollTop = 0;
+    });
+    await page.waitForFunction(
+      (n) =>
+        document.querySelectorAll("#messages .text").length > n ||
+        document.getElementById("history-note").textContent === "Start of history",
+      before,
+      { timeout: WAIT_MS },
+    );
+    const top = await page.locator("#scroller").evaluate((el) => el.scrollTop);
+    const now = (await shown(page)).length;
+    if (now > before && top === 0) throw new Error("the view jumped to the older messages");
+  }
+  throw new Error("no start of history after 10 pages");
 }
 
 async function main() {
@@ -124,6 +159,69 @@ async function main() {
     // Still chatting after the restart.
     await say(bob, "welcome back");
     await sees(alice, "welcome back");
+
+    // A room with more history than a page: opening it shows the newest
+    // page; scrolling up reads the rest back, keeping the view where it
+    // was, down to the first message (in bob's narrow window).
+    const archive = `archive${stamp}`;
+    const pushed = Array.from({ length: 120 }, (_, i) => `${archive} ${i + 1}`);
+    for (const data of pushed) await push(`/push/rooms/${archive}`, { op: 1001, data });
+    await join(bob, archive);
+    await sees(bob, `${archive} 120`);
+    const first = await shown(bob);
+    if (first.length >= pushed.length || first.includes(`${archive} 1`)) {
+      throw new Error(`opening the room showed more than its newest page: ${first.length}`);
+    }
+    await scrollBackToTheStart(bob);
+    const all = await shown(bob);
+    if (JSON.stringify(all) !== JSON.stringify(pushed)) {
+      throw new Error(`the room read back is not its history in order: ${JSON.stringify(all)}`);
+    }
+    await bob.locator("#scroller").evaluate((el) => {
+      el.scrollTop = 0;
+    });
+    await shot(bob, "history-start");
+
+    // The comet sends the heads of a connection's rooms unasked once it
+    // reported its connections to logic again (logic's session store lost
+    // them). Carol's socket goes through a route that loses a room push on
+    // its way and then tells her page the room's head: the page reads what
+    // it missed.
+    const quiet = `quiet${stamp}`;
+    const carolContext = await browser.newContext({ viewport: { width: 900, height: 600 } });
+    let toPage = null;
+    let loseNext = null;
+    await carolContext.routeWebSocket(/\/ws$/, (ws) => {
+      toPage = ws;
+      const server = ws.connectToServer();
+      ws.onMessage((message) => server.send(message));
+      server.onMessage((message) => {
+        const frame = typeof message === "string" ? JSON.parse(message) : {};
+        const toQuiet = (frame.push?.messages || []).some((m) => m.to?.room === quiet);
+        if (toQuiet && loseNext) {
+          loseNext();
+          loseNext = null;
+          return;
+        }
+        ws.send(message);
+      });
+    });
+    const carol = await carolContext.newPage();
+    await signIn(carol, `carol${stamp}`);
+    await join(carol, quiet);
+    await push(`/push/rooms/${quiet}`, { op: 1001, data: "arrives" });
+    await sees(carol, "arrives");
+    const lost = new Promise((resolve) => {
+      loseNext = resolve;
+    });
+    const stored = await push(`/push/rooms/${quiet}`, { op: 1001, data: "lost on the way" });
+    await lost;
+    if ((await carol.locator("#messages li", { hasText: "lost on the way" }).count()) > 0) {
+      throw new Error("the lost push reached the page another way");
+    }
+    const head = { epoch: String(stored.epoch), lastSeq: String(stored.seq), firstSeq: "1" };
+    toPage.send(JSON.stringify({ heartbeatReply: { rooms: { [quiet]: head } } }));
+    await sees(carol, "lost on the way");
     console.log("ok");
   } finally {
     await browser.close();

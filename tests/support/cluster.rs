@@ -1,10 +1,12 @@
-//! A real cluster for end-to-end tests: Redis, etcd and a Kafka-compatible
-//! broker started by the testkit on free loopback ports, and every Courier
-//! service as its own `courier` process (so a test can `kill -9` one).
+//! A real cluster for end-to-end tests: PostgreSQL, Redis, etcd and a
+//! Kafka-compatible broker started by the testkit on free loopback ports,
+//! and every Courier service as its own `courier` process (so a test can
+//! `kill -9` one).
 
 use std::collections::HashMap;
 use std::process::Stdio;
 
+use courier_testkit::postgres::PostgresServer;
 use courier_testkit::{etcd::EtcdServer, kafka::KafkaBroker, redis::RedisServer};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -37,6 +39,10 @@ pub struct RealCluster {
     pub logic: Service,
     pub comets: Vec<Service>,
     pub jobs: Vec<Service>,
+    /// The store of record: one shard, or what `with_store` named.
+    pub postgres: Option<PostgresServer>,
+    /// The `store` / `shards` settings every logic gets.
+    store: Vec<(String, String)>,
     pub redis: RedisServer,
     pub etcd: EtcdServer,
     pub kafka: KafkaBroker,
@@ -44,13 +50,28 @@ pub struct RealCluster {
 }
 
 impl RealCluster {
-    /// Backends, one logic, comets `comet-a`, `comet-b`, and two jobs.
+    /// Backends (a one-shard PostgreSQL store), one logic, comets
+    /// `comet-a`, `comet-b`, and two jobs.
     pub async fn start() -> Self {
-        let redis = RedisServer::start().await.expect("redis-server starts");
+        let postgres = PostgresServer::start().await.expect("postgres starts");
+        let store = vec![("COURIER_CLUSTER__STORE".to_owned(), postgres.url())];
         let etcd = EtcdServer::start().await.expect("etcd starts");
+        Self::start_on(etcd, Some(postgres), store).await
+    }
+
+    /// The same on `etcd`, with the store of record set by `store` (env
+    /// settings such as `COURIER_CLUSTER__SHARDS__A=postgres://...`).
+    pub async fn start_on(
+        etcd: EtcdServer,
+        postgres: Option<PostgresServer>,
+        store: Vec<(String, String)>,
+    ) -> Self {
+        let redis = RedisServer::start().await.expect("redis-server starts");
         let kafka = KafkaBroker::start().await.expect("broker starts");
         let topic = "courier-e2e".to_owned();
         let mut cluster = Self {
+            postgres,
+            store,
             redis,
             etcd,
             kafka,
@@ -105,6 +126,7 @@ impl RealCluster {
                     .env("COURIER_COMET__HEARTBEAT", "2s");
             }
             "logic" => {
+                cmd.envs(self.store.iter().map(|(k, v)| (k, v)));
                 cmd.env("COURIER_LOGIC__HTTP_ADDR", "127.0.0.1:0")
                     .env("COURIER_LOGIC__GRPC_ADDR", "127.0.0.1:0")
                     .env("COURIER_LOGIC__AUTH_RATE_PER_MINUTE", "100000");

@@ -14,6 +14,7 @@ use serde_json::Value;
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
 pub mod cluster;
+pub mod fleet;
 
 pub const PASSWORD: &str = "correct horse";
 

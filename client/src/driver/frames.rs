@@ -2,18 +2,22 @@
 //! connection: replies complete pending requests; pushes and pages go
 //! through the stream sequencers ([`crate::streams`]) and come out as
 //! events, in seq order and once each; the inbox is acked as it is shown;
-//! heartbeat replies reveal a tail the comet never delivered; `Reconnect`
-//! and `Kick` end the connection.
+//! stream heads (in heartbeat replies, asked for or not, and in history
+//! pages) reveal a tail the comet never delivered; `Reconnect` and `Kick`
+//! end the connection.
 
 use std::time::Duration;
 
-use courier_proto::client::{frame::Body, target, Ack, Frame, Message, Push, Sync, SyncReply};
+use courier_proto::client::{
+    frame::Body, target, Ack, Frame, Message, Push, StreamHead, Sync, SyncReply,
+};
+use courier_proto::Position;
 use tokio::time::Instant;
 use tracing::debug;
 
 use super::{lost, Driver, SessionEnd};
 use crate::session::Session;
-use crate::streams::{Notice, Outcome, Position};
+use crate::streams::{Notice, Outcome};
 use crate::{ClientError, Event};
 
 /// Messages asked for per sync.
@@ -35,10 +39,15 @@ impl Driver {
             Body::Push(push) => self.on_push(session, push).await,
             Body::SyncReply(page) => match self.pending.remove(&frame.id).filter(|_| frame.id != 0)
             {
-                // A page the application asked for (history): not ours to order.
+                // A page the application asked for (history): not ours to
+                // order, but its head may show the stream moved on.
                 Some(cmd) => {
+                    let (room, head) = (page.room.clone(), page.head);
                     let _ = cmd.reply.send(Ok(Body::SyncReply(page)));
-                    Ok(())
+                    if let Some(head) = head {
+                        self.on_head(session, &room, head).await?;
+                    }
+                    self.flush(session).await
                 }
                 None => {
                     let resumed = frame.id == 0;
@@ -48,16 +57,12 @@ impl Driver {
             },
             Body::HeartbeatReply(reply) => {
                 if let Some(head) = reply.inbox {
-                    let out = self.inbox.on_head(head);
-                    self.apply(session, None, out).await?;
+                    self.on_head(session, "", head).await?;
                 }
-                // Heads of rooms we are in (after the comet resynced).
+                // Heads of rooms we are in, sent unasked after the comet
+                // reported its connections to logic again.
                 for (room, head) in reply.rooms {
-                    let Some(sequencer) = self.rooms.get_mut(&room) else {
-                        continue;
-                    };
-                    let out = sequencer.on_head(head);
-                    self.apply(session, room_name(&room), out).await?;
+                    self.on_head(session, &room, head).await?;
                 }
                 self.flush(session).await
             }
@@ -146,11 +151,32 @@ impl Driver {
             }
             None if !sequencer.knows_start() => {
                 sequencer.set_syncing(true);
-                self.request_sync(session, &join.room, Position::default(), 0)
+                self.request_sync(session, &join.room, Position::NONE, 0)
                     .await
             }
             None => Ok(()),
         }
+    }
+
+    /// The head of `room` ("" for the inbox), learned on the side (a
+    /// heartbeat reply, a history page): syncs the stream when the head is
+    /// past what was shown. A room with no sequencer (left, or never
+    /// joined) is none of ours.
+    async fn on_head(
+        &mut self,
+        session: &mut Session,
+        room: &str,
+        head: StreamHead,
+    ) -> Result<(), SessionEnd> {
+        let sequencer = match room {
+            "" => &mut self.inbox,
+            room => match self.rooms.get_mut(room) {
+                Some(sequencer) => sequencer,
+                None => return Ok(()),
+            },
+        };
+        let out = sequencer.on_head(head);
+        self.apply(session, room_name(room), out).await
     }
 
     /// The sequencer of `room` ("" for the inbox).

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use courier_proto::client::{frame::Body, Frame, Heartbeat};
+use courier_proto::Position;
 use futures::SinkExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -36,7 +37,7 @@ use crate::backoff::Backoff;
 use crate::dedup::{RecentIds, DEFAULT_DEDUP_CAPACITY};
 use crate::session::{self, AuthRequest, Session};
 use crate::state::{ClientState, Ended};
-use crate::streams::{Position, Sequencer};
+use crate::streams::Sequencer;
 use crate::{ClientConfig, ClientError, CometAddr, Event, LoginReply};
 
 /// How the driver logs in again (HTTP in production, a fixed reply in tests).
@@ -135,7 +136,7 @@ impl Driver {
         cancel: CancellationToken,
     ) -> Self {
         let backoff = Backoff::new(config.reconnect_min, config.reconnect_max);
-        let resume = config.resume_from.unwrap_or_default();
+        let resume = config.resume_from.unwrap_or(Position::NONE);
         let inbox = config.resume_from.map(Sequencer::at).unwrap_or_default();
         shared.conn.lock().inbox = resume;
         let mut driver = Self {
@@ -216,12 +217,10 @@ impl Driver {
     }
 
     async fn open(&mut self, comet: &CometAddr) -> Result<Session, ClientError> {
-        let position = self.inbox.position();
         let auth = AuthRequest {
             id: self.next_id(),
             token: self.login_reply.token.clone(),
-            last_seq: position.seq,
-            epoch: position.epoch,
+            resume: self.inbox.position(),
             rooms: self.shared.conn.lock().rooms.clone(),
             device: self.config.device.clone(),
             login_heartbeat_secs: self.login_reply.heartbeat_secs,
@@ -376,7 +375,7 @@ impl Driver {
             sequencer.set_syncing(true);
             let (after, limit) = match sequencer.knows_start() {
                 true => (sequencer.position(), SYNC_LIMIT),
-                false => (Position::default(), 0),
+                false => (Position::NONE, 0),
             };
             if let Err(end) = self.request_sync(session, &room, after, limit).await {
                 return end;

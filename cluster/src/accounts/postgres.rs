@@ -2,8 +2,9 @@
 //! bucket of its user's inbox, so an account and its messages share a
 //! shard. Registration is one insert that a taken uid refuses
 //! (`courier_create_account`), so two concurrent registrations of one uid
-//! cannot both win. Reads go to the primary: a login right after
-//! registration must find the account.
+//! cannot both win. Reads go to the primary, since a login right after
+//! registration must find the account, or to a standby while the primary
+//! cannot be reached (a failover).
 
 use async_trait::async_trait;
 
@@ -44,7 +45,7 @@ impl Accounts for PgStore {
         self.routed(&key, |handle, bucket| async move {
             let rows = handle
                 .shard
-                .query(
+                .query_for_read(
                     "SELECT cb.state, a.password_hash, a.created_at_ms
                        FROM courier_buckets cb
                        LEFT JOIN courier_accounts a ON a.uid = $1

@@ -8,9 +8,12 @@
 //! or has become the primary leaves it until a later probe finds it fit
 //! again. With no standby in the list, reads go to the primary.
 //!
-//! The list is an array of flags read without a lock on the read path.
+//! The list is an array of flags read without a lock on the read path. The
+//! probe also records each node's role, for the status, and for reads that
+//! fall back to any node that answers while the primary is unreachable
+//! (a failover in progress).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +32,14 @@ struct Node {
     readable: AtomicBool,
     /// Replay lag in ms at the last probe (`u64::MAX`: unknown or down).
     lag_ms: AtomicU64,
+    /// [`DOWN`], [`PRIMARY`] or [`STANDBY`] at the last probe.
+    role: AtomicU8,
 }
+
+/// What the last probe found a node to be.
+const DOWN: u8 = 0;
+const PRIMARY: u8 = 1;
+const STANDBY: u8 = 2;
 
 /// The nodes of one shard. See the module docs.
 pub(crate) struct ReadNodes {
@@ -49,20 +59,37 @@ impl ReadNodes {
                     pool,
                     readable: AtomicBool::new(false),
                     lag_ms: AtomicU64::new(u64::MAX),
+                    role: AtomicU8::new(DOWN),
                 })
                 .collect(),
             next: AtomicUsize::new(0),
         }
     }
 
-    /// A readable standby's pool, round robin; `None` if there is none.
-    pub(crate) fn pick(&self) -> Option<&Pool> {
+    /// A readable standby (its `host:port` and pool), round robin; `None`
+    /// if there is none.
+    pub(crate) fn pick(&self) -> Option<(&str, &Pool)> {
         let n = self.nodes.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         (0..n)
             .map(|i| &self.nodes[(start + i) % n])
             .find(|node| node.readable.load(Ordering::Relaxed))
-            .map(|node| &node.pool)
+            .map(|node| (node.host.as_str(), &node.pool))
+    }
+
+    /// Every node that answered the last probe, standbys first: where a
+    /// read goes when the primary cannot be reached.
+    pub(crate) fn answering(&self) -> Vec<(&str, &Pool)> {
+        let mut nodes: Vec<&Node> = self
+            .nodes
+            .iter()
+            .filter(|n| n.role.load(Ordering::Relaxed) != DOWN)
+            .collect();
+        nodes.sort_by_key(|n| n.role.load(Ordering::Relaxed) != STANDBY);
+        nodes
+            .into_iter()
+            .map(|n| (n.host.as_str(), &n.pool))
+            .collect()
     }
 
     /// Every node as the last probe found it.
@@ -71,8 +98,14 @@ impl ReadNodes {
             .iter()
             .map(|n| {
                 let lag = n.lag_ms.load(Ordering::Relaxed);
+                let role = match n.role.load(Ordering::Relaxed) {
+                    PRIMARY => "primary",
+                    STANDBY => "standby",
+                    _ => "down",
+                };
                 NodeStatus {
                     host: n.host.clone(),
+                    role: role.to_owned(),
                     readable: n.readable.load(Ordering::Relaxed),
                     lag_ms: (lag != u64::MAX).then_some(lag),
                 }
@@ -130,19 +163,21 @@ async fn check(shard: &Shard, node: &Node) {
         let lag: Option<f64> = row.try_get(1).map_err(pg_error)?;
         Ok::<_, crate::Error>((standby, lag))
     };
-    let (readable, lag_ms) = match tokio::time::timeout(bound * 2, answer).await {
+    let (role, readable, lag_ms) = match tokio::time::timeout(bound * 2, answer).await {
         Ok(Ok((true, Some(lag)))) => {
             // Clocks may put a fresh stamp slightly in the future.
             let lag_ms = lag.max(0.0) as u64;
-            (lag_ms <= millis(shard.opts.max_read_lag), lag_ms)
+            (STANDBY, lag_ms <= millis(shard.opts.max_read_lag), lag_ms)
         }
-        Ok(Ok((false, _))) | Ok(Ok((true, None))) => (false, u64::MAX),
+        Ok(Ok((true, None))) => (STANDBY, false, u64::MAX),
+        Ok(Ok((false, _))) => (PRIMARY, false, u64::MAX),
         Ok(Err(e)) => {
             tracing::debug!(shard = %shard.name, node = %node.host, error = %e, "node did not answer the probe");
-            (false, u64::MAX)
+            (DOWN, false, u64::MAX)
         }
-        Err(_) => (false, u64::MAX),
+        Err(_) => (DOWN, false, u64::MAX),
     };
+    node.role.store(role, Ordering::Relaxed);
     let was = node.readable.swap(readable, Ordering::Relaxed);
     node.lag_ms.store(lag_ms, Ordering::Relaxed);
     if was != readable {

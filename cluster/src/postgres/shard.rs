@@ -38,6 +38,31 @@ pub(crate) enum Routed<T> {
     Moved,
 }
 
+/// Why a statement failed.
+enum Failure {
+    /// The node could not be reached, or is no longer the primary: another
+    /// node may answer.
+    Unreachable(Error),
+    /// The node answered with an error.
+    Refused(Error),
+}
+
+impl Failure {
+    fn into_error(self) -> Error {
+        match self {
+            Failure::Unreachable(e) | Failure::Refused(e) => e,
+        }
+    }
+}
+
+/// Whether `error` says the node is read-only (a primary that became a
+/// standby).
+fn is_read_only(error: &tokio_postgres::Error) -> bool {
+    error
+        .code()
+        .is_some_and(|c| *c == tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION)
+}
+
 /// A stream's row, as the primary has it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct HeadRow {
@@ -207,20 +232,11 @@ impl Shard {
         self.primary.get().await.map_err(pg_error)
     }
 
-    /// The pool reads go to: a standby within the lag bound, else the
-    /// primary.
-    fn reader(&self) -> &Pool {
-        self.nodes.pick().unwrap_or(&self.primary)
-    }
-
     /// Drops `conn` from its pool when `error` says the connection itself
     /// is unusable (closed, or a primary that became a standby), so the
     /// next one is made afresh and finds the current primary.
     pub(crate) fn discard_if_broken(conn: Object, error: &tokio_postgres::Error) {
-        let read_only = error
-            .code()
-            .is_some_and(|c| *c == tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION);
-        if error.as_db_error().is_none() || read_only || conn.is_closed() {
+        if error.as_db_error().is_none() || is_read_only(error) || conn.is_closed() {
             drop(Object::take(conn));
         }
     }
@@ -231,13 +247,68 @@ impl Shard {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>> {
-        let conn = self.primary().await?;
+        self.query_on(&self.primary, sql, params)
+            .await
+            .map_err(Failure::into_error)
+    }
+
+    /// Runs a read on the primary, or, while the primary cannot be reached
+    /// (a failover in progress), on any node that answers: a standby of a
+    /// synchronously replicated group holds every write the primary
+    /// acknowledged, so reads and logins go on through the failover.
+    pub(crate) async fn query_for_read(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>> {
+        let unreachable = match self.query_on(&self.primary, sql, params).await {
+            Ok(rows) => return Ok(rows),
+            Err(Failure::Refused(e)) => return Err(e),
+            Err(Failure::Unreachable(e)) => e,
+        };
+        for (host, pool) in self.nodes.answering() {
+            match self.query_on(pool, sql, params).await {
+                Ok(rows) => {
+                    metrics::counter!("courier_store_fallback_reads_total", "shard" => self.name.clone(), "node" => host.to_owned())
+                        .increment(1);
+                    return Ok(rows);
+                }
+                Err(f) => {
+                    tracing::debug!(shard = %self.name, node = host, error = %f.into_error(), "fallback read failed")
+                }
+            }
+        }
+        Err(unreachable)
+    }
+
+    /// Runs `sql` on a connection of `pool` under the statement bound.
+    async fn query_on(
+        &self,
+        pool: &Pool,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> std::result::Result<Vec<Row>, Failure> {
+        let conn = pool
+            .get()
+            .await
+            .map_err(|e| Failure::Unreachable(pg_error(e)))?;
         let run = async {
             let statement = conn.prepare_cached(sql).await?;
             conn.query(&statement, params).await
         };
         let outcome = tokio::time::timeout(self.opts.statement_timeout, run).await;
-        self.settle(conn, outcome)
+        let unreachable = match &outcome {
+            Ok(Err(e)) => e.as_db_error().is_none() || is_read_only(e),
+            Err(_) => true,
+            Ok(Ok(_)) => false,
+        };
+        self.settle(conn, outcome).map_err(|e| {
+            if unreachable {
+                Failure::Unreachable(e)
+            } else {
+                Failure::Refused(e)
+            }
+        })
     }
 
     /// Runs `sql` on the primary: the rows it changed.
@@ -281,7 +352,9 @@ impl Shard {
 
     /// The stream's head, from the primary.
     pub(crate) async fn head(&self, stream: &str, bucket: u32) -> Result<Routed<HeadRow>> {
-        let rows = self.query(HEAD, &[&stream, &to_i32(bucket)]).await?;
+        let rows = self
+            .query_for_read(HEAD, &[&stream, &to_i32(bucket)])
+            .await?;
         let Some(row) = rows.first() else {
             return Ok(Routed::Moved);
         };
@@ -316,7 +389,7 @@ impl Shard {
         buckets: &[u32],
     ) -> Result<Vec<Option<HeadRow>>> {
         let buckets: Vec<i32> = buckets.iter().map(|b| to_i32(*b)).collect();
-        let rows = self.query(HEADS, &[&streams, &buckets]).await?;
+        let rows = self.query_for_read(HEADS, &[&streams, &buckets]).await?;
         let mut heads = vec![None; streams.len()];
         for row in rows {
             let i: i64 = row.try_get(0).map_err(pg_error)?;
@@ -349,7 +422,8 @@ impl Shard {
 
     /// Messages of `stream` with `after < seq < before`: the oldest `limit`
     /// of them, or with `newest_first` the newest, in that order. From a
-    /// standby within the lag bound when `from_standby`, else the primary.
+    /// standby within the lag bound when `from_standby` and there is one,
+    /// else the primary (or, while it cannot be reached, any node).
     pub(crate) async fn messages(
         &self,
         stream: &str,
@@ -359,30 +433,31 @@ impl Shard {
         newest_first: bool,
         from_standby: bool,
     ) -> Result<Routed<Vec<(u64, Bytes)>>> {
-        let pool = if from_standby {
-            self.reader()
-        } else {
-            &self.primary
-        };
-        let conn = pool.get().await.map_err(pg_error)?;
         let query = if newest_first { NEWEST } else { OLDEST };
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let run = async {
-            let statement = conn.prepare_cached(query).await?;
-            conn.query(
-                &statement,
-                &[
-                    &stream,
-                    &to_i64(after),
-                    &to_i64(before),
-                    &limit,
-                    &to_i32(bucket),
-                ],
-            )
-            .await
+        let params: [&(dyn ToSql + Sync); 5] = [
+            &stream,
+            &to_i64(after),
+            &to_i64(before),
+            &limit,
+            &to_i32(bucket),
+        ];
+        let standby = if from_standby {
+            self.nodes.pick()
+        } else {
+            None
         };
-        let outcome = tokio::time::timeout(self.opts.statement_timeout, run).await;
-        let rows = self.settle(conn, outcome)?;
+        let (node, rows) = match standby {
+            Some((host, pool)) => (
+                host,
+                self.query_on(pool, query, &params)
+                    .await
+                    .map_err(Failure::into_error)?,
+            ),
+            None => ("primary", self.query_for_read(query, &params).await?),
+        };
+        metrics::counter!("courier_store_page_reads_total", "shard" => self.name.clone(), "node" => node.to_owned())
+            .increment(1);
         let Some(first) = rows.first() else {
             return Ok(Routed::Moved);
         };

@@ -409,6 +409,8 @@ pub(crate) struct ShardBody {
 pub(crate) struct NodeBody {
     /// `host:port`.
     pub(crate) host: String,
+    /// `primary`, `standby`, or `down` (it did not answer the last probe).
+    pub(crate) role: String,
     /// A standby within the lag bound: history reads go here.
     pub(crate) readable: bool,
     /// Replay lag in ms; absent when the node did not answer or is the

@@ -71,6 +71,7 @@ pub(crate) async fn status(
                     .into_iter()
                     .map(|n| NodeBody {
                         host: n.host,
+                        role: n.role,
                         readable: n.readable,
                         lag_ms: n.lag_ms,
                     })
