@@ -76,6 +76,8 @@ enum Bench {
     Peer(courier::bench::PeerArgs),
     /// The HTTP push API's requests/s and latency (or an empty route's).
     Push(courier::bench::PushArgs),
+    /// Paging back through a long stored history: pages/s.
+    History(courier::bench::HistoryArgs),
 }
 
 /// Loads the config, installs tracing and the metrics recorder that every
@@ -181,6 +183,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(Bench::Fanout(args)) => courier::bench::fanout(args).await?,
         Command::Bench(Bench::Peer(args)) => courier::bench::peer(args).await?,
         Command::Bench(Bench::Push(args)) => courier::bench::push(args).await?,
+        Command::Bench(Bench::History(args)) => courier::bench::history(args).await?,
         Command::Store(command) => courier::store_cli::run(command).await?,
     }
     Ok(())

@@ -101,6 +101,16 @@ async fn push_measures_the_push_route_and_the_ceiling() {
 }
 
 #[tokio::test]
+async fn history_pages_back_through_every_stored_message() {
+    let system = start(1).await;
+    let extra = ["--messages", "450", "--page", "100"];
+    let r = bench(&against(&system, "history", false, &extra)).await;
+    assert_eq!(count(&r, "messages"), 450, "{r}");
+    assert_eq!(count(&r, "pages"), 5, "{r}");
+    assert!(r["pages_per_sec"].as_f64().is_some_and(|p| p > 0.0), "{r}");
+}
+
+#[tokio::test]
 async fn e2e_receives_every_push_it_sends() {
     let system = start(1).await;
     let extra = ["--count", "300", "--rate", "1000"];

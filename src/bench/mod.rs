@@ -9,6 +9,7 @@
 //!   each started by the command, for comparison.
 //! - [`push`]: the HTTP push API's requests/s and latency, next to an
 //!   empty route's.
+//! - [`history`]: paging back through a long stored history, pages/s.
 //!
 //! The generators that hold many connections speak the wire protocol
 //! themselves with `courier_proto` (not the SDK), so one connection costs a
@@ -27,6 +28,7 @@ pub mod conns;
 pub mod dial;
 pub mod e2e;
 pub mod fanout;
+pub mod history;
 pub mod latency;
 pub mod member;
 pub mod members;
@@ -40,5 +42,6 @@ pub mod wire;
 pub use conns::{conns, ConnsArgs};
 pub use e2e::{e2e, E2eArgs};
 pub use fanout::{fanout, FanoutArgs};
+pub use history::{history, HistoryArgs};
 pub use peer::{peer, PeerArgs};
 pub use push::{push, PushArgs};
