@@ -15,7 +15,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::cluster::{RealCluster, API_KEY};
+use support::cluster::{api_get, RealCluster, API_KEY};
 use support::fleet::{self, pushes_survive, USERS};
 use support::PASSWORD;
 use tokio::time::Instant;
@@ -59,19 +59,6 @@ async fn every_user_gets_every_push_when_a_live_comet_drops_out_of_etcd() {
     fleet::close(fleet).await;
 }
 
-/// `GET path` with the API key.
-async fn get(url: &str, path: &str) -> Value {
-    reqwest::Client::new()
-        .get(format!("{url}/api/v1{path}"))
-        .bearer_auth(API_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 /// Waits until logic knows every user of the fleet is connected again, and
 /// says how long that took from `since`.
 async fn every_session_is_back(url: &str, since: Instant) -> Duration {
@@ -79,7 +66,7 @@ async fn every_session_is_back(url: &str, since: Instant) -> Duration {
         "logic to know every connection again",
         Duration::from_secs(30),
         || async {
-            let online = get(url, "/online/users?limit=1000").await;
+            let online = api_get(url, "/online/users?limit=1000").await;
             let users = online["users"].as_array().map_or(0, Vec::len);
             (users >= USERS).then(|| since.elapsed())
         },

@@ -25,7 +25,7 @@ use courier_cluster::postgres::routing::bucket_of;
 use courier_testkit::etcd::EtcdServer;
 use courier_testkit::patroni::PatroniShard;
 use serde_json::{json, Value};
-use support::cluster::{RealCluster, API_KEY};
+use support::cluster::{api_get, RealCluster, API_KEY};
 use support::fleet::{self, pushes_survive};
 use support::PASSWORD;
 use tokio::time::Instant;
@@ -56,18 +56,6 @@ impl Stored {
     fn url(&self) -> String {
         self.cluster.logic_url()
     }
-}
-
-async fn get(url: &str, path: &str) -> Value {
-    reqwest::Client::new()
-        .get(format!("{url}/api/v1{path}"))
-        .bearer_auth(API_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 async fn post(url: &str, path: &str, body: Value) -> (u16, Value) {
@@ -135,7 +123,7 @@ async fn every_push_survives_buckets_moving_between_shards() {
     let fleet = fleet::fleet(&url, "u").await;
     // The buckets of the first 40 users, each to the other shard: both
     // directions at once, while pushes to them go on.
-    let status = get(&url, "/admin/store").await;
+    let status = api_get(&url, "/admin/store").await;
     let mut to_b = Vec::new();
     let mut to_a = Vec::new();
     for uid in fleet.uids.iter().take(40) {
@@ -163,7 +151,7 @@ async fn every_push_survives_buckets_moving_between_shards() {
             let url = url.clone();
             async move {
                 courier_testkit::until_some("the moves", Duration::from_secs(90), || async {
-                    let moves = get(&url, "/admin/store").await["moves"].clone();
+                    let moves = api_get(&url, "/admin/store").await["moves"].clone();
                     let moves = moves.as_array().cloned().unwrap_or_default();
                     if let Some(failed) = moves.iter().find(|m| m["state"] == "failed") {
                         panic!("a move failed: {failed}");
@@ -199,7 +187,7 @@ async fn every_push_survives_buckets_moving_between_shards() {
         );
     })
     .await;
-    let after = get(&url, "/admin/store").await;
+    let after = api_get(&url, "/admin/store").await;
     for uid in fleet.uids.iter().take(40) {
         let before = shard_of(&status, uid);
         assert_ne!(shard_of(&after, uid), before, "{uid} moved");
@@ -243,7 +231,7 @@ async fn history(url: &str, uid: &str) -> Vec<u64> {
     let mut seqs = Vec::new();
     loop {
         let after = seqs.last().copied().unwrap_or(0);
-        let page = get(
+        let page = api_get(
             url,
             &format!("/users/{uid}/messages?after_seq={after}&limit=7"),
         )
@@ -265,7 +253,7 @@ async fn history(url: &str, uid: &str) -> Vec<u64> {
 async fn history_reads_answer_with_a_standby_down_or_lagging_and_never_read_the_laggard() {
     let mut stored = Stored::start().await;
     let url = stored.url();
-    let status = get(&url, "/admin/store").await;
+    let status = api_get(&url, "/admin/store").await;
     let on_a = (0..)
         .map(|i| format!("h{i}"))
         .find(|u| shard_of(&status, u) == 0)
@@ -280,7 +268,7 @@ async fn history_reads_answer_with_a_standby_down_or_lagging_and_never_read_the_
     let readable = |shard: &str, node: u16| {
         let (url, shard) = (url.clone(), shard.to_owned());
         async move {
-            let status = get(&url, "/admin/store").await;
+            let status = api_get(&url, "/admin/store").await;
             let s = status["shards"]
                 .as_array()
                 .unwrap()

@@ -25,10 +25,11 @@ fn opts() -> InboxOptions {
     }
 }
 
-/// A retention that passes in about a second, for the retention test.
+/// A retention that passes in a few seconds, for the retention test: long
+/// enough that a loaded machine's delays cannot age the newer message out.
 fn short_lived() -> InboxOptions {
     InboxOptions {
-        retention: Duration::from_millis(1200),
+        retention: Duration::from_secs(4),
         ..opts()
     }
 }
@@ -399,10 +400,12 @@ async fn messages_older_than_the_retention_are_gone(
     expire: impl AsyncFn(),
 ) {
     let old = append(s, ALICE, "old").await;
-    // Time passing is the point (paused on memory, real on PostgreSQL).
-    tokio::time::sleep(o.retention / 2 + Duration::from_millis(100)).await;
+    // Time passing is the point (paused on memory, real on PostgreSQL): the
+    // old message ends 5/4 of the retention old, the newer 5/8.
+    let step = o.retention * 5 / 8;
+    tokio::time::sleep(step).await;
     append(s, ALICE, "newer").await;
-    tokio::time::sleep(o.retention / 2 + Duration::from_millis(100)).await;
+    tokio::time::sleep(step).await;
     expire().await;
     let page = read(s, ALICE, old.epoch, 0).await;
     assert_eq!(ids(&page), ["newer"]);

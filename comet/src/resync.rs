@@ -21,8 +21,9 @@ use courier_proto::logic::{RestoreSessionsReply, RestoreSessionsRequest, Restore
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::directory::Directory;
+use crate::logic_client::LogicPool;
 use crate::registry::Identity;
-use crate::state::CometState;
 
 /// Connections (and rooms) per `RestoreSessions` call.
 const BATCH: usize = 1_000;
@@ -49,8 +50,16 @@ impl ResyncRequests {
     }
 }
 
+/// What a pass reads and who it reports to.
+#[derive(Debug, Clone)]
+pub(crate) struct Reporter {
+    pub(crate) comet_id: String,
+    pub(crate) directory: Arc<Directory>,
+    pub(crate) logic: Arc<LogicPool>,
+}
+
 /// Runs a pass per request until `stop`.
-pub(crate) async fn run(state: Arc<CometState>, requests: ResyncRequests, stop: CancellationToken) {
+pub(crate) async fn run(reporter: Reporter, requests: ResyncRequests, stop: CancellationToken) {
     let mut asked = requests.0.subscribe();
     loop {
         tokio::select! {
@@ -63,7 +72,7 @@ pub(crate) async fn run(state: Arc<CometState>, requests: ResyncRequests, stop: 
             }
         }
         let started = tokio::time::Instant::now();
-        let (connections, rooms) = pass(&state).await;
+        let (connections, rooms) = pass(&reporter).await;
         tracing::info!(
             connections,
             rooms,
@@ -75,9 +84,10 @@ pub(crate) async fn run(state: Arc<CometState>, requests: ResyncRequests, stop: 
 }
 
 /// One pass: returns how many connections and rooms were reported.
-async fn pass(state: &CometState) -> (usize, usize) {
-    let connections = state.directory.keys.identities();
-    let rooms: Vec<String> = state.directory.rooms.counts().into_keys().collect();
+async fn pass(reporter: &Reporter) -> (usize, usize) {
+    let directory = &reporter.directory;
+    let connections = directory.keys.identities();
+    let rooms: Vec<String> = directory.rooms.counts().into_keys().collect();
     let calls = connections
         .len()
         .div_ceil(BATCH)
@@ -91,7 +101,7 @@ async fn pass(state: &CometState) -> (usize, usize) {
             .get(i * BATCH..((i + 1) * BATCH).min(rooms.len()))
             .unwrap_or(&[]);
         let request = RestoreSessionsRequest {
-            comet_id: state.id().to_owned(),
+            comet_id: reporter.comet_id.clone(),
             sessions: batch
                 .iter()
                 .map(|(key, identity)| RestoredSession {
@@ -102,8 +112,8 @@ async fn pass(state: &CometState) -> (usize, usize) {
                 .collect(),
             rooms: room_batch.to_vec(),
         };
-        match restore(state, request).await {
-            Some(reply) => tell_heads(state, batch, &reply),
+        match restore(&reporter.logic, request).await {
+            Some(reply) => tell_heads(directory, batch, &reply),
             None => tracing::warn!(batch = i, "logic did not take a batch of restored sessions; their session checks will restore them"),
         }
     }
@@ -111,11 +121,11 @@ async fn pass(state: &CometState) -> (usize, usize) {
 }
 
 async fn restore(
-    state: &CometState,
+    logic: &LogicPool,
     request: RestoreSessionsRequest,
 ) -> Option<RestoreSessionsReply> {
     for attempt in 1..=ATTEMPTS {
-        match state.logic.restore_sessions(request.clone()).await {
+        match logic.restore_sessions(request.clone()).await {
             Ok(reply) => return Some(reply),
             Err(e) if attempt < ATTEMPTS => {
                 tracing::debug!(error = %e, attempt, "RestoreSessions failed; retrying");
@@ -129,7 +139,7 @@ async fn restore(
 
 /// Queues each connection of `batch` its inbox's head, and each room's
 /// members the room's head.
-fn tell_heads(state: &CometState, batch: &[(Arc<str>, Identity)], reply: &RestoreSessionsReply) {
+fn tell_heads(directory: &Directory, batch: &[(Arc<str>, Identity)], reply: &RestoreSessionsReply) {
     let mut by_uid: HashMap<&str, bytes::Bytes> = HashMap::new();
     for (key, identity) in batch {
         let Some(head) = reply.inboxes.get(&*identity.uid) else {
@@ -139,13 +149,13 @@ fn tell_heads(state: &CometState, batch: &[(Arc<str>, Identity)], reply: &Restor
             .entry(&identity.uid)
             .or_insert_with(|| heads_frame(Some(*head), HashMap::new()))
             .clone();
-        if let Some(outbox) = state.directory.keys.get(key) {
+        if let Some(outbox) = directory.keys.get(key) {
             outbox.push(frame);
         }
     }
     for (room, head) in &reply.rooms {
         let frame = heads_frame(None, HashMap::from([(room.clone(), *head)]));
-        state.directory.push_room(room, &[frame]);
+        directory.push_room(room, &[frame]);
     }
 }
 

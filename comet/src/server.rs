@@ -228,8 +228,13 @@ impl Comet {
             async move { pool.follow(logics, stop).await }
         });
         let rooms = tokio::spawn(report::room_changes(state.clone(), background.clone()));
+        let reporter = crate::resync::Reporter {
+            comet_id: config.id.clone(),
+            directory: state.directory.clone(),
+            logic: state.logic.clone(),
+        };
         let resyncs = tokio::spawn(crate::resync::run(
-            state.clone(),
+            reporter,
             state.resync.clone(),
             background.clone(),
         ));

@@ -46,21 +46,9 @@ async fn sharded() -> (courier_testkit::postgres::PostgresServer, TestLogic) {
     let server = courier_testkit::postgres::PostgresServer::start()
         .await
         .unwrap();
-    let admin = courier_testkit::postgres::connect(&server.url())
-        .await
-        .unwrap();
-    admin
-        .batch_execute("CREATE DATABASE courier_b")
-        .await
-        .unwrap();
+    let second = server.create_database("courier_b").await.unwrap();
     let cluster = ClusterConfig {
-        shards: BTreeMap::from([
-            ("a".to_owned(), server.url()),
-            (
-                "b".to_owned(),
-                server.url().replace("/courier", "/courier_b"),
-            ),
-        ]),
+        shards: BTreeMap::from([("a".to_owned(), server.url()), ("b".to_owned(), second)]),
         ..ClusterConfig::default()
     };
     let backends = Backends::connect(&cluster).await.unwrap();

@@ -11,7 +11,6 @@
 //! The process is killed when the server is dropped. etcd's output goes to
 //! `etcd.log` in the server's temp dir and is quoted when start-up fails.
 
-use std::fs::OpenOptions;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -86,11 +85,7 @@ impl EtcdServer {
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.stop();
         let log_path = self.log_path();
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("opening {}", log_path.display()))?;
+        let log = crate::append_log(&log_path)?;
         let client = format!("http://127.0.0.1:{}", self.client_port);
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let mut cmd = Command::new(&self.program);

@@ -94,6 +94,16 @@ pub fn which(program: &str) -> anyhow::Result<std::path::PathBuf> {
         .with_context(|| format!("{program} not found on PATH"))
 }
 
+/// `path` opened for appending (created if missing): where a server this
+/// kit starts writes its output, kept across restarts.
+pub fn append_log(path: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))
+}
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> anyhow::Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0")?;

@@ -34,7 +34,6 @@
 //! runs as the `postgres` user.
 
 use std::collections::HashSet;
-use std::fs::OpenOptions;
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -569,11 +568,7 @@ impl Node {
 
     fn spawn(&mut self) -> anyhow::Result<()> {
         let log_path = self.log_path();
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("opening {}", log_path.display()))?;
+        let log = crate::append_log(&log_path)?;
         let mut cmd = Command::new(&self.program);
         cmd.arg(self.config_path())
             .stdin(Stdio::null())

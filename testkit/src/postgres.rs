@@ -34,7 +34,6 @@
 //! `postgres`'s output goes to `postgres.log` in the server's temp dir and
 //! is quoted when start-up fails.
 
-use std::fs::OpenOptions;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -119,6 +118,18 @@ impl PostgresServer {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
+    /// Creates database `name` on this server; returns its URL.
+    pub async fn create_database(&self, name: &str) -> anyhow::Result<String> {
+        let admin = connect(&self.url()).await?;
+        // A name is an identifier, never a parameter: quote it.
+        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+        admin
+            .batch_execute(&format!("CREATE DATABASE {quoted}"))
+            .await
+            .with_context(|| format!("creating database {name}"))?;
+        Ok(self.url_of(name))
+    }
+
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.port
@@ -157,11 +168,7 @@ impl PostgresServer {
     fn spawn(&self) -> anyhow::Result<Child> {
         let postgres = pg_binary("postgres")?;
         let log_path = self.log_path();
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("opening {}", log_path.display()))?;
+        let log = crate::append_log(&log_path)?;
         let mut cmd = Command::new(&postgres);
         cmd.arg("-D")
             .arg(self.dir.path().join("data"))

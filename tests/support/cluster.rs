@@ -165,6 +165,19 @@ impl RealCluster {
     }
 }
 
+/// `GET /api/v1{path}` of logic at `url` with the API key: the JSON body.
+pub async fn api_get(url: &str, path: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(format!("{url}/api/v1{path}"))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .expect("logic answers")
+        .json()
+        .await
+        .expect("a JSON body")
+}
+
 fn placeholder() -> Service {
     Service {
         id: String::new(),

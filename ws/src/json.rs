@@ -55,7 +55,6 @@ mod tests {
                     data: bytes::Bytes::from_static(b"hi"),
                     ..Message::default()
                 }],
-                ..Push::default()
             }),
         );
         let text = frame_to_json(&frame.encode_to_vec()).unwrap();

@@ -20,8 +20,8 @@ use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use super::{
-    backward_from, backward_gap, forward_from, forward_gap, new_epoch, within_budget, Appended,
-    Inbox, InboxOptions, NewMessage, Page, Start, Stream,
+    backward_from, backward_gap, forward_from, forward_gap, missing_stream, new_epoch,
+    within_budget, Appended, Inbox, InboxOptions, NewMessage, Page, Start, Stream,
 };
 use crate::Result;
 
@@ -159,15 +159,7 @@ impl Inbox for MemoryInbox {
         let now = Instant::now();
         let mut table = self.table.lock();
         let Some(state) = table.streams.get_mut(&stream.key()) else {
-            // Nothing stored: a reader with an epoch is told.
-            let reset = match start {
-                Start::After(p) | Start::Before(p) => p.epoch != 0,
-                Start::Acked => false,
-            };
-            return Ok(Page {
-                reset,
-                ..Page::default()
-            });
+            return Ok(missing_stream(start));
         };
         state.expire(self.opts.retention, now);
         let size = |(_, _, m): &&(u64, Instant, Bytes)| m.len();

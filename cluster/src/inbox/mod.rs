@@ -146,6 +146,19 @@ pub trait Inbox: Send + Sync + 'static {
     async fn heads(&self, streams: &[Stream<'_>]) -> Result<Vec<StreamHead>>;
 }
 
+/// The page of a stream that does not exist: empty, and a reader that
+/// named an epoch is told it is gone (`reset`).
+pub(crate) fn missing_stream(start: Start) -> Page {
+    let reset = match start {
+        Start::After(p) | Start::Before(p) => p.epoch != 0,
+        Start::Acked => false,
+    };
+    Page {
+        reset,
+        ..Page::default()
+    }
+}
+
 /// A fresh epoch: random, never 0, and exact in a JSON number and a
 /// PostgreSQL `bigint`.
 pub(crate) fn new_epoch() -> u64 {

@@ -12,8 +12,8 @@ use courier_proto::client::StreamHead;
 use courier_proto::{with_position, Position};
 
 use super::{
-    backward_from, backward_gap, forward_from, forward_gap, new_epoch, within_budget, Appended,
-    Inbox, NewMessage, Page, Start, Stream,
+    backward_from, backward_gap, forward_from, forward_gap, missing_stream, new_epoch,
+    within_budget, Appended, Inbox, NewMessage, Page, Start, Stream,
 };
 use crate::postgres::batch::{Write, Written};
 use crate::postgres::routing::bucket_of;
@@ -130,15 +130,7 @@ async fn read_on(
         return Ok(Routed::Moved);
     };
     if !row.exists {
-        // Nothing stored: a reader with an epoch is told.
-        let reset = match start {
-            Start::After(p) | Start::Before(p) => p.epoch != 0,
-            Start::Acked => false,
-        };
-        return Ok(Routed::Done(Page {
-            reset,
-            ..Page::default()
-        }));
+        return Ok(Routed::Done(missing_stream(start)));
     }
     let mut head = head_of(&row);
     if let Start::Before(before) = start {

@@ -33,10 +33,12 @@ use crate::{Error, Result};
 pub(crate) mod batch;
 pub mod moves;
 pub mod nodes;
+mod probe;
 mod retention;
 pub mod routing;
 mod schema;
 pub(crate) mod shard;
+pub(crate) mod sql;
 
 use batch::{Batcher, Write, Written};
 use routing::{bucket_of, Routes, RoutingTable};
@@ -163,7 +165,7 @@ impl PgStore {
                     ));
                 }
             }
-            tokio::spawn(nodes::probe(
+            tokio::spawn(probe::probe(
                 handle.shard.clone(),
                 writer.to_owned(),
                 stop.clone(),

@@ -1,31 +1,21 @@
-//! Which nodes of a shard serve history reads: availability probing.
+//! Which nodes of a shard serve history reads: the read list, as the last
+//! probe ([`super::probe`]) found each node.
 //!
-//! Every `probe_interval` each logic stamps the time on its shard's primary
-//! (`courier_heartbeat`), then asks every node of the shard whether it is
-//! in recovery (a standby) and how old its copy of the newest stamp is:
-//! that age is the node's replay lag. A standby that answers with a lag
-//! under `max_read_lag` is in the read list; one that is down, lags more,
-//! or has become the primary leaves it until a later probe finds it fit
-//! again. With no standby in the list, reads go to the primary.
-//!
-//! The list is an array of flags read without a lock on the read path. The
-//! probe also records each node's role, for the status, and for reads that
-//! fall back to any node that answers while the primary is unreachable
-//! (a failover in progress).
+//! A standby that answered with a replay lag under `max_read_lag` is in
+//! the list; one that is down, lags more, or has become the primary is not.
+//! With no standby in the list, reads go to the primary. The list is an
+//! array of flags read without a lock on the read path. Each node's role is
+//! kept too, for the status, and for reads that fall back to any node that
+//! answers while the primary is unreachable (a failover in progress).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use tokio_util::sync::CancellationToken;
 
-use super::shard::{bounded, pg_error, Shard};
 use crate::store_admin::NodeStatus;
-use crate::Result;
 
 /// One node of a shard and what the last probe found.
-struct Node {
+pub(crate) struct Node {
     host: String,
     pool: Pool,
     /// A standby within the lag bound.
@@ -37,9 +27,17 @@ struct Node {
 }
 
 /// What the last probe found a node to be.
-const DOWN: u8 = 0;
-const PRIMARY: u8 = 1;
-const STANDBY: u8 = 2;
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// It did not answer.
+    Down = 0,
+    Primary = 1,
+    Standby = 2,
+}
+
+const DOWN: u8 = Role::Down as u8;
+const PRIMARY: u8 = Role::Primary as u8;
+const STANDBY: u8 = Role::Standby as u8;
 
 /// The nodes of one shard. See the module docs.
 pub(crate) struct ReadNodes {
@@ -92,6 +90,16 @@ impl ReadNodes {
             .collect()
     }
 
+    /// The shard's name.
+    pub(crate) fn shard(&self) -> &str {
+        &self.shard
+    }
+
+    /// Every node, for the probe.
+    pub(crate) fn each(&self) -> &[Node] {
+        &self.nodes
+    }
+
     /// Every node as the last probe found it.
     pub(crate) fn status(&self) -> Vec<NodeStatus> {
         self.nodes
@@ -114,90 +122,22 @@ impl ReadNodes {
     }
 }
 
-/// Probes `shard`'s nodes every `probe_interval` until `stop`; `writer`
-/// names this logic's heartbeat row.
-pub(crate) async fn probe(shard: Arc<Shard>, writer: String, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(shard.opts.probe_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        if let Err(e) = stamp(&shard, &writer).await {
-            tracing::debug!(shard = %shard.name, error = %e, "cannot stamp the primary's heartbeat");
-        }
-        let probes = shard.nodes.nodes.iter().map(|node| check(&shard, node));
-        futures::future::join_all(probes).await;
+impl Node {
+    /// `host:port`.
+    pub(crate) fn host(&self) -> &str {
+        &self.host
     }
-}
 
-/// Writes this logic's heartbeat on the primary.
-async fn stamp(shard: &Shard, writer: &str) -> Result<()> {
-    shard
-        .execute(
-            "INSERT INTO courier_heartbeat (writer, at) VALUES ($1, clock_timestamp())
-             ON CONFLICT (writer) DO UPDATE SET at = EXCLUDED.at",
-            &[&writer],
-        )
-        .await
-        .map(drop)
-}
-
-/// Asks one node for its role and lag and updates its flags.
-async fn check(shard: &Shard, node: &Node) {
-    let bound = shard.opts.probe_interval.max(Duration::from_millis(200));
-    let answer = async {
-        let conn = node.pool.get().await.map_err(pg_error)?;
-        let row = bounded(
-            bound,
-            conn.query_one(
-                "SELECT pg_is_in_recovery(),
-                        (extract(epoch FROM clock_timestamp() - max(at)) * 1000)::float8
-                   FROM courier_heartbeat",
-                &[],
-            ),
-        )
-        .await?;
-        let standby: bool = row.try_get(0).map_err(pg_error)?;
-        let lag: Option<f64> = row.try_get(1).map_err(pg_error)?;
-        Ok::<_, crate::Error>((standby, lag))
-    };
-    let (role, readable, lag_ms) = match tokio::time::timeout(bound * 2, answer).await {
-        Ok(Ok((true, Some(lag)))) => {
-            // Clocks may put a fresh stamp slightly in the future.
-            let lag_ms = lag.max(0.0) as u64;
-            (STANDBY, lag_ms <= millis(shard.opts.max_read_lag), lag_ms)
-        }
-        Ok(Ok((true, None))) => (STANDBY, false, u64::MAX),
-        Ok(Ok((false, _))) => (PRIMARY, false, u64::MAX),
-        Ok(Err(e)) => {
-            tracing::debug!(shard = %shard.name, node = %node.host, error = %e, "node did not answer the probe");
-            (DOWN, false, u64::MAX)
-        }
-        Err(_) => (DOWN, false, u64::MAX),
-    };
-    node.role.store(role, Ordering::Relaxed);
-    let was = node.readable.swap(readable, Ordering::Relaxed);
-    node.lag_ms.store(lag_ms, Ordering::Relaxed);
-    if was != readable {
-        if readable {
-            tracing::info!(shard = %shard.name, node = %node.host, lag_ms, "standby joins the read list");
-        } else {
-            tracing::info!(shard = %shard.name, node = %node.host, "node leaves the read list (down, lagging or primary)");
-        }
+    /// Its connections.
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
     }
-    let lag_seconds = if lag_ms == u64::MAX {
-        f64::NAN
-    } else {
-        lag_ms as f64 / 1000.0
-    };
-    metrics::gauge!("courier_store_replay_lag_seconds", "shard" => shard.nodes.shard.clone(), "node" => node.host.clone())
-        .set(lag_seconds);
-    metrics::gauge!("courier_store_node_readable", "shard" => shard.nodes.shard.clone(), "node" => node.host.clone())
-        .set(if readable { 1.0 } else { 0.0 });
-}
 
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    /// Records what a probe found; returns whether the node was in the read
+    /// list before.
+    pub(crate) fn record(&self, role: Role, readable: bool, lag_ms: u64) -> bool {
+        self.role.store(role as u8, Ordering::Relaxed);
+        self.lag_ms.store(lag_ms, Ordering::Relaxed);
+        self.readable.swap(readable, Ordering::Relaxed)
+    }
 }

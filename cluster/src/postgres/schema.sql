@@ -156,6 +156,17 @@ BEGIN
 END
 $$;
 
+-- Whether this transaction may write to `p_bucket`: takes the bucket's
+-- lock in share mode (a move's fence takes it exclusively, see
+-- courier_write) and checks that this shard owns the bucket.
+CREATE OR REPLACE FUNCTION courier_may_write(p_bucket integer) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(1130, p_bucket);
+    RETURN EXISTS (SELECT 1 FROM courier_buckets WHERE bucket = p_bucket AND state = 'owned');
+END
+$$;
+
 -- A reader showed a seq this stream never recorded (the shard was restored
 -- from an old backup): the stream moves to a new epoch so every device is
 -- told. Returns 2 if the bucket is not owned here, else 0.
@@ -164,8 +175,7 @@ CREATE OR REPLACE FUNCTION courier_new_epoch(
 ) RETURNS smallint
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_advisory_xact_lock_shared(1130, p_bucket);
-    IF NOT EXISTS (SELECT 1 FROM courier_buckets WHERE bucket = p_bucket AND state = 'owned') THEN
+    IF NOT courier_may_write(p_bucket) THEN
         RETURN 2;
     END IF;
     UPDATE courier_streams SET epoch = p_new_epoch
@@ -181,8 +191,7 @@ CREATE OR REPLACE FUNCTION courier_create_account(
 ) RETURNS smallint
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_advisory_xact_lock_shared(1130, p_bucket);
-    IF NOT EXISTS (SELECT 1 FROM courier_buckets WHERE bucket = p_bucket AND state = 'owned') THEN
+    IF NOT courier_may_write(p_bucket) THEN
         RETURN 2;
     END IF;
     INSERT INTO courier_accounts (uid, bucket, password_hash, created_at_ms)

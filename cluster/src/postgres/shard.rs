@@ -24,6 +24,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Config, NoTls, Row};
 
 use super::nodes::ReadNodes;
+pub(crate) use super::sql::{first_value, pg_error, to_i32, to_i64, to_u64};
 use super::StoreOptions;
 use crate::{Error, Result};
 
@@ -89,24 +90,6 @@ impl std::fmt::Debug for Shard {
         f.debug_struct("Shard")
             .field("name", &self.name)
             .finish_non_exhaustive()
-    }
-}
-
-/// A database error as the store reports it: a backend that is down or
-/// refused (retry later).
-pub(crate) fn pg_error(e: impl std::fmt::Display) -> Error {
-    Error::unavailable("postgres", e)
-}
-
-/// Runs `f` under the shard's statement bound.
-pub(crate) async fn bounded<T>(
-    limit: Duration,
-    f: impl std::future::Future<Output = std::result::Result<T, tokio_postgres::Error>>,
-) -> Result<T> {
-    match tokio::time::timeout(limit, f).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(pg_error(e)),
-        Err(_) => Err(pg_error(format!("no answer within {limit:?}"))),
     }
 }
 
@@ -506,16 +489,6 @@ impl Shard {
     }
 }
 
-/// The first column of the first row.
-pub(crate) fn first_value<T: for<'a> tokio_postgres::types::FromSql<'a>>(
-    rows: &[Row],
-) -> Result<T> {
-    rows.first()
-        .ok_or_else(|| Error::corrupt("postgres", "no row"))?
-        .try_get(0)
-        .map_err(pg_error)
-}
-
 /// Whether a bucket in `state` may be read here.
 fn serves_reads(state: &str) -> bool {
     matches!(state, "owned" | "fenced")
@@ -562,21 +535,6 @@ SELECT cb.state, m.seq, m.body
   ) m ON cb.state IN ('owned', 'fenced')
  WHERE cb.bucket = $5
  ORDER BY m.seq DESC";
-
-/// A stored `bigint` read back as the unsigned value it was written from.
-pub(crate) fn to_u64(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
-/// An unsigned value as a `bigint` (seqs and epochs stay far below 2^63).
-pub(crate) fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-/// A bucket as an `integer`.
-pub(crate) fn to_i32(v: u32) -> i32 {
-    i32::try_from(v).unwrap_or(i32::MAX)
-}
 
 #[cfg(test)]
 mod tests {

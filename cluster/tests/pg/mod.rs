@@ -26,37 +26,25 @@ pub fn options(inbox: InboxOptions) -> StoreOptions {
 pub async fn single(inbox: InboxOptions) -> (PostgresServer, Arc<PgStore>) {
     let server = PostgresServer::start().await.unwrap();
     let shards = BTreeMap::from([("main".to_owned(), server.url())]);
-    let store = PgStore::connect(
-        &shards,
-        Arc::new(MemoryDiscovery::default()),
-        options(inbox),
-        "test",
-    )
-    .await
-    .unwrap();
-    (server, store)
+    (server, connect(&shards, inbox).await)
 }
 
 /// A store of two shards, `a` (the server's `courier` database) and `b` (a
 /// second database), half the buckets each.
 pub async fn sharded(inbox: InboxOptions) -> (PostgresServer, Arc<PgStore>) {
     let server = PostgresServer::start().await.unwrap();
-    let admin = courier_testkit::postgres::connect(&server.url())
-        .await
-        .unwrap();
-    admin
-        .batch_execute("CREATE DATABASE courier_b")
-        .await
-        .unwrap();
-    let second = server.url().replace("/courier", "/courier_b");
+    let second = server.create_database("courier_b").await.unwrap();
     let shards = BTreeMap::from([("a".to_owned(), server.url()), ("b".to_owned(), second)]);
-    let store = PgStore::connect(
-        &shards,
+    (server, connect(&shards, inbox).await)
+}
+
+async fn connect(shards: &BTreeMap<String, String>, inbox: InboxOptions) -> Arc<PgStore> {
+    PgStore::connect(
+        shards,
         Arc::new(MemoryDiscovery::default()),
         options(inbox),
         "test",
     )
     .await
-    .unwrap();
-    (server, store)
+    .unwrap()
 }
