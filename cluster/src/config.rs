@@ -112,7 +112,7 @@ impl ClusterConfig {
             }
             (false, true) => Err(format!(
                 "store `{}`: expected memory:// or postgres://...",
-                self.store
+                crate::error::redacted(&self.store)
             )),
         }
     }

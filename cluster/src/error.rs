@@ -24,9 +24,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// A URL refused, for `reason`; its password (if any) never reaches the
+    /// error.
     pub(crate) fn bad_url(url: &str, reason: impl Into<String>) -> Self {
         Self::BadUrl {
-            url: url.to_owned(),
+            url: redacted(url),
             reason: reason.into(),
         }
     }
@@ -55,3 +57,65 @@ impl Error {
 
 /// Result of a backend call.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `url` with any password in it replaced by `***`: the one in
+/// `scheme://user:password@host`, and `password=...` in a query string or
+/// a `key=value` connection string. For messages and logs.
+pub fn redacted(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(scheme) = out.find("://") {
+        let rest = scheme + 3;
+        let authority_end = out[rest..].find(['/', '?']).map_or(out.len(), |i| rest + i);
+        if let Some(at) = out[rest..authority_end].rfind('@').map(|i| rest + i) {
+            if let Some(colon) = out[rest..at].find(':').map(|i| rest + i) {
+                out.replace_range(colon + 1..at, "***");
+            }
+        }
+    }
+    let mut from = 0;
+    while let Some(i) = out[from..].to_ascii_lowercase().find("password=") {
+        let start = from + i + "password=".len();
+        let end = out[start..]
+            .find(['&', ' ', '\t'])
+            .map_or(out.len(), |j| start + j);
+        out.replace_range(start..end, "***");
+        from = start + 3;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redacted("postgres://courier:s3cret@h1:5432,h2:5433/courier"),
+            "postgres://courier:***@h1:5432,h2:5433/courier"
+        );
+        assert_eq!(
+            redacted("redis://:pw@127.0.0.1:6379"),
+            "redis://:***@127.0.0.1:6379"
+        );
+        assert_eq!(
+            redacted("postgres://h/db?user=u&password=pw&sslmode=disable"),
+            "postgres://h/db?user=u&password=***&sslmode=disable"
+        );
+        assert_eq!(
+            redacted("host=h user=u password=pw dbname=d"),
+            "host=h user=u password=*** dbname=d"
+        );
+        assert_eq!(
+            redacted("postgres://courier@h1/db"),
+            "postgres://courier@h1/db"
+        );
+        assert_eq!(
+            redacted("postgres://u@h/db?x=a@b"),
+            "postgres://u@h/db?x=a@b"
+        );
+        assert!(!Error::bad_url("postgres://u:pw@h/db", "x")
+            .to_string()
+            .contains("pw"));
+    }
+}

@@ -236,21 +236,48 @@ async fn a_repeat_of_a_dedup_key_is_stored_once(s: &dyn Inbox) {
     assert_eq!(read(s, ALICE, 0, 0).await.messages.len(), 3);
 }
 
-async fn an_unknown_epoch_reads_from_the_start(s: &dyn Inbox) {
+async fn an_unknown_epoch_reads_the_newest_page(s: &dyn Inbox) {
     let a = append(s, ALICE, "a").await;
     append(s, ALICE, "b").await;
+    append(s, ALICE, "c").await;
     let page = read(s, ALICE, a.epoch.wrapping_add(2), 1).await;
     assert!(page.reset && !page.gap);
     assert_eq!(page.head.epoch, a.epoch);
-    assert_eq!(ids(&page), ["a", "b"]);
+    assert_eq!(ids(&page), ["a", "b", "c"]);
+    // Not the whole retained history: the newest page of what was asked.
+    let newest = s
+        .read(
+            ALICE,
+            Start::After(Position::new(a.epoch.wrapping_add(2), 1)),
+            2,
+            1 << 20,
+        )
+        .await
+        .unwrap();
+    assert!(newest.reset);
+    assert_eq!(ids(&newest), ["b", "c"]);
 }
 
-async fn a_reader_ahead_of_the_store_moves_it_to_a_new_epoch(s: &dyn Inbox) {
+async fn a_device_resuming_ahead_of_the_store_moves_it_to_a_new_epoch(s: &dyn Inbox) {
     let a = append(s, ALICE, "a").await;
     append(s, ALICE, "b").await;
-    // The reader showed seq 5: this store lost writes it once took (a
-    // restore from an old backup).
-    let page = read(s, ALICE, a.epoch, 5).await;
+    // Anyone else claiming seq 5 reads nothing new, and changes nothing.
+    let claimed = read(s, ALICE, a.epoch, 5).await;
+    assert!(!claimed.reset && claimed.messages.is_empty());
+    assert_eq!(claimed.head.epoch, a.epoch);
+    let room = append(s, Stream::Room("r"), "r1").await;
+    assert!(!read(s, Stream::Room("r"), room.epoch, 9).await.reset);
+    // The user's own device showed seq 5: this store lost writes it once
+    // took (a restore from an old backup).
+    let page = s
+        .read(
+            ALICE,
+            Start::Resume(Position::new(a.epoch, 5)),
+            100,
+            1 << 20,
+        )
+        .await
+        .unwrap();
     assert!(page.reset);
     assert_ne!(page.head.epoch, a.epoch);
     assert_eq!(
@@ -383,8 +410,8 @@ mod kept {
         a_long_history_keeps_every_message,
         paging_back_gives_the_newest_below_in_order,
         a_repeat_of_a_dedup_key_is_stored_once,
-        an_unknown_epoch_reads_from_the_start,
-        a_reader_ahead_of_the_store_moves_it_to_a_new_epoch,
+        an_unknown_epoch_reads_the_newest_page,
+        a_device_resuming_ahead_of_the_store_moves_it_to_a_new_epoch,
         acks_move_forward_only_and_a_new_device_starts_there,
         pages_respect_the_byte_budget_but_carry_at_least_one,
         heads_of_many_streams_come_in_the_order_asked,

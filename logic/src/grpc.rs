@@ -29,7 +29,7 @@ use courier_proto::logic::{
     RoomOnlineRequest, RoomsChangedReply, RoomsChangedRequest, SendReply, SendRequest, SyncRequest,
 };
 use courier_proto::names::{
-    check_comet_id, check_device, check_key, check_room, check_uid, InvalidName,
+    check_comet_id, check_dedup_key, check_device, check_key, check_room, check_uid, InvalidName,
 };
 use courier_proto::Position;
 use tonic::{Request, Response, Status};
@@ -127,8 +127,9 @@ async fn open_one(shared: &LogicState, r: ConnectRequest) -> Result<ConnectReply
     // Read after the session exists: a message stored from now on is
     // published to this connection too, so none falls in between.
     let stream = Stream::User(&s.uid);
-    let start = streams::start(stream, epoch, last_seq, 0)
+    let start = streams::start(stream, Position::new(epoch, last_seq), 0)
         .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let start = streams::own_inbox(start);
     let page = streams::read(
         shared.inbox.as_ref(),
         stream,
@@ -274,6 +275,10 @@ impl Logic for LogicService {
                 send.data.len()
             )));
         }
+        // The store keeps the id for the dedup window: bounded and plain.
+        if !send.client_msg_id.is_empty() {
+            checked("client_msg_id", &send.client_msg_id, check_dedup_key)?;
+        }
         let content = Content {
             from: r.uid,
             op: send.op,
@@ -318,12 +323,13 @@ impl Logic for LogicService {
             checked("room", &r.room, check_room)?;
             Stream::Room(&r.room)
         };
-        let start = streams::start(stream, r.epoch, r.after_seq, r.before_seq)
+        let start = streams::start(stream, Position::new(r.epoch, r.after_seq), r.before_seq)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         // A Sync always names a position (0 is one): the ack is only where
         // a device with no position at all starts.
         let start = match start {
             Start::Acked => Start::After(Position::NONE),
+            other if r.room.is_empty() => streams::own_inbox(other),
             other => other,
         };
         let page = streams::read(

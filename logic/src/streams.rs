@@ -18,20 +18,31 @@ pub(crate) const DEFAULT_PAGE_BYTES: usize = 1 << 20;
 pub(crate) struct BothDirections;
 
 /// Where a reader's position says to start: the oldest messages after
-/// `after_seq` of `epoch`, the newest below `before_seq` (when it is not 0),
-/// or, for a user with no position at all, after the user's acknowledged
-/// position.
+/// `after`, the newest below `before_seq` (in `after`'s epoch; when it is
+/// not 0, and then `after.seq` must be), or, for a user with no position at
+/// all, after the user's acknowledged position.
 pub(crate) fn start(
     stream: Stream<'_>,
-    epoch: u64,
-    after_seq: u64,
+    after: Position,
     before_seq: u64,
 ) -> Result<Start, BothDirections> {
-    match (stream, epoch, after_seq, before_seq) {
-        (_, _, 1.., 1..) => Err(BothDirections),
-        (_, _, 0, 1..) => Ok(Start::Before(Position::new(epoch, before_seq))),
-        (Stream::User(_), 0, 0, 0) => Ok(Start::Acked),
-        _ => Ok(Start::After(Position::new(epoch, after_seq))),
+    match (stream, after, before_seq) {
+        (_, Position { seq: 1.., .. }, 1..) => Err(BothDirections),
+        (_, Position { epoch, .. }, 1..) => Ok(Start::Before(Position::new(epoch, before_seq))),
+        (Stream::User(_), Position::NONE, 0) => Ok(Start::Acked),
+        _ => Ok(Start::After(after)),
+    }
+}
+
+/// `start` as a device of the stream's own user resuming from a position
+/// it showed: past the end of the stream's epoch, that proves the store
+/// lost writes (see [`Start::Resume`]). Only a user's own inbox is read
+/// this way; a room member or a backend claiming too much just reads
+/// nothing new.
+pub(crate) fn own_inbox(start: Start) -> Start {
+    match start {
+        Start::After(p) => Start::Resume(p),
+        other => other,
     }
 }
 
@@ -72,19 +83,19 @@ mod tests {
     fn a_position_picks_the_direction() {
         let alice = Stream::User("alice");
         let room = Stream::Room("r");
-        assert!(matches!(start(alice, 0, 0, 0), Ok(Start::Acked)));
+        assert!(matches!(start(alice, Position::NONE, 0), Ok(Start::Acked)));
         assert!(matches!(
-            start(room, 0, 0, 0),
+            start(room, Position::NONE, 0),
             Ok(Start::After(Position::NONE))
         ));
         assert!(matches!(
-            start(alice, 7, 3, 0),
+            start(alice, Position::new(7, 3), 0),
             Ok(Start::After(p)) if p == Position::new(7, 3)
         ));
         assert!(matches!(
-            start(alice, 7, 0, 9),
+            start(alice, Position::new(7, 0), 9),
             Ok(Start::Before(p)) if p == Position::new(7, 9)
         ));
-        assert!(start(alice, 7, 3, 9).is_err());
+        assert!(start(alice, Position::new(7, 3), 9).is_err());
     }
 }

@@ -18,6 +18,8 @@ pub const MAX_COMET_ID_LEN: usize = 64;
 pub const MAX_KEY_LEN: usize = 128;
 /// Longest device id, in bytes.
 pub const MAX_DEVICE_LEN: usize = 64;
+/// Longest dedup key (a `Send.client_msg_id`, an HTTP `Idempotency-Key`).
+pub const MAX_DEDUP_KEY_LEN: usize = 128;
 
 /// Why a name is refused. The text names the field, for error replies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -40,6 +42,9 @@ pub enum InvalidName {
     /// and `-`.
     #[error("{0} may hold only ASCII letters, digits, '.', '_' and '-'")]
     NotPlain(&'static str),
+    /// A dedup key holds something other than visible ASCII.
+    #[error("{0} may hold only visible ASCII characters")]
+    NotVisible(&'static str),
 }
 
 fn check_plain(what: &'static str, name: &str, max: usize) -> Result<(), InvalidName> {
@@ -92,6 +97,25 @@ pub fn check_device(device: &str) -> Result<(), InvalidName> {
     check_plain("device id", device, MAX_DEVICE_LEN)
 }
 
+/// Checks a dedup key: 1-128 visible ASCII characters, the rule of the
+/// HTTP `Idempotency-Key` and of a `Send.client_msg_id` that is not empty
+/// (empty: no dedup).
+pub fn check_dedup_key(key: &str) -> Result<(), InvalidName> {
+    let what = "dedup key";
+    if key.is_empty() {
+        Err(InvalidName::Empty(what))
+    } else if key.len() > MAX_DEDUP_KEY_LEN {
+        Err(InvalidName::TooLong {
+            what,
+            max: MAX_DEDUP_KEY_LEN,
+        })
+    } else if !key.bytes().all(|b| b.is_ascii_graphic()) {
+        Err(InvalidName::NotVisible(what))
+    } else {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -127,5 +151,16 @@ mod tests {
         assert!(check_key(&"k".repeat(128)).is_ok());
         assert!(check_key(&"k".repeat(129)).is_err());
         assert!(check_comet_id("comet-1").is_ok());
+    }
+
+    #[test]
+    fn dedup_keys_are_short_visible_ascii() {
+        assert!(check_dedup_key("order-42:shipped").is_ok());
+        assert!(check_dedup_key(&"k".repeat(128)).is_ok());
+        assert!(check_dedup_key(&"k".repeat(129)).is_err());
+        assert!(check_dedup_key("").is_err());
+        assert!(check_dedup_key("a b").is_err());
+        assert!(check_dedup_key("a\u{0}b").is_err());
+        assert!(check_dedup_key("café").is_err());
     }
 }

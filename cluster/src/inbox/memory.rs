@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use super::{
     backward_from, backward_gap, forward_from, forward_gap, missing_stream, new_epoch,
-    within_budget, Appended, Inbox, InboxOptions, NewMessage, Page, Start, Stream,
+    within_budget, Appended, Forward, Inbox, InboxOptions, NewMessage, Page, Start, Stream,
 };
 use crate::Result;
 
@@ -82,6 +82,36 @@ impl StreamState {
             epoch: self.epoch,
             last_seq: self.last_seq,
             first_seq: self.held.front().map_or(0, |(seq, _, _)| *seq),
+        }
+    }
+
+    /// The newest messages below `before` (paging back).
+    fn back(&self, before: Position, limit: usize, max_bytes: usize) -> Page {
+        let head = self.head();
+        let (end, reset) = backward_from(before, &head);
+        let end_index = self.index_of(end).min(self.held.len());
+        let newest_first = self.held.range(..end_index).rev();
+        let mut taken = within_budget(newest_first, |(_, _, m)| m.len(), limit, max_bytes);
+        taken.reverse();
+        let gap = backward_gap(taken.first().map(|(s, _, _)| *s), end, &head);
+        let messages = taken
+            .into_iter()
+            .map(|(seq, _, m)| with_position(m, *seq, head.epoch))
+            .collect();
+        Page {
+            head,
+            messages,
+            gap,
+            reset,
+        }
+    }
+
+    /// The newest page, for a reader told its epoch is not the stream's.
+    fn newest(&self, limit: usize, max_bytes: usize) -> Page {
+        Page {
+            gap: false,
+            reset: true,
+            ..self.back(Position::NONE, limit, max_bytes)
         }
     }
 
@@ -162,42 +192,26 @@ impl Inbox for MemoryInbox {
             return Ok(missing_stream(start));
         };
         state.expire(self.opts.retention, now);
-        let size = |(_, _, m): &&(u64, Instant, Bytes)| m.len();
-        if let Start::Before(before) = start {
-            let head = state.head();
-            let (end, reset) = backward_from(before, &head);
-            let end_index = state.index_of(end).min(state.held.len());
-            let newest_first = state.held.range(..end_index).rev();
-            let mut taken = within_budget(newest_first, size, limit, max_bytes);
-            taken.reverse();
-            let gap = backward_gap(taken.first().map(|(s, _, _)| *s), end, &head);
-            let messages = taken
-                .into_iter()
-                .map(|(seq, _, m)| with_position(m, *seq, head.epoch))
-                .collect();
-            return Ok(Page {
-                head,
-                messages,
-                gap,
-                reset,
-            });
-        }
         let head = state.head();
-        let (after, reset) = match forward_from(start, &head, state.acked) {
-            Some(from) => from,
-            None => {
-                // The reader showed seqs this store never recorded: it lost
-                // writes. A new epoch tells every device.
+        let after = match start {
+            Start::Before(before) => return Ok(state.back(before, limit, max_bytes)),
+            _ => forward_from(start, &head, state.acked),
+        };
+        let after = match after {
+            Forward::After(seq) => seq,
+            Forward::Reset => return Ok(state.newest(limit, max_bytes)),
+            Forward::NewEpoch => {
+                // The user's device showed seqs this store never recorded:
+                // it lost writes. A new epoch tells every device.
                 state.epoch = new_epoch();
-                (0, true)
+                return Ok(state.newest(limit, max_bytes));
             }
         };
-        let head = state.head();
-        let gap = !reset && forward_gap(after, &head);
+        let gap = forward_gap(after, &head);
         let from = state.index_of(after.saturating_add(1));
         let messages = within_budget(
             state.held.range(from.min(state.held.len())..),
-            size,
+            |(_, _, m)| m.len(),
             limit,
             max_bytes,
         )
@@ -208,7 +222,7 @@ impl Inbox for MemoryInbox {
             head,
             messages,
             gap,
-            reset,
+            reset: false,
         })
     }
 

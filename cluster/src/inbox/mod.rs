@@ -12,10 +12,14 @@
 //! A stream keeps its messages for [`InboxOptions::retention`] (0: forever);
 //! reading from before what is held says so (`gap`). An epoch is a random
 //! number the store picks when it creates a stream, and it changes only if
-//! the store proves it lost writes: a reader whose position is ahead of the
-//! stream in the same epoch (the store was restored from an old backup)
-//! moves the stream to a new epoch, so every device is told (`reset`)
-//! instead of being handed other messages under seqs it already showed.
+//! the store proves it lost writes: a device of the user resuming its own
+//! inbox from a position ahead of it in the same epoch (the store was
+//! restored from an old backup, [`Start::Resume`]) moves the stream to a
+//! new epoch, so every device is told (`reset`) instead of being handed
+//! other messages under seqs it already showed. Anyone else claiming a
+//! position past the end (a room member, a backend) just reads nothing
+//! new: no reader can make every member of a room start over. A reader
+//! told `reset` gets the newest page, not the whole retained history.
 //!
 //! Appends may carry a deduplication key (a sender's `client_msg_id`, an
 //! HTTP `Idempotency-Key`): a repeat within the window returns the original
@@ -78,8 +82,13 @@ pub struct Appended {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Start {
     /// The oldest messages after this position. Epoch 0 means no epoch is
-    /// known: the seq is taken in whatever epoch is current.
+    /// known: the seq is taken in whatever epoch is current. A position past
+    /// the end reads nothing.
     After(Position),
+    /// As `After`, from a device of the stream's own user resuming from a
+    /// position it showed: one past the end of the same epoch proves the
+    /// store lost writes, and moves the stream to a new epoch.
+    Resume(Position),
     /// The newest messages below this position's seq (paging back); seq 0
     /// reads back from the newest. Epoch 0 as for `After`.
     Before(Position),
@@ -100,9 +109,8 @@ pub struct Page {
     /// returned (reading forwards), or before the first returned (reading
     /// back to the start of what is held).
     pub gap: bool,
-    /// The asked epoch is not the stream's: the page is read as if no
-    /// position had been given (from the oldest held forwards, or from the
-    /// newest back).
+    /// The asked epoch is not the stream's (or the store moved the stream
+    /// to a new one): the page is the newest messages of the current epoch.
     pub reset: bool,
 }
 
@@ -150,7 +158,7 @@ pub trait Inbox: Send + Sync + 'static {
 /// named an epoch is told it is gone (`reset`).
 pub(crate) fn missing_stream(start: Start) -> Page {
     let reset = match start {
-        Start::After(p) | Start::Before(p) => p.epoch != 0,
+        Start::After(p) | Start::Resume(p) | Start::Before(p) => p.epoch != 0,
         Start::Acked => false,
     };
     Page {
@@ -165,23 +173,36 @@ pub(crate) fn new_epoch() -> u64 {
     u64::from(rand::random::<u32>() | 1)
 }
 
-/// Where a forward read of a stream whose head is `head` starts, and
-/// whether the reader's epoch was not the stream's; `None` when the reader
-/// is ahead of the stream in its own epoch (the store lost writes).
-pub(crate) fn forward_from(
-    start: Start,
-    head: &StreamHead,
-    acked: Position,
-) -> Option<(u64, bool)> {
-    match start {
-        Start::Acked if acked.epoch == head.epoch => Some((acked.seq, false)),
-        Start::Acked => Some((0, false)),
-        Start::After(Position { epoch: 0, seq }) => Some((seq, false)),
-        Start::After(p) if p.epoch != head.epoch => Some((0, true)),
-        Start::After(p) if p.seq > head.last_seq => None,
-        Start::After(p) => Some((p.seq, false)),
-        Start::Before(_) => Some((0, false)),
+/// Where a forward read of a stream whose head is `head` goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Forward {
+    /// The oldest messages after this seq.
+    After(u64),
+    /// The reader's epoch is not the stream's: the newest page, `reset`.
+    Reset,
+    /// The reader proved the store lost writes: a new epoch, then `Reset`.
+    NewEpoch,
+}
+
+/// Where a forward read from `start` goes (`Start::Before` is not one).
+pub(crate) fn forward_from(start: Start, head: &StreamHead, acked: Position) -> Forward {
+    let (p, proves) = match start {
+        Start::Acked if acked.epoch == head.epoch => return Forward::After(acked.seq),
+        Start::Acked | Start::Before(_) => return Forward::After(0),
+        Start::After(p) => (p, false),
+        Start::Resume(p) => (p, true),
+    };
+    if p.epoch != 0 && p.epoch != head.epoch {
+        return Forward::Reset;
     }
+    if p.seq > head.last_seq {
+        return if proves && p.epoch != 0 {
+            Forward::NewEpoch
+        } else {
+            Forward::After(head.last_seq)
+        };
+    }
+    Forward::After(p.seq)
 }
 
 /// Where a backward read starts (the seq the page ends below) and whether
@@ -200,23 +221,24 @@ pub(crate) fn backward_from(before: Position, head: &StreamHead) -> (u64, bool) 
 /// Whether a forward page after `after` misses messages that are gone:
 /// the oldest held is past the next one wanted.
 pub(crate) fn forward_gap(after: u64, head: &StreamHead) -> bool {
-    let next_held = if head.first_seq == 0 {
-        head.last_seq + 1
+    after.saturating_add(1) < first_held(head)
+}
+
+/// The oldest seq a stream holds, or the one after its last if it holds
+/// none.
+pub(crate) fn first_held(head: &StreamHead) -> u64 {
+    if head.first_seq == 0 {
+        head.last_seq.saturating_add(1)
     } else {
         head.first_seq
-    };
-    after + 1 < next_held
+    }
 }
 
 /// Whether a backward page whose oldest message is `oldest` (none: the page
 /// is empty and ends below `end`) reached the start of what is held while
 /// older messages are gone.
 pub(crate) fn backward_gap(oldest: Option<u64>, end: u64, head: &StreamHead) -> bool {
-    let first_held = if head.first_seq == 0 {
-        head.last_seq + 1
-    } else {
-        head.first_seq
-    };
+    let first_held = first_held(head);
     oldest.unwrap_or(end) <= first_held && first_held > 1
 }
 
@@ -257,30 +279,20 @@ mod tests {
     fn a_forward_read_starts_after_the_position_or_says_why_not() {
         let h = head(5, 1, 10);
         let none = Position::NONE;
-        assert_eq!(
-            forward_from(Start::After(Position::new(5, 3)), &h, none),
-            Some((3, false))
-        );
-        assert_eq!(
-            forward_from(Start::After(Position::new(0, 3)), &h, none),
-            Some((3, false))
-        );
-        assert_eq!(
-            forward_from(Start::After(Position::new(9, 3)), &h, none),
-            Some((0, true))
-        );
-        assert_eq!(
-            forward_from(Start::After(Position::new(5, 11)), &h, none),
-            None
-        );
-        assert_eq!(
-            forward_from(Start::Acked, &h, Position::new(5, 4)),
-            Some((4, false))
-        );
-        assert_eq!(
-            forward_from(Start::Acked, &h, Position::new(6, 4)),
-            Some((0, false))
-        );
+        let after = |e, s| Start::After(Position::new(e, s));
+        assert_eq!(forward_from(after(5, 3), &h, none), Forward::After(3));
+        assert_eq!(forward_from(after(0, 3), &h, none), Forward::After(3));
+        assert_eq!(forward_from(after(9, 3), &h, none), Forward::Reset);
+        // Past the end: only the user's own resuming device proves a loss.
+        assert_eq!(forward_from(after(5, 11), &h, none), Forward::After(10));
+        let resume = Start::Resume(Position::new(5, 11));
+        assert_eq!(forward_from(resume, &h, none), Forward::NewEpoch);
+        let unknown = Start::Resume(Position::new(0, 11));
+        assert_eq!(forward_from(unknown, &h, none), Forward::After(10));
+        let acked = Position::new(5, 4);
+        assert_eq!(forward_from(Start::Acked, &h, acked), Forward::After(4));
+        let stale = Position::new(6, 4);
+        assert_eq!(forward_from(Start::Acked, &h, stale), Forward::After(0));
     }
 
     #[test]

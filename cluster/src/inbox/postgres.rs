@@ -12,8 +12,8 @@ use courier_proto::client::StreamHead;
 use courier_proto::{with_position, Position};
 
 use super::{
-    backward_from, backward_gap, forward_from, forward_gap, missing_stream, new_epoch,
-    within_budget, Appended, Inbox, NewMessage, Page, Start, Stream,
+    backward_from, backward_gap, first_held, forward_from, forward_gap, missing_stream, new_epoch,
+    within_budget, Appended, Forward, Inbox, NewMessage, Page, Start, Stream,
 };
 use crate::postgres::batch::{Write, Written};
 use crate::postgres::routing::bucket_of;
@@ -76,12 +76,19 @@ impl Inbox for PgStore {
             };
             let names: Vec<String> = indexes.iter().map(|i| keys[*i].clone()).collect();
             let buckets: Vec<u32> = names.iter().map(|k| bucket_of(k)).collect();
-            let rows = handle.shard.heads(&names, &buckets).await?;
-            for (i, row) in indexes.into_iter().zip(rows) {
-                heads[i] = row.map(|r| head_of(&r));
+            match handle.shard.heads(&names, &buckets).await {
+                Ok(rows) => {
+                    for (i, row) in indexes.into_iter().zip(rows) {
+                        heads[i] = row.map(|r| head_of(&r));
+                    }
+                }
+                Err(e) => tracing::debug!(shard = %name, error = %e, "heads unavailable"),
             }
         }
-        // What a shard refused (a bucket mid-move), one by one, routed.
+        // What a shard refused (a bucket mid-move), one by one, routed; a
+        // stream whose shard cannot answer gets an empty head (epoch 0,
+        // which a client ignores), so one shard down does not fail the
+        // others' streams.
         let mut out = Vec::with_capacity(keys.len());
         for (key, head) in keys.iter().zip(heads) {
             out.push(match head {
@@ -91,8 +98,14 @@ impl Inbox for PgStore {
                         .routed(key, |handle, bucket| async move {
                             handle.shard.head(key, bucket).await
                         })
-                        .await?;
-                    head_of(&row)
+                        .await;
+                    match row {
+                        Ok(row) => head_of(&row),
+                        Err(e) => {
+                            tracing::debug!(stream = %key, error = %e, "no head for a stream");
+                            StreamHead::default()
+                        }
+                    }
                 }
             });
         }
@@ -105,15 +118,6 @@ fn head_of(row: &HeadRow) -> StreamHead {
         epoch: row.epoch,
         last_seq: row.last_seq,
         first_seq: row.first_seq,
-    }
-}
-
-/// The first seq a stream still holds, or the one after its last.
-fn first_held(head: &StreamHead) -> u64 {
-    if head.first_seq == 0 {
-        head.last_seq + 1
-    } else {
-        head.first_seq
     }
 }
 
@@ -132,10 +136,100 @@ async fn read_on(
     if !row.exists {
         return Ok(Routed::Done(missing_stream(start)));
     }
-    let mut head = head_of(&row);
-    if let Start::Before(before) = start {
+    let head = head_of(&row);
+    let read = Read {
+        shard,
+        stream,
+        bucket,
+        limit,
+        max_bytes,
+    };
+    let acked = Position::new(row.ack_epoch, row.ack_seq);
+    match start {
+        Start::Before(before) => read.back(head, before).await,
+        _ => match forward_from(start, &head, acked) {
+            Forward::After(after) => read.forward(head, after).await,
+            Forward::Reset => read.newest(head).await,
+            Forward::NewEpoch => {
+                // The user's device showed seqs this store never recorded:
+                // it lost writes (a restore from an old backup). A new
+                // epoch tells every device.
+                let seen = match start {
+                    Start::Resume(p) => p.seq,
+                    _ => 0,
+                };
+                let Routed::Done(()) = shard
+                    .new_epoch(stream, bucket, head.epoch, seen, new_epoch())
+                    .await?
+                else {
+                    return Ok(Routed::Moved);
+                };
+                let Routed::Done(row) = shard.head(stream, bucket).await? else {
+                    return Ok(Routed::Moved);
+                };
+                read.newest(head_of(&row)).await
+            }
+        },
+    }
+}
+
+/// One read's stream and bounds.
+struct Read<'a> {
+    shard: &'a Shard,
+    stream: &'a str,
+    bucket: u32,
+    limit: usize,
+    max_bytes: usize,
+}
+
+impl Read<'_> {
+    /// The oldest messages after `after`.
+    async fn forward(&self, head: StreamHead, after: u64) -> Result<Routed<Page>> {
+        let gap = forward_gap(after, &head);
+        if self.limit == 0 || after >= head.last_seq {
+            return Ok(Routed::Done(Page {
+                head,
+                messages: Vec::new(),
+                gap,
+                reset: false,
+            }));
+        }
+        let end = head.last_seq + 1;
+        let from = after.max(first_held(&head).saturating_sub(1));
+        let want = usize::try_from(head.last_seq - from.min(head.last_seq))
+            .unwrap_or(usize::MAX)
+            .min(self.limit);
+        let Routed::Done(mut rows) = self.rows((after, end), want, false, true).await? else {
+            return Ok(Routed::Moved);
+        };
+        let used: usize = rows.iter().map(|(_, body)| body.len()).sum();
+        if rows.len() < want && used < self.max_bytes {
+            // The standby has not replayed the rest yet.
+            let last = rows.last().map_or(after, |(seq, _)| *seq);
+            let Routed::Done(rest) = self
+                .rows((last, end), want - rows.len(), false, false)
+                .await?
+            else {
+                return Ok(Routed::Moved);
+            };
+            rows.extend(rest);
+        }
+        let messages = within_budget(rows, |(_, body)| body.len(), self.limit, self.max_bytes)
+            .into_iter()
+            .map(|(seq, body)| with_position(&body, seq, head.epoch))
+            .collect();
+        Ok(Routed::Done(Page {
+            head,
+            messages,
+            gap,
+            reset: false,
+        }))
+    }
+
+    /// The newest messages below `before` (paging back).
+    async fn back(&self, head: StreamHead, before: Position) -> Result<Routed<Page>> {
         let (end, reset) = backward_from(before, &head);
-        if limit == 0 {
+        if self.limit == 0 {
             return Ok(Routed::Done(Page {
                 head,
                 messages: Vec::new(),
@@ -143,95 +237,62 @@ async fn read_on(
                 reset,
             }));
         }
-        let fetch = |standby| shard.messages(stream, bucket, (0, end), limit, true, standby);
-        let Routed::Done(mut rows) = fetch(true).await? else {
+        let Routed::Done(mut rows) = self.rows((0, end), self.limit, true, true).await? else {
             return Ok(Routed::Moved);
         };
         // A standby that lags lacks the newest rows: read from the primary.
         let top = end.saturating_sub(1);
         if top >= first_held(&head) && rows.first().map(|(seq, _)| *seq) != Some(top) {
-            let Routed::Done(fresh) = fetch(false).await? else {
+            let Routed::Done(fresh) = self.rows((0, end), self.limit, true, false).await? else {
                 return Ok(Routed::Moved);
             };
             rows = fresh;
         }
-        let mut taken = within_budget(rows, |(_, body)| body.len(), limit, max_bytes);
+        let mut taken = within_budget(rows, |(_, body)| body.len(), self.limit, self.max_bytes);
         taken.reverse();
         let gap = backward_gap(taken.first().map(|(seq, _)| *seq), end, &head);
         let messages = taken
             .into_iter()
             .map(|(seq, body)| with_position(&body, seq, head.epoch))
             .collect();
-        return Ok(Routed::Done(Page {
+        Ok(Routed::Done(Page {
             head,
             messages,
             gap,
             reset,
-        }));
+        }))
     }
-    let acked = Position::new(row.ack_epoch, row.ack_seq);
-    let (after, reset) = match forward_from(start, &head, acked) {
-        Some(from) => from,
-        None => {
-            // The reader showed seqs this store never recorded: it lost
-            // writes (a restore from an old backup). A new epoch tells
-            // every device.
-            let seen = match start {
-                Start::After(p) => p.seq,
-                _ => 0,
-            };
-            let Routed::Done(()) = shard
-                .new_epoch(stream, bucket, head.epoch, seen, new_epoch())
-                .await?
-            else {
-                return Ok(Routed::Moved);
-            };
-            let Routed::Done(row) = shard.head(stream, bucket).await? else {
-                return Ok(Routed::Moved);
-            };
-            head = head_of(&row);
-            (0, true)
-        }
-    };
-    let gap = !reset && forward_gap(after, &head);
-    if limit == 0 || after >= head.last_seq {
-        return Ok(Routed::Done(Page {
-            head,
-            messages: Vec::new(),
-            gap,
-            reset,
-        }));
+
+    /// The newest page, for a reader told its epoch is not the stream's.
+    async fn newest(&self, head: StreamHead) -> Result<Routed<Page>> {
+        Ok(match self.back(head, Position::NONE).await? {
+            Routed::Done(page) => Routed::Done(Page {
+                gap: false,
+                reset: true,
+                ..page
+            }),
+            Routed::Moved => Routed::Moved,
+        })
     }
-    let end = head.last_seq + 1;
-    let from = after.max(first_held(&head).saturating_sub(1));
-    let want = usize::try_from(head.last_seq - from.min(head.last_seq))
-        .unwrap_or(usize::MAX)
-        .min(limit);
-    let Routed::Done(mut rows) = shard
-        .messages(stream, bucket, (after, end), want, false, true)
-        .await?
-    else {
-        return Ok(Routed::Moved);
-    };
-    if rows.len() < want {
-        // The standby has not replayed the rest yet.
-        let last = rows.last().map_or(after, |(seq, _)| *seq);
-        let Routed::Done(rest) = shard
-            .messages(stream, bucket, (last, end), want - rows.len(), false, false)
-            .await?
-        else {
-            return Ok(Routed::Moved);
-        };
-        rows.extend(rest);
+
+    /// Rows of the stream with `after < seq < before`, at most `limit` and
+    /// about `max_bytes` of them.
+    async fn rows(
+        &self,
+        range: (u64, u64),
+        limit: usize,
+        newest_first: bool,
+        from_standby: bool,
+    ) -> Result<Routed<Vec<(u64, bytes::Bytes)>>> {
+        self.shard
+            .messages(
+                self.stream,
+                self.bucket,
+                range,
+                (limit, self.max_bytes),
+                newest_first,
+                from_standby,
+            )
+            .await
     }
-    let messages = within_budget(rows, |(_, body)| body.len(), limit, max_bytes)
-        .into_iter()
-        .map(|(seq, body)| with_position(&body, seq, head.epoch))
-        .collect();
-    Ok(Routed::Done(Page {
-        head,
-        messages,
-        gap,
-        reset,
-    }))
 }

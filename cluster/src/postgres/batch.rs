@@ -191,7 +191,7 @@ async fn run(shard: &Shard, batch: &[Item]) -> Result<Vec<Result<Written>>> {
             to_u64(row.try_get(2).map_err(pg_error)?),
             to_u64(row.try_get(3).map_err(pg_error)?),
         );
-        let Some(slot) = usize::try_from(item - 1)
+        let Some(slot) = usize::try_from(item.saturating_sub(1))
             .ok()
             .and_then(|i| results.get_mut(i))
         else {

@@ -127,15 +127,17 @@ impl PgStore {
         }
         let mut handles = BTreeMap::new();
         for (name, url) in shards {
-            if name.is_empty()
-                || name.len() > 64
-                || !name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
+            let plain = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+            if name.is_empty() || name.len() > 64 || !name.bytes().all(plain) {
+                return Err(Error::bad_url(
+                    "postgres://",
+                    format!("shard name `{name}`: 1-64 of [A-Za-z0-9_-]"),
+                ));
+            }
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                 return Err(Error::bad_url(
                     url,
-                    format!("shard name `{name}`: 1-64 of [A-Za-z0-9_-]"),
+                    format!("shard `{name}`: expected postgres://user@host:port,.../database"),
                 ));
             }
             let shard = Shard::new(name, url, opts)?;
@@ -149,17 +151,14 @@ impl PgStore {
             );
         }
         let names: Vec<String> = shards.keys().cloned().collect();
-        let routes = Routes::follow(discovery, &names).await?;
         let stop = CancellationToken::new();
         for handle in handles.values() {
-            let prepared = schema::prepare(&handle.shard, &routes).await;
-            match prepared {
+            match schema::prepare(&handle.shard).await {
                 Ok(()) => handle.ready.store(true, Ordering::Release),
                 Err(e) => {
                     tracing::warn!(shard = %handle.shard.name, error = %e, "shard not reachable yet; preparing it in the background");
                     tokio::spawn(schema::prepare_until_ready(
                         handle.shard.clone(),
-                        routes.clone(),
                         handle.ready.clone(),
                         stop.clone(),
                     ));
@@ -173,6 +172,37 @@ impl PgStore {
             tokio::spawn(retention::sweep(
                 handle.shard.clone(),
                 opts.retention_interval,
+                stop.clone(),
+            ));
+        }
+        let all: BTreeMap<String, Arc<Shard>> = handles
+            .iter()
+            .map(|(name, h)| (name.clone(), h.shard.clone()))
+            .collect();
+        let every_shard_ready = handles.values().all(|h| h.ready.load(Ordering::Acquire));
+        // With no table yet: a fresh store spreads the buckets; a store
+        // whose table was lost gets it back from what the shards own.
+        let propose = async {
+            if !every_shard_ready {
+                return Err(Error::unavailable(
+                    "postgres",
+                    "no routing table yet, and not every shard can be reached to build one",
+                ));
+            }
+            RoutingTable::from_owners(&names, &schema::owners(&all).await?)
+        };
+        let routes = Routes::follow(discovery, propose).await?;
+        // Seeded before the store is handed out when every shard answers,
+        // so the first write finds its bucket; else once they all do.
+        let seeded = match (every_shard_ready, routes.table()) {
+            (true, Some(table)) => schema::seed_new_buckets(&all, &table).await.is_ok(),
+            _ => false,
+        };
+        if !seeded {
+            tokio::spawn(seed_when_ready(
+                all,
+                handles.values().map(|h| h.ready.clone()).collect(),
+                routes.clone(),
                 stop.clone(),
             ));
         }
@@ -304,7 +334,7 @@ impl StoreAdmin for PgStore {
                     .iter()
                     .flat_map(|t| t.ranges.iter())
                     .filter(|r| r.shard == *name)
-                    .map(|r| r.last - r.first + 1)
+                    .map(|r| r.last.saturating_sub(r.first).saturating_add(1))
                     .sum();
                 ShardStatus {
                     name: name.clone(),
@@ -328,5 +358,33 @@ impl StoreAdmin for PgStore {
 
     async fn move_bucket(&self, bucket: u32, to: &str) -> Result<MoveStatus> {
         PgStore::move_bucket(self, bucket, to).await
+    }
+}
+
+/// Seeds the buckets no shard has rows for ([`schema::seed_new_buckets`])
+/// once every shard is ready, retrying until it is done or `stop` fires.
+async fn seed_when_ready(
+    shards: BTreeMap<String, Arc<Shard>>,
+    ready: Vec<Arc<AtomicBool>>,
+    routes: Routes,
+    stop: CancellationToken,
+) {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        if ready.iter().all(|r| r.load(Ordering::Acquire)) {
+            let seeded = match routes.table() {
+                Some(table) => schema::seed_new_buckets(&shards, &table).await,
+                None => Err(Error::unavailable("postgres", "no routing table")),
+            };
+            match seeded {
+                Ok(()) => return,
+                Err(e) => tracing::warn!(error = %e, "cannot seed new buckets yet"),
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(5));
     }
 }

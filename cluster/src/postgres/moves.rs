@@ -14,12 +14,22 @@
 //!    (compare-and-swap); writers waiting on the fence go to the target.
 //! 6. The source marks the bucket `gone` and deletes its rows in chunks.
 //!
-//! A failure before step 5 lifts the fence (the source serves the bucket
-//! again; the target's copy is purged by the next attempt). A move that
-//! died half-way is finished by asking for it again: every step is
-//! idempotent, and a fenced source is recognised and carried on from.
+//! A failure before the switch lifts the fence (the source serves the
+//! bucket again; the target's copy is purged by the next attempt), unless
+//! the table already routes to the target (an answer lost after etcd took
+//! the switch): then the move finishes. A move that died half-way is
+//! finished by asking for it again: every step is idempotent, and a fenced
+//! source (with the target incoming or already owning) is carried on from.
+//!
+//! For the whole move, the mover holds two session locks on dedicated
+//! connections: on the source, the bucket's move lock, so two logics (or
+//! two operators) cannot move one bucket at once; on both shards, the
+//! retention lock, so no sweep deletes rows between the copies and the
+//! comparison.
 
 use std::time::{Duration, Instant};
+
+use deadpool_postgres::Object;
 
 use super::routing::BUCKETS;
 use super::shard::{first_value, pg_error, to_i32, Shard};
@@ -31,6 +41,8 @@ use crate::{Error, Result};
 const COPY_CHUNK: i64 = 1_000;
 /// Rows deleted per statement when the source cleans up.
 const DELETE_CHUNK: i64 = 5_000;
+/// Moves a store remembers for its status, newest last.
+const MOVES_KEPT: usize = 1_024;
 
 impl PgStore {
     /// Moves `bucket` to shard `to` (see the module docs); returns what it
@@ -72,18 +84,28 @@ impl PgStore {
         let source = self.handle(&from)?.shard.clone();
         let index = {
             let mut moves = self.moves.lock();
+            if moves.len() >= MOVES_KEPT {
+                moves.remove(0);
+            }
             moves.push(status.clone());
             moves.len() - 1
         };
-        let result = self
-            .run_move(&source, &target, bucket, &mut status, index)
-            .await;
+        let result = match MoveLocks::take(&source, &target, bucket).await {
+            Ok(locks) => {
+                let moved = self
+                    .run_move(&source, &target, bucket, &mut status, index)
+                    .await;
+                locks.release();
+                moved
+            }
+            Err(e) => Err(e),
+        };
         if let Err(e) = &result {
             status.state = MoveState::Failed;
             status.error = Some(e.to_string());
             tracing::error!(bucket, from = %from, to, error = %e, "bucket move failed");
         }
-        self.moves.lock()[index] = status.clone();
+        self.publish(index, &status);
         result.map(|()| status)
     }
 
@@ -117,25 +139,42 @@ impl PgStore {
             }
         }
         let fenced_at = Instant::now();
-        fence(source, bucket).await?;
         status.state = MoveState::Fenced;
         self.publish(index, status);
-        let finished = async {
+        let copied = async {
+            fence(source, bucket).await?;
             status.messages += copy_messages(source, target, bucket).await?;
+            if state_of(target, bucket).await?.as_deref() == Some("gone") {
+                return Err(Error::unavailable(
+                    "postgres",
+                    format!("bucket {bucket} left `{}` while it was copied", target.name),
+                ));
+            }
             status.streams = copy_rest(source, target, bucket).await?;
             verify(source, target, bucket).await?;
-            set_state(target, bucket, "owned", &["incoming"]).await?;
-            self.switch_route(bucket, &target.name).await
+            if !set_state(target, bucket, "owned", &["incoming", "owned"]).await? {
+                return Err(Error::unavailable(
+                    "postgres",
+                    format!("bucket {bucket} is no longer incoming on `{}`", target.name),
+                ));
+            }
+            Ok(())
         }
         .await;
-        if let Err(e) = finished {
-            // Lift the fence: the source serves the bucket again.
+        if let Err(e) = copied {
+            // Nothing was switched: lift the fence, the source serves the
+            // bucket again.
             if let Err(lift) = set_state(source, bucket, "owned", &["fenced"]).await {
                 tracing::error!(bucket, error = %lift, "cannot lift the fence; ask for the move again to finish it");
             }
             let _ = set_state(target, bucket, "gone", &["incoming", "owned"]).await;
             return Err(e);
         }
+        // From here the table may already send the bucket to the target (a
+        // switch whose answer was lost): the fence stays until the switch is
+        // known, and asking for the move again finishes it.
+        self.switch_route(bucket, &source.name, &target.name)
+            .await?;
         status.fenced_ms = Some(u64::try_from(fenced_at.elapsed().as_millis()).unwrap_or(u64::MAX));
         status.state = MoveState::CleaningUp;
         self.publish(index, status);
@@ -153,15 +192,23 @@ impl PgStore {
         Ok(())
     }
 
-    /// Routes `bucket` to `to`, retrying while other changes race.
-    async fn switch_route(&self, bucket: u32, to: &str) -> Result<()> {
+    /// Routes `bucket` from `from` to `to`, retrying while other changes
+    /// race; refuses if the table sends it anywhere else meanwhile.
+    async fn switch_route(&self, bucket: u32, from: &str, to: &str) -> Result<()> {
         for _ in 0..10 {
             let table = self
                 .routes
                 .table()
                 .ok_or_else(|| Error::unavailable("postgres", "no routing table"))?;
-            if table.shard_of(bucket) == Some(to) {
-                return Ok(());
+            match table.shard_of(bucket) {
+                Some(now) if now == to => return Ok(()),
+                Some(now) if now == from => {}
+                now => {
+                    return Err(Error::unavailable(
+                        "postgres",
+                        format!("bucket {bucket} is routed to {now:?} now, not `{from}`"),
+                    ))
+                }
             }
             let next = table.with_route(bucket, to);
             if self.routes.swap(&table, &next).await? {
@@ -216,6 +263,9 @@ async fn set_state(shard: &Shard, bucket: u32, to: &str, from: &[&str]) -> Resul
 /// an earlier stay left behind; a resumed one keeps what it copied.
 async fn begin_incoming(target: &Shard, bucket: u32, resumed: bool) -> Result<()> {
     match state_of(target, bucket).await?.as_deref() {
+        // A move that died after the target took the bucket, before the
+        // switch: carry on.
+        Some("incoming") | Some("owned") if resumed => return Ok(()),
         Some("owned") | Some("fenced") => {
             return Err(Error::unavailable(
                 "postgres",
@@ -225,7 +275,6 @@ async fn begin_incoming(target: &Shard, bucket: u32, resumed: bool) -> Result<()
                 ),
             ))
         }
-        Some("incoming") if resumed => return Ok(()),
         _ => {}
     }
     delete_bucket_rows(target, bucket).await?;
@@ -494,4 +543,63 @@ async fn delete_bucket_rows(shard: &Shard, bucket: u32) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The session locks a move holds (see the module docs), on connections
+/// of their own that are closed, not pooled, when it ends: closing a
+/// session drops its locks whatever happened to the move.
+struct MoveLocks {
+    held: Vec<Object>,
+}
+
+impl MoveLocks {
+    /// Takes the bucket's move lock on the source (or fails at once if
+    /// another logic moves it), then the retention lock on both shards
+    /// (waiting for a sweep's chunk in progress).
+    async fn take(source: &Shard, target: &Shard, bucket: u32) -> Result<Self> {
+        let mut locks = Self { held: Vec::new() };
+        let conn = source.primary().await?;
+        let ours: bool = conn
+            .query_one("SELECT pg_try_advisory_lock(1133, $1)", &[&to_i32(bucket)])
+            .await
+            .map_err(pg_error)?
+            .try_get(0)
+            .map_err(pg_error)?;
+        locks.held.push(conn);
+        if !ours {
+            locks.release();
+            return Err(Error::unavailable(
+                "postgres",
+                format!("bucket {bucket} is being moved by another logic"),
+            ));
+        }
+        for shard in [source, target] {
+            let conn = shard.primary().await?;
+            let sweep_held = tokio::time::timeout(
+                shard.opts.statement_timeout,
+                conn.batch_execute("SELECT pg_advisory_lock(1131, 0)"),
+            )
+            .await;
+            locks.held.push(conn);
+            match sweep_held {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    locks.release();
+                    return Err(pg_error(e));
+                }
+                Err(_) => {
+                    locks.release();
+                    return Err(pg_error("a retention sweep held its lock too long"));
+                }
+            }
+        }
+        Ok(locks)
+    }
+
+    /// Closes the sessions, and with them the locks.
+    fn release(self) {
+        for conn in self.held {
+            drop(Object::take(conn));
+        }
+    }
 }

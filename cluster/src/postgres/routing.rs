@@ -98,7 +98,7 @@ impl RoutingTable {
         if let Some(r) = routes.get_mut(bucket as usize) {
             *r = shard.to_owned();
         }
-        Self::from_routes(self.version + 1, &routes)
+        Self::from_routes(self.version.saturating_add(1), &routes)
     }
 
     fn from_routes(version: u64, routes: &[String]) -> Self {
@@ -106,7 +106,7 @@ impl RoutingTable {
         for (b, shard) in routes.iter().enumerate() {
             let b = u32::try_from(b).unwrap_or(u32::MAX);
             match ranges.last_mut() {
-                Some(r) if r.shard == *shard && r.last + 1 == b => r.last = b,
+                Some(r) if r.shard == *shard && r.last.saturating_add(1) == b => r.last = b,
                 _ => ranges.push(Range {
                     first: b,
                     last: b,
@@ -121,6 +121,28 @@ impl RoutingTable {
         }
     }
 
+    /// A table from what the shards say they own (`owners`: bucket ->
+    /// shard), the rest of the buckets spread over `shards`: how a lost
+    /// table is rebuilt. Refuses a bucket two shards own.
+    pub fn from_owners(shards: &[String], owners: &[(u32, String)]) -> Result<Self> {
+        let mut routes = Self::spread(shards).routes();
+        let mut claimed: std::collections::HashMap<u32, &str> = std::collections::HashMap::new();
+        for (bucket, shard) in owners {
+            if let Some(other) = claimed.insert(*bucket, shard) {
+                if other != shard {
+                    return Err(Error::corrupt(
+                        "routing",
+                        format!("bucket {bucket} is owned by both `{other}` and `{shard}`"),
+                    ));
+                }
+            }
+            if let Some(route) = routes.get_mut(*bucket as usize) {
+                route.clone_from(shard);
+            }
+        }
+        Ok(Self::from_routes(1, &routes))
+    }
+
     /// The table in a record, checked: every bucket covered once.
     pub fn parse(json: &str) -> Result<Self> {
         let table: Self =
@@ -131,9 +153,12 @@ impl RoutingTable {
                 format!("{} buckets; this build uses {BUCKETS}", table.buckets),
             ));
         }
+        if table.version == u64::MAX {
+            return Err(Error::corrupt("routing table", "version at its maximum"));
+        }
         let mut next = 0u32;
         for r in &table.ranges {
-            if r.first != next || r.last < r.first || r.shard.is_empty() {
+            if r.first != next || r.last < r.first || r.last >= BUCKETS || r.shard.is_empty() {
                 return Err(Error::corrupt(
                     "routing table",
                     format!("range {}..={} breaks the cover at {next}", r.first, r.last),
@@ -175,18 +200,33 @@ impl std::fmt::Debug for Routes {
 }
 
 impl Routes {
-    /// Follows the table in `discovery`, creating it (every bucket spread
-    /// over `shards`) if there is none yet.
-    pub async fn follow(discovery: Arc<dyn Discovery>, shards: &[String]) -> Result<Self> {
+    /// Follows the table in `discovery`. If there is none yet, `propose`
+    /// builds one and it is created (compare-and-swap: if another logic
+    /// created one first, that one is followed).
+    pub async fn follow(
+        discovery: Arc<dyn Discovery>,
+        propose: impl std::future::Future<Output = Result<RoutingTable>>,
+    ) -> Result<Self> {
         let records = discovery.watch_store().await?;
-        let initial = parsed(&records.borrow());
-        if initial.is_none() {
-            let table = RoutingTable::spread(shards);
-            let created = discovery
-                .swap_store(ROUTING_RECORD, None, &table.to_json())
-                .await?;
-            if created {
-                tracing::info!(shards = ?shards, buckets = BUCKETS, "created the store's routing table");
+        let present = records.borrow().get(ROUTING_RECORD).cloned();
+        match present {
+            // A record that is there but unsound is not replaced: someone
+            // must look at it (restore it from a backup).
+            Some(json) => {
+                RoutingTable::parse(&json)?;
+            }
+            None => {
+                let table = propose.await?;
+                let created = discovery
+                    .swap_store(ROUTING_RECORD, None, &table.to_json())
+                    .await?;
+                if created {
+                    tracing::info!(
+                        buckets = BUCKETS,
+                        ranges = table.ranges.len(),
+                        "created the store's routing table"
+                    );
+                }
             }
         }
         let (tx, rx) = watch::channel(parsed(&records.borrow()));
@@ -318,6 +358,18 @@ mod tests {
     }
 
     #[test]
+    fn a_lost_table_is_rebuilt_from_what_the_shards_own() {
+        let shards = ["a".to_owned(), "b".to_owned()];
+        let owners = [(3, "b".to_owned()), (900, "a".to_owned())];
+        let t = RoutingTable::from_owners(&shards, &owners).unwrap();
+        assert_eq!(t.shard_of(3), Some("b"));
+        assert_eq!(t.shard_of(900), Some("a"));
+        assert_eq!(t.shard_of(4), Some("a"), "the rest spread");
+        let twice = [(3, "a".to_owned()), (3, "b".to_owned())];
+        assert!(RoutingTable::from_owners(&shards, &twice).is_err());
+    }
+
+    #[test]
     fn a_damaged_table_is_refused() {
         assert!(RoutingTable::parse("{").is_err());
         let mut t = RoutingTable::spread(&["a".into()]);
@@ -325,6 +377,15 @@ mod tests {
         assert!(RoutingTable::parse(&t.to_json()).is_err());
         let mut t = RoutingTable::spread(&["a".into()]);
         t.buckets = 7;
+        assert!(RoutingTable::parse(&t.to_json()).is_err());
+        let mut t = RoutingTable::spread(&["a".into()]);
+        t.ranges[0].last = u32::MAX;
+        assert!(
+            RoutingTable::parse(&t.to_json()).is_err(),
+            "past the last bucket"
+        );
+        let mut t = RoutingTable::spread(&["a".into()]);
+        t.version = u64::MAX;
         assert!(RoutingTable::parse(&t.to_json()).is_err());
     }
 }

@@ -1,54 +1,43 @@
-//! Preparing a shard: the schema (`schema.sql`), then a row for each bucket
-//! the routing table sends there that the shard has no row for yet.
+//! Preparing a shard: the schema (`schema.sql`), applied under a
+//! transaction-level advisory lock so concurrent logics do not race, and
+//! idempotent.
 //!
-//! Both steps are idempotent and safe under concurrent logics: the schema
-//! is applied under a transaction-level advisory lock, and bucket rows are
-//! only ever inserted where none exists. A bucket that was ever moved has
-//! rows on both its shards, so a logic with a stale table cannot mark a
-//! moved bucket as owned again: only a bucket no shard ever held is seeded.
+//! Which buckets a shard serves is recorded in the shard itself
+//! (`courier_buckets`). A bucket that no shard has any row for is new: it
+//! is *seeded* as owned by the shard the routing table sends it to. A
+//! bucket that was ever served or moved has rows, so a logic with a stale
+//! table can never mark a bucket as owned a second time; and a lost table
+//! is rebuilt from these rows ([`owners`]).
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::routing::{Routes, BUCKETS};
-use super::shard::{to_i32, Shard};
-use crate::{Error, Result};
+use super::routing::{RoutingTable, BUCKETS};
+use super::shard::{pg_error, to_i32, to_u64, Shard};
+use crate::Result;
 
 const SCHEMA: &str = include_str!("schema.sql");
 
 /// Longest pause between attempts at a shard that is not reachable.
 const MAX_RETRY: Duration = Duration::from_secs(5);
 
-/// Applies the schema to `shard` and seeds the buckets routed to it.
-pub(crate) async fn prepare(shard: &Shard, routes: &Routes) -> Result<()> {
-    let table = routes
-        .table()
-        .ok_or_else(|| Error::unavailable("postgres", "no routing table"))?;
-    let mine: Vec<i32> = (0..BUCKETS)
-        .filter(|b| table.shard_of(*b) == Some(shard.name.as_str()))
-        .map(to_i32)
-        .collect();
+/// Applies the schema to `shard`.
+pub(crate) async fn prepare(shard: &Shard) -> Result<()> {
     let mut conn = shard.primary().await?;
     let run = async {
         let tx = conn.transaction().await?;
         tx.batch_execute("SELECT pg_advisory_xact_lock(1130, -1)")
             .await?;
         tx.batch_execute(SCHEMA).await?;
-        tx.execute(
-            "INSERT INTO courier_buckets (bucket, state)
-             SELECT b, 'owned' FROM unnest($1::int4[]) AS b
-             ON CONFLICT (bucket) DO NOTHING",
-            &[&mine],
-        )
-        .await?;
         tx.commit().await
     };
     let outcome = tokio::time::timeout(shard.opts.statement_timeout, run).await;
     shard.settle(conn, outcome)?;
-    tracing::info!(shard = %shard.name, buckets = mine.len(), "shard prepared");
+    tracing::info!(shard = %shard.name, "shard prepared");
     Ok(())
 }
 
@@ -56,7 +45,6 @@ pub(crate) async fn prepare(shard: &Shard, routes: &Routes) -> Result<()> {
 /// `stop` fires.
 pub(crate) async fn prepare_until_ready(
     shard: Arc<Shard>,
-    routes: Routes,
     ready: Arc<AtomicBool>,
     stop: CancellationToken,
 ) {
@@ -66,7 +54,7 @@ pub(crate) async fn prepare_until_ready(
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(pause) => {}
         }
-        match prepare(&shard, &routes).await {
+        match prepare(&shard).await {
             Ok(()) => {
                 ready.store(true, Ordering::Release);
                 return;
@@ -77,4 +65,65 @@ pub(crate) async fn prepare_until_ready(
             }
         }
     }
+}
+
+/// The buckets `shard` has a row for, with their states.
+async fn rows(shard: &Shard) -> Result<Vec<(u32, String)>> {
+    let rows = shard
+        .query("SELECT bucket, state FROM courier_buckets", &[])
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let bucket: i32 = r.try_get(0).map_err(pg_error)?;
+            let state: String = r.try_get(1).map_err(pg_error)?;
+            Ok((
+                u32::try_from(to_u64(i64::from(bucket))).unwrap_or(u32::MAX),
+                state,
+            ))
+        })
+        .collect()
+}
+
+/// Which shard owns each bucket some shard serves: `(bucket, shard)`.
+pub(crate) async fn owners(shards: &BTreeMap<String, Arc<Shard>>) -> Result<Vec<(u32, String)>> {
+    let mut owned = Vec::new();
+    for (name, shard) in shards {
+        for (bucket, state) in rows(shard).await? {
+            if matches!(state.as_str(), "owned" | "fenced") {
+                owned.push((bucket, name.clone()));
+            }
+        }
+    }
+    Ok(owned)
+}
+
+/// Seeds every bucket that no shard has a row for as owned by the shard
+/// `table` routes it to. Needs every shard: a bucket's rows may be on any.
+pub(crate) async fn seed_new_buckets(
+    shards: &BTreeMap<String, Arc<Shard>>,
+    table: &RoutingTable,
+) -> Result<()> {
+    let mut known = HashSet::new();
+    for shard in shards.values() {
+        known.extend(rows(shard).await?.into_iter().map(|(bucket, _)| bucket));
+    }
+    for (name, shard) in shards {
+        let new: Vec<i32> = (0..BUCKETS)
+            .filter(|b| !known.contains(b) && table.shard_of(*b) == Some(name.as_str()))
+            .map(to_i32)
+            .collect();
+        if new.is_empty() {
+            continue;
+        }
+        shard
+            .execute(
+                "INSERT INTO courier_buckets (bucket, state)
+                 SELECT b, 'owned' FROM unnest($1::int4[]) AS b
+                 ON CONFLICT (bucket) DO NOTHING",
+                &[&new],
+            )
+            .await?;
+        tracing::info!(shard = %name, buckets = new.len(), "new buckets seeded");
+    }
+    Ok(())
 }

@@ -130,6 +130,11 @@ BEGIN
             CONTINUE;
         END IF;
         IF keys[item] IS NOT NULL THEN
+            -- Two batches with the same key must not both miss it: the one
+            -- that looks second waits here until the first has committed.
+            -- (Items come in stream order, so these locks are taken in one
+            -- order by every batch.)
+            PERFORM pg_advisory_xact_lock(1132, hashtext(streams[item]));
             SELECT d.epoch, d.seq INTO e, s FROM courier_dedup d
              WHERE d.stream = streams[item] AND d.key = keys[item] AND d.expires_at > now();
             IF FOUND THEN

@@ -119,25 +119,11 @@ fn pool(config: Config, size: usize, wait: Duration) -> Result<Pool> {
 pub(crate) fn parse_url(url: &str) -> Result<Config> {
     let config: Config = url
         .parse()
-        .map_err(|e: tokio_postgres::Error| Error::bad_url(&redacted(url), e.to_string()))?;
+        .map_err(|e: tokio_postgres::Error| Error::bad_url(url, e.to_string()))?;
     if config.get_hosts().is_empty() {
-        return Err(Error::bad_url(&redacted(url), "no host"));
+        return Err(Error::bad_url(url, "no host"));
     }
     Ok(config)
-}
-
-/// The URL without its password, for messages and logs.
-pub(crate) fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
 }
 
 /// The config of one host of `config`: the same user, database and
@@ -376,7 +362,10 @@ impl Shard {
         let mut heads = vec![None; streams.len()];
         for row in rows {
             let i: i64 = row.try_get(0).map_err(pg_error)?;
-            let Some(slot) = usize::try_from(i - 1).ok().and_then(|i| heads.get_mut(i)) else {
+            let Some(slot) = usize::try_from(i.saturating_sub(1))
+                .ok()
+                .and_then(|i| heads.get_mut(i))
+            else {
                 continue;
             };
             let served: bool = row.try_get(1).map_err(pg_error)?;
@@ -404,58 +393,47 @@ impl Shard {
     }
 
     /// Messages of `stream` with `after < seq < before`: the oldest `limit`
-    /// of them, or with `newest_first` the newest, in that order. From a
-    /// standby within the lag bound when `from_standby` and there is one,
-    /// else the primary (or, while it cannot be reached, any node).
+    /// of them (`limit` messages, and no more rows than reach `max_bytes`),
+    /// or with `newest_first` the newest, in that order. From a standby
+    /// within the lag bound when `from_standby` and there is one, else the
+    /// primary (or, while it cannot be reached, any node).
     pub(crate) async fn messages(
         &self,
         stream: &str,
         bucket: u32,
         (after, before): (u64, u64),
-        limit: usize,
+        (limit, max_bytes): (usize, usize),
         newest_first: bool,
         from_standby: bool,
     ) -> Result<Routed<Vec<(u64, Bytes)>>> {
         let query = if newest_first { NEWEST } else { OLDEST };
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let params: [&(dyn ToSql + Sync); 5] = [
+        let max_bytes = i64::try_from(max_bytes).unwrap_or(i64::MAX);
+        let params: [&(dyn ToSql + Sync); 6] = [
             &stream,
             &to_i64(after),
             &to_i64(before),
             &limit,
             &to_i32(bucket),
+            &max_bytes,
         ];
-        let standby = if from_standby {
-            self.nodes.pick()
-        } else {
-            None
-        };
-        let (node, rows) = match standby {
-            Some((host, pool)) => (
-                host,
-                self.query_on(pool, query, &params)
-                    .await
-                    .map_err(Failure::into_error)?,
-            ),
-            None => ("primary", self.query_for_read(query, &params).await?),
-        };
-        metrics::counter!("courier_store_page_reads_total", "shard" => self.name.clone(), "node" => node.to_owned())
+        if let Some((host, pool)) = self.nodes.pick().filter(|_| from_standby) {
+            let rows = self
+                .query_on(pool, query, &params)
+                .await
+                .map_err(Failure::into_error)?;
+            metrics::counter!("courier_store_page_reads_total", "shard" => self.name.clone(), "node" => host.to_owned())
+                .increment(1);
+            // A standby behind a bucket move may not know the bucket is
+            // here yet: then the primary says.
+            if let Routed::Done(messages) = page_rows(&rows)? {
+                return Ok(Routed::Done(messages));
+            }
+        }
+        let rows = self.query_for_read(query, &params).await?;
+        metrics::counter!("courier_store_page_reads_total", "shard" => self.name.clone(), "node" => "primary")
             .increment(1);
-        let Some(first) = rows.first() else {
-            return Ok(Routed::Moved);
-        };
-        let state: &str = first.try_get(0).map_err(pg_error)?;
-        if !serves_reads(state) {
-            return Ok(Routed::Moved);
-        }
-        let mut messages = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let seq: Option<i64> = row.try_get(1).map_err(pg_error)?;
-            let Some(seq) = seq else { continue };
-            let body: &[u8] = row.try_get(2).map_err(pg_error)?;
-            messages.push((to_u64(seq), Bytes::copy_from_slice(body)));
-        }
-        Ok(Routed::Done(messages))
+        page_rows(&rows)
     }
 
     /// Moves `stream` to `new_epoch` if it is still in `old_epoch` below
@@ -489,6 +467,26 @@ impl Shard {
     }
 }
 
+/// The messages of a page query's rows, or `Moved` when the bucket is not
+/// served where they were read.
+fn page_rows(rows: &[Row]) -> Result<Routed<Vec<(u64, Bytes)>>> {
+    let Some(first) = rows.first() else {
+        return Ok(Routed::Moved);
+    };
+    let state: &str = first.try_get(0).map_err(pg_error)?;
+    if !serves_reads(state) {
+        return Ok(Routed::Moved);
+    }
+    let mut messages = Vec::with_capacity(rows.len());
+    for row in rows {
+        let seq: Option<i64> = row.try_get(1).map_err(pg_error)?;
+        let Some(seq) = seq else { continue };
+        let body: &[u8] = row.try_get(2).map_err(pg_error)?;
+        messages.push((to_u64(seq), Bytes::copy_from_slice(body)));
+    }
+    Ok(Routed::Done(messages))
+}
+
 /// Whether a bucket in `state` may be read here.
 fn serves_reads(state: &str) -> bool {
     matches!(state, "owned" | "fenced")
@@ -512,14 +510,21 @@ SELECT t.ord,
   LEFT JOIN courier_streams cs ON cs.stream = t.stream";
 
 /// The bucket's state, then the oldest messages in a seq range (one row of
-/// nulls when there are none; no row when the bucket is unknown here).
+/// nulls when there are none; no row when the bucket is unknown here): at
+/// most `$4` of them, and no row after the one that reaches `$6` bytes, so
+/// a page of large messages does not travel whole to be cut here.
 const OLDEST: &str = "
 SELECT cb.state, m.seq, m.body
   FROM courier_buckets cb
   LEFT JOIN LATERAL (
-      SELECT seq, body FROM courier_messages
-       WHERE stream = $1 AND seq > $2 AND seq < $3
-       ORDER BY seq LIMIT $4
+      SELECT seq, body FROM (
+          SELECT seq, body,
+                 sum(length(body)) OVER (ORDER BY seq ROWS UNBOUNDED PRECEDING) - length(body) AS before
+            FROM (SELECT seq, body FROM courier_messages
+                   WHERE stream = $1 AND seq > $2 AND seq < $3
+                   ORDER BY seq LIMIT $4) AS taken
+      ) AS sized
+       WHERE before < $6
   ) m ON cb.state IN ('owned', 'fenced')
  WHERE cb.bucket = $5
  ORDER BY m.seq";
@@ -529,9 +534,14 @@ const NEWEST: &str = "
 SELECT cb.state, m.seq, m.body
   FROM courier_buckets cb
   LEFT JOIN LATERAL (
-      SELECT seq, body FROM courier_messages
-       WHERE stream = $1 AND seq > $2 AND seq < $3
-       ORDER BY seq DESC LIMIT $4
+      SELECT seq, body FROM (
+          SELECT seq, body,
+                 sum(length(body)) OVER (ORDER BY seq DESC ROWS UNBOUNDED PRECEDING) - length(body) AS before
+            FROM (SELECT seq, body FROM courier_messages
+                   WHERE stream = $1 AND seq > $2 AND seq < $3
+                   ORDER BY seq DESC LIMIT $4) AS taken
+      ) AS sized
+       WHERE before < $6
   ) m ON cb.state IN ('owned', 'fenced')
  WHERE cb.bucket = $5
  ORDER BY m.seq DESC";
@@ -541,15 +551,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn passwords_never_reach_messages() {
-        assert_eq!(
-            redacted("postgres://courier:s3cret@h1:5432,h2:5433/courier"),
-            "postgres://courier:***@h1:5432,h2:5433/courier"
-        );
-        assert_eq!(
-            redacted("postgres://courier@h1/db"),
-            "postgres://courier@h1/db"
-        );
+    fn a_bad_url_keeps_its_password() {
         assert!(parse_url("postgres://u:pw@/db")
             .err()
             .is_some_and(|e| !e.to_string().contains("pw")));

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use courier_proto::logic::AckRequest;
+use courier_proto::Position;
 use parking_lot::Mutex;
 
 use crate::logic_client::LogicPool;
@@ -12,7 +13,7 @@ use crate::logic_client::LogicPool;
 /// The latest ack not yet sent, and whether a sender runs.
 #[derive(Debug, Default)]
 pub(crate) struct Acks {
-    latest: Mutex<Option<(u64, u64)>>,
+    latest: Mutex<Option<Position>>,
     sending: AtomicBool,
 }
 
@@ -25,13 +26,13 @@ pub(crate) struct Acker {
 }
 
 impl Acks {
-    /// Records an ack of `seq` in `epoch`; returns whether the caller must
-    /// start a sender ([`Acks::send`]).
-    pub(crate) fn record(&self, epoch: u64, seq: u64) -> bool {
+    /// Records an ack of `at`; returns whether the caller must start a
+    /// sender ([`Acks::send`]).
+    pub(crate) fn record(&self, at: Position) -> bool {
         let mut latest = self.latest.lock();
         match *latest {
-            Some((e, s)) if e == epoch && s >= seq => {}
-            _ => *latest = Some((epoch, seq)),
+            Some(l) if l.epoch == at.epoch && l.seq >= at.seq => {}
+            _ => *latest = Some(at),
         }
         drop(latest);
         !self.sending.swap(true, Ordering::AcqRel)
@@ -41,7 +42,7 @@ impl Acks {
     pub(crate) async fn send(self: Arc<Self>, logic: Arc<LogicPool>, who: Acker) {
         loop {
             let next = self.latest.lock().take();
-            let Some((epoch, seq)) = next else {
+            let Some(at) = next else {
                 self.sending.store(false, Ordering::Release);
                 // An ack recorded between the take and the store found a
                 // sender running and did not start one: take it over.
@@ -54,8 +55,8 @@ impl Acks {
                 comet_id: who.comet_id.clone(),
                 uid: who.uid.clone(),
                 key: who.key.clone(),
-                epoch,
-                seq,
+                epoch: at.epoch,
+                seq: at.seq,
             };
             if let Err(e) = logic.ack(request).await {
                 tracing::debug!(key = %who.key, error = %e, "ack not recorded");
@@ -71,11 +72,20 @@ mod tests {
     #[test]
     fn acks_coalesce_to_the_latest() {
         let acks = Acks::default();
-        assert!(acks.record(7, 3), "the first ack starts a sender");
-        assert!(!acks.record(7, 5), "a sender runs already");
-        assert!(!acks.record(7, 4), "lower ack of the same epoch is ignored");
-        assert_eq!(*acks.latest.lock(), Some((7, 5)));
-        assert!(!acks.record(9, 1), "a new epoch replaces the old");
-        assert_eq!(*acks.latest.lock(), Some((9, 1)));
+        assert!(
+            acks.record(Position::new(7, 3)),
+            "the first ack starts a sender"
+        );
+        assert!(!acks.record(Position::new(7, 5)), "a sender runs already");
+        assert!(
+            !acks.record(Position::new(7, 4)),
+            "lower ack of the same epoch is ignored"
+        );
+        assert_eq!(*acks.latest.lock(), Some(Position::new(7, 5)));
+        assert!(
+            !acks.record(Position::new(9, 1)),
+            "a new epoch replaces the old"
+        );
+        assert_eq!(*acks.latest.lock(), Some(Position::new(9, 1)));
     }
 }

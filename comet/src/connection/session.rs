@@ -201,7 +201,7 @@ impl Session {
             Some(Body::Send(send)) => self.send(id, send),
             Some(Body::Sync(sync)) => self.sync(id, sync),
             Some(Body::RoomOnline(RoomOnline { room })) => self.room_online(id, room),
-            Some(Body::Ack(Ack { seq, epoch })) => self.ack(epoch, seq),
+            Some(Body::Ack(Ack { seq, epoch })) => self.ack(Position::new(epoch, seq)),
             Some(Body::Auth(_)) => {
                 self.close_with_error(id, ErrorCode::Unexpected, "already authenticated");
                 return Next::Close("second Auth");
@@ -395,9 +395,9 @@ impl Session {
     }
 
     /// Records how far the user has read; sent to logic coalesced.
-    fn ack(&mut self, epoch: u64, seq: u64) {
+    fn ack(&mut self, at: Position) {
         let acks = self.acks.get_or_insert_with(Arc::default);
-        if acks.record(epoch, seq) {
+        if acks.record(at) {
             let who = Acker {
                 comet_id: self.state.id().to_owned(),
                 uid: self.uid.to_string(),

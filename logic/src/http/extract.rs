@@ -13,7 +13,7 @@ use utoipa::IntoParams;
 use super::error::ApiError;
 
 /// Longest `Idempotency-Key`, in bytes.
-const MAX_IDEMPOTENCY_KEY: usize = 128;
+const MAX_IDEMPOTENCY_KEY: usize = courier_proto::names::MAX_DEDUP_KEY_LEN;
 
 /// A JSON request body.
 #[derive(FromRequest)]
@@ -67,10 +67,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
         let key = value
             .to_str()
             .ok()
-            .filter(|k| {
-                (1..=MAX_IDEMPOTENCY_KEY).contains(&k.len())
-                    && k.bytes().all(|b| b.is_ascii_graphic())
-            })
+            .filter(|k| courier_proto::names::check_dedup_key(k).is_ok())
             .ok_or_else(|| {
                 ApiError::invalid(format!(
                     "Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} visible ASCII characters"

@@ -90,13 +90,9 @@ async fn page(
             streams::MAX_PAGE
         )));
     }
-    let start = streams::start(
-        stream,
-        query.epoch.unwrap_or(0),
-        query.after_seq.unwrap_or(0),
-        query.before_seq.unwrap_or(0),
-    )
-    .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let after = Position::new(query.epoch.unwrap_or(0), query.after_seq.unwrap_or(0));
+    let start = streams::start(stream, after, query.before_seq.unwrap_or(0))
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
     // A backend reads from its position; the ack is where a device with no
     // position starts, not a backend.
     let start = match start {
