@@ -106,6 +106,7 @@ async fn connect_postgres(
         inbox: config.inbox_options(),
         max_read_lag: config.max_read_lag,
         pool_size: config.store_pool_size.max(1),
+        commits_in_flight: config.store_commits_in_flight.max(1),
         ..Default::default()
     };
     let writer = format!("courier-{:08x}", rand::random::<u32>());

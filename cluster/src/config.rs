@@ -54,8 +54,10 @@ pub struct ClusterConfig {
     /// A standby whose replay lags more than this serves no history reads.
     #[serde(with = "humantime_serde")]
     pub max_read_lag: Duration,
-    /// Connections (and group commits in flight) per shard primary.
+    /// Connections per shard primary.
     pub store_pool_size: usize,
+    /// Group commits in flight per shard primary.
+    pub store_commits_in_flight: usize,
 }
 
 impl Default for ClusterConfig {
@@ -77,6 +79,7 @@ impl Default for ClusterConfig {
             idempotency_window: i.dedup_window,
             max_read_lag: Duration::from_secs(1),
             store_pool_size: 8,
+            store_commits_in_flight: 1,
         }
     }
 }

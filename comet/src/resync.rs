@@ -32,6 +32,10 @@ const BATCH: usize = 1_000;
 const ATTEMPTS: usize = 5;
 /// Pause between attempts.
 const RETRY: Duration = Duration::from_millis(500);
+/// Least time between two passes: a store that keeps losing its data (or
+/// a flood of `Resync` calls) costs a comet at most one pass per this,
+/// and its clients one head per stream per pass.
+const MIN_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Asking for passes: the RPC bumps the counter, the task follows it.
 #[derive(Debug, Clone)]
@@ -80,6 +84,10 @@ pub(crate) async fn run(reporter: Reporter, requests: ResyncRequests, stop: Canc
             "reported every connection to logic again"
         );
         metrics::counter!("courier_comet_resyncs_total").increment(1);
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(MIN_INTERVAL.saturating_sub(started.elapsed())) => {}
+        }
     }
 }
 

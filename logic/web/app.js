@@ -656,7 +656,11 @@ function sendText(event) {
   const target = state.current.startsWith("#")
     ? { room: state.current.slice(1) }
     : { user: state.current.slice(1) };
-  const clientMsgId = `${state.uid}-${Date.now()}-${state.nextId}`;
+  // 1-128 visible ASCII characters (the server refuses others): random
+  // hex, not the uid, which may hold any character.
+  const clientMsgId = Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) =>
+    b.toString(16).padStart(2, "0"),
+  ).join("");
   send({ send: { to: target, op: OP_CHAT, data: utf8ToBase64(text), clientMsgId } });
   if (target.user !== undefined) {
     addLine(state.current, { from: state.uid, text, at: Date.now() });

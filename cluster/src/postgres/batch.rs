@@ -2,12 +2,14 @@
 //! shard go to its primary together, one transaction and one round trip
 //! (`courier_write`) per batch.
 //!
-//! A shard has `pool_size` write slots. A batch takes a slot, then
-//! everything queued up to `batch_max`; while every slot is busy, callers
-//! queue and the next batch carries them all. So one caller alone waits
-//! for no timer, and under load the commits per second stay near the slot
-//! count while the items per commit grow. The queue is bounded: past it,
-//! callers wait for room.
+//! A shard has `commits_in_flight` write slots (1 by default). A batch
+//! takes a slot, then everything queued up to `batch_max`; while every slot
+//! is busy, callers queue and the next batch carries them all. So one
+//! caller alone waits for no timer, and under load the commits per second
+//! stay near what the slots allow while the items per commit grow. More
+//! slots do not help: batches in flight together touch the same hot
+//! streams, and each waits on the others' head-row locks until they commit.
+//! The queue is bounded: past it, callers wait for room.
 //!
 //! If a batch fails (the primary went away, the statement timed out) every
 //! item in it fails with `Unavailable`: whether the commit happened is
@@ -86,7 +88,9 @@ impl Batcher {
 }
 
 async fn commit_batches(shard: Arc<Shard>, mut queue: mpsc::Receiver<Item>) {
-    let slots = Arc::new(Semaphore::new(shard.opts.pool_size.max(1)));
+    let slots = Arc::new(Semaphore::new(
+        shard.opts.commits_in_flight.clamp(1, shard.opts.pool_size.max(1)),
+    ));
     let max = shard.opts.batch_max.max(1);
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {

@@ -54,8 +54,12 @@ pub struct StoreOptions {
     pub max_read_lag: Duration,
     /// How often standbys are probed (and the primary stamped).
     pub probe_interval: Duration,
-    /// Connections to each shard's primary, and batches in flight.
+    /// Connections to each shard's primary.
     pub pool_size: usize,
+    /// Group commits in flight to each shard's primary. Few is better:
+    /// batches in flight together touch the same hot streams and wait for
+    /// each other's commits, while a batch that waits grows.
+    pub commits_in_flight: usize,
     /// Connections to each node for history reads.
     pub read_pool_size: usize,
     /// Items per group commit, at most.
@@ -76,6 +80,7 @@ impl Default for StoreOptions {
             max_read_lag: Duration::from_secs(1),
             probe_interval: Duration::from_millis(500),
             pool_size: 8,
+            commits_in_flight: 1,
             read_pool_size: 4,
             batch_max: 256,
             statement_timeout: Duration::from_secs(5),

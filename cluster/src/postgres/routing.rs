@@ -46,7 +46,7 @@ pub struct Range {
 }
 
 /// The routing table as stored: runs of buckets per shard.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RoutingTable {
     /// Bumped by every change.
     pub version: u64,
@@ -54,7 +54,19 @@ pub struct RoutingTable {
     pub buckets: u32,
     /// Every bucket exactly once, in order.
     pub ranges: Vec<Range>,
+    /// The record's text this table was read from: what a change compares
+    /// against (a record written by hand need not be in our formatting).
+    #[serde(skip)]
+    source: Option<String>,
 }
+
+impl PartialEq for RoutingTable {
+    fn eq(&self, other: &Self) -> bool {
+        (self.version, self.buckets, &self.ranges) == (other.version, other.buckets, &other.ranges)
+    }
+}
+
+impl Eq for RoutingTable {}
 
 impl RoutingTable {
     /// Every bucket spread over `shards` (sorted by name) in equal runs.
@@ -118,6 +130,7 @@ impl RoutingTable {
             version,
             buckets: BUCKETS,
             ranges,
+            source: None,
         }
     }
 
@@ -145,8 +158,9 @@ impl RoutingTable {
 
     /// The table in a record, checked: every bucket covered once.
     pub fn parse(json: &str) -> Result<Self> {
-        let table: Self =
+        let mut table: Self =
             serde_json::from_str(json).map_err(|e| Error::corrupt("routing table", e))?;
+        table.source = Some(json.to_owned());
         if table.buckets != BUCKETS {
             return Err(Error::corrupt(
                 "routing table",
@@ -267,8 +281,9 @@ impl Routes {
 
     /// Replaces `old` with `new`; whether no one changed the table first.
     pub async fn swap(&self, old: &RoutingTable, new: &RoutingTable) -> Result<bool> {
+        let expected = old.source.clone().unwrap_or_else(|| old.to_json());
         self.discovery
-            .swap_store(ROUTING_RECORD, Some(&old.to_json()), &new.to_json())
+            .swap_store(ROUTING_RECORD, Some(&expected), &new.to_json())
             .await
     }
 }
