@@ -30,7 +30,8 @@ pub enum Event {
     /// (the inbox, each room), each once.
     Message(Message),
     /// Messages `from_seq..=to_seq` of the inbox (`room` `None`) or a room
-    /// left the store's window before we read them: they are lost to us.
+    /// were deleted (older than the store's retention) before we read
+    /// them: they are lost to us.
     Gap {
         /// The room, or `None` for the inbox.
         room: Option<String>,

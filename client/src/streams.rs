@@ -34,7 +34,7 @@ pub(crate) struct SyncWanted {
 /// Something about a stream the application should know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Notice {
-    /// Messages `from..=to` are gone from the store's window.
+    /// Messages `from..=to` are gone (older than the store's retention).
     Gap { from: u64, to: u64 },
     /// The store lost the stream; seqs start again in `epoch`.
     Reset { epoch: u64 },
@@ -51,8 +51,7 @@ pub(crate) struct Outcome {
     /// follows right behind it (two pushes stored in one order and queued
     /// in the other), so the gap is synced only if it is still open a
     /// moment later ([`Sequencer::gap_still_open`]). Syncing at once would
-    /// ask the store for messages that are on their way, and a stream that
-    /// lags behind the store's window would be told they are gone.
+    /// ask the store for messages that are on their way.
     pub(crate) sync_later: bool,
 }
 

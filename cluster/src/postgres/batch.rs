@@ -89,7 +89,10 @@ impl Batcher {
 
 async fn commit_batches(shard: Arc<Shard>, mut queue: mpsc::Receiver<Item>) {
     let slots = Arc::new(Semaphore::new(
-        shard.opts.commits_in_flight.clamp(1, shard.opts.pool_size.max(1)),
+        shard
+            .opts
+            .commits_in_flight
+            .clamp(1, shard.opts.pool_size.max(1)),
     ));
     let max = shard.opts.batch_max.max(1);
     loop {

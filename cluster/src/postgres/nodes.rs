@@ -75,6 +75,14 @@ impl ReadNodes {
             .map(|node| (node.host.as_str(), &node.pool))
     }
 
+    /// Takes `host` out of the read list until the next probe finds it fit
+    /// (a read found it gone between two probes).
+    pub(crate) fn drop_from_reads(&self, host: &str) {
+        for node in self.nodes.iter().filter(|n| n.host == host) {
+            node.readable.store(false, Ordering::Relaxed);
+        }
+    }
+
     /// Every node that answered the last probe, standbys first: where a
     /// read goes when the primary cannot be reached.
     pub(crate) fn answering(&self) -> Vec<(&str, &Pool)> {

@@ -418,16 +418,23 @@ impl Shard {
             &max_bytes,
         ];
         if let Some((host, pool)) = self.nodes.pick().filter(|_| from_standby) {
-            let rows = self
-                .query_on(pool, query, &params)
-                .await
-                .map_err(Failure::into_error)?;
-            metrics::counter!("courier_store_page_reads_total", "shard" => self.name.clone(), "node" => host.to_owned())
-                .increment(1);
-            // A standby behind a bucket move may not know the bucket is
-            // here yet: then the primary says.
-            if let Routed::Done(messages) = page_rows(&rows)? {
-                return Ok(Routed::Done(messages));
+            match self.query_on(pool, query, &params).await {
+                Ok(rows) => {
+                    metrics::counter!("courier_store_page_reads_total", "shard" => self.name.clone(), "node" => host.to_owned())
+                        .increment(1);
+                    // A standby behind a bucket move may not know the bucket
+                    // is here yet: then the primary says.
+                    if let Routed::Done(messages) = page_rows(&rows)? {
+                        return Ok(Routed::Done(messages));
+                    }
+                }
+                // Gone since the last probe: out of the read list until a
+                // probe finds it again, and this page from the primary.
+                Err(Failure::Unreachable(e)) => {
+                    tracing::debug!(shard = %self.name, node = host, error = %e, "standby read failed");
+                    self.nodes.drop_from_reads(host);
+                }
+                Err(Failure::Refused(e)) => return Err(e),
             }
         }
         let rows = self.query_for_read(query, &params).await?;
