@@ -114,6 +114,7 @@ fn move_body(m: courier_cluster::store_admin::MoveStatus) -> MoveBody {
         (status = 404, description = "The store is `memory://`", body = ErrorBody),
         (status = 409, description = "Moves are already running on this logic", body = ErrorBody),
         (status = 413, description = "The body is over `body_limit`", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
         (status = 422, description = "A missing or mistyped field", body = ErrorBody),
     ),
 )]
