@@ -37,10 +37,21 @@ fi
 scripts/install-patroni.sh
 
 # 3. The Kafka-compatible broker (tansu): a ~15 minute build the first time.
+#    `memory://` storage for speed, `sqlite://` (feature libsql) for the
+#    tests whose broker must keep its log across a restart; cargo records
+#    the features a binary was built with, so an older build without
+#    libsql is rebuilt.
 export PATH="$HOME/.cargo/bin:$PATH"
-if ! command -v tansu >/dev/null; then
+tansu_features() {
+  python3 - <<'PY' 2>/dev/null
+import json, os
+installs = json.load(open(os.path.expanduser("~/.cargo/.crates2.json")))["installs"]
+print(" ".join(f for k, v in installs.items() if k.startswith("tansu ") for f in v["features"]))
+PY
+}
+if ! command -v tansu >/dev/null || [[ " $(tansu_features) " != *" libsql "* ]]; then
   log "installing tansu (Kafka-compatible broker; takes a while the first time)"
-  cargo install tansu --locked --features dynostore
+  cargo install tansu --locked --features dynostore,libsql
 fi
 
 # 4. The browser test's driver, from its lockfile.

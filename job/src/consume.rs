@@ -34,7 +34,7 @@ use crate::JobError;
 
 /// Pause after a failed `next()` before trying again, doubling up to the max.
 const FETCH_RETRY_MIN: Duration = Duration::from_millis(100);
-const FETCH_RETRY_MAX: Duration = Duration::from_secs(5);
+const FETCH_RETRY_MAX: Duration = Duration::from_secs(1);
 
 type Incoming<'a> = BoxFuture<'a, Result<(ConsumerEvent, OwnedSemaphorePermit), JobError>>;
 

@@ -6,14 +6,17 @@
 //! until shutdown, then drains. The admin listener serves throughout:
 //! `/readyz` turns 200 once the job has joined the group (subscribing
 //! succeeded; partitions may come later, and a job with none is still a
-//! healthy standby member) and 503 the moment shutdown starts.
+//! healthy standby member) and 503 the moment shutdown starts, or while no
+//! broker of the queue answers (`not ready: queue unreachable`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use courier_cluster::queue::QueueHealth;
 use courier_cluster::ServiceKind;
 use courier_runtime::admin::{serve_admin, Readiness};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -111,6 +114,23 @@ impl Job {
     }
 }
 
+/// Keeps `/readyz` saying `not ready: queue unreachable` while no broker
+/// answers, until `stop`. The consumer rejoins by itself when one does.
+async fn follow_queue(
+    mut health: watch::Receiver<QueueHealth>,
+    readiness: Readiness,
+    stop: CancellationToken,
+) {
+    loop {
+        let reachable = health.borrow_and_update().reachable;
+        readiness.set_blocked((!reachable).then_some("queue unreachable"));
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = health.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
 async fn consume_and_deliver(
     config: JobConfig,
     deps: JobDeps,
@@ -138,6 +158,11 @@ async fn consume_and_deliver(
     let comets = Comets::start(view, WorkerSettings::new(&config)?, abort.clone());
     let mut consumption = Consumption::new(config.max_in_flight, comets.roster());
     readiness.set_ready(true);
+    tokio::spawn(follow_queue(
+        deps.queue.health(),
+        readiness.clone(),
+        abort.clone(),
+    ));
     tracing::info!(group = %config.group, "job consuming");
 
     let result = consumption.run(&*consumer, &shutdown).await;

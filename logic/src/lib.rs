@@ -26,7 +26,8 @@
 //! errors, DTOs), `grpc` (the comet-facing service), `publish` (resolution
 //! and envelopes), `accounts` (register/login, argon2), `policy` (login
 //! policy), `nodes` (the ranked comet view), `resync` (noticing a session
-//! store that lost writes), `comet_calls` (calls to a comet), `state` (what
+//! store that lost writes), `queue_watch` (readiness and a resync when the
+//! queue lost or could not take messages), `comet_calls` (calls to a comet), `state` (what
 //! they share).
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -46,6 +47,7 @@ mod keys;
 mod nodes;
 mod policy;
 mod publish;
+mod queue_watch;
 mod resync;
 mod server;
 mod state;

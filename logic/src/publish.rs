@@ -22,18 +22,27 @@
 //! is neither stored again nor published again, and the original seq is
 //! returned. So a push to many users that failed half-way can be retried
 //! with the same key, and only the other half is delivered.
+//!
+//! While the queue's brokers do not answer, a push is refused (503) before
+//! anything is stored. A message stored whose publish then failed (the
+//! broker died in between) is *stranded*: stored, yet no connected device
+//! was told. The publisher counts those ([`Publisher::stranded`]), and
+//! `queue_watch` has every client told where its streams stand once the
+//! queue answers again, so they sync it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use courier_cluster::inbox::{Appended, Inbox, NewMessage, Stream};
+use courier_cluster::queue::QueueHealth;
 use courier_cluster::{Queue, Session, Sessions};
 use courier_proto::client::{Message, Target};
 use courier_proto::queue::{envelope, BroadcastPush, Envelope, KeysPush, KickKeys, RoomPush};
 use courier_proto::{encode_message, with_position, Position};
 use futures::{StreamExt, TryStreamExt};
 use prost::Message as _;
+use tokio::sync::watch;
 
 /// How many recipients one push handles at once.
 const CONCURRENCY: usize = 32;
@@ -119,6 +128,9 @@ pub(crate) struct Publisher {
     sessions: Arc<dyn Sessions>,
     inbox: Arc<dyn Inbox>,
     queue: Arc<dyn Queue>,
+    health: watch::Receiver<QueueHealth>,
+    /// Stored messages whose publish failed, counted up.
+    stranded: watch::Sender<u64>,
 }
 
 /// What delivering to one stored stream did.
@@ -137,8 +149,21 @@ impl Publisher {
         Self {
             sessions,
             inbox,
+            health: queue.health(),
             queue,
+            stranded: watch::Sender::new(0),
         }
+    }
+
+    /// The queue's health, as the queue's own probe sees it.
+    pub(crate) fn queue_health(&self) -> watch::Receiver<QueueHealth> {
+        self.health.clone()
+    }
+
+    /// How many stored messages failed to be published: changes whenever
+    /// one does.
+    pub(crate) fn stranded(&self) -> watch::Receiver<u64> {
+        self.stranded.subscribe()
     }
 
     /// Stamps `content` as a new message for `to`, stores it where it is
@@ -148,6 +173,14 @@ impl Publisher {
         to: Recipients<'_>,
         content: Content,
     ) -> courier_cluster::Result<Accepted> {
+        // Refused before anything is stored: a message stored now could
+        // not be published, and its sender is told to retry anyway.
+        if !self.health.borrow().reachable {
+            return Err(courier_cluster::Error::Unavailable {
+                backend: "queue",
+                message: "no broker answers".to_owned(),
+            });
+        }
         let msg_id = content.message_id();
         let dedup = content.dedup_key();
         let message = encode_message(&Message {
@@ -235,11 +268,16 @@ impl Publisher {
                 envelopes: 0,
             });
         }
-        let sessions = self.sessions.user_sessions(uid).await?;
+        let sessions = self
+            .sessions
+            .user_sessions(uid)
+            .await
+            .inspect_err(|_| self.strand())?;
         let copy = with_position(message, appended.at.seq, appended.at.epoch);
         let envelopes = self
             .publish_keys(Some(uid), sessions.into_iter(), &copy)
-            .await?;
+            .await
+            .inspect_err(|_| self.strand())?;
         Ok(Delivered {
             appended,
             envelopes,
@@ -264,7 +302,11 @@ impl Publisher {
                 envelopes: 0,
             });
         }
-        let comet_ids = self.sessions.room_comets(room).await?;
+        let comet_ids = self
+            .sessions
+            .room_comets(room)
+            .await
+            .inspect_err(|_| self.strand())?;
         if comet_ids.is_empty() {
             return Ok(Delivered {
                 appended,
@@ -276,7 +318,9 @@ impl Publisher {
             comet_ids,
             message: with_position(message, appended.at.seq, appended.at.epoch),
         });
-        self.send(room, envelope).await?;
+        self.send(room, envelope)
+            .await
+            .inspect_err(|_| self.strand())?;
         Ok(Delivered {
             appended,
             envelopes: 1,
@@ -327,6 +371,13 @@ impl Publisher {
             .try_collect::<()>()
             .await?;
         Ok(count)
+    }
+
+    /// Counts a stored message that was not published (the lookup of where
+    /// its recipients are, or the publish itself, failed).
+    fn strand(&self) {
+        metrics::counter!("courier_logic_stranded_total").increment(1);
+        self.stranded.send_modify(|n| *n += 1);
     }
 
     async fn send(&self, key: &str, kind: envelope::Kind) -> courier_cluster::Result<()> {

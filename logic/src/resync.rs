@@ -59,7 +59,7 @@ pub(crate) async fn watch_store(shared: Arc<LogicState>, stop: CancellationToken
 }
 
 /// Asks every registered comet to resync, concurrently.
-async fn resync_all(shared: &LogicState) {
+pub(crate) async fn resync_all(shared: &LogicState) {
     let comets = shared.comets.all();
     let calls = comets.iter().map(|comet| async move {
         let reply = call_comet(shared, &comet.grpc, RESYNC_CALL, |mut c| async move {

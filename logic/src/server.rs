@@ -146,6 +146,10 @@ impl Logic {
             tokio::spawn(sweep_limiter(shared.clone(), stop.clone()));
         }
         tokio::spawn(crate::resync::watch_store(shared.clone(), stop.clone()));
+        tokio::spawn(crate::queue_watch::watch_queue(
+            shared.clone(),
+            stop.clone(),
+        ));
         let comets = discovery.watch(ServiceKind::Comet).await?;
         tokio::spawn(crate::departures::forget_departed(
             comets,

@@ -477,6 +477,13 @@ impl courier_cluster::Queue for DownQueue {
     ) -> courier_cluster::Result<Box<dyn courier_cluster::Consumer>> {
         Err(courier_cluster::Error::Closed)
     }
+    fn health(&self) -> tokio::sync::watch::Receiver<courier_cluster::queue::QueueHealth> {
+        let down = courier_cluster::queue::QueueHealth {
+            reachable: false,
+            losses: 0,
+        };
+        tokio::sync::watch::channel(down).1
+    }
 }
 
 #[tokio::test]

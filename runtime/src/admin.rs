@@ -48,10 +48,16 @@ pub fn render_metrics_with(render: impl Fn() -> String + Send + Sync + 'static) 
 }
 
 /// A service's readiness, shared between the service and its probes.
-/// Cloning is cheap: every clone flips and reads the same flag.
+/// Cloning is cheap: every clone flips and reads the same flags.
+///
+/// Two things make a service not ready: its own state (not serving yet,
+/// or draining: [`Readiness::set_ready`]) and a backend it cannot do its
+/// work without being unreachable ([`Readiness::set_blocked`]), which
+/// `/readyz` names.
 #[derive(Debug, Clone, Default)]
 pub struct Readiness {
     ready: Arc<AtomicBool>,
+    blocked: Arc<parking_lot::Mutex<Option<&'static str>>>,
 }
 
 impl Readiness {
@@ -65,9 +71,20 @@ impl Readiness {
         self.ready.store(ready, Ordering::Relaxed);
     }
 
+    /// Says why the service cannot do its work now (`Some("queue
+    /// unreachable")`), or that it can again (`None`).
+    pub fn set_blocked(&self, why: Option<&'static str>) {
+        *self.blocked.lock() = why;
+    }
+
     /// Whether `/readyz` currently answers 200.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        self.ready.load(Ordering::Relaxed) && self.blocked.lock().is_none()
+    }
+
+    /// What blocks the service, if anything.
+    pub fn blocked(&self) -> Option<&'static str> {
+        *self.blocked.lock()
     }
 }
 
@@ -89,12 +106,15 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// The `/readyz` answer for `readiness`: 200 `ready` or 503 `not ready`.
+/// The `/readyz` answer for `readiness`: 200 `ready`, or 503 `not ready`
+/// (with what blocks it, e.g. `not ready: queue unreachable`).
 pub fn readiness_reply(readiness: &Readiness) -> Response {
     if readiness.is_ready() {
-        (StatusCode::OK, "ready").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+        return (StatusCode::OK, "ready").into_response();
+    }
+    match readiness.blocked() {
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")).into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response(),
     }
 }
 

@@ -120,9 +120,7 @@ impl EtcdServer {
     }
 
     fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        crate::log_tail(&self.log_path(), 20)
     }
 
     /// Polls `GET /health` until etcd reports itself healthy (it has a

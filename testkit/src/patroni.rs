@@ -46,8 +46,7 @@ use serde_json::json;
 
 use crate::etcd::EtcdServer;
 use crate::postgres::{
-    as_server_user, connect, groups_on, kill_groups, live_postmaster, log_tail, pg_binary,
-    server_dir, PG_BIN,
+    as_server_user, connect, groups_on, kill_groups, live_postmaster, pg_binary, server_dir, PG_BIN,
 };
 use crate::{free_port, http_get};
 
@@ -463,7 +462,7 @@ impl PatroniShard {
                     "\n--- {} ({}) ---\n{}",
                     node.name,
                     node.log_path().display(),
-                    log_tail(&node.log_path(), 40)
+                    crate::log_tail(&node.log_path(), 40)
                 )
             })
             .collect()

@@ -159,7 +159,7 @@ impl PostgresServer {
             self.kill();
             return Err(e.context(format!(
                 "postgres did not start; its log:\n{}",
-                log_tail(&self.log_path(), 30)
+                crate::log_tail(&self.log_path(), 30)
             )));
         }
         Ok(())
@@ -299,13 +299,6 @@ pub(crate) fn server_dir(prefix: &str) -> anyhow::Result<tempfile::TempDir> {
             .with_context(|| format!("handing {} to the postgres user", dir.path().display()))?;
     }
     Ok(dir)
-}
-
-/// The last `lines` lines of the file at `path` (empty if unreadable).
-pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
-    let log = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = log.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// How long a killed process group may take to die.

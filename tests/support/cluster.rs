@@ -6,8 +6,9 @@
 use std::collections::HashMap;
 use std::process::Stdio;
 
+use courier_testkit::kafka::{KafkaBroker, Storage};
 use courier_testkit::postgres::PostgresServer;
-use courier_testkit::{etcd::EtcdServer, kafka::KafkaBroker, redis::RedisServer};
+use courier_testkit::{etcd::EtcdServer, redis::RedisServer};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -26,6 +27,11 @@ pub struct Service {
 }
 
 impl Service {
+    /// Whether the process still runs (it neither exited nor was killed).
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// `kill -9`.
     pub async fn kill(&mut self) {
         self.child.start_kill().expect("kill");
@@ -53,10 +59,15 @@ impl RealCluster {
     /// Backends (a one-shard PostgreSQL store), one logic, comets
     /// `comet-a`, `comet-b`, and two jobs.
     pub async fn start() -> Self {
+        Self::start_with_broker(Storage::Memory).await
+    }
+
+    /// The same with the broker keeping its log in `storage`.
+    pub async fn start_with_broker(storage: Storage) -> Self {
         let postgres = PostgresServer::start().await.expect("postgres starts");
         let store = vec![("COURIER_CLUSTER__STORE".to_owned(), postgres.url())];
         let etcd = EtcdServer::start().await.expect("etcd starts");
-        Self::start_on(etcd, Some(postgres), store).await
+        Self::start_with(etcd, Some(postgres), store, storage).await
     }
 
     /// The same on `etcd`, with the store of record set by `store` (env
@@ -66,8 +77,19 @@ impl RealCluster {
         postgres: Option<PostgresServer>,
         store: Vec<(String, String)>,
     ) -> Self {
+        Self::start_with(etcd, postgres, store, Storage::Memory).await
+    }
+
+    async fn start_with(
+        etcd: EtcdServer,
+        postgres: Option<PostgresServer>,
+        store: Vec<(String, String)>,
+        broker: Storage,
+    ) -> Self {
         let redis = RedisServer::start().await.expect("redis-server starts");
-        let kafka = KafkaBroker::start().await.expect("broker starts");
+        let kafka = KafkaBroker::start_with(broker)
+            .await
+            .expect("broker starts");
         let topic = "courier-e2e".to_owned();
         let mut cluster = Self {
             postgres,
@@ -104,7 +126,10 @@ impl RealCluster {
         cmd.arg(role)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("COURIER_TEST_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            )
             .env("COURIER_AUTH__API_KEY", API_KEY)
             .env("COURIER_AUTH__JWT_SECRET", JWT_SECRET)
             .env("COURIER_AUTH__CLUSTER_SECRET", CLUSTER_SECRET)

@@ -104,6 +104,17 @@ pub struct Report {
     /// From the fault's start to the first push accepted after one was
     /// refused: how long writes were out (zero if none was refused).
     pub outage: Duration,
+    /// The longest a refused push request took to be answered (or to fail).
+    pub slowest_refusal: Duration,
+    /// When each push was accepted.
+    pub accepts: Vec<Instant>,
+}
+
+impl Report {
+    /// The first push accepted at or after `t`.
+    pub fn first_accept_after(&self, t: Instant) -> Option<Instant> {
+        self.accepts.iter().filter(|a| **a >= t).min().copied()
+    }
 }
 
 /// Sends the pushes to every user of `fleet` through logic at `url`;
@@ -114,14 +125,17 @@ pub async fn pushes_survive(url: &str, fleet: &Fleet, fault: impl Future<Output 
     let http = reqwest::Client::new();
     let push_url = format!("{url}/api/v1/push/users");
     let timeline = Mutex::new((Vec::<Instant>::new(), Vec::<Instant>::new()));
+    let slowest_refusal = Mutex::new(Duration::ZERO);
     let send = |round: usize| {
-        let (http, push_url, uids, timeline) = (&http, &push_url, &fleet.uids, &timeline);
+        let (http, push_url, uids, timeline, slowest_refusal) =
+            (&http, &push_url, &fleet.uids, &timeline, &slowest_refusal);
         async move {
             let body = json!({"uids": uids, "op": 1, "data": round});
             let key = format!("push-{round}");
             let deadline = Instant::now() + PUSH_PATIENCE;
             let mut pause = Duration::from_millis(50);
             loop {
+                let asked = Instant::now();
                 let reply = http
                     .post(push_url)
                     .bearer_auth(API_KEY)
@@ -134,7 +148,12 @@ pub async fn pushes_survive(url: &str, fleet: &Fleet, fault: impl Future<Output 
                     timeline.lock().1.push(Instant::now());
                     return;
                 }
-                timeline.lock().0.push(Instant::now());
+                let now = Instant::now();
+                timeline.lock().0.push(now);
+                let took = now - asked;
+                let mut slowest = slowest_refusal.lock();
+                *slowest = (*slowest).max(took);
+                drop(slowest);
                 assert!(
                     Instant::now() < deadline,
                     "push {round} refused for {PUSH_PATIENCE:?}"
@@ -162,6 +181,8 @@ pub async fn pushes_survive(url: &str, fleet: &Fleet, fault: impl Future<Output 
     Report {
         refused: refusals.len(),
         outage,
+        slowest_refusal: slowest_refusal.into_inner(),
+        accepts,
     }
 }
 

@@ -9,25 +9,38 @@
 //!
 //! The topic is created with the configured partition count if it is
 //! missing, so `courier up --queue kafka://…` needs no separate setup step.
+//!
+//! A broker can die, come back empty, or forget the producer's state; the
+//! queue rides through it by itself ([`health`]): a probe every 500 ms
+//! re-creates a topic that vanished, rebuilds a producer the broker forgot
+//! (or that librdkafka declared fatally failed), makes `publish` fail at
+//! once while the brokers do not answer, and counts a *loss* when the log
+//! went back (a partition's high watermark fell, or the topic was gone),
+//! so logic can have every client sync what the lost log held.
 //! Defaults are tuned for low push latency (`linger.ms=1`, short fetch
 //! waits) and quick rebalances; any librdkafka property given in the
 //! `[cluster.kafka]` table overrides them, for producer and consumer alike.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use tokio::sync::watch;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::{Consumer, Queue};
+use super::{Consumer, Queue, QueueHealth};
 use crate::{Error, Result};
 
 pub mod consumer;
+mod health;
 
 pub use consumer::KafkaConsumer;
 
@@ -41,19 +54,68 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long topic creation may take.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Least time between two rebuilds of the producer.
+const REBUILD_EVERY: Duration = Duration::from_secs(1);
+
 /// A Kafka topic used as Courier's queue.
 pub struct KafkaQueue {
-    topic: String,
-    producer: FutureProducer,
+    producing: Arc<Producing>,
     /// Defaults plus user settings; each subscriber adds its `group.id`.
     consumer_config: ClientConfig,
+    health: watch::Receiver<QueueHealth>,
+    /// Stops the probe when the queue goes.
+    _probe: DropGuard,
 }
 
 impl std::fmt::Debug for KafkaQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KafkaQueue")
-            .field("topic", &self.topic)
+            .field("topic", &self.producing.topic)
             .finish_non_exhaustive()
+    }
+}
+
+/// The topic and the producer that writes to it, rebuilt when the broker
+/// forgets it.
+struct Producing {
+    topic: String,
+    partitions: u32,
+    config: ClientConfig,
+    producer: RwLock<Arc<FutureProducer>>,
+    rebuilt: Mutex<Instant>,
+}
+
+impl Producing {
+    fn producer(&self) -> Arc<FutureProducer> {
+        self.producer.read().clone()
+    }
+
+    /// Replaces the producer with a new one (a new producer id and fresh
+    /// sequence numbers), at most once per [`REBUILD_EVERY`] unless
+    /// `always`.
+    fn rebuild(&self, why: &str, always: bool) {
+        {
+            let mut rebuilt = self.rebuilt.lock();
+            if !always && rebuilt.elapsed() < REBUILD_EVERY {
+                return;
+            }
+            *rebuilt = Instant::now();
+        }
+        match self.config.create::<FutureProducer>() {
+            Ok(fresh) => {
+                *self.producer.write() = Arc::new(fresh);
+                metrics::counter!("courier_queue_producer_rebuilds_total").increment(1);
+                tracing::warn!(topic = %self.topic, why, "kafka producer rebuilt");
+            }
+            Err(e) => {
+                tracing::warn!(topic = %self.topic, error = %e, "cannot rebuild the kafka producer")
+            }
+        }
+    }
+
+    /// Creates the topic if it is missing.
+    async fn ensure_topic(&self) -> Result<()> {
+        create_topic(&self.config, &self.topic, self.partitions).await
     }
 }
 
@@ -109,17 +171,44 @@ impl KafkaQueue {
             .create()
             .map_err(|e| Error::unavailable(BACKEND, e))?;
         tracing::info!(%topic, brokers = %bootstrap, "kafka queue connected");
-        Ok(Self {
+        let producing = Arc::new(Producing {
             topic,
-            producer,
+            partitions,
+            config: producer_config,
+            producer: RwLock::new(Arc::new(producer)),
+            rebuilt: Mutex::new(Instant::now()),
+        });
+        let (health_tx, health) = watch::channel(QueueHealth::default());
+        let stop = CancellationToken::new();
+        tokio::spawn(health::probe(producing.clone(), health_tx, stop.clone()));
+        Ok(Self {
+            producing,
             consumer_config,
+            health,
+            _probe: stop.drop_guard(),
         })
     }
 
     /// The topic this queue publishes to.
     pub fn topic(&self) -> &str {
-        &self.topic
+        &self.producing.topic
     }
+}
+
+/// Whether `error` says the broker no longer knows this producer (it came
+/// back empty, or expired the producer's state), or librdkafka gave up on
+/// it: a new producer is needed.
+fn producer_forgotten(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::UnknownProducerId
+                | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                | RDKafkaErrorCode::InvalidProducerEpoch
+                | RDKafkaErrorCode::InvalidProducerIdMapping
+                | RDKafkaErrorCode::Fatal
+        )
+    )
 }
 
 fn producer_defaults(bootstrap: &str) -> ClientConfig {
@@ -132,6 +221,9 @@ fn producer_defaults(bootstrap: &str) -> ClientConfig {
         // librdkafka leaves Nagle on: small produce requests would wait on
         // the broker's delayed ACKs.
         .set("socket.nagle.disable", "true")
+        // A topic re-created after a broker came back is found within
+        // seconds, not at librdkafka's 5-minute refresh.
+        .set("topic.metadata.refresh.interval.ms", "2000")
         .set(
             "message.timeout.ms",
             DELIVERY_TIMEOUT.as_millis().to_string(),
@@ -153,6 +245,7 @@ fn consumer_defaults(bootstrap: &str) -> ClientConfig {
         .set("session.timeout.ms", "6000")
         .set("heartbeat.interval.ms", "500")
         .set("fetch.wait.max.ms", "5")
+        .set("topic.metadata.refresh.interval.ms", "2000")
         .set("socket.nagle.disable", "true");
     c
 }
@@ -201,20 +294,59 @@ async fn create_topic(config: &ClientConfig, topic: &str, partitions: u32) -> Re
 #[async_trait]
 impl Queue for KafkaQueue {
     async fn publish(&self, key: &str, payload: Bytes) -> Result<()> {
-        let record = FutureRecord::to(&self.topic).key(key).payload(&payload[..]);
+        // While the brokers do not answer, say so at once: a push waiting
+        // out a delivery timeout helps no one.
+        if !self.health.borrow().reachable {
+            return Err(Error::unavailable(BACKEND, "no broker answers"));
+        }
+        let producer = self.producing.producer();
+        if let Some((code, reason)) = producer.client().fatal_error() {
+            self.producing.rebuild(&format!("{code}: {reason}"), false);
+        }
+        let producer = self.producing.producer();
+        let record = FutureRecord::to(&self.producing.topic)
+            .key(key)
+            .payload(&payload[..]);
         // The queue timeout bounds waiting for room in a full local queue;
         // message.timeout.ms bounds delivery; the outer timeout is a backstop.
-        let send = self.producer.send(record, DELIVERY_TIMEOUT);
-        match tokio::time::timeout(DELIVERY_TIMEOUT + Duration::from_secs(1), send).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err((e, _))) => Err(Error::unavailable(BACKEND, e)),
-            Err(_) => Err(Error::unavailable(BACKEND, "delivery report timed out")),
+        let send = producer.send(record, DELIVERY_TIMEOUT);
+        let sent = tokio::time::timeout(DELIVERY_TIMEOUT + Duration::from_secs(1), send);
+        // Brokers found gone while this waits: say so now rather than at
+        // the delivery timeout. librdkafka may still deliver it later; the
+        // caller's retry is then a repeat, which the store recognises.
+        let mut health = self.health.clone();
+        let gone = async move {
+            if health.wait_for(|h| !h.reachable).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            sent = sent => match sent {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err((e, _))) => {
+                    // A message that timed out while the brokers answer
+                    // the probe: the producer is wedged (waiting on state
+                    // the broker no longer has), not the brokers.
+                    let wedged = e.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageTimedOut)
+                        && self.health.borrow().reachable;
+                    if producer_forgotten(&e) || wedged {
+                        self.producing.rebuild(&e.to_string(), false);
+                    }
+                    Err(Error::unavailable(BACKEND, e))
+                }
+                Err(_) => Err(Error::unavailable(BACKEND, "delivery report timed out")),
+            },
+            () = gone => Err(Error::unavailable(BACKEND, "no broker answers")),
         }
     }
 
     async fn subscribe(&self, group: &str) -> Result<Box<dyn Consumer>> {
-        let consumer = KafkaConsumer::join(&self.consumer_config, &self.topic, group)?;
+        let consumer = KafkaConsumer::join(&self.consumer_config, &self.producing.topic, group)?;
         Ok(Box::new(consumer))
+    }
+
+    fn health(&self) -> watch::Receiver<QueueHealth> {
+        self.health.clone()
     }
 }
 

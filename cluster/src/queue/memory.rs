@@ -50,6 +50,9 @@ pub const DEFAULT_RETENTION: usize = 100_000;
 #[derive(Debug, Clone)]
 pub struct MemoryQueue {
     shared: Arc<Shared>,
+    /// Always reachable, never lossy: this queue lives and dies with the
+    /// process.
+    health: tokio::sync::watch::Sender<super::QueueHealth>,
 }
 
 #[derive(Debug)]
@@ -139,6 +142,7 @@ impl MemoryQueue {
                 groups: Mutex::new(HashMap::new()),
                 retention: retention.max(1),
             }),
+            health: tokio::sync::watch::Sender::new(super::QueueHealth::default()),
         }
     }
 
@@ -310,6 +314,10 @@ impl Queue for MemoryQueue {
 
     async fn subscribe(&self, group: &str) -> Result<Box<dyn Consumer>> {
         Ok(Box::new(self.shared.join(group)))
+    }
+
+    fn health(&self) -> tokio::sync::watch::Receiver<super::QueueHealth> {
+        self.health.subscribe()
     }
 }
 

@@ -9,6 +9,7 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use tokio::sync::watch;
 
 use crate::Result;
 
@@ -36,6 +37,27 @@ pub enum ConsumerEvent {
     Revoked(Vec<i32>),
 }
 
+/// How the queue is doing, as its own probing sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueHealth {
+    /// The brokers answered the last probe. While they do not, publishing
+    /// fails at once rather than after a delivery timeout.
+    pub reachable: bool,
+    /// How many times the queue was found to have lost messages it had
+    /// taken (a broker that came back without its log): a count that only
+    /// goes up, so a watcher sees every loss.
+    pub losses: u64,
+}
+
+impl Default for QueueHealth {
+    fn default() -> Self {
+        Self {
+            reachable: true,
+            losses: 0,
+        }
+    }
+}
+
 /// A topic to publish to and consume from.
 #[async_trait]
 pub trait Queue: Send + Sync + 'static {
@@ -44,6 +66,8 @@ pub trait Queue: Send + Sync + 'static {
     async fn publish(&self, key: &str, payload: Bytes) -> Result<()>;
     /// Joins consumer group `group`.
     async fn subscribe(&self, group: &str) -> Result<Box<dyn Consumer>>;
+    /// The queue's health, kept up to date.
+    fn health(&self) -> watch::Receiver<QueueHealth>;
 }
 
 /// A member of a consumer group. Both methods take `&self` so one task can

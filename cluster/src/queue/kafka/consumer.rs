@@ -11,11 +11,20 @@
 //! As with any Kafka consumer, `next` must be called regularly (within
 //! `max.poll.interval.ms`), because rebalances progress only while it polls.
 //!
+//! When every broker connection is down, a member that owns partitions
+//! lets them go (unsubscribe, then subscribe again): it rejoins once a
+//! broker answers and gets its partitions with what that broker says of
+//! the topic now. A broker that came back without its log knows the topic
+//! under a new id, if at all, and a member still fetching the old one
+//! would meet a librdkafka 2.12 crash on tansu's answer (a fetch reply
+//! naming no topic); after a rejoin it never asks for the old id.
+//!
 //! Each member also runs an [`orphans`] watch: if a partition it does not
 //! own goes unconsumed for too long (a coordinator that failed to reassign a
 //! crashed member's partitions), it rejoins the group to force a rebalance.
 
 use std::collections::{BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -23,7 +32,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::error::KafkaResult;
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::Notify;
@@ -43,6 +52,8 @@ pub struct KafkaConsumer {
     assignment: Arc<Assignment>,
     /// The [`orphans`] watch of this member's group.
     watch: Option<JoinHandle<()>>,
+    /// A subscribe after letting partitions go failed and must be retried.
+    resubscribe: AtomicBool,
 }
 
 impl std::fmt::Debug for KafkaConsumer {
@@ -114,7 +125,18 @@ struct RebalanceLog {
     assignment: Arc<Assignment>,
 }
 
-impl ClientContext for RebalanceLog {}
+impl ClientContext for RebalanceLog {
+    fn error(&self, error: KafkaError, reason: &str) {
+        // A broker down is reported once per connection attempt for as
+        // long as it stays down; the queue's probe reports the outage.
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure) => {
+                tracing::debug!(%error, reason, "kafka consumer: broker unreachable");
+            }
+            _ => tracing::warn!(%error, reason, "kafka consumer error"),
+        }
+    }
+}
 
 impl ConsumerContext for RebalanceLog {
     fn pre_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -192,7 +214,27 @@ impl KafkaConsumer {
             consumer: Some(consumer),
             assignment,
             watch,
+            resubscribe: AtomicBool::new(false),
         })
+    }
+
+    /// Lets this member's partitions go while no broker answers (see the
+    /// module docs); the revocation reaches `next` as a `Revoked` event.
+    fn let_go(&self, consumer: &StreamConsumer<RebalanceLog>) {
+        if self.assignment.state.lock().owned.is_empty() {
+            return;
+        }
+        tracing::warn!(topic = %self.assignment.topic, "every broker is down; letting this member's partitions go until one answers");
+        consumer.unsubscribe();
+        self.subscribe(consumer);
+    }
+
+    fn subscribe(&self, consumer: &StreamConsumer<RebalanceLog>) {
+        let failed = consumer.subscribe(&[self.assignment.topic.as_str()]);
+        if let Err(e) = &failed {
+            tracing::warn!(topic = %self.assignment.topic, error = %e, "resubscribing failed; retrying");
+        }
+        self.resubscribe.store(failed.is_err(), Ordering::Relaxed);
     }
 
     fn consumer(&self) -> Result<&StreamConsumer<RebalanceLog>> {
@@ -215,6 +257,9 @@ impl KafkaConsumer {
 impl Consumer for KafkaConsumer {
     async fn next(&self) -> Result<ConsumerEvent> {
         let consumer = self.consumer()?;
+        if self.resubscribe.load(Ordering::Relaxed) {
+            self.subscribe(consumer);
+        }
         loop {
             if let Some(event) = self.assignment.take_pending() {
                 return Ok(event);
@@ -225,7 +270,24 @@ impl Consumer for KafkaConsumer {
                 biased;
                 () = self.assignment.changed.notified() => {}
                 received = consumer.recv() => {
-                    let message = received.map_err(|e| Error::unavailable(BACKEND, e))?;
+                    let message = match received {
+                        Ok(message) => message,
+                        // librdkafka reports what it recovers from by itself
+                        // (a broker down, a partition gone) as consumer
+                        // errors, one per attempt. They queue up during an
+                        // outage: taken one by one with a pause between
+                        // them, the backlog would outlast the outage by
+                        // minutes. Count them and read on.
+                        Err(KafkaError::MessageConsumption(code)) => {
+                            metrics::counter!("courier_queue_consume_errors_total").increment(1);
+                            if code == RDKafkaErrorCode::AllBrokersDown {
+                                self.let_go(consumer);
+                            }
+                            tracing::debug!(error = %code, "kafka consumer error; librdkafka recovers by itself");
+                            continue;
+                        }
+                        Err(e) => return Err(Error::unavailable(BACKEND, e)),
+                    };
                     if let Some(event) = self.assignment.admit(Self::delivery(&message)) {
                         return Ok(event);
                     }
