@@ -9,7 +9,8 @@
 #
 # Backends, each started only if nothing listens on its port yet:
 #   Redis 127.0.0.1:6379, etcd 127.0.0.1:2379, Kafka-compatible broker
-#   (tansu) 127.0.0.1:9092.
+#   (tansu) 127.0.0.1:9092 keeping its log in a SQLite file
+#   ($COURIER_STATE/kafka/tansu.db), so a broker restart loses nothing.
 # Store of record: two shards of PostgreSQL 15, each a Patroni-managed pair
 #   replicating synchronously, with etcd above as Patroni's DCS:
 #   shard a = a1 (PostgreSQL 5432, Patroni REST 8008) + a2 (5433, 8009),
@@ -21,15 +22,19 @@
 # Logs and pids live in $COURIER_STATE (default .courier-local/ at the
 # repository root), the database nodes' data, config and logs in its pg/.
 # COURIER_PROFILE=debug uses a debug build (default release).
+# COURIER_BROKER_STORAGE=memory runs the broker on memory:// storage: faster
+#   (about twice the pushes/s, see bench/README.md), and a broker restart
+#   loses its log (Courier recovers, see the README's "A lost broker").
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 state="${COURIER_STATE:-$root/.courier-local}"
 profile="${COURIER_PROFILE:-release}"
+broker_storage="${COURIER_BROKER_STORAGE:-sqlite}"
 config="$root/deploy/config"
 pg_bin="${COURIER_PG_BIN:-/usr/lib/postgresql/15/bin}"
 # These are the script's settings, not Courier's: a service reads every
 # COURIER_* variable as config and refuses one it does not know.
-unset COURIER_STATE COURIER_PROFILE COURIER_PG_BIN
+unset COURIER_STATE COURIER_PROFILE COURIER_PG_BIN COURIER_BROKER_STORAGE
 export PATH="$HOME/.cargo/bin:$PATH"
 
 log() { printf '%s\n' "$*"; }
@@ -299,10 +304,16 @@ stop_store() {
 # --- Commands -------------------------------------------------------------
 
 up() {
+  local engine
+  case $broker_storage in
+    sqlite) engine=sqlite://tansu.db ;;
+    memory) engine=memory://tansu/ ;;
+    *) log "error: COURIER_BROKER_STORAGE is sqlite or memory, not $broker_storage"; exit 1 ;;
+  esac
   mkdir -p "$state/pg"
   need redis-server "apt-get install redis-server"
   need etcd "apt-get install etcd-server"
-  need tansu "cargo install tansu --locked --features dynostore"
+  need tansu "cargo install tansu --locked --features dynostore,libsql"
   need_store
   local flag=(); [ "$profile" = release ] && flag=(--release)
   log "building courier ($profile)"
@@ -321,7 +332,11 @@ up() {
     --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
     --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
     --initial-cluster courier-local=http://127.0.0.1:2380
-  start kafka 9092 tansu broker --storage-engine memory://tansu/ \
+  # The broker's log is a SQLite file (tansu's libsql engine) in its own
+  # directory: tansu opens sqlite:// paths relative to where it runs. A
+  # tansu built without libsql exits here and its log says so.
+  mkdir -p "$state/kafka"
+  start kafka 9092 env -C "$state/kafka" tansu broker --storage-engine "$engine" \
     --listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092
 
   # The shards need etcd (Patroni's DCS), and logic needs the shards.
@@ -340,7 +355,7 @@ up() {
   cat <<MSG
 
 Courier cluster is up. State, logs and pids: $state
-  Redis   redis://127.0.0.1:6379      etcd  http://127.0.0.1:2379     Kafka 127.0.0.1:9092
+  Redis   redis://127.0.0.1:6379      etcd  http://127.0.0.1:2379     Kafka 127.0.0.1:9092 ($engine)
   store   shard a $(shard_url a)  primary ${shard_primary[a]}, sync standby ${shard_standby[a]}
           shard b $(shard_url b)  primary ${shard_primary[b]}, sync standby ${shard_standby[b]}
           Patroni REST a1 :8008, a2 :8009, b1 :8018, b2 :8019 (scopes courier-a, courier-b)

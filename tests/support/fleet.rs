@@ -151,9 +151,10 @@ pub async fn pushes_survive(url: &str, fleet: &Fleet, fault: impl Future<Output 
                 let now = Instant::now();
                 timeline.lock().0.push(now);
                 let took = now - asked;
-                let mut slowest = slowest_refusal.lock();
-                *slowest = (*slowest).max(took);
-                drop(slowest);
+                {
+                    let mut slowest = slowest_refusal.lock();
+                    *slowest = (*slowest).max(took);
+                }
                 assert!(
                     Instant::now() < deadline,
                     "push {round} refused for {PUSH_PATIENCE:?}"

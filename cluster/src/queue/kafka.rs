@@ -29,10 +29,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _, PurgeConfig};
 use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -41,8 +40,14 @@ use crate::{Error, Result};
 
 pub mod consumer;
 mod health;
+mod logs;
 
 pub use consumer::KafkaConsumer;
+
+use logs::BrokerLogs;
+
+/// Courier's producer: librdkafka's logs go through [`logs`].
+type Producer = FutureProducer<BrokerLogs>;
 
 const BACKEND: &str = "kafka";
 
@@ -81,12 +86,12 @@ struct Producing {
     topic: String,
     partitions: u32,
     config: ClientConfig,
-    producer: RwLock<Arc<FutureProducer>>,
+    producer: RwLock<Arc<Producer>>,
     rebuilt: Mutex<Instant>,
 }
 
 impl Producing {
-    fn producer(&self) -> Arc<FutureProducer> {
+    fn producer(&self) -> Arc<Producer> {
         self.producer.read().clone()
     }
 
@@ -101,9 +106,13 @@ impl Producing {
             }
             *rebuilt = Instant::now();
         }
-        match self.config.create::<FutureProducer>() {
+        match self.config.create_with_context::<_, Producer>(BrokerLogs) {
             Ok(fresh) => {
-                *self.producer.write() = Arc::new(fresh);
+                let old = std::mem::replace(&mut *self.producer.write(), Arc::new(fresh));
+                // What the old producer still holds would wait out
+                // DELIVERY_TIMEOUT: fail it now, so its senders are told
+                // (their messages are stored; logic resyncs for them).
+                old.purge(PurgeConfig::default().queue().inflight().non_blocking());
                 metrics::counter!("courier_queue_producer_rebuilds_total").increment(1);
                 tracing::warn!(topic = %self.topic, why, "kafka producer rebuilt");
             }
@@ -167,8 +176,8 @@ impl KafkaQueue {
         let producer_config = with_settings(producer_defaults(&bootstrap), settings);
         let consumer_config = with_settings(consumer_defaults(&bootstrap), settings);
         create_topic(&producer_config, &topic, partitions).await?;
-        let producer: FutureProducer = producer_config
-            .create()
+        let producer: Producer = producer_config
+            .create_with_context(BrokerLogs)
             .map_err(|e| Error::unavailable(BACKEND, e))?;
         tracing::info!(%topic, brokers = %bootstrap, "kafka queue connected");
         let producing = Arc::new(Producing {
@@ -261,8 +270,8 @@ fn with_settings(mut config: ClientConfig, settings: &BTreeMap<String, String>) 
 /// broker's default (`-1`), so a production cluster gets its configured
 /// durability and a single test broker still works.
 async fn create_topic(config: &ClientConfig, topic: &str, partitions: u32) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = config
-        .create()
+    let admin: AdminClient<BrokerLogs> = config
+        .create_with_context(BrokerLogs)
         .map_err(|e| Error::unavailable(BACKEND, e))?;
     let partitions = i32::try_from(partitions.max(1)).unwrap_or(i32::MAX);
     let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));

@@ -31,6 +31,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use rdkafka::config::ClientConfig;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message as _};
@@ -126,15 +127,12 @@ struct RebalanceLog {
 }
 
 impl ClientContext for RebalanceLog {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, line: &str) {
+        super::logs::log(level, facility, line);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
-        // A broker down is reported once per connection attempt for as
-        // long as it stays down; the queue's probe reports the outage.
-        match error.rdkafka_error_code() {
-            Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure) => {
-                tracing::debug!(%error, reason, "kafka consumer: broker unreachable");
-            }
-            _ => tracing::warn!(%error, reason, "kafka consumer error"),
-        }
+        super::logs::error(error, reason);
     }
 }
 

@@ -23,11 +23,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::producer::{FutureProducer, Producer as _};
+use rdkafka::producer::Producer as _;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::Producing;
+use super::{Producer, Producing};
 use crate::queue::QueueHealth;
 
 /// How often the brokers are probed.
@@ -106,7 +106,7 @@ pub(super) async fn probe(
 }
 
 /// One probe (blocking).
-fn look(producer: &FutureProducer, topic: &str) -> Seen {
+fn look(producer: &Producer, topic: &str) -> Seen {
     let client = producer.client();
     let metadata = match client.fetch_metadata(Some(topic), PROBE_TIMEOUT) {
         Ok(metadata) => metadata,
