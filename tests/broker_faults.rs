@@ -123,6 +123,7 @@ async fn pushes_are_refused_at_once_while_the_broker_is_away_for_a_minute() {
     every_readyz_says(&readyz, "ready").await;
     let kafka = &mut cluster.kafka;
     let refusal = OnceCell::new();
+    let listening = OnceCell::new();
     let report = pushes_survive(&url, &fleet, async {
         kafka.kill();
         let down = Instant::now();
@@ -155,6 +156,7 @@ async fn pushes_are_refused_at_once_while_the_broker_is_away_for_a_minute() {
         ));
         tokio::time::sleep(DOWN_LONG.saturating_sub(down.elapsed())).await;
         kafka.restart().await.unwrap();
+        let _ = listening.set(Instant::now());
         every_readyz_says(&readyz, "ready").await;
     })
     .await;
@@ -163,9 +165,15 @@ async fn pushes_are_refused_at_once_while_the_broker_is_away_for_a_minute() {
         Some(&(503, Some("1".to_owned()))),
         "a push while the broker is away"
     );
+    let listening = *listening.get().unwrap();
+    let back = report
+        .first_accept_after(listening)
+        .expect("pushes accepted after the broker came back");
     eprintln!(
-        "broker away {DOWN_LONG:?}: {} push requests refused, the slowest refusal took {:?}",
-        report.refused, report.slowest_refusal,
+        "broker away {DOWN_LONG:?}: {} push requests refused, the slowest refusal took {:?}; pushes accepted again {:?} after it listened",
+        report.refused,
+        report.slowest_refusal,
+        back - listening,
     );
     nothing_restarted(&mut cluster);
     fleet::close(fleet).await;
