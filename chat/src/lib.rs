@@ -15,6 +15,7 @@ pub mod command;
 pub mod render;
 mod terminal;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::IsTerminal;
 
@@ -144,7 +145,13 @@ impl Chat {
         prompt_for(&self.current)
     }
 
+    /// Queues `line` for the terminal, control characters escaped (see
+    /// [`render::terminal_safe`]).
     async fn print(&self, line: String) {
+        let line = match render::terminal_safe(&line) {
+            Cow::Borrowed(_) => line,
+            Cow::Owned(safe) => safe,
+        };
         let _ = self.out.send(line).await;
     }
 
@@ -200,7 +207,7 @@ impl Chat {
             self.show(&event).await;
         }
         match ended {
-            Some(reason) => bail!(reason),
+            Some(reason) => bail!(render::terminal_safe(&reason).into_owned()),
             None => Ok(()),
         }
     }

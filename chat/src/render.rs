@@ -3,6 +3,8 @@
 //! status lines start with `* `. Line breaks inside a message are shown as
 //! `\n` so one message is always one line.
 
+use std::borrow::Cow;
+
 use chrono::{Local, TimeZone};
 use courier_proto::client::{target::Kind, ErrorCode, Message};
 
@@ -136,13 +138,37 @@ pub fn online_line(asked: &[String], online: &[String]) -> String {
     }
 }
 
-/// UTF-8 (lossy) text with line breaks escaped.
+/// UTF-8 (lossy) text on one line: line breaks and every other control
+/// character escaped.
 fn one_line(data: &[u8]) -> String {
     let text = String::from_utf8_lossy(data);
-    if !text.contains(['\n', '\r']) {
-        return text.into_owned();
+    escape_controls(&text, false).into_owned()
+}
+
+/// `text` with every control character but `\n` shown as an escape (`\r`,
+/// `\t`, `\u{1b}`, ...), for anything printed to the terminal: text that
+/// came over the network (a message, a kick reason) must not move the
+/// cursor, clear the screen, retitle the window or ring the bell.
+pub fn terminal_safe(text: &str) -> Cow<'_, str> {
+    escape_controls(text, true)
+}
+
+fn escape_controls(text: &str, keep_newlines: bool) -> Cow<'_, str> {
+    let escaped = |c: char| c.is_control() && !(keep_newlines && c == '\n');
+    if !text.chars().any(escaped) {
+        return Cow::Borrowed(text);
     }
-    text.replace('\r', "\\r").replace('\n', "\\n")
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            c if !escaped(c) => out.push(c),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+        }
+    }
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -215,6 +241,30 @@ mod tests {
             message_line_at("t", &m, "bob"),
             "[t] #r alice: a\u{fffd}\\nb"
         );
+    }
+
+    #[test]
+    fn terminal_control_sequences_in_a_message_are_shown_not_run() {
+        // Clear screen, bell, an OSC window title, a C1 CSI, DEL.
+        let mut m = msg("mallory", Target::room("r"), 1, "");
+        m.data = "\u{1b}[2J\u{7}\u{1b}]0;pwned\u{7}\u{9b}31m\t\u{7f}ok".into();
+        let line = message_line_at("t", &m, "bob");
+        assert_eq!(
+            line,
+            "[t] #r mallory: \\u{1b}[2J\\u{7}\\u{1b}]0;pwned\\u{7}\\u{9b}31m\\t\\u{7f}ok"
+        );
+        assert!(!line.chars().any(char::is_control));
+    }
+
+    #[test]
+    fn status_lines_keep_their_line_breaks_and_lose_control_characters() {
+        assert_eq!(terminal_safe("a\nb"), "a\nb");
+        assert!(matches!(terminal_safe("plain"), Cow::Borrowed(_)));
+        let kicked = Event::Kicked {
+            reason: "bye\u{1b}[31m\r".into(),
+        };
+        let line = event_line(&kicked, "a", false).unwrap();
+        assert_eq!(terminal_safe(&line), "* kicked: bye\\u{1b}[31m\\r");
     }
 
     #[test]
