@@ -2,7 +2,8 @@
 //! `playwright-core` (tests/browser/chat.mjs) against a real cluster
 //! (see `support::cluster`). Two pages chat in a room and privately, a
 //! backend push reaches both, and one page survives a restart of its comet
-//! and shows what it missed. Then a room of 120 messages is read back by
+//! and shows what it missed; when every comet they knew of is gone and a
+//! new one serves elsewhere, both pages find it through `/nodes`. Then a room of 120 messages is read back by
 //! scrolling up, to its first message, and a page told a room's head
 //! unasked (a `HeartbeatReply` with `rooms`, injected by a WebSocket route)
 //! reads the message that never reached it.
@@ -66,6 +67,16 @@ async fn two_people_chat_in_chromium_and_a_page_survives_a_comet_restart() {
                 cluster.comets[i].kill().await;
                 cluster.comets[i] = cluster.spawn("comet", id).await;
                 to_node.write_all(b"restarted\n").await.unwrap();
+                to_node.flush().await.unwrap();
+            } else if line == "move" {
+                // Every comet the pages know of from their login goes; one
+                // new comet, on new ports, is all there is.
+                for comet in &mut cluster.comets {
+                    comet.kill().await;
+                }
+                let moved = cluster.spawn("comet", "comet-moved").await;
+                cluster.comets = vec![moved];
+                to_node.write_all(b"moved\n").await.unwrap();
                 to_node.flush().await.unwrap();
             } else if line == "ok" {
                 return true;

@@ -12,7 +12,8 @@
 //! - The key index and the room index (the `directory`) are sharded maps
 //!   of outboxes; the push service splices the messages logic encoded into
 //!   `Push` frames once and queues the same bytes to every recipient. A
-//!   client whose queue overflows is dropped, never buffered.
+//!   client whose queue overflows is dropped, never buffered. A broadcast
+//!   with a `rate` is queued in slices over time (`pacing`).
 //! - Logic is called through a pool that follows discovery, with a deadline
 //!   on every call; room changes and load are reported in the background.
 //!
@@ -33,6 +34,7 @@ mod listener;
 mod logic_client;
 mod opener;
 mod outbox;
+mod pacing;
 mod push_service;
 mod registry;
 mod report;

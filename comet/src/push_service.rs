@@ -143,8 +143,12 @@ impl Comet for PushService {
         &self,
         request: Request<BroadcastRequest>,
     ) -> Result<Response<PushReply>, Status> {
-        let frames = self.encode(&request.into_inner().messages)?;
-        Ok(delivered(self.directory.broadcast(&frames)))
+        let BroadcastRequest { messages, rate } = request.into_inner();
+        let frames = self.encode(&messages)?;
+        Ok(delivered(match rate {
+            0 => self.directory.broadcast(&frames),
+            rate => self.directory.broadcast_paced(frames, rate),
+        }))
     }
 
     async fn kick(&self, request: Request<KickRequest>) -> Result<Response<KickReply>, Status> {

@@ -77,6 +77,11 @@ impl Registry {
             .collect()
     }
 
+    /// Every connection's outbox now.
+    pub(crate) fn outboxes(&self) -> Vec<Outbox> {
+        self.by_key.iter().map(|c| c.outbox.clone()).collect()
+    }
+
     /// Queues `frames` to every connection; returns how many took them all.
     pub(crate) fn broadcast(&self, frames: &[Bytes], counters: &Counters) -> usize {
         // One shard's read lock at a time, never across an await.

@@ -265,12 +265,13 @@ impl Consumption {
                     hand(&roster, comet_id, push, ticket.share(), shutdown).await;
                 }
             }
-            // `rate` is not applied yet: each comet gets the broadcast at
-            // once, best effort, as DESIGN.md says of broadcast.
-            Kind::Broadcast(BroadcastPush { message, rate: _ }) => {
+            // Each comet gets the broadcast at once, best effort, as
+            // DESIGN.md says of broadcast, and paces its own connections.
+            Kind::Broadcast(BroadcastPush { message, rate }) => {
                 for comet_id in roster.keys() {
                     let push = CometPush::Broadcast {
                         message: message.clone(),
+                        rate,
                     };
                     hand(&roster, comet_id, push, ticket.share(), shutdown).await;
                 }

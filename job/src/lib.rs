@@ -24,8 +24,8 @@
 //! - `service`: [`Job`], binding the admin listener (`/metrics`,
 //!   `/healthz`, `/readyz`) and running the rest until shutdown.
 //!
-//! Broadcast `rate` is not applied yet: a broadcast goes to every comet at
-//! once (broadcast is best effort by design).
+//! A broadcast goes to every comet at once, with its `rate`: each comet
+//! paces its own connections (broadcast is best effort by design).
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 

@@ -18,8 +18,9 @@ pub(crate) enum CometPush {
     Keys { keys: Vec<String>, message: Bytes },
     /// An encoded message to every member of a room (batched).
     Room { room: String, message: Bytes },
-    /// An encoded message to every connection.
-    Broadcast { message: Bytes },
+    /// An encoded message to every connection, `rate` connections a
+    /// second on each comet (0: all at once).
+    Broadcast { message: Bytes, rate: u32 },
     /// Close the named connections.
     Kick { keys: Vec<String>, reason: String },
 }

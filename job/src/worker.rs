@@ -306,7 +306,9 @@ impl CometWorker {
                 CometPush::Keys { keys, message } => {
                     keys_run(rx, &mut next, Call::keys_entry(keys, message), ticket)
                 }
-                CometPush::Broadcast { message } => (Call::broadcast(message), vec![ticket]),
+                CometPush::Broadcast { message, rate } => {
+                    (Call::broadcast(message, rate), vec![ticket])
+                }
                 CometPush::Kick { keys, reason } => (Call::kick(keys, reason), vec![ticket]),
             };
             // A keys run may have emptied the queue: look again.

@@ -150,7 +150,7 @@ async fn a_room_batch_over_the_comets_message_limit_is_split_not_dropped() {
 }
 
 #[tokio::test]
-async fn broadcast_reaches_every_comet() {
+async fn broadcast_reaches_every_comet_with_its_rate() {
     let cluster = Cluster::new();
     let comets = [
         cluster.comet("a", Behaviour::default()).await,
@@ -159,13 +159,14 @@ async fn broadcast_reaches_every_comet() {
     ];
     let job = cluster.job(config("broadcast"));
 
-    cluster.publish("all", broadcast("hello-all")).await;
+    cluster.publish("all", broadcast("hello-all", 500)).await;
     for comet in &comets {
         let calls = comet.answered_until(|c| !c.is_empty()).await;
         assert_eq!(
             calls,
             vec![Call::Broadcast {
-                ids: vec!["hello-all".into()]
+                ids: vec!["hello-all".into()],
+                rate: 500,
             }],
             "{}",
             comet.id

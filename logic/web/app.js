@@ -179,8 +179,11 @@ function reconnectLater(afterMs) {
   setStatus(`Disconnected; reconnecting in ${(wait / 1000).toFixed(1)} s`);
   setTimeout(async () => {
     try {
+      // `/nodes` answers an array of comets, best first.
       const nodes = await api("/nodes", undefined, state.token);
-      const comets = (nodes.comets || []).filter((c) => c.ws && c.state !== "draining");
+      const comets = (Array.isArray(nodes) ? nodes : []).filter(
+        (c) => c.ws && c.state !== "draining",
+      );
       if (comets.length) state.comets = comets;
     } catch (e) {
       // Keep the comets we knew.

@@ -160,6 +160,17 @@ async function main() {
     await say(bob, "welcome back");
     await sees(alice, "welcome back");
 
+    // Every comet the pages learned of at login goes away and a new one
+    // starts elsewhere: the pages find it through /nodes.
+    console.log("move");
+    if ((await nextLine()) !== "moved") throw new Error("the driver did not move the comets");
+    for (const [page, user] of [[alice, a], [bob, b]]) {
+      await page.locator("#status", { hasText: `Connected to comet-moved as ${user}` })
+        .waitFor({ timeout: WAIT_MS * 2 });
+    }
+    await say(bob, "on the new comet");
+    await sees(alice, "on the new comet");
+
     // A room with more history than a page: opening it shows the newest
     // page; scrolling up reads the rest back, keeping the view where it
     // was, down to the first message (in bob's narrow window).

@@ -133,6 +133,7 @@ async fn broadcast_reaches_every_connection() {
     let reply = push
         .broadcast(BroadcastRequest {
             messages: vec![encoded_with("all-1", b"x")],
+            rate: 0,
         })
         .await
         .unwrap()
@@ -140,6 +141,31 @@ async fn broadcast_reaches_every_connection() {
     assert_eq!(reply.delivered, 3);
     for c in &mut clients {
         assert_eq!(push_ids(&c.recv().await), vec!["all-1".to_owned()]);
+    }
+}
+
+#[tokio::test]
+async fn a_paced_broadcast_reaches_every_connection_in_its_time() {
+    let h = Harness::start().await;
+    let comet = h.comet(h.config()).await;
+    let mut push = comet.push_client().await;
+    let mut clients = Vec::new();
+    for uid in ["a", "b", "c"] {
+        clients.push(comet.login(&h, uid, &[]).await.0);
+    }
+    // Three connections at four a second: answered at once, delivered over
+    // half a second (the pace itself is checked in `pacing`).
+    let reply = push
+        .broadcast(BroadcastRequest {
+            messages: vec![encoded_with("all-paced", b"x")],
+            rate: 4,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.delivered, 3, "the connections it will reach");
+    for c in &mut clients {
+        assert_eq!(push_ids(&c.recv().await), vec!["all-paced".to_owned()]);
     }
 }
 

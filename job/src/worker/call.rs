@@ -106,12 +106,13 @@ impl Call {
         )
     }
 
-    /// One message to every connection.
-    pub(super) fn broadcast(message: Bytes) -> Self {
+    /// One message to every connection, `rate` a second (0: at once).
+    pub(super) fn broadcast(message: Bytes, rate: u32) -> Self {
         Self::new(
             Method::Broadcast,
             BroadcastRequest {
                 messages: vec![message],
+                rate,
             }
             .encode_to_vec(),
         )

@@ -48,6 +48,7 @@ pub enum Call {
     },
     Broadcast {
         ids: Vec<String>,
+        rate: u32,
     },
     Kick {
         keys: Vec<String>,
@@ -62,7 +63,7 @@ impl Call {
             Call::Keys { ids, .. }
             | Call::KeysBatch { ids, .. }
             | Call::Room { ids, .. }
-            | Call::Broadcast { ids } => ids,
+            | Call::Broadcast { ids, .. } => ids,
             Call::Kick { .. } => &[],
         }
     }
@@ -157,8 +158,10 @@ impl Comet for FakeComet {
         self.handle(call).await.map(|()| reply())
     }
     async fn broadcast(&self, r: Request<BroadcastRequest>) -> Result<Response<PushReply>, Status> {
+        let r = r.into_inner();
         let call = Call::Broadcast {
-            ids: ids(&r.into_inner().messages),
+            ids: ids(&r.messages),
+            rate: r.rate,
         };
         self.handle(call).await.map(|()| reply())
     }
@@ -435,11 +438,12 @@ pub fn room(room: &str, comets: &[&str], id: &str) -> Envelope {
     }
 }
 
-pub fn broadcast(id: &str) -> Envelope {
+/// A broadcast of message `id`, `rate` connections a second per comet.
+pub fn broadcast(id: &str, rate: u32) -> Envelope {
     Envelope {
         kind: Some(Kind::Broadcast(BroadcastPush {
             message: encoded(id),
-            rate: 0,
+            rate,
         })),
     }
 }
