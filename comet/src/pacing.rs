@@ -35,7 +35,12 @@ pub(crate) fn slice_every(rate: u32) -> (Duration, usize) {
 
 /// Queues `frames` to `outboxes`, `rate` a second (> 0), the first slice
 /// at once. Runs until every slice is queued.
-pub(crate) async fn pace(outboxes: Vec<Outbox>, frames: Arc<[Bytes]>, rate: u32, counters: Arc<Counters>) {
+pub(crate) async fn pace(
+    outboxes: Vec<Outbox>,
+    frames: Arc<[Bytes]>,
+    rate: u32,
+    counters: Arc<Counters>,
+) {
     let (every, per_slice) = slice_every(rate);
     let mut tick = tokio::time::interval(every);
     // A comet too busy to keep the pace catches up at its own speed rather
