@@ -2,7 +2,8 @@
 //! handshake (global and per address), and the rates of one connection's
 //! sends and joins.
 //!
-//! An address is an IPv4 address or an IPv6 /64 ([`client_net`]): one host
+//! An address is an IPv4 address or an IPv6 /64 ([`client_net`], shared
+//! with logic's login limits): one host
 //! on IPv6 typically holds a whole /64, so counting single addresses would
 //! let it open as many connections as it has addresses.
 //!
@@ -11,9 +12,11 @@
 //! The rate limiters are a single atomic each (governor's GCRA state)
 //! owned by the connection's own task.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
+
+use courier_runtime::net::client_net;
 
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
@@ -62,21 +65,6 @@ impl IpConnections {
     #[cfg(test)]
     fn count(&self, ip: IpAddr) -> u32 {
         self.counts.get(&client_net(ip)).map_or(0, |c| *c)
-    }
-}
-
-/// The unit one client is counted by: an IPv4 address as is (also when
-/// mapped into IPv6), an IPv6 address's /64.
-pub(crate) fn client_net(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let bits = u128::from(v6) & !((1u128 << 64) - 1);
-                IpAddr::V6(Ipv6Addr::from(bits))
-            }
-        },
     }
 }
 

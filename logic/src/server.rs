@@ -142,9 +142,7 @@ impl Logic {
                 readiness.set_ready(false);
             }
         });
-        if shared.auth_limiter.is_some() {
-            tokio::spawn(sweep_limiter(shared.clone(), stop.clone()));
-        }
+        tokio::spawn(sweep_limiter(shared.clone(), stop.clone()));
         tokio::spawn(crate::resync::watch_store(shared.clone(), stop.clone()));
         tokio::spawn(crate::queue_watch::watch_queue(
             shared.clone(),
@@ -241,7 +239,8 @@ pub async fn serve(
 }
 
 /// Drops rate-limit state of addresses and users that have been quiet, so
-/// the limiters hold only recently active keys.
+/// the limiters hold only recently active keys (each limiter is swept
+/// whether or not the others are configured).
 async fn sweep_limiter(shared: Arc<LogicState>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(LIMITER_SWEEP);
     loop {

@@ -315,6 +315,23 @@ async fn one_users_logins_are_limited_without_locking_out_others_at_its_address(
 }
 
 #[tokio::test]
+async fn a_name_that_cannot_exist_is_refused_without_taking_a_login_budget() {
+    let mut config = common::config();
+    config.login_rate_per_user_per_minute = 2;
+    let t = start(config).await;
+    // Names no account can have (one far too long): each is wrong
+    // credentials, every time, and none is remembered by the limiter.
+    let long = "x".repeat(60 * 1024);
+    for name in ["not a name", long.as_str()] {
+        for _ in 0..3 {
+            let (status, body) = login(&t, name, "secret-pw").await;
+            assert_eq!(status, 401, "{body}");
+            assert_eq!(error_code(&body), "bad_credentials");
+        }
+    }
+}
+
+#[tokio::test]
 async fn user_push_publishes_one_envelope_per_comet() {
     let t = start(common::config()).await;
     let sessions = &t.backends.sessions;

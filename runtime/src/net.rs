@@ -6,7 +6,7 @@
 //! the configured advertise host wins, an unspecified bind address becomes
 //! loopback, and an IPv6 host is bracketed.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use tokio::net::TcpListener;
 
@@ -142,5 +142,37 @@ mod tests {
         assert_eq!(advertised(any, Some("::1")), "[::1]:3119");
         assert_eq!(advertised(any, Some("[::1]")), "[::1]:3119");
         assert_eq!(advertised(any, Some("")), "127.0.0.1:3119");
+    }
+}
+
+/// The unit one client is counted by in per-address limits: an IPv4
+/// address as is (also when mapped into IPv6), an IPv6 address's /64 (one
+/// host on IPv6 typically holds a whole /64, so counting single addresses
+/// would let it pass any limit).
+pub fn client_net(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(Ipv6Addr::from(bits))
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod client_net_tests {
+    use super::client_net;
+
+    #[test]
+    fn an_ipv6_client_is_its_64_and_a_mapped_ipv4_client_its_address() {
+        let net = |ip: &str| client_net(ip.parse().unwrap());
+        assert_eq!(net("2001:db8:1:2::1"), net("2001:db8:1:2:ffff::9"));
+        assert_ne!(net("2001:db8:1:2::1"), net("2001:db8:1:3::1"));
+        assert_eq!(net("::ffff:10.0.0.1"), net("10.0.0.1"));
+        assert_ne!(net("10.0.0.1"), net("10.0.0.2"));
     }
 }

@@ -113,10 +113,13 @@ impl FromRequestParts<Arc<LogicState>> for AuthRate {
         parts: &mut Parts,
         shared: &Arc<LogicState>,
     ) -> Result<Self, Self::Rejection> {
+        // One client is one IPv4 address or one IPv6 /64.
         let ip = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| {
+                courier_runtime::net::client_net(c.0.ip())
+            });
         let Some(limiter) = &shared.auth_limiter else {
             return Ok(Self(ip));
         };
@@ -136,12 +139,19 @@ impl FromRequestParts<Arc<LogicState>> for AuthRate {
 
 /// Whether `username` may try to log in from `ip` now (its own bucket, so
 /// guessing one account's password is slowed without refusing the other
-/// users behind the same address).
+/// users behind the same address). A name that cannot be an account is
+/// refused as wrong credentials before it takes a bucket: the buckets hold
+/// only valid names, at most [`MAX_USERNAME`] bytes each.
+///
+/// [`MAX_USERNAME`]: crate::accounts::MAX_USERNAME
 pub(crate) fn login_budget(
     shared: &LogicState,
     ip: IpAddr,
     username: &str,
 ) -> Result<(), ApiError> {
+    if !crate::accounts::valid_username(username) {
+        return Err(crate::accounts::AccountError::BadCredentials.into());
+    }
     let Some(limiter) = &shared.login_limiter else {
         return Ok(());
     };
