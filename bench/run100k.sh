@@ -24,7 +24,7 @@ done
 sleep 5
 pidargs=()
 for p in "${pids[@]}"; do pidargs+=(--comet-pid $p); done
-target/release/courier bench conns --api-key local-cluster-api-key --jwt-secret local-cluster-jwt-secret \
+target/release/courier bench conns --api-key local-cluster-api-key --jwt-secret local-cluster-jwt-secret-change-me-32b \
   --connections 102000 --procs 6 "${comets[@]}" "${pidargs[@]}" --redis redis://127.0.0.1:6379 \
   --idle-secs 30 --heartbeat-secs 10 --connect-concurrency 512 --timeout-secs 120 "$@"
 for n in 3 4 5 6; do kill $(cat .courier-local/comet-$n.pid) 2>/dev/null; done

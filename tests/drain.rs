@@ -18,7 +18,7 @@ const CLIENTS: usize = 1000;
 /// Pushes to every client before the drain, and during it.
 const BEFORE: usize = 5;
 const DURING: usize = 15;
-const JWT_SECRET: &str = "drain-test-jwt-secret";
+const JWT_SECRET: &str = "drain-test-jwt-secret-of-32-bytes";
 /// Longest the whole move may take.
 const PATIENCE: Duration = Duration::from_secs(120);
 

@@ -159,8 +159,11 @@ impl CometConfig {
     pub(crate) fn validate(&self) -> Result<(), String> {
         // Connection keys start with the id, and logic checks both.
         courier_proto::names::check_comet_id(&self.id).map_err(|e| format!("id: {e}"))?;
-        if self.jwt_secret.is_empty() {
-            return Err("jwt_secret must be set (shared with logic)".into());
+        if self.jwt_secret.len() < courier_runtime::MIN_SECRET_BYTES {
+            return Err(format!(
+                "jwt_secret must be set, at least {} bytes (shared with logic)",
+                courier_runtime::MIN_SECRET_BYTES
+            ));
         }
         courier_runtime::ClusterSecret::new(&self.cluster_secret)
             .map_err(|e| format!("cluster_secret: {e}"))?;
@@ -219,6 +222,27 @@ mod tests {
         assert_eq!(c.max_frame, 64 * 1024);
         assert_eq!(c.idle_timeout(), Duration::from_secs(90));
         assert!(c.validate().is_err(), "no secret by default");
+    }
+
+    #[test]
+    fn secrets_shorter_than_32_bytes_are_refused() {
+        let with = |jwt: &str, cluster: &str| CometConfig {
+            jwt_secret: jwt.into(),
+            cluster_secret: cluster.into(),
+            ..CometConfig::default()
+        };
+        let (short, long) = ("x".repeat(31), "x".repeat(32));
+        let refused = with(&short, &long).validate().unwrap_err();
+        assert!(
+            refused.contains("jwt_secret") && refused.contains("32"),
+            "{refused}"
+        );
+        let refused = with(&long, &short).validate().unwrap_err();
+        assert!(
+            refused.contains("cluster_secret") && refused.contains("32"),
+            "{refused}"
+        );
+        assert_eq!(with(&long, &long).validate(), Ok(()));
     }
 
     #[test]

@@ -109,7 +109,8 @@ mod waves {
     /// A comet state holding `n` connections that leave the directory as
     /// soon as they are told to close, recording when (virtual time).
     fn comet_with(n: usize) -> (Arc<CometState>, Arc<Mutex<Vec<Instant>>>) {
-        let secret = courier_runtime::ClusterSecret::new("drain-test-cluster-secret").unwrap();
+        let secret =
+            courier_runtime::ClusterSecret::new("drain-test-cluster-secret-32-bytes").unwrap();
         let state = Arc::new(CometState::new(
             crate::CometConfig::default(),
             Arc::new(LogicPool::new(LOGIC_TIMEOUT, secret)),

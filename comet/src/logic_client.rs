@@ -299,7 +299,7 @@ mod tests {
     use super::*;
 
     fn secret() -> ClusterSecret {
-        ClusterSecret::new("test").unwrap()
+        ClusterSecret::new("logic-client-test-cluster-secret-32").unwrap()
     }
 
     fn view(nodes: &[(&str, &str)]) -> View {

@@ -137,8 +137,11 @@ impl LogicConfig {
     /// Checks the values logic cannot work without. No API key at all is
     /// allowed: the keyed routes then refuse every request.
     pub(crate) fn validate(&self) -> Result<(), String> {
-        if self.jwt_secret.is_empty() {
-            return Err("jwt_secret must be set (comets verify tokens with it)".into());
+        if self.jwt_secret.len() < courier_runtime::MIN_SECRET_BYTES {
+            return Err(format!(
+                "jwt_secret must be set, at least {} bytes (comets verify tokens with it)",
+                courier_runtime::MIN_SECRET_BYTES
+            ));
         }
         courier_runtime::ClusterSecret::new(&self.cluster_secret)
             .map_err(|e| format!("cluster_secret: {e}"))?;
@@ -186,6 +189,27 @@ mod tests {
         assert_eq!(c.token_ttl, Duration::from_secs(3600));
         assert_eq!(c.http_addr.port(), 3111);
         assert!(c.id.starts_with("logic-"));
+    }
+
+    #[test]
+    fn secrets_shorter_than_32_bytes_are_refused() {
+        let with = |jwt: &str, cluster: &str| LogicConfig {
+            jwt_secret: jwt.into(),
+            cluster_secret: cluster.into(),
+            ..LogicConfig::default()
+        };
+        let (short, long) = ("x".repeat(31), "x".repeat(32));
+        let refused = with(&short, &long).validate().unwrap_err();
+        assert!(
+            refused.contains("jwt_secret") && refused.contains("32"),
+            "{refused}"
+        );
+        let refused = with(&long, &short).validate().unwrap_err();
+        assert!(
+            refused.contains("cluster_secret") && refused.contains("32"),
+            "{refused}"
+        );
+        assert_eq!(with(&long, &long).validate(), Ok(()));
     }
 
     #[test]

@@ -41,16 +41,27 @@ pub enum SecretError {
     Empty,
     #[error("the cluster secret must be visible ASCII")]
     NotAscii,
+    #[error("the cluster secret must be at least {MIN_SECRET_BYTES} bytes")]
+    TooShort,
 }
 
+/// The fewest bytes a shared secret (the cluster secret, the JWT secret)
+/// may have: HS256 keys are 256 bits, and a short secret can be guessed
+/// offline from one token.
+pub const MIN_SECRET_BYTES: usize = 32;
+
 impl ClusterSecret {
-    /// The secret `secret` (non-empty visible ASCII: it travels in a header).
+    /// The secret `secret` (visible ASCII: it travels in a header; at least
+    /// [`MIN_SECRET_BYTES`]).
     pub fn new(secret: &str) -> Result<Self, SecretError> {
         if secret.is_empty() {
             return Err(SecretError::Empty);
         }
         if !secret.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(SecretError::NotAscii);
+        }
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(SecretError::TooShort);
         }
         let bearer = MetadataValue::try_from(format!("Bearer {secret}"))
             .map_err(|_| SecretError::NotAscii)?;
@@ -122,18 +133,22 @@ mod tests {
 
     #[test]
     fn only_calls_with_the_secret_pass() {
-        let secret = ClusterSecret::new("s3cret").expect("a valid secret");
+        let secret = ClusterSecret::new(&"s3cret".repeat(6)).expect("a valid secret");
         let mut stamped = Request::new(());
         secret.stamp(&mut stamped);
         assert!(secret.check(&stamped).is_ok());
         let status = secret.check(&Request::new(())).expect_err("refused");
         assert_eq!(status.code(), tonic::Code::Unauthenticated);
         let mut wrong = Request::new(());
-        ClusterSecret::new("other")
+        ClusterSecret::new(&"other".repeat(7))
             .expect("a valid secret")
             .stamp(&mut wrong);
         assert!(secret.check(&wrong).is_err());
         assert!(ClusterSecret::new("").is_err());
-        assert!(ClusterSecret::new("has space").is_err());
+        assert!(ClusterSecret::new(&"has space".repeat(4)).is_err());
+        assert!(matches!(
+            ClusterSecret::new(&"x".repeat(MIN_SECRET_BYTES - 1)),
+            Err(SecretError::TooShort)
+        ));
     }
 }

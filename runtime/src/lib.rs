@@ -18,6 +18,6 @@ pub mod tls;
 pub mod token;
 
 pub use admin::Readiness;
-pub use cluster_auth::ClusterSecret;
+pub use cluster_auth::{ClusterSecret, MIN_SECRET_BYTES};
 pub use tls::TlsConfig;
 pub use token::{Claims, TokenError, TokenKeys};

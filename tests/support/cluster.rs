@@ -15,8 +15,8 @@ use tokio::process::{Child, Command};
 use super::DEADLINE;
 
 pub const API_KEY: &str = "cluster-test-api-key";
-pub const JWT_SECRET: &str = "cluster-test-jwt-secret";
-pub const CLUSTER_SECRET: &str = "cluster-test-cluster-secret";
+pub const JWT_SECRET: &str = "cluster-test-jwt-secret-32-bytes";
+pub const CLUSTER_SECRET: &str = "cluster-test-cluster-secret-32-byte";
 
 /// One `courier` service process.
 pub struct Service {

@@ -31,8 +31,8 @@ use crate::logic_client::{LogicPool, LOGIC_TIMEOUT};
 use crate::state::CometState;
 use crate::{Comet, CometConfig, CometDeps, CometError};
 
-pub(crate) const SECRET: &str = "test-secret";
-pub(crate) const CLUSTER_SECRET: &str = "test-cluster-secret";
+pub(crate) const SECRET: &str = "comet-test-jwt-secret-of-32-bytes";
+pub(crate) const CLUSTER_SECRET: &str = "comet-test-cluster-secret-32-bytes";
 
 /// The cluster secret of the comets under test.
 pub(crate) fn cluster_secret() -> courier_runtime::ClusterSecret {

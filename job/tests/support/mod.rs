@@ -413,7 +413,7 @@ pub fn config(group: &str) -> JobConfig {
         group: group.to_owned(),
         push_timeout: Duration::from_millis(500),
         admin_addr: Some("127.0.0.1:0".parse().expect("an address")),
-        cluster_secret: "job-test-cluster-secret".into(),
+        cluster_secret: "job-test-cluster-secret-of-32-bytes".into(),
         ..JobConfig::default()
     }
 }

@@ -12,7 +12,7 @@ use prost::Message as _;
 use tokio_util::sync::CancellationToken;
 
 pub const API_KEY: &str = "test-api-key";
-pub const SECRET: &str = "test-jwt-secret";
+pub const SECRET: &str = "logic-test-jwt-secret-of-32-bytes";
 
 /// A running logic; stopped when dropped.
 pub struct TestLogic {
@@ -31,7 +31,7 @@ impl Drop for TestLogic {
 }
 
 /// The secret comets' calls carry.
-pub const CLUSTER_SECRET: &str = "logic-test-cluster-secret";
+pub const CLUSTER_SECRET: &str = "logic-test-cluster-secret-32-bytes";
 
 /// A gRPC client of logic that carries the cluster secret, as comets do.
 pub async fn comet_client(
