@@ -11,12 +11,22 @@
 //! from a new epoch. It is plain data with no I/O: the driver sends the syncs it asks
 //! for and emits what it returns.
 //!
+//! A store that lost its last writes without a new epoch (a failover to a
+//! standby that had not replayed them) hands their seqs out again. That
+//! is never dropped silently: a seq shown before arriving with another
+//! `msg_id`, or a stream whose head, read after we asked, is behind what
+//! we showed, is a [`Notice::Reset`], and the stream goes on from where
+//! the store stands. A head behind us that was not asked for is only a
+//! reason to ask: it may have been read before a message we already
+//! showed was stored.
+//!
 //! A stream's starting point comes from the server, never from the first
 //! message to arrive (messages of one stream may arrive out of order): the
 //! inbox's from the page sent right after `AuthReply`, a room's from the
 //! head in `JoinReply` or a head-only `Sync`. Until then messages wait.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::hash::{DefaultHasher, Hash, Hasher};
 
 use courier_proto::client::{Message, StreamHead, SyncReply};
 use courier_proto::Position;
@@ -24,6 +34,9 @@ use courier_proto::Position;
 /// Messages waiting behind a gap, at most; more are dropped and read back
 /// by the sync.
 const MAX_WAITING: usize = 1024;
+/// The newest shown messages remembered (seq and a hash of the `msg_id`),
+/// to tell a seq handed out again from a duplicate.
+const REMEMBERED: usize = 64;
 
 /// A sync the sequencer wants sent: the stream's messages after `after`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +49,8 @@ pub(crate) struct SyncWanted {
 pub(crate) enum Notice {
     /// Messages `from..=to` are gone (older than the store's retention).
     Gap { from: u64, to: u64 },
-    /// The store lost the stream; seqs start again in `epoch`.
+    /// The store lost the stream, or its newest messages: it goes on in
+    /// `epoch` (new, or the same one with seqs handed out again).
     Reset { epoch: u64 },
 }
 
@@ -63,6 +77,11 @@ pub(crate) struct Sequencer {
     start: Option<Position>,
     waiting: BTreeMap<u64, Message>,
     syncing: bool,
+    /// Where we stood when we last asked for a page: its head may not be
+    /// behind that.
+    asked: Option<Position>,
+    /// The newest shown: `(seq, hash of msg_id)`, oldest first.
+    shown: VecDeque<(u64, u64)>,
 }
 
 impl Sequencer {
@@ -99,6 +118,9 @@ impl Sequencer {
     /// A sync was sent, or failed: stop or start asking for one.
     pub(crate) fn set_syncing(&mut self, syncing: bool) {
         self.syncing = syncing;
+        if !syncing {
+            self.asked = None;
+        }
     }
 
     /// A message of this stream arrived live.
@@ -113,6 +135,7 @@ impl Sequencer {
     pub(crate) fn on_page(&mut self, page: SyncReply) -> Outcome {
         let mut out = Outcome::default();
         self.syncing = false;
+        let asked = self.asked.take();
         let head = page.head.unwrap_or_default();
         let first = page.messages.first().map(|m| m.seq);
         // Where this page starts: after the seq before its first message,
@@ -127,6 +150,19 @@ impl Sequencer {
                 out.notices.push(Notice::Reset { epoch: head.epoch });
                 self.waiting.clear();
                 *at = page_start;
+            }
+            Some(at)
+                if asked.is_some_and(|asked| {
+                    asked.epoch == head.epoch && head.epoch != 0 && head.last_seq < asked.seq
+                }) =>
+            {
+                // Read after we asked, and behind what we had shown: the
+                // store lost its newest messages and hands their seqs out
+                // again.
+                out.notices.push(Notice::Reset { epoch: head.epoch });
+                self.waiting.clear();
+                self.shown.clear();
+                *at = head.last();
             }
             Some(at) => {
                 if at.epoch == 0 {
@@ -149,10 +185,17 @@ impl Sequencer {
         // More to read: ask again, as long as the last page moved us on.
         let at = self.position();
         if out.sync.is_none() && progressed && at.seq < head.last_seq && !self.syncing {
-            self.syncing = true;
-            out.sync = Some(SyncWanted { after: at });
+            self.ask(&mut out);
         }
         out
+    }
+
+    /// Asks for the page after the position.
+    fn ask(&mut self, out: &mut Outcome) {
+        let after = self.position();
+        self.syncing = true;
+        self.asked = Some(after);
+        out.sync = Some(SyncWanted { after });
     }
 
     /// The stream's head, learned from a heartbeat or a reply.
@@ -165,9 +208,10 @@ impl Sequencer {
             return out;
         }
         let other_epoch = at.epoch != 0 && head.epoch != at.epoch;
-        if other_epoch || head.last_seq > at.seq {
-            self.syncing = true;
-            out.sync = Some(SyncWanted { after: at });
+        // A head behind us is asked about: the page's head will say
+        // whether the store lost what we showed.
+        if other_epoch || head.last_seq != at.seq {
+            self.ask(&mut out);
         }
         out
     }
@@ -185,22 +229,29 @@ impl Sequencer {
         }
         if m.epoch != at.epoch {
             // The store lost the stream: ask where it stands now.
-            let after = *at;
             if !self.syncing {
-                self.syncing = true;
-                out.sync = Some(SyncWanted { after });
+                self.ask(out);
             }
             return;
         }
         if m.seq <= at.seq {
-            return; // shown already
+            let id = id_hash(&m.msg_id);
+            match self.shown.iter().find(|(seq, _)| *seq == m.seq) {
+                // The seq we showed, handed out again to another message:
+                // the store lost what we showed from there on.
+                Some((_, shown)) if *shown != id => {
+                    out.notices.push(Notice::Reset { epoch: m.epoch });
+                    self.waiting.clear();
+                    self.shown.clear();
+                    at.seq = m.seq - 1;
+                }
+                _ => return, // shown already
+            }
         }
         if m.seq == at.seq + 1 {
-            at.seq = m.seq;
-            out.show.push(m);
+            self.show(m, out);
             return;
         }
-        let after = *at;
         let room = self.waiting.len() < MAX_WAITING;
         if room {
             self.waiting.insert(m.seq, m);
@@ -212,9 +263,20 @@ impl Sequencer {
             out.sync_later = true;
         } else {
             // Too much waits behind the gap: read it from the store now.
-            self.syncing = true;
-            out.sync = Some(SyncWanted { after });
+            self.ask(out);
         }
+    }
+
+    /// Shows `m`, the message right after the position.
+    fn show(&mut self, m: Message, out: &mut Outcome) {
+        if let Some(at) = self.start.as_mut() {
+            at.seq = m.seq;
+        }
+        if self.shown.len() == REMEMBERED {
+            self.shown.pop_front();
+        }
+        self.shown.push_back((m.seq, id_hash(&m.msg_id)));
+        out.show.push(m);
     }
 
     /// The moment after a `sync_later` has passed: the sync for a gap that
@@ -225,26 +287,32 @@ impl Sequencer {
             return None;
         }
         self.syncing = true;
+        self.asked = Some(at);
         Some(SyncWanted { after: at })
     }
 
     /// Shows whatever waited right behind the position.
     fn drain(&mut self, out: &mut Outcome) {
-        let Some(at) = self.start.as_mut() else {
-            return;
-        };
-        while let Some(entry) = self.waiting.first_entry() {
+        while let (Some(at), Some(entry)) = (self.start, self.waiting.first_entry()) {
             let seq = *entry.key();
             if seq <= at.seq || entry.get().epoch != at.epoch {
                 entry.remove();
             } else if seq == at.seq + 1 {
-                at.seq = seq;
-                out.show.push(entry.remove());
+                let m = entry.remove();
+                self.show(m, out);
             } else {
                 break;
             }
         }
     }
+}
+
+/// A short fingerprint of a `msg_id` (ids are assigned by logic, so a
+/// collision is chance, not choice).
+fn id_hash(msg_id: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    msg_id.hash(&mut h);
+    h.finish()
 }
 
 #[cfg(test)]
@@ -377,6 +445,70 @@ mod tests {
         assert_eq!(out.notices, [Notice::Reset { epoch: 9 }]);
         assert_eq!(seqs(&out), [1, 2]);
         assert_eq!(s.position(), Position::new(9, 2));
+    }
+
+    fn msg_id(seq: u64, epoch: u64, id: &str) -> Message {
+        Message {
+            msg_id: id.into(),
+            ..msg(seq, epoch)
+        }
+    }
+
+    #[test]
+    fn a_seq_handed_out_again_to_another_message_is_a_reset_not_a_duplicate() {
+        let mut s = Sequencer::at(Position::new(7, 0));
+        for seq in 1..=5 {
+            assert_eq!(seqs(&s.on_message(msg(seq, 7))), [seq]);
+        }
+        // The same message again: a duplicate, dropped.
+        let again = s.on_message(msg(4, 7));
+        assert!(again.show.is_empty() && again.notices.is_empty());
+        // The store lost 4 and 5 and gave 4 to another message.
+        let out = s.on_message(msg_id(4, 7, "other-4"));
+        assert_eq!(out.notices, [Notice::Reset { epoch: 7 }]);
+        assert_eq!(seqs(&out), [4]);
+        assert_eq!(s.position(), Position::new(7, 4));
+        assert_eq!(seqs(&s.on_message(msg_id(5, 7, "other-5"))), [5]);
+    }
+
+    #[test]
+    fn a_head_behind_us_is_asked_about_and_a_page_read_after_confirms_the_loss() {
+        let mut s = Sequencer::at(Position::new(7, 0));
+        for seq in 1..=5 {
+            s.on_message(msg(seq, 7));
+        }
+        // A heartbeat's head may have been read before 5 was stored: ask.
+        let out = s.on_head(head(7, 3, 1));
+        assert!(out.notices.is_empty(), "not a loss yet");
+        assert_eq!(
+            out.sync,
+            Some(SyncWanted {
+                after: Position::new(7, 5)
+            })
+        );
+        // The page answering it was read after we asked: the store has 3.
+        let out = s.on_page(page(vec![], head(7, 3, 1)));
+        assert_eq!(out.notices, [Notice::Reset { epoch: 7 }]);
+        assert_eq!(s.position(), Position::new(7, 3));
+        assert_eq!(seqs(&s.on_message(msg_id(4, 7, "new-4"))), [4]);
+    }
+
+    #[test]
+    fn a_page_asked_for_before_a_live_message_is_not_a_loss() {
+        let mut s = Sequencer::at(Position::new(7, 5));
+        let out = s.on_head(head(7, 6, 1));
+        assert!(out.sync.is_some());
+        // 6 arrives live before the page, read when the head was 5 + 1.
+        assert_eq!(seqs(&s.on_message(msg(6, 7))), [6]);
+        let out = s.on_page(page(vec![msg(6, 7)], head(7, 6, 1)));
+        assert!(out.notices.is_empty() && out.show.is_empty());
+        // Or read just before 6 was stored: behind us, not behind the ask.
+        let out = s.on_head(head(7, 7, 1));
+        assert!(out.sync.is_some());
+        assert_eq!(seqs(&s.on_message(msg(7, 7))), [7]);
+        let out = s.on_page(page(vec![], head(7, 6, 1)));
+        assert!(out.notices.is_empty(), "{:?}", out.notices);
+        assert_eq!(s.position(), Position::new(7, 7));
     }
 
     #[test]

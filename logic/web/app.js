@@ -39,6 +39,12 @@ const state = {
   rooms: new Set(),
   people: new Set(),
   seen: new Set(),
+  // The newest shown messages per stream (seq -> msgId, at most
+  // REMEMBERED), to tell a seq the server handed out again from a repeat.
+  shownIds: new Map(),
+  // Where we stood when we last asked for a stream's page (seq): a page
+  // read after that with a head behind it means the server lost messages.
+  asked: new Map(),
   conversations: new Map(), // key -> [{from, text, at, notice}]
   current: "pushes",
   unread: new Set(),
@@ -52,6 +58,9 @@ const state = {
 };
 
 const $ = (id) => document.getElementById(id);
+
+const REMEMBERED = 64;
+const LOST_NOTICE = "The server lost its newest messages; showing what it has now";
 
 function setStatus(text) {
   $("status").textContent = text;
@@ -293,7 +302,14 @@ function onPage(page) {
   }
   const head = page.head || {};
   const last = Number(head.lastSeq || 0);
-  if (position(stream).seq === 0) {
+  const asked = state.asked.get(stream);
+  state.asked.delete(stream);
+  const p = position(stream);
+  if (!page.reset && asked !== undefined && Number(head.epoch || 0) === p.epoch && last < asked) {
+    // Read after we asked, and behind what we had shown: the server lost
+    // its newest messages and will hand their seqs out again.
+    lost(stream, last);
+  } else if (position(stream).seq === 0) {
     // Nothing shown of this stream yet: the page started where the server
     // keeps this user's place, so the head is where we are now (and what
     // is older is history, read back by scrolling up).
@@ -311,12 +327,23 @@ function ackInbox() {
   if (p.seq > 0) send({ ack: { seq: String(p.seq), epoch: String(p.epoch) } });
 }
 
-// Asks for what lies between our position and `head`, if anything.
+// The server lost what we showed of `stream` after `seq`: say so, and go
+// on from there.
+function lost(stream, seq) {
+  addNotice(conversationOf(stream), LOST_NOTICE);
+  state.positions.set(stream, { seq, epoch: position(stream).epoch });
+  state.shownIds.delete(stream);
+}
+
+// Asks for what lies between our position and `head`, if anything. A head
+// behind us is asked about too: the page's head tells whether the server
+// lost what we showed (this head may have been read before it was stored).
 function catchUp(stream, head) {
   const p = position(stream);
   const last = Number(head.lastSeq || 0);
   const epoch = Number(head.epoch || 0);
-  if (last > p.seq || (epoch && p.epoch && epoch !== p.epoch)) {
+  if (last !== p.seq || (epoch && p.epoch && epoch !== p.epoch)) {
+    state.asked.set(stream, p.seq);
     send({
       sync: {
         room: stream,
@@ -342,8 +369,15 @@ function onMessage(m, live) {
       catchUp(stream, { lastSeq: seq, epoch });
       return false;
     }
-    if (epoch === p.epoch && seq <= p.seq) return false;
+    if (epoch === p.epoch && seq <= p.seq) {
+      const before = (state.shownIds.get(stream) || new Map()).get(seq);
+      // A repeat, or one we cannot tell: already shown.
+      if (before === undefined || before === m.msgId) return false;
+      // Our seq, handed out again to another message.
+      lost(stream, seq - 1);
+    }
     state.positions.set(stream, { seq, epoch });
+    remember(stream, seq, m.msgId);
     keepOldest(stream, seq, epoch);
   }
   if (m.msgId) state.seen.add(m.msgId);
@@ -351,6 +385,14 @@ function onMessage(m, live) {
   addLine(key, line);
   if (stream === "" && seq > 0 && live) ackInbox();
   return true;
+}
+
+function remember(stream, seq, msgId) {
+  if (!msgId) return;
+  let ids = state.shownIds.get(stream);
+  if (!ids) state.shownIds.set(stream, (ids = new Map()));
+  ids.set(seq, msgId);
+  if (ids.size > REMEMBERED) ids.delete(ids.keys().next().value);
 }
 
 // The conversation a message belongs to, and its line there.

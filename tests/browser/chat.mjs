@@ -233,6 +233,21 @@ async function main() {
     const head = { epoch: String(stored.epoch), lastSeq: String(stored.seq), firstSeq: "1" };
     toPage.send(JSON.stringify({ heartbeatReply: { rooms: { [quiet]: head } } }));
     await sees(carol, "lost on the way");
+
+    // A store that lost its newest writes hands their seqs out again: a
+    // message under a seq the page showed, with another id, is shown with
+    // a notice, never dropped as a repeat.
+    const again = {
+      msgId: `reused-${stamp}`,
+      seq: String(stored.seq),
+      epoch: String(stored.epoch),
+      to: { room: quiet },
+      op: 1001,
+      data: Buffer.from(JSON.stringify("under a reused seq")).toString("base64"),
+    };
+    toPage.send(JSON.stringify({ push: { messages: [again] } }));
+    await sees(carol, "under a reused seq");
+    await sees(carol, "The server lost its newest messages");
     console.log("ok");
   } finally {
     await browser.close();
