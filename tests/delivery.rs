@@ -7,6 +7,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use courier_client::{Client, ClientConfig, Event, Events, Position};
 use courier_proto::client::{frame::Body, Auth, AuthReply, Join, Send, SyncReply, Target};
 use courier_testkit::FrameClient;
@@ -14,6 +16,35 @@ use serde_json::{json, Value};
 use support::*;
 
 /// Pushes `data` to `uid` and returns the reply (202 asserted).
+#[tokio::test]
+async fn a_client_renews_its_token_on_the_live_connection_before_it_expires() {
+    let mut config = support::config();
+    config.logic.token_ttl = Duration::from_secs(10);
+    let system = start_with(config, 1).await;
+    let api = Api::new(&system);
+    let connected = tokio::time::Instant::now();
+    let (_alice, mut events) = user(&system, "alice").await;
+    // Past the first token's expiry: the comet closes a connection whose
+    // token expired, unless the client handed over a newer one.
+    tokio::time::sleep_until(connected + Duration::from_secs(11)).await;
+    push(&api, "alice", "still here").await;
+    loop {
+        let event = tokio::time::timeout(DEADLINE, events.recv())
+            .await
+            .expect("an event in time")
+            .expect("events open");
+        match event {
+            Event::Connected { .. } => {}
+            Event::Message(m) => {
+                assert_eq!(&m.data[..], br#""still here""#);
+                break;
+            }
+            other => panic!("the connection did not survive its first token: {other:?}"),
+        }
+    }
+    system.stop().await;
+}
+
 async fn push(api: &Api, uid: &str, data: &str) -> Value {
     let (status, reply) = api
         .post("/push/users", json!({"uids": [uid], "op": 1, "data": data}))

@@ -90,9 +90,10 @@ pub struct CometConfig {
     /// burst of as many (default 50; 0 = no limit). Faster sends get a
     /// `RATE_LIMITED` error frame and the connection stays open.
     pub send_rate: u32,
-    /// `Join` and `Leave` frames one connection may make per second, with a
-    /// burst of as many (default 20; 0 = no limit). Faster ones get a
-    /// `RATE_LIMITED` error frame and the connection stays open.
+    /// `Join`, `Leave`, `RoomOnline` and `Refresh` frames one connection
+    /// may make per second, with a burst of as many (default 20; 0 = no
+    /// limit). Faster ones get a `RATE_LIMITED` error frame and the
+    /// connection stays open.
     pub join_rate: u32,
     /// Connections a draining comet tells to reconnect elsewhere per second
     /// (default 1000), in waves every 100 ms.

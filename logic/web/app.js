@@ -261,7 +261,9 @@ function onFrame(frame) {
       return;
     }
     addNotice(state.current, `Error: ${e.message || e.code}`);
-    if (e.code === "ERROR_CODE_UNAUTHENTICATED") stop("Your session expired; reload to sign in");
+    if (e.code === "ERROR_CODE_UNAUTHENTICATED" || e.code === "ERROR_CODE_TOKEN_EXPIRED") {
+      stop("Your session expired; reload to sign in");
+    }
   } else if (frame.kick) {
     stop(`Disconnected: ${frame.kick.reason}`);
   } else if (frame.reconnect) {

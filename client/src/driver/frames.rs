@@ -114,6 +114,8 @@ impl Driver {
                 }
                 Ok(())
             }
+            // The comet took the token renewed in `serve`.
+            Body::RefreshReply(_) => Ok(()),
             other => {
                 debug!(?other, "ignoring a client-only frame from the server");
                 Ok(())

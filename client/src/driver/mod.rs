@@ -21,7 +21,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use courier_proto::client::{frame::Body, Frame, Heartbeat};
+use courier_proto::client::{frame::Body, Frame, Heartbeat, Refresh};
 use courier_proto::Position;
 use futures::SinkExt;
 use tokio::sync::{mpsc, oneshot};
@@ -40,10 +40,11 @@ use crate::state::{ClientState, Ended};
 use crate::streams::Sequencer;
 use crate::{ClientConfig, ClientError, CometAddr, Event, LoginReply};
 
+/// A login in progress.
+pub(crate) type Login = Pin<Box<dyn Future<Output = Result<LoginReply, ClientError>> + Send>>;
+
 /// How the driver logs in again (HTTP in production, a fixed reply in tests).
-pub(crate) type LoginFn = Arc<
-    dyn Fn() -> Pin<Box<dyn Future<Output = Result<LoginReply, ClientError>> + Send>> + Send + Sync,
->;
+pub(crate) type LoginFn = Arc<dyn Fn() -> Login + Send + Sync>;
 
 /// How the driver refreshes its comet ranking with the token it holds.
 pub(crate) type NodesFn = Arc<
@@ -78,6 +79,10 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 const MAX_DRAIN_WAIT: Duration = Duration::from_secs(60);
 /// Re-login when the token has less than this share of its life left.
 const TOKEN_REFRESH_DIVISOR: u32 = 10;
+/// What a token's stated lifetime may be longer than its real one.
+const TOKEN_ROUNDING: Duration = Duration::from_secs(1);
+/// How long after a failed re-login on a live connection it is tried again.
+const RELOGIN_RETRY: Duration = Duration::from_secs(5);
 
 /// Why a connection ended.
 #[derive(Debug)]
@@ -166,7 +171,10 @@ impl Driver {
     }
 
     fn use_login(&mut self, reply: LoginReply) {
-        self.token_expires_at = Instant::now() + Duration::from_secs(reply.expires_in);
+        // A second less than said: `expires_in` is whole seconds, and the
+        // token's expiry was rounded to one when it was signed.
+        self.token_expires_at =
+            Instant::now() + Duration::from_secs(reply.expires_in).saturating_sub(TOKEN_ROUNDING);
         self.shared.conn.lock().token = reply.token.clone();
         self.login_reply = reply;
         self.token_refused = false;
@@ -348,9 +356,13 @@ impl Driver {
     }
 
     fn token_near_expiry(&self) -> bool {
+        Instant::now() >= self.token_refresh_at()
+    }
+
+    /// When the token is near enough its expiry to be replaced.
+    fn token_refresh_at(&self) -> Instant {
         let life = Duration::from_secs(self.login_reply.expires_in);
-        let margin = life / TOKEN_REFRESH_DIVISOR;
-        Instant::now() + margin >= self.token_expires_at
+        self.token_expires_at - life / TOKEN_REFRESH_DIVISOR
     }
 
     /// Serves one connection until it ends.
@@ -361,6 +373,11 @@ impl Driver {
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let idle = tokio::time::sleep(idle_limit);
         tokio::pin!(idle);
+        // The comet closes a connection whose token expires: a new one is
+        // fetched (a login) before, and handed over with `Refresh`.
+        let refresh = tokio::time::sleep_until(self.token_refresh_at());
+        tokio::pin!(refresh);
+        let mut relogin: Option<Login> = None;
 
         // Syncs sent on a dead connection will not be answered, and what we
         // resume from covers any gap that was open.
@@ -435,6 +452,28 @@ impl Driver {
                     }
                 }
                 _ = &mut idle => return lost(format!("no traffic for {}s", idle_limit.as_secs())),
+                _ = &mut refresh, if relogin.is_none() => relogin = Some((self.logic.login)()),
+                reply = async { relogin.as_mut().expect("guarded").await }, if relogin.is_some() => {
+                    relogin = None;
+                    match reply {
+                        Ok(reply) => {
+                            self.use_login(reply);
+                            refresh.as_mut().reset(self.token_refresh_at());
+                            let token = self.login_reply.token.clone();
+                            let frame = Frame::new(self.next_id(), Body::Refresh(Refresh { token }));
+                            if let Err(end) = self.write(session, frame).await {
+                                return end;
+                            }
+                            if let Err(end) = self.flush(session).await {
+                                return end;
+                            }
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "cannot renew the token; trying again");
+                            refresh.as_mut().reset(Instant::now() + RELOGIN_RETRY);
+                        }
+                    }
+                }
             }
         }
     }

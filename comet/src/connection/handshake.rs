@@ -33,6 +33,8 @@ pub(crate) struct Hello {
     pub(crate) epoch: u64,
     /// The client's device id, or empty.
     pub(crate) device: String,
+    /// When the token expires, seconds since the epoch.
+    pub(crate) expires: u64,
 }
 
 /// An authenticated client with an open session.
@@ -43,6 +45,8 @@ pub(crate) struct Authenticated {
     /// The inbox after the client's position: its first page.
     pub(crate) inbox: Page,
     pub(crate) device: String,
+    /// When the token expires, seconds since the epoch.
+    pub(crate) expires: u64,
 }
 
 /// Why the handshake ended without a session, and what to tell the client.
@@ -110,8 +114,8 @@ pub(crate) async fn read_auth<R: AsyncRead + Unpin>(
             "first frame not Auth",
         ));
     };
-    let uid = match state.tokens.verify(&token) {
-        Ok(claims) => claims.sub,
+    let (uid, expires) = match state.tokens.verify(&token) {
+        Ok(claims) => (claims.sub, claims.exp),
         Err(e) => {
             return Err(Refusal::error(
                 id,
@@ -146,6 +150,7 @@ pub(crate) async fn read_auth<R: AsyncRead + Unpin>(
         last_seq,
         epoch,
         device,
+        expires,
     })
 }
 
@@ -172,6 +177,7 @@ pub(crate) async fn open(
             rooms: hello.rooms,
             inbox: reply.inbox.unwrap_or_default(),
             device: hello.device,
+            expires: hello.expires,
         }),
         Err(e) if e.is_refusal() => Err(Refusal::error(
             id,

@@ -11,10 +11,12 @@
 //! `session_check`.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use courier_proto::client::{
     self, frame::Body, target::Kind, Ack, AuthReply, ErrorCode, Frame, HeartbeatReply, Join,
-    JoinReply, Kick, Leave, LeaveReply, Reconnect, RoomOnline, RoomOnlineReply, Sync,
+    JoinReply, Kick, Leave, LeaveReply, Reconnect, Refresh, RefreshReply, RoomOnline,
+    RoomOnlineReply, Sync,
 };
 use courier_proto::logic::{HeartbeatRequest, SendRequest, SyncRequest};
 use courier_proto::names::check_room;
@@ -47,6 +49,19 @@ const DEFAULT_SYNC_LIMIT: u32 = 100;
 /// of the second half of the first interval, so connections that came in
 /// together (a reconnect storm) are checked spread out, and none sooner
 /// than half an interval after its session opened.
+/// The moment `exp` (seconds since the epoch) comes, on the runtime's clock.
+fn instant_of(exp: u64) -> Instant {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Instant::now() + Duration::from_secs(exp).saturating_sub(now)
+}
+
+/// `exp` (seconds since the epoch) in milliseconds, as the protocol has it.
+fn unix_ms(exp: u64) -> i64 {
+    i64::try_from(exp.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
 fn first_check(every: std::time::Duration) -> Instant {
     let fraction: f64 = rand::random();
     Instant::now() + every.mul_f64(0.5 + fraction / 2.0)
@@ -78,8 +93,10 @@ pub(crate) struct Session {
     /// the other limits below are made on first use: most connections
     /// never send, sync or ack, and an idle one should not pay for them.
     heartbeat: Option<Arc<Semaphore>>,
-    /// When a heartbeat next checks the session with logic.
+    /// When the session is next checked with logic.
     next_check: Instant,
+    /// When the connection's token expires (a `Refresh` moves it).
+    expires_at: Instant,
     sends: Option<Arc<Semaphore>>,
     syncs: Option<Arc<Semaphore>>,
     acks: Option<Arc<Acks>>,
@@ -99,6 +116,7 @@ impl Session {
             rooms: RoomSet::default(),
             heartbeat: None,
             next_check: first_check(state.config.session_check),
+            expires_at: Instant::now(),
             sends: None,
             syncs: None,
             acks: None,
@@ -113,6 +131,7 @@ impl Session {
     /// handshake through: what was missed arrives before anything live.
     pub(crate) async fn start(&mut self, auth: Authenticated) {
         self.device = auth.device;
+        self.expires_at = instant_of(auth.expires);
         let max_rooms = self.state.config.max_rooms;
         let mut joined = Vec::new();
         for room in auth.rooms {
@@ -139,6 +158,7 @@ impl Session {
                 heartbeat_secs,
                 rooms: joined,
                 inbox: auth.inbox.head,
+                expires_at_ms: unix_ms(auth.expires),
             }),
         );
         self.outbox.push_first(encode_frame(&reply));
@@ -156,7 +176,10 @@ impl Session {
     ) -> &'static str {
         let idle = self.state.config.idle_timeout();
         let frames_in = metrics::counter!("courier_comet_frames_in_total");
-        let deadline = tokio::time::sleep(idle);
+        // One timer for whatever comes first: the idle limit, the token's
+        // expiry, the next session check.
+        let mut idle_at = Instant::now() + idle;
+        let deadline = tokio::time::sleep_until(self.next_due(idle_at));
         tokio::pin!(deadline);
         loop {
             tokio::select! {
@@ -168,8 +191,23 @@ impl Session {
                     return "draining";
                 }
                 _ = &mut deadline => {
-                    self.close_with_error(0, ErrorCode::Idle, "no frame within 3 heartbeats");
-                    return "idle";
+                    let now = Instant::now();
+                    if now >= self.expires_at {
+                        self.close_with_error(
+                            0,
+                            ErrorCode::TokenExpired,
+                            "the token expired; send Refresh with a newer one before it does",
+                        );
+                        return "token expired";
+                    }
+                    if now >= idle_at {
+                        self.close_with_error(0, ErrorCode::Idle, "no frame within 3 heartbeats");
+                        return "idle";
+                    }
+                    // The session check is due: by time, not by heartbeats,
+                    // so a client that sends other frames is checked too.
+                    self.check_session(0);
+                    deadline.as_mut().reset(self.next_due(idle_at));
                 }
                 next = frames.next() => match next {
                     None => return "closed by the client",
@@ -182,13 +220,24 @@ impl Session {
                     }
                     Some(Ok(frame)) => {
                         frames_in.increment(1);
-                        deadline.as_mut().reset(Instant::now() + idle);
+                        idle_at = Instant::now() + idle;
                         if let Next::Close(reason) = self.on_frame(frame) {
                             return reason;
                         }
+                        deadline.as_mut().reset(self.next_due(idle_at));
                     }
                 },
             }
+        }
+    }
+
+    /// The first of `idle_at`, the token's expiry and (when checks are
+    /// timed) the next session check.
+    fn next_due(&self, idle_at: Instant) -> Instant {
+        let due = idle_at.min(self.expires_at);
+        match self.state.config.session_check.is_zero() {
+            true => due,
+            false => due.min(self.next_check),
         }
     }
 
@@ -202,6 +251,7 @@ impl Session {
             Some(Body::Sync(sync)) => self.sync(id, sync),
             Some(Body::RoomOnline(RoomOnline { room })) => self.room_online(id, room),
             Some(Body::Ack(Ack { seq, epoch })) => self.ack(Position::new(epoch, seq)),
+            Some(Body::Refresh(Refresh { token })) => self.refresh(id, &token),
             Some(Body::Auth(_)) => {
                 self.close_with_error(id, ErrorCode::Unexpected, "already authenticated");
                 return Next::Close("second Auth");
@@ -217,7 +267,8 @@ impl Session {
                 | Body::Kick(_)
                 | Body::Error(_)
                 | Body::SyncReply(_)
-                | Body::RoomOnlineReply(_),
+                | Body::RoomOnlineReply(_)
+                | Body::RefreshReply(_),
             ) => {
                 self.close_with_error(id, ErrorCode::Unexpected, "server-only frame");
                 return Next::Close("server-only frame");
@@ -240,7 +291,7 @@ impl Session {
             self.error(
                 id,
                 ErrorCode::RateLimited,
-                format!("at most {rate} joins and leaves per second"),
+                format!("at most {rate} joins, leaves, head counts and refreshes per second"),
             );
         }
         !limited
@@ -485,22 +536,28 @@ impl Session {
     /// message that never reached it; otherwise, with a check already in
     /// flight, or if logic fails, the reply carries no head.
     fn heartbeat(&mut self, id: u64) {
-        let now = Instant::now();
-        let due = now >= self.next_check;
-        // The permit also lets the disconnect path wait for the check (see
-        // `heartbeat_gate`).
-        let permit = if due {
-            permits(&mut self.heartbeat, 1).try_acquire_owned().ok()
-        } else {
-            None
-        };
-        let Some(permit) = permit else {
-            return self.reply(&Frame::new(
+        if !self.check_session(id) {
+            self.reply(&Frame::new(
                 id,
                 Body::HeartbeatReply(HeartbeatReply::default()),
             ));
-        };
+        }
+    }
+
+    /// Checks the session with logic if a check is due and none is in
+    /// flight; the `HeartbeatReply` to `id` (0: unasked) carries the inbox
+    /// head. Whether a check was started.
+    fn check_session(&mut self, id: u64) -> bool {
+        let now = Instant::now();
+        if now < self.next_check {
+            return false;
+        }
         self.next_check = now + self.state.config.session_check;
+        // The permit also lets the disconnect path wait for the check (see
+        // `heartbeat_gate`).
+        let Ok(permit) = permits(&mut self.heartbeat, 1).try_acquire_owned() else {
+            return false;
+        };
         let request = HeartbeatRequest {
             comet_id: self.state.id().to_owned(),
             uid: self.uid.to_string(),
@@ -528,6 +585,9 @@ impl Session {
                 }
             };
             drop(permit);
+            if id == 0 && inbox.is_none() {
+                return; // unasked, and nothing to say
+            }
             let reply = Frame::new(
                 id,
                 Body::HeartbeatReply(HeartbeatReply {
@@ -537,6 +597,27 @@ impl Session {
             );
             outbox.push(encode_frame(&reply));
         });
+        true
+    }
+
+    /// A newer token for this connection: it must name the same user.
+    /// Counted against `join_rate` (each costs a signature check).
+    fn refresh(&mut self, id: u64, token: &str) {
+        if !self.joins_allowed(id) {
+            return;
+        }
+        match self.state.tokens.verify(token) {
+            Ok(claims) if *claims.sub == *self.uid => {
+                self.expires_at = instant_of(claims.exp);
+                let expires_at_ms = unix_ms(claims.exp);
+                self.reply(&Frame::new(
+                    id,
+                    Body::RefreshReply(RefreshReply { expires_at_ms }),
+                ));
+            }
+            Ok(_) => self.error(id, ErrorCode::BadRequest, "the token is for another user"),
+            Err(e) => self.error(id, ErrorCode::Unauthenticated, e.to_string()),
+        }
     }
 
     /// Acquired once no session heartbeat is in flight. The disconnect path

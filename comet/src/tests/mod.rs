@@ -7,4 +7,5 @@ mod push;
 mod session;
 mod streams;
 mod support;
+mod tokens;
 mod ws;
