@@ -136,3 +136,78 @@ fn the_local_cluster_configs_give_every_process_its_admin_port() {
     assert_eq!(port(load("job1.toml").job.admin_addr), Some(3121));
     assert_eq!(port(load("job2.toml").job.admin_addr), Some(3221));
 }
+
+#[tokio::test]
+async fn an_operator_disconnects_every_connection_of_a_user_on_every_comet() {
+    use courier_proto::client::frame::Body;
+    let system = start(2).await;
+    let api = Api::new(&system);
+    let token = token(&system, "alice").await;
+    let mut conns = Vec::new();
+    for comet in &system.comets {
+        let mut conn = courier_testkit::FrameClient::connect(comet.tcp).await;
+        conn.auth(&token, &[]).await;
+        conns.push(conn);
+    }
+    let asked = tokio::time::Instant::now();
+    let (status, body) = api
+        .post(
+            "/users/alice/disconnect",
+            json!({"reason": "account suspended"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["connections"].as_u64()),
+        (200, Some(2)),
+        "{body}"
+    );
+    for conn in &mut conns {
+        let frame = conn.recv().await;
+        let Some(Body::Kick(kick)) = frame.body else {
+            panic!("expected a Kick, got {frame:?}")
+        };
+        assert_eq!(kick.reason, "account suspended");
+        conn.expect_closed().await;
+    }
+    eprintln!(
+        "disconnect: both connections (two comets) closed {:?} after the request",
+        asked.elapsed()
+    );
+    // Their sessions are gone too.
+    let (status, body) = api.get("/presence?uids=alice").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["online"], json!([]), "{body}");
+    // Nobody connected: nothing to do, and not an error.
+    let (status, body) = api.post("/users/alice/disconnect", json!({})).await;
+    assert_eq!(
+        (status, body["connections"].as_u64()),
+        (200, Some(0)),
+        "{body}"
+    );
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn a_disconnect_with_bad_input_is_refused() {
+    let system = start(1).await;
+    let api = Api::new(&system);
+    let long = "x".repeat(257);
+    let long_uid = format!("/users/{}/disconnect", "u".repeat(65));
+    for (path, body, want) in [
+        (long_uid.as_str(), json!({}), 400),
+        ("/users/a%07b/disconnect", json!({}), 400),
+        ("/users/alice/disconnect", json!({"reason": long}), 400),
+        (
+            "/users/alice/disconnect",
+            json!({"reason": "bye\u{1b}[2J"}),
+            400,
+        ),
+        ("/users/alice/disconnect", json!({"why": "x"}), 422),
+    ] {
+        let (status, reply) = api.post(path, body).await;
+        assert_eq!(status, want, "{path}: {reply}");
+    }
+    let (status, _) = api.post_public("/users/alice/disconnect", json!({})).await;
+    assert_eq!(status, 401, "an admin key is needed");
+    system.stop().await;
+}

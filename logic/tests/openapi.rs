@@ -26,6 +26,7 @@ const API_V1: &[(&str, &str)] = &[
     ("get", "/presence"),
     ("get", "/nodes"),
     ("get", "/users/{uid}/messages"),
+    ("post", "/users/{uid}/disconnect"),
     ("get", "/rooms/{room}/messages"),
     ("post", "/admin/comets/{id}/drain"),
     ("get", "/admin/store"),

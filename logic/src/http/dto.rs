@@ -454,3 +454,26 @@ pub(crate) struct MovesStarted {
     pub(crate) buckets: Vec<u32>,
     pub(crate) to: String,
 }
+
+/// Longest reason of `POST /users/{uid}/disconnect`, in bytes.
+pub(crate) const MAX_REASON: usize = 256;
+
+/// `POST /users/{uid}/disconnect`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Disconnect {
+    /// Shown to the user's clients (`Kick{reason}`): at most 256 bytes, no
+    /// control characters. Default: "disconnected by the operator".
+    #[serde(default)]
+    #[schema(max_length = 256)]
+    pub(crate) reason: String,
+}
+
+/// `200` of `POST /users/{uid}/disconnect`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Disconnected {
+    pub(crate) uid: String,
+    /// The user's connections that were ended (their sessions end at
+    /// once; each comet that answered has closed its connections).
+    pub(crate) connections: u32,
+}

@@ -56,6 +56,7 @@ pub(crate) fn router(shared: Arc<LogicState>) -> Router {
         .route("/presence", get(online::presence))
         .route("/nodes", get(online::nodes))
         .route("/users/{uid}/messages", get(messages::user))
+        .route("/users/{uid}/disconnect", post(operate::disconnect_user))
         .route("/rooms/{room}/messages", get(messages::room))
         .route("/admin/comets/{id}/drain", post(operate::drain_comet))
         .route("/admin/store", get(store::status))

@@ -44,6 +44,7 @@ static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(ApiDoc::open
         messages::user,
         messages::room,
         operate::drain_comet,
+        operate::disconnect_user,
         store::status,
         store::start_moves,
         openapi_json,

@@ -4,18 +4,26 @@
 //! with the cluster secret) to drain: it marks itself draining in discovery,
 //! stops taking clients and moves the ones it holds to the other comets in
 //! waves, then exits. The reply comes as soon as the comet has started.
+//!
+//! `POST /users/{uid}/disconnect` ends every session of a user and has each
+//! comet holding one close it with a `Kick` carrying the reason, directly
+//! over gRPC (not through the queue), so it takes effect at once. A comet
+//! that does not answer closes its connections at their next session
+//! check, which logic then refuses.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use courier_proto::comet::DrainRequest;
+use courier_proto::comet::{DrainRequest, KickRequest};
+use courier_proto::names;
 
 use super::auth::AdminKey;
-use super::dto::Draining;
+use super::dto::{Disconnect, Disconnected, Draining, MAX_REASON};
 use super::error::{ApiError, ErrorBody};
-use super::extract::Path;
+use super::extract::{Json, Path};
+use super::responses::BackendUnavailable;
 use crate::comet_calls::call_comet;
 use crate::state::LogicState;
 
@@ -69,4 +77,82 @@ pub(crate) async fn drain_comet(
             connections: reply.connections,
         }),
     ))
+}
+
+/// The reason a disconnect gives when the operator gives none.
+const DEFAULT_REASON: &str = "disconnected by the operator";
+/// How long one comet may take to close the connections.
+const KICK_CALL: Duration = Duration::from_secs(2);
+
+/// `POST /users/{uid}/disconnect`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{uid}/disconnect",
+    operation_id = "disconnect_user",
+    tag = "admin",
+    security(("api_key" = ["admin"])),
+    params(("uid" = String, Path, description = "The user: 1-64 bytes, no control characters", min_length = 1, max_length = 64, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$")),
+    request_body = Disconnect,
+    responses(
+        (status = 200, description = "Every session of the user ended and its connections closed (none is not an error)", body = Disconnected),
+        (status = 400, description = "An invalid uid, or a reason too long or with control characters", body = ErrorBody),
+        (status = 401, description = "No API key, or one without the `admin` scope", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 413, description = "The body is over `body_limit`", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 422, description = "A mistyped or unknown field", body = ErrorBody),
+        BackendUnavailable,
+    ),
+)]
+pub(crate) async fn disconnect_user(
+    State(shared): State<Arc<LogicState>>,
+    _: AdminKey,
+    Path(uid): Path<String>,
+    Json(body): Json<Disconnect>,
+) -> Result<axum::Json<Disconnected>, ApiError> {
+    names::check_uid(&uid).map_err(|e| ApiError::invalid(e.to_string()))?;
+    if body.reason.len() > MAX_REASON || body.reason.chars().any(char::is_control) {
+        return Err(ApiError::invalid(format!(
+            "reason must be at most {MAX_REASON} bytes with no control characters"
+        )));
+    }
+    let reason = match body.reason.is_empty() {
+        true => DEFAULT_REASON.to_owned(),
+        false => body.reason,
+    };
+    let sessions = shared.sessions.user_sessions(&uid).await?;
+    // Ended first: a check from a comet that misses the kick is refused.
+    for session in &sessions {
+        shared.sessions.end(session).await?;
+    }
+    let mut by_comet: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for session in &sessions {
+        by_comet
+            .entry(session.comet_id.as_str())
+            .or_default()
+            .push(session.key.clone());
+    }
+    let kicks = by_comet.into_iter().map(|(comet_id, keys)| {
+        let (shared, reason) = (&shared, reason.clone());
+        async move {
+            let Some(comet) = shared.comets.find(comet_id) else {
+                return 0;
+            };
+            let call = call_comet(shared, &comet.grpc, KICK_CALL, |mut c| async move {
+                c.kick(KickRequest { keys, reason }).await
+            });
+            match call.await {
+                Ok(reply) => reply.kicked,
+                Err(e) => {
+                    tracing::warn!(comet = %comet_id, error = %e, "cannot ask the comet to close a user's connections; its session checks will");
+                    0
+                }
+            }
+        }
+    });
+    let kicked: u32 = futures::future::join_all(kicks).await.into_iter().sum();
+    tracing::info!(%uid, sessions = sessions.len(), kicked, "user disconnected by the operator");
+    Ok(axum::Json(Disconnected {
+        uid,
+        connections: u32::try_from(sessions.len()).unwrap_or(u32::MAX),
+    }))
 }
