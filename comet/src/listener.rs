@@ -18,7 +18,9 @@ use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::connection;
-use crate::limits::{rate_limiter, HandshakeSlot, IpSlot};
+use courier_runtime::per_ip::IpSlot;
+
+use crate::limits::{rate_limiter, HandshakeSlot};
 use crate::state::CometState;
 
 /// Pause after a failed accept (e.g. out of file descriptors).

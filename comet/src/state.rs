@@ -20,7 +20,9 @@ use tokio_util::task::TaskTracker;
 use crate::closer::{self, Closer};
 use crate::config::CometConfig;
 use crate::directory::Directory;
-use crate::limits::{Handshakes, IpConnections};
+use courier_runtime::per_ip::IpConnections;
+
+use crate::limits::Handshakes;
 use crate::logic_client::LogicPool;
 use crate::opener::Opener;
 use crate::resync::ResyncRequests;

@@ -67,6 +67,11 @@ pub struct LogicConfig {
     /// HTTP connections open at once (default 10 000); one more is answered
     /// 503 with `Retry-After` and closed.
     pub max_connections: usize,
+    /// HTTP connections one client (an IPv4 address, an IPv6 /64) may hold
+    /// open at once (default 1 000; 0 = no limit); one more is answered 503
+    /// with `Retry-After` and closed, so one client cannot take every
+    /// connection `max_connections` allows.
+    pub max_connections_per_ip: u32,
     /// Time a client has to send a request's head (default 10 s).
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
@@ -120,6 +125,7 @@ impl Default for LogicConfig {
             login_policy: LoginPolicy::default(),
             body_limit: 64 * 1024,
             max_connections: 10_000,
+            max_connections_per_ip: 1_000,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(30),

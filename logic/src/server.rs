@@ -170,6 +170,7 @@ impl Logic {
         let app = crate::http::router(shared.clone());
         let limits = crate::http::serve::Limits {
             max_connections: shared.config.max_connections,
+            max_connections_per_ip: shared.config.max_connections_per_ip,
             header_read_timeout: shared.config.header_read_timeout,
             idle_timeout: shared.config.idle_timeout,
         };

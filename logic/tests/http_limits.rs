@@ -1,5 +1,6 @@
-//! The HTTP listener's limits: a connection cap answered 503, a slow
-//! request head cut off, a request that takes too long answered 408.
+//! The HTTP listener's limits: a connection cap (in all and per client
+//! address) answered 503, a slow request head cut off, a request that takes
+//! too long answered 408.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -43,6 +44,34 @@ async fn closed_by_server(stream: &mut TcpStream) -> bool {
 
 fn address(t: &common::TestLogic) -> String {
     t.http.trim_start_matches("http://").to_owned()
+}
+
+/// A connection to `addr` from the loopback address `from` (127.0.0.x).
+async fn connect_from(from: &str, addr: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    socket.connect(addr.parse().unwrap()).await.unwrap()
+}
+
+#[tokio::test]
+async fn one_client_cannot_hold_more_than_its_share_of_connections() {
+    let mut cfg = common::config();
+    cfg.max_connections_per_ip = 2;
+    let t = common::start(cfg).await;
+    let addr = address(&t);
+    let mut first = connect_from("127.0.0.1", &addr).await;
+    let mut second = connect_from("127.0.0.1", &addr).await;
+    assert!(healthz(&mut first).await.starts_with("HTTP/1.1 200"));
+    assert!(healthz(&mut second).await.starts_with("HTTP/1.1 200"));
+    let mut third = connect_from("127.0.0.1", &addr).await;
+    let reply = read_some(&mut third).await;
+    assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+    assert!(reply.contains("Retry-After: 1"), "{reply}");
+    assert!(closed_by_server(&mut third).await);
+    // Another client is not affected.
+    let mut other = connect_from("127.0.0.2", &addr).await;
+    assert!(healthz(&mut other).await.starts_with("HTTP/1.1 200"));
+    assert!(healthz(&mut second).await.starts_with("HTTP/1.1 200"));
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod cluster_auth;
 pub mod net;
+pub mod per_ip;
 pub mod shutdown;
 pub mod throttle;
 pub mod tls;

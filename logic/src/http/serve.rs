@@ -1,9 +1,11 @@
 //! Serving the HTTP API: an accept loop over hyper with the limits axum's
 //! own `serve` has no knobs for.
 //!
-//! - At most `max_connections` connections at once: one more is answered
-//!   `503` with `Retry-After` and closed at once, so a flood costs a few
-//!   bytes, not a file descriptor held open.
+//! - At most `max_connections` connections at once, and
+//!   `max_connections_per_ip` from one client (an IPv4 address, an IPv6
+//!   /64): one more is answered `503` with `Retry-After` and closed at once,
+//!   so a flood costs a few bytes, not a file descriptor held open, and one
+//!   client cannot hold every place.
 //! - A request head must arrive within `header_read_timeout` once it has
 //!   begun (hyper's HTTP/1 timer), so a client holding half a head loses
 //!   its socket.
@@ -24,6 +26,7 @@ use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::Router;
+use courier_runtime::per_ip::IpConnections;
 use courier_runtime::tls::TlsAcceptor;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -47,6 +50,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
     pub(crate) max_connections: usize,
+    pub(crate) max_connections_per_ip: u32,
     pub(crate) header_read_timeout: Duration,
     pub(crate) idle_timeout: Duration,
 }
@@ -61,6 +65,7 @@ pub(crate) async fn serve(
     stop: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let per_ip = IpConnections::new(limits.max_connections_per_ip);
     let graceful = GracefulShutdown::new();
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -80,7 +85,9 @@ pub(crate) async fn serve(
                 continue;
             }
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
+        let (Ok(slot), Some(ip_slot)) =
+            (slots.clone().try_acquire_owned(), per_ip.admit(peer.ip()))
+        else {
             metrics::counter!("courier_logic_http_refused_total").increment(1);
             tokio::spawn(refuse(stream));
             continue;
@@ -120,7 +127,7 @@ pub(crate) async fn serve(
             if let Err(e) = connection.await {
                 tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
             }
-            drop(slot);
+            drop((slot, ip_slot));
         });
     }
     drop(listener);
