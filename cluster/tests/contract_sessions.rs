@@ -400,6 +400,42 @@ async fn online_users_paging(s: &dyn Sessions, _: SessionOptions) {
     assert_eq!(s.online_users("u05", 10).await.unwrap(), page(&[], None));
 }
 
+/// `reject_new`'s step: recorded only while no other client of the user is.
+async fn a_lone_login_is_recorded_alone(s: &dyn Sessions, _: SessionOptions) {
+    let on = |device: &str, key: &str| Session {
+        device: device.into(),
+        ..session("bob", key, "c1")
+    };
+    // Ten logins at once, each its own device: exactly one gets in.
+    let logins: Vec<Session> = (0..10)
+        .map(|i| on(&format!("d{i}"), &format!("k{i}")))
+        .collect();
+    let results = futures::future::join_all(logins.iter().map(|l| s.add_alone(l))).await;
+    let admitted: Vec<&Session> = logins
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| *r.as_ref().unwrap())
+        .map(|(l, _)| l)
+        .collect();
+    assert_eq!(admitted.len(), 1, "{results:?}");
+    let first = admitted[0].clone();
+    assert_eq!(sorted_sessions(s, "bob").await, std::slice::from_ref(&first));
+    // Its own key again, and another connection of its device, get in; a
+    // client without a device, or with another one, does not.
+    assert!(s.add_alone(&first).await.unwrap());
+    let again = on(&first.device, "k-again");
+    assert!(s.add_alone(&again).await.unwrap());
+    assert!(!s.add_alone(&on("", "k-none")).await.unwrap());
+    assert!(!s.add_alone(&on("other", "k-other")).await.unwrap());
+    // Alone again once the others are gone; never an ended connection.
+    s.remove(&first).await.unwrap();
+    s.end(&again).await.unwrap();
+    assert!(!s.add_alone(&again).await.unwrap(), "ended");
+    assert!(s.add_alone(&on("", "k-none")).await.unwrap());
+    // Another user is not affected.
+    assert!(s.add_alone(&session("carol", "kc", "c2")).await.unwrap());
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -461,6 +497,7 @@ contract!(
     online_users_paging,
     reports_in_parts,
     devices_and_ended_sessions,
+    a_lone_login_is_recorded_alone,
 );
 
 /// A flushed Redis (or one restarted without persistence) lost every

@@ -4,11 +4,12 @@
 //! `multi` lets every device stay. `kick_old` publishes a [`KickKeys`] to
 //! each comet holding the user's other connections (through the queue, like
 //! any message, so job delivers it) and ends those sessions before adding
-//! the new one. `reject_new` refuses the new session while another is live,
-//! except one of the same device: a device that reconnects (after a network
-//! switch, say) while its old connection still looks alive replaces it, the
-//! way `kick_old` would, instead of being locked out until the old one
-//! times out. A connection re-opening its own key is never treated as a
+//! the new one. `reject_new` refuses the new session while another is live
+//! (checked and recorded in one step in the session store, so of two logins
+//! at once only one gets in), except one of the same device: a device that
+//! reconnects (after a network switch, say) while its old connection still
+//! looks alive replaces it, the way `kick_old` would, instead of being
+//! locked out until the old one times out. A connection re-opening its own key is never treated as a
 //! second login.
 //!
 //! Replaced sessions are *ended*, not just removed: a heartbeat already in
@@ -51,21 +52,31 @@ pub(crate) async fn open_session(
             replace(sessions, publisher, &session.uid, &others, KICK_REASON).await?;
         }
         LoginPolicy::RejectNew => {
-            let (same_device, others): (Vec<_>, Vec<_>) = other_sessions(sessions, session)
-                .await?
-                .into_iter()
-                .partition(|old| !session.device.is_empty() && old.device == session.device);
-            if !others.is_empty() {
+            // Checked and recorded in one step: of two logins at once, one
+            // gets in.
+            if !sessions.add_alone(session).await? {
                 return Err(OpenError::AlreadyOnline);
             }
-            replace(
-                sessions,
-                publisher,
-                &session.uid,
-                &same_device,
-                REPLACED_REASON,
-            )
-            .await?;
+            // What is left besides this connection is its device's older one.
+            let replaced = match other_sessions(sessions, session).await {
+                Ok(same_device) => {
+                    replace(
+                        sessions,
+                        publisher,
+                        &session.uid,
+                        &same_device,
+                        REPLACED_REASON,
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = replaced {
+                // Refused after all: the session must not stay recorded.
+                let _ = sessions.remove(session).await;
+                return Err(e.into());
+            }
+            return Ok(());
         }
     }
     sessions.add(session).await?;

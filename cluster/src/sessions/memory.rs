@@ -256,6 +256,26 @@ impl Sessions for MemorySessions {
         Ok(true)
     }
 
+    async fn add_alone(&self, session: &Session) -> Result<bool> {
+        let now = Instant::now();
+        let mut table = self.sessions.lock();
+        table.maybe_sweep(now);
+        let ended = table
+            .ended
+            .get(&session.key)
+            .is_some_and(|until| *until > now);
+        let someone_else = table.by_uid.get(&session.uid).is_some_and(|keys| {
+            keys.iter()
+                .filter_map(|k| table.by_key.get(k))
+                .any(|other| !same_client(other, session))
+        });
+        if ended || someone_else {
+            return Ok(false);
+        }
+        table.insert(session);
+        Ok(true)
+    }
+
     async fn user_sessions(&self, uid: &str) -> Result<Vec<Session>> {
         let table = self.sessions.lock();
         let Some(keys) = table.by_uid.get(uid) else {
@@ -413,4 +433,9 @@ pub(crate) fn busiest(totals: HashMap<String, u64>, n: usize) -> Vec<(String, u6
     rooms.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     rooms.truncate(n);
     rooms
+}
+
+/// Whether `other` is `session`'s own connection or another of its device.
+fn same_client(other: &Session, session: &Session) -> bool {
+    other.key == session.key || (!session.device.is_empty() && other.device == session.device)
 }

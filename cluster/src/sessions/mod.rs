@@ -151,6 +151,12 @@ pub trait Sessions: Send + Sync + 'static {
     /// Adds a live connection whose session is gone, unless it was ended;
     /// returns whether it is back.
     async fn revive(&self, session: &Session) -> Result<bool>;
+    /// Records `session` only if its user has no other live session, other
+    /// than this key's and (when `session.device` is set) this device's,
+    /// and it was not ended; returns whether it was recorded. Atomic: of
+    /// two such calls for one user at once, only one gets in (the
+    /// `reject_new` login policy).
+    async fn add_alone(&self, session: &Session) -> Result<bool>;
     /// Live connections of one user, in no particular order.
     async fn user_sessions(&self, uid: &str) -> Result<Vec<Session>>;
     /// The live session with this connection key.

@@ -306,6 +306,26 @@ impl Sessions for RedisSessions {
         Ok(true)
     }
 
+    async fn add_alone(&self, session: &Session) -> Result<bool> {
+        let added = now_ms();
+        let stored: i64 = scripts::SESSION_ADD_ALONE
+            .key(user_key(&session.uid))
+            .key(ended_key(&session.uid, &session.key))
+            .key(last_add_key(&session.uid))
+            .arg(&session.key)
+            .arg(session_value(added, session))
+            .arg(added)
+            .arg(&session.device)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_error)?;
+        if stored == 0 {
+            return Ok(false);
+        }
+        self.index(session, added).await?;
+        Ok(true)
+    }
+
     async fn end(&self, session: &Session) -> Result<()> {
         // The marker first: a revive that runs after the removal sees it.
         let ttl = u64::try_from(self.ended_ttl_ms).unwrap_or(u64::MAX);

@@ -8,7 +8,8 @@
 //! is all digits, so the first `|` splits it off even when the comet id
 //! holds one. Add times order a user's adds and removes in the online
 //! index (`ONLINE_SETTLE`), through the user's last-add time kept beside
-//! its hash, so no script walks a user's sessions.
+//! its hash, so no script walks a user's sessions but `SESSION_ADD_ALONE`,
+//! which must see them all (a `reject_new` user has one or a few).
 
 use std::sync::LazyLock;
 
@@ -22,6 +23,29 @@ pub(crate) static SESSION_ADD: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local last = tonumber(redis.call('GET', KEYS[3]) or '0')
+if tonumber(ARGV[3]) > last then redis.call('SET', KEYS[3], ARGV[3]) end
+return 1
+",
+    )
+});
+
+/// KEYS and ARGV as [`SESSION_ADD`], plus ARGV[4]: the session's device
+/// ("" for none). Adds only if every other field of the user hash is this
+/// key or (a device given) this device; returns 1 if added. O(sessions of
+/// the user).
+pub(crate) static SESSION_ADD_ALONE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if all[i] ~= ARGV[1] then
+    local device = string.match(all[i + 1], '^%d+|[^|]*|(.*)$')
+    if ARGV[4] == '' or device ~= ARGV[4] then return 0 end
+  end
+end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 local last = tonumber(redis.call('GET', KEYS[3]) or '0')
 if tonumber(ARGV[3]) > last then redis.call('SET', KEYS[3], ARGV[3]) end
