@@ -419,7 +419,10 @@ async fn a_lone_login_is_recorded_alone(s: &dyn Sessions, _: SessionOptions) {
         .collect();
     assert_eq!(admitted.len(), 1, "{results:?}");
     let first = admitted[0].clone();
-    assert_eq!(sorted_sessions(s, "bob").await, std::slice::from_ref(&first));
+    assert_eq!(
+        sorted_sessions(s, "bob").await,
+        std::slice::from_ref(&first)
+    );
     // Its own key again, and another connection of its device, get in; a
     // client without a device, or with another one, does not.
     assert!(s.add_alone(&first).await.unwrap());

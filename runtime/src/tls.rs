@@ -31,6 +31,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::per_ip::IpConnections;
+
 pub use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// How often the certificate files are checked for a change.
@@ -39,6 +41,10 @@ pub const RELOAD_POLL: Duration = Duration::from_secs(2);
 const GRPC_HANDSHAKE: Duration = Duration::from_secs(10);
 /// TLS handshakes a gRPC listener runs at once.
 const GRPC_HANDSHAKES: usize = 64;
+/// Of those, at most this many from one peer (an IPv4 address, an IPv6
+/// /64): a peer that opens connections and never finishes a handshake
+/// cannot hold every place while the others wait.
+const GRPC_HANDSHAKES_PER_PEER: u32 = 8;
 
 /// Where a process's certificates are. Every path empty: plaintext.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -352,26 +358,32 @@ pub fn endpoint(
 pub type Incoming = ReceiverStream<std::io::Result<tokio_rustls::server::TlsStream<TcpStream>>>;
 
 /// Accepts TCP connections on `listener` and hands out the ones whose TLS
-/// handshake succeeded (bounded in time and in number at once), for
+/// handshake succeeded (bounded in time, in number at once, and per peer:
+/// one more from a peer at its bound is closed at once), for
 /// `tonic`'s `serve_with_incoming`. Stops when `stop` fires or the stream is
 /// dropped.
 pub fn incoming(listener: TcpListener, acceptor: TlsAcceptor, stop: CancellationToken) -> Incoming {
     let (tx, rx) = tokio::sync::mpsc::channel(GRPC_HANDSHAKES);
     tokio::spawn(async move {
         let handshakes = Arc::new(tokio::sync::Semaphore::new(GRPC_HANDSHAKES));
+        let per_peer = IpConnections::new(GRPC_HANDSHAKES_PER_PEER);
         loop {
             let accepted = tokio::select! {
                 () = stop.cancelled() => return,
                 () = tx.closed() => return,
                 accepted = listener.accept() => accepted,
             };
-            let stream = match accepted {
-                Ok((stream, _)) => stream,
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
                 Err(e) => {
                     tracing::warn!(error = %e, "gRPC accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
+            };
+            let Some(peer_slot) = per_peer.admit(peer.ip()) else {
+                tracing::debug!(%peer, "too many gRPC TLS handshakes from this peer; closed");
+                continue;
             };
             let _ = stream.set_nodelay(true);
             let Ok(permit) = handshakes.clone().acquire_owned().await else {
@@ -379,7 +391,7 @@ pub fn incoming(listener: TcpListener, acceptor: TlsAcceptor, stop: Cancellation
             };
             let (acceptor, tx) = (acceptor.clone(), tx.clone());
             tokio::spawn(async move {
-                let _permit = permit;
+                let _permits = (permit, peer_slot);
                 match tokio::time::timeout(GRPC_HANDSHAKE, acceptor.accept(stream)).await {
                     Ok(Ok(tls)) => {
                         let _ = tx.send(Ok(tls)).await;
@@ -445,6 +457,58 @@ mod tests {
         stream.write_all(b"ping").await.is_ok()
             && stream.read_exact(&mut buf).await.is_ok()
             && &buf == b"ping"
+    }
+
+    #[tokio::test]
+    async fn one_peer_cannot_hold_every_grpc_handshake_place() {
+        use tokio_stream::StreamExt;
+        let certs = TestCerts::new().unwrap();
+        let config = TlsConfig {
+            cert: certs.cert.clone(),
+            key: certs.key.clone(),
+            ca: certs.ca.clone(),
+        };
+        let tls = config.server().unwrap().expect("serves");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let stop = CancellationToken::new();
+        let mut incoming = incoming(listener, tls.acceptor(Alpn::None).unwrap(), stop.clone());
+        let from = |ip: &'static str| {
+            let addr = addr.clone();
+            async move {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+                socket.connect(addr.parse().unwrap()).await.unwrap()
+            }
+        };
+        // A peer that opens connections and never says a word.
+        let mut silent = Vec::new();
+        for _ in 0..GRPC_HANDSHAKES_PER_PEER {
+            silent.push(from("127.0.0.1").await);
+        }
+        // One more from it is closed at once.
+        let mut extra = from("127.0.0.1").await;
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(courier_testkit::wait::PATIENCE, extra.read(&mut buf))
+            .await
+            .expect("closed in time");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        // Closed for being one too many, not by the handshake timeout: the
+        // silent ones, opened before it, are still waiting.
+        for conn in &silent {
+            let mut buf = [0u8; 1];
+            let still_open = matches!(conn.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+            assert!(still_open, "a silent connection was closed");
+        }
+        // Another peer still gets through.
+        let connector = TlsConnector::from(Arc::new(client_config(&certs.ca).unwrap()));
+        let tcp = from("127.0.0.2").await;
+        let name = server_name(&addr).unwrap();
+        let (client, server) = tokio::join!(connector.connect(name, tcp), incoming.next());
+        client.expect("the other peer's handshake");
+        server.expect("handed out").expect("a TLS stream");
+        stop.cancel();
+        drop(silent);
     }
 
     #[tokio::test]
