@@ -336,6 +336,12 @@ async fn online_counts(s: &dyn Sessions, o: SessionOptions) {
         top(&[("a", 3), ("c", 3), ("b", 1)])
     );
     assert!(s.top_rooms(0).await.unwrap().is_empty());
+    let all = s.room_counts().await.unwrap();
+    assert_eq!(
+        all,
+        HashMap::from([("a".into(), 3), ("b".into(), 1), ("c".into(), 3)]),
+        "every room, summed over the comets"
+    );
 
     // A new report replaces the comet's previous one.
     s.report_comet("c1", &report(1, &[("b", 1)])).await.unwrap();

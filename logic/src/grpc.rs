@@ -414,8 +414,8 @@ impl Logic for LogicService {
         checked("room", &room, check_room)?;
         let connections = self
             .shared
-            .sessions
-            .room_online(&room)
+            .room_counts
+            .room(&room)
             .await
             .map_err(unavailable)?;
         Ok(Response::new(RoomOnlineReply { connections }))

@@ -27,8 +27,9 @@
 //! and envelopes), `accounts` (register/login, argon2), `policy` (login
 //! policy), `nodes` (the ranked comet view), `resync` (noticing a session
 //! store that lost writes), `queue_watch` (readiness and a resync when the
-//! queue lost or could not take messages), `comet_calls` (calls to a comet), `state` (what
-//! they share).
+//! queue lost or could not take messages), `room_counts` (room head counts
+//! from a snapshot read at most once a second), `comet_calls` (calls to a
+//! comet), `state` (what they share).
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -49,6 +50,7 @@ mod policy;
 mod publish;
 mod queue_watch;
 mod resync;
+mod room_counts;
 mod server;
 mod state;
 mod streams;

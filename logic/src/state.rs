@@ -22,6 +22,8 @@ use crate::publish::Publisher;
 pub(crate) struct LogicState {
     pub(crate) config: LogicConfig,
     pub(crate) sessions: Arc<dyn Sessions>,
+    /// Room head counts, read at most once a second.
+    pub(crate) room_counts: crate::room_counts::RoomCounts,
     pub(crate) inbox: Arc<dyn Inbox>,
     /// Operating the store of record; `None` on `memory://`.
     pub(crate) store_admin: Option<Arc<dyn StoreAdmin>>,
@@ -69,6 +71,7 @@ impl LogicState {
             cluster_secret,
             comet_tls,
             sessions: backends.sessions.clone(),
+            room_counts: crate::room_counts::RoomCounts::new(backends.sessions.clone()),
             inbox: backends.inbox.clone(),
             store_admin: backends.store_admin.clone(),
             store_moves: Arc::new(tokio::sync::Semaphore::new(1)),

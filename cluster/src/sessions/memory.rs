@@ -385,18 +385,20 @@ impl Sessions for MemorySessions {
             .sum())
     }
 
-    async fn top_rooms(&self, n: usize) -> Result<Vec<(String, u64)>> {
+    async fn room_counts(&self) -> Result<HashMap<String, u64>> {
         let now = Instant::now();
         let mut totals: HashMap<String, u64> = HashMap::new();
-        {
-            let table = self.comets.lock();
-            for (_, report) in table.live_reports(now) {
-                for (room, count) in &report.rooms {
-                    *totals.entry(room.clone()).or_default() += u64::from(*count);
-                }
+        let table = self.comets.lock();
+        for (_, report) in table.live_reports(now) {
+            for (room, count) in &report.rooms {
+                *totals.entry(room.clone()).or_default() += u64::from(*count);
             }
         }
-        Ok(busiest(totals, n))
+        Ok(totals)
+    }
+
+    async fn top_rooms(&self, n: usize) -> Result<Vec<(String, u64)>> {
+        Ok(busiest(self.room_counts().await?, n))
     }
 
     async fn online_users(

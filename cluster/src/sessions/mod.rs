@@ -184,6 +184,10 @@ pub trait Sessions: Send + Sync + 'static {
     async fn online(&self) -> Result<Online>;
     /// Connections in one room, summed over live comet reports.
     async fn room_online(&self, room: &str) -> Result<u64>;
+    /// Connections in every room held anywhere, summed over live comet
+    /// reports: one read of them all (logic serves head counts from this,
+    /// at most once a second, rather than reading every report per ask).
+    async fn room_counts(&self) -> Result<HashMap<String, u64>>;
     /// The `n` rooms with the most connections, busiest first.
     async fn top_rooms(&self, n: usize) -> Result<Vec<(String, u64)>>;
     /// Online users, sorted by uid, starting after `cursor` (exclusive; ""

@@ -535,14 +535,18 @@ impl Sessions for RedisSessions {
             .sum())
     }
 
-    async fn top_rooms(&self, n: usize) -> Result<Vec<(String, u64)>> {
+    async fn room_counts(&self) -> Result<HashMap<String, u64>> {
         let mut totals: HashMap<String, u64> = HashMap::new();
         for (_, report) in self.live_reports().await? {
             for (room, count) in report.rooms {
                 *totals.entry(room).or_default() += u64::from(count);
             }
         }
-        Ok(super::memory::busiest(totals, n))
+        Ok(totals)
+    }
+
+    async fn top_rooms(&self, n: usize) -> Result<Vec<(String, u64)>> {
+        Ok(super::memory::busiest(self.room_counts().await?, n))
     }
 
     async fn online_users(

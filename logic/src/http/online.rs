@@ -101,7 +101,7 @@ pub(crate) async fn room(
     _: ReadKey,
     Path(room): Path<String>,
 ) -> Result<axum::Json<RoomOnline>, ApiError> {
-    let connections = shared.sessions.room_online(&room).await?;
+    let connections = shared.room_counts.room(&room).await?;
     Ok(axum::Json(RoomOnline { room, connections }))
 }
 
