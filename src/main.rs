@@ -78,6 +78,9 @@ enum Bench {
     Push(courier::bench::PushArgs),
     /// Paging back through a long stored history: pages/s.
     History(courier::bench::HistoryArgs),
+    /// Many connections asking their room's head count: what it costs
+    /// logic and Redis.
+    Asks(courier::bench::AsksArgs),
 }
 
 /// Loads the config, installs tracing and the metrics recorder that every
@@ -184,6 +187,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(Bench::Peer(args)) => courier::bench::peer(args).await?,
         Command::Bench(Bench::Push(args)) => courier::bench::push(args).await?,
         Command::Bench(Bench::History(args)) => courier::bench::history(args).await?,
+        Command::Bench(Bench::Asks(args)) => courier::bench::asks(args).await?,
         Command::Store(command) => courier::store_cli::run(command).await?,
     }
     Ok(())

@@ -16,7 +16,7 @@
 //! (see [`worker`]), because one process may hold only so many open files;
 //! this process also sends the pushes.
 
-mod idle;
+pub(crate) mod idle;
 mod pusher;
 mod report;
 mod worker;

@@ -10,6 +10,8 @@
 //! - [`push`]: the HTTP push API's requests/s and latency, next to an
 //!   empty route's.
 //! - [`history`]: paging back through a long stored history, pages/s.
+//! - [`asks`]: many connections asking their room's head count, and what
+//!   answering costs logic and Redis.
 //!
 //! The generators that hold many connections speak the wire protocol
 //! themselves with `courier_proto` (not the SDK), so one connection costs a
@@ -24,6 +26,7 @@
 //! - [`latency`]: a histogram that crosses process boundaries;
 //! - [`proc_stat`]: CPU and memory of a process, and the open-files limit.
 
+pub mod asks;
 pub mod conns;
 pub mod dial;
 pub mod e2e;
@@ -39,6 +42,7 @@ pub(crate) mod summary;
 pub mod trust;
 pub mod wire;
 
+pub use asks::{asks, AsksArgs};
 pub use conns::{conns, ConnsArgs};
 pub use e2e::{e2e, E2eArgs};
 pub use fanout::{fanout, FanoutArgs};

@@ -197,17 +197,17 @@ pub(crate) async fn measure(
 }
 
 /// Redis's command count and CPU, from `INFO`.
-struct RedisProbe {
+pub(crate) struct RedisProbe {
     conn: redis::aio::MultiplexedConnection,
 }
 
-struct RedisSample {
-    commands: u64,
-    cpu_secs: f64,
+pub(crate) struct RedisSample {
+    pub(crate) commands: u64,
+    pub(crate) cpu_secs: f64,
 }
 
 impl RedisProbe {
-    async fn connect(url: &str) -> anyhow::Result<Self> {
+    pub(crate) async fn connect(url: &str) -> anyhow::Result<Self> {
         let client = redis::Client::open(url).with_context(|| format!("--redis {url}"))?;
         let conn = client
             .get_multiplexed_async_connection()
@@ -216,7 +216,7 @@ impl RedisProbe {
         Ok(Self { conn })
     }
 
-    async fn sample(&mut self) -> anyhow::Result<RedisSample> {
+    pub(crate) async fn sample(&mut self) -> anyhow::Result<RedisSample> {
         let info: String = redis::cmd("INFO")
             .arg("all")
             .query_async(&mut self.conn)
