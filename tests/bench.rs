@@ -72,6 +72,30 @@ async fn conns_holds_every_connection_and_reaches_each_with_a_push() {
 }
 
 #[tokio::test]
+async fn asks_gets_its_room_counts_answered() {
+    let system = start(1).await;
+    let comet = system.comets[0].tcp.to_string();
+    let secret = system.config.auth.jwt_secret.clone();
+    let args = [
+        "asks",
+        "--comet",
+        comet.as_str(),
+        "--jwt-secret",
+        secret.as_str(),
+        "--connections",
+        "20",
+        "--every-ms",
+        "200",
+        "--secs",
+        "1",
+    ];
+    let r = bench(&args).await;
+    assert_eq!(count(&r, "connections"), 20, "{r}");
+    assert!(count(&r, "answered") > 0, "{r}");
+    assert_eq!(count(&r, "other"), 0, "{r}");
+}
+
+#[tokio::test]
 async fn fanout_delivers_every_push_to_every_member() {
     let system = start(1).await;
     let extra = ["--members", "40", "--pushes", "25", "--rate", "0"];

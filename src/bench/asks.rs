@@ -59,6 +59,57 @@ pub struct AsksArgs {
     /// Redis URL whose `INFO` is read around the measured window.
     #[arg(long, value_name = "URL")]
     pub redis: Option<String>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What one run measured: totals over `secs`.
+#[derive(Debug, serde::Serialize)]
+struct Report {
+    connections: u64,
+    room: String,
+    secs: f64,
+    asked: u64,
+    answered: u64,
+    rate_limited: u64,
+    unavailable: u64,
+    other: u64,
+    logic_cpu_secs: Option<f64>,
+    redis_commands: Option<u64>,
+    redis_cpu_secs: Option<f64>,
+}
+
+impl Report {
+    fn table(&self) -> String {
+        let per_sec = |n: u64| n as f64 / self.secs;
+        let mut out = format!(
+            "connections      {} in room {}\n\
+             asks             {:.0}/s sent, {:.0}/s answered, {:.0}/s RATE_LIMITED, {:.0}/s UNAVAILABLE, {:.0}/s other\n",
+            self.connections,
+            self.room,
+            per_sec(self.asked),
+            per_sec(self.answered),
+            per_sec(self.rate_limited),
+            per_sec(self.unavailable),
+            per_sec(self.other),
+        );
+        if let Some(cpu) = self.logic_cpu_secs {
+            out += &format!(
+                "logic            {:.1}% CPU, {:.1} µs per answered ask\n",
+                100.0 * cpu / self.secs,
+                1e6 * cpu / (self.answered.max(1) as f64)
+            );
+        }
+        if let (Some(commands), Some(cpu)) = (self.redis_commands, self.redis_cpu_secs) {
+            out += &format!(
+                "redis            {:.0} commands/s, {:.1}% CPU\n",
+                per_sec(commands),
+                100.0 * cpu / self.secs
+            );
+        }
+        out
+    }
 }
 
 /// Longest a connection may take to connect and authenticate.
@@ -171,41 +222,38 @@ pub async fn asks(args: AsksArgs) -> anyhow::Result<()> {
         let _ = task.await;
     }
 
-    let per_sec = |n: &AtomicU64| n.load(Ordering::Relaxed) as f64 / elapsed;
-    let answered = per_sec(&counts.answered);
-    println!(
-        "connections      {} in room {}",
-        args.connections, args.room
-    );
-    println!(
-        "asks             {:.0}/s sent, {:.0}/s answered, {:.0}/s RATE_LIMITED, {:.0}/s UNAVAILABLE, {:.0}/s other",
-        per_sec(&counts.asked),
-        answered,
-        per_sec(&counts.limited),
-        per_sec(&counts.unavailable),
-        per_sec(&counts.other),
-    );
-    if let (Some(before), Some(after)) = (logic_before, logic_after) {
-        let cpu = after.own - before.own;
-        println!(
-            "logic            {:.1}% CPU, {:.1} µs per answered ask",
-            100.0 * cpu / elapsed,
-            1e6 * cpu / (answered * elapsed).max(1.0)
-        );
-    }
-    if let (Some(before), Some(after)) = (redis_before, redis_after) {
-        println!(
-            "redis            {:.0} commands/s, {:.1}% CPU",
-            after.commands.saturating_sub(before.commands) as f64 / elapsed,
-            100.0 * (after.cpu_secs - before.cpu_secs) / elapsed
-        );
+    let total = |n: &AtomicU64| n.load(Ordering::Relaxed);
+    let report = Report {
+        connections: args.connections,
+        room: args.room.clone(),
+        secs: elapsed,
+        asked: total(&counts.asked),
+        answered: total(&counts.answered),
+        rate_limited: total(&counts.limited),
+        unavailable: total(&counts.unavailable),
+        other: total(&counts.other),
+        logic_cpu_secs: logic_before
+            .zip(logic_after)
+            .map(|(before, after)| after.own - before.own),
+        redis_commands: redis_before
+            .as_ref()
+            .zip(redis_after.as_ref())
+            .map(|(before, after)| after.commands.saturating_sub(before.commands)),
+        redis_cpu_secs: redis_before
+            .zip(redis_after)
+            .map(|(before, after)| after.cpu_secs - before.cpu_secs),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.table());
     }
     Ok(())
 }
 
 type Conn = Framed<tokio::net::TcpStream, FrameCodec>;
 
-/// Connection `i`, authenticated and in `room`.
+/// Connection `i`, authenticated and in `room`, its inbox page read.
 async fn open(
     spread: &SourceSpread,
     i: u64,
@@ -224,14 +272,17 @@ async fn open(
         }),
     ))
     .await?;
+    // `AuthReply`, then the inbox page that always follows it.
+    let mut authenticated = false;
     while let Some(frame) = conn.next().await {
         match frame?.body {
-            Some(Body::AuthReply(_)) => return Ok(conn),
+            Some(Body::AuthReply(_)) => authenticated = true,
+            Some(Body::SyncReply(_)) if authenticated => return Ok(conn),
             Some(Body::Error(e)) => bail!("refused: {}", e.message),
             _ => {}
         }
     }
-    bail!("closed before AuthReply")
+    bail!("closed before AuthReply and the inbox page")
 }
 
 /// Asks every `every` until `stop`, counting the replies.
