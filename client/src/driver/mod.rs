@@ -79,6 +79,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 const MAX_DRAIN_WAIT: Duration = Duration::from_secs(60);
 /// Re-login when the token has less than this share of its life left.
 const TOKEN_REFRESH_DIVISOR: u32 = 10;
+/// The longest token life the driver believes (a year).
+const MAX_TOKEN_LIFE: Duration = Duration::from_secs(365 * 24 * 3600);
 /// What a token's stated lifetime may be longer than its real one.
 const TOKEN_ROUNDING: Duration = Duration::from_secs(1);
 /// How long after a failed re-login on a live connection it is tried again.
@@ -173,8 +175,9 @@ impl Driver {
     fn use_login(&mut self, reply: LoginReply) {
         // A second less than said: `expires_in` is whole seconds, and the
         // token's expiry was rounded to one when it was signed.
-        self.token_expires_at =
-            Instant::now() + Duration::from_secs(reply.expires_in).saturating_sub(TOKEN_ROUNDING);
+        // The server's word is capped, so no clock arithmetic overflows.
+        let life = Duration::from_secs(reply.expires_in).min(MAX_TOKEN_LIFE);
+        self.token_expires_at = Instant::now() + life.saturating_sub(TOKEN_ROUNDING);
         self.shared.conn.lock().token = reply.token.clone();
         self.login_reply = reply;
         self.token_refused = false;
@@ -361,8 +364,10 @@ impl Driver {
 
     /// When the token is near enough its expiry to be replaced.
     fn token_refresh_at(&self) -> Instant {
-        let life = Duration::from_secs(self.login_reply.expires_in);
-        self.token_expires_at - life / TOKEN_REFRESH_DIVISOR
+        let life = Duration::from_secs(self.login_reply.expires_in).min(MAX_TOKEN_LIFE);
+        self.token_expires_at
+            .checked_sub(life / TOKEN_REFRESH_DIVISOR)
+            .unwrap_or_else(Instant::now)
     }
 
     /// Serves one connection until it ends.

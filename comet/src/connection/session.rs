@@ -3,12 +3,15 @@
 //!
 //! Replies are queued to the connection's own outbox. Calls to logic that
 //! a reply depends on (`Send`, `Sync`, a recovering `Join`) run in their own
-//! task, bounded per connection; session checks (a client `Heartbeat` once
-//! per `session_check`, whose reply carries the inbox head logic returns;
-//! every other heartbeat is answered here) run one at a time, and acks are
-//! coalesced ([`super::acks`]). So a slow logic delays answers, never
-//! reading, and an idle connection costs logic one call per
-//! `session_check`.
+//! task, bounded per connection; session checks (once per `session_check`,
+//! by time: the reply to a `Heartbeat` when one comes, else an unasked
+//! `HeartbeatReply`, carrying the inbox head logic returns; every other
+//! heartbeat is answered here) run one at a time, and acks are coalesced
+//! ([`super::acks`]). So a slow logic delays answers, never reading, and an
+//! idle connection costs logic one call per `session_check`. One timer per
+//! connection covers the idle limit, the token's expiry (the connection
+//! closes with `TOKEN_EXPIRED` unless a `Refresh` moved it) and the next
+//! check.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -49,6 +52,11 @@ const DEFAULT_SYNC_LIMIT: u32 = 100;
 /// of the second half of the first interval, so connections that came in
 /// together (a reconnect storm) are checked spread out, and none sooner
 /// than half an interval after its session opened.
+fn first_check(every: std::time::Duration) -> Instant {
+    let fraction: f64 = rand::random();
+    Instant::now() + every.mul_f64(0.5 + fraction / 2.0)
+}
+
 /// The moment `exp` (seconds since the epoch) comes, on the runtime's clock.
 fn instant_of(exp: u64) -> Instant {
     let now = SystemTime::now()
@@ -60,11 +68,6 @@ fn instant_of(exp: u64) -> Instant {
 /// `exp` (seconds since the epoch) in milliseconds, as the protocol has it.
 fn unix_ms(exp: u64) -> i64 {
     i64::try_from(exp.saturating_mul(1000)).unwrap_or(i64::MAX)
-}
-
-fn first_check(every: std::time::Duration) -> Instant {
-    let fraction: f64 = rand::random();
-    Instant::now() + every.mul_f64(0.5 + fraction / 2.0)
 }
 
 /// The semaphore in `cell`, made with `n` permits on first use.
