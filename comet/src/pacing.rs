@@ -10,7 +10,8 @@
 //! frames. A connection that closed meanwhile is skipped; one that opened
 //! meanwhile is not in the list (a broadcast is best effort and not
 //! stored). Each paced broadcast runs on its own, so one sent later with a
-//! higher rate can overtake it on some connections.
+//! higher rate can overtake it on some connections. None takes longer than
+//! [`LONGEST`]: a slower rate is raised for it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,16 @@ use crate::outbox::{fan_out, Outbox};
 
 /// The shortest time between two slices: below it, slices grow instead.
 const FINEST: Duration = Duration::from_millis(10);
+/// The longest a paced broadcast may take: a slower `rate` is raised so it
+/// ends within this, since it holds every listed connection's outbox (and
+/// a closed connection's memory) until it is done.
+pub(crate) const LONGEST: Duration = Duration::from_secs(600);
+
+/// `rate`, raised so that `connections` are served within [`LONGEST`].
+pub(crate) fn effective_rate(rate: u32, connections: usize) -> u32 {
+    let at_least = (connections as u64).div_ceil(LONGEST.as_secs());
+    rate.max(u32::try_from(at_least).unwrap_or(u32::MAX))
+}
 
 /// How often a slice is queued at `rate` connections a second (> 0), and
 /// how many connections a slice holds.
@@ -41,7 +52,7 @@ pub(crate) async fn pace(
     rate: u32,
     counters: Arc<Counters>,
 ) {
-    let (every, per_slice) = slice_every(rate);
+    let (every, per_slice) = slice_every(effective_rate(rate, outboxes.len()));
     let mut tick = tokio::time::interval(every);
     // A comet too busy to keep the pace catches up at its own speed rather
     // than in one burst.
@@ -56,6 +67,14 @@ pub(crate) async fn pace(
 mod tests {
     use super::*;
     use crate::outbox::frames;
+
+    #[test]
+    fn a_slow_rate_is_raised_to_end_within_ten_minutes() {
+        assert_eq!(effective_rate(1, 100), 1);
+        assert_eq!(effective_rate(1, 600_000), 1_000);
+        assert_eq!(effective_rate(5_000, 600_000), 5_000);
+        assert_eq!(effective_rate(1, 600_001), 1_001);
+    }
 
     #[test]
     fn slices_hold_rate_connections_a_second() {
