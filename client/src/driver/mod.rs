@@ -458,7 +458,7 @@ impl Driver {
                 }
                 _ = &mut idle => return lost(format!("no traffic for {}s", idle_limit.as_secs())),
                 _ = &mut refresh, if relogin.is_none() => relogin = Some((self.logic.login)()),
-                reply = async { relogin.as_mut().expect("guarded").await }, if relogin.is_some() => {
+                reply = finish(&mut relogin), if relogin.is_some() => {
                     relogin = None;
                     match reply {
                         Ok(reply) => {
@@ -571,6 +571,14 @@ fn lost(reason: String) -> SessionEnd {
     SessionEnd::Lost {
         reason,
         after: None,
+    }
+}
+
+/// The login in `login`; never finishes without one.
+async fn finish(login: &mut Option<Login>) -> Result<LoginReply, ClientError> {
+    match login {
+        Some(login) => login.await,
+        None => std::future::pending().await,
     }
 }
 

@@ -165,6 +165,29 @@ impl RedisSessions {
         }
     }
 
+    /// Runs `script` (`SESSION_ADD` or `SESSION_ADD_ALONE`, which take the
+    /// same keys and arguments; the device is only read by the second) for
+    /// `session`, and indexes it if stored. Whether it was stored.
+    async fn store(&self, script: &redis::Script, session: &Session) -> Result<bool> {
+        let added = now_ms();
+        let stored: i64 = script
+            .key(user_key(&session.uid))
+            .key(ended_key(&session.uid, &session.key))
+            .key(last_add_key(&session.uid))
+            .arg(&session.key)
+            .arg(session_value(added, session))
+            .arg(added)
+            .arg(&session.device)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_error)?;
+        if stored == 0 {
+            return Ok(false);
+        }
+        self.index(session, added).await?;
+        Ok(true)
+    }
+
     fn conn(&self) -> RedisConn {
         self.conn.clone()
     }
@@ -288,42 +311,11 @@ impl Sessions for RedisSessions {
     }
 
     async fn revive(&self, session: &Session) -> Result<bool> {
-        let added = now_ms();
-        let stored: i64 = scripts::SESSION_ADD
-            .key(user_key(&session.uid))
-            .key(ended_key(&session.uid, &session.key))
-            .key(last_add_key(&session.uid))
-            .arg(&session.key)
-            .arg(session_value(added, session))
-            .arg(added)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(redis_error)?;
-        if stored == 0 {
-            return Ok(false);
-        }
-        self.index(session, added).await?;
-        Ok(true)
+        self.store(&scripts::SESSION_ADD, session).await
     }
 
     async fn add_alone(&self, session: &Session) -> Result<bool> {
-        let added = now_ms();
-        let stored: i64 = scripts::SESSION_ADD_ALONE
-            .key(user_key(&session.uid))
-            .key(ended_key(&session.uid, &session.key))
-            .key(last_add_key(&session.uid))
-            .arg(&session.key)
-            .arg(session_value(added, session))
-            .arg(added)
-            .arg(&session.device)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(redis_error)?;
-        if stored == 0 {
-            return Ok(false);
-        }
-        self.index(session, added).await?;
-        Ok(true)
+        self.store(&scripts::SESSION_ADD_ALONE, session).await
     }
 
     async fn end(&self, session: &Session) -> Result<()> {
