@@ -51,6 +51,11 @@ impl LogicError {
             if matches!(s.code(), Code::FailedPrecondition | Code::PermissionDenied))
     }
 
+    /// Logic answered that the caller is over a quota.
+    pub(crate) fn is_over_quota(&self) -> bool {
+        matches!(self, LogicError::Status(s) if s.code() == Code::ResourceExhausted)
+    }
+
     /// Logic answered that the request itself was invalid.
     pub(crate) fn is_bad_request(&self) -> bool {
         matches!(self, LogicError::Status(s)
@@ -60,7 +65,9 @@ impl LogicError {
     /// A message fit for a client.
     pub(crate) fn client_message(&self) -> String {
         match self {
-            LogicError::Status(s) if self.is_refusal() || self.is_bad_request() => {
+            LogicError::Status(s)
+                if self.is_refusal() || self.is_bad_request() || self.is_over_quota() =>
+            {
                 s.message().to_owned()
             }
             _ => "service unavailable, retry later".to_owned(),

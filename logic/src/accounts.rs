@@ -137,6 +137,11 @@ impl AccountService {
         }
     }
 
+    /// Whether an account has this uid.
+    pub(crate) async fn exists(&self, uid: &str) -> courier_cluster::Result<bool> {
+        Ok(self.store.get(uid).await?.is_some())
+    }
+
     async fn blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,

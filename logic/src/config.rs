@@ -45,6 +45,9 @@ pub struct LogicConfig {
     /// `/presence` and `/nodes` reads one user's token may make per minute
     /// (default 60; 0 = no limit).
     pub user_reads_per_minute: u32,
+    /// Messages one user may send (`Send`, over all its connections) per
+    /// minute, per logic node (default 3,000; 0 = no quota).
+    pub send_quota_per_minute: u32,
     /// HMAC secret of login tokens; comets must share it. Required.
     pub jwt_secret: String,
     /// The secret every call between Courier's services carries: the gRPC
@@ -117,6 +120,7 @@ impl Default for LogicConfig {
             api_key: String::new(),
             api_keys: Vec::new(),
             user_reads_per_minute: 60,
+            send_quota_per_minute: 3_000,
             jwt_secret: String::new(),
             cluster_secret: String::new(),
             tls: courier_runtime::TlsConfig::default(),

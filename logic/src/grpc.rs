@@ -35,7 +35,8 @@ use courier_proto::Position;
 use tonic::{Request, Response, Status};
 
 use crate::policy::{open_session, OpenError, KICK_REASON};
-use crate::publish::{Content, Dedup, Recipients};
+use crate::publish::{Content, Dedup, PublishError, Recipients};
+use crate::senders::{check_known, SendRefused};
 use crate::state::LogicState;
 use crate::streams::{self, RESUME_PAGE};
 
@@ -64,6 +65,17 @@ const OPEN_CONCURRENCY: usize = 64;
 /// Most sessions, and most rooms, one `RestoreSessions` call may name (the
 /// comet sends at most 1,000).
 const MAX_RESTORE_BATCH: usize = 10_000;
+
+/// A `Send` refused before it was stored: over quota is
+/// `RESOURCE_EXHAUSTED` (the comet says `RATE_LIMITED`), an unknown target
+/// `NOT_FOUND`.
+fn refused(e: SendRefused) -> Status {
+    match e {
+        SendRefused::OverQuota(_) => Status::resource_exhausted(e.to_string()),
+        SendRefused::UnknownUser(_) => Status::not_found(e.to_string()),
+        SendRefused::Cluster(e) => unavailable(e),
+    }
+}
 
 fn unavailable(e: courier_cluster::Error) -> Status {
     crate::error::log_backend_failure(&e);
@@ -279,6 +291,7 @@ impl Logic for LogicService {
         if !send.client_msg_id.is_empty() {
             checked("client_msg_id", &send.client_msg_id, check_dedup_key)?;
         }
+        self.shared.send_quota.take(&r.uid).map_err(refused)?;
         let content = Content {
             from: r.uid,
             op: send.op,
@@ -291,6 +304,15 @@ impl Logic for LogicService {
         let accepted = match &kind {
             Some(Kind::User(uid)) => {
                 checked("target user", uid, check_uid)?;
+                let shared = &self.shared;
+                check_known(
+                    uid,
+                    shared.inbox.as_ref(),
+                    &shared.accounts,
+                    shared.sessions.as_ref(),
+                )
+                .await
+                .map_err(refused)?;
                 self.shared
                     .publisher
                     .publish(Recipients::Users(std::slice::from_ref(uid)), content)
@@ -305,7 +327,12 @@ impl Logic for LogicService {
             }
             _ => return Err(Status::invalid_argument("send to a user or a room")),
         }
-        .map_err(unavailable)?;
+        .map_err(|e| match e {
+            PublishError::Reused => Status::invalid_argument(
+                "client_msg_id was used for a different message within the dedup window",
+            ),
+            PublishError::Cluster(e) => unavailable(e),
+        })?;
         let at = accepted.position.unwrap_or_default();
         Ok(Response::new(SendReply {
             msg_id: accepted.msg_id,

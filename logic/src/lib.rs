@@ -51,6 +51,7 @@ mod publish;
 mod queue_watch;
 mod resync;
 mod room_counts;
+mod senders;
 mod server;
 mod state;
 mod streams;

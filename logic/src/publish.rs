@@ -18,10 +18,15 @@
 //! best effort): they carry seq 0.
 //!
 //! A repeat of a dedup key (a sender's `client_msg_id`, an HTTP
-//! `Idempotency-Key`) is found by the store, per recipient: that recipient
-//! is neither stored again nor published again, and the original seq is
-//! returned. So a push to many users that failed half-way can be retried
-//! with the same key, and only the other half is delivered.
+//! `Idempotency-Key` of the same API key) is found by the store, per
+//! recipient: nothing is stored again and the original seq is returned.
+//! The original, read back, is published again: a retry after a 503 (the
+//! message was stored, its publish failed) is delivered live, and a client
+//! that had it already drops the copy by its seq and `msg_id`. A key reused
+//! for a different message (another sender, target, op or data) is refused
+//! ([`PublishError::Reused`]): the first message stays, and the second is
+//! not silently taken for it. So a push to many users that failed half-way
+//! can be retried with the same key, and none is stored twice.
 //!
 //! While the queue's brokers do not answer, a push is refused (503) before
 //! anything is stored. A message stored whose publish then failed (the
@@ -34,7 +39,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use courier_cluster::inbox::{Appended, Inbox, NewMessage, Stream};
+use courier_cluster::inbox::{Appended, Inbox, NewMessage, Start, Stream};
 use courier_cluster::queue::QueueHealth;
 use courier_cluster::{Queue, Session, Sessions};
 use courier_proto::client::{Message, Target};
@@ -66,8 +71,19 @@ pub(crate) enum Recipients<'a> {
 pub(crate) enum Dedup {
     /// A client's `Send` with its `client_msg_id`.
     Send { client_msg_id: String },
-    /// An HTTP push with an `Idempotency-Key`.
-    Http { key: String },
+    /// An HTTP push with an `Idempotency-Key`, scoped to the API key that
+    /// sent it: two backends using the same key do not collide.
+    Http { api_key: String, key: String },
+}
+
+/// Why a message was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PublishError {
+    /// The dedup key was used for another message within the window.
+    #[error("this idempotency key was used for a different message")]
+    Reused,
+    #[error(transparent)]
+    Cluster(#[from] courier_cluster::Error),
 }
 
 /// What a message says, before logic stamps it.
@@ -94,7 +110,7 @@ impl Content {
             Some(Dedup::Send { client_msg_id }) if !client_msg_id.is_empty() => {
                 Some(format!("s:{}:{client_msg_id}", self.from))
             }
-            Some(Dedup::Http { key }) => Some(format!("k:{key}")),
+            Some(Dedup::Http { api_key, key }) => Some(format!("k:{api_key}:{key}")),
             _ => None,
         }
     }
@@ -172,14 +188,15 @@ impl Publisher {
         &self,
         to: Recipients<'_>,
         content: Content,
-    ) -> courier_cluster::Result<Accepted> {
+    ) -> Result<Accepted, PublishError> {
         // Refused before anything is stored: a message stored now could
         // not be published, and its sender is told to retry anyway.
         if !self.health.borrow().reachable {
             return Err(courier_cluster::Error::Unavailable {
                 backend: "queue",
                 message: "no broker answers".to_owned(),
-            });
+            }
+            .into());
         }
         let msg_id = content.message_id();
         let dedup = content.dedup_key();
@@ -225,7 +242,8 @@ impl Publisher {
                     .map(|key| async move { self.sessions.key_session(&key).await })
                     .buffer_unordered(CONCURRENCY)
                     .try_collect()
-                    .await?;
+                    .await
+                    .map_err(PublishError::Cluster)?;
                 let single = match keys {
                     [key] => Some(key.as_str()),
                     _ => None,
@@ -250,30 +268,67 @@ impl Publisher {
         Ok(accepted)
     }
 
+    /// Stores `message` in `stream` and returns what to publish: the
+    /// stored copy, stamped with its place, or for a repeat the original
+    /// as stored (`None` if it can no longer be read back).
+    async fn store(
+        &self,
+        stream: Stream<'_>,
+        message: &Bytes,
+        dedup: Option<&str>,
+    ) -> Result<(Appended, Option<Bytes>), PublishError> {
+        let appended = self
+            .inbox
+            .append(stream, NewMessage { message, dedup })
+            .await?;
+        if !appended.repeat {
+            let copy = with_position(message, appended.at.seq, appended.at.epoch);
+            return Ok((appended, Some(copy)));
+        }
+        let original = self.original(stream, appended.at).await?;
+        match original {
+            Some(stored) if !same_message(&stored, message) => Err(PublishError::Reused),
+            original => Ok((appended, original)),
+        }
+    }
+
+    /// The message stored at `at` in `stream`, if it is still held (and,
+    /// read from a standby, already there).
+    async fn original(
+        &self,
+        stream: Stream<'_>,
+        at: Position,
+    ) -> courier_cluster::Result<Option<Bytes>> {
+        let before = Position::new(at.epoch, at.seq.saturating_sub(1));
+        let page = self
+            .inbox
+            .read(stream, Start::After(before), 1, usize::MAX)
+            .await?;
+        Ok(page.messages.into_iter().next().filter(|m| {
+            Message::decode(m.as_ref()).is_ok_and(|m| m.seq == at.seq && m.epoch == at.epoch)
+        }))
+    }
+
     /// Stores `message` in `uid`'s inbox, then publishes the user's copy to
-    /// each comet holding its connections (none if this is a repeat).
+    /// each comet holding its connections (a repeat's original again).
     async fn to_user(
         &self,
         uid: &str,
         message: &Bytes,
         dedup: Option<&str>,
-    ) -> courier_cluster::Result<Delivered> {
-        let appended = self
-            .inbox
-            .append(Stream::User(uid), NewMessage { message, dedup })
-            .await?;
-        if appended.repeat {
+    ) -> Result<Delivered, PublishError> {
+        let (appended, copy) = self.store(Stream::User(uid), message, dedup).await?;
+        let Some(copy) = copy else {
             return Ok(Delivered {
                 appended,
                 envelopes: 0,
             });
-        }
+        };
         let sessions = self
             .sessions
             .user_sessions(uid)
             .await
             .inspect_err(|_| self.strand())?;
-        let copy = with_position(message, appended.at.seq, appended.at.epoch);
         let envelopes = self
             .publish_keys(Some(uid), sessions.into_iter(), &copy)
             .await
@@ -285,23 +340,20 @@ impl Publisher {
     }
 
     /// Stores `message` in `room`'s history, then publishes it to the comets
-    /// holding members (none if this is a repeat).
+    /// holding members (a repeat's original again).
     async fn to_room(
         &self,
         room: &str,
         message: &Bytes,
         dedup: Option<&str>,
-    ) -> courier_cluster::Result<Delivered> {
-        let appended = self
-            .inbox
-            .append(Stream::Room(room), NewMessage { message, dedup })
-            .await?;
-        if appended.repeat {
+    ) -> Result<Delivered, PublishError> {
+        let (appended, copy) = self.store(Stream::Room(room), message, dedup).await?;
+        let Some(copy) = copy else {
             return Ok(Delivered {
                 appended,
                 envelopes: 0,
             });
-        }
+        };
         let comet_ids = self
             .sessions
             .room_comets(room)
@@ -316,7 +368,7 @@ impl Publisher {
         let envelope = envelope::Kind::Room(RoomPush {
             room: room.to_owned(),
             comet_ids,
-            message: with_position(message, appended.at.seq, appended.at.epoch),
+            message: copy,
         });
         self.send(room, envelope)
             .await
@@ -383,6 +435,16 @@ impl Publisher {
     async fn send(&self, key: &str, kind: envelope::Kind) -> courier_cluster::Result<()> {
         let bytes = Envelope { kind: Some(kind) }.encode_to_vec();
         self.queue.publish(key, Bytes::from(bytes)).await
+    }
+}
+
+/// Whether `stored` (as read back) says what `fresh` (just encoded) says:
+/// the same sender, target, op and data. The id is the same by
+/// construction, the send time is not.
+fn same_message(stored: &[u8], fresh: &[u8]) -> bool {
+    match (Message::decode(stored), Message::decode(fresh)) {
+        (Ok(a), Ok(b)) => a.from == b.from && a.to == b.to && a.op == b.op && a.data == b.data,
+        _ => false,
     }
 }
 

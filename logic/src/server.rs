@@ -259,6 +259,7 @@ async fn sweep_limiter(shared: Arc<LogicState>, stop: CancellationToken) {
                     limiter.retain_recent();
                     limiter.shrink_to_fit();
                 }
+                shared.send_quota.sweep();
             }
             () = stop.cancelled() => break,
         }

@@ -43,6 +43,8 @@ pub(crate) struct LogicState {
     pub(crate) login_limiter: Option<DefaultKeyedRateLimiter<(IpAddr, String)>>,
     /// User-token reads per uid; `None` when disabled.
     pub(crate) read_limiter: Option<DefaultKeyedRateLimiter<String>>,
+    /// Each sender's budget of stored messages.
+    pub(crate) send_quota: crate::senders::SendQuota,
     /// The API keys and their scopes.
     pub(crate) api_keys: ApiKeys,
     /// What `/readyz` answers: ready once registered, not once draining.
@@ -85,6 +87,7 @@ impl LogicState {
             auth_limiter,
             login_limiter,
             read_limiter,
+            send_quota: crate::senders::SendQuota::new(config.send_quota_per_minute),
             api_keys,
             readiness: Readiness::new(),
             config,

@@ -505,3 +505,124 @@ async fn a_call_without_the_cluster_secret_is_refused() {
         .unwrap()
         .is_empty());
 }
+
+#[tokio::test]
+async fn a_send_reaches_only_users_courier_knows() {
+    let (t, mut c) = start_with_policy(LoginPolicy::Multi).await;
+    let inbox_of = |uid: &'static str| {
+        let inbox = t.backends.inbox.clone();
+        async move {
+            let heads = inbox
+                .heads(&[courier_cluster::inbox::Stream::User(uid)])
+                .await
+                .unwrap();
+            heads[0]
+        }
+    };
+
+    // Nobody: refused, and no inbox is created for the name.
+    let err = c
+        .send(send_from_alice(Target::user("ghost"), "hi", "g1"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    assert!(err.message().contains("ghost"), "{}", err.message());
+    assert_eq!(inbox_of("ghost").await.epoch, 0, "nothing stored for ghost");
+
+    // An account, a uid a backend pushed to, a uid connected now: all known.
+    let registered = t
+        .client
+        .post(t.url("/users"))
+        .json(&serde_json::json!({"username": "carol", "password": "secret-pw"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 201);
+    let pushed = t
+        .push(
+            "/push/users",
+            serde_json::json!({"uids": ["dave"], "data": 1}),
+        )
+        .await;
+    assert_eq!(pushed.status(), 202);
+    c.open_session(connect("c2", "bob", "kb")).await.unwrap();
+    for (uid, before) in [("carol", 0), ("dave", 1), ("bob", 0)] {
+        let reply = c
+            .send(send_from_alice(Target::user(uid), "hi", uid))
+            .await
+            .unwrap_or_else(|e| panic!("send to {uid}: {e:?}"))
+            .into_inner();
+        assert_eq!(reply.seq, before + 1, "{uid}");
+    }
+}
+
+#[tokio::test]
+async fn a_sender_over_its_quota_is_refused_and_stores_nothing() {
+    let mut config = common::config();
+    config.send_quota_per_minute = 3;
+    let t = start(config).await;
+    let mut c = common::comet_client(&t.grpc).await;
+    c.open_session(connect("c2", "bob", "kb")).await.unwrap();
+    for n in 1..=3u64 {
+        let reply = c
+            .send(send_from_alice(Target::user("bob"), "hi", &format!("q{n}")))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(reply.seq, n);
+    }
+    let err = c
+        .send(send_from_alice(Target::user("bob"), "hi", "q4"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(
+        err.message().contains("3 messages per minute"),
+        "{}",
+        err.message()
+    );
+    let head = t
+        .backends
+        .inbox
+        .heads(&[courier_cluster::inbox::Stream::User("bob")])
+        .await
+        .unwrap()[0];
+    assert_eq!(head.last_seq, 3, "the refused send stored nothing");
+
+    // Another sender has its own budget.
+    let mut from_bob = send_from_alice(Target::user("bob"), "self", "b1");
+    from_bob.uid = "bob".into();
+    c.send(from_bob).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_client_msg_id_reused_for_another_message_is_refused() {
+    let (t, mut c) = start_with_policy(LoginPolicy::Multi).await;
+    c.open_session(connect("c2", "bob", "kb")).await.unwrap();
+    let first = c
+        .send(send_from_alice(Target::user("bob"), "hi", "m1"))
+        .await
+        .unwrap()
+        .into_inner();
+    let err = c
+        .send(send_from_alice(Target::user("bob"), "something else", "m1"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("client_msg_id"), "{}", err.message());
+    // The first stays; the second took nothing.
+    let page = t
+        .backends
+        .inbox
+        .read(
+            courier_cluster::inbox::Stream::User("bob"),
+            courier_cluster::inbox::Start::After(courier_proto::Position::default()),
+            10,
+            usize::MAX,
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.messages.len(), 1);
+    let m = decoded(&page.messages[0]);
+    assert_eq!((m.msg_id, &m.data[..]), (first.msg_id, &b"hi"[..]));
+}

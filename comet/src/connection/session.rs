@@ -667,6 +667,8 @@ fn sync_error_code(e: &LogicError) -> ErrorCode {
 fn send_error_code(e: &LogicError) -> ErrorCode {
     if e.is_refusal() {
         ErrorCode::Rejected
+    } else if e.is_over_quota() {
+        ErrorCode::RateLimited
     } else if e.is_bad_request() {
         ErrorCode::BadRequest
     } else {

@@ -20,14 +20,14 @@ use super::error::ApiError;
 use crate::keys::Scope;
 use crate::state::LogicState;
 
-/// The request carried a key with the `push` scope.
-pub(crate) struct PushKey;
+/// The request carried a key with the `push` scope; its name.
+pub(crate) struct PushKey(pub(crate) String);
 
-/// The request carried a key with the `read` scope.
-pub(crate) struct ReadKey;
+/// The request carried a key with the `read` scope; its name.
+pub(crate) struct ReadKey(#[allow(dead_code)] pub(crate) String);
 
-/// The request carried a key with the `admin` scope.
-pub(crate) struct AdminKey;
+/// The request carried a key with the `admin` scope; its name.
+pub(crate) struct AdminKey(#[allow(dead_code)] pub(crate) String);
 
 /// The request carried a `read` key, or a user's token within that user's
 /// read budget.
@@ -40,13 +40,13 @@ pub(crate) enum UserOrReader {
 /// for the per-user login budget ([`login_budget`]).
 pub(crate) struct AuthRate(pub(crate) IpAddr);
 
-/// Passes if the request's Bearer token is a key with `scope`.
-fn require_key(parts: &Parts, shared: &LogicState, scope: Scope) -> Result<(), ApiError> {
+/// The name of the request's Bearer key if it has `scope`.
+fn require_key(parts: &Parts, shared: &LogicState, scope: Scope) -> Result<String, ApiError> {
     let token = bearer(parts)?;
     match shared.api_keys.check(token, scope) {
         Some(name) => {
             tracing::trace!(key = name, ?scope, "api key accepted");
-            Ok(())
+            Ok(name.to_owned())
         }
         None => Err(ApiError::unauthorized(match scope {
             Scope::Push => "invalid API key or no push scope",
@@ -65,8 +65,7 @@ macro_rules! scoped_key {
                 parts: &mut Parts,
                 shared: &Arc<LogicState>,
             ) -> Result<Self, Self::Rejection> {
-                require_key(parts, shared, $scope)?;
-                Ok(Self)
+                require_key(parts, shared, $scope).map(Self)
             }
         }
     };

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::accounts::AccountError;
+use crate::publish::PublishError;
 
 /// An HTTP error reply.
 #[derive(Debug)]
@@ -101,6 +102,19 @@ impl IntoResponse for ApiError {
 impl From<courier_cluster::Error> for ApiError {
     fn from(e: courier_cluster::Error) -> Self {
         Self::unavailable(&e)
+    }
+}
+
+impl From<PublishError> for ApiError {
+    fn from(e: PublishError) -> Self {
+        match e {
+            PublishError::Reused => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                e.to_string(),
+            ),
+            PublishError::Cluster(e) => Self::unavailable(&e),
+        }
     }
 }
 

@@ -7,8 +7,10 @@
 //! protocol's rules ([`courier_proto::names`]), the same ones comets apply.
 //!
 //! An `Idempotency-Key` header makes a retry safe: a repeat within the
-//! window returns the original `msg_id` and `seq` and is not stored or
-//! delivered again, per recipient.
+//! window, from the same API key, returns the original `msg_id` and `seq`,
+//! stores nothing and publishes the original again (so a retry after a 503
+//! is delivered live; clients drop a copy they have). The same key with a
+//! different target, op or data is refused with 422.
 
 use std::sync::Arc;
 
@@ -40,17 +42,18 @@ type Accepted = (StatusCode, axum::Json<Pushed>);
     responses(
         (status = 202, description = "Stored and queued for delivery", body = Pushed),
         (status = 400, description = "Malformed JSON, a bad `Idempotency-Key`, or `uids` empty, over the most per push or with an invalid uid", body = ErrorBody),
+        (status = 422, description = "The `Idempotency-Key` was used for a different push within the window", body = ErrorBody),
         PushFailures,
     ),
 )]
 pub(crate) async fn users(
     State(shared): State<Arc<LogicState>>,
-    _: PushKey,
+    PushKey(api_key): PushKey,
     IdempotencyKey(key): IdempotencyKey,
     Json(body): Json<PushUsers>,
 ) -> Result<Accepted, ApiError> {
     check_list(&shared, "uids", &body.uids, names::check_uid)?;
-    let content = content(&shared, body.op, body.data, key)?;
+    let content = content(&shared, body.op, body.data, api_key, key)?;
     publish(&shared, Recipients::Users(&body.uids), content).await
 }
 
@@ -66,17 +69,18 @@ pub(crate) async fn users(
     responses(
         (status = 202, description = "Stored and queued for delivery", body = Pushed),
         (status = 400, description = "Malformed JSON, a bad `Idempotency-Key`, or `keys` empty, over the most per push or with an invalid key", body = ErrorBody),
+        (status = 422, description = "The `Idempotency-Key` was used for a different push within the window", body = ErrorBody),
         PushFailures,
     ),
 )]
 pub(crate) async fn keys(
     State(shared): State<Arc<LogicState>>,
-    _: PushKey,
+    PushKey(api_key): PushKey,
     IdempotencyKey(key): IdempotencyKey,
     Json(body): Json<PushKeys>,
 ) -> Result<Accepted, ApiError> {
     check_list(&shared, "keys", &body.keys, names::check_key)?;
-    let content = content(&shared, body.op, body.data, key)?;
+    let content = content(&shared, body.op, body.data, api_key, key)?;
     publish(&shared, Recipients::Keys(&body.keys), content).await
 }
 
@@ -92,18 +96,19 @@ pub(crate) async fn keys(
     responses(
         (status = 202, description = "Stored and queued for delivery", body = Pushed),
         (status = 400, description = "Malformed JSON, a bad `Idempotency-Key`, or an invalid room name", body = ErrorBody),
+        (status = 422, description = "The `Idempotency-Key` was used for a different push within the window", body = ErrorBody),
         PushFailures,
     ),
 )]
 pub(crate) async fn room(
     State(shared): State<Arc<LogicState>>,
-    _: PushKey,
+    PushKey(api_key): PushKey,
     IdempotencyKey(key): IdempotencyKey,
     Path(room): Path<String>,
     Json(body): Json<PushRoom>,
 ) -> Result<Accepted, ApiError> {
     names::check_room(&room).map_err(invalid_name)?;
-    let content = content(&shared, body.op, body.data, key)?;
+    let content = content(&shared, body.op, body.data, api_key, key)?;
     publish(&shared, Recipients::Room(&room), content).await
 }
 
@@ -119,16 +124,17 @@ pub(crate) async fn room(
     responses(
         (status = 202, description = "Stored and queued for delivery", body = Pushed),
         (status = 400, description = "Malformed JSON or a bad `Idempotency-Key`", body = ErrorBody),
+        (status = 422, description = "The `Idempotency-Key` was used for a different push within the window", body = ErrorBody),
         PushFailures,
     ),
 )]
 pub(crate) async fn all(
     State(shared): State<Arc<LogicState>>,
-    _: PushKey,
+    PushKey(api_key): PushKey,
     IdempotencyKey(key): IdempotencyKey,
     Json(body): Json<PushAll>,
 ) -> Result<Accepted, ApiError> {
-    let content = content(&shared, body.op, body.data, key)?;
+    let content = content(&shared, body.op, body.data, api_key, key)?;
     publish(&shared, Recipients::All { rate: body.rate }, content).await
 }
 
@@ -154,6 +160,7 @@ fn content(
     shared: &LogicState,
     op: u32,
     data: Box<RawValue>,
+    api_key: String,
     idempotency_key: Option<String>,
 ) -> Result<Content, ApiError> {
     let text: Box<str> = data.into();
@@ -169,7 +176,7 @@ fn content(
         from: String::new(),
         op,
         data: Bytes::from(String::from(text)),
-        dedup: idempotency_key.map(|key| Dedup::Http { key }),
+        dedup: idempotency_key.map(|key| Dedup::Http { api_key, key }),
     })
 }
 
