@@ -397,3 +397,30 @@ async fn device_in(system: &courier::System, name: &str, rooms: &[&str]) -> (Cli
     token(system, name).await;
     device(system, name, rooms).await
 }
+
+#[tokio::test]
+async fn history_pages_over_the_comets_sync_rate_wait_instead_of_failing() {
+    let mut config = support::config();
+    config.comet.sync_rate = 1;
+    let system = start_with(config, 1).await;
+    let api = Api::new(&system);
+    let (reader, _) = device_in(&system, "alice", &[]).await;
+    for i in 1..=6 {
+        push(&api, "alice", &format!("m{i}")).await;
+    }
+    // One page a second: the second and third pages are refused at first,
+    // and the SDK asks again until the comet takes them.
+    let mut page = reader.history(None, 2).await.unwrap();
+    let mut seen: Vec<String> = page.messages.iter().map(text).collect();
+    while let Some(before) = page.older() {
+        page = reader.history_before(None, before, 2).await.unwrap();
+        let mut texts: Vec<String> = page.messages.iter().map(text).collect();
+        texts.append(&mut seen);
+        seen = texts;
+    }
+    assert_eq!(
+        seen,
+        ["\"m1\"", "\"m2\"", "\"m3\"", "\"m4\"", "\"m5\"", "\"m6\""]
+    );
+    system.stop().await;
+}

@@ -4,6 +4,7 @@
 //! `request_timeout` (which includes waiting for a reconnect).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use courier_proto::client::{frame::Body, Join, Leave, RoomOnline, Send, SendReply, Target};
@@ -21,6 +22,10 @@ use crate::{ClientConfig, ClientError, Event, Events, LoginReply};
 
 /// Requests queued towards the driver at most.
 const COMMANDS_CAPACITY: usize = 1024;
+/// How many times a history page refused as over the comet's rate is
+/// asked again, and the first wait (doubled each time).
+const HISTORY_RETRIES: u32 = 5;
+const HISTORY_RETRY_WAIT: Duration = Duration::from_millis(100);
 
 /// A connected client. Clones share one connection; the connection closes
 /// when [`Client::close`] is called or the last clone is dropped.
@@ -267,10 +272,19 @@ impl Client {
         limit: u32,
     ) -> Result<History, ClientError> {
         let sync = sync_before(room.unwrap_or_default(), before, limit);
-        match self.request(Body::Sync(sync)).await? {
-            Body::SyncReply(page) => Ok(History::from_page(page)),
-            other => Err(unexpected("SyncReply", &other)),
+        // A page the comet refuses as over its `sync_rate` is asked again
+        // after a short wait, a few times, before the refusal is returned.
+        let mut wait = HISTORY_RETRY_WAIT;
+        for _ in 0..HISTORY_RETRIES {
+            match self.request(Body::Sync(sync.clone())).await {
+                Err(e) if e.is_rate_limited() => {
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+                reply => return history(reply?),
+            }
         }
+        history(self.request(Body::Sync(sync)).await?)
     }
 
     /// Which of `uids` (at most 100) are online, over HTTP with this
@@ -317,6 +331,14 @@ impl Client {
             Some(Ended::Closed) => Some(ClientError::Closed),
             None => None,
         }
+    }
+}
+
+/// A history page from a `Sync`'s reply.
+fn history(reply: Body) -> Result<History, ClientError> {
+    match reply {
+        Body::SyncReply(page) => Ok(History::from_page(page)),
+        other => Err(unexpected("SyncReply", &other)),
     }
 }
 

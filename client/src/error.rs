@@ -59,3 +59,12 @@ pub enum ClientError {
     #[error("protocol violation: {0}")]
     Protocol(String),
 }
+
+impl ClientError {
+    /// The comet refused the request as over one of its per-connection
+    /// rates (`ERROR_CODE_RATE_LIMITED`); it may succeed a moment later.
+    pub fn is_rate_limited(&self) -> bool {
+        matches!(self, ClientError::Server { code, .. }
+            if *code == courier_proto::client::ErrorCode::RateLimited as i32)
+    }
+}

@@ -77,6 +77,9 @@ pub(crate) struct Sequencer {
     start: Option<Position>,
     waiting: BTreeMap<u64, Message>,
     syncing: bool,
+    /// A sync was refused for now (rate-limited): ask again at the next
+    /// wait's end, gap or not.
+    retry: bool,
     /// Where we stood when we last asked for a page: its head may not be
     /// behind that.
     asked: Option<Position>,
@@ -121,6 +124,13 @@ impl Sequencer {
         if !syncing {
             self.asked = None;
         }
+    }
+
+    /// A sync was refused for now: it is asked again from
+    /// [`Sequencer::gap_still_open`].
+    pub(crate) fn sync_refused(&mut self) {
+        self.set_syncing(false);
+        self.retry = true;
     }
 
     /// A message of this stream arrived live.
@@ -283,9 +293,10 @@ impl Sequencer {
     /// is still open, if any (once; the page that answers it closes it).
     pub(crate) fn gap_still_open(&mut self) -> Option<SyncWanted> {
         let at = self.start?;
-        if self.syncing || self.waiting.is_empty() {
+        if self.syncing || (self.waiting.is_empty() && !self.retry) {
             return None;
         }
+        self.retry = false;
         self.syncing = true;
         self.asked = Some(at);
         Some(SyncWanted { after: at })
@@ -377,6 +388,24 @@ mod tests {
         let out = s.on_page(page(vec![msg(2, 7), msg(3, 7), msg(4, 7)], head(7, 5, 1)));
         assert_eq!(seqs(&out), [2, 3, 4, 5]);
         assert!(out.sync.is_none(), "caught up with the head");
+    }
+
+    #[test]
+    fn a_refused_sync_is_asked_again_even_with_nothing_waiting() {
+        let mut s = Sequencer::at(Position::new(7, 3));
+        // A head ahead asks for the tail at once; nothing waits behind it.
+        let out = s.start_at(head(7, 9, 1));
+        assert!(out.sync.is_none(), "the start was known");
+        s.set_syncing(true);
+        s.sync_refused();
+        assert_eq!(
+            s.gap_still_open(),
+            Some(SyncWanted {
+                after: Position::new(7, 3)
+            }),
+            "asked again from where it stands"
+        );
+        assert_eq!(s.gap_still_open(), None, "once");
     }
 
     #[test]

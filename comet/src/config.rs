@@ -95,6 +95,11 @@ pub struct CometConfig {
     /// limit). Faster ones get a `RATE_LIMITED` error frame and the
     /// connection stays open.
     pub join_rate: u32,
+    /// `Sync` pages one connection may ask for per second, with a burst of
+    /// as many (default 100; 0 = no limit): each is a read of the store.
+    /// Faster ones get a `RATE_LIMITED` error frame and the connection
+    /// stays open; the SDK waits and asks again.
+    pub sync_rate: u32,
     /// Connections a draining comet tells to reconnect elsewhere per second
     /// (default 1000), in waves every 100 ms.
     pub drain_rate: u32,
@@ -144,6 +149,7 @@ impl Default for CometConfig {
             max_connections_per_ip: 10_000,
             send_rate: 50,
             join_rate: 20,
+            sync_rate: 100,
             drain_rate: 1000,
             drain_grace: Duration::from_secs(60),
             report_interval: Duration::from_secs(5),

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use courier_proto::client::{
-    frame::Body, target, Ack, Frame, Message, Push, StreamHead, Sync, SyncReply,
+    frame::Body, target, Ack, ErrorCode, Frame, Message, Push, StreamHead, Sync, SyncReply,
 };
 use courier_proto::Position;
 use tokio::time::Instant;
@@ -25,6 +25,9 @@ pub(super) const SYNC_LIMIT: u32 = 200;
 /// How long a gap a live message opened may stay open before it is read
 /// from the store (the missing message is usually right behind).
 pub(super) const REORDER_WAIT: Duration = Duration::from_millis(50);
+/// How long to wait before asking again for a sync the comet refused as
+/// over its rate.
+pub(super) const SYNC_RETRY_WAIT: Duration = Duration::from_millis(200);
 
 impl Driver {
     pub(super) async fn on_frame(
@@ -68,9 +71,17 @@ impl Driver {
             }
             Body::Error(e) => {
                 if let Some(room) = self.syncs.remove(&frame.id) {
-                    // A sync of ours failed: the next head or gap asks again.
                     debug!(code = e.code, message = %e.message, "sync failed");
-                    self.sequencer(&room).set_syncing(false);
+                    if e.code == ErrorCode::RateLimited as i32 {
+                        // Over the comet's rate: asked again in a moment.
+                        self.sequencer(&room).sync_refused();
+                        let retry_at = Instant::now() + SYNC_RETRY_WAIT;
+                        self.reorder_at =
+                            Some(self.reorder_at.map_or(retry_at, |t| t.min(retry_at)));
+                    } else {
+                        // The next head or gap asks again.
+                        self.sequencer(&room).set_syncing(false);
+                    }
                     return Ok(());
                 }
                 match self.pending.remove(&frame.id).filter(|_| frame.id != 0) {

@@ -107,6 +107,8 @@ pub(crate) struct Session {
     send_limiter: LazyLimiter,
     /// `join_rate` of joins and leaves.
     join_limiter: LazyLimiter,
+    /// `sync_rate` of `Sync` pages.
+    sync_limiter: LazyLimiter,
 }
 
 impl Session {
@@ -125,6 +127,7 @@ impl Session {
             acks: None,
             send_limiter: LazyLimiter::default(),
             join_limiter: LazyLimiter::default(),
+            sync_limiter: LazyLimiter::default(),
             state,
         }
     }
@@ -398,6 +401,14 @@ impl Session {
             if !self.rooms.contains(&sync.room) {
                 return self.error(id, ErrorCode::NotInRoom, "join the room first");
             }
+        }
+        let rate = self.state.config.sync_rate;
+        if !self.sync_limiter.allows(rate, &self.state.clock) {
+            return self.error(
+                id,
+                ErrorCode::RateLimited,
+                format!("at most {rate} syncs per second"),
+            );
         }
         let Ok(permit) = permits(&mut self.syncs, MAX_SYNCS_IN_FLIGHT).try_acquire_owned() else {
             return self.error(id, ErrorCode::Unavailable, "too many syncs in flight");

@@ -410,3 +410,41 @@ async fn a_member_may_ask_how_many_are_in_its_room_and_no_one_else() {
     .await;
     assert_eq!(c.expect_error(ErrorCode::NotInRoom).await.id, 2);
 }
+
+#[tokio::test]
+async fn syncs_have_their_own_budget() {
+    let h = Harness::start().await;
+    let comet = h
+        .comet(crate::CometConfig {
+            sync_rate: 2,
+            join_rate: 1,
+            ..h.config()
+        })
+        .await;
+    let (mut c, _) = comet.login(&h, "alice", &[]).await;
+    let sync = Body::Sync(courier_proto::client::Sync {
+        limit: 10,
+        ..courier_proto::client::Sync::default()
+    });
+    let reads = |h: &Harness| h.logic.count(|c| matches!(c, Call::Sync(_)));
+    let before = reads(&h);
+    for id in 1..=2 {
+        c.send(id, sync.clone()).await;
+        let reply = c.recv().await;
+        assert!(matches!(reply.body, Some(Body::SyncReply(_))), "{reply:?}");
+    }
+    // The burst of two is spent: the third reads nothing from logic.
+    c.send(3, sync).await;
+    assert_eq!(c.expect_error(ErrorCode::RateLimited).await.id, 3);
+    assert_eq!(reads(&h), before + 2);
+    // Joins draw on their own budget, untouched by the syncs.
+    c.send(
+        4,
+        Body::Join(Join {
+            room: "r".into(),
+            ..Join::default()
+        }),
+    )
+    .await;
+    assert!(matches!(c.recv().await.body, Some(Body::JoinReply(_))));
+}
