@@ -7,7 +7,9 @@
 //! those handshaking and must finish within `handshake_timeout`; `Auth`
 //! then has its own `handshake_timeout`, as on TCP. Messages are capped at
 //! `max_frame` by the WebSocket layer itself, so nothing larger is ever
-//! buffered.
+//! buffered; until the first message (`Auth`) has been read, at most
+//! [`first_message_bytes`] are read from the socket at all, so a client that
+//! has not authenticated makes the comet buffer no more than on TCP.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use courier_ws::tokio_tungstenite::tungstenite::handshake::server::{
     ErrorResponse, Request, Response,
 };
 use courier_ws::tokio_tungstenite::tungstenite::http::{header, HeaderValue, StatusCode};
-use courier_ws::{Encoding, FrameSocket};
+use courier_ws::{Encoding, FrameSocket, ReadBudget};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::connection;
@@ -51,19 +53,32 @@ pub(crate) async fn serve<S>(
     let limit = state.config.handshake_timeout;
     let upgraded = tokio::time::timeout(
         limit,
-        accept_hdr_async_with_config(stream, check, Some(config)),
+        accept_hdr_async_with_config(ReadBudget::new(stream), check, Some(config)),
     )
     .await;
     match upgraded {
         Ok(Ok(ws)) => {
             metrics::counter!("courier_comet_websockets_total", "subprotocol" => chosen.subprotocol())
                 .increment(1);
-            let socket = FrameSocket::new(ws, chosen, max_frame);
+            let first = first_message_bytes(state.config.max_auth_frame, chosen);
+            let socket = FrameSocket::new(ws, chosen, max_frame).bound_first_message(first);
             connection::serve(socket, peer, state, handshaking).await;
         }
         Ok(Err(e)) => tracing::debug!(?peer, error = %e, "WebSocket upgrade refused or failed"),
         Err(_) => tracing::debug!(?peer, "WebSocket upgrade timed out"),
     }
+}
+
+/// Socket bytes read at most before the first message is whole: an
+/// `Auth` frame of `max_auth_frame` bytes, its WebSocket header (at most
+/// 14 bytes; a client masks with 4 of them), and for `courier.json` the
+/// text's growth over protobuf (field names, base64), at most twice.
+pub(crate) fn first_message_bytes(max_auth_frame: usize, encoding: Encoding) -> usize {
+    let body = match encoding {
+        Encoding::Protobuf => max_auth_frame,
+        Encoding::Json => 2 * max_auth_frame,
+    };
+    body + 14
 }
 
 /// Why an upgrade is refused: the status and a line of text.

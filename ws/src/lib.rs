@@ -16,9 +16,11 @@
 //! with the code they run for TCP: the same handshake, heartbeats, limits
 //! and error codes.
 
+mod budget;
 mod json;
 mod socket;
 
+pub use budget::ReadBudget;
 pub use json::{frame_from_json, frame_to_json, JsonError};
 pub use socket::FrameSocket;
 pub use tokio_tungstenite;

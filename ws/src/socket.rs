@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
-use crate::{frame_from_json, frame_to_json, Encoding};
+use crate::{frame_from_json, frame_to_json, Encoding, ReadBudget};
 
 /// Length prefix of a frame in the byte stream.
 const PREFIX: usize = 4;
@@ -36,6 +36,9 @@ pub struct FrameSocket<S> {
     /// Outbound bytes buffered at most before a write waits for the
     /// WebSocket to take them.
     outbound_limit: usize,
+    /// Lifts the bound on the first message once it is read
+    /// ([`FrameSocket::bound_first_message`]).
+    lift: Option<fn(&mut S)>,
 }
 
 impl<S> std::fmt::Debug for FrameSocket<S> {
@@ -60,6 +63,7 @@ where
             inbound: Bytes::new(),
             outbound: BytesMut::new(),
             outbound_limit: max_frame + PREFIX,
+            lift: None,
         }
     }
 
@@ -133,6 +137,22 @@ where
     }
 }
 
+impl<S> FrameSocket<ReadBudget<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    /// Reads at most `bytes` from the socket until the first frame has
+    /// been read whole (a server's bound on what comes before `Auth`,
+    /// tighter than the WebSocket's `max_frame`); then reads are bounded
+    /// by the WebSocket's message size alone. Bytes the upgrade already
+    /// buffered are not counted.
+    pub fn bound_first_message(mut self, bytes: usize) -> Self {
+        self.ws.get_mut().limit(bytes);
+        self.lift = Some(ReadBudget::lift);
+        self
+    }
+}
+
 fn io_error(e: WsError) -> io::Error {
     match e {
         WsError::Io(e) => e,
@@ -171,7 +191,12 @@ where
             match this.frame_of(message) {
                 // A close frame: the end of the stream.
                 Some(frame) if frame.is_empty() => return Poll::Ready(Ok(())),
-                Some(frame) => this.inbound = frame,
+                Some(frame) => {
+                    if let Some(lift) = this.lift.take() {
+                        lift(this.ws.get_mut());
+                    }
+                    this.inbound = frame;
+                }
                 None => {}
             }
         }

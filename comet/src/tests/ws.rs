@@ -158,3 +158,58 @@ async fn next_json(ws: &mut WebSocket) -> serde_json::Value {
     };
     serde_json::from_str(text.as_str()).unwrap()
 }
+
+#[tokio::test]
+async fn before_auth_a_websocket_reads_no_more_than_an_auth_frame() {
+    use prost::Message as _;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::start().await;
+    // Waiting for the rest of the message would outlast the test.
+    let comet = h
+        .comet(crate::CometConfig {
+            handshake_timeout: std::time::Duration::from_secs(3600),
+            ..h.config()
+        })
+        .await;
+    let addr = comet.ws.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(upgrade(addr, "/ws", None).as_bytes())
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    while !response.ends_with(b"\r\n\r\n") {
+        response.push(stream.read_u8().await.unwrap());
+    }
+    assert!(response.starts_with(b"HTTP/1.1 101"), "{response:?}");
+    // One binary message that says it is 32 KiB (under `max_frame`, over
+    // `max_auth_frame`), masked with a zero key, and 12 KiB of it: the
+    // comet must give up on it now, not wait for the rest of a message it
+    // would have to hold whole.
+    let mut header = vec![0x82, 0x80 | 127];
+    header.extend_from_slice(&(32u64 * 1024).to_be_bytes());
+    header.extend_from_slice(&[0; 4]);
+    stream.write_all(&header).await.unwrap();
+    // The comet may close (and reset) before all of it is written.
+    let _ = stream.write_all(&[0x0a; 12 * 1024]).await;
+    // What comes back: an error frame in a binary message, or the socket
+    // closed or reset (bytes left unread make the close a reset, which may
+    // overtake the error frame). Never silence until the timeout.
+    let answer = tokio::time::timeout(courier_testkit::PATIENCE, async {
+        let mut head = [0u8; 2];
+        stream.read_exact(&mut head).await?;
+        let mut body = vec![0; usize::from(head[1] & 0x7f)];
+        stream.read_exact(&mut body).await?;
+        Ok::<_, std::io::Error>((head[0], body))
+    })
+    .await
+    .expect("the comet answers before the message is complete");
+    if let Ok((kind, body)) = answer {
+        assert_eq!(kind, 0x82, "a binary message");
+        let frame = courier_proto::client::Frame::decode(&body[..]).unwrap();
+        let Some(Body::Error(error)) = frame.body else {
+            panic!("expected an error, got {frame:?}")
+        };
+        assert_eq!(error.code, ErrorCode::BadFrame as i32, "{error:?}");
+    }
+}
