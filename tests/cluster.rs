@@ -273,3 +273,51 @@ async fn logic_restart_keeps_sessions() {
     push_to(&cluster, "alice", "alice too").await;
     next_message_is(&mut alice_events, br#""alice too""#).await;
 }
+
+#[tokio::test]
+async fn a_logout_closes_its_token_on_every_comet_of_the_cluster() {
+    use courier_proto::client::frame::Body;
+    let cluster = RealCluster::start().await;
+    let (laptop, mut laptop_events) = user_on(&cluster, "dave", "comet-a").await;
+    let login = reqwest::Client::new()
+        .post(format!("{}/api/v1/login", cluster.logic_url()))
+        .json(&json!({"username": "dave", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let token = login.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let nodes = wait_until(&cluster, "/nodes", |n| node_ids(n).len() == 2).await;
+    let mut phones = Vec::new();
+    for node in nodes.as_array().unwrap() {
+        let mut c = courier_testkit::FrameClient::connect(node["tcp"].as_str().unwrap()).await;
+        c.auth(&token, &[]).await;
+        phones.push(c);
+    }
+    let asked = tokio::time::Instant::now();
+    let revoked = reqwest::Client::new()
+        .post(format!("{}/api/v1/logout", cluster.logic_url()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status().as_u16(), 204);
+    for phone in &mut phones {
+        let frame = phone.recv().await;
+        let Some(Body::Kick(kick)) = frame.body else {
+            panic!("expected a Kick, got {frame:?}")
+        };
+        assert_eq!(kick.reason, "token revoked");
+        phone.expect_closed().await;
+    }
+    eprintln!(
+        "cluster logout: connections on both comets closed {:?} after the request",
+        asked.elapsed()
+    );
+    // The same user's other device, with its own token, stays.
+    push_to(&cluster, "dave", "still yours").await;
+    next_message_is(&mut laptop_events, b"\"still yours\"").await;
+    laptop.close().await;
+}

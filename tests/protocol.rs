@@ -94,6 +94,8 @@ async fn forged_or_expired_tokens_are_refused() {
             sub: "alice".into(),
             iat: 1,
             exp: 1000,
+            jti: None,
+            iat_ms: None,
         })
         .unwrap();
     for token in [forged, expired, "garbage".to_owned()] {

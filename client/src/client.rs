@@ -301,6 +301,16 @@ impl Client {
         self.stopped.cancelled().await;
     }
 
+    /// Logs out: revokes this client's token (no connection may use it
+    /// again, and every one holding it is closed, on any comet), then
+    /// closes the client. The other devices of the user stay.
+    pub async fn logout(&self) -> Result<(), ClientError> {
+        let token = self.shared.conn.lock().token.clone();
+        let revoked = self.api.logout(&token).await;
+        self.close().await;
+        revoked
+    }
+
     /// The config this client was built from.
     pub fn config(&self) -> &ClientConfig {
         &self.config

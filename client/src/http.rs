@@ -165,6 +165,15 @@ impl LogicApi {
         let reply: PresenceReply = send(req).await?.json().await?;
         Ok(reply.online)
     }
+
+    /// Revokes `token` (`POST /logout`).
+    pub(crate) async fn logout(&self, token: &str) -> Result<(), ClientError> {
+        let req = self
+            .http
+            .post(format!("{}/logout", self.base))
+            .bearer_auth(token);
+        send(req).await.map(drop)
+    }
 }
 
 /// Sends a request and turns an error status into a [`ClientError`].

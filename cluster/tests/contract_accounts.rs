@@ -34,6 +34,21 @@ async fn create_once_then_get(a: &dyn Accounts) {
     let bob = account("bob", "$argon2id$v=19$bob");
     assert!(a.create(&bob).await.unwrap());
     assert_eq!(a.get("bob").await.unwrap(), Some(bob));
+    // A new password replaces the hash of that account only.
+    assert!(a.set_password("bob", "$argon2id$v=19$new").await.unwrap());
+    assert_eq!(
+        a.get("bob").await.unwrap().map(|b| b.password_hash),
+        Some("$argon2id$v=19$new".to_owned())
+    );
+    assert_eq!(
+        a.get("alice").await.unwrap().map(|a| a.password_hash),
+        Some("$argon2id$v=19$first".to_owned())
+    );
+    assert!(
+        !a.set_password("nobody", "h").await.unwrap(),
+        "no such account"
+    );
+    assert_eq!(a.get("nobody").await.unwrap(), None);
     // Many users, over every shard.
     for i in 0..50 {
         let uid = format!("user{i}");

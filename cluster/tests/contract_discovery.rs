@@ -172,6 +172,44 @@ async fn re_registering_an_id_replaces_it(discovery: &dyn Discovery) {
     wait_until(&mut view, "c1 is gone", View::is_empty).await;
 }
 
+async fn a_revocation_is_seen_and_ends_with_its_time(discovery: &dyn Discovery) {
+    let mut view = discovery.watch_revoked().await.unwrap();
+    assert!(view.borrow().is_empty());
+    discovery
+        .revoke("t/short", "alice", Duration::from_secs(1))
+        .await
+        .unwrap();
+    discovery
+        .revoke("u/bob", "1000", Duration::from_secs(3600))
+        .await
+        .unwrap();
+    wait_until(&mut view, "both are seen", |v| {
+        has(v, "t/short", "alice") && has(v, "u/bob", "1000")
+    })
+    .await;
+    // A later revocation of the same name replaces the value.
+    discovery
+        .revoke("u/bob", "2000", Duration::from_secs(3600))
+        .await
+        .unwrap();
+    wait_until(&mut view, "the newer value", |v| has(v, "u/bob", "2000")).await;
+    let late = discovery.watch_revoked().await.unwrap();
+    assert!(
+        has(&late.borrow(), "u/bob", "2000"),
+        "a later watcher sees it"
+    );
+    // The short one goes when its time is up; the other stays.
+    let left = wait_until(&mut view, "t/short is gone", |v| !v.contains_key("t/short")).await;
+    assert!(has(&left, "u/bob", "2000"), "{left:?}");
+    // Revocations are not service records.
+    assert!(discovery
+        .watch(ServiceKind::Comet)
+        .await
+        .unwrap()
+        .borrow()
+        .is_empty());
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod memory {
@@ -206,6 +244,7 @@ contract!(
     two_ids_are_two_records,
     kinds_are_separate,
     re_registering_an_id_replaces_it,
+    a_revocation_is_seen_and_ends_with_its_time,
 );
 
 mod etcd_only {

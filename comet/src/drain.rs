@@ -125,6 +125,7 @@ mod waves {
             let identity = crate::registry::Identity {
                 uid: Arc::from("u"),
                 device: None,
+                token: Default::default(),
             };
             state.directory.keys.insert(outbox.clone(), identity);
             let (state, told) = (state.clone(), told.clone());

@@ -39,6 +39,7 @@ mod push_service;
 mod registry;
 mod report;
 mod resync;
+mod revocations;
 mod rooms;
 mod server;
 mod state;

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use courier_runtime::revoked::TokenStamp;
 use dashmap::DashMap;
 
 use crate::counters::Counters;
@@ -22,6 +23,8 @@ pub(crate) struct Identity {
     pub(crate) uid: Arc<str>,
     /// The client's device id, if it gave one.
     pub(crate) device: Option<Arc<str>>,
+    /// What a revocation finds the connection's token by.
+    pub(crate) token: TokenStamp,
 }
 
 #[derive(Debug)]
@@ -51,6 +54,30 @@ impl Registry {
     /// The outbox of `key`, if it is connected here.
     pub(crate) fn get(&self, key: &str) -> Option<Outbox> {
         self.by_key.get(key).map(|c| c.outbox.clone())
+    }
+
+    /// The connection `key` now holds another token (a `Refresh`).
+    pub(crate) fn set_token(&self, key: &str, token: TokenStamp) {
+        if let Some(mut c) = self.by_key.get_mut(key) {
+            c.identity.token = token;
+        }
+    }
+
+    /// Closes every connection whose identity `doomed` picks, with `frame`
+    /// as its last; returns how many. One shard's read lock at a time.
+    pub(crate) fn close_where(
+        &self,
+        mut doomed: impl FnMut(&Identity) -> bool,
+        frame: &Bytes,
+    ) -> usize {
+        let mut closed = 0;
+        for c in self.by_key.iter() {
+            if doomed(&c.identity) {
+                c.outbox.close_with(frame.clone());
+                closed += 1;
+            }
+        }
+        closed
     }
 
     /// Connections currently authenticated.

@@ -198,6 +198,9 @@ impl Comet {
 
         let logics = deps.discovery.watch(ServiceKind::Logic).await?;
         state.logic.update(&logics.borrow());
+        // Known before the first client is let in.
+        let revoked = deps.discovery.watch_revoked().await?;
+        crate::revocations::apply(&revoked.borrow(), &state.revoked, &state.directory);
         let host = config.advertise_host.as_deref();
         let mut record = CometNode {
             id: config.id.clone(),
@@ -227,6 +230,11 @@ impl Comet {
             let stop = background.clone();
             async move { pool.follow(logics, stop).await }
         });
+        let revocations = tokio::spawn(crate::revocations::follow(
+            revoked,
+            state.clone(),
+            background.clone(),
+        ));
         let rooms = tokio::spawn(report::room_changes(state.clone(), background.clone()));
         let reporter = crate::resync::Reporter {
             comet_id: config.id.clone(),
@@ -290,6 +298,7 @@ impl Comet {
             let _ = follow.await;
             let _ = rooms.await;
             let _ = resyncs.await;
+            let _ = revocations.await;
             return Ok(());
         }
         let stop_accept = CancellationToken::new();
@@ -375,6 +384,7 @@ impl Comet {
         let _ = follow.await;
         let _ = rooms.await;
         let _ = resyncs.await;
+        let _ = revocations.await;
         stop_admin.cancel();
         if let Some(mut task) = admin_task {
             match tokio::time::timeout(ADMIN_GRACE, &mut task).await {

@@ -10,9 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use courier_proto::logic::ClosedSession;
+use courier_runtime::revoked::Revoked;
 use courier_runtime::TokenKeys;
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -55,6 +56,8 @@ pub(crate) struct CometState {
     pub(crate) closer: Closer,
     /// Where logic's `Resync` asks for every connection to be reported again.
     pub(crate) resync: ResyncRequests,
+    /// The revoked tokens in force ([`crate::revocations`]).
+    pub(crate) revoked: watch::Sender<Arc<Revoked>>,
     /// The closer task's end of the queue, until [`CometState::spawn_closer`].
     closes: Mutex<Option<mpsc::Receiver<ClosedSession>>>,
     /// Random per process, so keys differ across restarts of one comet id.
@@ -71,6 +74,7 @@ impl CometState {
             clock: governor::clock::DefaultClock::default(),
             closer,
             resync: ResyncRequests::default(),
+            revoked: watch::Sender::new(Arc::default()),
             opener: Opener::new(logic.clone()),
             closes: Mutex::new(Some(closes)),
             tokens,

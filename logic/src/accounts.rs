@@ -137,6 +137,27 @@ impl AccountService {
         }
     }
 
+    /// Replaces `uid`'s password once `old` is shown to be the current
+    /// one (any failure to match is [`AccountError::BadCredentials`]).
+    pub(crate) async fn change_password(
+        &self,
+        uid: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<(), AccountError> {
+        if !valid_password(new) {
+            return Err(AccountError::InvalidPassword);
+        }
+        self.login(uid, old).await?;
+        let new = new.to_owned();
+        let password_hash = self.blocking(move || hash(&new)).await??;
+        if self.store.set_password(uid, &password_hash).await? {
+            Ok(())
+        } else {
+            Err(AccountError::BadCredentials)
+        }
+    }
+
     /// Whether an account has this uid.
     pub(crate) async fn exists(&self, uid: &str) -> courier_cluster::Result<bool> {
         Ok(self.store.get(uid).await?.is_some())

@@ -50,6 +50,7 @@ mod policy;
 mod publish;
 mod queue_watch;
 mod resync;
+mod revocations;
 mod room_counts;
 mod senders;
 mod server;

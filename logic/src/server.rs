@@ -83,7 +83,10 @@ impl Logic {
         let (http, http_addr) = listen("http", config.http_addr).await?;
         let (grpc, grpc_addr) = listen("grpc", config.grpc_addr).await?;
         let comets = CometView::follow(backends.discovery.as_ref()).await?;
-        let shared = LogicState::new(config, &backends, comets, secret, comet_tls);
+        let revocations =
+            crate::revocations::Revocations::follow(backends.discovery.clone(), config.token_ttl)
+                .await?;
+        let shared = LogicState::new(config, &backends, comets, revocations, secret, comet_tls);
         Ok(Logic {
             shared,
             tls,

@@ -43,6 +43,8 @@ pub(crate) struct LogicState {
     pub(crate) login_limiter: Option<DefaultKeyedRateLimiter<(IpAddr, String)>>,
     /// User-token reads per uid; `None` when disabled.
     pub(crate) read_limiter: Option<DefaultKeyedRateLimiter<String>>,
+    /// Revoked tokens: the set in force, and revoking more.
+    pub(crate) revocations: crate::revocations::Revocations,
     /// Each sender's budget of stored messages.
     pub(crate) send_quota: crate::senders::SendQuota,
     /// The API keys and their scopes.
@@ -57,6 +59,7 @@ impl LogicState {
         config: LogicConfig,
         backends: &Backends,
         comets: CometView,
+        revocations: crate::revocations::Revocations,
         cluster_secret: ClusterSecret,
         comet_tls: Option<tonic::transport::ClientTlsConfig>,
     ) -> Arc<Self> {
@@ -88,6 +91,7 @@ impl LogicState {
             login_limiter,
             read_limiter,
             send_quota: crate::senders::SendQuota::new(config.send_quota_per_minute),
+            revocations,
             api_keys,
             readiness: Readiness::new(),
             config,

@@ -15,6 +15,8 @@ use serde_json::Value;
 const API_V1: &[(&str, &str)] = &[
     ("post", "/users"),
     ("post", "/login"),
+    ("post", "/logout"),
+    ("post", "/password"),
     ("post", "/push/users"),
     ("post", "/push/keys"),
     ("post", "/push/rooms/{room}"),

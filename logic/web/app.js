@@ -263,6 +263,8 @@ function onFrame(frame) {
     addNotice(state.current, `Error: ${e.message || e.code}`);
     if (e.code === "ERROR_CODE_UNAUTHENTICATED" || e.code === "ERROR_CODE_TOKEN_EXPIRED") {
       stop("Your session expired; reload to sign in");
+    } else if (e.code === "ERROR_CODE_TOKEN_REVOKED") {
+      stop("You were signed out; reload to sign in");
     }
   } else if (frame.kick) {
     stop(`Disconnected: ${frame.kick.reason}`);

@@ -13,6 +13,7 @@ pub mod admin;
 pub mod cluster_auth;
 pub mod net;
 pub mod per_ip;
+pub mod revoked;
 pub mod shutdown;
 pub mod throttle;
 pub mod tls;

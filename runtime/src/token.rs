@@ -1,5 +1,11 @@
 //! Login tokens: HS256 JWTs issued by logic and verified locally by comets.
 //! A backend holding the secret may mint its own.
+//!
+//! Tokens logic issues carry an id (`jti`) and their issue time in
+//! milliseconds (`iat_ms`), so that one token can be revoked (logout) and
+//! so can every token issued before a moment (a password change) without
+//! catching one issued a millisecond later ([`crate::revoked`]). A
+//! backend's token may leave both out.
 
 use std::time::Duration;
 
@@ -15,6 +21,24 @@ pub struct Claims {
     pub iat: u64,
     /// Expires at, seconds since the epoch.
     pub exp: u64,
+    /// The token's id, if it has one (at most [`MAX_TOKEN_ID`] bytes):
+    /// what revoking this one token names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// Issued at, milliseconds since the epoch (finer than `iat`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat_ms: Option<u64>,
+}
+
+/// Longest token id accepted, in bytes.
+pub const MAX_TOKEN_ID: usize = 64;
+
+impl Claims {
+    /// When the token was issued, in milliseconds since the epoch: `iat_ms`,
+    /// else the start of `iat`'s second.
+    pub fn issued_ms(&self) -> u64 {
+        self.iat_ms.unwrap_or(self.iat.saturating_mul(1000))
+    }
 }
 
 /// Why a token was refused.
@@ -53,13 +77,18 @@ impl TokenKeys {
         }
     }
 
-    /// A token for `uid` valid for `ttl` from now.
+    /// A token for `uid` valid for `ttl` from now, with a fresh id.
     pub fn issue(&self, uid: &str, ttl: Duration) -> Result<String, TokenError> {
-        let now = jsonwebtoken::get_current_timestamp();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let now = now_ms / 1000;
         self.sign(&Claims {
             sub: uid.to_owned(),
             iat: now,
             exp: now + ttl.as_secs(),
+            jti: Some(uuid::Uuid::new_v4().simple().to_string()),
+            iat_ms: Some(now_ms),
         })
     }
 
@@ -69,14 +98,24 @@ impl TokenKeys {
             .map_err(|e| TokenError::Invalid(e.to_string()))
     }
 
-    /// Checks signature and expiry.
+    /// Checks signature and expiry, and that an id is within bounds.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
                 _ => TokenError::Invalid(e.to_string()),
-            })
+            })?;
+        if claims
+            .jti
+            .as_ref()
+            .is_some_and(|id| id.is_empty() || id.len() > MAX_TOKEN_ID)
+        {
+            return Err(TokenError::Invalid(format!(
+                "jti must be 1-{MAX_TOKEN_ID} bytes"
+            )));
+        }
+        Ok(claims)
     }
 }
 
@@ -85,10 +124,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn issued_tokens_verify() {
+    fn issued_tokens_verify_with_an_id_each() {
         let keys = TokenKeys::new(b"secret");
         let t = keys.issue("alice", Duration::from_secs(60)).expect("issue");
-        assert_eq!(keys.verify(&t).expect("verify").sub, "alice");
+        let claims = keys.verify(&t).expect("verify");
+        assert_eq!(claims.sub, "alice");
+        assert_eq!(claims.issued_ms() / 1000, claims.iat);
+        let other = keys.issue("alice", Duration::from_secs(60)).expect("issue");
+        assert_ne!(claims.jti, keys.verify(&other).expect("verify").jti);
+        assert!(claims.jti.is_some());
+    }
+
+    #[test]
+    fn an_oversized_token_id_is_refused() {
+        let keys = TokenKeys::new(b"secret");
+        let t = keys
+            .sign(&Claims {
+                sub: "alice".into(),
+                iat: 1,
+                exp: u64::MAX / 2,
+                jti: Some("x".repeat(MAX_TOKEN_ID + 1)),
+                iat_ms: None,
+            })
+            .expect("sign");
+        assert!(matches!(keys.verify(&t), Err(TokenError::Invalid(_))));
     }
 
     #[test]
@@ -103,6 +162,8 @@ mod tests {
                 sub: "alice".into(),
                 iat: 1,
                 exp: 2,
+                jti: None,
+                iat_ms: None,
             })
             .expect("sign");
         assert!(matches!(keys.verify(&expired), Err(TokenError::Expired)));

@@ -211,10 +211,7 @@ impl Driver {
                     debug!(comet = %comet.id, error = %e, "comet refused or unreachable");
                     match &e {
                         ClientError::Kicked(_) => return Err(e),
-                        ClientError::Server { code, .. }
-                            if *code
-                                == courier_proto::client::ErrorCode::Unauthenticated as i32 =>
-                        {
+                        ClientError::Server { code, .. } if token_refused(*code) => {
                             // The same token would be refused everywhere.
                             self.token_refused = true;
                             return Err(e);
@@ -588,4 +585,13 @@ async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// Whether an `Auth` refused with `code` would be refused by every comet:
+/// the token is bad, or revoked. The client logs in again.
+fn token_refused(code: i32) -> bool {
+    use courier_proto::client::ErrorCode;
+    [ErrorCode::Unauthenticated, ErrorCode::TokenRevoked]
+        .iter()
+        .any(|c| *c as i32 == code)
 }

@@ -34,4 +34,14 @@ impl Accounts for MemoryAccounts {
     async fn get(&self, uid: &str) -> Result<Option<Account>> {
         Ok(self.by_uid.lock().get(uid).cloned())
     }
+
+    async fn set_password(&self, uid: &str, password_hash: &str) -> Result<bool> {
+        Ok(match self.by_uid.lock().get_mut(uid) {
+            Some(account) => {
+                password_hash.clone_into(&mut account.password_hash);
+                true
+            }
+            None => false,
+        })
+    }
 }

@@ -27,4 +27,7 @@ pub trait Accounts: Send + Sync + 'static {
     async fn create(&self, account: &Account) -> Result<bool>;
     /// The account with this uid.
     async fn get(&self, uid: &str) -> Result<Option<Account>>;
+    /// Replaces the password hash of `uid`'s account; `false` if there is
+    /// no such account.
+    async fn set_password(&self, uid: &str, password_hash: &str) -> Result<bool>;
 }

@@ -40,6 +40,25 @@ impl Accounts for PgStore {
         .await
     }
 
+    async fn set_password(&self, uid: &str, password_hash: &str) -> Result<bool> {
+        let key = Stream::User(uid).key();
+        self.routed(&key, |handle, bucket| async move {
+            let rows = handle
+                .shard
+                .query(
+                    "SELECT courier_set_password($1, $2, $3)",
+                    &[&uid, &to_i32(bucket), &password_hash],
+                )
+                .await?;
+            Ok(match first_value::<i16>(&rows)? {
+                0 => Routed::Done(true),
+                1 => Routed::Done(false),
+                _ => Routed::Moved,
+            })
+        })
+        .await
+    }
+
     async fn get(&self, uid: &str) -> Result<Option<Account>> {
         let key = Stream::User(uid).key();
         self.routed(&key, |handle, bucket| async move {

@@ -25,7 +25,7 @@ use etcd_client::{Client, Compare, CompareOp, ConnectOptions, Txn, TxnOp};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{Discovery, Registration, ServiceKind, View, STORE_PREFIX};
+use super::{Discovery, Registration, ServiceKind, View, REVOKED_PREFIX, STORE_PREFIX};
 use crate::{Error, Result};
 
 /// Upper bound of one etcd request.
@@ -114,6 +114,22 @@ impl Discovery for EtcdDiscovery {
             .and_then([TxnOp::put(key.as_str(), value, None)]);
         let mut client = self.client.clone();
         Ok(call(client.txn(txn)).await?.succeeded())
+    }
+
+    async fn revoke(&self, name: &str, value: &str, ttl: Duration) -> Result<()> {
+        // Its own lease, never kept alive: etcd drops the record when what
+        // it revokes could no longer be used anyway.
+        let ttl_secs = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
+        let mut client = self.client.clone();
+        let lease = call(client.lease_grant(ttl_secs, None)).await?;
+        let options = etcd_client::PutOptions::new().with_lease(lease.id());
+        let key = format!("{REVOKED_PREFIX}{name}");
+        call(client.put(key.as_str(), value, Some(options))).await?;
+        Ok(())
+    }
+
+    async fn watch_revoked(&self) -> Result<watch::Receiver<View>> {
+        self.watch_prefix(REVOKED_PREFIX).await
     }
 }
 

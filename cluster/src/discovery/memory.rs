@@ -30,6 +30,8 @@ pub struct MemoryDiscovery {
     logics: Arc<Directory>,
     /// The store's records; written only by compare-and-swap.
     store: Directory,
+    /// Revocations, each removed when its time is up.
+    revoked: Arc<Directory>,
 }
 
 impl MemoryDiscovery {
@@ -144,6 +146,24 @@ impl Discovery for MemoryDiscovery {
             view.insert(name.to_owned(), value.to_owned());
             true
         }))
+    }
+
+    async fn revoke(&self, name: &str, value: &str, ttl: std::time::Duration) -> Result<()> {
+        // Each record is a generation of its name, as a registration is:
+        // a later revocation of the same name outlives this one's timer.
+        let directory = Arc::clone(&self.revoked);
+        let generation = directory.claim(name);
+        directory.put(name, generation, value.to_owned());
+        let name = name.to_owned();
+        tokio::spawn(async move {
+            tokio::time::sleep(ttl.max(std::time::Duration::from_secs(1))).await;
+            directory.remove(&name, generation);
+        });
+        Ok(())
+    }
+
+    async fn watch_revoked(&self) -> Result<watch::Receiver<View>> {
+        Ok(self.revoked.view.subscribe())
     }
 }
 

@@ -79,6 +79,10 @@ pub type View = BTreeMap<String, String>;
 /// Where the message store's records live: `/courier/store/<name>`.
 pub const STORE_PREFIX: &str = "/courier/store/";
 
+/// Where revoked tokens are recorded: `/courier/revoked/<name>` (see
+/// `courier_runtime::revoked` for the names).
+pub const REVOKED_PREFIX: &str = "/courier/revoked/";
+
 /// A discovery backend.
 #[async_trait]
 pub trait Discovery: Send + Sync + 'static {
@@ -93,6 +97,11 @@ pub trait Discovery: Send + Sync + 'static {
     /// Writes `value` as the store's record `name` if that record is still
     /// `expected` (`None`: absent); returns whether it was written.
     async fn swap_store(&self, name: &str, expected: Option<&str>, value: &str) -> Result<bool>;
+    /// Records `value` as the revocation `name` (under [`REVOKED_PREFIX`])
+    /// for `ttl` (at least a second), replacing one of the same name.
+    async fn revoke(&self, name: &str, value: &str, ttl: std::time::Duration) -> Result<()>;
+    /// The revocations in force (name -> value), kept up to date.
+    async fn watch_revoked(&self) -> Result<watch::Receiver<View>>;
 }
 
 /// A live registration. Its backend task keeps the record alive and writes

@@ -209,4 +209,22 @@ BEGIN
 END
 $$;
 
+-- Replaces an account's password hash. Returns 2 if the bucket is not
+-- owned here, 1 if there is no such account, 0 if replaced.
+CREATE OR REPLACE FUNCTION courier_set_password(
+    p_uid text, p_bucket integer, p_hash text
+) RETURNS smallint
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT courier_may_write(p_bucket) THEN
+        RETURN 2;
+    END IF;
+    UPDATE courier_accounts SET password_hash = p_hash WHERE uid = p_uid;
+    IF FOUND THEN
+        RETURN 0;
+    END IF;
+    RETURN 1;
+END
+$$;
+
 INSERT INTO courier_schema (version) VALUES (1) ON CONFLICT DO NOTHING;

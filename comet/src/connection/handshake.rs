@@ -12,6 +12,7 @@ use courier_proto::client::{frame::Body, Auth, ErrorCode, Frame, Reconnect};
 use courier_proto::logic::{ConnectRequest, Page};
 use courier_proto::names::{check_device, check_uid};
 use courier_proto::{CodecError, FrameCodec};
+use courier_runtime::revoked::TokenStamp;
 use futures::StreamExt;
 use tokio::io::AsyncRead;
 use tokio_util::codec::FramedRead;
@@ -35,6 +36,8 @@ pub(crate) struct Hello {
     pub(crate) device: String,
     /// When the token expires, seconds since the epoch.
     pub(crate) expires: u64,
+    /// What a revocation finds the token by.
+    pub(crate) token: TokenStamp,
 }
 
 /// An authenticated client with an open session.
@@ -114,8 +117,8 @@ pub(crate) async fn read_auth<R: AsyncRead + Unpin>(
             "first frame not Auth",
         ));
     };
-    let (uid, expires) = match state.tokens.verify(&token) {
-        Ok(claims) => (claims.sub, claims.exp),
+    let claims = match state.tokens.verify(&token) {
+        Ok(claims) => claims,
         Err(e) => {
             return Err(Refusal::error(
                 id,
@@ -125,7 +128,7 @@ pub(crate) async fn read_auth<R: AsyncRead + Unpin>(
             ))
         }
     };
-    if check_uid(&uid).is_err() {
+    if check_uid(&claims.sub).is_err() {
         return Err(Refusal::error(
             id,
             ErrorCode::Unauthenticated,
@@ -133,6 +136,16 @@ pub(crate) async fn read_auth<R: AsyncRead + Unpin>(
             "bad uid",
         ));
     }
+    if state.revoked.borrow().revokes(&claims) {
+        return Err(Refusal::error(
+            id,
+            ErrorCode::TokenRevoked,
+            "this token was revoked; log in again",
+            "revoked token",
+        ));
+    }
+    let token = TokenStamp::of(&claims);
+    let (uid, expires) = (claims.sub, claims.exp);
     if !device.is_empty() {
         if let Err(e) = check_device(&device) {
             return Err(Refusal::error(
@@ -151,6 +164,7 @@ pub(crate) async fn read_auth<R: AsyncRead + Unpin>(
         epoch,
         device,
         expires,
+        token,
     })
 }
 

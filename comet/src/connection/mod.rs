@@ -79,6 +79,7 @@ pub(crate) async fn serve<S>(
     let identity = Identity {
         uid: uid.clone(),
         device: (!hello.device.is_empty()).then(|| Arc::from(hello.device.as_str())),
+        token: hello.token,
     };
     state.directory.keys.insert(outbox.clone(), identity);
     let auth = match Box::pin(handshake::open(&state, &key, hello)).await {

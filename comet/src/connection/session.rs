@@ -24,6 +24,7 @@ use courier_proto::client::{
 use courier_proto::logic::{HeartbeatRequest, SendRequest, SyncRequest};
 use courier_proto::names::check_room;
 use courier_proto::{encode_frame, FrameCodec, Position};
+use courier_runtime::revoked::TokenStamp;
 use futures::StreamExt;
 use tokio::io::AsyncRead;
 use tokio::sync::Semaphore;
@@ -621,7 +622,17 @@ impl Session {
             return;
         }
         match self.state.tokens.verify(token) {
-            Ok(claims) if *claims.sub == *self.uid => {
+            Ok(claims) if *claims.sub != *self.uid => {
+                self.error(id, ErrorCode::BadRequest, "the token is for another user");
+            }
+            Ok(claims) if self.state.revoked.borrow().revokes(&claims) => {
+                self.error(id, ErrorCode::TokenRevoked, "this token was revoked");
+            }
+            Ok(claims) => {
+                self.state
+                    .directory
+                    .keys
+                    .set_token(self.outbox.key(), TokenStamp::of(&claims));
                 self.expires_at = instant_of(claims.exp);
                 let expires_at_ms = unix_ms(claims.exp);
                 self.reply(&Frame::new(
@@ -629,7 +640,6 @@ impl Session {
                     Body::RefreshReply(RefreshReply { expires_at_ms }),
                 ));
             }
-            Ok(_) => self.error(id, ErrorCode::BadRequest, "the token is for another user"),
             Err(e) => self.error(id, ErrorCode::Unauthenticated, e.to_string()),
         }
     }

@@ -63,6 +63,8 @@ async fn forged_or_expired_tokens_are_unauthenticated() {
             sub: "alice".into(),
             iat: 1,
             exp: 2,
+            jti: None,
+            iat_ms: None,
         })
         .unwrap();
     for token in [forged, expired, "garbage".to_owned()] {

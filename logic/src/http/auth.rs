@@ -36,6 +36,37 @@ pub(crate) enum UserOrReader {
     Key,
 }
 
+/// The request carried a user's token, valid and not revoked: its claims.
+pub(crate) struct UserToken(pub(crate) courier_runtime::Claims);
+
+impl FromRequestParts<Arc<LogicState>> for UserToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        shared: &Arc<LogicState>,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts)?;
+        user_claims(shared, token).map(Self)
+    }
+}
+
+/// The claims of a user's token that is valid and not revoked.
+fn user_claims(shared: &LogicState, token: &str) -> Result<courier_runtime::Claims, ApiError> {
+    let claims = shared
+        .tokens
+        .verify(token)
+        .map_err(|_| ApiError::unauthorized("invalid token"))?;
+    if shared.revocations.revokes(&claims) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "token_revoked",
+            "this token was revoked; log in again",
+        ));
+    }
+    Ok(claims)
+}
+
 /// The client IP is within its register/login budget; it carries the IP
 /// for the per-user login budget ([`login_budget`]).
 pub(crate) struct AuthRate(pub(crate) IpAddr);
@@ -86,10 +117,11 @@ impl FromRequestParts<Arc<LogicState>> for UserOrReader {
         if shared.api_keys.check(token, Scope::Read).is_some() {
             return Ok(Self::Key);
         }
-        let uid = shared
-            .tokens
-            .verify(token)
-            .map_err(|_| ApiError::unauthorized("invalid API key or token"))?
+        let uid = user_claims(shared, token)
+            .map_err(|e| match e.code() {
+                "token_revoked" => e,
+                _ => ApiError::unauthorized("invalid API key or token"),
+            })?
             .sub;
         if let Some(limiter) = &shared.read_limiter {
             if limiter.check_key(&uid).is_err() {

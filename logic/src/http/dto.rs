@@ -38,6 +38,18 @@ pub(crate) struct Credentials {
     pub(crate) password: String,
 }
 
+/// `POST /password`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PasswordChange {
+    /// The current password.
+    #[schema(min_length = 1, max_length = 128)]
+    pub(crate) old_password: String,
+    /// The new one: 6-128 bytes.
+    #[schema(min_length = 6, max_length = 128)]
+    pub(crate) new_password: String,
+}
+
 /// `201` of `POST /users`.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Registered {
@@ -467,6 +479,10 @@ pub(crate) struct Disconnect {
     #[serde(default)]
     #[schema(max_length = 256)]
     pub(crate) reason: String,
+    /// Also revoke every token of the user issued until now, so that none
+    /// can connect again (default false: the user may reconnect).
+    #[serde(default)]
+    pub(crate) revoke_tokens: bool,
 }
 
 /// `200` of `POST /users/{uid}/disconnect`.

@@ -52,6 +52,11 @@ impl ApiError {
         }
     }
 
+    /// The machine-readable code.
+    pub(crate) fn code(&self) -> &'static str {
+        self.code
+    }
+
     /// 400 for a request that parsed but is not acceptable.
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)

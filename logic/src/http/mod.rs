@@ -45,6 +45,8 @@ pub(crate) fn router(shared: Arc<LogicState>) -> Router {
     let api = Router::new()
         .route("/users", post(users::register))
         .route("/login", post(users::login))
+        .route("/logout", post(users::logout))
+        .route("/password", post(users::change_password))
         .route("/push/users", post(push::users))
         .route("/push/keys", post(push::keys))
         .route("/push/rooms/{room}", post(push::room))

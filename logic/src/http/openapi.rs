@@ -31,6 +31,8 @@ static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(ApiDoc::open
     paths(
         users::register,
         users::login,
+        users::logout,
+        users::change_password,
         push::users,
         push::keys,
         push::room,

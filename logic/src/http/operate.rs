@@ -9,7 +9,8 @@
 //! comet holding one close it with a `Kick` carrying the reason, directly
 //! over gRPC (not through the queue), so it takes effect at once. A comet
 //! that does not answer closes its connections at their next session
-//! check, which logic then refuses.
+//! check, which logic then refuses. With `revoke_tokens`, every token of
+//! the user issued until then is revoked first, so none connects again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,6 +120,10 @@ pub(crate) async fn disconnect_user(
         true => DEFAULT_REASON.to_owned(),
         false => body.reason,
     };
+    if body.revoke_tokens {
+        // Before the sessions end: a client reconnecting at once is refused.
+        shared.revocations.revoke_all(&uid).await?;
+    }
     let sessions = shared.sessions.user_sessions(&uid).await?;
     // Ended first: a check from a comet that misses the kick is refused.
     for session in &sessions {

@@ -1,4 +1,8 @@
-//! `POST /users` (register) and `POST /login`.
+//! `POST /users` (register), `POST /login`, `POST /logout` (revokes the
+//! token it carries) and `POST /password` (a new password revokes every
+//! token of the user issued until then, and the reply carries a new one).
+//! A revoked token closes its connections on every comet as soon as the
+//! revocation reaches them ([`crate::revocations`]).
 
 use std::sync::Arc;
 
@@ -6,11 +10,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 
-use super::auth::{login_budget, AuthRate};
-use super::dto::{CometAddr, Credentials, LoggedIn, Registered};
+use super::auth::{login_budget, AuthRate, UserToken};
+use super::dto::{CometAddr, Credentials, LoggedIn, PasswordChange, Registered};
 use super::error::{ApiError, ErrorBody};
 use super::extract::Json;
-use super::responses::CredentialsFailures;
+use super::responses::{BackendUnavailable, CredentialsFailures};
+use crate::revocations::RevokeError;
 use crate::state::LogicState;
 
 /// Creates an account: `201 {uid}`, `409` if taken, `400` if invalid.
@@ -68,6 +73,11 @@ pub(crate) async fn login(
         .accounts
         .login(&body.username, &body.password)
         .await?;
+    logged_in(&shared, uid).map(axum::Json)
+}
+
+/// A fresh token for `uid`, with the comets to connect to.
+fn logged_in(shared: &LogicState, uid: String) -> Result<LoggedIn, ApiError> {
     let ttl = shared.config.token_ttl;
     let token = shared.tokens.issue(&uid, ttl).map_err(|e| {
         tracing::error!(error = %e, "cannot sign token");
@@ -78,11 +88,80 @@ pub(crate) async fn login(
         )
     })?;
     let comets = shared.comets.ranked().iter().map(CometAddr::from).collect();
-    Ok(axum::Json(LoggedIn {
+    Ok(LoggedIn {
         uid,
         token,
         expires_in: ttl.as_secs(),
         heartbeat_secs: shared.config.heartbeat_secs(),
         comets,
-    }))
+    })
+}
+
+/// Revokes the token the request carries: it opens no connection again,
+/// and the connections holding it are closed (`Kick`, "token revoked").
+#[utoipa::path(
+    post,
+    path = "/api/v1/logout",
+    operation_id = "logout",
+    tag = "users",
+    security(("user_token" = [])),
+    responses(
+        (status = 204, description = "The token is revoked"),
+        (status = 400, description = "A token without an id (minted by a backend): revoke every token of the user instead", body = ErrorBody),
+        (status = 401, description = "No token, an invalid one, or one already revoked", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        BackendUnavailable,
+    ),
+)]
+pub(crate) async fn logout(
+    State(shared): State<Arc<LogicState>>,
+    UserToken(claims): UserToken,
+) -> Result<StatusCode, ApiError> {
+    shared
+        .revocations
+        .revoke_token(&claims)
+        .await
+        .map_err(|e| match e {
+            RevokeError::NoId => {
+                ApiError::new(StatusCode::BAD_REQUEST, "token_has_no_id", e.to_string())
+            }
+            RevokeError::Cluster(e) => ApiError::unavailable(&e),
+        })?;
+    tracing::info!(uid = %claims.sub, "logged out");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Changes the password of the token's user, revokes every token of the
+/// user issued until now (closing their connections), and returns a new
+/// token.
+#[utoipa::path(
+    post,
+    path = "/api/v1/password",
+    operation_id = "change_password",
+    tag = "users",
+    security(("user_token" = [])),
+    request_body = PasswordChange,
+    responses(
+        (status = 200, description = "Changed; a new token (every older one is revoked)", body = LoggedIn),
+        (status = 400, description = "Malformed JSON, or a new password the rules refuse", body = ErrorBody),
+        (status = 401, description = "No token, an invalid or revoked one, a wrong current password, or a user without an account", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 429, description = "Too many password checks from this address, or for this user from it", body = ErrorBody),
+        (status = 500, description = "Password hashing or token signing failed", body = ErrorBody),
+        CredentialsFailures,
+    ),
+)]
+pub(crate) async fn change_password(
+    State(shared): State<Arc<LogicState>>,
+    AuthRate(ip): AuthRate,
+    UserToken(claims): UserToken,
+    Json(body): Json<PasswordChange>,
+) -> Result<axum::Json<LoggedIn>, ApiError> {
+    let uid = claims.sub;
+    login_budget(&shared, ip, &uid)?;
+    shared
+        .accounts
+        .change_password(&uid, &body.old_password, &body.new_password)
+        .await?;
+    shared.revocations.revoke_all(&uid).await?;
+    tracing::info!(%uid, "password changed; older tokens revoked");
+    logged_in(&shared, uid).map(axum::Json)
 }
