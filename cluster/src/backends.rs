@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use crate::config::ClusterConfig;
-use crate::{accounts, discovery, inbox, queue, sessions, Error, Result};
-use crate::{Accounts, Discovery, Inbox, Queue, Sessions, StoreAdmin};
+use crate::{accounts, discovery, inbox, queue, rooms, sessions, Error, Result};
+use crate::{Accounts, Discovery, Inbox, Queue, RoomRules, Sessions, StoreAdmin};
 
 /// Every shared-state backend a service may need.
 #[derive(Clone)]
@@ -18,6 +18,8 @@ pub struct Backends {
     pub accounts: Arc<dyn Accounts>,
     /// Users' inboxes and rooms' histories, in the store of record.
     pub inbox: Arc<dyn Inbox>,
+    /// Rooms' join rules and members, in the store of record.
+    pub rooms: Arc<dyn RoomRules>,
     /// Operating the store of record; `None` for `memory://`.
     pub store_admin: Option<Arc<dyn StoreAdmin>>,
     pub queue: Arc<dyn Queue>,
@@ -60,12 +62,14 @@ impl Backends {
         let Store {
             accounts,
             inbox,
+            rooms,
             admin,
         } = connect_store(config, discovery.clone()).await?;
         Ok(Self {
             sessions: connect_sessions(config).await?,
             accounts,
             inbox,
+            rooms,
             store_admin: admin,
             queue: connect_queue(config).await?,
             discovery,
@@ -77,6 +81,7 @@ impl Backends {
 pub struct Store {
     pub accounts: Arc<dyn Accounts>,
     pub inbox: Arc<dyn Inbox>,
+    pub rooms: Arc<dyn RoomRules>,
     pub admin: Option<Arc<dyn StoreAdmin>>,
 }
 
@@ -90,6 +95,7 @@ pub async fn connect_store(config: &ClusterConfig, discovery: Arc<dyn Discovery>
         return Ok(Store {
             accounts: Arc::new(accounts::memory::MemoryAccounts::default()),
             inbox: Arc::new(inbox::memory::MemoryInbox::new(config.inbox_options())),
+            rooms: Arc::new(rooms::memory::MemoryRoomRules::default()),
             admin: None,
         });
     }
@@ -114,6 +120,7 @@ async fn connect_postgres(
     Ok(Store {
         accounts: store.clone(),
         inbox: store.clone(),
+        rooms: store.clone(),
         admin: Some(store),
     })
 }

@@ -11,6 +11,7 @@
 //! | [`Sessions`] | `memory://` | `redis://host:port` (single or cluster) | `redis` |
 //! | [`Accounts`] | `memory://` | `postgres://...` (sharded, [`postgres`]) | `postgres` |
 //! | [`Inbox`] | `memory://` | `postgres://...` (the same store) | `postgres` |
+//! | [`RoomRules`] | `memory://` | `postgres://...` (the same store) | `postgres` |
 //! | [`Queue`] | `memory://` | `kafka://host:port/topic` | `kafka` |
 //! | [`Discovery`] | `memory://` | `etcd://host:port` | `etcd` |
 //!
@@ -30,6 +31,7 @@ pub mod postgres;
 pub mod queue;
 #[cfg(feature = "redis")]
 pub mod redis;
+pub mod rooms;
 pub mod sessions;
 pub mod store_admin;
 
@@ -40,6 +42,7 @@ pub use discovery::{CometNode, Discovery, LogicNode, NodeState, Registration, Se
 pub use error::{Error, Result};
 pub use inbox::{Inbox, InboxOptions};
 pub use queue::{Consumer, ConsumerEvent, Delivery, Queue};
+pub use rooms::{JoinRule, RoomRules};
 pub use sessions::{CometReport, Online, Session, SessionOptions, Sessions};
 pub use store_admin::StoreAdmin;
 
