@@ -33,7 +33,9 @@ async fn members_are_a_set_paged_in_uid_order(r: &dyn RoomRules) {
         3
     );
     assert_eq!(
-        r.add_members("team", &uids(&["bob", "dave"])).await.unwrap(),
+        r.add_members("team", &uids(&["bob", "dave"]))
+            .await
+            .unwrap(),
         1,
         "bob was in already"
     );

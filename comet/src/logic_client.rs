@@ -17,9 +17,10 @@ use courier_cluster::LogicNode;
 use courier_proto::client::StreamHead;
 use courier_proto::logic::logic_client::LogicClient;
 use courier_proto::logic::{
-    AckRequest, CloseSessionsRequest, CometStartedRequest, HeartbeatRequest, OpenSessionsReply,
-    OpenSessionsRequest, Page, RenewOnlineRequest, RestoreSessionsReply, RestoreSessionsRequest,
-    RoomOnlineRequest, RoomsChangedRequest, SendReply, SendRequest, SyncRequest,
+    AckRequest, CheckRoomsRequest, CloseSessionsRequest, CometStartedRequest, HeartbeatRequest,
+    OpenSessionsReply, OpenSessionsRequest, Page, RenewOnlineRequest, RestoreSessionsReply,
+    RestoreSessionsRequest, RoomOnlineRequest, RoomsChangedRequest, SendReply, SendRequest,
+    SyncRequest,
 };
 use courier_runtime::cluster_auth::{ClusterSecret, Stamp};
 use parking_lot::RwLock;
@@ -249,6 +250,17 @@ impl LogicPool {
     pub(crate) async fn sync(&self, req: SyncRequest) -> Result<Page, LogicError> {
         self.call(req, |mut c, req| async move { c.sync(req).await })
             .await
+    }
+
+    /// Whether `uid` may join `room` (its join rule).
+    pub(crate) async fn may_join(&self, uid: &str, room: &str) -> Result<bool, LogicError> {
+        let req = CheckRoomsRequest {
+            uid: uid.to_owned(),
+            rooms: vec![room.to_owned()],
+        };
+        self.call(req, |mut c, req| async move { c.check_rooms(req).await })
+            .await
+            .map(|reply| reply.allowed.first() == Some(&true))
     }
 
     /// Records how far the user has read its inbox.

@@ -22,12 +22,12 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use courier_proto::client::{frame::Body, Frame, Kick};
+use courier_proto::client::{frame::Body, Frame, Kick, LeaveReply};
 use courier_proto::comet::comet_server::Comet;
 use courier_proto::comet::{
     BroadcastRequest, DrainReply, DrainRequest, KickReply, KickRequest, PushKeysBatchRequest,
-    PushKeysRequest, PushReply, PushRoomRequest, ResyncReply, ResyncRequest, RoomCount, StatsReply,
-    StatsRequest,
+    PushKeysRequest, PushReply, PushRoomRequest, RemoveFromRoomReply, RemoveFromRoomRequest,
+    ResyncReply, ResyncRequest, RoomCount, StatsReply, StatsRequest,
 };
 use courier_proto::{encode_frame, encode_push};
 use tokio_util::sync::CancellationToken;
@@ -162,6 +162,33 @@ impl Comet for PushService {
             kicked = kicked.saturating_add(1);
         }
         Ok(Response::new(KickReply { kicked }))
+    }
+
+    async fn remove_from_room(
+        &self,
+        request: Request<RemoveFromRoomRequest>,
+    ) -> Result<Response<RemoveFromRoomReply>, Status> {
+        let RemoveFromRoomRequest { room, uids } = request.into_inner();
+        let uids: std::collections::HashSet<&str> = uids.iter().map(String::as_str).collect();
+        let told = encode_frame(&Frame::new(
+            0,
+            Body::LeaveReply(LeaveReply { room: room.clone() }),
+        ));
+        let directory = &self.directory;
+        let mut removed = 0u32;
+        for outbox in directory.rooms.members_of(&room) {
+            let key = outbox.key();
+            if directory
+                .keys
+                .uid_of(key)
+                .is_some_and(|u| uids.contains(&*u))
+            {
+                directory.rooms.leave(&room, key);
+                outbox.push(told.clone());
+                removed = removed.saturating_add(1);
+            }
+        }
+        Ok(Response::new(RemoveFromRoomReply { removed }))
     }
 
     async fn stats(&self, _: Request<StatsRequest>) -> Result<Response<StatsReply>, Status> {

@@ -56,6 +56,11 @@ impl Registry {
         self.by_key.get(key).map(|c| c.outbox.clone())
     }
 
+    /// Whose the connection `key` is.
+    pub(crate) fn uid_of(&self, key: &str) -> Option<Arc<str>> {
+        self.by_key.get(key).map(|c| c.identity.uid.clone())
+    }
+
     /// The connection `key` now holds another token (a `Refresh`).
     pub(crate) fn set_token(&self, key: &str, token: TokenStamp) {
         if let Some(mut c) = self.by_key.get_mut(key) {

@@ -54,6 +54,19 @@ impl Rooms {
         }
     }
 
+    /// The connections in `room` now.
+    pub(crate) fn members_of(&self, room: &str) -> Vec<Outbox> {
+        self.members
+            .get(room)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether the connection `key` is in `room`.
+    pub(crate) fn has(&self, room: &str, key: &str) -> bool {
+        self.members.get(room).is_some_and(|m| m.contains_key(key))
+    }
+
     /// Queues `frames` to every member of `room`; returns how many members
     /// took them all.
     pub(crate) fn push(&self, room: &str, frames: &[Bytes], counters: &Counters) -> usize {

@@ -7,6 +7,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use courier_cluster::JoinRule;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +22,36 @@ pub enum LoginPolicy {
     KickOld,
     /// The old session wins: a new one is refused while one is live.
     RejectNew,
+}
+
+/// The join rule of rooms that have none of their own (see
+/// `PUT /api/v1/rooms/{room}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoomRulesConfig {
+    /// The rule of a room no prefix matches (default `open`).
+    pub default: JoinRule,
+    /// Rules by room-name prefix; the longest prefix that matches wins.
+    pub prefixes: Vec<PrefixRule>,
+}
+
+/// The rule of rooms whose name starts with `prefix`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrefixRule {
+    pub prefix: String,
+    pub join: JoinRule,
+}
+
+impl RoomRulesConfig {
+    /// The configured rule of `room`.
+    pub(crate) fn of(&self, room: &str) -> JoinRule {
+        self.prefixes
+            .iter()
+            .filter(|p| room.starts_with(&p.prefix))
+            .max_by_key(|p| p.prefix.len())
+            .map_or(self.default, |p| p.join)
+    }
 }
 
 /// Logic's configuration.
@@ -45,6 +76,8 @@ pub struct LogicConfig {
     /// `/presence` and `/nodes` reads one user's token may make per minute
     /// (default 60; 0 = no limit).
     pub user_reads_per_minute: u32,
+    /// Join rules of rooms without one of their own.
+    pub room_rules: RoomRulesConfig,
     /// Messages one user may send (`Send`, over all its connections) per
     /// minute, per logic node (default 3,000; 0 = no quota).
     pub send_quota_per_minute: u32,
@@ -121,6 +154,7 @@ impl Default for LogicConfig {
             api_keys: Vec::new(),
             user_reads_per_minute: 60,
             send_quota_per_minute: 3_000,
+            room_rules: RoomRulesConfig::default(),
             jwt_secret: String::new(),
             cluster_secret: String::new(),
             tls: courier_runtime::TlsConfig::default(),
@@ -187,6 +221,19 @@ impl LogicConfig {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn the_longest_matching_prefix_gives_a_room_its_rule() {
+        let rules: RoomRulesConfig = serde_json::from_str(
+            r#"{"default":"members","prefixes":[{"prefix":"pub-","join":"open"},{"prefix":"pub-vip-","join":"app"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(rules.of("pub-lobby"), JoinRule::Open);
+        assert_eq!(rules.of("pub-vip-1"), JoinRule::App);
+        assert_eq!(rules.of("team-a"), JoinRule::Members);
+        assert_eq!(RoomRulesConfig::default().of("x"), JoinRule::Open);
+        assert!(serde_json::from_str::<RoomRulesConfig>(r#"{"default":"closed"}"#).is_err());
+    }
 
     #[test]
     fn parses_policy_and_durations_from_json() {

@@ -22,11 +22,12 @@ use courier_proto::client::target::Kind;
 use courier_proto::logic::logic_server::Logic;
 use courier_proto::logic::open_result;
 use courier_proto::logic::{
-    AckReply, AckRequest, CloseSessionsReply, CloseSessionsRequest, CometStartedReply,
-    CometStartedRequest, ConnectReply, ConnectRequest, HeartbeatReply, HeartbeatRequest,
-    OpenRefused, OpenResult, OpenSessionsReply, OpenSessionsRequest, Page, RenewOnlineReply,
-    RenewOnlineRequest, RestoreSessionsReply, RestoreSessionsRequest, RoomOnlineReply,
-    RoomOnlineRequest, RoomsChangedReply, RoomsChangedRequest, SendReply, SendRequest, SyncRequest,
+    AckReply, AckRequest, CheckRoomsReply, CheckRoomsRequest, CloseSessionsReply,
+    CloseSessionsRequest, CometStartedReply, CometStartedRequest, ConnectReply, ConnectRequest,
+    HeartbeatReply, HeartbeatRequest, OpenRefused, OpenResult, OpenSessionsReply,
+    OpenSessionsRequest, Page, RenewOnlineReply, RenewOnlineRequest, RestoreSessionsReply,
+    RestoreSessionsRequest, RoomOnlineReply, RoomOnlineRequest, RoomsChangedReply,
+    RoomsChangedRequest, SendReply, SendRequest, SyncRequest,
 };
 use courier_proto::names::{
     check_comet_id, check_dedup_key, check_device, check_key, check_room, check_uid, InvalidName,
@@ -151,10 +152,49 @@ async fn open_one(shared: &LogicState, r: ConnectRequest) -> Result<ConnectReply
     )
     .await
     .map_err(unavailable)?;
+    let allowed = rooms_allowed(shared, &s.uid, &r.rooms).await?;
+    let denied_rooms = r
+        .rooms
+        .into_iter()
+        .zip(allowed)
+        .filter_map(|(room, ok)| (!ok).then_some(room))
+        .collect();
     Ok(ConnectReply {
         heartbeat_secs: shared.config.heartbeat_secs(),
         inbox: Some(streams::page(page)),
+        denied_rooms,
     })
+}
+
+/// Most rooms one `CheckRooms` (or one open) asks about.
+const MAX_CHECKED_ROOMS: usize = 256;
+
+/// Whether `uid` may join each of `rooms`, in order (a room with an
+/// invalid name may not).
+async fn rooms_allowed(
+    shared: &LogicState,
+    uid: &str,
+    rooms: &[String],
+) -> Result<Vec<bool>, Status> {
+    if rooms.len() > MAX_CHECKED_ROOMS {
+        return Err(Status::invalid_argument(format!(
+            "{} rooms; at most {MAX_CHECKED_ROOMS}",
+            rooms.len()
+        )));
+    }
+    // One at a time: a connect names few rooms, and open rooms are
+    // answered from the rule cache.
+    let mut allowed = Vec::with_capacity(rooms.len());
+    for room in rooms {
+        let ok = check_room(room).is_ok()
+            && shared
+                .rooms
+                .may_enter(uid, room)
+                .await
+                .map_err(unavailable)?;
+        allowed.push(ok);
+    }
+    Ok(allowed)
 }
 
 #[tonic::async_trait]
@@ -292,6 +332,7 @@ impl Logic for LogicService {
             checked("client_msg_id", &send.client_msg_id, check_dedup_key)?;
         }
         self.shared.send_quota.take(&r.uid).map_err(refused)?;
+        let uid_of_sender = r.uid.clone();
         let content = Content {
             from: r.uid,
             op: send.op,
@@ -320,6 +361,12 @@ impl Logic for LogicService {
             }
             Some(Kind::Room(room)) => {
                 checked("target room", room, check_room)?;
+                let may = self.shared.rooms.may_enter(&uid_of_sender, room);
+                if !may.await.map_err(unavailable)? {
+                    return Err(Status::permission_denied(format!(
+                        "the rules of room {room:?} do not let you send to it"
+                    )));
+                }
                 self.shared
                     .publisher
                     .publish(Recipients::Room(room), content)
@@ -339,6 +386,16 @@ impl Logic for LogicService {
             seq: at.seq,
             epoch: at.epoch,
         }))
+    }
+
+    async fn check_rooms(
+        &self,
+        request: Request<CheckRoomsRequest>,
+    ) -> Result<Response<CheckRoomsReply>, Status> {
+        let r = request.into_inner();
+        checked("uid", &r.uid, check_uid)?;
+        let allowed = rooms_allowed(&self.shared, &r.uid, &r.rooms).await?;
+        Ok(Response::new(CheckRoomsReply { allowed }))
     }
 
     async fn sync(&self, request: Request<SyncRequest>) -> Result<Response<Page>, Status> {

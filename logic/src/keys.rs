@@ -20,14 +20,16 @@ pub enum Scope {
     /// history.
     Read,
     /// Operating the cluster (draining a comet); also allows everything
-    /// `read` does.
+    /// `read` and `rooms` do.
     Admin,
+    /// Room rules and members (`/rooms/{room}`, `/rooms/{room}/members`).
+    Rooms,
 }
 
 impl Scope {
     /// Whether a key with this scope may do what `needed` guards.
     fn grants(self, needed: Scope) -> bool {
-        self == needed || (self == Scope::Admin && needed == Scope::Read)
+        self == needed || (self == Scope::Admin && matches!(needed, Scope::Read | Scope::Rooms))
     }
 }
 

@@ -51,12 +51,13 @@ mod publish;
 mod queue_watch;
 mod resync;
 mod revocations;
+mod room_access;
 mod room_counts;
 mod senders;
 mod server;
 mod state;
 mod streams;
 
-pub use config::{LogicConfig, LoginPolicy};
+pub use config::{LogicConfig, LoginPolicy, PrefixRule, RoomRulesConfig};
 pub use error::LogicError;
 pub use server::{serve, Logic};

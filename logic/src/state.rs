@@ -22,6 +22,8 @@ use crate::publish::Publisher;
 pub(crate) struct LogicState {
     pub(crate) config: LogicConfig,
     pub(crate) sessions: Arc<dyn Sessions>,
+    /// Room rules and membership.
+    pub(crate) rooms: crate::room_access::RoomAccess,
     /// Room head counts, read at most once a second.
     pub(crate) room_counts: crate::room_counts::RoomCounts,
     pub(crate) inbox: Arc<dyn Inbox>,
@@ -77,6 +79,10 @@ impl LogicState {
             comet_tls,
             sessions: backends.sessions.clone(),
             room_counts: crate::room_counts::RoomCounts::new(backends.sessions.clone()),
+            rooms: crate::room_access::RoomAccess::new(
+                backends.rooms.clone(),
+                config.room_rules.clone(),
+            ),
             inbox: backends.inbox.clone(),
             store_admin: backends.store_admin.clone(),
             store_moves: Arc::new(tokio::sync::Semaphore::new(1)),

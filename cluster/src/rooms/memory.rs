@@ -35,7 +35,10 @@ impl RoomRules for MemoryRoomRules {
     async fn add_members(&self, room: &str, uids: &[String]) -> Result<usize> {
         let mut rooms = self.rooms.lock();
         let members = &mut rooms.entry(room.to_owned()).or_default().members;
-        Ok(uids.iter().filter(|uid| members.insert((*uid).clone())).count())
+        Ok(uids
+            .iter()
+            .filter(|uid| members.insert((*uid).clone()))
+            .count())
     }
 
     async fn remove_member(&self, room: &str, uid: &str) -> Result<bool> {

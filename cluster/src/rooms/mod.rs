@@ -20,10 +20,11 @@ pub mod postgres;
 pub const MAX_MEMBERS_PER_CALL: usize = 1_000;
 
 /// Who may join a room, read its history and send to it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JoinRule {
     /// Anyone.
+    #[default]
     Open,
     /// Listed members only.
     Members,

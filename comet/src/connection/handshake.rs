@@ -188,7 +188,12 @@ pub(crate) async fn open(
     match state.opener.open(request).await {
         Ok(reply) => Ok(Authenticated {
             frame_id: id,
-            rooms: hello.rooms,
+            // The rooms the room rules let this user into, in the order asked.
+            rooms: hello
+                .rooms
+                .into_iter()
+                .filter(|room| !reply.denied_rooms.contains(room))
+                .collect(),
             inbox: reply.inbox.unwrap_or_default(),
             device: hello.device,
             expires: hello.expires,

@@ -81,6 +81,8 @@ fn permits(cell: &mut Option<Arc<Semaphore>>, n: usize) -> Arc<Semaphore> {
 enum Next {
     Continue,
     Close(&'static str),
+    /// A `Join`, which waits for logic's answer on the room's rules.
+    Join(u64, Join),
 }
 
 /// One authenticated connection.
@@ -228,8 +230,10 @@ impl Session {
                     Some(Ok(frame)) => {
                         frames_in.increment(1);
                         idle_at = Instant::now() + idle;
-                        if let Next::Close(reason) = self.on_frame(frame) {
-                            return reason;
+                        match self.on_frame(frame) {
+                            Next::Continue => {}
+                            Next::Close(reason) => return reason,
+                            Next::Join(id, join) => self.join(id, join).await,
                         }
                         deadline.as_mut().reset(self.next_due(idle_at));
                     }
@@ -252,7 +256,7 @@ impl Session {
         let id = frame.id;
         match frame.body {
             Some(Body::Heartbeat(_)) => self.heartbeat(id),
-            Some(Body::Join(join)) => self.join(id, join),
+            Some(Body::Join(join)) => return Next::Join(id, join),
             Some(Body::Leave(Leave { room })) => self.leave(id, room),
             Some(Body::Send(send)) => self.send(id, send),
             Some(Body::Sync(sync)) => self.sync(id, sync),
@@ -304,7 +308,25 @@ impl Session {
         !limited
     }
 
-    fn join(&mut self, id: u64, join: Join) {
+    /// Whether this connection is in `room`. A room the comet took it out
+    /// of (a removed member, `RemoveFromRoom`) is forgotten here too.
+    fn in_room(&mut self, room: &str) -> bool {
+        if !self.rooms.contains(room) {
+            return false;
+        }
+        if self.state.directory.rooms.has(room, self.outbox.key()) {
+            return true;
+        }
+        self.rooms.remove(room);
+        false
+    }
+
+    /// Joins a room its rules let this user into. Logic is asked before
+    /// the connection enters the room's index, so nothing of a room the
+    /// user may not see reaches it; the read loop waits for the answer
+    /// (joins are rate-limited, and pushes are written by the writer task
+    /// meanwhile).
+    async fn join(&mut self, id: u64, join: Join) {
         let Join {
             room,
             last_seq,
@@ -316,14 +338,28 @@ impl Session {
         if let Err(why) = check_room(&room) {
             return self.error(id, ErrorCode::BadRequest, why.to_string());
         }
-        if self.rooms.contains(&room) && epoch == 0 {
+        let already = self.in_room(&room);
+        if already && epoch == 0 {
             // In already: nothing to do but say so.
             let reply = JoinReply { room, head: None };
             return self.reply(&Frame::new(id, Body::JoinReply(reply)));
         }
         let max = self.state.config.max_rooms;
-        if !self.rooms.contains(&room) && self.rooms.len() >= max {
+        if !already && self.rooms.len() >= max {
             return self.error(id, ErrorCode::TooManyRooms, format!("at most {max} rooms"));
+        }
+        if !already {
+            match self.state.logic.may_join(&self.uid, &room).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return self.error(
+                        id,
+                        ErrorCode::NotAllowed,
+                        format!("the rules of room {room:?} do not let you join it"),
+                    )
+                }
+                Err(e) => return self.error(id, ErrorCode::Unavailable, e.client_message()),
+            }
         }
         // The reply carries the room's head (read from logic, like a Sync),
         // so a client new to the room knows where it starts. With a
@@ -399,7 +435,7 @@ impl Session {
             if let Err(why) = check_room(&sync.room) {
                 return self.error(id, ErrorCode::BadRequest, why.to_string());
             }
-            if !self.rooms.contains(&sync.room) {
+            if !self.in_room(&sync.room) {
                 return self.error(id, ErrorCode::NotInRoom, "join the room first");
             }
         }
@@ -436,7 +472,7 @@ impl Session {
         if let Err(why) = check_room(&room) {
             return self.error(id, ErrorCode::BadRequest, why.to_string());
         }
-        if !self.rooms.contains(&room) {
+        if !self.in_room(&room) {
             return self.error(id, ErrorCode::NotInRoom, "join the room first");
         }
         if !self.joins_allowed(id) {

@@ -4,6 +4,7 @@
 mod handshake;
 mod lifecycle;
 mod push;
+mod rooms;
 mod session;
 mod streams;
 mod support;

@@ -59,9 +59,13 @@ pub(crate) enum Call {
 }
 
 /// A logic that records calls. It refuses uid `banned` (login policy),
+/// lets nobody into rooms named `private-...` (room rules),
 /// returns one missed message when `last_seq > 0`, refuses a `Send`
 /// whose data is `bad`, and refuses heartbeats of uid `replaced` (a newer
 /// login ended the session).
+/// Rooms no user may join at [`FakeLogic`].
+pub(crate) const PRIVATE: &str = "private-";
+
 #[derive(Debug, Default)]
 pub(crate) struct FakeLogic {
     calls: CallLog<Call>,
@@ -138,6 +142,12 @@ impl Logic for FakeLogic {
         };
         Ok(Response::new(ConnectReply {
             heartbeat_secs: 30,
+            denied_rooms: req
+                .rooms
+                .iter()
+                .filter(|r| r.starts_with(PRIVATE))
+                .cloned()
+                .collect(),
             inbox: Some(inbox),
         }))
     }
@@ -264,6 +274,19 @@ impl Logic for FakeLogic {
         Ok(Response::new(RoomOnlineReply {
             connections: room.len() as u64,
         }))
+    }
+
+    async fn check_rooms(
+        &self,
+        request: Request<CheckRoomsRequest>,
+    ) -> Result<Response<CheckRoomsReply>, Status> {
+        let allowed = request
+            .into_inner()
+            .rooms
+            .iter()
+            .map(|r| !r.starts_with(PRIVATE))
+            .collect();
+        Ok(Response::new(CheckRoomsReply { allowed }))
     }
 
     async fn restore_sessions(

@@ -16,8 +16,8 @@ use courier_job::{JobConfig, JobDeps, JobError};
 use courier_proto::comet::comet_server::{Comet, CometServer};
 use courier_proto::comet::{
     BroadcastRequest, DrainReply, DrainRequest, KickReply, KickRequest, PushKeysBatchRequest,
-    PushKeysRequest, PushReply, PushRoomRequest, ResyncReply, ResyncRequest, StatsReply,
-    StatsRequest,
+    PushKeysRequest, PushReply, PushRoomRequest, RemoveFromRoomReply, RemoveFromRoomRequest,
+    ResyncReply, ResyncRequest, StatsReply, StatsRequest,
 };
 use courier_proto::queue::envelope::Kind;
 use courier_proto::queue::{BroadcastPush, Envelope, KeysPush, RoomPush};
@@ -177,6 +177,12 @@ impl Comet for FakeComet {
     }
     async fn stats(&self, _: Request<StatsRequest>) -> Result<Response<StatsReply>, Status> {
         Ok(Response::new(StatsReply::default()))
+    }
+    async fn remove_from_room(
+        &self,
+        _: Request<RemoveFromRoomRequest>,
+    ) -> Result<Response<RemoveFromRoomReply>, Status> {
+        Err(Status::unimplemented("jobs never remove room members"))
     }
     async fn drain(&self, _: Request<DrainRequest>) -> Result<Response<DrainReply>, Status> {
         Err(Status::unimplemented("a fake comet does not drain"))

@@ -26,6 +26,9 @@ pub(crate) struct PushKey(pub(crate) String);
 /// The request carried a key with the `read` scope; its name.
 pub(crate) struct ReadKey(#[allow(dead_code)] pub(crate) String);
 
+/// The request carried a key with the `rooms` scope; its name.
+pub(crate) struct RoomsKey(#[allow(dead_code)] pub(crate) String);
+
 /// The request carried a key with the `admin` scope; its name.
 pub(crate) struct AdminKey(#[allow(dead_code)] pub(crate) String);
 
@@ -83,6 +86,7 @@ fn require_key(parts: &Parts, shared: &LogicState, scope: Scope) -> Result<Strin
             Scope::Push => "invalid API key or no push scope",
             Scope::Read => "invalid API key or no read scope",
             Scope::Admin => "invalid API key or no admin scope",
+            Scope::Rooms => "invalid API key or no rooms scope",
         })),
     }
 }
@@ -105,6 +109,7 @@ macro_rules! scoped_key {
 scoped_key!(PushKey, Scope::Push);
 scoped_key!(ReadKey, Scope::Read);
 scoped_key!(AdminKey, Scope::Admin);
+scoped_key!(RoomsKey, Scope::Rooms);
 
 impl FromRequestParts<Arc<LogicState>> for UserOrReader {
     type Rejection = ApiError;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use courier_runtime::admin;
 use tower_http::timeout::TimeoutLayer;
@@ -32,6 +32,7 @@ mod openapi;
 mod operate;
 mod push;
 mod responses;
+mod rooms;
 pub(crate) mod serve;
 mod store;
 mod users;
@@ -60,6 +61,12 @@ pub(crate) fn router(shared: Arc<LogicState>) -> Router {
         .route("/users/{uid}/messages", get(messages::user))
         .route("/users/{uid}/disconnect", post(operate::disconnect_user))
         .route("/rooms/{room}/messages", get(messages::room))
+        .route("/rooms/{room}", get(rooms::rule).put(rooms::set_rule))
+        .route(
+            "/rooms/{room}/members",
+            get(rooms::members).post(rooms::add_members),
+        )
+        .route("/rooms/{room}/members/{uid}", delete(rooms::remove_member))
         .route("/admin/comets/{id}/drain", post(operate::drain_comet))
         .route("/admin/store", get(store::status))
         .route("/admin/store/moves", post(store::start_moves))

@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{messages, online, operate, push, store, users};
+use super::{messages, online, operate, push, rooms, store, users};
 
 /// The document, built once.
 static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(ApiDoc::openapi);
@@ -47,6 +47,11 @@ static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(ApiDoc::open
         messages::room,
         operate::drain_comet,
         operate::disconnect_user,
+        rooms::set_rule,
+        rooms::rule,
+        rooms::add_members,
+        rooms::remove_member,
+        rooms::members,
         store::status,
         store::start_moves,
         openapi_json,
@@ -61,6 +66,7 @@ static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(ApiDoc::open
         (name = "online", description = "Who is online and where to connect"),
         (name = "messages", description = "Stored messages (an API key with the `read` scope)"),
         (name = "admin", description = "Operating the cluster (an API key with the `admin` scope)"),
+        (name = "rooms", description = "Room join rules and members (writes: an API key with the `rooms` scope; reads: `read`)"),
         (name = "operations", description = "Metrics and probes, outside `/api/v1`"),
         (name = "meta", description = "This document"),
     ),
