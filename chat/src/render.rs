@@ -60,6 +60,7 @@ pub fn event_line(event: &Event, username: &str, first: bool) -> Option<String> 
         }
         Event::Disconnected { reason } => status(format!("disconnected: {reason}")),
         Event::Kicked { reason } => status(format!("kicked: {reason}")),
+        Event::RemovedFromRoom { room } => status(format!("you were removed from #{room}")),
         Event::Missed { room, count } => {
             let plural = if *count == 1 { "" } else { "s" };
             match room {

@@ -55,6 +55,12 @@ pub enum Event {
         /// How many.
         count: usize,
     },
+    /// The server took us out of a room (we were removed from its
+    /// members); we will not join it again on reconnect.
+    RemovedFromRoom {
+        /// The room.
+        room: String,
+    },
     /// The connection was lost; the client is reconnecting.
     Disconnected {
         /// Why, for humans.

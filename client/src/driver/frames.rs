@@ -111,6 +111,12 @@ impl Driver {
                 Err(lost(format!("kicked: {}", k.reason)))
             }
             Body::Kick(k) => Err(SessionEnd::Kicked(k.reason)),
+            Body::LeaveReply(left) if frame.id == 0 => {
+                // Unasked: the server took us out of the room.
+                self.forget_room(&left.room);
+                self.emit(Event::RemovedFromRoom { room: left.room }).await;
+                Ok(())
+            }
             reply @ (Body::SendReply(_)
             | Body::JoinReply(_)
             | Body::LeaveReply(_)
@@ -141,12 +147,19 @@ impl Driver {
                 state.rooms.push(j.room.clone());
             }
             (Body::Leave(l), Body::LeaveReply(_)) => {
-                state.rooms.retain(|r| *r != l.room);
-                state.room_positions.remove(&l.room);
-                self.rooms.remove(&l.room);
+                drop(state);
+                self.forget_room(&l.room);
             }
             _ => {}
         }
+    }
+
+    /// We are no longer in `room`: not rejoined, not sequenced.
+    fn forget_room(&mut self, room: &str) {
+        let mut state = self.shared.conn.lock();
+        state.rooms.retain(|r| r != room);
+        state.room_positions.remove(room);
+        self.rooms.remove(room);
     }
 
     /// A room we joined: where its history stands tells a new member where
