@@ -15,7 +15,8 @@
 //! | [`Queue`] | `memory://` | `kafka://host:port/topic` | `kafka` |
 //! | [`Discovery`] | `memory://` | `etcd://host:port` | `etcd` |
 //!
-//! PostgreSQL is the store of record (accounts, every stored message);
+//! PostgreSQL is the store of record (accounts, every stored message,
+//! rooms' rules and members);
 //! Redis is a cache of who is connected where, which the comets can
 //! rebuild. The same contract-test suite (`tests/contract_*.rs`) runs
 //! against every backend of a trait.

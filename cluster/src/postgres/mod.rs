@@ -1,5 +1,6 @@
 //! The store of record in sharded PostgreSQL: the `postgres://` backend of
-//! [`Inbox`](crate::Inbox) and [`Accounts`](crate::Accounts).
+//! [`Inbox`](crate::Inbox), [`Accounts`](crate::Accounts) and
+//! [`RoomRules`](crate::RoomRules).
 //!
 //! - **Shards** ([`shard`]): each a replication group named by one
 //!   multi-host URL; writes go to its primary, history pages to a standby
@@ -314,7 +315,8 @@ impl PgStore {
         Ok(deleted)
     }
 
-    /// The shard `key`'s stream (or account) is routed to now.
+    /// The shard `key`'s stream (or account, or room's rule and members)
+    /// is routed to now.
     pub fn shard_of(&self, key: &str) -> Option<String> {
         let table = self.routes.table()?;
         table.shard_of(bucket_of(key)).map(str::to_owned)

@@ -8,8 +8,9 @@
 //!    lock taken exclusively, which waits for every write of the bucket in
 //!    flight there and refuses every later one (readers go on).
 //! 4. Copy what arrived since, then the stream rows (epoch, last seq,
-//!    acks), dedup keys and accounts; check both sides hold the same
-//!    streams, seqs and message counts.
+//!    acks), dedup keys, accounts, and rooms' rules and members; check
+//!    both sides hold the same streams, seqs and counts of messages,
+//!    accounts, rules and members.
 //! 5. The target marks the bucket `owned`; the routing table is switched
 //!    (compare-and-swap); writers waiting on the fence go to the target.
 //! 6. The source marks the bucket `gone` and deletes its rows in chunks.
@@ -381,8 +382,9 @@ async fn copy_messages(source: &Shard, target: &Shard, bucket: u32) -> Result<u6
     Ok(copied)
 }
 
-/// Copies the stream rows, live dedup keys and accounts of the bucket (the
-/// source is fenced, so they no longer change); returns the streams.
+/// Copies the stream rows, live dedup keys, accounts, and rooms' rules and
+/// members of the bucket (the source is fenced, so they no longer change);
+/// returns the streams.
 async fn copy_rest(source: &Shard, target: &Shard, bucket: u32) -> Result<u64> {
     let b = to_i32(bucket);
     let streams = source
@@ -477,18 +479,103 @@ async fn copy_rest(source: &Shard, target: &Shard, bucket: u32) -> Result<u64> {
             )
             .await?;
     }
+    copy_rooms(source, target, b).await?;
+    copy_members(source, target, b).await?;
     Ok(names.len() as u64)
 }
 
-/// Per bucket: streams, the sum of their last seqs, messages and accounts.
-async fn fingerprint(shard: &Shard, bucket: u32) -> Result<(i64, i64, i64, i64)> {
+/// Copies the rooms' own rules of bucket `b`.
+async fn copy_rooms(source: &Shard, target: &Shard, b: i32) -> Result<()> {
+    let rooms = source
+        .query(
+            "SELECT room, join_rule FROM courier_rooms WHERE bucket = $1",
+            &[&b],
+        )
+        .await?;
+    for chunk in rooms.chunks(COPY_CHUNK as usize) {
+        let names: Vec<&str> = chunk
+            .iter()
+            .map(|r| r.try_get(0).map_err(pg_error))
+            .collect::<Result<_>>()?;
+        let rules: Vec<&str> = chunk
+            .iter()
+            .map(|r| r.try_get(1).map_err(pg_error))
+            .collect::<Result<_>>()?;
+        target
+            .execute(
+                "INSERT INTO courier_rooms (room, bucket, join_rule)
+                 SELECT r, $2, j FROM unnest($1::text[], $3::text[]) AS x(r, j)
+                 ON CONFLICT (room) DO UPDATE SET bucket = EXCLUDED.bucket, join_rule = EXCLUDED.join_rule",
+                &[&names, &b, &rules],
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Copies the rooms' members of bucket `b`, a chunk at a time in (room,
+/// uid) order: a bucket may hold far more members than fit in memory.
+async fn copy_members(source: &Shard, target: &Shard, b: i32) -> Result<()> {
+    let mut after: Option<(String, String)> = None;
+    loop {
+        let rows = match &after {
+            None => {
+                source
+                    .query(
+                        "SELECT room, uid FROM courier_room_members
+                          WHERE bucket = $1 ORDER BY room, uid LIMIT $2",
+                        &[&b, &COPY_CHUNK],
+                    )
+                    .await?
+            }
+            Some((room, uid)) => {
+                source
+                    .query(
+                        "SELECT room, uid FROM courier_room_members
+                          WHERE bucket = $1 AND (room, uid) > ($3, $4) ORDER BY room, uid LIMIT $2",
+                        &[&b, &COPY_CHUNK, room, uid],
+                    )
+                    .await?
+            }
+        };
+        let rooms: Vec<String> = rows
+            .iter()
+            .map(|r| r.try_get(0).map_err(pg_error))
+            .collect::<Result<_>>()?;
+        let uids: Vec<String> = rows
+            .iter()
+            .map(|r| r.try_get(1).map_err(pg_error))
+            .collect::<Result<_>>()?;
+        let (Some(room), Some(uid)) = (rooms.last(), uids.last()) else {
+            return Ok(());
+        };
+        after = Some((room.clone(), uid.clone()));
+        target
+            .execute(
+                "INSERT INTO courier_room_members (room, uid, bucket)
+                 SELECT r, u, $3 FROM unnest($1::text[], $2::text[]) AS x(r, u)
+                 ON CONFLICT (room, uid) DO NOTHING",
+                &[&rooms, &uids, &b],
+            )
+            .await?;
+        if (rows.len() as i64) < COPY_CHUNK {
+            return Ok(());
+        }
+    }
+}
+
+/// Per bucket: streams, the sum of their last seqs, messages, accounts,
+/// rooms with a rule of their own, and room members.
+async fn fingerprint(shard: &Shard, bucket: u32) -> Result<(i64, i64, i64, i64, i64, i64)> {
     let rows = shard
         .query(
             "SELECT (SELECT count(*) FROM courier_streams WHERE bucket = $1),
                     (SELECT coalesce(sum(last_seq), 0)::int8 FROM courier_streams WHERE bucket = $1),
                     (SELECT count(*) FROM courier_messages m JOIN courier_streams s ON s.stream = m.stream
                       WHERE s.bucket = $1),
-                    (SELECT count(*) FROM courier_accounts WHERE bucket = $1)",
+                    (SELECT count(*) FROM courier_accounts WHERE bucket = $1),
+                    (SELECT count(*) FROM courier_rooms WHERE bucket = $1),
+                    (SELECT count(*) FROM courier_room_members WHERE bucket = $1)",
             &[&to_i32(bucket)],
         )
         .await?;
@@ -496,10 +583,11 @@ async fn fingerprint(shard: &Shard, bucket: u32) -> Result<(i64, i64, i64, i64)>
         .first()
         .ok_or_else(|| Error::corrupt("postgres", "no row"))?;
     let get = |i| row.try_get::<_, i64>(i).map_err(pg_error);
-    Ok((get(0)?, get(1)?, get(2)?, get(3)?))
+    Ok((get(0)?, get(1)?, get(2)?, get(3)?, get(4)?, get(5)?))
 }
 
-/// Both shards hold the same streams, seqs, messages and accounts.
+/// Both shards hold the same streams, seqs, messages, accounts, room rules
+/// and room members.
 async fn verify(source: &Shard, target: &Shard, bucket: u32) -> Result<()> {
     let (a, b) = (
         fingerprint(source, bucket).await?,
@@ -508,7 +596,7 @@ async fn verify(source: &Shard, target: &Shard, bucket: u32) -> Result<()> {
     if a != b {
         return Err(Error::corrupt(
             "postgres",
-            format!("bucket {bucket} copy differs: source {a:?}, target {b:?} (streams, seq sum, messages, accounts)"),
+            format!("bucket {bucket} copy differs: source {a:?}, target {b:?} (streams, seq sum, messages, accounts, room rules, room members)"),
         ));
     }
     Ok(())
@@ -534,6 +622,10 @@ async fn delete_bucket_rows(shard: &Shard, bucket: u32) -> Result<()> {
             SELECT ctid FROM courier_streams WHERE bucket = $1 LIMIT $2))",
         "DELETE FROM courier_accounts WHERE ctid = ANY (ARRAY(
             SELECT ctid FROM courier_accounts WHERE bucket = $1 LIMIT $2))",
+        "DELETE FROM courier_rooms WHERE ctid = ANY (ARRAY(
+            SELECT ctid FROM courier_rooms WHERE bucket = $1 LIMIT $2))",
+        "DELETE FROM courier_room_members WHERE ctid = ANY (ARRAY(
+            SELECT ctid FROM courier_room_members WHERE bucket = $1 LIMIT $2))",
     ] {
         loop {
             let n = shard.execute(statement, &[&b, &DELETE_CHUNK]).await?;

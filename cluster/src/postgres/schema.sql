@@ -68,6 +68,28 @@ CREATE TABLE IF NOT EXISTS courier_accounts (
 );
 CREATE INDEX IF NOT EXISTS courier_accounts_bucket ON courier_accounts (bucket);
 
+-- Rooms' own join rules, in the bucket of the room's history (`r:<room>`),
+-- so a room's rule, members and messages move together.
+CREATE TABLE IF NOT EXISTS courier_rooms (
+    room text PRIMARY KEY,
+    bucket integer NOT NULL,
+    join_rule text NOT NULL CHECK (join_rule IN ('open', 'members', 'app'))
+);
+CREATE INDEX IF NOT EXISTS courier_rooms_bucket ON courier_rooms (bucket);
+
+-- Rooms' members, in the room's bucket. Uids compare bytewise (collation
+-- "C") whatever the database's locale, so members are paged in the same
+-- order by every backend, and the primary key's index serves the pages.
+-- The bucket index holds (room, uid) too, so a bucket move copies the
+-- members of a bucket page by page from the index.
+CREATE TABLE IF NOT EXISTS courier_room_members (
+    room text NOT NULL,
+    uid text COLLATE "C" NOT NULL,
+    bucket integer NOT NULL,
+    PRIMARY KEY (room, uid)
+);
+CREATE INDEX IF NOT EXISTS courier_room_members_bucket ON courier_room_members (bucket, room, uid);
+
 -- Each logic stamps the time here on the primary; a standby's replay lag
 -- is how far behind its copy of the newest stamp is.
 CREATE TABLE IF NOT EXISTS courier_heartbeat (
@@ -220,6 +242,63 @@ BEGIN
         RETURN 2;
     END IF;
     UPDATE courier_accounts SET password_hash = p_hash WHERE uid = p_uid;
+    IF FOUND THEN
+        RETURN 0;
+    END IF;
+    RETURN 1;
+END
+$$;
+
+-- Gives a room its own join rule, replacing one it had. Returns 2 if the
+-- bucket is not owned here, else 0.
+CREATE OR REPLACE FUNCTION courier_set_room_rule(
+    p_room text, p_bucket integer, p_rule text
+) RETURNS smallint
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT courier_may_write(p_bucket) THEN
+        RETURN 2;
+    END IF;
+    INSERT INTO courier_rooms (room, bucket, join_rule)
+    VALUES (p_room, p_bucket, p_rule)
+    ON CONFLICT (room) DO UPDATE SET join_rule = EXCLUDED.join_rule;
+    RETURN 0;
+END
+$$;
+
+-- Adds members to a room. Returns -1 if the bucket is not owned here, else
+-- how many were not members before. Uids are inserted in order, so two
+-- concurrent calls with overlapping uids wait for each other's rows in one
+-- order and cannot deadlock.
+CREATE OR REPLACE FUNCTION courier_add_room_members(
+    p_room text, p_bucket integer, p_uids text[]
+) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    added integer;
+BEGIN
+    IF NOT courier_may_write(p_bucket) THEN
+        RETURN -1;
+    END IF;
+    INSERT INTO courier_room_members (room, uid, bucket)
+    SELECT DISTINCT p_room, u COLLATE "C", p_bucket FROM unnest(p_uids) AS u ORDER BY 2
+    ON CONFLICT (room, uid) DO NOTHING;
+    GET DIAGNOSTICS added = ROW_COUNT;
+    RETURN added;
+END
+$$;
+
+-- Removes a member from a room. Returns 2 if the bucket is not owned here,
+-- 1 if the uid was not a member, 0 if removed.
+CREATE OR REPLACE FUNCTION courier_remove_room_member(
+    p_room text, p_bucket integer, p_uid text
+) RETURNS smallint
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT courier_may_write(p_bucket) THEN
+        RETURN 2;
+    END IF;
+    DELETE FROM courier_room_members WHERE room = p_room AND uid = p_uid;
     IF FOUND THEN
         RETURN 0;
     END IF;

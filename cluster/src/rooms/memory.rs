@@ -6,7 +6,7 @@ use std::ops::Bound;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
-use super::{JoinRule, RoomRules};
+use super::{check_members_per_call, JoinRule, RoomRules};
 use crate::Result;
 
 /// Room rules and members kept in this process's memory.
@@ -33,6 +33,7 @@ impl RoomRules for MemoryRoomRules {
     }
 
     async fn add_members(&self, room: &str, uids: &[String]) -> Result<usize> {
+        check_members_per_call("memory", uids)?;
         let mut rooms = self.rooms.lock();
         let members = &mut rooms.entry(room.to_owned()).or_default().members;
         Ok(uids

@@ -10,7 +10,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::Result;
+use crate::{Error, Result};
 
 pub mod memory;
 #[cfg(feature = "postgres")]
@@ -18,6 +18,23 @@ pub mod postgres;
 
 /// Most uids one call adds.
 pub const MAX_MEMBERS_PER_CALL: usize = 1_000;
+
+/// Refuses a call to add more than [`MAX_MEMBERS_PER_CALL`] uids: callers
+/// check the bound first, and this keeps one call one bounded statement
+/// whatever is passed. (There is no error for a bad argument;
+/// `Unavailable` names what was refused.)
+pub(crate) fn check_members_per_call(backend: &'static str, uids: &[String]) -> Result<()> {
+    if uids.len() > MAX_MEMBERS_PER_CALL {
+        return Err(Error::unavailable(
+            backend,
+            format!(
+                "{} uids in one call to add room members, at most {MAX_MEMBERS_PER_CALL}",
+                uids.len()
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// Who may join a room, read its history and send to it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -60,8 +77,9 @@ pub trait RoomRules: Send + Sync + 'static {
     async fn set_rule(&self, room: &str, rule: JoinRule) -> Result<()>;
     /// The rule `room` was given, if any.
     async fn rule(&self, room: &str) -> Result<Option<JoinRule>>;
-    /// Adds `uids` (at most [`MAX_MEMBERS_PER_CALL`]) to `room`'s members;
-    /// returns how many were not members before.
+    /// Adds `uids` (at most [`MAX_MEMBERS_PER_CALL`]: more are refused, and
+    /// none added) to `room`'s members; returns how many were not members
+    /// before.
     async fn add_members(&self, room: &str, uids: &[String]) -> Result<usize>;
     /// Removes `uid` from `room`'s members; whether it was one.
     async fn remove_member(&self, room: &str, uid: &str) -> Result<bool>;
