@@ -218,3 +218,193 @@ async fn an_sdk_client_logs_out_and_the_users_other_device_stays() {
     laptop.close().await;
     system.stop().await;
 }
+
+/// The next event that is not about the connection (connected, missed).
+async fn next_room_event(events: &mut courier_client::Events) -> courier_client::Event {
+    use courier_client::Event;
+    loop {
+        let event = tokio::time::timeout(courier_testkit::PATIENCE, events.recv())
+            .await
+            .expect("an event in time")
+            .expect("the client is open");
+        match event {
+            Event::Connected { .. } | Event::Missed { .. } => continue,
+            other => return other,
+        }
+    }
+}
+
+fn not_allowed(e: &courier_client::ClientError) -> bool {
+    matches!(e, courier_client::ClientError::Server { code, .. }
+        if *code == ErrorCode::NotAllowed as i32)
+}
+
+#[tokio::test]
+async fn a_members_room_admits_its_members_only_and_a_removal_takes_effect_at_once() {
+    use courier_client::Event;
+    let system = start(2).await;
+    let api = Api::new(&system);
+    let put = |room: &str, rule: &str| {
+        let (api, room, rule) = (&api, room.to_owned(), rule.to_owned());
+        async move {
+            api.put(&format!("/rooms/{room}"), json!({ "join": rule }))
+                .await
+        }
+    };
+    let (status, body) = put("team", "members").await;
+    assert_eq!((status, body["own"].as_bool()), (200, Some(true)), "{body}");
+    let (status, body) = api
+        .post("/rooms/team/members", json!({"uids": ["alice"]}))
+        .await;
+    assert_eq!((status, body["added"].as_u64()), (200, Some(1)), "{body}");
+    let (_, body) = api.get("/rooms/team").await;
+    assert_eq!(
+        (body["join"].as_str(), body["own"].as_bool()),
+        (Some("members"), Some(true))
+    );
+    let (_, body) = api.get("/rooms/lobby").await;
+    assert_eq!(
+        (body["join"].as_str(), body["own"].as_bool()),
+        (Some("open"), Some(false))
+    );
+
+    let (alice, mut alice_events) = {
+        let _ = courier_client::register(&system.logic_url(), "alice", PASSWORD).await;
+        device(&system, "alice", &["team"]).await
+    };
+    let (bob, _bob_events) = user(&system, "bob").await;
+    // Bob is no member: he cannot join, nor send to the room.
+    let refused = bob.join("team").await.unwrap_err();
+    assert!(not_allowed(&refused), "{refused:?}");
+    let refused = bob
+        .send_to_room("team", 1, bytes::Bytes::from_static(b"let me in"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, courier_client::ClientError::Server { code, .. } if code == ErrorCode::Rejected as i32),
+        "{refused:?}"
+    );
+    alice
+        .send_to_room("team", 1, bytes::Bytes::from_static(b"members only"))
+        .await
+        .unwrap();
+    next_message_is(&mut alice_events, b"members only").await;
+    let (_, history) = api.get("/rooms/team/messages").await;
+    let texts: Vec<&str> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["data"].as_str())
+        .collect();
+    assert_eq!(texts.len(), 1, "bob stored nothing: {history}");
+    let (_, members) = api.get("/rooms/team/members").await;
+    assert_eq!(members["members"], json!(["alice"]));
+
+    // Removed: out of the room on its comet at once, and told.
+    let asked = tokio::time::Instant::now();
+    let (status, body) = api.delete("/rooms/team/members/alice").await;
+    assert_eq!(
+        (
+            status,
+            body["was_member"].as_bool(),
+            body["connections"].as_u64()
+        ),
+        (200, Some(true), Some(1)),
+        "{body}"
+    );
+    match next_room_event(&mut alice_events).await {
+        Event::RemovedFromRoom { room } => assert_eq!(room, "team"),
+        other => panic!("expected RemovedFromRoom, got {other:?}"),
+    }
+    eprintln!(
+        "room removal: the member's connection was out {:?} after the request",
+        asked.elapsed()
+    );
+    let (status, _) = api
+        .post("/push/rooms/team", json!({"data": "after removal"}))
+        .await;
+    assert_eq!(status, 202);
+    let (status, _) = api
+        .post("/push/users", json!({"uids": ["alice"], "data": "probe"}))
+        .await;
+    assert_eq!(status, 202);
+    next_message_is(&mut alice_events, b"\"probe\"").await;
+    let refused = alice.join("team").await.unwrap_err();
+    assert!(not_allowed(&refused), "{refused:?}");
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn configured_prefixes_give_rooms_their_rule_until_a_room_has_its_own() {
+    let mut config = support::config();
+    config.logic.room_rules = courier_logic::RoomRulesConfig {
+        default: courier_cluster::JoinRule::Open,
+        prefixes: vec![courier_logic::PrefixRule {
+            prefix: "staff-".into(),
+            join: courier_cluster::JoinRule::Members,
+        }],
+    };
+    let system = start_with(config, 1).await;
+    let api = Api::new(&system);
+    let (carol, _events) = user(&system, "carol").await;
+    carol.join("lobby").await.unwrap();
+    assert!(not_allowed(&carol.join("staff-room").await.unwrap_err()));
+    let (_, body) = api.get("/rooms/staff-room").await;
+    assert_eq!(
+        (body["join"].as_str(), body["own"].as_bool()),
+        (Some("members"), Some(false))
+    );
+    // Its own rule wins over the prefix.
+    let (status, _) = api.put("/rooms/staff-room", json!({"join": "open"})).await;
+    assert_eq!(status, 200);
+    carol.join("staff-room").await.unwrap();
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn room_rule_and_member_requests_with_bad_input_are_refused() {
+    let system = start(1).await;
+    let api = Api::new(&system);
+    let many: Vec<String> = (0..1001).map(|i| format!("u{i}")).collect();
+    for (status, body) in [
+        api.put("/rooms/team", json!({"join": "closed"})).await,
+        api.put("/rooms/team", json!({"join": "open", "x": 1}))
+            .await,
+    ] {
+        assert_eq!(status, 422, "{body}");
+    }
+    for (status, body) in [
+        api.post("/rooms/team/members", json!({"uids": []})).await,
+        api.post("/rooms/team/members", json!({"uids": many})).await,
+        api.post("/rooms/team/members", json!({"uids": ["a\u{7}b"]}))
+            .await,
+        api.post("/rooms/a%07b/members", json!({"uids": ["x"]}))
+            .await,
+        api.get("/rooms/team/members?limit=0").await,
+        api.get("/rooms/team/members?limit=1001").await,
+        api.delete("/rooms/team/members/a%07b").await,
+    ] {
+        assert_eq!(status, 400, "{body}");
+    }
+    let (_, members) = api.get("/rooms/team/members").await;
+    assert_eq!(members["members"], json!([]), "nothing was added");
+    // Paging: after and next_after.
+    let uids: Vec<String> = (0..5).map(|i| format!("m{i}")).collect();
+    api.post("/rooms/team/members", json!({ "uids": uids }))
+        .await;
+    let (_, page) = api.get("/rooms/team/members?limit=3").await;
+    assert_eq!(
+        (page["members"].clone(), page["next_after"].clone()),
+        (json!(["m0", "m1", "m2"]), json!("m2"))
+    );
+    let (_, page) = api.get("/rooms/team/members?limit=3&after=m2").await;
+    assert_eq!(
+        (page["members"].clone(), page["next_after"].clone()),
+        (json!(["m3", "m4"]), Value::Null)
+    );
+    let (status, _) = api
+        .post_public("/rooms/team/members", json!({"uids": ["x"]}))
+        .await;
+    assert_eq!(status, 401);
+    system.stop().await;
+}

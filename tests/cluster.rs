@@ -321,3 +321,60 @@ async fn a_logout_closes_its_token_on_every_comet_of_the_cluster() {
     next_message_is(&mut laptop_events, b"\"still yours\"").await;
     laptop.close().await;
 }
+
+#[tokio::test]
+async fn room_rules_live_in_the_store_and_a_removal_reaches_the_members_comet() {
+    let cluster = RealCluster::start().await;
+    let api = |path: &str| format!("{}/api/v1{path}", cluster.logic_url());
+    let client = reqwest::Client::new();
+    let put = client
+        .put(api("/rooms/crew"))
+        .bearer_auth(API_KEY)
+        .json(&json!({"join": "members"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status().as_u16(), 200);
+    let (status, body) = http(
+        "POST",
+        api("/rooms/crew/members"),
+        Some(json!({"uids": ["alice"]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let ((alice, mut alice_events), (bob, _bob_events)) = alice_and_bob(&cluster).await;
+    alice.join("crew").await.expect("a member joins");
+    bob.join("crew").await.expect_err("bob is no member");
+    alice
+        .send_to_room("crew", op::CHAT, Bytes::from_static(b"crew only"))
+        .await
+        .expect("send");
+    next_message_is(&mut alice_events, b"crew only").await;
+
+    let asked = tokio::time::Instant::now();
+    let removed = client
+        .delete(api("/rooms/crew/members/alice"))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.status().as_u16(), 200);
+    let wait = async {
+        loop {
+            match alice_events.recv().await {
+                Some(Event::RemovedFromRoom { room }) => return room,
+                Some(_) => continue,
+                None => panic!("client closed"),
+            }
+        }
+    };
+    let room = tokio::time::timeout(SLOW_DEADLINE, wait)
+        .await
+        .expect("told");
+    assert_eq!(room, "crew");
+    eprintln!(
+        "cluster room removal: out of the room {:?} after the request",
+        asked.elapsed()
+    );
+    alice.join("crew").await.expect_err("removed");
+}

@@ -131,9 +131,20 @@ mod tests {
             &[
                 key("pusher", "push-key-0123456789", &[Scope::Push]),
                 key("ops", "admin-key-0123456789", &[Scope::Admin]),
+                key("app", "rooms-key-0123456789", &[Scope::Rooms]),
             ],
         )
         .unwrap();
+        assert_eq!(
+            keys.check("rooms-key-0123456789", Scope::Rooms),
+            Some("app")
+        );
+        assert_eq!(keys.check("rooms-key-0123456789", Scope::Push), None);
+        assert_eq!(keys.check("push-key-0123456789", Scope::Rooms), None);
+        assert_eq!(
+            keys.check("admin-key-0123456789", Scope::Rooms),
+            Some("ops")
+        );
         assert_eq!(
             keys.check("push-key-0123456789", Scope::Push),
             Some("pusher")
@@ -152,7 +163,7 @@ mod tests {
     #[test]
     fn the_single_api_key_may_do_everything() {
         let keys = ApiKeys::new("legacy", &[]).unwrap();
-        for scope in [Scope::Push, Scope::Read, Scope::Admin] {
+        for scope in [Scope::Push, Scope::Read, Scope::Admin, Scope::Rooms] {
             assert_eq!(keys.check("legacy", scope), Some("default"));
         }
         assert_eq!(ApiKeys::new("", &[]).unwrap().check("", Scope::Read), None);

@@ -69,6 +69,25 @@ impl Api {
         send(req).await
     }
 
+    /// PUT with the API key.
+    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        let req = self
+            .http
+            .put(format!("{}{path}", self.base))
+            .bearer_auth(&self.api_key)
+            .json(&body);
+        send(req).await
+    }
+
+    /// DELETE with the API key.
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        let req = self
+            .http
+            .delete(format!("{}{path}", self.base))
+            .bearer_auth(&self.api_key);
+        send(req).await
+    }
+
     /// POST with the API key and an `Idempotency-Key`.
     pub async fn post_idempotent(&self, path: &str, key: &str, body: Value) -> (u16, Value) {
         let req = self
