@@ -78,6 +78,8 @@ pub struct LogicConfig {
     pub user_reads_per_minute: u32,
     /// Join rules of rooms without one of their own.
     pub room_rules: RoomRulesConfig,
+    /// The application's hooks (connect, join, publish, offline).
+    pub hooks: crate::hooks::HooksConfig,
     /// Messages one user may send (`Send`, over all its connections) per
     /// minute, per logic node (default 3,000; 0 = no quota).
     pub send_quota_per_minute: u32,
@@ -155,6 +157,7 @@ impl Default for LogicConfig {
             user_reads_per_minute: 60,
             send_quota_per_minute: 3_000,
             room_rules: RoomRulesConfig::default(),
+            hooks: crate::hooks::HooksConfig::default(),
             jwt_secret: String::new(),
             cluster_secret: String::new(),
             tls: courier_runtime::TlsConfig::default(),
@@ -193,6 +196,7 @@ impl LogicConfig {
             return Err("id must not be empty".into());
         }
         crate::keys::ApiKeys::new(&self.api_key, &self.api_keys)?;
+        self.hooks.validate()?;
         self.tls.validate().map_err(|e| format!("tls: {e}"))?;
         if self.max_connections == 0 {
             return Err("max_connections must be at least 1".into());

@@ -35,6 +35,7 @@ use courier_proto::names::{
 use courier_proto::Position;
 use tonic::{Request, Response, Status};
 
+use crate::hooks::{PublishAsk, Verdict};
 use crate::policy::{open_session, OpenError, KICK_REASON};
 use crate::publish::{Content, Dedup, PublishError, Recipients};
 use crate::senders::{check_known, SendRefused};
@@ -50,6 +51,40 @@ pub(crate) struct LogicService {
 impl LogicService {
     pub(crate) fn new(shared: Arc<LogicState>) -> Self {
         Self { shared }
+    }
+
+    /// A client's message as the publish hook lets it go out: its op and
+    /// data, as sent or rewritten; refused (`PERMISSION_DENIED`) or, with
+    /// no answer, `UNAVAILABLE`.
+    async fn moderated(
+        &self,
+        from: &str,
+        to: Recipients<'_>,
+        op: u32,
+        data: bytes::Bytes,
+    ) -> Result<(u32, bytes::Bytes), Status> {
+        let target = match to {
+            Recipients::Users([uid]) => serde_json::json!({ "user": uid }),
+            Recipients::Room(room) => serde_json::json!({ "room": room }),
+            _ => serde_json::Value::Null,
+        };
+        let ask = PublishAsk::new(from, target, op, &data);
+        let unanswered = || Status::unavailable("the application did not answer; retry later");
+        match self.shared.hooks.publish(&ask).await {
+            Verdict::Accept => Ok((op, data)),
+            Verdict::Rewrite { op, data } if data.len() <= self.shared.config.max_data => {
+                Ok((op, data))
+            }
+            Verdict::Rewrite { data, .. } => {
+                tracing::warn!(
+                    bytes = data.len(),
+                    "the publish hook rewrote a message past max_data"
+                );
+                Err(unanswered())
+            }
+            Verdict::Refuse(reason) => Err(Status::permission_denied(reason)),
+            Verdict::Unanswered => Err(unanswered()),
+        }
     }
 }
 
@@ -332,17 +367,8 @@ impl Logic for LogicService {
             checked("client_msg_id", &send.client_msg_id, check_dedup_key)?;
         }
         self.shared.send_quota.take(&r.uid).map_err(refused)?;
-        let uid_of_sender = r.uid.clone();
-        let content = Content {
-            from: r.uid,
-            op: send.op,
-            data: send.data,
-            dedup: Some(Dedup::Send {
-                client_msg_id: send.client_msg_id,
-            }),
-        };
         let kind = send.to.and_then(|t| t.kind);
-        let accepted = match &kind {
+        let to = match &kind {
             Some(Kind::User(uid)) => {
                 checked("target user", uid, check_uid)?;
                 let shared = &self.shared;
@@ -354,32 +380,40 @@ impl Logic for LogicService {
                 )
                 .await
                 .map_err(refused)?;
-                self.shared
-                    .publisher
-                    .publish(Recipients::Users(std::slice::from_ref(uid)), content)
-                    .await
+                Recipients::Users(std::slice::from_ref(uid))
             }
             Some(Kind::Room(room)) => {
                 checked("target room", room, check_room)?;
-                let may = self.shared.rooms.may_enter(&uid_of_sender, room);
+                let may = self.shared.rooms.may_enter(&r.uid, room);
                 if !may.await.map_err(unavailable)? {
                     return Err(Status::permission_denied(format!(
                         "the rules of room {room:?} do not let you send to it"
                     )));
                 }
-                self.shared
-                    .publisher
-                    .publish(Recipients::Room(room), content)
-                    .await
+                Recipients::Room(room)
             }
             _ => return Err(Status::invalid_argument("send to a user or a room")),
-        }
-        .map_err(|e| match e {
-            PublishError::Reused => Status::invalid_argument(
-                "client_msg_id was used for a different message within the dedup window",
-            ),
-            PublishError::Cluster(e) => unavailable(e),
-        })?;
+        };
+        let (op, data) = self.moderated(&r.uid, to, send.op, send.data).await?;
+        let content = Content {
+            from: r.uid,
+            op,
+            data,
+            dedup: Some(Dedup::Send {
+                client_msg_id: send.client_msg_id,
+            }),
+        };
+        let accepted = self
+            .shared
+            .publisher
+            .publish(to, content)
+            .await
+            .map_err(|e| match e {
+                PublishError::Reused => Status::invalid_argument(
+                    "client_msg_id was used for a different message within the dedup window",
+                ),
+                PublishError::Cluster(e) => unavailable(e),
+            })?;
         let at = accepted.position.unwrap_or_default();
         Ok(Response::new(SendReply {
             msg_id: accepted.msg_id,

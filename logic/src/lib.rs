@@ -43,6 +43,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod grpc;
+mod hooks;
 mod http;
 mod keys;
 mod nodes;
@@ -60,4 +61,5 @@ mod streams;
 
 pub use config::{LogicConfig, LoginPolicy, PrefixRule, RoomRulesConfig};
 pub use error::LogicError;
+pub use hooks::{Hook, HooksConfig, OfflineHook, OnFailure};
 pub use server::{serve, Logic};

@@ -49,6 +49,8 @@ use futures::{StreamExt, TryStreamExt};
 use prost::Message as _;
 use tokio::sync::watch;
 
+use crate::hooks::Hooks;
+
 /// How many recipients one push handles at once.
 const CONCURRENCY: usize = 32;
 
@@ -147,6 +149,8 @@ pub(crate) struct Publisher {
     health: watch::Receiver<QueueHealth>,
     /// Stored messages whose publish failed, counted up.
     stranded: watch::Sender<u64>,
+    /// Where messages for users with no connection go (the offline hook).
+    hooks: Arc<Hooks>,
 }
 
 /// What delivering to one stored stream did.
@@ -161,6 +165,7 @@ impl Publisher {
         sessions: Arc<dyn Sessions>,
         inbox: Arc<dyn Inbox>,
         queue: Arc<dyn Queue>,
+        hooks: Arc<Hooks>,
     ) -> Self {
         Self {
             sessions,
@@ -168,6 +173,7 @@ impl Publisher {
             health: queue.health(),
             queue,
             stranded: watch::Sender::new(0),
+            hooks,
         }
     }
 
@@ -329,6 +335,9 @@ impl Publisher {
             .user_sessions(uid)
             .await
             .inspect_err(|_| self.strand())?;
+        if sessions.is_empty() && !appended.repeat {
+            self.hooks.offline(uid, &copy);
+        }
         let envelopes = self
             .publish_keys(Some(uid), sessions.into_iter(), &copy)
             .await

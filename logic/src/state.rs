@@ -24,6 +24,8 @@ pub(crate) struct LogicState {
     pub(crate) sessions: Arc<dyn Sessions>,
     /// Room rules and membership.
     pub(crate) rooms: crate::room_access::RoomAccess,
+    /// The application's hooks.
+    pub(crate) hooks: Arc<crate::hooks::Hooks>,
     /// Room head counts, read at most once a second.
     pub(crate) room_counts: crate::room_counts::RoomCounts,
     pub(crate) inbox: Arc<dyn Inbox>,
@@ -73,6 +75,7 @@ impl LogicState {
             .map(|n| RateLimiter::keyed(Quota::per_minute(n)));
         // Checked by `LogicConfig::validate` before this runs.
         let api_keys = ApiKeys::new(&config.api_key, &config.api_keys).unwrap_or_default();
+        let hooks = Arc::new(crate::hooks::Hooks::new(config.hooks.clone()));
         Arc::new(Self {
             tokens: TokenKeys::new(config.jwt_secret.as_bytes()),
             cluster_secret,
@@ -82,6 +85,7 @@ impl LogicState {
             rooms: crate::room_access::RoomAccess::new(
                 backends.rooms.clone(),
                 config.room_rules.clone(),
+                hooks.clone(),
             ),
             inbox: backends.inbox.clone(),
             store_admin: backends.store_admin.clone(),
@@ -91,7 +95,9 @@ impl LogicState {
                 backends.sessions.clone(),
                 backends.inbox.clone(),
                 backends.queue.clone(),
+                hooks.clone(),
             ),
+            hooks,
             comets,
             auth_limiter,
             login_limiter,

@@ -16,6 +16,7 @@ const API_V1: &[(&str, &str)] = &[
     ("post", "/users"),
     ("post", "/login"),
     ("post", "/logout"),
+    ("post", "/connect"),
     ("post", "/password"),
     ("post", "/push/users"),
     ("post", "/push/keys"),

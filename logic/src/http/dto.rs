@@ -86,6 +86,23 @@ pub(crate) struct LoggedIn {
     pub(crate) heartbeat_secs: u32,
     /// Comets to connect to, best first.
     pub(crate) comets: Vec<CometAddr>,
+    /// Rooms to join at `Auth`, as the application's connect hook named
+    /// them (`POST /connect` only; the room rules still apply).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) rooms: Vec<String>,
+}
+
+/// Longest credentials `POST /connect` passes on, in bytes.
+pub(crate) const MAX_CREDENTIALS: usize = 4096;
+
+/// `POST /connect`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AppCredentials {
+    /// The application's own credentials (a session cookie, an OAuth
+    /// token...), passed to its connect hook as they are: 1-4096 bytes.
+    #[schema(min_length = 1, max_length = 4096)]
+    pub(crate) credentials: String,
 }
 
 /// `POST /push/users`. `op` defaults to 0.

@@ -47,6 +47,7 @@ pub(crate) fn router(shared: Arc<LogicState>) -> Router {
         .route("/users", post(users::register))
         .route("/login", post(users::login))
         .route("/logout", post(users::logout))
+        .route("/connect", post(users::connect))
         .route("/password", post(users::change_password))
         .route("/push/users", post(push::users))
         .route("/push/keys", post(push::keys))

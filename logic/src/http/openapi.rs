@@ -32,6 +32,7 @@ static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(ApiDoc::open
         users::register,
         users::login,
         users::logout,
+        users::connect,
         users::change_password,
         push::users,
         push::keys,

@@ -11,12 +11,16 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 
 use super::auth::{login_budget, AuthRate, UserToken};
-use super::dto::{CometAddr, Credentials, LoggedIn, PasswordChange, Registered};
+use super::dto::{
+    AppCredentials, CometAddr, Credentials, LoggedIn, PasswordChange, Registered, MAX_CREDENTIALS,
+};
 use super::error::{ApiError, ErrorBody};
 use super::extract::Json;
 use super::responses::{BackendUnavailable, CredentialsFailures};
+use crate::hooks::token_life;
 use crate::revocations::RevokeError;
 use crate::state::LogicState;
+use courier_proto::names;
 
 /// Creates an account: `201 {uid}`, `409` if taken, `400` if invalid.
 #[utoipa::path(
@@ -78,7 +82,16 @@ pub(crate) async fn login(
 
 /// A fresh token for `uid`, with the comets to connect to.
 fn logged_in(shared: &LogicState, uid: String) -> Result<LoggedIn, ApiError> {
-    let ttl = shared.config.token_ttl;
+    logged_in_for(shared, uid, shared.config.token_ttl, Vec::new())
+}
+
+/// A token for `uid` that lives `ttl`, the comets, and `rooms` to join.
+fn logged_in_for(
+    shared: &LogicState,
+    uid: String,
+    ttl: std::time::Duration,
+    rooms: Vec<String>,
+) -> Result<LoggedIn, ApiError> {
     let token = shared.tokens.issue(&uid, ttl).map_err(|e| {
         tracing::error!(error = %e, "cannot sign token");
         ApiError::new(
@@ -94,8 +107,83 @@ fn logged_in(shared: &LogicState, uid: String) -> Result<LoggedIn, ApiError> {
         expires_in: ttl.as_secs(),
         heartbeat_secs: shared.config.heartbeat_secs(),
         comets,
+        rooms,
     })
 }
+
+/// Exchanges the application's own credentials for a Courier token: the
+/// connect hook says who they belong to (and which rooms to join, and for
+/// how long), so the application need not mint Courier tokens itself.
+#[utoipa::path(
+    post,
+    path = "/api/v1/connect",
+    operation_id = "connect",
+    tag = "users",
+    request_body = AppCredentials,
+    responses(
+        (status = 200, description = "The application vouched for the credentials: a token for its uid, the comets, and rooms to join", body = LoggedIn),
+        (status = 400, description = "Malformed JSON, or credentials empty or over 4096 bytes", body = ErrorBody),
+        (status = 401, description = "The application refused the credentials", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 404, description = "No connect hook is configured", body = ErrorBody),
+        (status = 429, description = "Too many register/login requests from this address", body = ErrorBody),
+        CredentialsFailures,
+    ),
+)]
+pub(crate) async fn connect(
+    State(shared): State<Arc<LogicState>>,
+    AuthRate(ip): AuthRate,
+    Json(body): Json<AppCredentials>,
+) -> Result<axum::Json<LoggedIn>, ApiError> {
+    if !shared.hooks.has_connect() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_connect_hook",
+            "this server has no connect hook; log in with a username and password",
+        ));
+    }
+    if body.credentials.is_empty() || body.credentials.len() > MAX_CREDENTIALS {
+        return Err(ApiError::invalid(format!(
+            "credentials must be 1-{MAX_CREDENTIALS} bytes"
+        )));
+    }
+    let hook_failed = || {
+        ApiError::busy(
+            "hook_unavailable",
+            "the application did not answer; retry shortly",
+        )
+    };
+    let answer = match shared
+        .hooks
+        .connect(&body.credentials, &ip.to_string())
+        .await
+    {
+        Ok(Some(answer)) => answer,
+        Ok(None) => {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "bad_credentials",
+                "the application refused the credentials",
+            ))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "connect hook failed");
+            return Err(hook_failed());
+        }
+    };
+    let valid = names::check_uid(&answer.uid).is_ok()
+        && answer.rooms.len() <= MAX_HOOK_ROOMS
+        && answer.rooms.iter().all(|r| names::check_room(r).is_ok());
+    if !valid {
+        tracing::warn!("the connect hook answered an invalid uid or room list");
+        return Err(hook_failed());
+    }
+    let ttl = token_life(&answer, shared.config.token_ttl);
+    tracing::info!(uid = %answer.uid, "connected through the connect hook");
+    logged_in_for(&shared, answer.uid, ttl, answer.rooms).map(axum::Json)
+}
+
+/// Most rooms the connect hook may name.
+const MAX_HOOK_ROOMS: usize = 64;
 
 /// Revokes the token the request carries: it opens no connection again,
 /// and the connections holding it are closed (`Kick`, "token revoked").

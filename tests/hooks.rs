@@ -1,0 +1,314 @@
+//! The application's hooks, against a small HTTP application this test
+//! starts: connect (its own credentials for a Courier token), join (who
+//! else enters an `app` room), publish (refuse or rewrite a client's
+//! message before it is stored) and the offline webhook (messages for
+//! users with no connection, in batches). Every request the application
+//! gets must carry a valid signature.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes as Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Json;
+use bytes::Bytes;
+use courier_logic::{Hook, HooksConfig, OfflineHook, OnFailure};
+use courier_proto::client::ErrorCode;
+use hmac::{Hmac, Mac};
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use sha2::Sha256;
+use support::*;
+use tokio::sync::Notify;
+
+const HOOK_SECRET: &str = "hook-secret-of-at-least-32-bytes!!";
+
+/// What the application saw.
+#[derive(Default)]
+struct App {
+    /// (path, body) of every request with a valid signature.
+    calls: Mutex<Vec<(String, Value)>>,
+    /// Requests whose signature did not verify.
+    forged: Mutex<usize>,
+    offline: Mutex<Vec<Value>>,
+    offline_arrived: Notify,
+}
+
+impl App {
+    /// The body of a request if its signature verifies.
+    fn verified(&self, path: &str, headers: &HeaderMap, body: &[u8]) -> Option<Value> {
+        let timestamp = headers.get("x-courier-timestamp")?.to_str().ok()?;
+        let signature = headers.get("x-courier-signature")?.to_str().ok()?;
+        let mut mac = Hmac::<Sha256>::new_from_slice(HOOK_SECRET.as_bytes()).unwrap();
+        mac.update(format!("{timestamp}.").as_bytes());
+        mac.update(body);
+        let expected: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if signature != format!("v1={expected}") {
+            *self.forged.lock() += 1;
+            return None;
+        }
+        let value: Value = serde_json::from_slice(body).ok()?;
+        self.calls.lock().push((path.to_owned(), value.clone()));
+        Some(value)
+    }
+
+    fn calls_to(&self, path: &str) -> usize {
+        self.calls.lock().iter().filter(|(p, _)| p == path).count()
+    }
+}
+
+type Answer = (StatusCode, Json<Value>);
+
+async fn connect(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Answer {
+    let Some(ask) = app.verified("/connect", &headers, &body) else {
+        return (StatusCode::BAD_REQUEST, Json(json!({})));
+    };
+    match ask["credentials"].as_str() {
+        Some("good-cookie") => (
+            StatusCode::OK,
+            Json(json!({"uid": "dana", "rooms": ["lobby"], "expires_in": 60})),
+        ),
+        Some("bad-uid") => (StatusCode::OK, Json(json!({"uid": "a\u{7}b"}))),
+        Some("hang") => std::future::pending().await,
+        _ => (StatusCode::UNAUTHORIZED, Json(json!({}))),
+    }
+}
+
+async fn join(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Answer {
+    let Some(ask) = app.verified("/join", &headers, &body) else {
+        return (StatusCode::BAD_REQUEST, Json(json!({})));
+    };
+    let allow = ask["uid"] == "dana" && ask["room"] == "vip";
+    (StatusCode::OK, Json(json!({ "allow": allow })))
+}
+
+async fn publish(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Answer {
+    let Some(ask) = app.verified("/publish", &headers, &body) else {
+        return (StatusCode::BAD_REQUEST, Json(json!({})));
+    };
+    let text = ask["data"].as_str().unwrap_or_default().to_owned();
+    if text.contains("bad word") {
+        return (
+            StatusCode::OK,
+            Json(json!({"action": "refuse", "reason": "watch your language"})),
+        );
+    }
+    if text == "hang" {
+        return std::future::pending().await;
+    }
+    if let Some(rest) = text.strip_prefix("shout ") {
+        return (
+            StatusCode::OK,
+            Json(json!({"action": "rewrite", "data": rest.to_uppercase()})),
+        );
+    }
+    (StatusCode::OK, Json(json!({"action": "accept"})))
+}
+
+async fn offline(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> StatusCode {
+    let Some(batch) = app.verified("/offline", &headers, &body) else {
+        return StatusCode::BAD_REQUEST;
+    };
+    app.offline
+        .lock()
+        .extend(batch["messages"].as_array().cloned().unwrap_or_default());
+    app.offline_arrived.notify_waiters();
+    StatusCode::NO_CONTENT
+}
+
+/// Starts the application on 127.0.0.1 and a system whose hooks call it.
+async fn start_with_app() -> (courier::System, Arc<App>) {
+    let app = Arc::new(App::default());
+    let router = axum::Router::new()
+        .route("/connect", post(connect))
+        .route("/join", post(join))
+        .route("/publish", post(publish))
+        .route("/offline", post(offline))
+        .with_state(app.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let hook = |path: &str, on_failure| Hook {
+        url: format!("{base}{path}"),
+        on_failure,
+    };
+    let mut config = support::config();
+    config.logic.hooks = HooksConfig {
+        secret: HOOK_SECRET.into(),
+        // Long enough for a loaded CI machine; the hanging answers wait
+        // it out.
+        timeout: Duration::from_secs(2),
+        connect: Some(hook("/connect", OnFailure::Refuse)),
+        join: Some(hook("/join", OnFailure::Refuse)),
+        publish: Some(hook("/publish", OnFailure::Refuse)),
+        offline: Some(OfflineHook {
+            url: format!("{base}/offline"),
+            ..OfflineHook::default()
+        }),
+    };
+    (start_with(config, 1).await, app)
+}
+
+fn code_of(e: &courier_client::ClientError) -> i32 {
+    match e {
+        courier_client::ClientError::Server { code, .. } => *code,
+        other => panic!("expected a server error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_connect_hook_turns_the_applications_credentials_into_a_token() {
+    let (system, app) = start_with_app().await;
+    let api = Api::new(&system);
+    let (status, body) = api
+        .post_public("/connect", json!({"credentials": "good-cookie"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["uid"].as_str(), body["rooms"].clone()),
+        (Some("dana"), json!(["lobby"]))
+    );
+    assert!(body["expires_in"].as_u64().unwrap() <= 60, "{body}");
+    let mut c = courier_testkit::FrameClient::connect(system.comets[0].tcp).await;
+    let reply = c.auth(body["token"].as_str().unwrap(), &["lobby"]).await;
+    assert_eq!(
+        (reply.uid.as_str(), reply.rooms.clone()),
+        ("dana", vec!["lobby".to_owned()])
+    );
+    assert_eq!(app.calls.lock()[0].1["credentials"], "good-cookie");
+
+    for (credentials, want) in [("nope", 401), ("bad-uid", 503), ("hang", 503)] {
+        let (status, body) = api
+            .post_public("/connect", json!({ "credentials": credentials }))
+            .await;
+        assert_eq!(status, want, "{credentials}: {body}");
+    }
+    let long = "x".repeat(4097);
+    for body in [json!({"credentials": ""}), json!({ "credentials": long })] {
+        assert_eq!(api.post_public("/connect", body).await.0, 400);
+    }
+    assert_eq!(*app.forged.lock(), 0, "every request was signed");
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn the_join_hook_decides_who_else_enters_an_app_room() {
+    let (system, app) = start_with_app().await;
+    let api = Api::new(&system);
+    let (status, _) = api.put("/rooms/vip", json!({"join": "app"})).await;
+    assert_eq!(status, 200);
+    api.post("/rooms/vip/members", json!({"uids": ["erin"]}))
+        .await;
+    let (dana, _d) = user(&system, "dana").await;
+    let (frank, _f) = user(&system, "frank").await;
+    let (erin, _e) = user(&system, "erin").await;
+    dana.join("vip").await.expect("the application admits dana");
+    let refused = frank.join("vip").await.unwrap_err();
+    assert_eq!(code_of(&refused), ErrorCode::NotAllowed as i32);
+    let asked = app.calls_to("/join");
+    erin.join("vip").await.expect("a member needs no hook");
+    assert_eq!(app.calls_to("/join"), asked, "members are not asked about");
+    assert_eq!(*app.forged.lock(), 0);
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn the_publish_hook_refuses_or_rewrites_before_anything_is_stored() {
+    let (system, app) = start_with_app().await;
+    let api = Api::new(&system);
+    let (alice, mut alice_events) = user(&system, "alice").await;
+    let (bob, _b) = user(&system, "bob").await;
+    let send =
+        |text: &'static str| bob.send_to_user("alice", 1, Bytes::from_static(text.as_bytes()));
+
+    send("hello").await.unwrap();
+    next_message_is(&mut alice_events, b"hello").await;
+    send("shout hi there").await.unwrap();
+    next_message_is(&mut alice_events, b"HI THERE").await;
+    let refused = send("a bad word").await.unwrap_err();
+    assert_eq!(code_of(&refused), ErrorCode::Rejected as i32);
+    assert!(
+        refused.to_string().contains("watch your language"),
+        "{refused}"
+    );
+    // No answer in time, and on_failure = refuse: try again later.
+    let unanswered = send("hang").await.unwrap_err();
+    assert_eq!(code_of(&unanswered), ErrorCode::Unavailable as i32);
+
+    let (_, page) = api.get("/users/alice/messages").await;
+    let texts: Vec<&str> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["data"].as_str())
+        .collect();
+    assert_eq!(texts, ["hello", "HI THERE"], "nothing refused was stored");
+    let ask = &app
+        .calls
+        .lock()
+        .iter()
+        .find(|(p, _)| p == "/publish")
+        .unwrap()
+        .1
+        .clone();
+    assert_eq!(
+        (ask["from"].as_str(), ask["to"].clone()),
+        (Some("bob"), json!({"user": "alice"}))
+    );
+    assert_eq!(*app.forged.lock(), 0);
+    alice.close().await;
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn messages_for_users_with_no_connection_reach_the_offline_webhook() {
+    let (system, app) = start_with_app().await;
+    let api = Api::new(&system);
+    let (_online, mut online_events) = user(&system, "gina").await;
+    let arrived = app.offline_arrived.notified();
+    tokio::pin!(arrived);
+    arrived.as_mut().enable();
+    for uid in ["gina", "hank"] {
+        let (status, body) = api
+            .post(
+                "/push/users",
+                json!({"uids": [uid], "op": 3, "data": {"n": 1}}),
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+    }
+    next_message_is(&mut online_events, br#"{"n":1}"#).await;
+    tokio::time::timeout(courier_testkit::PATIENCE, arrived)
+        .await
+        .expect("a batch within the deadline");
+    let offline = app.offline.lock().clone();
+    assert_eq!(
+        offline.len(),
+        1,
+        "only the user with no connection: {offline:?}"
+    );
+    let m = &offline[0];
+    assert_eq!(
+        (
+            m["uid"].as_str(),
+            m["seq"].as_u64(),
+            m["op"].as_u64(),
+            m["data"].as_str()
+        ),
+        (Some("hank"), Some(1), Some(3), Some(r#"{"n":1}"#))
+    );
+    assert!(m["msg_id"].as_str().is_some_and(|id| !id.is_empty()));
+    assert_eq!(*app.forged.lock(), 0);
+    system.stop().await;
+}
