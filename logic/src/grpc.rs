@@ -6,11 +6,13 @@
 //!
 //! Only callers with the cluster secret get here (an interceptor checks it
 //! on every call); the uid a comet names is taken as given, since the
-//! comet verified the client's token. Checks here are about
-//! well-formedness, with the protocol's name rules
-//! ([`courier_proto::names`]). Every backend failure becomes
-//! `UNAVAILABLE`, which tells the comet to retry or to answer its client
-//! with a retryable error.
+//! comet verified the client's token. Checks here are the protocol's name
+//! rules ([`courier_proto::names`]) and what a user may do: the rooms it
+//! may enter ([`crate::room_access`]; `CheckRooms`, and the rooms of an
+//! open), and for a `Send` the sender's quota, a known target
+//! ([`crate::senders`]) and the publish hook ([`crate::hooks`]). Every
+//! backend failure becomes `UNAVAILABLE`, which tells the comet to retry or
+//! to answer its client with a retryable error.
 
 use std::sync::Arc;
 
