@@ -378,3 +378,53 @@ async fn room_rules_live_in_the_store_and_a_removal_reaches_the_members_comet() 
     );
     alice.join("crew").await.expect_err("removed");
 }
+
+#[tokio::test]
+async fn a_cluster_logic_calls_the_applications_hooks() {
+    use support::hook_app::{HookApp, HOOK_SECRET};
+    let (app, base) = HookApp::start().await;
+    let mut cluster = RealCluster::start().await;
+    // A logic configured the way an operator would: in its environment.
+    cluster.logic_env = vec![
+        ("COURIER_LOGIC__HOOKS__SECRET".into(), HOOK_SECRET.into()),
+        (
+            "COURIER_LOGIC__HOOKS__PUBLISH__URL".into(),
+            format!("{base}/publish"),
+        ),
+        (
+            "COURIER_LOGIC__HOOKS__OFFLINE__URL".into(),
+            format!("{base}/offline"),
+        ),
+    ];
+    cluster.logic.kill().await;
+    cluster.logic = cluster.spawn("logic", "logic-hooks").await;
+    let ((alice, mut alice_events), (bob, _bob_events)) = alice_and_bob(&cluster).await;
+
+    // The publish hook: a refusal reaches the sender, a rewrite the reader.
+    let refused =
+        courier_testkit::until_some("logic-hooks serves sends", SLOW_DEADLINE, || async {
+            bob.send_to_user("alice", op::CHAT, Bytes::from_static(b"a bad word"))
+                .await
+                .err()
+                .filter(|e| e.to_string().contains("watch your language"))
+        })
+        .await;
+    assert!(refused.to_string().contains("watch your language"));
+    bob.send_to_user("alice", op::CHAT, Bytes::from_static(b"shout over here"))
+        .await
+        .expect("send");
+    next_message_is(&mut alice_events, b"OVER HERE").await;
+
+    // The offline webhook: a push to a user with no connection.
+    let arrived = app.offline_arrived.notified();
+    tokio::pin!(arrived);
+    arrived.as_mut().enable();
+    push_to(&cluster, "nobody-online", "for later").await;
+    tokio::time::timeout(SLOW_DEADLINE, arrived)
+        .await
+        .expect("a batch");
+    let offline = app.offline.lock().clone();
+    assert_eq!(offline[0]["uid"], "nobody-online", "{offline:?}");
+    assert_eq!(*app.forged.lock(), 0, "every request was signed");
+    alice.close().await;
+}

@@ -1,162 +1,25 @@
 //! The application's hooks, against a small HTTP application this test
-//! starts: connect (its own credentials for a Courier token), join (who
-//! else enters an `app` room), publish (refuse or rewrite a client's
-//! message before it is stored) and the offline webhook (messages for
-//! users with no connection, in batches). Every request the application
-//! gets must carry a valid signature.
+//! starts ([`support::hook_app`]): connect (its own credentials for a
+//! Courier token), join (who else enters an `app` room), publish (refuse or
+//! rewrite a client's message before it is stored) and the offline webhook
+//! (messages for users with no connection, in batches). Every request the
+//! application gets must carry a valid signature.
 
 #![allow(clippy::unwrap_used)]
 
 mod support;
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use axum::body::Bytes as Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use axum::Json;
 use bytes::Bytes;
-use courier_logic::{Hook, HooksConfig, OfflineHook, OnFailure};
 use courier_proto::client::ErrorCode;
-use hmac::{Hmac, Mac};
-use parking_lot::Mutex;
-use serde_json::{json, Value};
-use sha2::Sha256;
+use serde_json::json;
+use support::hook_app::HookApp;
 use support::*;
-use tokio::sync::Notify;
 
-const HOOK_SECRET: &str = "hook-secret-of-at-least-32-bytes!!";
-
-/// What the application saw.
-#[derive(Default)]
-struct App {
-    /// (path, body) of every request with a valid signature.
-    calls: Mutex<Vec<(String, Value)>>,
-    /// Requests whose signature did not verify.
-    forged: Mutex<usize>,
-    offline: Mutex<Vec<Value>>,
-    offline_arrived: Notify,
-}
-
-impl App {
-    /// The body of a request if its signature verifies.
-    fn verified(&self, path: &str, headers: &HeaderMap, body: &[u8]) -> Option<Value> {
-        let timestamp = headers.get("x-courier-timestamp")?.to_str().ok()?;
-        let signature = headers.get("x-courier-signature")?.to_str().ok()?;
-        let mut mac = Hmac::<Sha256>::new_from_slice(HOOK_SECRET.as_bytes()).unwrap();
-        mac.update(format!("{timestamp}.").as_bytes());
-        mac.update(body);
-        let expected: String = mac
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        if signature != format!("v1={expected}") {
-            *self.forged.lock() += 1;
-            return None;
-        }
-        let value: Value = serde_json::from_slice(body).ok()?;
-        self.calls.lock().push((path.to_owned(), value.clone()));
-        Some(value)
-    }
-
-    fn calls_to(&self, path: &str) -> usize {
-        self.calls.lock().iter().filter(|(p, _)| p == path).count()
-    }
-}
-
-type Answer = (StatusCode, Json<Value>);
-
-async fn connect(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Answer {
-    let Some(ask) = app.verified("/connect", &headers, &body) else {
-        return (StatusCode::BAD_REQUEST, Json(json!({})));
-    };
-    match ask["credentials"].as_str() {
-        Some("good-cookie") => (
-            StatusCode::OK,
-            Json(json!({"uid": "dana", "rooms": ["lobby"], "expires_in": 60})),
-        ),
-        Some("bad-uid") => (StatusCode::OK, Json(json!({"uid": "a\u{7}b"}))),
-        Some("hang") => std::future::pending().await,
-        _ => (StatusCode::UNAUTHORIZED, Json(json!({}))),
-    }
-}
-
-async fn join(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Answer {
-    let Some(ask) = app.verified("/join", &headers, &body) else {
-        return (StatusCode::BAD_REQUEST, Json(json!({})));
-    };
-    let allow = ask["uid"] == "dana" && ask["room"] == "vip";
-    (StatusCode::OK, Json(json!({ "allow": allow })))
-}
-
-async fn publish(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Answer {
-    let Some(ask) = app.verified("/publish", &headers, &body) else {
-        return (StatusCode::BAD_REQUEST, Json(json!({})));
-    };
-    let text = ask["data"].as_str().unwrap_or_default().to_owned();
-    if text.contains("bad word") {
-        return (
-            StatusCode::OK,
-            Json(json!({"action": "refuse", "reason": "watch your language"})),
-        );
-    }
-    if text == "hang" {
-        return std::future::pending().await;
-    }
-    if let Some(rest) = text.strip_prefix("shout ") {
-        return (
-            StatusCode::OK,
-            Json(json!({"action": "rewrite", "data": rest.to_uppercase()})),
-        );
-    }
-    (StatusCode::OK, Json(json!({"action": "accept"})))
-}
-
-async fn offline(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> StatusCode {
-    let Some(batch) = app.verified("/offline", &headers, &body) else {
-        return StatusCode::BAD_REQUEST;
-    };
-    app.offline
-        .lock()
-        .extend(batch["messages"].as_array().cloned().unwrap_or_default());
-    app.offline_arrived.notify_waiters();
-    StatusCode::NO_CONTENT
-}
-
-/// Starts the application on 127.0.0.1 and a system whose hooks call it.
-async fn start_with_app() -> (courier::System, Arc<App>) {
-    let app = Arc::new(App::default());
-    let router = axum::Router::new()
-        .route("/connect", post(connect))
-        .route("/join", post(join))
-        .route("/publish", post(publish))
-        .route("/offline", post(offline))
-        .with_state(app.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    let hook = |path: &str, on_failure| Hook {
-        url: format!("{base}{path}"),
-        on_failure,
-    };
+/// A system whose hooks call a fresh application.
+async fn start_with_app() -> (courier::System, std::sync::Arc<HookApp>) {
+    let (app, base) = HookApp::start().await;
     let mut config = support::config();
-    config.logic.hooks = HooksConfig {
-        secret: HOOK_SECRET.into(),
-        // Long enough for a loaded CI machine; the hanging answers wait
-        // it out.
-        timeout: Duration::from_secs(2),
-        connect: Some(hook("/connect", OnFailure::Refuse)),
-        join: Some(hook("/join", OnFailure::Refuse)),
-        publish: Some(hook("/publish", OnFailure::Refuse)),
-        offline: Some(OfflineHook {
-            url: format!("{base}/offline"),
-            ..OfflineHook::default()
-        }),
-    };
+    config.logic.hooks = HookApp::hooks(&base);
     (start_with(config, 1).await, app)
 }
 

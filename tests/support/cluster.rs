@@ -49,6 +49,8 @@ pub struct RealCluster {
     pub postgres: Option<PostgresServer>,
     /// The `store` / `shards` settings every logic gets.
     store: Vec<(String, String)>,
+    /// More settings for logics spawned from now on (`COURIER_LOGIC__...`).
+    pub logic_env: Vec<(String, String)>,
     pub redis: RedisServer,
     pub etcd: EtcdServer,
     pub kafka: KafkaBroker,
@@ -94,6 +96,7 @@ impl RealCluster {
         let mut cluster = Self {
             postgres,
             store,
+            logic_env: Vec::new(),
             redis,
             etcd,
             kafka,
@@ -152,6 +155,7 @@ impl RealCluster {
             }
             "logic" => {
                 cmd.envs(self.store.iter().map(|(k, v)| (k, v)));
+                cmd.envs(self.logic_env.iter().map(|(k, v)| (k, v)));
                 cmd.env("COURIER_LOGIC__HTTP_ADDR", "127.0.0.1:0")
                     .env("COURIER_LOGIC__GRPC_ADDR", "127.0.0.1:0")
                     .env("COURIER_LOGIC__AUTH_RATE_PER_MINUTE", "100000");

@@ -15,6 +15,7 @@ pub const DEADLINE: Duration = Duration::from_secs(10);
 
 pub mod cluster;
 pub mod fleet;
+pub mod hook_app;
 
 pub const PASSWORD: &str = "correct horse";
 
