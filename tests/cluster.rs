@@ -428,3 +428,48 @@ async fn a_cluster_logic_calls_the_applications_hooks() {
     assert_eq!(*app.forged.lock(), 0, "every request was signed");
     alice.close().await;
 }
+
+#[tokio::test]
+async fn on_the_cluster_a_token_expires_on_its_connection_unless_refreshed() {
+    use courier_proto::client::frame::Body;
+    use courier_proto::client::{ErrorCode, Heartbeat, Refresh};
+    let cluster = RealCluster::start().await;
+    let keys = courier_runtime::TokenKeys::new(support::cluster::JWT_SECRET.as_bytes());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let token = |life: u64| {
+        keys.sign(&courier_runtime::Claims {
+            sub: "ivy".into(),
+            iat: now,
+            exp: now + life,
+            jti: None,
+            iat_ms: None,
+        })
+        .unwrap()
+    };
+    let nodes = wait_until(&cluster, "/nodes", |n| node_ids(n).len() == 2).await;
+    let tcp = |i: usize| nodes[i]["tcp"].as_str().unwrap().to_owned();
+    let mut refreshed = courier_testkit::FrameClient::connect(tcp(0)).await;
+    refreshed.auth(&token(3), &[]).await;
+    let mut left = courier_testkit::FrameClient::connect(tcp(1)).await;
+    left.auth(&token(3), &[]).await;
+    refreshed
+        .send(2, Body::Refresh(Refresh { token: token(3600) }))
+        .await;
+    let reply = refreshed.recv().await;
+    assert!(
+        matches!(reply.body, Some(Body::RefreshReply(_))),
+        "{reply:?}"
+    );
+    // The other one's token runs out: closed with TOKEN_EXPIRED.
+    let expired = tokio::time::timeout(SLOW_DEADLINE, left.expect_error(ErrorCode::TokenExpired))
+        .await
+        .expect("closed when its token expired");
+    assert_eq!(expired.id, 0);
+    left.expect_closed().await;
+    // The refreshed one is still served.
+    refreshed.send(3, Body::Heartbeat(Heartbeat {})).await;
+    assert_eq!(refreshed.recv().await.id, 3);
+}
