@@ -50,6 +50,20 @@ async fn the_connect_hook_turns_the_applications_credentials_into_a_token() {
         ("dana", vec!["lobby".to_owned()])
     );
     assert_eq!(app.calls.lock()[0].1["credentials"], "good-cookie");
+    // The uid the application vouched for is known: others may send to it
+    // once it is gone, and it has no password to log in with.
+    drop(c);
+    let (bob, _b) = user(&system, "bob").await;
+    bob.send_to_user("dana", 1, Bytes::from_static(b"hi dana"))
+        .await
+        .expect("dana is known");
+    let (status, _) = api
+        .post_public(
+            "/login",
+            json!({"username": "dana", "password": "anything"}),
+        )
+        .await;
+    assert_eq!(status, 401);
 
     for (credentials, want) in [("nope", 401), ("bad-uid", 503), ("hang", 503)] {
         let (status, body) = api

@@ -56,6 +56,10 @@ fn valid_password(password: &str) -> bool {
     (MIN_PASSWORD..=MAX_PASSWORD).contains(&password.len())
 }
 
+/// The password hash of an account the connect hook introduced: no PHC
+/// string, so no password ever matches it.
+const NO_PASSWORD: &str = "!";
+
 /// The account store plus a bound on concurrent hashing.
 #[derive(Clone)]
 pub(crate) struct AccountService {
@@ -119,6 +123,8 @@ impl AccountService {
             return Err(AccountError::BadCredentials);
         }
         let account = self.store.get(username).await?;
+        // A uid the connect hook introduced has no password to match.
+        let account = account.filter(|a| a.password_hash != NO_PASSWORD);
         let stored = account.as_ref().map(|a| a.password_hash.clone());
         let password = password.to_owned();
         let matches = self
@@ -156,6 +162,19 @@ impl AccountService {
         } else {
             Err(AccountError::BadCredentials)
         }
+    }
+
+    /// Records `uid` (vouched for by the connect hook) as an account with
+    /// no password: it is known to Courier (others may send to it) but
+    /// cannot log in with a password.
+    pub(crate) async fn introduce(&self, uid: &str) -> courier_cluster::Result<()> {
+        let account = Account {
+            uid: uid.to_owned(),
+            password_hash: NO_PASSWORD.to_owned(),
+            created_at_ms: courier_cluster::now_ms(),
+        };
+        // Taken already (introduced before, or registered): nothing to do.
+        self.store.create(&account).await.map(drop)
     }
 
     /// Whether an account has this uid.

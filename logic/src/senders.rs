@@ -3,8 +3,9 @@
 //!
 //! A quota per sender (not per connection: a sender may hold many) bounds
 //! what one account can make the store keep. A target user must be *known*
-//! to Courier: an account, a uid with an inbox (a backend's push, or any
-//! earlier message, introduced it), or a uid connected now. Otherwise any
+//! to Courier: an account (a uid the connect hook vouched for is recorded
+//! as one, without a password), a uid with an inbox (a backend's push, or
+//! any earlier message, introduced it), or a uid connected now. Otherwise any
 //! client could create inboxes for names that belong to nobody.
 
 use std::num::NonZeroU32;

@@ -177,6 +177,8 @@ pub(crate) async fn connect(
         tracing::warn!("the connect hook answered an invalid uid or room list");
         return Err(hook_failed());
     }
+    // Known to Courier from now on: others may send to it.
+    shared.accounts.introduce(&answer.uid).await?;
     let ttl = token_life(&answer, shared.config.token_ttl);
     tracing::info!(uid = %answer.uid, "connected through the connect hook");
     logged_in_for(&shared, answer.uid, ttl, answer.rooms).map(axum::Json)
