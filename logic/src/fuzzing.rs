@@ -17,8 +17,8 @@ use serde_json::value::RawValue;
 
 use crate::accounts::{valid_username, MAX_PASSWORD, MIN_PASSWORD};
 use crate::http::dto::{
-    Credentials, MessagesQuery, PresenceQuery, PushAll, PushKeys, PushRoom, PushUsers, TopQuery,
-    UsersPage,
+    Credentials, MessagesQuery, NewMembers, PasswordChange, PresenceQuery, PushAll, PushBatch,
+    PushKeys, PushRoom, PushUsers, SetRule, TopQuery, UsersPage,
 };
 
 /// A route with a JSON request body.
@@ -36,6 +36,12 @@ pub enum Route {
     PushRoom,
     /// `POST /push/all`.
     PushAll,
+    /// `POST /push/batch`.
+    PushBatch,
+    /// `POST /password`.
+    Password,
+    /// `PUT /rooms/{room}`, `POST /rooms/{room}/members`.
+    Rooms,
 }
 
 /// A route with a query string.
@@ -92,6 +98,42 @@ pub fn parse_body(route: Route, bytes: &[u8]) -> Result<(), String> {
             let body: PushAll = json(bytes)?;
             data_text(body.data);
             Ok(())
+        }
+        Route::PushBatch => {
+            let body: PushBatch = json(bytes)?;
+            for push in body.pushes {
+                let to = &push.to;
+                if let Some(uids) = &to.users {
+                    check_names(uids, names::check_uid)?;
+                }
+                if let Some(keys) = &to.keys {
+                    check_names(keys, names::check_key)?;
+                }
+                if let Some(room) = &to.room {
+                    names::check_room(room).map_err(|e| e.to_string())?;
+                }
+                if let Some(key) = &push.idempotency_key {
+                    names::check_dedup_key(key).map_err(|e| e.to_string())?;
+                }
+                data_text(push.data);
+            }
+            Ok(())
+        }
+        Route::Password => {
+            let body: PasswordChange = json(bytes)?;
+            if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&body.new_password.len()) {
+                return Err("invalid password".into());
+            }
+            Ok(())
+        }
+        Route::Rooms => {
+            // Either body of the room routes.
+            if let Ok(rule) = json::<SetRule>(bytes) {
+                let _ = courier_cluster::JoinRule::from(rule.join);
+                return Ok(());
+            }
+            let body: NewMembers = json(bytes)?;
+            check_names(&body.uids, names::check_uid)
         }
     }
 }

@@ -22,6 +22,7 @@ const API_V1: &[(&str, &str)] = &[
     ("post", "/push/keys"),
     ("post", "/push/rooms/{room}"),
     ("post", "/push/all"),
+    ("post", "/push/batch"),
     ("get", "/online"),
     ("get", "/online/users"),
     ("get", "/online/rooms"),

@@ -57,6 +57,16 @@ impl ApiError {
         self.code
     }
 
+    /// The HTTP status.
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The human-readable message.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
     /// 400 for a request that parsed but is not acceptable.
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)

@@ -31,6 +31,7 @@ mod online;
 mod openapi;
 mod operate;
 mod push;
+mod push_batch;
 mod responses;
 mod rooms;
 pub(crate) mod serve;
@@ -53,6 +54,7 @@ pub(crate) fn router(shared: Arc<LogicState>) -> Router {
         .route("/push/keys", post(push::keys))
         .route("/push/rooms/{room}", post(push::room))
         .route("/push/all", post(push::all))
+        .route("/push/batch", post(push_batch::batch))
         .route("/online", get(online::online))
         .route("/online/users", get(online::users))
         .route("/online/rooms", get(online::top_rooms))

@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{messages, online, operate, push, rooms, store, users};
+use super::{messages, online, operate, push, push_batch, rooms, store, users};
 
 /// The document, built once.
 static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(ApiDoc::openapi);
@@ -38,6 +38,7 @@ static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(ApiDoc::open
         push::keys,
         push::room,
         push::all,
+        push_batch::batch,
         online::online,
         online::users,
         online::top_rooms,

@@ -143,20 +143,27 @@ async fn publish(
     to: Recipients<'_>,
     content: Content,
 ) -> Result<Accepted, ApiError> {
-    let accepted = shared.publisher.publish(to, content).await?;
-    tracing::debug!(msg_id = %accepted.msg_id, envelopes = accepted.envelopes, "pushed");
-    Ok((
-        StatusCode::ACCEPTED,
-        axum::Json(Pushed {
-            msg_id: accepted.msg_id,
-            seq: accepted.position.map(|p| p.seq),
-            epoch: accepted.position.map(|p| p.epoch),
-            repeats: accepted.repeats,
-        }),
-    ))
+    let pushed = pushed(shared, to, content).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(pushed)))
 }
 
-fn content(
+/// Publishes `content` to `to`: what a 202 says of it.
+pub(super) async fn pushed(
+    shared: &LogicState,
+    to: Recipients<'_>,
+    content: Content,
+) -> Result<Pushed, ApiError> {
+    let accepted = shared.publisher.publish(to, content).await?;
+    tracing::debug!(msg_id = %accepted.msg_id, envelopes = accepted.envelopes, "pushed");
+    Ok(Pushed {
+        msg_id: accepted.msg_id,
+        seq: accepted.position.map(|p| p.seq),
+        epoch: accepted.position.map(|p| p.epoch),
+        repeats: accepted.repeats,
+    })
+}
+
+pub(super) fn content(
     shared: &LogicState,
     op: u32,
     data: Box<RawValue>,
@@ -180,7 +187,7 @@ fn content(
     })
 }
 
-fn check_list(
+pub(super) fn check_list(
     shared: &LogicState,
     field: &str,
     items: &[String],
@@ -201,6 +208,6 @@ fn check_list(
         .try_for_each(|item| check(item).map_err(|e| ApiError::invalid(format!("{field}: {e}"))))
 }
 
-fn invalid_name(e: InvalidName) -> ApiError {
+pub(super) fn invalid_name(e: InvalidName) -> ApiError {
     ApiError::invalid(e.to_string())
 }
