@@ -122,6 +122,17 @@ async fn push_measures_the_push_route_and_the_ceiling() {
     ))
     .await;
     assert_eq!(ceiling["statuses"], serde_json::json!({"200": 200}));
+    // Batched: every push of every request accounted for.
+    let batched = bench(&against(
+        &system,
+        "push",
+        false,
+        &[&extra[..], &["--batch", "10"]].concat(),
+    ))
+    .await;
+    assert_eq!(batched["route"], "POST /api/v1/push/batch", "{batched}");
+    assert_eq!(batched["pushes"], 2000);
+    assert_eq!(batched["statuses"], serde_json::json!({"202": 2000}));
 }
 
 #[tokio::test]

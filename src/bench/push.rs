@@ -37,6 +37,10 @@ pub struct PushArgs {
     /// Bytes of each push's `data` (a JSON string).
     #[arg(long, default_value_t = 64)]
     pub payload: usize,
+    /// Pushes per request through `POST /push/batch` (0: one push per
+    /// request through `POST /push/users`).
+    #[arg(long, default_value_t = 0)]
+    pub batch: usize,
     /// Measure `GET /healthz` instead: the empty-route ceiling.
     #[arg(long)]
     pub ceiling: bool,
@@ -53,6 +57,9 @@ struct Report {
     concurrency: usize,
     secs: f64,
     requests_per_sec: f64,
+    /// Pushes made (`requests` × `--batch` with a batch).
+    pushes: u64,
+    pushes_per_sec: f64,
     p50_ms: Option<f64>,
     p99_ms: Option<f64>,
     p999_ms: Option<f64>,
@@ -64,6 +71,9 @@ struct Report {
 pub async fn push(args: PushArgs) -> anyhow::Result<()> {
     if args.requests == 0 || args.concurrency == 0 || args.users == 0 {
         bail!("--requests, --concurrency and --users must be positive");
+    }
+    if args.batch > 500 {
+        bail!("--batch is at most 500 (the server's limit)");
     }
     let mut clients = Vec::new();
     let mut uids = Vec::new();
@@ -96,11 +106,23 @@ pub async fn push(args: PushArgs) -> anyhow::Result<()> {
     let statuses: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
     let slots = Arc::new(Semaphore::new(args.concurrency));
     let started = Instant::now();
+    let batched = args.batch > 0 && !args.ceiling;
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..args.requests {
         let permit = slots.clone().acquire_owned().await?;
         let request = if args.ceiling {
             http.get(format!("{}/healthz", args.logic.server))
+        } else if args.batch > 0 {
+            let pushes: Vec<String> = (0..args.batch)
+                .map(|i| {
+                    let uid = &uids[(n as usize * args.batch + i) % uids.len()];
+                    format!(r#"{{"to":{{"users":["{uid}"]}},"op":1001,"data":{data}}}"#)
+                })
+                .collect();
+            http.post(format!("{}/api/v1/push/batch", args.logic.server))
+                .bearer_auth(&args.logic.api_key)
+                .header("content-type", "application/json")
+                .body(format!(r#"{{"pushes":[{}]}}"#, pushes.join(",")))
         } else {
             let uid = &uids[(n as usize) % uids.len()];
             let body = format!(r#"{{"uids":["{uid}"],"op":1001,"data":{data}}}"#);
@@ -112,19 +134,27 @@ pub async fn push(args: PushArgs) -> anyhow::Result<()> {
         let (latency, statuses) = (latency.clone(), statuses.clone());
         tasks.spawn(async move {
             let sent = Instant::now();
-            let status = match request.timeout(Duration::from_secs(10)).send().await {
+            // A batch counts each push's own status.
+            let counted: Vec<String> = match request.timeout(Duration::from_secs(10)).send().await
+            {
                 Ok(reply) => {
                     let status = reply.status().as_u16().to_string();
-                    let _ = reply.bytes().await;
-                    status
+                    let body = reply.bytes().await.unwrap_or_default();
+                    match batched {
+                        true => item_statuses(&body).unwrap_or_else(|| vec![status]),
+                        false => vec![status],
+                    }
                 }
-                Err(e) if e.is_timeout() => "timeout".to_owned(),
-                Err(_) => "error".to_owned(),
+                Err(e) if e.is_timeout() => vec!["timeout".to_owned()],
+                Err(_) => vec!["error".to_owned()],
             };
             latency
                 .lock()
                 .record_us(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX));
-            *statuses.lock().entry(status).or_default() += 1;
+            let mut statuses = statuses.lock();
+            for status in counted {
+                *statuses.entry(status).or_default() += 1;
+            }
             drop(permit);
         });
         while tasks.try_join_next().is_some() {}
@@ -132,9 +162,15 @@ pub async fn push(args: PushArgs) -> anyhow::Result<()> {
     while tasks.join_next().await.is_some() {}
     let secs = started.elapsed().as_secs_f64();
     let latency = latency.lock().clone();
+    let pushes = match batched {
+        true => args.requests * args.batch as u64,
+        false => args.requests,
+    };
     let report = Report {
         route: if args.ceiling {
             "GET /healthz"
+        } else if batched {
+            "POST /api/v1/push/batch"
         } else {
             "POST /api/v1/push/users"
         },
@@ -142,6 +178,8 @@ pub async fn push(args: PushArgs) -> anyhow::Result<()> {
         concurrency: args.concurrency,
         secs,
         requests_per_sec: args.requests as f64 / secs.max(1e-9),
+        pushes,
+        pushes_per_sec: pushes as f64 / secs.max(1e-9),
         p50_ms: latency.quantile_ms(0.50),
         p99_ms: latency.quantile_ms(0.99),
         p999_ms: latency.quantile_ms(0.999),
@@ -161,6 +199,12 @@ pub async fn push(args: PushArgs) -> anyhow::Result<()> {
             report.requests, report.concurrency
         );
         println!("requests/s       {:.0}", report.requests_per_sec);
+        if batched {
+            println!(
+                "pushes/s         {:.0} ({} a request)",
+                report.pushes_per_sec, args.batch
+            );
+        }
         println!(
             "latency ms       p50 {}  p99 {}  p99.9 {}  max {}",
             ms(report.p50_ms),
@@ -171,4 +215,14 @@ pub async fn push(args: PushArgs) -> anyhow::Result<()> {
         println!("statuses         {:?}", report.statuses);
     }
     Ok(())
+}
+
+/// The `status` of each result of a `POST /push/batch` reply.
+fn item_statuses(body: &[u8]) -> Option<Vec<String>> {
+    let reply: serde_json::Value = serde_json::from_slice(body).ok()?;
+    reply["results"]
+        .as_array()?
+        .iter()
+        .map(|r| r["status"].as_u64().map(|s| s.to_string()))
+        .collect()
 }
