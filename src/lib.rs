@@ -2,7 +2,6 @@
 //! binary and the embedded [`System`] that `courier up` and the end-to-end
 //! tests run.
 
-pub mod bench;
 pub mod config;
 pub mod store_cli;
 pub mod system;

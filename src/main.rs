@@ -66,21 +66,21 @@ enum Command {
 enum Bench {
     /// Many idle connections: connect rate, memory per connection, backend
     /// load while idle, one push to all.
-    Conns(courier::bench::ConnsArgs),
+    Conns(courier_bench::ConnsArgs),
     /// Push -> receipt latency through a running system (p50/p99).
-    E2e(courier::bench::E2eArgs),
+    E2e(courier_bench::E2eArgs),
     /// Room fan-out: many members in one room, room pushes, deliveries/s.
-    Fanout(courier::bench::FanoutArgs),
+    Fanout(courier_bench::FanoutArgs),
     /// The fan-out workload against nats-server and Redis pub/sub (each
     /// started by the command on a free loopback port), for comparison.
-    Peer(courier::bench::PeerArgs),
+    Peer(courier_bench::PeerArgs),
     /// The HTTP push API's requests/s and latency (or an empty route's).
-    Push(courier::bench::PushArgs),
+    Push(courier_bench::PushArgs),
     /// Paging back through a long stored history: pages/s.
-    History(courier::bench::HistoryArgs),
+    History(courier_bench::HistoryArgs),
     /// Many connections asking their room's head count: what it costs
     /// logic and Redis.
-    Asks(courier::bench::AsksArgs),
+    Asks(courier_bench::AsksArgs),
 }
 
 /// Loads the config, installs tracing and the metrics recorder that every
@@ -181,13 +181,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             job.run(cancel_on_signal()).await?;
         }
         Command::Chat(args) => courier_chat::run(args).await?,
-        Command::Bench(Bench::Conns(args)) => courier::bench::conns(args).await?,
-        Command::Bench(Bench::E2e(args)) => courier::bench::e2e(args).await?,
-        Command::Bench(Bench::Fanout(args)) => courier::bench::fanout(args).await?,
-        Command::Bench(Bench::Peer(args)) => courier::bench::peer(args).await?,
-        Command::Bench(Bench::Push(args)) => courier::bench::push(args).await?,
-        Command::Bench(Bench::History(args)) => courier::bench::history(args).await?,
-        Command::Bench(Bench::Asks(args)) => courier::bench::asks(args).await?,
+        Command::Bench(Bench::Conns(args)) => courier_bench::conns(args).await?,
+        Command::Bench(Bench::E2e(args)) => courier_bench::e2e(args).await?,
+        Command::Bench(Bench::Fanout(args)) => courier_bench::fanout(args).await?,
+        Command::Bench(Bench::Peer(args)) => courier_bench::peer(args).await?,
+        Command::Bench(Bench::Push(args)) => courier_bench::push(args).await?,
+        Command::Bench(Bench::History(args)) => courier_bench::history(args).await?,
+        Command::Bench(Bench::Asks(args)) => courier_bench::asks(args).await?,
         Command::Store(command) => courier::store_cli::run(command).await?,
     }
     Ok(())

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
-use crate::bench::trust::{http, LogicTarget};
+use courier_bench::trust::{http, LogicTarget};
 
 /// How often a move is polled.
 const POLL: Duration = Duration::from_millis(500);

@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::bench::member::unix_micros;
+use crate::member::unix_micros;
 
 /// `op` of every bench push.
 pub(crate) const BENCH_OP: u32 = 1001;
@@ -150,7 +150,7 @@ fn data_json(t_us: u64, padding: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::member::sent_at_us;
+    use crate::member::sent_at_us;
 
     /// The `data` text as logic carries it: re-serialized from the parsed
     /// value (serde_json orders keys, so `p` comes first).

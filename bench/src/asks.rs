@@ -21,9 +21,9 @@ use tokio::time::Instant;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
-use crate::bench::dial::SourceSpread;
-use crate::bench::fanout::idle::RedisProbe;
-use crate::bench::proc_stat;
+use crate::dial::SourceSpread;
+use crate::fanout::idle::RedisProbe;
+use crate::proc_stat;
 
 /// Flags of `courier bench asks`.
 #[derive(Debug, clap::Args)]

@@ -30,8 +30,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec};
 
-use crate::bench::members::{Connected, Members, MembersPlan, Outcome};
-use crate::bench::proc_stat;
+use crate::members::{Connected, Members, MembersPlan, Outcome};
+use crate::proc_stat;
 
 /// Longest JSON line either side accepts (a histogram fits many times over).
 const MAX_LINE: usize = 4 << 20;

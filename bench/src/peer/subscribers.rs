@@ -1,7 +1,7 @@
 //! The subscribers of one run: raw TCP clients of nats-server or Redis,
 //! one task each, that subscribe and then count what they read.
 //!
-//! Shaped like [`members`](crate::bench::members), for the same reasons: a
+//! Shaped like [`members`](crate::members), for the same reasons: a
 //! connection costs one task, one socket and one reused read buffer (bytes
 //! handled are dropped from its front and `reserve` reclaims the space);
 //! the handshakes in flight are bounded by a semaphore; each subscriber
@@ -34,9 +34,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{nats, resp, BadBytes, Kind};
-use crate::bench::dial::SourceSpread;
-use crate::bench::latency::Latency;
-use crate::bench::member::{sent_at_us, stop_crowd, unix_micros, MemberSlot, MemberState, Totals};
+use crate::dial::SourceSpread;
+use crate::latency::Latency;
+use crate::member::{sent_at_us, stop_crowd, unix_micros, MemberSlot, MemberState, Totals};
 
 /// Room made in the read buffer before each read.
 const READ_CHUNK: usize = 4096;

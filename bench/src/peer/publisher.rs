@@ -1,7 +1,7 @@
 //! The publishing side of `bench peer`: one connection, publishes sent
 //! open loop at a fixed rate, each payload stamped with its send time.
 //!
-//! Open loop, like the fan-out bench's [`pusher`](crate::bench::fanout):
+//! Open loop, like the fan-out bench's [`pusher`](crate::fanout):
 //! send times follow the rate, not the server's answers, so a slow server
 //! shows as latency rather than as a politely lowered load. NATS does not
 //! answer a `PUB` (with `verbose` off), so after the last one the
@@ -14,7 +14,7 @@
 //! The payload is the fan-out bench's `data`: `{"t":<unix µs>,"p":"xxx…"}`,
 //! padded with `x` to `--payload` bytes (or its fixed part, ~30 bytes, if
 //! that is longer); subscribers read `t` back with
-//! [`sent_at_us`](crate::bench::member::sent_at_us).
+//! [`sent_at_us`](crate::member::sent_at_us).
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -29,7 +29,7 @@ use tokio::time::{Instant, Interval};
 
 use super::subscribers::{error_text, SUBJECT};
 use super::{nats, resp, Kind};
-use crate::bench::member::unix_micros;
+use crate::member::unix_micros;
 
 /// Most `PUBLISH`es awaiting Redis's answer.
 pub(crate) const REDIS_IN_FLIGHT: u64 = 64;
@@ -267,7 +267,7 @@ pub(crate) fn stamp(out: &mut Vec<u8>, t_us: u64, size: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::member::sent_at_us;
+    use crate::member::sent_at_us;
 
     #[test]
     fn stamps_are_padded_and_read_back() {

@@ -13,7 +13,7 @@ use anyhow::Context;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::bench::proc_stat::{self, Memory};
+use crate::proc_stat::{self, Memory};
 
 /// A comet's memory before the connect phase, and whose share of the
 /// connections it holds.

@@ -9,10 +9,10 @@ use serde::Serialize;
 
 use super::idle::IdleSummary;
 use super::pusher::Sent;
-use crate::bench::latency::Latency;
-use crate::bench::members::{Connected, Outcome, Tally};
-use crate::bench::proc_stat::{self, CpuTimes, Memory};
-use crate::bench::summary::{per_delivery_us, tally, LatencySummary};
+use crate::latency::Latency;
+use crate::members::{Connected, Outcome, Tally};
+use crate::proc_stat::{self, CpuTimes, Memory};
+use crate::summary::{per_delivery_us, tally, LatencySummary};
 
 /// Everything one run measured.
 #[derive(Debug, Default, Serialize)]

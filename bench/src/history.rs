@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::bench::latency::Latency;
+use crate::latency::Latency;
 
 /// Flags of `courier bench history`.
 #[derive(Debug, clap::Args)]

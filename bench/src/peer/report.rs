@@ -10,8 +10,8 @@ use serde::Serialize;
 use super::publisher::Sent;
 use super::subscribers::{Connected, Outcome};
 use super::Kind;
-use crate::bench::proc_stat::{CpuTimes, Memory};
-use crate::bench::summary::{per_delivery_us, tally, LatencySummary};
+use crate::proc_stat::{CpuTimes, Memory};
+use crate::summary::{per_delivery_us, tally, LatencySummary};
 
 /// Everything one `bench peer` run measured.
 #[derive(Debug, Serialize)]

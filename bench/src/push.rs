@@ -18,7 +18,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::bench::latency::Latency;
+use crate::latency::Latency;
 
 /// Flags of `courier bench push`.
 #[derive(Debug, clap::Args)]
@@ -135,8 +135,7 @@ pub async fn push(args: PushArgs) -> anyhow::Result<()> {
         tasks.spawn(async move {
             let sent = Instant::now();
             // A batch counts each push's own status.
-            let counted: Vec<String> = match request.timeout(Duration::from_secs(10)).send().await
-            {
+            let counted: Vec<String> = match request.timeout(Duration::from_secs(10)).send().await {
                 Ok(reply) => {
                     let status = reply.status().as_u16().to_string();
                     let body = reply.bytes().await.unwrap_or_default();
