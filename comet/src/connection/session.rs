@@ -233,7 +233,9 @@ impl Session {
                         match self.on_frame(frame) {
                             Next::Continue => {}
                             Next::Close(reason) => return reason,
-                            Next::Join(id, join) => self.join(id, join).await,
+                            // Boxed: inlined, the logic call's future would make
+                            // every connection's task as big as it, idle or not.
+                            Next::Join(id, join) => Box::pin(self.join(id, join)).await,
                         }
                         deadline.as_mut().reset(self.next_due(idle_at));
                     }
