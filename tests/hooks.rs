@@ -189,3 +189,30 @@ async fn messages_for_users_with_no_connection_reach_the_offline_webhook() {
     assert_eq!(*app.forged.lock(), 0);
     system.stop().await;
 }
+
+#[tokio::test]
+async fn the_sdk_connects_with_the_applications_credentials() {
+    let (system, _app) = start_with_app().await;
+    let api = Api::new(&system);
+    let config = courier_client::ClientConfig::new(system.logic_url(), "", "");
+    let (dana, mut events) =
+        courier_client::Client::connect_with_credentials(config.clone(), "good-cookie")
+            .await
+            .expect("the application vouches for the cookie");
+    assert_eq!(dana.uid(), "dana");
+    // In the room the application named.
+    let (status, _) = api
+        .post("/push/rooms/lobby", json!({"data": "to the lobby"}))
+        .await;
+    assert_eq!(status, 202);
+    next_message_is(&mut events, b"\"to the lobby\"").await;
+    let refused = courier_client::Client::connect_with_credentials(config, "stolen")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, courier_client::ClientError::Unauthorized),
+        "{refused:?}"
+    );
+    dana.close().await;
+    system.stop().await;
+}

@@ -71,6 +71,34 @@ impl Client {
         Self::start(config, api, login, reply).await
     }
 
+    /// Connects with the application's own credentials (a session cookie,
+    /// an OAuth token...) instead of a Courier password: logic's connect
+    /// hook says whose they are and which rooms to join (added to
+    /// `config.rooms`); `config.username` and `config.password` are not
+    /// used. The credentials are shown again whenever the client must log in
+    /// again (its token's life running out).
+    pub async fn connect_with_credentials(
+        mut config: ClientConfig,
+        credentials: impl Into<String>,
+    ) -> Result<(Client, Events), ClientError> {
+        let api = LogicApi::new(
+            &config.server,
+            config.request_timeout,
+            config.tls_ca.as_deref(),
+        )?;
+        let credentials: Arc<str> = Arc::from(credentials.into());
+        let login: LoginFn = {
+            let api = api.clone();
+            Arc::new(move || {
+                let (api, credentials) = (api.clone(), credentials.clone());
+                Box::pin(async move { api.connect_hook(&credentials).await })
+            })
+        };
+        let reply = login().await?;
+        config.rooms.extend(reply.rooms.iter().cloned());
+        Self::start(config, api, login, reply).await
+    }
+
     /// Connects with a login reply obtained elsewhere (a backend that mints
     /// its own tokens, or a test). The same reply is reused whenever the
     /// driver would log in again, so its token must outlive the client.

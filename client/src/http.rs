@@ -43,6 +43,9 @@ pub struct LoginReply {
     pub heartbeat_secs: u32,
     /// Comets to connect to, best first.
     pub comets: Vec<CometAddr>,
+    /// Rooms the application's connect hook named (`POST /connect` only).
+    #[serde(default)]
+    pub rooms: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -138,6 +141,16 @@ impl LogicApi {
             .http
             .post(format!("{}/login", self.base))
             .json(&Credentials { username, password });
+        Ok(send(req).await?.json().await?)
+    }
+
+    /// Exchanges the application's own credentials for a token, through
+    /// its connect hook (`POST /connect`).
+    pub(crate) async fn connect_hook(&self, credentials: &str) -> Result<LoginReply, ClientError> {
+        let req = self
+            .http
+            .post(format!("{}/connect", self.base))
+            .json(&serde_json::json!({ "credentials": credentials }));
         Ok(send(req).await?.json().await?)
     }
 
