@@ -87,16 +87,16 @@ impl Client {
             config.tls_ca.as_deref(),
         )?;
         let credentials: Arc<str> = Arc::from(credentials.into());
+        let first = api.connect_hook(&credentials).await?;
+        config.rooms.extend(first.rooms);
         let login: LoginFn = {
             let api = api.clone();
             Arc::new(move || {
                 let (api, credentials) = (api.clone(), credentials.clone());
-                Box::pin(async move { api.connect_hook(&credentials).await })
+                Box::pin(async move { Ok(api.connect_hook(&credentials).await?.login) })
             })
         };
-        let reply = login().await?;
-        config.rooms.extend(reply.rooms.iter().cloned());
-        Self::start(config, api, login, reply).await
+        Self::start(config, api, login, first.login).await
     }
 
     /// Connects with a login reply obtained elsewhere (a backend that mints

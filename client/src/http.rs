@@ -43,9 +43,16 @@ pub struct LoginReply {
     pub heartbeat_secs: u32,
     /// Comets to connect to, best first.
     pub comets: Vec<CometAddr>,
-    /// Rooms the application's connect hook named (`POST /connect` only).
+}
+
+/// `POST /connect`'s reply: a login reply and the rooms the application's
+/// connect hook named.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ConnectReply {
+    #[serde(flatten)]
+    pub(crate) login: LoginReply,
     #[serde(default)]
-    pub rooms: Vec<String>,
+    pub(crate) rooms: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -146,7 +153,10 @@ impl LogicApi {
 
     /// Exchanges the application's own credentials for a token, through
     /// its connect hook (`POST /connect`).
-    pub(crate) async fn connect_hook(&self, credentials: &str) -> Result<LoginReply, ClientError> {
+    pub(crate) async fn connect_hook(
+        &self,
+        credentials: &str,
+    ) -> Result<ConnectReply, ClientError> {
         let req = self
             .http
             .post(format!("{}/connect", self.base))
