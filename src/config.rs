@@ -61,6 +61,15 @@ impl Default for CourierConfig {
     }
 }
 
+/// The `COURIER_` variables that are flags of the command line (clap reads
+/// them), not settings: `COURIER_API_KEY` is `courier up --api-key`.
+const FLAG_VARIABLES: &[&str] = &["api_key"];
+
+/// Settings from `COURIER_<SECTION>__<KEY>` variables.
+fn environment() -> Env {
+    Env::prefixed("COURIER_").ignore(FLAG_VARIABLES).split("__")
+}
+
 impl CourierConfig {
     /// Defaults, then `file`, then the environment.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
@@ -68,9 +77,7 @@ impl CourierConfig {
         if let Some(path) = file {
             figment = figment.merge(Toml::file_exact(path));
         }
-        let config: Self = figment
-            .merge(Env::prefixed("COURIER_").split("__"))
-            .extract()?;
+        let config: Self = figment.merge(environment()).extract()?;
         Ok(config)
     }
 
@@ -108,4 +115,21 @@ pub fn generate_secret() -> String {
     use rand::Rng;
     let bytes: [u8; 16] = rand::rng().random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flag_variable_is_not_taken_for_a_setting() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("COURIER_API_KEY", "from-the-flag");
+            jail.set_env("COURIER_LOGIC__USER_READS_PER_MINUTE", "7");
+            let config = CourierConfig::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(config.logic.user_reads_per_minute, 7);
+            assert!(config.auth.api_key.is_empty(), "a flag, not [auth]");
+            Ok(())
+        });
+    }
 }
