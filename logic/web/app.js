@@ -236,7 +236,14 @@ function onFrame(frame) {
       fillView();
     }
   } else if (frame.leaveReply) {
-    state.rooms.delete(frame.leaveReply.room);
+    const room = frame.leaveReply.room;
+    state.rooms.delete(room);
+    // Unasked (frame id 0): the server took us out (removed from the
+    // room's members), so we do not join it again.
+    if (!frame.id || String(frame.id) === "0") {
+      state.positions.delete(room);
+      addNotice(`#${room}`, `You were removed from #${room}`);
+    }
     renderLists();
   } else if (frame.roomOnlineReply) {
     const r = frame.roomOnlineReply;
