@@ -216,3 +216,27 @@ async fn the_sdk_connects_with_the_applications_credentials() {
     dana.close().await;
     system.stop().await;
 }
+
+#[tokio::test]
+async fn the_connect_hook_cannot_hand_out_a_password_accounts_uid() {
+    let (system, _app) = start_with_app().await;
+    let api = Api::new(&system);
+    // Someone registered "dana" with a password before the application's
+    // dana ever connected: the hook's answer must not give them away.
+    let (status, _) = api
+        .post_public(
+            "/users",
+            json!({"username": "dana", "password": "squatter-pw"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, body) = api
+        .post_public("/connect", json!({"credentials": "good-cookie"}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("uid_registered")),
+        "{body}"
+    );
+    system.stop().await;
+}

@@ -143,21 +143,30 @@ impl AccountService {
         }
     }
 
-    /// Replaces `uid`'s password once `old` is shown to be the current
-    /// one (any failure to match is [`AccountError::BadCredentials`]).
-    pub(crate) async fn change_password(
+    /// The hash of `new`, once `old` is shown to be `uid`'s current
+    /// password (any failure to match is [`AccountError::BadCredentials`]);
+    /// [`AccountService::store_password`] puts it in place.
+    pub(crate) async fn new_password_hash(
         &self,
         uid: &str,
         old: &str,
         new: &str,
-    ) -> Result<(), AccountError> {
+    ) -> Result<String, AccountError> {
         if !valid_password(new) {
             return Err(AccountError::InvalidPassword);
         }
         self.login(uid, old).await?;
         let new = new.to_owned();
-        let password_hash = self.blocking(move || hash(&new)).await??;
-        if self.store.set_password(uid, &password_hash).await? {
+        self.blocking(move || hash(&new)).await?
+    }
+
+    /// Replaces `uid`'s password hash.
+    pub(crate) async fn store_password(
+        &self,
+        uid: &str,
+        password_hash: &str,
+    ) -> Result<(), AccountError> {
+        if self.store.set_password(uid, password_hash).await? {
             Ok(())
         } else {
             Err(AccountError::BadCredentials)
@@ -166,15 +175,20 @@ impl AccountService {
 
     /// Records `uid` (vouched for by the connect hook) as an account with
     /// no password: it is known to Courier (others may send to it) but
-    /// cannot log in with a password.
-    pub(crate) async fn introduce(&self, uid: &str) -> courier_cluster::Result<()> {
+    /// cannot log in with a password. `false` if the uid belongs to an
+    /// account registered with a password: the connect hook must not hand
+    /// its tokens to someone else (names are one namespace).
+    pub(crate) async fn introduce(&self, uid: &str) -> courier_cluster::Result<bool> {
         let account = Account {
             uid: uid.to_owned(),
             password_hash: NO_PASSWORD.to_owned(),
             created_at_ms: courier_cluster::now_ms(),
         };
-        // Taken already (introduced before, or registered): nothing to do.
-        self.store.create(&account).await.map(drop)
+        if self.store.create(&account).await? {
+            return Ok(true);
+        }
+        let existing = self.store.get(uid).await?;
+        Ok(existing.is_some_and(|a| a.password_hash == NO_PASSWORD))
     }
 
     /// Whether an account has this uid.

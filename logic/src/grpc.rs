@@ -161,6 +161,15 @@ fn device_session(
 /// page of its inbox: `OpenSession`, and each entry of `OpenSessions`.
 async fn open_one(shared: &LogicState, r: ConnectRequest) -> Result<ConnectReply, Status> {
     let (epoch, last_seq, max_bytes) = (r.epoch, r.last_seq, r.max_bytes);
+    // The rooms first: nothing may fail once the session is recorded, or a
+    // session nobody closes would stay behind.
+    let allowed = rooms_allowed(shared, &r.uid, &r.rooms).await?;
+    let denied_rooms = r
+        .rooms
+        .into_iter()
+        .zip(allowed)
+        .filter_map(|(room, ok)| (!ok).then_some(room))
+        .collect();
     let s = device_session(r.comet_id, r.uid, r.key, r.device)?;
     match open_session(
         shared.config.login_policy,
@@ -189,13 +198,6 @@ async fn open_one(shared: &LogicState, r: ConnectRequest) -> Result<ConnectReply
     )
     .await
     .map_err(unavailable)?;
-    let allowed = rooms_allowed(shared, &s.uid, &r.rooms).await?;
-    let denied_rooms = r
-        .rooms
-        .into_iter()
-        .zip(allowed)
-        .filter_map(|(room, ok)| (!ok).then_some(room))
-        .collect();
     Ok(ConnectReply {
         heartbeat_secs: shared.config.heartbeat_secs(),
         inbox: Some(streams::page(page)),
@@ -441,6 +443,15 @@ impl Logic for LogicService {
             Stream::User(&r.uid)
         } else {
             checked("room", &r.room, check_room)?;
+            // Checked again here, not only at the join: a member removed
+            // while joining (or since) reads nothing more.
+            let may = self.shared.rooms.may_enter(&r.uid, &r.room);
+            if !may.await.map_err(unavailable)? {
+                return Err(Status::permission_denied(format!(
+                    "the rules of room {:?} do not let you read it",
+                    r.room
+                )));
+            }
             Stream::Room(&r.room)
         };
         let start = streams::start(stream, Position::new(r.epoch, r.after_seq), r.before_seq)

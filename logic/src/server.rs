@@ -86,7 +86,16 @@ impl Logic {
         let revocations =
             crate::revocations::Revocations::follow(backends.discovery.clone(), config.token_ttl)
                 .await?;
-        let shared = LogicState::new(config, &backends, comets, revocations, secret, comet_tls);
+        let hooks = crate::hooks::Hooks::new(config.hooks.clone()).map_err(LogicError::Config)?;
+        let shared = LogicState::new(
+            config,
+            &backends,
+            comets,
+            revocations,
+            hooks,
+            secret,
+            comet_tls,
+        );
         Ok(Logic {
             shared,
             tls,

@@ -64,6 +64,7 @@ impl LogicState {
         backends: &Backends,
         comets: CometView,
         revocations: crate::revocations::Revocations,
+        hooks: crate::hooks::Hooks,
         cluster_secret: ClusterSecret,
         comet_tls: Option<tonic::transport::ClientTlsConfig>,
     ) -> Arc<Self> {
@@ -75,7 +76,7 @@ impl LogicState {
             .map(|n| RateLimiter::keyed(Quota::per_minute(n)));
         // Checked by `LogicConfig::validate` before this runs.
         let api_keys = ApiKeys::new(&config.api_key, &config.api_keys).unwrap_or_default();
-        let hooks = Arc::new(crate::hooks::Hooks::new(config.hooks.clone()));
+        let hooks = Arc::new(hooks);
         Arc::new(Self {
             tokens: TokenKeys::new(config.jwt_secret.as_bytes()),
             cluster_secret,

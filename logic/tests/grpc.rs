@@ -626,3 +626,48 @@ async fn a_client_msg_id_reused_for_another_message_is_refused() {
     let m = decoded(&page.messages[0]);
     assert_eq!((m.msg_id, &m.data[..]), (first.msg_id, &b"hi"[..]));
 }
+
+#[tokio::test]
+async fn an_open_refused_for_its_rooms_records_no_session() {
+    let (t, mut c) = start_with_policy(LoginPolicy::Multi).await;
+    let mut open = connect("c1", "alice", "ka");
+    open.rooms = (0..300).map(|i| format!("room-{i}")).collect();
+    let err = c.open_session(open).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(
+        t.backends
+            .sessions
+            .user_sessions("alice")
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing recorded that nobody would close"
+    );
+}
+
+#[tokio::test]
+async fn a_room_page_is_read_only_by_those_its_rules_let_in() {
+    let (t, mut c) = start_with_policy(LoginPolicy::Multi).await;
+    t.backends
+        .rooms
+        .set_rule("team", courier_cluster::JoinRule::Members)
+        .await
+        .unwrap();
+    t.backends
+        .rooms
+        .add_members("team", &["alice".to_owned()])
+        .await
+        .unwrap();
+    let sync = |uid: &str| courier_proto::logic::SyncRequest {
+        comet_id: "c1".into(),
+        uid: uid.into(),
+        key: "k".into(),
+        room: "team".into(),
+        limit: 10,
+        max_bytes: 65_536,
+        ..Default::default()
+    };
+    c.sync(sync("alice")).await.expect("a member reads");
+    let err = c.sync(sync("bob")).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+}

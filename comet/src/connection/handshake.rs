@@ -10,7 +10,7 @@
 
 use courier_proto::client::{frame::Body, Auth, ErrorCode, Frame, Reconnect};
 use courier_proto::logic::{ConnectRequest, Page};
-use courier_proto::names::{check_device, check_uid};
+use courier_proto::names::{check_device, check_room, check_uid};
 use courier_proto::{CodecError, FrameCodec};
 use courier_runtime::revoked::TokenStamp;
 use futures::StreamExt;
@@ -61,7 +61,12 @@ pub(crate) struct Refusal {
 }
 
 impl Refusal {
-    fn error(id: u64, code: ErrorCode, message: impl Into<String>, reason: &'static str) -> Self {
+    pub(crate) fn error(
+        id: u64,
+        code: ErrorCode,
+        message: impl Into<String>,
+        reason: &'static str,
+    ) -> Self {
         Self {
             frame: Some(Frame::error(id, code, message)),
             reason,
@@ -146,6 +151,18 @@ pub(crate) async fn read_auth<R: AsyncRead + Unpin>(
     }
     let token = TokenStamp::of(&claims);
     let (uid, expires) = (claims.sub, claims.exp);
+    // What the connection may join at most, and nothing twice: logic checks
+    // each room's rules at the open.
+    let mut wanted: Vec<String> = Vec::with_capacity(rooms.len().min(state.config.max_rooms));
+    for room in rooms {
+        if wanted.len() == state.config.max_rooms {
+            break;
+        }
+        if check_room(&room).is_ok() && !wanted.contains(&room) {
+            wanted.push(room);
+        }
+    }
+    let rooms = wanted;
     if !device.is_empty() {
         if let Err(e) = check_device(&device) {
             return Err(Refusal::error(

@@ -81,7 +81,20 @@ pub(crate) async fn serve<S>(
         device: (!hello.device.is_empty()).then(|| Arc::from(hello.device.as_str())),
         token: hello.token,
     };
+    let token = hello.token;
     state.directory.keys.insert(outbox.clone(), identity);
+    // Checked again now that a revocation's scan would find it: one applied
+    // since the token was checked is not missed.
+    if state.revoked.borrow().revokes_stamp(&uid, token) {
+        state.directory.keys.remove(&key);
+        let refusal = handshake::Refusal::error(
+            hello.frame_id,
+            courier_proto::client::ErrorCode::TokenRevoked,
+            "this token was revoked; log in again",
+            "revoked token",
+        );
+        return Box::pin(refuse(refusal, write, peer, &state)).await;
+    }
     let auth = match Box::pin(handshake::open(&state, &key, hello)).await {
         Ok(auth) => auth,
         Err(refusal) => {

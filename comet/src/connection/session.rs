@@ -390,6 +390,18 @@ impl Session {
             }
             let page = match logic.sync(request).await {
                 Ok(page) => Some(page),
+                Err(e) if e.is_refusal() => {
+                    // Removed from the members while joining: out again.
+                    directory.rooms.leave(&room, outbox.key());
+                    drop(permit);
+                    let refused = Frame::error(
+                        id,
+                        ErrorCode::NotAllowed,
+                        format!("the rules of room {room:?} do not let you join it"),
+                    );
+                    outbox.push(encode_frame(&refused));
+                    return;
+                }
                 Err(e) => {
                     // Joined all the same; the client reads the head later.
                     tracing::debug!(%room, error = %e, "no room head for the join reply");
@@ -671,6 +683,15 @@ impl Session {
                     .directory
                     .keys
                     .set_token(self.outbox.key(), TokenStamp::of(&claims));
+                // A revocation applied since the check above scanned the
+                // old stamp: look again.
+                if self.state.revoked.borrow().revokes(&claims) {
+                    return self.close_with_error(
+                        id,
+                        ErrorCode::TokenRevoked,
+                        "this token was revoked",
+                    );
+                }
                 self.expires_at = instant_of(claims.exp);
                 let expires_at_ms = unix_ms(claims.exp);
                 self.reply(&Frame::new(
@@ -716,7 +737,9 @@ impl Drop for Session {
 }
 
 fn sync_error_code(e: &LogicError) -> ErrorCode {
-    if e.is_bad_request() {
+    if e.is_refusal() {
+        ErrorCode::NotAllowed
+    } else if e.is_bad_request() {
         ErrorCode::BadRequest
     } else {
         ErrorCode::Unavailable

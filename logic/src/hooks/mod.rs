@@ -85,22 +85,24 @@ pub(crate) enum Verdict {
 }
 
 impl Hooks {
-    /// The hooks of `config` (checked by `LogicConfig::validate`).
-    pub(crate) fn new(config: HooksConfig) -> Self {
+    /// The hooks of `config` (checked by `LogicConfig::validate`); an
+    /// HTTP client that cannot be built stops logic from starting, rather
+    /// than running without the timeout and redirect policy.
+    pub(crate) fn new(config: HooksConfig) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .unwrap_or_default();
+            .map_err(|e| format!("hooks: cannot build the HTTP client: {e}"))?;
         let offline = config.offline.as_ref().map(|hook| {
             offline::OfflineQueue::start(http.clone(), hook.clone(), config.secret.clone())
         });
-        Self {
+        Ok(Self {
             http,
             config,
             offline,
-        }
+        })
     }
 
     /// Whether a connect hook is set.

@@ -125,6 +125,7 @@ fn logged_in_for(
         (status = 400, description = "Malformed JSON, or credentials empty or over 4096 bytes", body = ErrorBody),
         (status = 401, description = "The application refused the credentials", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 404, description = "No connect hook is configured", body = ErrorBody),
+        (status = 409, description = "The application named a uid registered with a password", body = ErrorBody),
         (status = 429, description = "Too many register/login requests from this address", body = ErrorBody),
         CredentialsFailures,
     ),
@@ -177,8 +178,16 @@ pub(crate) async fn connect(
         tracing::warn!("the connect hook answered an invalid uid or room list");
         return Err(hook_failed());
     }
-    // Known to Courier from now on: others may send to it.
-    shared.accounts.introduce(&answer.uid).await?;
+    // Known to Courier from now on: others may send to it. A uid someone
+    // registered with a password is theirs, whatever the application says.
+    if !shared.accounts.introduce(&answer.uid).await? {
+        tracing::warn!(uid = %answer.uid, "the connect hook named a uid registered with a password");
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "uid_registered",
+            "the application named a uid that belongs to a password account",
+        ));
+    }
     let ttl = token_life(&answer, shared.config.token_ttl);
     tracing::info!(uid = %answer.uid, "connected through the connect hook");
     logged_in_for(&shared, answer.uid, ttl, answer.rooms).map(axum::Json)
@@ -247,11 +256,14 @@ pub(crate) async fn change_password(
 ) -> Result<axum::Json<LoggedIn>, ApiError> {
     let uid = claims.sub;
     login_budget(&shared, ip, &uid)?;
-    shared
+    let hash = shared
         .accounts
-        .change_password(&uid, &body.old_password, &body.new_password)
+        .new_password_hash(&uid, &body.old_password, &body.new_password)
         .await?;
+    // Revoked first: if the store then fails, the old tokens are gone
+    // anyway (harmless), never the other way round.
     shared.revocations.revoke_all(&uid).await?;
+    shared.accounts.store_password(&uid, &hash).await?;
     tracing::info!(%uid, "password changed; older tokens revoked");
     logged_in(&shared, uid).map(axum::Json)
 }
