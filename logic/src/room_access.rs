@@ -114,7 +114,10 @@ impl RoomAccess {
         if let Some(allow) = cached {
             return allow;
         }
-        let allow = self.hooks.may_join(uid, room).await;
+        let Some(allow) = self.hooks.may_join(uid, room).await else {
+            // No answer: not remembered, so the next ask tries again.
+            return self.hooks.join_on_failure();
+        };
         let mut answers = self.hook_answers.lock();
         if answers.len() >= MAX_CACHED {
             answers.clear();

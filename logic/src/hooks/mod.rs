@@ -132,11 +132,12 @@ impl Hooks {
         }
     }
 
-    /// Whether the join hook lets `uid` into the `app` room `room`; with no
-    /// join hook, no.
-    pub(crate) async fn may_join(&self, uid: &str, room: &str) -> bool {
+    /// Whether the join hook lets `uid` into the `app` room `room` (with
+    /// no join hook, no); `None` when it gave no usable answer, for the
+    /// caller to apply [`Hooks::join_on_failure`] without remembering it.
+    pub(crate) async fn may_join(&self, uid: &str, room: &str) -> Option<bool> {
         let Some(hook) = &self.config.join else {
-            return false;
+            return Some(false);
         };
         #[derive(Serialize)]
         struct Ask<'a> {
@@ -148,14 +149,22 @@ impl Hooks {
             allow: bool,
         }
         match self.call::<_, Answer>(&hook.url, &Ask { uid, room }).await {
-            Ok(answer) => answer.allow,
+            Ok(answer) => Some(answer.allow),
             Err(e) => {
                 metrics::counter!("courier_logic_hook_failures_total", "hook" => "join")
                     .increment(1);
                 tracing::warn!(error = %e, "join hook failed; applying its on_failure");
-                hook.on_failure == OnFailure::Allow
+                None
             }
         }
+    }
+
+    /// What a join the hook did not answer gets: its `on_failure`.
+    pub(crate) fn join_on_failure(&self) -> bool {
+        self.config
+            .join
+            .as_ref()
+            .is_some_and(|hook| hook.on_failure == OnFailure::Allow)
     }
 
     /// The publish hook's verdict on a client's message; with no publish

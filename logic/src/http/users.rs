@@ -208,13 +208,18 @@ const MAX_HOOK_ROOMS: usize = 64;
         (status = 204, description = "The token is revoked"),
         (status = 400, description = "A token without an id (minted by a backend): revoke every token of the user instead", body = ErrorBody),
         (status = 401, description = "No token, an invalid one, or one already revoked", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 429, description = "More logouts than the login budget allows, from this address or for this user", body = ErrorBody),
         BackendUnavailable,
     ),
 )]
 pub(crate) async fn logout(
     State(shared): State<Arc<LogicState>>,
+    AuthRate(ip): AuthRate,
     UserToken(claims): UserToken,
 ) -> Result<StatusCode, ApiError> {
+    // Each logout is a record every node keeps until the token expires:
+    // as many as logins, no more.
+    login_budget(&shared, ip, &claims.sub)?;
     shared
         .revocations
         .revoke_token(&claims)
