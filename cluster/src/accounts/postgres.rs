@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 use super::{Account, Accounts};
 use crate::inbox::Stream;
-use crate::postgres::shard::{first_value, pg_error, to_i32};
+use crate::postgres::shard::{pg_error, served, to_i32, yes_no_moved};
 use crate::postgres::{PgStore, Routed};
 use crate::Result;
 
@@ -31,11 +31,7 @@ impl Accounts for PgStore {
                     ],
                 )
                 .await?;
-            Ok(match first_value::<i16>(&rows)? {
-                0 => Routed::Done(true),
-                1 => Routed::Done(false),
-                _ => Routed::Moved,
-            })
+            yes_no_moved(&rows)
         })
         .await
     }
@@ -50,11 +46,7 @@ impl Accounts for PgStore {
                     &[&uid, &to_i32(bucket), &password_hash],
                 )
                 .await?;
-            Ok(match first_value::<i16>(&rows)? {
-                0 => Routed::Done(true),
-                1 => Routed::Done(false),
-                _ => Routed::Moved,
-            })
+            yes_no_moved(&rows)
         })
         .await
     }
@@ -72,13 +64,9 @@ impl Accounts for PgStore {
                     &[&uid, &to_i32(bucket)],
                 )
                 .await?;
-            let Some(row) = rows.first() else {
+            let Some(row) = served(&rows)? else {
                 return Ok(Routed::Moved);
             };
-            let state: &str = row.try_get(0).map_err(pg_error)?;
-            if !matches!(state, "owned" | "fenced") {
-                return Ok(Routed::Moved);
-            }
             let hash: Option<String> = row.try_get(1).map_err(pg_error)?;
             Ok(Routed::Done(match hash {
                 Some(password_hash) => Some(Account {

@@ -499,6 +499,27 @@ fn serves_reads(state: &str) -> bool {
     matches!(state, "owned" | "fenced")
 }
 
+/// The first row of a read whose first column is the bucket's state, if
+/// the bucket is read here (`None`: no row, or a bucket this shard does not
+/// serve, so the caller answers `Moved`).
+pub(crate) fn served(rows: &[Row]) -> Result<Option<&Row>> {
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
+    let state: &str = row.try_get(0).map_err(pg_error)?;
+    Ok(serves_reads(state).then_some(row))
+}
+
+/// A write function's `smallint` answer: 0 yes, 1 no, anything else (2)
+/// the bucket is not owned here.
+pub(crate) fn yes_no_moved(rows: &[Row]) -> Result<Routed<bool>> {
+    Ok(match first_value::<i16>(rows)? {
+        0 => Routed::Done(true),
+        1 => Routed::Done(false),
+        _ => Routed::Moved,
+    })
+}
+
 /// The state of the bucket and the stream's head, in one snapshot.
 const HEAD: &str = "
 SELECT cb.state, cs.epoch, cs.last_seq, cs.ack_epoch, cs.ack_seq,

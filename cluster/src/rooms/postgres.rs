@@ -8,11 +8,10 @@
 //! failover), as accounts are read.
 
 use async_trait::async_trait;
-use tokio_postgres::Row;
 
 use super::{check_members_per_call, JoinRule, RoomRules};
 use crate::inbox::Stream;
-use crate::postgres::shard::{first_value, pg_error, to_i32};
+use crate::postgres::shard::{first_value, pg_error, served, to_i32, yes_no_moved};
 use crate::postgres::{PgStore, Routed};
 use crate::{Error, Result};
 
@@ -92,11 +91,7 @@ impl RoomRules for PgStore {
                     &[&room, &to_i32(bucket), &uid],
                 )
                 .await?;
-            Ok(match first_value::<i16>(&rows)? {
-                0 => Routed::Done(true),
-                1 => Routed::Done(false),
-                _ => Routed::Moved,
-            })
+            yes_no_moved(&rows)
         })
         .await
     }
@@ -143,17 +138,6 @@ impl RoomRules for PgStore {
         })
         .await
     }
-}
-
-/// The first row of a read whose first column is the bucket's state, if
-/// the bucket is served here (`None`: no row, or a bucket this shard does
-/// not serve, so the caller answers `Moved`).
-fn served(rows: &[Row]) -> Result<Option<&Row>> {
-    let Some(row) = rows.first() else {
-        return Ok(None);
-    };
-    let state: &str = row.try_get(0).map_err(pg_error)?;
-    Ok(matches!(state, "owned" | "fenced").then_some(row))
 }
 
 /// A stored rule name as the rule (the table's check allows no other).
