@@ -611,20 +611,13 @@ async fn a_client_msg_id_reused_for_another_message_is_refused() {
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     assert!(err.message().contains("client_msg_id"), "{}", err.message());
     // The first stays; the second took nothing.
-    let page = t
-        .backends
-        .inbox
-        .read(
-            courier_cluster::inbox::Stream::User("bob"),
-            courier_cluster::inbox::Start::After(courier_proto::Position::default()),
-            10,
-            usize::MAX,
-        )
-        .await
-        .unwrap();
-    assert_eq!(page.messages.len(), 1);
-    let m = decoded(&page.messages[0]);
-    assert_eq!((m.msg_id, &m.data[..]), (first.msg_id, &b"hi"[..]));
+    let stored = common::inbox_of(&t, "bob").await;
+    assert_eq!(stored.len(), 1);
+    let m = &stored[0];
+    assert_eq!(
+        (m.msg_id.as_str(), &m.data[..]),
+        (first.msg_id.as_str(), &b"hi"[..])
+    );
 }
 
 #[tokio::test]

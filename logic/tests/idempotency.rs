@@ -79,19 +79,9 @@ async fn a_key_reused_for_another_push_is_422_and_the_first_stays() {
         assert_eq!(status, 422, "{body}");
         assert_eq!(body["error"]["code"], "idempotency_key_reused");
     }
-    let page = t
-        .backends
-        .inbox
-        .read(
-            courier_cluster::inbox::Stream::User("alice"),
-            courier_cluster::inbox::Start::After(courier_proto::Position::default()),
-            10,
-            usize::MAX,
-        )
-        .await
-        .unwrap();
-    assert_eq!(page.messages.len(), 1);
-    let m = decoded(&page.messages[0]);
+    let stored = common::inbox_of(&t, "alice").await;
+    assert_eq!(stored.len(), 1);
+    let m = &stored[0];
     assert_eq!(
         (m.msg_id.as_str(), &m.data[..]),
         (first["msg_id"].as_str().unwrap(), &b"1"[..])

@@ -23,14 +23,14 @@ use crate::state::LogicState;
 /// The request carried a key with the `push` scope; its name.
 pub(crate) struct PushKey(pub(crate) String);
 
-/// The request carried a key with the `read` scope; its name.
-pub(crate) struct ReadKey(#[allow(dead_code)] pub(crate) String);
+/// The request carried a key with the `read` scope.
+pub(crate) struct ReadKey;
 
-/// The request carried a key with the `rooms` scope; its name.
-pub(crate) struct RoomsKey(#[allow(dead_code)] pub(crate) String);
+/// The request carried a key with the `rooms` scope.
+pub(crate) struct RoomsKey;
 
-/// The request carried a key with the `admin` scope; its name.
-pub(crate) struct AdminKey(#[allow(dead_code)] pub(crate) String);
+/// The request carried a key with the `admin` scope.
+pub(crate) struct AdminKey;
 
 /// The request carried a `read` key, or a user's token within that user's
 /// read budget.
@@ -92,7 +92,7 @@ fn require_key(parts: &Parts, shared: &LogicState, scope: Scope) -> Result<Strin
 }
 
 macro_rules! scoped_key {
-    ($name:ident, $scope:expr) => {
+    ($name:ident, $scope:expr, $make:expr) => {
         impl FromRequestParts<Arc<LogicState>> for $name {
             type Rejection = ApiError;
 
@@ -100,13 +100,17 @@ macro_rules! scoped_key {
                 parts: &mut Parts,
                 shared: &Arc<LogicState>,
             ) -> Result<Self, Self::Rejection> {
-                require_key(parts, shared, $scope).map(Self)
+                require_key(parts, shared, $scope).map($make)
             }
         }
     };
+    ($name:ident, $scope:expr) => {
+        scoped_key!($name, $scope, |_| Self);
+    };
 }
 
-scoped_key!(PushKey, Scope::Push);
+// A push's key name scopes its idempotency keys.
+scoped_key!(PushKey, Scope::Push, Self);
 scoped_key!(ReadKey, Scope::Read);
 scoped_key!(AdminKey, Scope::Admin);
 scoped_key!(RoomsKey, Scope::Rooms);

@@ -115,6 +115,22 @@ pub async fn json(response: reqwest::Response) -> (u16, serde_json::Value) {
     (status, body)
 }
 
+/// Every message stored in `uid`'s inbox (up to 100), decoded, in order.
+pub async fn inbox_of(t: &TestLogic, uid: &str) -> Vec<courier_proto::client::Message> {
+    let page = t
+        .backends
+        .inbox
+        .read(
+            courier_cluster::inbox::Stream::User(uid),
+            courier_cluster::inbox::Start::After(courier_proto::Position::default()),
+            100,
+            usize::MAX,
+        )
+        .await
+        .unwrap();
+    page.messages.iter().map(decoded).collect()
+}
+
 /// The next published message, decoded, with its queue key.
 pub async fn next_envelope(consumer: &dyn Consumer) -> (Option<String>, envelope::Kind) {
     loop {
