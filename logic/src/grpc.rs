@@ -40,7 +40,7 @@ use tonic::{Request, Response, Status};
 use crate::hooks::{PublishAsk, Verdict};
 use crate::policy::{open_session, OpenError, KICK_REASON};
 use crate::publish::{Content, Dedup, PublishError, Recipients};
-use crate::senders::{check_known, SendRefused};
+use crate::senders::SendRefused;
 use crate::state::LogicState;
 use crate::streams::{self, RESUME_PAGE};
 
@@ -376,14 +376,16 @@ impl Logic for LogicService {
             Some(Kind::User(uid)) => {
                 checked("target user", uid, check_uid)?;
                 let shared = &self.shared;
-                check_known(
-                    uid,
-                    shared.inbox.as_ref(),
-                    &shared.accounts,
-                    shared.sessions.as_ref(),
-                )
-                .await
-                .map_err(refused)?;
+                shared
+                    .known_users
+                    .check(
+                        uid,
+                        shared.inbox.as_ref(),
+                        &shared.accounts,
+                        shared.sessions.as_ref(),
+                    )
+                    .await
+                    .map_err(refused)?;
                 Recipients::Users(std::slice::from_ref(uid))
             }
             Some(Kind::Room(room)) => {

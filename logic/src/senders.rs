@@ -6,13 +6,17 @@
 //! to Courier: an account (a uid the connect hook vouched for is recorded
 //! as one, without a password), a uid with an inbox (a backend's push, or
 //! any earlier message, introduced it), or a uid connected now. Otherwise any
-//! client could create inboxes for names that belong to nobody.
+//! client could create inboxes for names that belong to nobody. A uid found
+//! known is remembered, so only a conversation's first message pays for
+//! the lookup.
 
+use std::collections::HashSet;
 use std::num::NonZeroU32;
 
 use courier_cluster::inbox::{Inbox, Stream};
 use courier_cluster::Sessions;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use parking_lot::Mutex;
 
 use crate::accounts::AccountService;
 
@@ -62,23 +66,41 @@ impl SendQuota {
     }
 }
 
-/// Passes if `uid` is known to Courier (see the module docs). The cheapest
-/// proof first: most targets have an inbox.
-pub(crate) async fn check_known(
-    uid: &str,
-    inbox: &dyn Inbox,
-    accounts: &AccountService,
-    sessions: &dyn Sessions,
-) -> Result<(), SendRefused> {
-    let heads = inbox.heads(&[Stream::User(uid)]).await?;
-    if heads.first().is_some_and(|h| h.epoch != 0) {
-        return Ok(());
+/// Uids found known, so a conversation's later messages cost no store read:
+/// a uid does not become unknown again.
+#[derive(Default)]
+pub(crate) struct KnownUsers {
+    found: Mutex<HashSet<String>>,
+}
+
+/// Uids remembered at most; past it the set starts over.
+const MAX_REMEMBERED: usize = 100_000;
+
+impl KnownUsers {
+    /// Passes if `uid` is known to Courier (see the module docs). The
+    /// cheapest proof first: most targets have an inbox.
+    pub(crate) async fn check(
+        &self,
+        uid: &str,
+        inbox: &dyn Inbox,
+        accounts: &AccountService,
+        sessions: &dyn Sessions,
+    ) -> Result<(), SendRefused> {
+        if self.found.lock().contains(uid) {
+            return Ok(());
+        }
+        let heads = inbox.heads(&[Stream::User(uid)]).await?;
+        let known = heads.first().is_some_and(|h| h.epoch != 0)
+            || accounts.exists(uid).await?
+            || !sessions.user_sessions(uid).await?.is_empty();
+        if !known {
+            return Err(SendRefused::UnknownUser(uid.to_owned()));
+        }
+        let mut found = self.found.lock();
+        if found.len() >= MAX_REMEMBERED {
+            found.clear();
+        }
+        found.insert(uid.to_owned());
+        Ok(())
     }
-    if accounts.exists(uid).await? {
-        return Ok(());
-    }
-    if !sessions.user_sessions(uid).await?.is_empty() {
-        return Ok(());
-    }
-    Err(SendRefused::UnknownUser(uid.to_owned()))
 }

@@ -51,6 +51,8 @@ pub(crate) struct LogicState {
     pub(crate) revocations: crate::revocations::Revocations,
     /// Each sender's budget of stored messages.
     pub(crate) send_quota: crate::senders::SendQuota,
+    /// Uids a `Send` found known.
+    pub(crate) known_users: crate::senders::KnownUsers,
     /// The API keys and their scopes.
     pub(crate) api_keys: ApiKeys,
     /// What `/readyz` answers: ready once registered, not once draining.
@@ -104,6 +106,7 @@ impl LogicState {
             login_limiter,
             read_limiter,
             send_quota: crate::senders::SendQuota::new(config.send_quota_per_minute),
+            known_users: crate::senders::KnownUsers::default(),
             revocations,
             api_keys,
             readiness: Readiness::new(),
