@@ -2,8 +2,10 @@
 //!
 //! Precedence, lowest first: built-in defaults, the `--config` TOML file,
 //! `COURIER_*` environment variables (`__` between levels, e.g.
-//! `COURIER_COMET__TCP_ADDR=0.0.0.0:3101`), then command-line flags.
-//! Every section is optional; see `deploy/config/` for commented examples.
+//! `COURIER_COMET__TCP_ADDR=0.0.0.0:3101`). The only flag that sets a value
+//! is `courier up --api-key` (variable `COURIER_API_KEY`, kept out of the
+//! settings). Every section is optional; `courier config defaults` prints
+//! every key with its doc (`deploy/config/courier.toml` is that output).
 
 use std::path::Path;
 
@@ -16,7 +18,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 /// Secrets shared by several services.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// HS256 secret logic signs login tokens with and comets verify them
@@ -32,7 +34,7 @@ pub struct AuthConfig {
 }
 
 /// Everything one `courier` process may run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct CourierConfig {
     /// `tracing` filter, overridden by `RUST_LOG`.
@@ -77,8 +79,21 @@ impl CourierConfig {
         if let Some(path) = file {
             figment = figment.merge(Toml::file_exact(path));
         }
-        let config: Self = figment.merge(environment()).extract()?;
-        Ok(config)
+        figment.merge(environment()).extract().map_err(explain)
+    }
+
+    /// Fills every empty `[auth]` secret with a random one, as `courier up`
+    /// does: one process needs no configured secret.
+    pub fn generate_missing_secrets(&mut self) {
+        for secret in [
+            &mut self.auth.jwt_secret,
+            &mut self.auth.api_key,
+            &mut self.auth.cluster_secret,
+        ] {
+            if secret.is_empty() {
+                *secret = generate_secret();
+            }
+        }
     }
 
     /// Copies the shared `[auth]` secrets and `[tls]` files into every
@@ -108,6 +123,30 @@ impl CourierConfig {
             }
         }
     }
+}
+
+/// figment's errors as one line each: the key at fault first, then what
+/// is wrong with it and where the value came from.
+fn explain(error: figment::Error) -> anyhow::Error {
+    let lines: Vec<String> = error
+        .into_iter()
+        .map(|e| {
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| match &m.source {
+                    Some(source) => format!(" (in {source})"),
+                    None => format!(" (in {})", m.name),
+                })
+                .unwrap_or_default();
+            if e.path.is_empty() {
+                format!("{}{source}", e.kind)
+            } else {
+                format!("{}: {}{source}", e.path.join("."), e.kind)
+            }
+        })
+        .collect();
+    anyhow::anyhow!(lines.join("\n"))
 }
 
 /// A random secret of 32 hex digits.

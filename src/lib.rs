@@ -3,6 +3,7 @@
 //! tests run.
 
 pub mod config;
+pub mod config_cli;
 pub mod store_cli;
 pub mod system;
 pub mod telemetry;

@@ -21,8 +21,8 @@ struct Cli {
 
 #[derive(clap::Args)]
 struct Common {
-    /// TOML config file (see deploy/config/). Environment variables
-    /// COURIER_SECTION__KEY override it; flags override both.
+    /// TOML config file (`courier config defaults` prints every key).
+    /// Environment variables COURIER_SECTION__KEY override it.
     #[arg(long, short)]
     config: Option<PathBuf>,
 }
@@ -60,6 +60,9 @@ enum Command {
     /// Operate the store of record: shards, nodes, bucket moves.
     #[command(subcommand)]
     Store(courier::store_cli::StoreCommand),
+    /// Print the defaults of every key, or check a config file.
+    #[command(subcommand)]
+    Config(courier::config_cli::ConfigCommand),
 }
 
 #[derive(Subcommand)]
@@ -189,6 +192,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(Bench::History(args)) => courier_bench::history(args).await?,
         Command::Bench(Bench::Asks(args)) => courier_bench::asks(args).await?,
         Command::Store(command) => courier::store_cli::run(command).await?,
+        Command::Config(command) => courier::config_cli::run(command)?,
     }
     Ok(())
 }

@@ -22,7 +22,7 @@ use courier_logic::{Logic, LogicConfig, LogicError};
 use courier_runtime::shutdown::CancellationToken;
 use tokio::task::JoinHandle;
 
-use crate::config::{generate_secret, CourierConfig};
+use crate::config::CourierConfig;
 
 /// Addresses of one running comet.
 #[derive(Debug, Clone)]
@@ -66,15 +66,7 @@ impl System {
     /// ports are not 0, ports shifted by 100·n (3101 -> 3201, as a local
     /// cluster's second comet; the admin port 3103 -> 3203).
     pub async fn start(mut config: CourierConfig, comets: usize) -> anyhow::Result<Self> {
-        if config.auth.jwt_secret.is_empty() {
-            config.auth.jwt_secret = generate_secret();
-        }
-        if config.auth.api_key.is_empty() {
-            config.auth.api_key = generate_secret();
-        }
-        if config.auth.cluster_secret.is_empty() {
-            config.auth.cluster_secret = generate_secret();
-        }
+        config.generate_missing_secrets();
         config.share_secrets();
         let backends = Backends::connect(&config.cluster)
             .await

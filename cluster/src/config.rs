@@ -12,7 +12,7 @@ use crate::inbox::InboxOptions;
 use crate::sessions::SessionOptions;
 
 /// Where the cluster's shared state lives.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
     /// Session store (who is connected where, presence, the room index):
@@ -34,12 +34,15 @@ pub struct ClusterConfig {
     /// How long a session replaced by a newer login cannot come back
     /// (longer than the comets' `session_check`).
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub ended_session_ttl: Duration,
     /// How long a comet's load report (its online counts) lives.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub comet_ttl: Duration,
     /// Lease of a discovery registration.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub lease_ttl: Duration,
     /// Partitions of the queue topic (created if missing).
     pub queue_partitions: u32,
@@ -47,12 +50,15 @@ pub struct ClusterConfig {
     pub kafka: BTreeMap<String, String>,
     /// How long a stored message is kept (0: forever).
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub retention: Duration,
     /// How long a `client_msg_id` or `Idempotency-Key` is remembered.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub idempotency_window: Duration,
     /// A standby whose replay lags more than this serves no history reads.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub max_read_lag: Duration,
     /// Connections per shard primary.
     pub store_pool_size: usize,
@@ -99,6 +105,39 @@ impl ClusterConfig {
             ended_ttl: self.ended_session_ttl,
             comet_ttl: self.comet_ttl,
         }
+    }
+
+    /// Checks what can be checked without connecting: every backend URL
+    /// names a scheme this build knows, and the store is one of its forms.
+    pub fn validate(&self) -> Result<(), String> {
+        let known: [(&str, &str, &[&str]); 3] = [
+            (
+                "sessions",
+                &self.sessions,
+                &["memory", "redis", "redis+cluster"],
+            ),
+            ("queue", &self.queue, &["memory", "kafka"]),
+            ("discovery", &self.discovery, &["memory", "etcd"]),
+        ];
+        for (key, url, schemes) in known {
+            let scheme = url.split_once("://").map(|(s, _)| s);
+            if !scheme.is_some_and(|s| schemes.contains(&s)) {
+                return Err(format!(
+                    "{key} `{}`: expected one of {}",
+                    crate::error::redacted(url),
+                    schemes
+                        .iter()
+                        .map(|s| format!("{s}://"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+        self.store_shards().map_err(|e| format!("store: {e}"))?;
+        if self.queue_partitions == 0 {
+            return Err("queue_partitions must be at least 1".into());
+        }
+        Ok(())
     }
 
     /// The shards of the store of record (name -> URL): `shards`, or the one

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// How one comet listens, and the limits it enforces on every connection.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct CometConfig {
     /// This comet's id in discovery and in connection keys
@@ -21,6 +21,7 @@ pub struct CometConfig {
     /// (default `127.0.0.1:3102`; `wss://` when `tls` is set). `None`
     /// (`""` in a config file) serves no WebSocket.
     #[serde(with = "courier_runtime::net::optional_addr")]
+    #[schemars(with = "Option<String>")]
     pub ws_addr: Option<SocketAddr>,
     /// Origins allowed to open a WebSocket, e.g. `https://chat.example.com`
     /// (default: empty, any origin). A request without an `Origin` header
@@ -33,6 +34,7 @@ pub struct CometConfig {
     /// `127.0.0.1:3103`; port 0 picks one). `None` (`""` in a config file)
     /// serves none of them.
     #[serde(with = "courier_runtime::net::optional_addr")]
+    #[schemars(with = "Option<String>")]
     pub admin_addr: Option<SocketAddr>,
     /// The host written to discovery; default: the bound IP, or `127.0.0.1`
     /// when bound to an unspecified address.
@@ -43,10 +45,12 @@ pub struct CometConfig {
     pub max_frame: usize,
     /// How long a new connection may take to send its `Auth` frame (default 5 s).
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub handshake_timeout: Duration,
     /// The heartbeat interval told to clients (default 30 s); a connection
     /// silent for three intervals is closed.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub heartbeat: Duration,
     /// How often each connection's session is checked with logic (default
     /// 5 min; 0 = at every client heartbeat): logic restores a session it
@@ -56,6 +60,7 @@ pub struct CometConfig {
     /// costs logic and the store one call per this interval, spread
     /// evenly.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub session_check: Duration,
     /// Largest frame accepted before the client has authenticated (default
     /// 8 KiB: an `Auth` with a token and `max_rooms` room names). A longer
@@ -79,6 +84,7 @@ pub struct CometConfig {
     pub outbound_bytes: usize,
     /// A write blocked longer than this disconnects the client (default 10 s).
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub write_timeout: Duration,
     /// Rooms one connection may be in at once (default 64).
     pub max_rooms: usize,
@@ -106,10 +112,12 @@ pub struct CometConfig {
     /// Longest a drain takes (default 60 s): connections still open then are
     /// all told at once.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub drain_grace: Duration,
     /// How often load is reported to logic (`RenewOnline`) and to discovery
     /// (default 5 s).
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub report_interval: Duration,
     /// HS256 secret shared with logic, used to verify login tokens. Required.
     pub jwt_secret: String,
@@ -163,7 +171,7 @@ impl Default for CometConfig {
 impl CometConfig {
     /// Checks the values that would make the comet misbehave rather than
     /// merely be slow.
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), String> {
         // Connection keys start with the id, and logic checks both.
         courier_proto::names::check_comet_id(&self.id).map_err(|e| format!("id: {e}"))?;
         if self.jwt_secret.len() < courier_runtime::MIN_SECRET_BYTES {

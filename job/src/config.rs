@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// How a job consumes the queue and delivers to comets.
 ///
 /// Every field has a default, so an empty config section is a working job.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct JobConfig {
     /// This job's name in logs and traces. Default: `job-` and a short random
@@ -26,6 +26,7 @@ pub struct JobConfig {
     /// Longest time the first message of a room batch waits for others before
     /// the batch is sent. Default 5 ms.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub room_batch_wait: Duration,
     /// Capacity of each comet worker's ordered queue. When it is full the
     /// consumer waits (backpressure), it never grows memory. Default 1024.
@@ -35,10 +36,12 @@ pub struct JobConfig {
     /// until its queue drains to half, so a stuck comet stalls no other.
     /// Default 200 ms.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub comet_queue_wait: Duration,
     /// Time limit of one RPC attempt to a comet. Also bounds how long shutdown
     /// waits for queued pushes to finish. Default 5 s.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub push_timeout: Duration,
     /// Deliveries consumed but not yet committed before the job stops pulling
     /// from the queue. Default 10 000.
@@ -47,6 +50,7 @@ pub struct JobConfig {
     /// `127.0.0.1:3121`; port 0 picks one; `None` (`""` in a config file)
     /// serves none of them.
     #[serde(with = "courier_runtime::net::optional_addr")]
+    #[schemars(with = "Option<String>")]
     pub admin_addr: Option<SocketAddr>,
     /// The secret every call between Courier's services carries: comets
     /// refuse pushes without it. Required.
@@ -76,6 +80,18 @@ impl Default for JobConfig {
 }
 
 impl JobConfig {
+    /// Checks the values the job cannot start without: the cluster secret
+    /// and the TLS files (what [`crate::Job::bind`] checks too).
+    pub fn validate(&self) -> Result<(), String> {
+        courier_runtime::ClusterSecret::new(&self.cluster_secret)
+            .map_err(|e| format!("cluster_secret: {e}"))?;
+        self.tls.validate().map_err(|e| format!("tls: {e}"))?;
+        if self.group.is_empty() {
+            return Err("group must not be empty".into());
+        }
+        Ok(())
+    }
+
     /// The config with every zero limit raised to 1, so a careless value
     /// degrades throughput instead of deadlocking (a zero-capacity queue or a
     /// zero-permit semaphore would never move).

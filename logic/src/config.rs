@@ -12,7 +12,9 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 /// What logic does when a user who is already online opens another session.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum LoginPolicy {
     /// Every device may stay connected (the default).
@@ -26,7 +28,7 @@ pub enum LoginPolicy {
 
 /// The join rule of rooms that have none of their own (see
 /// `PUT /api/v1/rooms/{room}`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RoomRulesConfig {
     /// The rule of a room no prefix matches (default `open`).
@@ -36,7 +38,7 @@ pub struct RoomRulesConfig {
 }
 
 /// The rule of rooms whose name starts with `prefix`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PrefixRule {
     pub prefix: String,
@@ -55,7 +57,7 @@ impl RoomRulesConfig {
 }
 
 /// Logic's configuration.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogicConfig {
     /// This logic's id in discovery (default `logic-` and 8 random hex digits).
@@ -93,10 +95,12 @@ pub struct LogicConfig {
     pub tls: courier_runtime::TlsConfig,
     /// Lifetime of a login token (default 24h).
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub token_ttl: Duration,
     /// How often clients heartbeat (default 30s); returned at login and
     /// session open as `heartbeat_secs`.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub heartbeat: Duration,
     /// What a second login of the same user does (default `multi`).
     pub login_policy: LoginPolicy,
@@ -112,14 +116,17 @@ pub struct LogicConfig {
     pub max_connections_per_ip: u32,
     /// Time a client has to send a request's head (default 10 s).
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub header_read_timeout: Duration,
     /// Time a connection may send nothing, before its first request or
     /// between requests, before it is closed (default 60 s). Keep it above
     /// `request_timeout`: a connection waiting for its reply is idle too.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub idle_timeout: Duration,
     /// Time a request may take before it is answered 408 (default 30 s).
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub request_timeout: Duration,
     /// Register/login requests that may wait for a password hash at once
     /// (default 64); more are answered 503 with `Retry-After`.
@@ -142,6 +149,7 @@ pub struct LogicConfig {
     /// How long a comet must be gone from discovery before logic forgets
     /// its room registrations (default 30 s; keep it above the lease TTL).
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub comet_departure_grace: Duration,
 }
 
@@ -183,7 +191,7 @@ impl Default for LogicConfig {
 impl LogicConfig {
     /// Checks the values logic cannot work without. No API key at all is
     /// allowed: the keyed routes then refuse every request.
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), String> {
         if self.jwt_secret.len() < courier_runtime::MIN_SECRET_BYTES {
             return Err(format!(
                 "jwt_secret must be set, at least {} bytes (comets verify tokens with it)",

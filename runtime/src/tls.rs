@@ -47,7 +47,7 @@ const GRPC_HANDSHAKES: usize = 64;
 const GRPC_HANDSHAKES_PER_PEER: u32 = 8;
 
 /// Where a process's certificates are. Every path empty: plaintext.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM certificate chain the listeners serve (leaf first).

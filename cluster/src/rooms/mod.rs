@@ -37,7 +37,9 @@ pub(crate) fn check_members_per_call(backend: &'static str, uids: &[String]) -> 
 }
 
 /// Who may join a room, read its history and send to it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum JoinRule {
     /// Anyone.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// The application's hooks. None is set by default.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct HooksConfig {
     /// HMAC-SHA256 key every hook request is signed with; at least 32
@@ -16,6 +16,7 @@ pub struct HooksConfig {
     /// How long the application may take to answer one request (default
     /// 2 s); past it, the hook's `on_failure` applies.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub timeout: Duration,
     /// Authenticates the application's own credentials (`POST /connect`).
     pub connect: Option<Hook>,
@@ -55,7 +56,7 @@ impl Default for HooksConfig {
 }
 
 /// One hook.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Hook {
     /// `http://` or `https://` URL the request is POSTed to.
@@ -67,7 +68,9 @@ pub struct Hook {
 }
 
 /// What a hook that got no usable answer does.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OnFailure {
     /// The join, or the message, is refused (the client is told to retry
@@ -79,7 +82,7 @@ pub enum OnFailure {
 }
 
 /// The offline webhook.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct OfflineHook {
     /// `http://` or `https://` URL batches are POSTed to.
