@@ -27,6 +27,7 @@ pub mod config;
 pub mod discovery;
 pub mod error;
 pub mod inbox;
+mod metrics;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod queue;
@@ -36,6 +37,7 @@ pub mod rooms;
 pub mod sessions;
 pub mod store_admin;
 
+pub use self::metrics::describe as describe_metrics;
 pub use accounts::{Account, Accounts};
 pub use backends::Backends;
 pub use config::ClusterConfig;

@@ -4,6 +4,8 @@
 //! Frames are counted where they are queued (the outbox), in bulk for a
 //! fan-out, so a push to ten thousand members costs one atomic add, not ten
 //! thousand.
+//!
+//! [`describe`] gives every metric a comet emits its HELP text and unit.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -61,4 +63,91 @@ impl Counters {
     pub(crate) fn slow_consumers(&self) -> u64 {
         self.slow_consumers.load(Ordering::Relaxed)
     }
+}
+
+/// Describes every metric this crate emits to the installed recorder: the
+/// HELP text and unit `/metrics` shows with each.
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+
+    describe_counter!(
+        "courier_comet_connections_total",
+        Unit::Count,
+        "Client connections (TCP and WebSocket) that passed the accept limits, counted before their handshake."
+    );
+    describe_gauge!(
+        "courier_comet_connections",
+        Unit::Count,
+        "Authenticated client connections open now."
+    );
+    describe_counter!(
+        "courier_comet_websockets_total",
+        Unit::Count,
+        "WebSocket upgrades completed, by the subprotocol chosen."
+    );
+    describe_counter!(
+        "courier_comet_accepts_refused_total",
+        Unit::Count,
+        "Connections refused as busy because the accept rate (accept_rate) was exceeded."
+    );
+    describe_counter!(
+        "courier_comet_handshakes_refused_total",
+        Unit::Count,
+        "Connections refused because too many handshakes were in progress (in all or from their address)."
+    );
+    describe_histogram!(
+        "courier_comet_open_batch",
+        Unit::Count,
+        "Handshakes whose sessions one OpenSessions call to logic opened together."
+    );
+    describe_counter!(
+        "courier_comet_frames_in_total",
+        Unit::Count,
+        "Frames read from authenticated clients."
+    );
+    describe_counter!(
+        "courier_comet_frames_out_total",
+        Unit::Count,
+        "Frames queued to client connections."
+    );
+    describe_counter!(
+        "courier_comet_slow_consumers_total",
+        Unit::Count,
+        "Connections closed because their outbound queue overflowed."
+    );
+    describe_counter!(
+        "courier_comet_room_pushes_total",
+        Unit::Count,
+        "PushRoom calls served."
+    );
+    describe_counter!(
+        "courier_comet_broadcasts_unpaced_total",
+        Unit::Count,
+        "Broadcasts with a rate sent to every connection at once because the most paced broadcasts were already in progress."
+    );
+    describe_counter!(
+        "courier_comet_sessions_closed_total",
+        Unit::Count,
+        "Closed sessions logic was told of (CloseSessions calls that succeeded)."
+    );
+    describe_counter!(
+        "courier_comet_close_retries_total",
+        Unit::Count,
+        "CloseSessions calls to logic that failed and were retried."
+    );
+    describe_counter!(
+        "courier_comet_revoked_closes_total",
+        Unit::Count,
+        "Connections closed because their token was revoked."
+    );
+    describe_counter!(
+        "courier_comet_resyncs_total",
+        Unit::Count,
+        "Passes reporting every connection and room to logic again (asked when logic's session store lost writes)."
+    );
+    describe_gauge!(
+        "courier_comet_drain_told",
+        Unit::Count,
+        "Connections the drain in progress has told to reconnect elsewhere."
+    );
 }

@@ -49,5 +49,6 @@ mod ws;
 mod tests;
 
 pub use config::CometConfig;
+pub use counters::describe as describe_metrics;
 pub use error::CometError;
 pub use server::{serve, Comet, CometDeps};

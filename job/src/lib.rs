@@ -35,6 +35,7 @@ mod comets;
 mod config;
 mod consume;
 mod error;
+mod metrics;
 mod push;
 mod service;
 mod ticket;
@@ -46,6 +47,7 @@ use std::sync::Arc;
 use courier_cluster::{Discovery, Queue};
 use tokio_util::sync::CancellationToken;
 
+pub use self::metrics::describe as describe_metrics;
 pub use config::JobConfig;
 pub use error::JobError;
 pub use service::Job;

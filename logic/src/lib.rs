@@ -46,6 +46,7 @@ mod grpc;
 mod hooks;
 mod http;
 mod keys;
+mod metrics;
 mod nodes;
 mod policy;
 mod publish;
@@ -59,6 +60,7 @@ mod server;
 mod state;
 mod streams;
 
+pub use self::metrics::describe as describe_metrics;
 pub use config::{LogicConfig, LoginPolicy, PrefixRule, RoomRulesConfig};
 pub use error::LogicError;
 pub use hooks::{Hook, HooksConfig, OfflineHook, OnFailure};
