@@ -24,6 +24,7 @@ command -v chromium >/dev/null || missing+=(chromium)        # the browser test
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 command -v protoc >/dev/null || missing+=(protobuf-compiler)
+command -v systemd-analyze >/dev/null || missing+=(systemd)  # tests/deploy_units.rs
 command -v cc >/dev/null || missing+=(build-essential)
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing ${missing[*]}"
