@@ -2,6 +2,7 @@
 //! binary and the embedded [`System`] that `courier up` and the end-to-end
 //! tests run.
 
+pub mod admin_cli;
 pub mod config;
 pub mod config_cli;
 pub mod store_cli;

@@ -60,6 +60,23 @@ enum Command {
     /// Operate the store of record: shards, nodes, bucket moves.
     #[command(subcommand)]
     Store(courier::store_cli::StoreCommand),
+    /// Print a user token signed with the configured JWT secret.
+    Token(courier::admin_cli::TokenArgs),
+    /// Push a message through logic's HTTP API.
+    #[command(subcommand)]
+    Push(courier::admin_cli::PushCommand),
+    /// Connections per comet, or in one room.
+    Online(courier::admin_cli::OnlineArgs),
+    /// Move a comet's clients to the other comets, then stop sending it any.
+    Drain(courier::admin_cli::DrainArgs),
+    /// The store's shards and routing table (`courier store status`).
+    Shards {
+        #[command(flatten)]
+        logic: courier_bench::trust::LogicTarget,
+        /// Print the admin route's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the defaults of every key, or check a config file.
     #[command(subcommand)]
     Config(courier::config_cli::ConfigCommand),
@@ -193,6 +210,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(Bench::Asks(args)) => courier_bench::asks(args).await?,
         Command::Store(command) => courier::store_cli::run(command).await?,
         Command::Config(command) => courier::config_cli::run(command)?,
+        Command::Token(args) => courier::admin_cli::token(args)?,
+        Command::Push(command) => courier::admin_cli::push(command).await?,
+        Command::Online(args) => courier::admin_cli::online(args).await?,
+        Command::Drain(args) => courier::admin_cli::drain(args).await?,
+        Command::Shards { logic, json } => {
+            courier::store_cli::run(courier::store_cli::StoreCommand::Status { logic, json }).await?
+        }
     }
     Ok(())
 }
