@@ -33,12 +33,66 @@ pub struct AuthConfig {
     pub cluster_secret: String,
 }
 
+/// How log lines are written (to standard error).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One human-readable line per event, coloured on a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `target`, `fields`,
+    /// `spans`), for a log collector.
+    Json,
+}
+
+/// What is logged and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `tracing` filter (e.g. `info` or `info,courier_comet=debug`);
+    /// `RUST_LOG` overrides it.
+    pub filter: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            filter: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// `[log]` as a table, or as the filter alone (`log = "debug"`, the form
+/// before there was a format to choose).
+fn log_config<'de, D: serde::Deserializer<'de>>(d: D) -> Result<LogConfig, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Filter(String),
+        Table(LogConfig),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::Filter(filter) => LogConfig {
+            filter,
+            ..LogConfig::default()
+        },
+        Either::Table(config) => config,
+    })
+}
+
 /// Everything one `courier` process may run.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct CourierConfig {
-    /// `tracing` filter, overridden by `RUST_LOG`.
-    pub log: String,
+    /// What is logged and how. `log = "debug"` (the filter alone) is
+    /// accepted too.
+    #[serde(deserialize_with = "log_config")]
+    pub log: LogConfig,
     pub auth: AuthConfig,
     /// TLS files shared by every service of the process (see the README's
     /// Security section); a service's own `tls` section wins.
@@ -52,7 +106,7 @@ pub struct CourierConfig {
 impl Default for CourierConfig {
     fn default() -> Self {
         Self {
-            log: "info".into(),
+            log: LogConfig::default(),
             auth: AuthConfig::default(),
             tls: courier_runtime::TlsConfig::default(),
             cluster: ClusterConfig::default(),
@@ -159,6 +213,28 @@ pub fn generate_secret() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    // The closure's error type is figment's, not ours.
+    #[allow(clippy::result_large_err)]
+    fn log_is_a_table_or_the_filter_alone() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("old.toml", "log = \"debug\"\n")?;
+            jail.create_file("new.toml", "[log]\nformat = \"json\"\n")?;
+            let old =
+                CourierConfig::load(Some(Path::new("old.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(old.log.filter, "debug");
+            assert_eq!(old.log.format, LogFormat::Text);
+            let new =
+                CourierConfig::load(Some(Path::new("new.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(new.log.filter, "info");
+            assert_eq!(new.log.format, LogFormat::Json);
+            jail.set_env("COURIER_LOG__FORMAT", "json");
+            let env = CourierConfig::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(env.log.format, LogFormat::Json);
+            Ok(())
+        });
+    }
 
     #[test]
     // The closure's error type is figment's, not ours.

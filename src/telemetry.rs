@@ -29,15 +29,25 @@ pub const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0,
 /// The histograms of batch sizes, which get [`BATCH_BUCKETS`].
 const BATCH_HISTOGRAMS: &[&str] = &["courier_store_batch_items", "courier_comet_open_batch"];
 
-/// Installs the global tracing subscriber. `RUST_LOG` overrides `default`.
-pub fn init_tracing(default: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+/// Installs the global tracing subscriber, writing to standard error in
+/// `config`'s format. `RUST_LOG` overrides its filter.
+pub fn init_tracing(config: &crate::config::LogConfig) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.filter));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colour codes only for a terminal, not into a log file.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match config.format {
+        crate::config::LogFormat::Json => builder
+            .json()
+            .with_current_span(false)
+            .flatten_event(false)
+            .try_init(),
+        crate::config::LogFormat::Text => builder
+            // Colour codes only for a terminal, not into a log file.
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
 }
 
 /// Installs the Prometheus recorder, starts a small upkeep thread and makes

@@ -202,3 +202,45 @@ async fn token_refuses_without_a_secret_and_for_a_bad_uid() {
     let ok = courier(&["token", "--user", "carol"], &secret).await;
     assert!(ok.status.success(), "{}", stderr(&ok));
 }
+
+#[tokio::test]
+async fn log_format_json_writes_one_json_object_a_line() {
+    use tokio::io::AsyncBufReadExt;
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_courier"));
+    cmd.arg("up")
+        .env("COURIER_LOG__FORMAT", "json")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    for (key, value) in [
+        ("COMET__TCP_ADDR", "127.0.0.1:0"),
+        ("COMET__WS_ADDR", "127.0.0.1:0"),
+        ("COMET__GRPC_ADDR", "127.0.0.1:0"),
+        ("COMET__ADMIN_ADDR", "127.0.0.1:0"),
+        ("JOB__ADMIN_ADDR", "127.0.0.1:0"),
+        ("LOGIC__HTTP_ADDR", "127.0.0.1:0"),
+        ("LOGIC__GRPC_ADDR", "127.0.0.1:0"),
+    ] {
+        cmd.env(format!("COURIER_{key}"), value);
+    }
+    let mut child = cmd.spawn().expect("courier up starts");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    // Every line is a JSON object with a level and the event's fields;
+    // the services log their start at info.
+    let mut seen = 0;
+    while seen < 3 {
+        let line = tokio::time::timeout(RUN_LIMIT, lines.next_line())
+            .await
+            .expect("courier up logs")
+            .unwrap()
+            .expect("courier up still running");
+        let event: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(event["level"].is_string(), "{line}");
+        assert!(event["fields"].is_object(), "{line}");
+        assert!(event["timestamp"].is_string(), "{line}");
+        seen += 1;
+    }
+    child.kill().await.unwrap();
+}
