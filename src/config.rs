@@ -86,7 +86,7 @@ fn log_config<'de, D: serde::Deserializer<'de>>(d: D) -> Result<LogConfig, D::Er
 }
 
 /// Everything one `courier` process may run.
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct CourierConfig {
     /// What is logged and how. `log = "debug"` (the filter alone) is
@@ -101,20 +101,6 @@ pub struct CourierConfig {
     pub comet: CometConfig,
     pub logic: LogicConfig,
     pub job: JobConfig,
-}
-
-impl Default for CourierConfig {
-    fn default() -> Self {
-        Self {
-            log: LogConfig::default(),
-            auth: AuthConfig::default(),
-            tls: courier_runtime::TlsConfig::default(),
-            cluster: ClusterConfig::default(),
-            comet: CometConfig::default(),
-            logic: LogicConfig::default(),
-            job: JobConfig::default(),
-        }
-    }
 }
 
 /// The `COURIER_` variables that are flags of the command line (clap reads
