@@ -100,6 +100,11 @@ pub fn describe() {
         Unit::Count,
         "Handshakes whose sessions one OpenSessions call to logic opened together."
     );
+    describe_histogram!(
+        "courier_comet_delivery_latency_seconds",
+        Unit::Seconds,
+        "Time from logic accepting a message (its sent_at_ms, logic's clock) to this comet queuing it to its connections, once per message per push call."
+    );
     describe_counter!(
         "courier_comet_frames_in_total",
         Unit::Count,

@@ -29,6 +29,7 @@ mod counters;
 mod directory;
 mod drain;
 mod error;
+mod latency;
 mod limits;
 mod listener;
 mod logic_client;

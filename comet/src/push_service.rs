@@ -7,6 +7,8 @@
 //! `max_frame`) without decoding them, and queues the same `Bytes` to every
 //! recipient. Queuing never waits; a recipient whose queue is full is dropped
 //! as a slow consumer and not counted as delivered.
+//! Each call also records its messages' push -> delivery latency
+//! ([`crate::latency`]), which reads their `sent_at_ms` and nothing else.
 //!
 //! `PushKeysBatch` is that many `PushKeys` in one call (job sends one per
 //! run of queued keys pushes, to save a round trip each). Every entry is
@@ -34,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::directory::Directory;
+use crate::latency::DeliveryLatency;
 use crate::resync::ResyncRequests;
 
 /// Most entries one `PushKeysBatch` may carry.
@@ -49,6 +52,8 @@ pub(crate) struct PushService {
     drain: CancellationToken,
     /// Where `Resync` asks for a pass.
     resync: ResyncRequests,
+    /// Push -> delivery latency of what each call queues.
+    latency: DeliveryLatency,
 }
 
 impl PushService {
@@ -67,6 +72,7 @@ impl PushService {
             max_frame,
             drain,
             resync,
+            latency: DeliveryLatency::new(),
         }
     }
 
@@ -89,7 +95,9 @@ impl Comet for PushService {
     ) -> Result<Response<PushReply>, Status> {
         let PushKeysRequest { keys, messages } = request.into_inner();
         let frames = self.encode(&messages)?;
-        Ok(delivered(self.directory.push_keys(&keys, &frames)))
+        let n = self.directory.push_keys(&keys, &frames);
+        self.latency.queued(n, &messages);
+        Ok(delivered(n))
     }
 
     async fn push_keys_batch(
@@ -120,11 +128,13 @@ impl Comet for PushService {
         // before any of it is queued.
         let mut spliced = Vec::with_capacity(runs.len());
         for (keys, messages, entries) in runs {
-            spliced.push((keys, self.encode(&messages)?, entries));
+            let frames = self.encode(&messages)?;
+            spliced.push((keys, messages, frames, entries));
         }
         let mut total = 0usize;
-        for (keys, frames, entries) in spliced {
+        for (keys, messages, frames, entries) in spliced {
             let n = self.directory.push_keys(&keys, &frames);
+            self.latency.queued(n, &messages);
             total = total.saturating_add(n.saturating_mul(entries));
         }
         Ok(delivered(total))
@@ -136,7 +146,9 @@ impl Comet for PushService {
     ) -> Result<Response<PushReply>, Status> {
         let PushRoomRequest { room, messages } = request.into_inner();
         let frames = self.encode(&messages)?;
-        Ok(delivered(self.directory.push_room(&room, &frames)))
+        let n = self.directory.push_room(&room, &frames);
+        self.latency.queued(n, &messages);
+        Ok(delivered(n))
     }
 
     async fn broadcast(
@@ -145,10 +157,13 @@ impl Comet for PushService {
     ) -> Result<Response<PushReply>, Status> {
         let BroadcastRequest { messages, rate } = request.into_inner();
         let frames = self.encode(&messages)?;
-        Ok(delivered(match rate {
+        // A paced broadcast is measured as it starts.
+        let n = match rate {
             0 => self.directory.broadcast(&frames),
             rate => self.directory.broadcast_paced(frames, rate),
-        }))
+        };
+        self.latency.queued(n, &messages);
+        Ok(delivered(n))
     }
 
     async fn kick(&self, request: Request<KickRequest>) -> Result<Response<KickReply>, Status> {
