@@ -1,7 +1,8 @@
 //! Every metric a `courier` process renders is described: a `# HELP` line
 //! for each `# TYPE`, `courier_build_info` with the version, and the
 //! histograms rendered as Prometheus histograms (`_bucket{le=...}`), not
-//! summaries. And every metric the code emits has its description.
+//! summaries, among them the push -> delivery latency and logic's HTTP
+//! durations. And every metric the code emits has its description.
 
 #![allow(clippy::unwrap_used)]
 
@@ -170,7 +171,12 @@ async fn a_running_process_describes_every_metric_it_renders() {
     );
     assert!(found.contains_key("courier_job_pushes_total"), "{text}");
 
-    for histogram in ["courier_comet_open_batch", "courier_store_batch_items"] {
+    for histogram in [
+        "courier_comet_open_batch",
+        "courier_store_batch_items",
+        "courier_comet_delivery_latency_seconds",
+        "courier_logic_http_request_duration_seconds",
+    ] {
         let kind = found.get(histogram).map(|(kind, _)| kind.as_str());
         assert_eq!(kind, Some("histogram"), "{histogram}:\n{text}");
         assert!(text.contains(&format!("{histogram}_bucket{{")), "{text}");
@@ -182,6 +188,23 @@ async fn a_running_process_describes_every_metric_it_renders() {
     );
     assert!(
         text.contains("courier_comet_open_batch_bucket{le=\"+Inf\"} 1\n"),
+        "{text}"
+    );
+    // The push reached alice's comet once, with the latency buckets.
+    assert!(
+        text.contains("courier_comet_delivery_latency_seconds_bucket{le=\"0.0005\"} "),
+        "{text}"
+    );
+    assert!(
+        text.contains("courier_comet_delivery_latency_seconds_count 1\n"),
+        "{text}"
+    );
+    // Requests by route pattern and status.
+    let push = "route=\"/api/v1/push/users\",status=\"202\"";
+    assert!(
+        text.contains(&format!(
+            "courier_logic_http_request_duration_seconds_count{{{push}}} 1\n"
+        )),
         "{text}"
     );
 }

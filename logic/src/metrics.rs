@@ -1,10 +1,43 @@
 //! HELP text and units of every metric logic emits, for the process that
-//! installs a recorder to call once after installing it.
+//! installs a recorder to call once after installing it; and the HTTP
+//! middleware that measures every request.
 
-use ::metrics::{describe_counter, Unit};
+use ::metrics::{describe_counter, describe_histogram, Unit};
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use tokio::time::Instant;
+
+/// The `route` of a request no route matched (the fallback's 404): one
+/// label value, whatever the path.
+const UNMATCHED: &str = "unmatched";
+
+/// Records how long each HTTP request took, by route (its pattern, such as
+/// `/api/v1/rooms/{room}`, never the path itself) and response status.
+pub(crate) async fn http_duration(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(UNMATCHED, MatchedPath::as_str)
+        .to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let labels = [
+        ("route", route),
+        ("status", response.status().as_u16().to_string()),
+    ];
+    ::metrics::histogram!("courier_logic_http_request_duration_seconds", &labels)
+        .record(started.elapsed());
+    response
+}
 
 /// Describes every metric of this crate to the installed recorder.
 pub fn describe() {
+    describe_histogram!(
+        "courier_logic_http_request_duration_seconds",
+        Unit::Seconds,
+        "Time logic took to answer an HTTP request (until its response head), by route pattern and status."
+    );
     describe_counter!(
         "courier_logic_messages_total",
         Unit::Count,

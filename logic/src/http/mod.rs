@@ -87,6 +87,8 @@ pub(crate) fn router(shared: Arc<LogicState>) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             shared.config.request_timeout,
         ))
+        // Outside the timeout, so a 408 is measured too.
+        .layer(axum::middleware::from_fn(crate::metrics::http_duration))
         .layer(TraceLayer::new_for_http())
         .with_state(shared)
 }
