@@ -179,10 +179,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let backends = Backends::connect(&config.cluster).await?;
             let logic = bind_logic(config.logic, &backends).await?;
             println!(
-                "logic {} http {} grpc {}",
+                "logic {} http {} grpc {}{}",
                 logic.id(),
                 logic.http_addr(),
-                logic.grpc_addr()
+                logic.grpc_addr(),
+                admin_pair(logic.admin_addr())
             );
             logic.run(cancel_on_signal()).await?;
         }
@@ -215,7 +216,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Online(args) => courier::admin_cli::online(args).await?,
         Command::Drain(args) => courier::admin_cli::drain(args).await?,
         Command::Shards { logic, json } => {
-            courier::store_cli::run(courier::store_cli::StoreCommand::Status { logic, json }).await?
+            courier::store_cli::run(courier::store_cli::StoreCommand::Status { logic, json })
+                .await?
         }
     }
     Ok(())
@@ -249,7 +251,9 @@ fn print_banner(system: &System) {
         );
     }
     println!("  logic  HTTP {http}/api/v1   gRPC {}", system.logic_grpc);
-    println!("  logic  admin {http}/metrics  /healthz  /readyz");
+    if let Some(admin) = system.logic_admin {
+        println!("  logic  admin http://{admin}/metrics  /healthz  /readyz");
+    }
     for c in &system.comets {
         println!("  comet  {}  TCP {}   gRPC {}", c.id, c.tcp, c.grpc);
         if let Some(ws) = c.ws {

@@ -51,6 +51,8 @@ pub struct System {
     pub backends: Backends,
     pub logic_http: SocketAddr,
     pub logic_grpc: SocketAddr,
+    /// Logic's `/metrics`, `/healthz`, `/readyz`; `None` when disabled.
+    pub logic_admin: Option<SocketAddr>,
     pub comets: Vec<CometInfo>,
     /// Every job started so far, in order.
     pub jobs: Vec<JobInfo>,
@@ -76,6 +78,7 @@ impl System {
             .await
             .context("starting logic")?;
         let (logic_http, logic_grpc) = (logic.http_addr(), logic.grpc_addr());
+        let logic_admin = logic.admin_addr();
         let logic_task = spawn_service("logic", |t| logic.run(t));
 
         let mut comet_infos = Vec::new();
@@ -100,6 +103,7 @@ impl System {
             backends,
             logic_http,
             logic_grpc,
+            logic_admin,
             comets: comet_infos,
             jobs: vec![job],
             comet_tasks,

@@ -221,6 +221,7 @@ async fn log_format_json_writes_one_json_object_a_line() {
         ("JOB__ADMIN_ADDR", "127.0.0.1:0"),
         ("LOGIC__HTTP_ADDR", "127.0.0.1:0"),
         ("LOGIC__GRPC_ADDR", "127.0.0.1:0"),
+        ("LOGIC__ADMIN_ADDR", "127.0.0.1:0"),
     ] {
         cmd.env(format!("COURIER_{key}"), value);
     }

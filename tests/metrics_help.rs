@@ -26,7 +26,9 @@ struct Up {
     _child: Child,
     /// `http://host:port`
     logic: String,
-    /// `http://host:port`, each.
+    /// Logic's admin listener, `http://host:port`.
+    logic_admin: String,
+    /// Comet's and job's, `http://host:port`, each.
     admins: Vec<String>,
 }
 
@@ -50,6 +52,7 @@ async fn courier_up(store: &str) -> Up {
         .env("COURIER_JOB__ADMIN_ADDR", any)
         .env("COURIER_LOGIC__HTTP_ADDR", any)
         .env("COURIER_LOGIC__GRPC_ADDR", any)
+        .env("COURIER_LOGIC__ADMIN_ADDR", any)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -58,6 +61,7 @@ async fn courier_up(store: &str) -> Up {
         .expect("spawn courier up");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut logic = None;
+    let mut logic_admin = None;
     let mut admins = Vec::new();
     let banner = async {
         while let Some(line) = lines.next_line().await.expect("read stdout") {
@@ -68,6 +72,9 @@ async fn courier_up(store: &str) -> Up {
             match words.as_slice() {
                 ["logic", "HTTP", url, ..] => {
                     logic = Some(url.trim_end_matches("/api/v1").to_owned());
+                }
+                ["logic", "admin", url, ..] => {
+                    logic_admin = Some(url.trim_end_matches("/metrics").to_owned());
                 }
                 [_, _, "admin", url, ..] => {
                     admins.push(url.trim_end_matches("/metrics").to_owned());
@@ -85,6 +92,7 @@ async fn courier_up(store: &str) -> Up {
     Up {
         _child: child,
         logic: logic.expect("the banner names logic's HTTP address"),
+        logic_admin: logic_admin.expect("the banner names logic's admin address"),
         admins,
     }
 }
@@ -138,10 +146,13 @@ async fn a_running_process_describes_every_metric_it_renders() {
     // The job counts its push once the comet has answered it, which may
     // be after the client has the message.
     let text = courier_testkit::until_some("the job to count its push", DEADLINE, || async {
-        let text = scrape(&up.logic).await;
+        let text = scrape(&up.logic_admin).await;
         text.contains("courier_job_pushes_total{").then_some(text)
     })
     .await;
+    // Metrics are for operators: not on the public API.
+    let public = reqwest::get(format!("{}/metrics", up.logic)).await.unwrap();
+    assert_eq!(public.status().as_u16(), 404);
     // One registry per process: every listener renders the same families.
     for admin in &up.admins {
         let other = families(&scrape(admin).await);

@@ -1,6 +1,7 @@
 //! The operations endpoints every service serves: `/healthz`, `/readyz` and
-//! `/metrics` on comet's and job's admin listeners and on logic's HTTP API,
-//! in the embedded system and in a real cluster of `courier` processes.
+//! `/metrics` on every service's admin listener (logic's probes answer on
+//! its HTTP API too, its metrics do not), in the embedded system and in a
+//! real cluster of `courier` processes.
 
 #![allow(clippy::unwrap_used)]
 
@@ -69,7 +70,14 @@ async fn every_embedded_service_serves_probes_and_metrics() {
     assert_eq!(status, 202, "{reply}");
     next_message_is(&mut events, br#""hi""#).await;
 
-    let (status, text) = get(&format!("{logic}/metrics")).await;
+    // Metrics are for operators, on logic's admin listener, not its API.
+    assert_eq!(get(&format!("{logic}/metrics")).await.0, 404);
+    let logic_admin = admin_base(system.logic_admin);
+    assert_eq!(
+        get(&format!("{logic_admin}/readyz")).await,
+        (200, "ready".into())
+    );
+    let (status, text) = get(&format!("{logic_admin}/metrics")).await;
     assert_eq!(status, 200, "{text}");
     assert!(
         text.contains("courier_logic_messages_total{target=\"users\"} 1"),
@@ -107,8 +115,15 @@ async fn every_cluster_process_serves_probes_and_metrics() {
     let cluster = RealCluster::start().await;
     let logic = cluster.logic_url();
     assert_eq!(get(&format!("{logic}/readyz")).await, (200, "ready".into()));
-    assert_eq!(get(&format!("{logic}/metrics")).await.0, 200);
-    for service in cluster.comets.iter().chain(&cluster.jobs) {
+    assert_eq!(
+        get(&format!("{logic}/metrics")).await.0,
+        404,
+        "not on the API"
+    );
+    for service in std::iter::once(&cluster.logic)
+        .chain(&cluster.comets)
+        .chain(&cluster.jobs)
+    {
         let admin = service
             .addrs
             .get("admin")
@@ -122,6 +137,39 @@ async fn every_cluster_process_serves_probes_and_metrics() {
     }
 }
 
+/// Polls `url` (a `/readyz`) until it answers `expected`.
+async fn wait_readyz(url: &str, expected: (u16, &str), deadline: Duration) {
+    let what = format!("{url} to answer {expected:?}");
+    courier_testkit::eventually_async(&what, deadline, || async {
+        let (status, body) = get(url).await;
+        (status, body.as_str()) == expected
+    })
+    .await
+}
+
+#[tokio::test]
+async fn logic_is_not_ready_while_its_session_store_or_store_primary_is_away() {
+    let mut cluster = RealCluster::start().await;
+    let readyz = format!("{}/readyz", cluster.logic_url());
+    wait_readyz(&readyz, (200, "ready"), DEADLINE).await;
+
+    cluster.redis.kill();
+    let away = (503, "not ready: session store unreachable");
+    wait_readyz(&readyz, away, DEADLINE).await;
+    // The probe on the admin listener says the same.
+    let admin = &cluster.logic.addrs["admin"];
+    wait_readyz(&format!("http://{admin}/readyz"), away, DEADLINE).await;
+    cluster.redis.restart().await.expect("redis restarts");
+    wait_readyz(&readyz, (200, "ready"), DEADLINE).await;
+
+    let postgres = cluster.postgres.as_mut().expect("a store of record");
+    postgres.kill();
+    let away = (503, "not ready: store primary unreachable");
+    wait_readyz(&readyz, away, DEADLINE).await;
+    postgres.restart().await.expect("postgres restarts");
+    wait_readyz(&readyz, (200, "ready"), DEADLINE * 3).await;
+}
+
 #[test]
 fn the_local_cluster_configs_give_every_process_its_admin_port() {
     let load = |file: &str| {
@@ -131,6 +179,7 @@ fn the_local_cluster_configs_give_every_process_its_admin_port() {
         courier::CourierConfig::load(Some(&path)).unwrap()
     };
     let port = |addr: Option<SocketAddr>| addr.map(|a| a.port());
+    assert_eq!(port(load("logic.toml").logic.admin_addr), Some(3113));
     assert_eq!(port(load("comet1.toml").comet.admin_addr), Some(3103));
     assert_eq!(port(load("comet2.toml").comet.admin_addr), Some(3203));
     assert_eq!(port(load("job1.toml").job.admin_addr), Some(3121));

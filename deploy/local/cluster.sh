@@ -16,9 +16,10 @@
 #   shard a = a1 (PostgreSQL 5432, Patroni REST 8008) + a2 (5433, 8009),
 #   shard b = b1 (5442, 8018) + b2 (5443, 8019).
 # Courier: comet-1 (TCP 3101, gRPC 3109, admin 3103), comet-2 (TCP 3201,
-#   gRPC 3209, admin 3203), logic (HTTP 3111, gRPC 3119), job-1 (admin 3121)
-#   and job-2 (admin 3221), from deploy/config/*.toml. Every admin port and
-#   logic's HTTP port serve /metrics, /healthz and /readyz.
+#   gRPC 3209, admin 3203), logic (HTTP 3111, gRPC 3119, admin 3113),
+#   job-1 (admin 3121) and job-2 (admin 3221), from deploy/config/*.toml.
+#   Every admin port serves /metrics, /healthz and /readyz (logic's HTTP
+#   port the probes too).
 # Logs and pids live in $COURIER_STATE (default .courier-local/ at the
 # repository root), the database nodes' data, config and logs in its pg/.
 # COURIER_PROFILE=debug uses a debug build (default release).
@@ -359,11 +360,11 @@ Courier cluster is up. State, logs and pids: $state
   store   shard a $(shard_url a)  primary ${shard_primary[a]}, sync standby ${shard_standby[a]}
           shard b $(shard_url b)  primary ${shard_primary[b]}, sync standby ${shard_standby[b]}
           Patroni REST a1 :8008, a2 :8009, b1 :8018, b2 :8019 (scopes courier-a, courier-b)
-  logic   HTTP $api   gRPC 127.0.0.1:3119
+  logic   HTTP $api   gRPC 127.0.0.1:3119  admin http://127.0.0.1:3113
   comet-1 TCP 127.0.0.1:3101  gRPC 127.0.0.1:3109  admin http://127.0.0.1:3103
   comet-2 TCP 127.0.0.1:3201  gRPC 127.0.0.1:3209  admin http://127.0.0.1:3203
   job-1 admin http://127.0.0.1:3121, job-2 admin http://127.0.0.1:3221 (consumer group courier-job)
-  /metrics, /healthz, /readyz on every admin address and on logic's HTTP port
+  /metrics, /healthz, /readyz on every admin address (the probes on logic's HTTP port too)
   API key: $key
 
   $bin chat --server http://127.0.0.1:3111 --user alice --password secret123 --register

@@ -123,7 +123,7 @@ async fn follow_queue(
 ) {
     loop {
         let reachable = health.borrow_and_update().reachable;
-        readiness.set_blocked((!reachable).then_some("queue unreachable"));
+        readiness.set_blocked("queue unreachable", !reachable);
         tokio::select! {
             _ = stop.cancelled() => return,
             changed = health.changed() => if changed.is_err() { return },

@@ -64,6 +64,12 @@ pub struct LogicConfig {
     pub id: String,
     /// Address of the HTTP API (default `127.0.0.1:3111`; port 0 picks one).
     pub http_addr: SocketAddr,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served for operators
+    /// (default `127.0.0.1:3113`; port 0 picks one). `None` (`""` in a
+    /// config file) serves none there; the probes stay on `http_addr`.
+    #[serde(with = "courier_runtime::net::optional_addr")]
+    #[schemars(with = "Option<String>")]
+    pub admin_addr: Option<SocketAddr>,
     /// Address of the gRPC service for comets (default `127.0.0.1:3119`).
     pub grpc_addr: SocketAddr,
     /// Host written to discovery; defaults to the bound IP, or `127.0.0.1`
@@ -159,6 +165,7 @@ impl Default for LogicConfig {
             id: format!("logic-{:08x}", rand::rng().random::<u32>()),
             http_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 3111)),
             grpc_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 3119)),
+            admin_addr: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 3113))),
             advertise_host: None,
             api_key: String::new(),
             api_keys: Vec::new(),

@@ -26,8 +26,9 @@
 //! errors, DTOs), `grpc` (the comet-facing service), `publish` (resolution
 //! and envelopes), `accounts` (register/login, argon2), `policy` (login
 //! policy), `nodes` (the ranked comet view), `resync` (noticing a session
-//! store that lost writes), `queue_watch` (readiness and a resync when the
-//! queue lost or could not take messages), `room_counts` (room head counts
+//! store that lost writes or does not answer), `queue_watch` (readiness and
+//! a resync when the queue lost or could not take messages), `store_watch`
+//! (readiness while a store shard has no primary), `room_counts` (room head counts
 //! from a snapshot read at most once a second), `comet_calls` (calls to a
 //! comet), `state` (what they share).
 
@@ -58,6 +59,7 @@ mod room_counts;
 mod senders;
 mod server;
 mod state;
+mod store_watch;
 mod streams;
 
 pub use self::metrics::describe as describe_metrics;

@@ -36,9 +36,7 @@ pub(crate) async fn watch_queue(shared: Arc<LogicState>, stop: CancellationToken
     let mut owed = false;
     loop {
         let now = *health.borrow_and_update();
-        shared
-            .readiness
-            .set_blocked((!now.reachable).then_some(UNREACHABLE));
+        shared.readiness.set_blocked(UNREACHABLE, !now.reachable);
         if now.losses > losses {
             tracing::warn!(
                 losses = now.losses - losses,

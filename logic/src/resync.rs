@@ -11,7 +11,9 @@
 //! this logic asks every comet to `Resync`: each reports its connections and
 //! rooms again (`RestoreSessions`) and tells its clients where their streams
 //! stand, so what was stored meanwhile is synced. Every logic notices on
-//! its own; a comet coalesces the calls.
+//! its own; a comet coalesces the calls. While the counter cannot be
+//! advanced (Redis does not answer within [`MARK_TIMEOUT`]), `/readyz` says
+//! `not ready: session store unreachable`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +27,11 @@ use crate::state::LogicState;
 /// How often the counter is advanced: the time from Redis answering again
 /// to the comets being asked is at most about this.
 pub(crate) const MARK_EVERY: Duration = Duration::from_secs(1);
+/// Longest wait for the counter: past it the session store counts as
+/// unreachable.
+const MARK_TIMEOUT: Duration = Duration::from_secs(1);
+/// What `/readyz` says while the session store does not answer.
+pub(crate) const SESSIONS_UNREACHABLE: &str = "session store unreachable";
 /// How long one comet may take to accept a resync.
 const RESYNC_CALL: Duration = Duration::from_secs(5);
 
@@ -38,13 +45,20 @@ pub(crate) async fn watch_store(shared: Arc<LogicState>, stop: CancellationToken
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let mark = match shared.sessions.mark().await {
-            Ok(mark) => mark,
-            Err(e) => {
+        let mark = match tokio::time::timeout(MARK_TIMEOUT, shared.sessions.mark()).await {
+            Ok(Ok(mark)) => mark,
+            Ok(Err(e)) => {
                 tracing::debug!(error = %e, "cannot advance the session store's mark");
+                shared.readiness.set_blocked(SESSIONS_UNREACHABLE, true);
+                continue;
+            }
+            Err(_) => {
+                tracing::debug!("the session store did not answer within {MARK_TIMEOUT:?}");
+                shared.readiness.set_blocked(SESSIONS_UNREACHABLE, true);
                 continue;
             }
         };
+        shared.readiness.set_blocked(SESSIONS_UNREACHABLE, false);
         if let Some(previous) = last.filter(|previous| mark <= *previous) {
             tracing::warn!(
                 previous,

@@ -7,7 +7,9 @@
 //! stop accepting, in-flight requests finish within [`DRAIN_DEADLINE`], and
 //! the registration is removed. If either server fails, the other is stopped
 //! too and the error is returned. `/readyz` answers 200 from registration
-//! until the drain starts, 503 before and after.
+//! until the drain starts, 503 before and after. The admin listener
+//! (`/metrics`, `/healthz`, `/readyz`) is apart from the public API, so
+//! metrics are not served to the internet; the probes answer on both.
 
 use std::net::SocketAddr;
 
@@ -44,6 +46,9 @@ pub struct Logic {
     grpc: TcpListener,
     http_addr: SocketAddr,
     grpc_addr: SocketAddr,
+    /// `/metrics`, `/healthz` and `/readyz` for operators, apart from the
+    /// public API; `None` when disabled.
+    admin: Option<(TcpListener, SocketAddr)>,
 }
 
 impl std::fmt::Debug for Logic {
@@ -82,6 +87,10 @@ impl Logic {
         let comet_tls = config.tls.tonic_client().map_err(tls_error)?;
         let (http, http_addr) = listen("http", config.http_addr).await?;
         let (grpc, grpc_addr) = listen("grpc", config.grpc_addr).await?;
+        let admin = match config.admin_addr {
+            Some(addr) => Some(listen("admin", addr).await?),
+            None => None,
+        };
         let comets = CometView::follow(backends.discovery.as_ref()).await?;
         let revocations =
             crate::revocations::Revocations::follow(backends.discovery.clone(), config.token_ttl)
@@ -104,6 +113,7 @@ impl Logic {
             grpc,
             http_addr,
             grpc_addr,
+            admin,
         })
     }
 
@@ -122,6 +132,12 @@ impl Logic {
         self.grpc_addr
     }
 
+    /// Where `/metrics`, `/healthz` and `/readyz` are served for operators;
+    /// `None` when disabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(_, addr)| *addr)
+    }
+
     /// Registers in discovery and serves until `shutdown` fires, then drains
     /// and deregisters.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), LogicError> {
@@ -133,6 +149,7 @@ impl Logic {
             grpc,
             http_addr,
             grpc_addr,
+            admin,
         } = self;
         let host = shared.config.advertise_host.as_deref();
         let node = LogicNode {
@@ -154,8 +171,19 @@ impl Logic {
                 readiness.set_ready(false);
             }
         });
+        if let Some((listener, _)) = admin {
+            tokio::spawn(courier_runtime::admin::serve_admin(
+                listener,
+                readiness.clone(),
+                stop.clone(),
+            ));
+        }
         tokio::spawn(sweep_limiter(shared.clone(), stop.clone()));
         tokio::spawn(crate::resync::watch_store(shared.clone(), stop.clone()));
+        tokio::spawn(crate::store_watch::watch_store(
+            shared.clone(),
+            stop.clone(),
+        ));
         tokio::spawn(crate::queue_watch::watch_queue(
             shared.clone(),
             stop.clone(),

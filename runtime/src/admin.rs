@@ -51,13 +51,13 @@ pub fn render_metrics_with(render: impl Fn() -> String + Send + Sync + 'static) 
 /// Cloning is cheap: every clone flips and reads the same flags.
 ///
 /// Two things make a service not ready: its own state (not serving yet,
-/// or draining: [`Readiness::set_ready`]) and a backend it cannot do its
+/// or draining: [`Readiness::set_ready`]) and backends it cannot do its
 /// work without being unreachable ([`Readiness::set_blocked`]), which
-/// `/readyz` names.
+/// `/readyz` names. Each backend's watcher sets and clears its own reason.
 #[derive(Debug, Clone, Default)]
 pub struct Readiness {
     ready: Arc<AtomicBool>,
-    blocked: Arc<parking_lot::Mutex<Option<&'static str>>>,
+    blocked: Arc<parking_lot::Mutex<Vec<&'static str>>>,
 }
 
 impl Readiness {
@@ -71,20 +71,26 @@ impl Readiness {
         self.ready.store(ready, Ordering::Relaxed);
     }
 
-    /// Says why the service cannot do its work now (`Some("queue
-    /// unreachable")`), or that it can again (`None`).
-    pub fn set_blocked(&self, why: Option<&'static str>) {
-        *self.blocked.lock() = why;
+    /// Says that `why` (e.g. `"queue unreachable"`) keeps the service
+    /// from its work now (`blocked`), or no longer does.
+    pub fn set_blocked(&self, why: &'static str, blocked: bool) {
+        let mut reasons = self.blocked.lock();
+        let present = reasons.contains(&why);
+        if blocked && !present {
+            reasons.push(why);
+        } else if !blocked && present {
+            reasons.retain(|r| *r != why);
+        }
     }
 
     /// Whether `/readyz` currently answers 200.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed) && self.blocked.lock().is_none()
+        self.ready.load(Ordering::Relaxed) && self.blocked.lock().is_empty()
     }
 
-    /// What blocks the service, if anything.
-    pub fn blocked(&self) -> Option<&'static str> {
-        *self.blocked.lock()
+    /// What blocks the service, in the order it began: empty when nothing.
+    pub fn blocked(&self) -> Vec<&'static str> {
+        self.blocked.lock().clone()
     }
 }
 
@@ -112,10 +118,12 @@ pub fn readiness_reply(readiness: &Readiness) -> Response {
     if readiness.is_ready() {
         return (StatusCode::OK, "ready").into_response();
     }
-    match readiness.blocked() {
-        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")).into_response(),
-        None => (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response(),
+    let blocked = readiness.blocked();
+    if blocked.is_empty() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response();
     }
+    let why = blocked.join(", ");
+    (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")).into_response()
 }
 
 async fn readyz(State(readiness): State<Readiness>) -> Response {

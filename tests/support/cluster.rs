@@ -158,6 +158,7 @@ impl RealCluster {
                 cmd.envs(self.logic_env.iter().map(|(k, v)| (k, v)));
                 cmd.env("COURIER_LOGIC__HTTP_ADDR", "127.0.0.1:0")
                     .env("COURIER_LOGIC__GRPC_ADDR", "127.0.0.1:0")
+                    .env("COURIER_LOGIC__ADMIN_ADDR", "127.0.0.1:0")
                     .env("COURIER_LOGIC__AUTH_RATE_PER_MINUTE", "100000");
             }
             "job" => {

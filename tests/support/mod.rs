@@ -30,6 +30,7 @@ pub fn config() -> CourierConfig {
     c.job.admin_addr = Some(any);
     c.logic.http_addr = any;
     c.logic.grpc_addr = any;
+    c.logic.admin_addr = Some(any);
     c.comet.report_interval = Duration::from_millis(100);
     c.logic.auth_rate_per_minute = 10_000;
     c

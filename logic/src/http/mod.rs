@@ -76,7 +76,6 @@ pub(crate) fn router(shared: Arc<LogicState>) -> Router {
         .route("/openapi.json", get(openapi::openapi_json));
     Router::new()
         .nest("/api/v1", api)
-        .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(web::routes())
@@ -91,21 +90,6 @@ pub(crate) fn router(shared: Arc<LogicState>) -> Router {
         .layer(axum::middleware::from_fn(crate::metrics::http_duration))
         .layer(TraceLayer::new_for_http())
         .with_state(shared)
-}
-
-/// `GET /metrics`: [`admin::metrics`], documented.
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    operation_id = "metrics",
-    tag = "operations",
-    responses(
-        (status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"),
-        (status = 404, description = "This process installed no metrics recorder", body = String, content_type = "text/plain"),
-    ),
-)]
-async fn metrics() -> Response {
-    admin::metrics().await
 }
 
 /// `GET /healthz`: [`admin::healthz`], documented.

@@ -57,7 +57,6 @@ static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(ApiDoc::open
         store::status,
         store::start_moves,
         openapi_json,
-        super::metrics,
         super::healthz,
         super::readyz,
     ),

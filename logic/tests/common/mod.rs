@@ -55,6 +55,7 @@ pub fn config() -> LogicConfig {
     LogicConfig {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
+        admin_addr: None,
         api_key: API_KEY.into(),
         jwt_secret: SECRET.into(),
         cluster_secret: CLUSTER_SECRET.into(),
