@@ -25,6 +25,7 @@ command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 command -v protoc >/dev/null || missing+=(protobuf-compiler)
 command -v systemd-analyze >/dev/null || missing+=(systemd)  # tests/deploy_units.rs
+command -v promtool >/dev/null || missing+=(prometheus)     # tests/prometheus.rs (prometheus, promtool)
 command -v cc >/dev/null || missing+=(build-essential)
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing ${missing[*]}"

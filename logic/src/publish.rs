@@ -172,7 +172,12 @@ impl Publisher {
             inbox,
             health: queue.health(),
             queue,
-            stranded: watch::Sender::new(0),
+            stranded: {
+                // Shown at 0 from the start, so an alert on its increase
+                // has a series.
+                metrics::counter!("courier_logic_stranded_total").increment(0);
+                watch::Sender::new(0)
+            },
             hooks,
         }
     }

@@ -55,6 +55,8 @@ pub(super) async fn probe(
     let mut tick = tokio::time::interval(PROBE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut highest: Option<Vec<i64>> = None;
+    // Shown at 0 from the start, so an alert on its increase has a series.
+    metrics::counter!("courier_queue_losses_total").increment(0);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
