@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use courier_proto::client::frame::Body;
 use courier_proto::client::{ErrorCode, Heartbeat, Refresh};

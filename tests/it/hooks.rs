@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use bytes::Bytes;
 use courier_proto::client::ErrorCode;
