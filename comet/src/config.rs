@@ -39,6 +39,16 @@ pub struct CometConfig {
     /// The host written to discovery; default: the bound IP, or `127.0.0.1`
     /// when bound to an unspecified address.
     pub advertise_host: Option<String>,
+    /// The `host:port` clients dial for TCP, when it is not the gRPC host's
+    /// (a load balancer, a public name): e.g. `comet-3.chat.example.com:3101`.
+    /// Default: `advertise_host` (or the bound IP) and `tcp_addr`'s port.
+    pub public_tcp: Option<String>,
+    /// The WebSocket URL clients dial, with scheme, host and path, when
+    /// clients reach this comet through an ingress or a proxy: e.g.
+    /// `wss://chat.example.com/ws/comet-3`. The comet accepts upgrades on
+    /// its path as well as on `/ws`. Default: `ws://` (`wss://` with TLS),
+    /// the advertised host, `ws_addr`'s port and `/ws`.
+    pub public_ws_url: Option<String>,
     /// Relative share of new clients this comet should get (default 1).
     pub weight: u32,
     /// Largest frame body accepted from or sent to a client (default 64 KiB).
@@ -141,6 +151,8 @@ impl Default for CometConfig {
             grpc_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3109),
             admin_addr: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3103)),
             advertise_host: None,
+            public_tcp: None,
+            public_ws_url: None,
             weight: 1,
             max_frame: courier_proto::DEFAULT_MAX_FRAME,
             handshake_timeout: Duration::from_secs(5),
@@ -168,6 +180,38 @@ impl Default for CometConfig {
     }
 }
 
+/// Longest public address, in bytes.
+const MAX_PUBLIC_ADDR: usize = 256;
+
+/// Checks a `host:port` clients dial.
+fn check_public_tcp(addr: &str) -> Result<(), String> {
+    if addr.len() > MAX_PUBLIC_ADDR || addr.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(format!("{addr:?} is not a host:port"));
+    }
+    match addr.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
+            Ok(())
+        }
+        _ => Err(format!("{addr:?} is not a host:port")),
+    }
+}
+
+/// The path of a public WebSocket URL, checked: `ws://` or `wss://`, a
+/// host, a path (`/` when none).
+pub(crate) fn public_ws_path(url: &str) -> Result<String, String> {
+    if url.len() > MAX_PUBLIC_ADDR || url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(format!("{url:?} is not a WebSocket URL"));
+    }
+    let uri: tonic::codegen::http::Uri = url.parse().map_err(|e| format!("{url:?}: {e}"))?;
+    if !matches!(uri.scheme_str(), Some("ws" | "wss")) {
+        return Err(format!("{url:?} is not a ws:// or wss:// URL"));
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("{url:?} names no host"));
+    }
+    Ok(uri.path().to_owned())
+}
+
 impl CometConfig {
     /// Checks the values that would make the comet misbehave rather than
     /// merely be slow.
@@ -183,6 +227,12 @@ impl CometConfig {
         courier_runtime::ClusterSecret::new(&self.cluster_secret)
             .map_err(|e| format!("cluster_secret: {e}"))?;
         self.tls.validate().map_err(|e| format!("tls: {e}"))?;
+        if let Some(tcp) = &self.public_tcp {
+            check_public_tcp(tcp).map_err(|e| format!("public_tcp: {e}"))?;
+        }
+        if let Some(url) = &self.public_ws_url {
+            public_ws_path(url).map_err(|e| format!("public_ws_url: {e}"))?;
+        }
         if self.max_frame < 64 {
             return Err(format!("max_frame {} is too small", self.max_frame));
         }

@@ -204,11 +204,17 @@ impl Comet {
         let host = config.advertise_host.as_deref();
         let mut record = CometNode {
             id: config.id.clone(),
-            tcp: advertised(tcp_addr, host),
+            tcp: config
+                .public_tcp
+                .clone()
+                .unwrap_or_else(|| advertised(tcp_addr, host)),
             ws: ws_addr
-                .map(|addr| {
-                    let scheme = if tls.is_some() { "wss" } else { "ws" };
-                    format!("{scheme}://{}{}", advertised(addr, host), crate::ws::PATH)
+                .map(|addr| match &config.public_ws_url {
+                    Some(url) => url.clone(),
+                    None => {
+                        let scheme = if tls.is_some() { "wss" } else { "ws" };
+                        format!("{scheme}://{}{}", advertised(addr, host), crate::ws::PATH)
+                    }
                 })
                 .unwrap_or_default(),
             grpc: advertised(grpc_addr, host),

@@ -42,11 +42,15 @@ pub(crate) async fn serve<S>(
     let config = courier_ws::config(max_frame);
     let mut chosen = Encoding::Protobuf;
     let origins = &state.config.ws_origins;
+    // Validated at bind; parsed here, once per upgrade, not per frame.
+    let public_path = (state.config.public_ws_url.as_deref())
+        .and_then(|url| crate::config::public_ws_path(url).ok());
+    let public_path = public_path.as_deref();
     // The error type is tungstenite's callback signature, not ours.
     #[allow(clippy::result_large_err)]
     let check = |request: &Request, response: Response| {
-        let (encoding, response) =
-            upgrade(request, response, origins).map_err(|(status, why)| refusal(status, why))?;
+        let (encoding, response) = upgrade(request, response, origins, public_path)
+            .map_err(|(status, why)| refusal(status, why))?;
         chosen = encoding;
         Ok(response)
     };
@@ -84,13 +88,16 @@ pub(crate) fn first_message_bytes(max_auth_frame: usize, encoding: Encoding) -> 
 /// Why an upgrade is refused: the status and a line of text.
 type Refused = (StatusCode, &'static str);
 
-/// Checks an upgrade request: its path, its origin and its subprotocol.
+/// Checks an upgrade request: its path (`/ws`, or the path of the public
+/// URL clients are given), its origin and its subprotocol.
 fn upgrade(
     request: &Request,
     mut response: Response,
     origins: &[String],
+    public_path: Option<&str>,
 ) -> Result<(Encoding, Response), Refused> {
-    if request.uri().path() != PATH {
+    let path = request.uri().path();
+    if path != PATH && Some(path) != public_path {
         return Err((StatusCode::NOT_FOUND, "WebSocket clients connect to /ws"));
     }
     if let Some(origin) = request.headers().get(header::ORIGIN) {
@@ -140,7 +147,7 @@ mod tests {
 
     fn outcome(r: &Request, origins: &[&str]) -> Result<(Encoding, Option<String>), u16> {
         let origins: Vec<String> = origins.iter().map(|o| (*o).to_owned()).collect();
-        match upgrade(r, Response::new(()), &origins) {
+        match upgrade(r, Response::new(()), &origins, None) {
             Ok((encoding, response)) => Ok((
                 encoding,
                 response

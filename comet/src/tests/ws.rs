@@ -213,3 +213,71 @@ async fn before_auth_a_websocket_reads_no_more_than_an_auth_frame() {
         assert_eq!(error.code, ErrorCode::BadFrame as i32, "{error:?}");
     }
 }
+
+#[tokio::test]
+async fn clients_are_given_the_public_addresses_and_its_path_upgrades() {
+    use courier_cluster::discovery::decode_view;
+    use courier_cluster::{CometNode, Discovery, ServiceKind};
+    let h = Harness::start().await;
+    let comet = h
+        .comet(crate::CometConfig {
+            public_tcp: Some("comet-3.chat.example.com:443".into()),
+            public_ws_url: Some("wss://chat.example.com/ws/comet-3".into()),
+            ..h.config()
+        })
+        .await;
+    let view = h.discovery.watch(ServiceKind::Comet).await.unwrap();
+    let record = || decode_view::<CometNode>(&view.borrow()).into_iter().next();
+    eventually("comet registered", || record().is_some()).await;
+    let node = record().unwrap();
+    assert_eq!(node.tcp, "comet-3.chat.example.com:443");
+    assert_eq!(node.ws, "wss://chat.example.com/ws/comet-3");
+    // Jobs still reach it where it listens.
+    assert_eq!(node.grpc, comet.grpc.to_string());
+    let addr = comet.ws.unwrap();
+    // An ingress that passes the path on as it is, and one that rewrites it.
+    assert_eq!(
+        status_of(addr, &upgrade(addr, "/ws/comet-3", None)).await,
+        101
+    );
+    assert_eq!(status_of(addr, &upgrade(addr, "/ws", None)).await, 101);
+    assert_eq!(
+        status_of(addr, &upgrade(addr, "/ws/comet-4", None)).await,
+        404
+    );
+}
+
+#[test]
+fn public_addresses_that_clients_cannot_dial_are_refused() {
+    let config = |tcp: Option<&str>, ws: Option<&str>| crate::CometConfig {
+        jwt_secret: "j".repeat(32),
+        cluster_secret: "c".repeat(32),
+        public_tcp: tcp.map(str::to_owned),
+        public_ws_url: ws.map(str::to_owned),
+        ..crate::CometConfig::default()
+    };
+    assert!(config(Some("a.example:1"), Some("ws://a.example/x"))
+        .validate()
+        .is_ok());
+    for tcp in [
+        "a.example",
+        "a.example:0",
+        ":80",
+        "a b:80",
+        "a.example:99999",
+    ] {
+        let e = config(Some(tcp), None).validate().unwrap_err();
+        assert!(e.starts_with("public_tcp"), "{tcp}: {e}");
+    }
+    let long = format!("wss://{}/ws", "a".repeat(300));
+    for ws in [
+        "https://a.example/ws",
+        "wss:///ws",
+        "a.example/ws",
+        "wss://a\n.example",
+        &long,
+    ] {
+        let e = config(None, Some(ws)).validate().unwrap_err();
+        assert!(e.starts_with("public_ws_url"), "{ws}: {e}");
+    }
+}
