@@ -142,12 +142,12 @@ pub async fn connect_sessions(config: &ClusterConfig) -> Result<Arc<dyn Sessions
     match scheme(url)? {
         "memory" => Ok(Arc::new(sessions::memory::MemorySessions::new(opts))),
         #[cfg(feature = "redis")]
-        "redis" | "redis+cluster" => {
-            let conn = crate::redis::RedisConn::connect(url).await?;
+        "redis" | "rediss" | "redis+cluster" | "rediss+cluster" => {
+            let conn = crate::redis::RedisConn::connect_tls(url, &config.backend_tls()).await?;
             Ok(Arc::new(sessions::redis::RedisSessions::new(conn, opts)))
         }
         #[cfg(not(feature = "redis"))]
-        "redis" | "redis+cluster" => Err(not_built(url, "redis")),
+        "redis" | "rediss" | "redis+cluster" | "rediss+cluster" => Err(not_built(url, "redis")),
         other => Err(Error::bad_url(
             url,
             format!("unknown session store `{other}`"),

@@ -4,6 +4,7 @@
 //! tests build it directly.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -17,20 +18,36 @@ use crate::sessions::SessionOptions;
 pub struct ClusterConfig {
     /// Session store (who is connected where, presence, the room index):
     /// `memory://` or `redis://host:port` (`redis+cluster://host:port,...`
-    /// for Redis Cluster). A cache the comets can rebuild.
+    /// for Redis Cluster). A cache the comets can rebuild. `rediss://` and
+    /// `rediss+cluster://` connect over TLS; an ACL user and password go
+    /// before the host: `rediss://user:password@host:port`.
     pub sessions: String,
     /// The store of record (accounts, every stored message): `memory://` or
     /// one `postgres://` URL (a single shard named `main`; list a
     /// replication group's hosts, `postgres://user@h1:5432,h2:5432/db`).
-    /// Leave it at `memory://` when `shards` is set.
+    /// Leave it at `memory://` when `shards` is set. TLS by the URL's
+    /// `sslmode`: `disable`, `prefer` (the default: TLS if the server offers
+    /// it, certificate not checked), `require` (TLS, certificate not
+    /// checked), `verify-ca` (chain checked) or `verify-full` (chain and host
+    /// name checked), e.g. `postgres://user:pw@db:5432/courier?sslmode=verify-full`.
     pub store: String,
     /// Several shards of the store of record: name -> `postgres://` URL.
     pub shards: BTreeMap<String, String>,
-    /// Message queue: `memory://` or `kafka://host:port/topic`.
+    /// Message queue: `memory://` or `kafka://host:port/topic`. TLS and
+    /// SASL are librdkafka settings in `kafka` (`security.protocol`,
+    /// `sasl.mechanism`, `sasl.username`, `sasl.password`).
     pub queue: String,
     /// Service discovery (and the store's routing table): `memory://` or
-    /// `etcd://host:port`.
+    /// `etcd://host:port[,host:port]`; `etcds://` connects over TLS, and a
+    /// user and password go before the hosts: `etcds://user:password@host:port`.
     pub discovery: String,
+    /// PEM file of the CA certificates that backends' TLS certificates must
+    /// chain to (`rediss://`, `etcds://`, PostgreSQL's
+    /// `sslmode=verify-ca|verify-full`, and Kafka's `ssl.ca.location` unless
+    /// `kafka` sets it). When set, only these CAs are trusted; unset, the
+    /// system's root certificates.
+    #[schemars(with = "Option<String>")]
+    pub backend_ca: Option<PathBuf>,
     /// How long a session replaced by a newer login cannot come back
     /// (longer than the comets' `session_check`).
     #[serde(with = "humantime_serde")]
@@ -76,6 +93,7 @@ impl Default for ClusterConfig {
             shards: BTreeMap::new(),
             queue: "memory://".into(),
             discovery: "memory://".into(),
+            backend_ca: None,
             ended_session_ttl: s.ended_ttl,
             comet_ttl: s.comet_ttl,
             lease_ttl: Duration::from_secs(10),
@@ -99,6 +117,11 @@ impl ClusterConfig {
         }
     }
 
+    /// What the backends' TLS trusts (see [`crate::tls`]).
+    pub fn backend_tls(&self) -> crate::tls::BackendTls {
+        crate::tls::BackendTls::new(self.backend_ca.clone())
+    }
+
     /// The session-store lifetimes this config sets.
     pub fn session_options(&self) -> SessionOptions {
         SessionOptions {
@@ -114,10 +137,16 @@ impl ClusterConfig {
             (
                 "sessions",
                 &self.sessions,
-                &["memory", "redis", "redis+cluster"],
+                &[
+                    "memory",
+                    "redis",
+                    "rediss",
+                    "redis+cluster",
+                    "rediss+cluster",
+                ],
             ),
             ("queue", &self.queue, &["memory", "kafka"]),
-            ("discovery", &self.discovery, &["memory", "etcd"]),
+            ("discovery", &self.discovery, &["memory", "etcd", "etcds"]),
         ];
         for (key, url, schemes) in known {
             let scheme = url.split_once("://").map(|(s, _)| s);

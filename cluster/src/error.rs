@@ -21,6 +21,10 @@ pub enum Error {
     /// The consumer or registration was closed.
     #[error("closed")]
     Closed,
+    /// The TLS settings of the backends (the `backend_ca` file) cannot be
+    /// used.
+    #[error("backend TLS: {message}")]
+    Tls { message: String },
 }
 
 impl Error {
@@ -45,6 +49,11 @@ impl Error {
         Self::Unavailable {
             backend,
             message: e.to_string(),
+        }
+    }
+    pub(crate) fn tls(message: impl Into<String>) -> Self {
+        Self::Tls {
+            message: message.into(),
         }
     }
     pub(crate) fn corrupt(backend: &'static str, e: impl std::fmt::Display) -> Self {

@@ -8,12 +8,12 @@
 //!
 //! | trait | memory | real | feature |
 //! |---|---|---|---|
-//! | [`Sessions`] | `memory://` | `redis://host:port` (single or cluster) | `redis` |
+//! | [`Sessions`] | `memory://` | `redis://host:port` (single or cluster; `rediss://` for TLS) | `redis` |
 //! | [`Accounts`] | `memory://` | `postgres://...` (sharded, [`postgres`]) | `postgres` |
 //! | [`Inbox`] | `memory://` | `postgres://...` (the same store) | `postgres` |
 //! | [`RoomRules`] | `memory://` | `postgres://...` (the same store) | `postgres` |
 //! | [`Queue`] | `memory://` | `kafka://host:port/topic` | `kafka` |
-//! | [`Discovery`] | `memory://` | `etcd://host:port` | `etcd` |
+//! | [`Discovery`] | `memory://` | `etcd://host:port` (`etcds://` for TLS) | `etcd` |
 //!
 //! PostgreSQL is the store of record (accounts, every stored message,
 //! rooms' rules and members);
@@ -36,6 +36,7 @@ pub mod redis;
 pub mod rooms;
 pub mod sessions;
 pub mod store_admin;
+pub mod tls;
 
 pub use self::metrics::describe as describe_metrics;
 pub use accounts::{Account, Accounts};
@@ -48,6 +49,7 @@ pub use queue::{Consumer, ConsumerEvent, Delivery, Queue};
 pub use rooms::{JoinRule, RoomRules};
 pub use sessions::{CometReport, Online, Session, SessionOptions, Sessions};
 pub use store_admin::StoreAdmin;
+pub use tls::BackendTls;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {

@@ -1,7 +1,7 @@
 //! The Redis connection the session store (and anything else Courier
 //! keeps in Redis) shares: one type for both Redis deployments.
 //!
-//! `redis://host:port[/db]` is a single server behind a
+//! `redis://host:port[/db]` (`rediss://` over TLS) is a single server behind a
 //! [`ConnectionManager`] (multiplexed, reconnects by itself);
 //! `redis+cluster://host:port[,host:port...]` is a Redis Cluster behind the
 //! crate's async cluster connection (follows slot moves). Both are cheap to
@@ -13,8 +13,10 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Value};
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, TlsCertificates, Value};
 
+use crate::error::redacted;
+use crate::tls::BackendTls;
 use crate::{Error, Result};
 
 /// How long one command may wait for its reply. The client's default
@@ -46,39 +48,68 @@ impl std::fmt::Debug for RedisConn {
 }
 
 impl RedisConn {
-    /// Connects to `redis://host:port[/db]` (single server) or
-    /// `redis+cluster://host:port[,host:port...]` (Redis Cluster; the nodes
-    /// listed are seeds, the rest of the topology is discovered).
+    /// Connects to a single server or a Redis Cluster, trusting the
+    /// system's root certificates for TLS; see [`RedisConn::connect_tls`].
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_tls(url, &BackendTls::default()).await
+    }
+
+    /// Connects to `redis://[user:password@]host:port[/db]` (single
+    /// server) or `redis+cluster://[user:password@]host:port[,host:port...]`
+    /// (Redis Cluster; the nodes listed are seeds, the rest of the topology
+    /// is discovered). `rediss://` and `rediss+cluster://` are the same over
+    /// TLS, the server's certificate checked against `tls`'s CAs. The user
+    /// is an ACL user (`AUTH user password`); a password alone authenticates
+    /// the `default` user. Percent-encode `@`, `:` and `/` in either.
+    pub async fn connect_tls(url: &str, tls: &BackendTls) -> Result<Self> {
         let Some((scheme, rest)) = url.split_once("://") else {
             return Err(Error::bad_url(url, "expected redis://host:port"));
         };
+        let connecting = |e: RedisError| {
+            Error::unavailable("redis", format!("connecting to {}: {e}", redacted(url)))
+        };
         let inner = match scheme {
-            "redis" => {
-                let client =
-                    redis::Client::open(url).map_err(|e| Error::bad_url(url, e.to_string()))?;
+            "redis" | "rediss" => {
+                let client = if scheme == "rediss" {
+                    crate::tls::ensure_crypto_provider();
+                    redis::Client::build_with_tls(url, certificates(tls)?)
+                } else {
+                    redis::Client::open(url)
+                }
+                .map_err(|e| Error::bad_url(url, e.to_string()))?;
                 let config =
                     ConnectionManagerConfig::new().set_response_timeout(Some(RESPONSE_TIMEOUT));
                 let manager = ConnectionManager::new_with_config(client, config)
                     .await
-                    .map_err(unavailable)?;
+                    .map_err(connecting)?;
                 Inner::Single(manager)
             }
-            "redis+cluster" => {
-                let seeds: Vec<String> = rest
+            "redis+cluster" | "rediss+cluster" => {
+                let node_scheme = scheme.trim_end_matches("+cluster");
+                // The credentials, if any, are the seeds' own: every node
+                // of a cluster takes the same.
+                let (userinfo, nodes) = match rest.rsplit_once('@') {
+                    Some((userinfo, nodes)) => (format!("{userinfo}@"), nodes),
+                    None => (String::new(), rest),
+                };
+                let seeds: Vec<String> = nodes
                     .split(',')
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
-                    .map(|node| format!("redis://{node}"))
+                    .map(|node| format!("{node_scheme}://{userinfo}{node}"))
                     .collect();
                 if seeds.is_empty() {
                     return Err(Error::bad_url(url, "expected at least one host:port"));
                 }
-                let client = ClusterClient::builder(seeds)
-                    .response_timeout(RESPONSE_TIMEOUT)
+                let mut builder = ClusterClient::builder(seeds).response_timeout(RESPONSE_TIMEOUT);
+                if node_scheme == "rediss" {
+                    crate::tls::ensure_crypto_provider();
+                    builder = builder.certs(certificates(tls)?);
+                }
+                let client = builder
                     .build()
                     .map_err(|e| Error::bad_url(url, e.to_string()))?;
-                Inner::Cluster(client.get_async_connection().await.map_err(unavailable)?)
+                Inner::Cluster(client.get_async_connection().await.map_err(connecting)?)
             }
             other => {
                 return Err(Error::bad_url(
@@ -87,8 +118,24 @@ impl RedisConn {
                 ));
             }
         };
-        Ok(Self { inner })
+        let mut conn = Self { inner };
+        // A server that takes connections may still refuse commands (no
+        // `AUTH`, a user without rights): say so now, not at the first use.
+        redis::cmd("PING")
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(connecting)?;
+        Ok(conn)
     }
+}
+
+/// The CAs a `rediss://` server's certificate is checked against: the
+/// `backend_ca` file, else (no root given) the system's roots.
+fn certificates(tls: &BackendTls) -> Result<TlsCertificates> {
+    Ok(TlsCertificates {
+        client_tls: None,
+        root_cert: tls.ca_pem()?,
+    })
 }
 
 impl ConnectionLike for RedisConn {

@@ -1,5 +1,6 @@
 //! The session-store contract, written once and run against every backend:
-//! memory (with paused time), a single Redis and a three-node Redis Cluster
+//! memory (with paused time), a single Redis, a single Redis over TLS with
+//! an ACL user (`rediss://user:password@...`) and a three-node Redis Cluster
 //! (each test starts its own real server; a server that cannot start fails
 //! the test).
 //!
@@ -14,8 +15,10 @@ use std::time::Duration;
 use courier_cluster::redis::RedisConn;
 use courier_cluster::sessions::memory::MemorySessions;
 use courier_cluster::sessions::redis::RedisSessions;
+use courier_cluster::BackendTls;
 use courier_cluster::{CometReport, Online, Session, SessionOptions, Sessions};
-use courier_testkit::redis::{RedisCluster, RedisServer};
+use courier_testkit::redis::{RedisCluster, RedisSecurity, RedisServer};
+use courier_testkit::tls::TestCerts;
 use tokio::time::sleep;
 
 /// Short lifetimes so real-Redis expiry tests take seconds.
@@ -465,6 +468,21 @@ macro_rules! contract {
                 async fn $name() {
                     let server = RedisServer::start().await.unwrap();
                     let conn = RedisConn::connect(&server.url()).await.unwrap();
+                    super::$name(&RedisSessions::new(conn, opts()), opts()).await;
+                }
+            )*
+        }
+
+        mod redis_tls_acl {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let certs = TestCerts::new().unwrap();
+                    let security = RedisSecurity::default().tls(&certs).user("courier", "pw");
+                    let server = RedisServer::start_secured(security).await.unwrap();
+                    let tls = BackendTls::new(Some(certs.ca.clone()));
+                    let conn = RedisConn::connect_tls(&server.url(), &tls).await.unwrap();
                     super::$name(&RedisSessions::new(conn, opts()), opts()).await;
                 }
             )*

@@ -1,0 +1,194 @@
+//! TLS and credentials to every backend, against real servers on loopback
+//! that serve TLS only with a certificate from a CA made for the test (the
+//! cluster config's `backend_ca`) and require a user and password:
+//! Redis (`rediss://`, single and cluster, ACL user), etcd (`etcds://`,
+//! auth enabled), PostgreSQL (`sslmode`) and, as far as the test broker
+//! goes, Kafka (librdkafka's `security.protocol`).
+//!
+//! Each backend is connected the way the services do it, through
+//! [`courier_cluster::backends`] and a [`ClusterConfig`].
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use courier_cluster::backends;
+use courier_cluster::{ClusterConfig, Error, Session};
+use courier_testkit::redis::{RedisCluster, RedisSecurity, RedisServer};
+use courier_testkit::tls::TestCerts;
+
+const USER: &str = "courier";
+const PASSWORD: &str = "s3cret-pw";
+
+/// How long a refused connection may take to be reported.
+const REFUSAL: Duration = Duration::from_secs(30);
+
+fn trusting(certs: &TestCerts) -> ClusterConfig {
+    ClusterConfig {
+        backend_ca: Some(certs.ca.clone()),
+        ..ClusterConfig::default()
+    }
+}
+
+fn session(uid: &str, key: &str) -> Session {
+    Session {
+        uid: uid.into(),
+        key: key.into(),
+        comet_id: "c1".into(),
+        ..Session::default()
+    }
+}
+
+/// The error of a connection that must fail, within [`REFUSAL`].
+async fn refused<T>(
+    what: &str,
+    connect: impl std::future::Future<Output = Result<T, Error>>,
+) -> String {
+    match tokio::time::timeout(REFUSAL, connect).await {
+        Ok(Ok(_)) => panic!("{what}: connected"),
+        Ok(Err(e)) => {
+            eprintln!("{what}: {e}");
+            e.to_string()
+        }
+        Err(_) => panic!("{what}: still connecting after {REFUSAL:?}"),
+    }
+}
+
+mod redis {
+    use super::*;
+
+    fn secured(certs: &TestCerts) -> RedisSecurity {
+        RedisSecurity::default().tls(certs).user(USER, PASSWORD)
+    }
+
+    #[tokio::test]
+    async fn rediss_with_an_acl_user_serves_sessions() {
+        let certs = TestCerts::new().unwrap();
+        let server = RedisServer::start_secured(secured(&certs)).await.unwrap();
+        let url = server.url();
+        assert!(url.starts_with(&format!("rediss://{USER}:{PASSWORD}@127.0.0.1:")));
+        let config = ClusterConfig {
+            sessions: url,
+            ..trusting(&certs)
+        };
+        config.validate().unwrap();
+        let sessions = backends::connect_sessions(&config).await.unwrap();
+        sessions.add(&session("alice", "k1")).await.unwrap();
+        assert_eq!(
+            sessions.user_sessions("alice").await.unwrap(),
+            vec![session("alice", "k1")]
+        );
+        assert!(sessions.check(&session("alice", "k1")).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_wrong_password_is_refused_clearly() {
+        let certs = TestCerts::new().unwrap();
+        let server = RedisServer::start_secured(secured(&certs)).await.unwrap();
+        let config = ClusterConfig {
+            sessions: server.url().replace(PASSWORD, "wrong-pw"),
+            ..trusting(&certs)
+        };
+        let e = refused("a wrong password", backends::connect_sessions(&config)).await;
+        assert!(e.contains("redis unavailable"), "{e}");
+        assert!(
+            e.to_ascii_lowercase().contains("authentication failed"),
+            "{e}"
+        );
+        assert!(e.contains(&format!("{USER}:***@")), "names the server: {e}");
+        assert!(!e.contains("wrong-pw"), "no password in errors: {e}");
+
+        // No user at all: the default user is disabled.
+        let config = ClusterConfig {
+            sessions: format!("rediss://127.0.0.1:{}", server.port()),
+            ..trusting(&certs)
+        };
+        let e = refused("no user", backends::connect_sessions(&config)).await;
+        assert!(e.contains("redis unavailable"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_certificate_from_an_untrusted_ca_is_refused() {
+        let certs = TestCerts::new().unwrap();
+        let server = RedisServer::start_secured(secured(&certs)).await.unwrap();
+        // No backend_ca: the system's roots, which never signed the test CA.
+        let config = ClusterConfig {
+            sessions: server.url(),
+            ..ClusterConfig::default()
+        };
+        let e = refused("an untrusted CA", backends::connect_sessions(&config)).await;
+        assert!(e.contains("redis unavailable"), "{e}");
+        assert!(
+            e.to_ascii_lowercase().contains("certificate"),
+            "says it is the certificate: {e}"
+        );
+        assert!(!e.contains(PASSWORD), "no password in errors: {e}");
+
+        // A backend_ca that is not a certificate is refused as such.
+        let dir = tempfile::tempdir().unwrap();
+        let bogus = dir.path().join("ca.pem");
+        std::fs::write(&bogus, "not a certificate").unwrap();
+        let config = ClusterConfig {
+            sessions: server.url(),
+            backend_ca: Some(bogus),
+            ..ClusterConfig::default()
+        };
+        let e = refused("a bogus CA file", backends::connect_sessions(&config)).await;
+        assert!(e.contains("backend_ca") && e.contains("ca.pem"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn an_acl_user_without_tls() {
+        let server = RedisServer::start_secured(RedisSecurity::default().user(USER, PASSWORD))
+            .await
+            .unwrap();
+        let config = ClusterConfig {
+            sessions: server.url(),
+            ..ClusterConfig::default()
+        };
+        assert!(config.sessions.starts_with("redis://"));
+        let sessions = backends::connect_sessions(&config).await.unwrap();
+        sessions.add(&session("bob", "k2")).await.unwrap();
+        assert_eq!(sessions.user_sessions("bob").await.unwrap().len(), 1);
+
+        let config = ClusterConfig {
+            sessions: server.url().replace(PASSWORD, "wrong-pw"),
+            ..ClusterConfig::default()
+        };
+        let e = refused("a wrong password", backends::connect_sessions(&config)).await;
+        assert!(!e.contains("wrong-pw"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn rediss_cluster_with_an_acl_user_serves_sessions() {
+        let certs = TestCerts::new().unwrap();
+        let cluster = RedisCluster::start_secured(secured(&certs)).await.unwrap();
+        let url = cluster.url();
+        assert!(url.starts_with(&format!("rediss+cluster://{USER}:{PASSWORD}@127.0.0.1:")));
+        let config = ClusterConfig {
+            sessions: url.clone(),
+            ..trusting(&certs)
+        };
+        config.validate().unwrap();
+        let sessions = backends::connect_sessions(&config).await.unwrap();
+        // Users spread over the slots, so every node is reached.
+        for i in 0..20 {
+            let uid = format!("user-{i}");
+            sessions
+                .add(&session(&uid, &format!("k{i}")))
+                .await
+                .unwrap();
+        }
+        for i in 0..20 {
+            let uid = format!("user-{i}");
+            assert_eq!(sessions.user_sessions(&uid).await.unwrap().len(), 1);
+        }
+
+        let config = ClusterConfig {
+            sessions: url.replace(PASSWORD, "wrong-pw"),
+            ..trusting(&certs)
+        };
+        let e = refused("a wrong password", backends::connect_sessions(&config)).await;
+        assert!(e.contains("redis unavailable"), "{e}");
+        assert!(!e.contains("wrong-pw"), "{e}");
+    }
+}
