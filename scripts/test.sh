@@ -62,6 +62,21 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
   npm ci --prefix tests/browser --no-audit --no-fund
 fi
 
+# 4b. kubernetes-validate (PyPI), which checks deploy/kubernetes/ against
+#     the Kubernetes API's schemas, in its own venv.
+kv_venv="${XDG_CACHE_HOME:-$HOME/.cache}/courier-kubernetes-validate"
+if [ ! -x "$kv_venv/bin/kubernetes-validate" ]; then
+  if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    log "installing python3-venv"
+    "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
+  fi
+  log "installing kubernetes-validate into $kv_venv"
+  rm -rf "$kv_venv"
+  python3 -m venv "$kv_venv"
+  "$kv_venv/bin/pip" install --quiet kubernetes-validate
+fi
+export COURIER_KUBERNETES_VALIDATE="$kv_venv/bin/kubernetes-validate"
+
 # 5. The test runner: nextest runs each test in its own process with a
 #    timeout, and the heavy cluster tests alone (.config/nextest.toml).
 if ! cargo nextest --version >/dev/null 2>&1; then

@@ -16,6 +16,7 @@ mod chat;
 mod cluster;
 mod cluster_delivery;
 mod delivery;
+mod deploy_manifests;
 mod deploy_units;
 mod drain;
 mod hooks;
