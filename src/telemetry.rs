@@ -97,6 +97,7 @@ fn install_prometheus() -> bool {
 /// Describes every service's metrics to the installed recorder and sets
 /// `courier_build_info`.
 fn describe() {
+    courier_runtime::grpc_metrics::describe_metrics();
     courier_cluster::describe_metrics();
     courier_comet::describe_metrics();
     courier_logic::describe_metrics();

@@ -275,7 +275,9 @@ impl Comet {
             ),
             state.logic.secret().checker(),
         );
-        let grpc_server = tonic::transport::Server::builder().add_service(push_service);
+        let grpc_server = tonic::transport::Server::builder()
+            .layer(courier_runtime::grpc_metrics::GrpcMetricsLayer)
+            .add_service(push_service);
         let mut grpc_task: JoinHandle<Result<(), tonic::transport::Error>> = match &acceptors {
             Some((_, grpc_tls)) => tokio::spawn(grpc_server.serve_with_incoming_shutdown(
                 tls::incoming(grpc, grpc_tls.clone(), stop_grpc.clone()),

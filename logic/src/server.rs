@@ -228,7 +228,9 @@ impl Logic {
             let secret = shared.cluster_secret.checker();
             let service = LogicServer::with_interceptor(LogicService::new(shared), secret);
             async move {
-                let server = tonic::transport::Server::builder().add_service(service);
+                let server = tonic::transport::Server::builder()
+                    .layer(courier_runtime::grpc_metrics::GrpcMetricsLayer)
+                    .add_service(service);
                 let shutdown = stop.clone().cancelled_owned();
                 let result = match grpc_tls {
                     Some(acceptor) => {

@@ -2,8 +2,8 @@
 //! listener (`/metrics`, `/healthz`, `/readyz`), shutdown on a signal,
 //! binding listeners and advertising their addresses, the login-token keys
 //! logic signs with and comets verify with, the cluster secret every
-//! internal gRPC call carries, TLS for listeners and links, and throttled
-//! warnings.
+//! internal gRPC call carries, TLS for listeners and links, a histogram of
+//! the gRPC calls a server answers, and throttled warnings.
 //!
 //! Nothing here talks to a cluster backend (those are `courier-cluster`), and
 //! nothing here installs process-wide telemetry: the binary does that, and
@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod cluster_auth;
+pub mod grpc_metrics;
 pub mod net;
 pub mod per_ip;
 pub mod revoked;

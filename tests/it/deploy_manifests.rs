@@ -9,6 +9,8 @@
 //! file or the manifests, for want of a container engine and a cluster on
 //! the machine the tests run on (deploy/container/README.md says so).
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -187,6 +187,7 @@ async fn a_running_process_describes_every_metric_it_renders() {
         "courier_store_batch_items",
         "courier_comet_delivery_latency_seconds",
         "courier_logic_http_request_duration_seconds",
+        "courier_grpc_server_duration_seconds",
     ] {
         let kind = found.get(histogram).map(|(kind, _)| kind.as_str());
         assert_eq!(kind, Some("histogram"), "{histogram}:\n{text}");
@@ -210,6 +211,17 @@ async fn a_running_process_describes_every_metric_it_renders() {
         text.contains("courier_comet_delivery_latency_seconds_count 1\n"),
         "{text}"
     );
+    // gRPC calls by method and code: the job's push reached the comet,
+    // the comet opened alice's session with logic.
+    for method in [
+        "/courier.comet.Comet/PushKeys",
+        "/courier.logic.Logic/OpenSessions",
+    ] {
+        let series = format!(
+            "courier_grpc_server_duration_seconds_count{{method=\"{method}\",code=\"OK\"}}"
+        );
+        assert!(text.contains(&series), "{series}:\n{text}");
+    }
     // Requests by route pattern and status.
     let push = "route=\"/api/v1/push/users\",status=\"202\"";
     assert!(
