@@ -24,6 +24,11 @@ pub fn describe() {
         Unit::Count,
         "Writes committed together in one group commit, by shard."
     );
+    describe_histogram!(
+        "courier_store_commit_duration_seconds",
+        Unit::Seconds,
+        "Time one group commit took on its shard's primary, failed ones included, by shard."
+    );
     describe_counter!(
         "courier_store_batch_failures_total",
         Unit::Count,

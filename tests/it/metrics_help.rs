@@ -188,6 +188,7 @@ async fn a_running_process_describes_every_metric_it_renders() {
         "courier_comet_delivery_latency_seconds",
         "courier_logic_http_request_duration_seconds",
         "courier_grpc_server_duration_seconds",
+        "courier_store_commit_duration_seconds",
     ] {
         let kind = found.get(histogram).map(|(kind, _)| kind.as_str());
         assert_eq!(kind, Some("histogram"), "{histogram}:\n{text}");

@@ -118,7 +118,11 @@ async fn commit_batches(shard: Arc<Shard>, mut queue: mpsc::Receiver<Item>) {
 async fn commit(shard: Arc<Shard>, batch: Vec<Item>, _slot: OwnedSemaphorePermit) {
     metrics::histogram!("courier_store_batch_items", "shard" => shard.name.clone())
         .record(batch.len() as f64);
-    match run(&shard, &batch).await {
+    let started = std::time::Instant::now();
+    let result = run(&shard, &batch).await;
+    metrics::histogram!("courier_store_commit_duration_seconds", "shard" => shard.name.clone())
+        .record(started.elapsed().as_secs_f64());
+    match result {
         Ok(results) => {
             for (item, result) in batch.into_iter().zip(results) {
                 let _ = item.reply.send(result);
