@@ -178,11 +178,16 @@ pub async fn connect_discovery(config: &ClusterConfig) -> Result<Arc<dyn Discove
     match scheme(url)? {
         "memory" => Ok(Arc::new(discovery::memory::MemoryDiscovery::default())),
         #[cfg(feature = "etcd")]
-        "etcd" => Ok(Arc::new(
-            discovery::etcd::EtcdDiscovery::connect(url, config.lease_ttl).await?,
+        "etcd" | "etcds" => Ok(Arc::new(
+            discovery::etcd::EtcdDiscovery::connect_tls(
+                url,
+                config.lease_ttl,
+                &config.backend_tls(),
+            )
+            .await?,
         )),
         #[cfg(not(feature = "etcd"))]
-        "etcd" => Err(not_built(url, "etcd")),
+        "etcd" | "etcds" => Err(not_built(url, "etcd")),
         other => Err(Error::bad_url(url, format!("unknown discovery `{other}`"))),
     }
 }

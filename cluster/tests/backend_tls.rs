@@ -12,7 +12,8 @@
 use std::time::Duration;
 
 use courier_cluster::backends;
-use courier_cluster::{ClusterConfig, Error, Session};
+use courier_cluster::{ClusterConfig, Error, ServiceKind, Session};
+use courier_testkit::etcd::{EtcdSecurity, EtcdServer, AUTH_TOKEN_TTL};
 use courier_testkit::redis::{RedisCluster, RedisSecurity, RedisServer};
 use courier_testkit::tls::TestCerts;
 
@@ -190,5 +191,100 @@ mod redis {
         let e = refused("a wrong password", backends::connect_sessions(&config)).await;
         assert!(e.contains("redis unavailable"), "{e}");
         assert!(!e.contains("wrong-pw"), "{e}");
+    }
+}
+
+mod etcd {
+    use super::*;
+
+    fn secured(certs: &TestCerts) -> EtcdSecurity {
+        EtcdSecurity::default().tls(certs).root_password(PASSWORD)
+    }
+
+    #[tokio::test]
+    async fn etcds_with_a_user_serves_discovery() {
+        let certs = TestCerts::new().unwrap();
+        let server = EtcdServer::start_secured(secured(&certs)).await.unwrap();
+        let url = server.url();
+        assert!(url.starts_with(&format!("etcds://root:{PASSWORD}@127.0.0.1:")));
+        let config = ClusterConfig {
+            discovery: url,
+            lease_ttl: Duration::from_secs(2),
+            ..trusting(&certs)
+        };
+        config.validate().unwrap();
+        let discovery = backends::connect_discovery(&config).await.unwrap();
+        let mut logics = discovery.watch(ServiceKind::Logic).await.unwrap();
+        let registration = discovery
+            .register(ServiceKind::Logic, "l1", "{}".into())
+            .await
+            .unwrap();
+        let seen = |view: &courier_cluster::discovery::View, value: &str| {
+            view.get("l1").is_some_and(|v| v == value)
+        };
+        tokio::time::timeout(REFUSAL, logics.wait_for(|v| seen(v, "{}")))
+            .await
+            .unwrap()
+            .unwrap();
+
+        // Past the server's token lifetime, calls, the lease's keep-alive
+        // and the watch go on: the client renews its token.
+        tokio::time::sleep(AUTH_TOKEN_TTL * 3).await;
+        assert!(discovery.swap_store("main", None, "v1").await.unwrap());
+        registration.update(r#"{"n":2}"#.into());
+        tokio::time::timeout(REFUSAL, logics.wait_for(|v| seen(v, r#"{"n":2}"#)))
+            .await
+            .unwrap()
+            .unwrap();
+        let store = discovery.watch_store().await.unwrap();
+        assert_eq!(store.borrow().get("main").map(String::as_str), Some("v1"));
+    }
+
+    #[tokio::test]
+    async fn a_wrong_password_is_refused_clearly() {
+        let certs = TestCerts::new().unwrap();
+        let server = EtcdServer::start_secured(secured(&certs)).await.unwrap();
+        let config = ClusterConfig {
+            discovery: server.url().replace(PASSWORD, "wrong-pw"),
+            ..trusting(&certs)
+        };
+        let e = refused("a wrong password", backends::connect_discovery(&config)).await;
+        assert!(e.contains("etcd unavailable"), "{e}");
+        assert!(e.contains("authentication failed"), "{e}");
+        assert!(e.contains("root:***@"), "names the server: {e}");
+        assert!(!e.contains("wrong-pw"), "no password in errors: {e}");
+
+        // No user: every request is refused, the first one at start-up.
+        let config = ClusterConfig {
+            discovery: format!("etcds://{}", server.addr()),
+            ..trusting(&certs)
+        };
+        let discovery = backends::connect_discovery(&config).await;
+        let e = match discovery {
+            Err(e) => e.to_string(),
+            Ok(d) => refused("no user", d.watch(ServiceKind::Comet)).await,
+        };
+        assert!(e.contains("etcd unavailable"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_certificate_from_an_untrusted_ca_is_refused() {
+        let certs = TestCerts::new().unwrap();
+        let server = EtcdServer::start_secured(secured(&certs)).await.unwrap();
+        let config = ClusterConfig {
+            discovery: server.url(),
+            ..ClusterConfig::default()
+        };
+        let e = refused("an untrusted CA", backends::connect_discovery(&config)).await;
+        assert!(e.contains("etcd unavailable"), "{e}");
+        assert!(!e.contains(PASSWORD), "no password in errors: {e}");
+
+        // Plain etcd:// to a TLS-only server.
+        let config = ClusterConfig {
+            discovery: server.url().replace("etcds://", "etcd://"),
+            ..trusting(&certs)
+        };
+        let e = refused("plain to TLS", backends::connect_discovery(&config)).await;
+        assert!(e.contains("etcd unavailable"), "{e}");
     }
 }

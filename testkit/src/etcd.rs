@@ -8,6 +8,11 @@
 //! [`restart`](EtcdServer::restart) it at the same address with the same
 //! data — what a service sees when etcd crashes and comes back.
 //!
+//! [`EtcdServer::start_secured`] makes it serve clients over TLS only (a
+//! certificate from [`crate::tls::TestCerts`]; `/health` then moves to a
+//! plain metrics port of its own) and enable authentication with a `root`
+//! user ([`EtcdSecurity`]).
+//!
 //! The process is killed when the server is dropped. etcd's output goes to
 //! `etcd.log` in the server's temp dir and is quoted when start-up fails.
 
@@ -19,10 +24,42 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::tls::TestCerts;
 use crate::{free_port, which};
+
+/// How an [`EtcdServer`] is secured. The default is neither TLS nor
+/// authentication: plain `etcd://`.
+#[derive(Debug, Clone, Default)]
+pub struct EtcdSecurity {
+    /// TLS for clients: `(CA, certificate, key)`.
+    tls: Option<(PathBuf, PathBuf, PathBuf)>,
+    /// Authentication on, as the `root` user with this password.
+    root_password: Option<String>,
+}
+
+impl EtcdSecurity {
+    /// Serves clients over TLS only, with the server certificate of `certs`
+    /// (which must outlive the server).
+    pub fn tls(mut self, certs: &TestCerts) -> Self {
+        self.tls = Some((certs.ca.clone(), certs.cert.clone(), certs.key.clone()));
+        self
+    }
+
+    /// Enables authentication with the user `root` (every permission)
+    /// whose password is `password`. Tokens then lapse after
+    /// [`AUTH_TOKEN_TTL`] unused, so a test sees clients renew them.
+    pub fn root_password(mut self, password: &str) -> Self {
+        self.root_password = Some(password.to_owned());
+        self
+    }
+}
 
 const INSTALL_HINT: &str = "install it with `apt-get install etcd-server`";
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// `--auth-token-ttl` of a server with authentication: an auth token not
+/// used for this long is invalid (etcd's default is five minutes).
+pub const AUTH_TOKEN_TTL: Duration = Duration::from_secs(2);
 
 /// A running (or stopped) etcd with a fixed address and data dir.
 #[derive(Debug)]
@@ -30,6 +67,9 @@ pub struct EtcdServer {
     program: PathBuf,
     client_port: u16,
     peer_port: u16,
+    /// Where `/health` is served over plain HTTP when clients get TLS.
+    metrics_port: Option<u16>,
+    security: EtcdSecurity,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -38,28 +78,90 @@ impl EtcdServer {
     /// Starts etcd on free loopback ports and waits until it is healthy.
     /// Fails, saying how to install it, if `etcd` is not on the PATH.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_secured(EtcdSecurity::default()).await
+    }
+
+    /// Starts etcd secured as `security` says: TLS for clients, and
+    /// authentication enabled once it is healthy.
+    pub async fn start_secured(security: EtcdSecurity) -> anyhow::Result<Self> {
         let program =
             which("etcd").with_context(|| format!("`etcd` is not installed; {INSTALL_HINT}"))?;
         let dir = tempfile::Builder::new().prefix("courier-etcd").tempdir()?;
-        let client_port = free_port()?;
-        let mut peer_port = free_port()?;
-        while peer_port == client_port {
-            peer_port = free_port()?;
+        let mut ports = vec![free_port()?];
+        let wanted = if security.tls.is_some() { 3 } else { 2 };
+        while ports.len() < wanted {
+            let port = free_port()?;
+            if !ports.contains(&port) {
+                ports.push(port);
+            }
         }
         let mut server = Self {
             program,
-            client_port,
-            peer_port,
+            client_port: ports[0],
+            peer_port: ports[1],
+            metrics_port: ports.get(2).copied(),
+            security,
             dir,
             child: None,
         };
         server.restart().await?;
+        if let Some(password) = server.security.root_password.clone() {
+            server
+                .enable_auth(&password)
+                .await
+                .with_context(|| format!("enabling auth; etcd's log:\n{}", server.log_tail()))?;
+        }
         Ok(server)
     }
 
-    /// `etcd://127.0.0.1:{client port}`, the URL of the discovery backend.
+    /// Adds the `root` user and role and turns authentication on.
+    async fn enable_auth(&self, password: &str) -> anyhow::Result<()> {
+        use etcd_client::{Certificate, Client, ConnectOptions, TlsOptions};
+        let mut options = ConnectOptions::new().with_connect_timeout(Duration::from_secs(5));
+        if let Some((ca, _, _)) = &self.security.tls {
+            let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+            options =
+                options.with_tls(TlsOptions::new().ca_certificate(Certificate::from_pem(pem)));
+        }
+        let endpoint = format!("{}://127.0.0.1:{}", self.http_scheme(), self.client_port);
+        let mut client = Client::connect([endpoint], Some(options)).await?;
+        client.role_add("root").await.context("role add root")?;
+        client
+            .user_add("root", password, None)
+            .await
+            .context("user add root")?;
+        client
+            .user_grant_role("root", "root")
+            .await
+            .context("user grant-role root root")?;
+        client.auth_enable().await.context("auth enable")?;
+        Ok(())
+    }
+
+    fn http_scheme(&self) -> &'static str {
+        if self.security.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// `etcd://127.0.0.1:{client port}`, the URL of the discovery backend:
+    /// `etcds://` with TLS, and `root:password@` before the host with
+    /// authentication.
     pub fn url(&self) -> String {
-        format!("etcd://127.0.0.1:{}", self.client_port)
+        let scheme = if self.security.tls.is_some() {
+            "etcds"
+        } else {
+            "etcd"
+        };
+        let user = self
+            .security
+            .root_password
+            .as_ref()
+            .map(|p| format!("root:{p}@"))
+            .unwrap_or_default();
+        format!("{scheme}://{user}127.0.0.1:{}", self.client_port)
     }
 
     /// The client address.
@@ -86,9 +188,20 @@ impl EtcdServer {
         self.stop();
         let log_path = self.log_path();
         let log = crate::append_log(&log_path)?;
-        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let client = format!("{}://127.0.0.1:{}", self.http_scheme(), self.client_port);
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let mut cmd = Command::new(&self.program);
+        if let Some((_, cert, key)) = &self.security.tls {
+            cmd.arg("--cert-file").arg(cert).arg("--key-file").arg(key);
+        }
+        if self.security.root_password.is_some() {
+            cmd.arg("--auth-token-ttl")
+                .arg(AUTH_TOKEN_TTL.as_secs().to_string());
+        }
+        if let Some(port) = self.metrics_port {
+            cmd.arg("--listen-metrics-urls")
+                .arg(format!("http://127.0.0.1:{port}"));
+        }
         cmd.arg("--name")
             .arg("default")
             .arg("--data-dir")
@@ -134,7 +247,11 @@ impl EtcdServer {
                     bail!("etcd exited early with {status}");
                 }
             }
-            if health(self.addr()).await {
+            let probed = match self.metrics_port {
+                Some(port) => SocketAddr::from(([127, 0, 0, 1], port)),
+                None => self.addr(),
+            };
+            if health(probed).await {
                 return Ok(());
             }
             if start.elapsed() > START_TIMEOUT {

@@ -1,4 +1,6 @@
-//! etcd discovery: the `etcd://host:port[,host:port]` backend.
+//! etcd discovery: the `etcd://host:port[,host:port]` backend
+//! (`etcds://` over TLS, `etcd[s]://user:password@host:port,...` with etcd's
+//! authentication).
 //!
 //! A registration is a key `/courier/{kind}/{id}` attached to a lease the
 //! process keeps alive ([`registration`]); a watch is a prefix `get` followed
@@ -21,11 +23,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use backon::{BackoffBuilder, ExponentialBuilder};
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, Txn, TxnOp};
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, TlsOptions, Txn, TxnOp,
+};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{Discovery, Registration, ServiceKind, View, REVOKED_PREFIX, STORE_PREFIX};
+use crate::error::redacted;
+use crate::tls::BackendTls;
 use crate::{Error, Result};
 
 /// Upper bound of one etcd request.
@@ -56,18 +62,55 @@ impl std::fmt::Debug for EtcdDiscovery {
 }
 
 impl EtcdDiscovery {
-    /// Connects to the etcd cluster named by `url`
-    /// (`etcd://host:port[,host:port]`) and checks that it answers.
-    /// Registrations are kept under leases of `lease_ttl` (rounded up to
-    /// whole seconds, at least one; etcd may raise it to its minimum).
+    /// Connects to the etcd cluster named by `url`, trusting the system's
+    /// root certificates for TLS; see [`EtcdDiscovery::connect_tls`].
     pub async fn connect(url: &str, lease_ttl: Duration) -> Result<Self> {
-        let endpoints = parse_endpoints(url)?;
-        let options = ConnectOptions::new()
+        Self::connect_tls(url, lease_ttl, &BackendTls::default()).await
+    }
+
+    /// Connects to the etcd cluster named by `url`
+    /// (`etcd://[user:password@]host:port[,host:port]`; `etcds://` over
+    /// TLS, the members' certificates checked against `tls`'s CAs) and
+    /// checks that it answers. With a user, the client authenticates as
+    /// that etcd user (and renews its token by itself). Registrations are
+    /// kept under leases of `lease_ttl` (rounded up to whole seconds, at
+    /// least one; etcd may raise it to its minimum).
+    pub async fn connect_tls(url: &str, lease_ttl: Duration, tls: &BackendTls) -> Result<Self> {
+        let EtcdUrl {
+            endpoints,
+            tls: secure,
+            user,
+        } = EtcdUrl::parse(url)?;
+        let mut options = ConnectOptions::new()
             .with_connect_timeout(CALL_TIMEOUT)
             .with_keep_alive(PING_INTERVAL, PING_TIMEOUT)
             .with_keep_alive_while_idle(true);
-        let mut client = call(Client::connect(endpoints, Some(options))).await?;
-        call(client.status()).await?;
+        if let Some((name, password)) = user {
+            // A token lapses when unused for the server's
+            // `--auth-token-ttl` (five minutes by default): a refused one
+            // is renewed and the request sent again.
+            options = options
+                .with_user(name, password)
+                .with_auto_token_refresh(true);
+        }
+        if secure {
+            let roots = match tls.ca_pem()? {
+                Some(pem) => TlsOptions::new().ca_certificate(Certificate::from_pem(pem)),
+                None => TlsOptions::new().with_native_roots(),
+            };
+            options = options.with_tls(roots);
+        }
+        let connecting = |e: Error| match e {
+            Error::Unavailable { backend, message } => Error::Unavailable {
+                backend,
+                message: format!("connecting to {}: {message}", redacted(url)),
+            },
+            other => other,
+        };
+        let mut client = call(Client::connect(endpoints, Some(options)))
+            .await
+            .map_err(connecting)?;
+        call(client.status()).await.map_err(connecting)?;
         Ok(Self {
             client,
             lease_ttl_secs: lease_ttl_secs(lease_ttl),
@@ -144,28 +187,82 @@ impl EtcdDiscovery {
     }
 }
 
-/// `etcd://a:1,b:2` -> `["http://a:1", "http://b:2"]`.
-fn parse_endpoints(url: &str) -> Result<Vec<String>> {
-    let hosts = url
-        .strip_prefix("etcd://")
-        .ok_or_else(|| Error::bad_url(url, "expected etcd://host:port[,host:port]"))?
-        .trim_end_matches('/');
-    let endpoints: Vec<String> = hosts
-        .split(',')
-        .map(str::trim)
-        .filter(|h| !h.is_empty())
-        .map(|h| format!("http://{h}"))
-        .collect();
-    if endpoints.is_empty() {
-        return Err(Error::bad_url(url, "no etcd endpoint"));
+/// What an `etcd://` or `etcds://` URL names.
+#[derive(Debug, PartialEq, Eq)]
+struct EtcdUrl {
+    /// `http://host:port` (`https://` for `etcds://`), one per member.
+    endpoints: Vec<String>,
+    tls: bool,
+    /// The etcd user and password, percent-decoded.
+    user: Option<(String, String)>,
+}
+
+impl EtcdUrl {
+    /// `etcd://a:1,b:2` -> `["http://a:1", "http://b:2"]`; `etcds://` ->
+    /// `https://`; `user:password@` before the hosts.
+    fn parse(url: &str) -> Result<Self> {
+        const EXPECTED: &str =
+            "expected etcd://[user:password@]host:port[,host:port] or etcds://...";
+        let (tls, rest) = if let Some(rest) = url.strip_prefix("etcds://") {
+            (true, rest)
+        } else if let Some(rest) = url.strip_prefix("etcd://") {
+            (false, rest)
+        } else {
+            return Err(Error::bad_url(url, EXPECTED));
+        };
+        let (user, hosts) = match rest.rsplit_once('@') {
+            Some((userinfo, hosts)) => {
+                let Some((name, password)) = userinfo.split_once(':') else {
+                    return Err(Error::bad_url(
+                        url,
+                        "a user needs a password: user:password@",
+                    ));
+                };
+                let name = percent_decode(name)
+                    .ok_or_else(|| Error::bad_url(url, "bad %-escape in the user"))?;
+                let password = percent_decode(password)
+                    .ok_or_else(|| Error::bad_url(url, "bad %-escape in the password"))?;
+                if name.is_empty() {
+                    return Err(Error::bad_url(url, "empty user name"));
+                }
+                (Some((name, password)), hosts)
+            }
+            None => (None, rest),
+        };
+        let scheme = if tls { "https" } else { "http" };
+        let hosts: Vec<&str> = hosts
+            .trim_end_matches('/')
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .collect();
+        if hosts.is_empty() {
+            return Err(Error::bad_url(url, "no etcd endpoint"));
+        }
+        if let Some(bad) = hosts.iter().find(|h| h.contains('/')) {
+            return Err(Error::bad_url(url, format!("`{bad}` is not host:port")));
+        }
+        Ok(Self {
+            endpoints: hosts.iter().map(|h| format!("{scheme}://{h}")).collect(),
+            tls,
+            user,
+        })
     }
-    if let Some(bad) = endpoints
-        .iter()
-        .find(|e| e["http://".len()..].contains('/'))
-    {
-        return Err(Error::bad_url(url, format!("`{bad}` is not host:port")));
+}
+
+/// `%XX` escapes decoded; `None` for a malformed escape or non-UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hex = [bytes.next()?, bytes.next()?];
+            out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+        } else {
+            out.push(b);
+        }
     }
-    Ok(endpoints)
+    String::from_utf8(out).ok()
 }
 
 /// Whole seconds, rounded up, at least one.
@@ -181,12 +278,27 @@ async fn call<T>(
 ) -> Result<T> {
     match tokio::time::timeout(CALL_TIMEOUT, request).await {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(Error::unavailable("etcd", e)),
+        Ok(Err(e)) => Err(Error::unavailable("etcd", with_sources(&e))),
         Err(_) => Err(Error::unavailable(
             "etcd",
             format!("no answer within {CALL_TIMEOUT:?}"),
         )),
     }
+}
+
+/// `e` and the errors under it, `: `-separated: a transport error alone
+/// says only "transport error", the TLS or connection failure is beneath.
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        let text = inner.to_string();
+        if !message.contains(&text) {
+            message = format!("{message}: {text}");
+        }
+        source = inner.source();
+    }
+    message
 }
 
 /// The delays between reconnection attempts: exponential with jitter,
@@ -216,15 +328,46 @@ async fn pause(
 mod tests {
     use super::*;
 
+    fn endpoints(url: &str) -> Option<Vec<String>> {
+        EtcdUrl::parse(url).ok().map(|u| u.endpoints)
+    }
+
     #[test]
     fn endpoints_come_from_a_comma_separated_host_list() {
         assert_eq!(
-            parse_endpoints("etcd://a:1, b:2/").ok(),
+            endpoints("etcd://a:1, b:2/"),
             Some(vec!["http://a:1".to_owned(), "http://b:2".to_owned()])
         );
-        assert!(parse_endpoints("etcd://").is_err());
-        assert!(parse_endpoints("redis://a:1").is_err());
-        assert!(parse_endpoints("etcd://a:1/x").is_err());
+        assert!(EtcdUrl::parse("etcd://").is_err());
+        assert!(EtcdUrl::parse("redis://a:1").is_err());
+        assert!(EtcdUrl::parse("etcd://a:1/x").is_err());
+    }
+
+    #[test]
+    fn etcds_is_https_and_the_user_comes_before_the_hosts() {
+        assert_eq!(
+            EtcdUrl::parse("etcds://root:p%40ss:w@a:1,b:2").ok(),
+            Some(EtcdUrl {
+                endpoints: vec!["https://a:1".to_owned(), "https://b:2".to_owned()],
+                tls: true,
+                user: Some(("root".to_owned(), "p@ss:w".to_owned())),
+            })
+        );
+        assert_eq!(
+            EtcdUrl::parse("etcd://a:1").ok().map(|u| (u.tls, u.user)),
+            Some((false, None))
+        );
+        let no_password = EtcdUrl::parse("etcd://root@a:1")
+            .err()
+            .map(|e| e.to_string());
+        assert!(no_password.is_some_and(|e| e.contains("needs a password")));
+        let bad = EtcdUrl::parse("etcds://root:pw%zz@a:1")
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            bad.as_deref().is_some_and(|e| !e.contains("pw%zz")),
+            "{bad:?}"
+        );
     }
 
     #[test]
