@@ -94,8 +94,8 @@ pub struct CourierConfig {
     #[serde(deserialize_with = "log_config")]
     pub log: LogConfig,
     pub auth: AuthConfig,
-    /// TLS files shared by every service of the process (see the README's
-    /// Security section); a service's own `tls` section wins.
+    /// TLS files shared by every service of the process (see
+    /// docs/security.md); a service's own `tls` section wins.
     pub tls: courier_runtime::TlsConfig,
     pub cluster: ClusterConfig,
     pub comet: CometConfig,

@@ -25,7 +25,7 @@
 # COURIER_PROFILE=debug uses a debug build (default release).
 # COURIER_BROKER_STORAGE=memory runs the broker on memory:// storage: faster
 #   (about twice the pushes/s, see bench/README.md), and a broker restart
-#   loses its log (Courier recovers, see the README's "A lost broker").
+#   loses its log (Courier recovers, see docs/operations.md, "A lost broker").
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 state="${COURIER_STATE:-$root/.courier-local}"

@@ -79,7 +79,7 @@ pub struct LogicConfig {
     /// Empty: only `api_keys` are accepted.
     pub api_key: String,
     /// Named API keys with scopes, for rotation without downtime and least
-    /// privilege (see the README's Security section).
+    /// privilege (see docs/security.md).
     pub api_keys: Vec<crate::keys::ApiKeyConfig>,
     /// `/presence` and `/nodes` reads one user's token may make per minute
     /// (default 60; 0 = no limit).

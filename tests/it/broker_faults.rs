@@ -11,7 +11,7 @@
 //! no Courier process is restarted. While the broker is away, pushes are
 //! refused with 503 and `Retry-After`, and `/readyz` of logic and of each
 //! job names the queue. The times printed (pushes accepted again after the
-//! broker listens; the slowest refusal) are the README's numbers.
+//! broker listens; the slowest refusal) are the numbers of docs/operations.md.
 
 #![allow(clippy::unwrap_used)]
 
