@@ -67,6 +67,16 @@ pub fn describe() {
 
     // The queue.
     describe_gauge!(
+        "courier_queue_consumer_lag",
+        Unit::Count,
+        "Messages of a partition not yet consumed by the job that owns it (librdkafka's consumer_lag, every 5 s; 0 where this job does not own the partition), by partition."
+    );
+    describe_histogram!(
+        "courier_queue_produce_duration_seconds",
+        Unit::Seconds,
+        "Time from handing a message to the producer to the broker acknowledging it (acks=all), delivered ones only."
+    );
+    describe_gauge!(
         "courier_queue_reachable",
         Unit::Count,
         "1 while a queue broker answers the health probe, 0 while none does."

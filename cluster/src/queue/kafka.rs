@@ -255,7 +255,9 @@ fn consumer_defaults(bootstrap: &str) -> ClientConfig {
         .set("heartbeat.interval.ms", "500")
         .set("fetch.wait.max.ms", "5")
         .set("topic.metadata.refresh.interval.ms", "2000")
-        .set("socket.nagle.disable", "true");
+        .set("socket.nagle.disable", "true")
+        // Consumer lag per partition for `/metrics`.
+        .set("statistics.interval.ms", "5000");
     c
 }
 
@@ -329,9 +331,14 @@ impl Queue for KafkaQueue {
                 std::future::pending::<()>().await;
             }
         };
+        let started = std::time::Instant::now();
         tokio::select! {
             sent = sent => match sent {
-                Ok(Ok(_)) => Ok(()),
+                Ok(Ok(_)) => {
+                    metrics::histogram!("courier_queue_produce_duration_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                    Ok(())
+                }
                 Ok(Err((e, _))) => {
                     // A message that timed out while the brokers answer
                     // the probe: the producer is wedged (waiting on state

@@ -134,6 +134,28 @@ impl ClientContext for RebalanceLog {
     fn error(&self, error: KafkaError, reason: &str) {
         super::logs::error(error, reason);
     }
+
+    /// librdkafka's statistics (every `statistics.interval.ms`): each
+    /// partition's consumer lag, for the partitions this consumer owns (0
+    /// for the others, which their owners report).
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let owned = self.assignment.state.lock().owned.clone();
+        for topic in statistics.topics.values() {
+            for (partition, stats) in &topic.partitions {
+                // -1 is librdkafka's internal "unassigned" partition.
+                if *partition < 0 {
+                    continue;
+                }
+                let lag = if owned.contains(partition) {
+                    stats.consumer_lag.max(0)
+                } else {
+                    0
+                };
+                metrics::gauge!("courier_queue_consumer_lag", "partition" => partition.to_string())
+                    .set(lag as f64);
+            }
+        }
+    }
 }
 
 impl ConsumerContext for RebalanceLog {
