@@ -188,40 +188,17 @@ impl Comet {
         } = self;
         let config = &state.config;
 
+        // Stage 1: the admin listener, for the whole of `run`.
         let readiness = Readiness::new();
-        let stop_admin = CancellationToken::new();
-        // An early error return must not leave the admin server running.
-        let _stop_admin_on_drop = stop_admin.clone().drop_guard();
-        let admin_task = admin.map(|listener| {
-            tokio::spawn(serve_admin(listener, readiness.clone(), stop_admin.clone()))
-        });
+        let admin = Admin::start(admin, &readiness);
 
+        // Stage 2: what must be known before the first client (the logics,
+        // the revoked tokens), then the record in discovery.
         let logics = deps.discovery.watch(ServiceKind::Logic).await?;
         state.logic.update(&logics.borrow());
-        // Known before the first client is let in.
         let revoked = deps.discovery.watch_revoked().await?;
         crate::revocations::apply(&revoked.borrow(), &state.revoked, &state.directory);
-        let host = config.advertise_host.as_deref();
-        let mut record = CometNode {
-            id: config.id.clone(),
-            tcp: config
-                .public_tcp
-                .clone()
-                .unwrap_or_else(|| advertised(tcp_addr, host)),
-            ws: ws_addr
-                .map(|addr| match &config.public_ws_url {
-                    Some(url) => url.clone(),
-                    None => {
-                        let scheme = if tls.is_some() { "wss" } else { "ws" };
-                        format!("{scheme}://{}{}", advertised(addr, host), crate::ws::PATH)
-                    }
-                })
-                .unwrap_or_default(),
-            grpc: advertised(grpc_addr, host),
-            weight: config.weight,
-            connections: 0,
-            state: NodeState::Serving,
-        };
+        let mut record = record(config, tls.is_some(), tcp_addr, ws_addr, grpc_addr);
         let registration = register_json(
             deps.discovery.as_ref(),
             ServiceKind::Comet,
@@ -230,33 +207,25 @@ impl Comet {
         )
         .await?;
 
-        let background = CancellationToken::new();
-        let follow = tokio::spawn({
-            let pool = state.logic.clone();
-            let stop = background.clone();
-            async move { pool.follow(logics, stop).await }
-        });
-        let revocations = tokio::spawn(crate::revocations::follow(
-            revoked,
-            state.clone(),
-            background.clone(),
-        ));
-        let rooms = tokio::spawn(report::room_changes(state.clone(), background.clone()));
+        // Stage 3: the tasks that follow the cluster, and the push service.
+        let mut background = Background::new();
+        let pool = state.logic.clone();
+        background.spawn(|stop| async move { pool.follow(logics, stop).await });
+        let s = state.clone();
+        background.spawn(|stop| crate::revocations::follow(revoked, s, stop));
+        let s = state.clone();
+        background.spawn(|stop| report::room_changes(s, stop));
         let reporter = crate::resync::Reporter {
             comet_id: config.id.clone(),
             directory: state.directory.clone(),
             logic: state.logic.clone(),
         };
-        let resyncs = tokio::spawn(crate::resync::run(
-            reporter,
-            state.resync.clone(),
-            background.clone(),
-        ));
-        let stop_grpc = CancellationToken::new();
+        let requests = state.resync.clone();
+        background.spawn(|stop| crate::resync::run(reporter, requests, stop));
         let tls_error = |e: courier_runtime::tls::TlsError| CometError::Config(format!("tls: {e}"));
         let acceptors = match &tls {
             Some(tls) => {
-                tls.watch(background.clone());
+                tls.watch(background.token());
                 Some((
                     tls.acceptor(Alpn::None).map_err(tls_error)?,
                     tls.acceptor(Alpn::H2).map_err(tls_error)?,
@@ -264,8 +233,162 @@ impl Comet {
             }
             None => None,
         };
+        let mut push = PushServer::start(&state, grpc, acceptors.as_ref().map(|(_, g)| g.clone()));
+        let stop_closer = CancellationToken::new();
+        let closer = state.spawn_closer(stop_closer.clone());
+        let teardown = Teardown {
+            id: config.id.clone(),
+            closer: (stop_closer, closer),
+            registration,
+            background,
+            admin,
+        };
+        if !announce_start(&state, &shutdown).await {
+            // Stopped before any logic answered: nothing was served.
+            return teardown.run(push, None).await;
+        }
+
+        // Stage 4: clients.
+        let accepting = Accepting::start(&state, tcp, ws, acceptors.map(|(client, _)| client));
+        readiness.set_ready(true);
+        tracing::info!(id = %config.id, tcp = %record.tcp, ws = %record.ws, grpc = %record.grpc, "comet serving");
+        let push_ended = tokio::select! {
+            _ = shutdown.cancelled() => None,
+            _ = state.drain_requested.cancelled() => None,
+            _ = report::load(&state, &teardown.registration, record.clone()) => None,
+            ended = &mut push.task => Some(ended),
+        };
+
+        // Stage 5: the drain, then everything in reverse.
+        readiness.set_ready(false);
+        tracing::info!(id = %config.id, connections = state.directory.keys.len(), "comet draining");
+        record.state = NodeState::Draining;
+        record.connections = u32::try_from(state.directory.keys.len()).unwrap_or(u32::MAX);
+        report::update(&teardown.registration, &record);
+        accepting.stop().await;
+        drain_clients(&state).await;
+        // The last closes go to logic before this comet leaves discovery,
+        // and the push service stops last so job can deliver until then.
+        let ended = teardown.run(push, push_ended).await;
+        tracing::info!(id = %config.id, "comet stopped");
+        ended
+    }
+}
+
+/// This comet's record in discovery: where clients and jobs reach it.
+fn record(
+    config: &CometConfig,
+    tls: bool,
+    tcp_addr: SocketAddr,
+    ws_addr: Option<SocketAddr>,
+    grpc_addr: SocketAddr,
+) -> CometNode {
+    let host = config.advertise_host.as_deref();
+    CometNode {
+        id: config.id.clone(),
+        tcp: config
+            .public_tcp
+            .clone()
+            .unwrap_or_else(|| advertised(tcp_addr, host)),
+        ws: ws_addr
+            .map(|addr| match &config.public_ws_url {
+                Some(url) => url.clone(),
+                None => {
+                    let scheme = if tls { "wss" } else { "ws" };
+                    format!("{scheme}://{}{}", advertised(addr, host), crate::ws::PATH)
+                }
+            })
+            .unwrap_or_default(),
+        grpc: advertised(grpc_addr, host),
+        weight: config.weight,
+        connections: 0,
+        state: NodeState::Serving,
+    }
+}
+
+/// Tasks that follow the cluster while the comet runs, stopped together.
+struct Background {
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Background {
+    fn new() -> Self {
+        Self {
+            stop: CancellationToken::new(),
+            tasks: Vec::new(),
+        }
+    }
+
+    /// The token every background task stops on.
+    fn token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Spawns `task(stop)`.
+    fn spawn<F, Fut>(&mut self, task: F)
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: std::future::Future + Send + 'static,
+    {
+        let run = task(self.stop.clone());
+        self.tasks.push(tokio::spawn(async move {
+            run.await;
+        }));
+    }
+
+    /// Stops every task and waits for each.
+    async fn stop(self) {
+        self.stop.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// The admin listener's task, stopped last.
+struct Admin {
+    stop: CancellationToken,
+    /// An early error return must not leave the admin server running.
+    _stop_on_drop: tokio_util::sync::DropGuard,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Admin {
+    fn start(listener: Option<TcpListener>, readiness: &Readiness) -> Self {
+        let stop = CancellationToken::new();
+        let task = listener
+            .map(|listener| tokio::spawn(serve_admin(listener, readiness.clone(), stop.clone())));
+        Self {
+            _stop_on_drop: stop.clone().drop_guard(),
+            stop,
+            task,
+        }
+    }
+
+    async fn stop(self, id: &str) {
+        self.stop.cancel();
+        if let Some(mut task) = self.task {
+            match tokio::time::timeout(ADMIN_GRACE, &mut task).await {
+                Ok(Ok(Err(e))) => tracing::warn!(id, error = %e, "admin server failed"),
+                Ok(_) => {}
+                Err(_) => task.abort(),
+            }
+        }
+    }
+}
+
+/// The push service jobs call.
+struct PushServer {
+    stop: CancellationToken,
+    task: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl PushServer {
+    fn start(state: &CometState, grpc: TcpListener, tls: Option<tls::TlsAcceptor>) -> Self {
+        let config = &state.config;
         // Only callers with the cluster secret (jobs) may push.
-        let push_service = CometServer::with_interceptor(
+        let service = CometServer::with_interceptor(
             PushService::new(
                 state.directory.clone(),
                 &config.id,
@@ -275,97 +398,132 @@ impl Comet {
             ),
             state.logic.secret().checker(),
         );
-        let grpc_server = tonic::transport::Server::builder()
+        let server = tonic::transport::Server::builder()
             .layer(courier_runtime::grpc_metrics::GrpcMetricsLayer)
-            .add_service(push_service);
-        let mut grpc_task: JoinHandle<Result<(), tonic::transport::Error>> = match &acceptors {
-            Some((_, grpc_tls)) => tokio::spawn(grpc_server.serve_with_incoming_shutdown(
-                tls::incoming(grpc, grpc_tls.clone(), stop_grpc.clone()),
-                stop_grpc.clone().cancelled_owned(),
+            .add_service(service);
+        let stop = CancellationToken::new();
+        let task = match tls {
+            Some(acceptor) => tokio::spawn(server.serve_with_incoming_shutdown(
+                tls::incoming(grpc, acceptor, stop.clone()),
+                stop.clone().cancelled_owned(),
             )),
-            None => tokio::spawn(grpc_server.serve_with_incoming_shutdown(
+            None => tokio::spawn(server.serve_with_incoming_shutdown(
                 // Without TCP_NODELAY a reply split over two writes waits
                 // for job's delayed ACK (~40 ms), and job's ordered worker
                 // waits for the reply.
                 TcpIncoming::from(grpc).with_nodelay(Some(true)),
-                stop_grpc.clone().cancelled_owned(),
+                stop.clone().cancelled_owned(),
             )),
         };
-        let stop_closer = CancellationToken::new();
-        let closer = state.spawn_closer(stop_closer.clone());
-        if !announce_start(&state, &shutdown).await {
-            // Stopped before any logic answered: nothing was served.
-            stop_closer.cancel();
-            if let Some(closer) = closer {
-                let _ = closer.await;
-            }
-            stop_grpc.cancel();
-            let _ = tokio::time::timeout(GRPC_GRACE, &mut grpc_task).await;
-            registration.deregister().await;
-            background.cancel();
-            let _ = follow.await;
-            let _ = rooms.await;
-            let _ = resyncs.await;
-            let _ = revocations.await;
-            return Ok(());
-        }
-        let stop_accept = CancellationToken::new();
-        let client_tls = acceptors.map(|(client, _)| client);
-        let ws_accept = ws.map(|listener| {
-            tokio::spawn(accept_loop(
-                listener,
-                Transport::WebSocket,
-                state.clone(),
-                client_tls.clone(),
-                stop_accept.clone(),
-            ))
-        });
-        let accept = tokio::spawn(accept_loop(
-            tcp,
-            Transport::Tcp,
-            state.clone(),
-            client_tls,
-            stop_accept.clone(),
-        ));
-        readiness.set_ready(true);
-        tracing::info!(id = %config.id, tcp = %record.tcp, ws = %record.ws, grpc = %record.grpc, "comet serving");
+        Self { stop, task }
+    }
 
-        let grpc_ended = tokio::select! {
-            _ = shutdown.cancelled() => None,
-            _ = state.drain_requested.cancelled() => None,
-            _ = report::load(&state, &registration, record.clone()) => None,
-            ended = &mut grpc_task => Some(ended),
+    /// Stops the service (unless it already `ended`) and says how it ended.
+    async fn stop(
+        mut self,
+        ended: Option<Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>>,
+    ) -> Result<(), CometError> {
+        self.stop.cancel();
+        let ended = match ended {
+            Some(ended) => ended,
+            None => match tokio::time::timeout(GRPC_GRACE, &mut self.task).await {
+                Ok(ended) => ended,
+                Err(_) => {
+                    self.task.abort();
+                    Ok(Ok(()))
+                }
+            },
         };
+        match ended {
+            Ok(result) => result.map_err(CometError::from),
+            Err(e) => Err(CometError::Task(e.to_string())),
+        }
+    }
+}
 
-        readiness.set_ready(false);
-        tracing::info!(id = %config.id, connections = state.directory.keys.len(), "comet draining");
-        record.state = NodeState::Draining;
-        record.connections = u32::try_from(state.directory.keys.len()).unwrap_or(u32::MAX);
-        report::update(&registration, &record);
-        stop_accept.cancel();
-        let _ = accept.await;
-        if let Some(ws_accept) = ws_accept {
-            let _ = ws_accept.await;
+/// The client accept loops (TCP, and WebSocket when enabled).
+struct Accepting {
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Accepting {
+    fn start(
+        state: &Arc<CometState>,
+        tcp: TcpListener,
+        ws: Option<TcpListener>,
+        tls: Option<tls::TlsAcceptor>,
+    ) -> Self {
+        let stop = CancellationToken::new();
+        let mut listeners = vec![(tcp, Transport::Tcp)];
+        listeners.extend(ws.map(|ws| (ws, Transport::WebSocket)));
+        let tasks = listeners
+            .into_iter()
+            .map(|(listener, transport)| {
+                tokio::spawn(accept_loop(
+                    listener,
+                    transport,
+                    state.clone(),
+                    tls.clone(),
+                    stop.clone(),
+                ))
+            })
+            .collect();
+        Self { stop, tasks }
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        for task in self.tasks {
+            let _ = task.await;
         }
-        let drained = crate::drain::in_waves(&state, config.drain_rate, config.drain_grace).await;
-        if drained.out_of_time {
-            tracing::warn!(
-                id = %config.id, told = drained.told, left = state.directory.keys.len(),
-                "drain grace over; telling the rest at once"
-            );
-        } else {
-            tracing::info!(id = %config.id, told = drained.told, "every client moved");
-        }
-        state.draining.cancel();
-        state.tracker.close();
-        let grace = config.write_timeout + LOGIC_TIMEOUT + Duration::from_secs(1);
-        if tokio::time::timeout(grace, state.tracker.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(id = %config.id, "connections still closing after {grace:?}; leaving them");
-        }
-        // The last closes go to logic before this comet leaves discovery.
+    }
+}
+
+/// Tells every client to reconnect elsewhere, in waves, then closes what
+/// is left and waits (boundedly) for the connections to end.
+async fn drain_clients(state: &Arc<CometState>) {
+    let config = &state.config;
+    let drained = crate::drain::in_waves(state, config.drain_rate, config.drain_grace).await;
+    if drained.out_of_time {
+        tracing::warn!(
+            id = %config.id, told = drained.told, left = state.directory.keys.len(),
+            "drain grace over; telling the rest at once"
+        );
+    } else {
+        tracing::info!(id = %config.id, told = drained.told, "every client moved");
+    }
+    state.draining.cancel();
+    state.tracker.close();
+    let grace = config.write_timeout + LOGIC_TIMEOUT + Duration::from_secs(1);
+    if tokio::time::timeout(grace, state.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(id = %config.id, "connections still closing after {grace:?}; leaving them");
+    }
+}
+
+/// What stops after the clients, in this order: the session closer (the
+/// last closes reach logic), the record in discovery, the push service,
+/// the background tasks, the admin listener.
+struct Teardown {
+    id: String,
+    closer: (CancellationToken, Option<JoinHandle<()>>),
+    registration: courier_cluster::discovery::Registration,
+    background: Background,
+    admin: Admin,
+}
+
+impl Teardown {
+    /// Stops everything in order; the push service after the record is
+    /// gone, unless it already `ended`. Says how the push service ended.
+    async fn run(
+        self,
+        push: PushServer,
+        ended: Option<Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>>,
+    ) -> Result<(), CometError> {
+        let (stop_closer, closer) = self.closer;
         stop_closer.cancel();
         if let Some(mut closer) = closer {
             if tokio::time::timeout(LOGIC_TIMEOUT, &mut closer)
@@ -375,39 +533,11 @@ impl Comet {
                 closer.abort();
             }
         }
-        registration.deregister().await;
-
-        stop_grpc.cancel();
-        let grpc_ended = match grpc_ended {
-            Some(ended) => ended,
-            None => match tokio::time::timeout(GRPC_GRACE, &mut grpc_task).await {
-                Ok(ended) => ended,
-                Err(_) => {
-                    grpc_task.abort();
-                    Ok(Ok(()))
-                }
-            },
-        };
-        background.cancel();
-        let _ = follow.await;
-        let _ = rooms.await;
-        let _ = resyncs.await;
-        let _ = revocations.await;
-        stop_admin.cancel();
-        if let Some(mut task) = admin_task {
-            match tokio::time::timeout(ADMIN_GRACE, &mut task).await {
-                Ok(Ok(Err(e))) => {
-                    tracing::warn!(id = %config.id, error = %e, "admin server failed")
-                }
-                Ok(_) => {}
-                Err(_) => task.abort(),
-            }
-        }
-        tracing::info!(id = %config.id, "comet stopped");
-        match grpc_ended {
-            Ok(result) => result.map_err(CometError::from),
-            Err(e) => Err(CometError::Task(e.to_string())),
-        }
+        self.registration.deregister().await;
+        let ended = push.stop(ended).await;
+        self.background.stop().await;
+        self.admin.stop(&self.id).await;
+        ended
     }
 }
 
