@@ -116,7 +116,9 @@ async fn connect_postgres(
         ..Default::default()
     };
     let writer = format!("courier-{:08x}", rand::random::<u32>());
-    let store = crate::postgres::PgStore::connect(shards, discovery, opts, &writer).await?;
+    let tls = config.backend_tls();
+    let store =
+        crate::postgres::PgStore::connect_tls(shards, discovery, opts, &writer, &tls).await?;
     Ok(Store {
         accounts: store.clone(),
         inbox: store.clone(),

@@ -53,6 +53,35 @@ impl BackendTls {
         }
         Ok(Some(pem))
     }
+
+    /// The roots a rustls client verifies a backend against.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn root_store(&self) -> Result<rustls::RootCertStore> {
+        let mut roots = rustls::RootCertStore::empty();
+        match (&self.ca, self.ca_pem()?) {
+            (Some(path), Some(pem)) => {
+                for cert in parse_certs(&pem, path)? {
+                    roots
+                        .add(cert)
+                        .map_err(|e| Error::tls(format!("backend_ca {}: {e}", path.display())))?;
+                }
+            }
+            _ => {
+                let native = rustls_native_certs::load_native_certs();
+                let (added, _ignored) = roots.add_parsable_certificates(native.certs);
+                if added == 0 {
+                    let why = native
+                        .errors
+                        .first()
+                        .map_or_else(|| "none found".to_owned(), ToString::to_string);
+                    return Err(Error::tls(format!(
+                        "no system root certificates ({why}); set backend_ca"
+                    )));
+                }
+            }
+        }
+        Ok(roots)
+    }
 }
 
 fn parse_certs(pem: &[u8], path: &Path) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>> {

@@ -14,6 +14,7 @@ use std::time::Duration;
 use courier_cluster::backends;
 use courier_cluster::{ClusterConfig, Error, ServiceKind, Session};
 use courier_testkit::etcd::{EtcdSecurity, EtcdServer, AUTH_TOKEN_TTL};
+use courier_testkit::postgres::PostgresServer;
 use courier_testkit::redis::{RedisCluster, RedisSecurity, RedisServer};
 use courier_testkit::tls::TestCerts;
 
@@ -286,5 +287,136 @@ mod etcd {
         };
         let e = refused("plain to TLS", backends::connect_discovery(&config)).await;
         assert!(e.contains("etcd unavailable"), "{e}");
+    }
+}
+
+mod postgres {
+    use std::sync::Arc;
+
+    use courier_cluster::accounts::Account;
+    use courier_cluster::backends::Store;
+    use courier_cluster::discovery::memory::MemoryDiscovery;
+
+    use super::*;
+
+    async fn store(config: &ClusterConfig) -> Result<Store, Error> {
+        backends::connect_store(config, Arc::new(MemoryDiscovery::default())).await
+    }
+
+    fn account(uid: &str) -> Account {
+        Account {
+            uid: uid.into(),
+            password_hash: "hash".into(),
+            created_at_ms: 1,
+        }
+    }
+
+    /// An account written and read back through `store`.
+    async fn works(store: &Store, uid: &str) {
+        assert!(store.accounts.create(&account(uid)).await.unwrap());
+        assert_eq!(
+            store.accounts.get(uid).await.unwrap().map(|a| a.uid),
+            Some(uid.to_owned())
+        );
+    }
+
+    #[tokio::test]
+    async fn verify_full_against_a_tls_only_server() {
+        let certs = TestCerts::new().unwrap();
+        let server = PostgresServer::start_tls(&certs).await.unwrap();
+        let url = server.url();
+        assert!(url.ends_with("?sslmode=verify-full"), "{url}");
+        let config = ClusterConfig {
+            store: url.clone(),
+            ..trusting(&certs)
+        };
+        config.validate().unwrap();
+        works(&store(&config).await.unwrap(), "alice").await;
+
+        // `require` encrypts without checking the certificate: no CA needed.
+        let config = ClusterConfig {
+            store: url.replace("verify-full", "require"),
+            ..ClusterConfig::default()
+        };
+        works(&store(&config).await.unwrap(), "bob").await;
+
+        // Without TLS the server's pg_hba.conf has no line for us.
+        let config = ClusterConfig {
+            store: url.replace("verify-full", "disable"),
+            ..ClusterConfig::default()
+        };
+        let e = refused("no TLS", store(&config)).await;
+        assert!(e.contains("no encryption"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_certificate_from_an_untrusted_ca_is_refused() {
+        let certs = TestCerts::new().unwrap();
+        let server = PostgresServer::start_tls(&certs).await.unwrap();
+        let config = ClusterConfig {
+            store: server.url(),
+            ..ClusterConfig::default()
+        };
+        let e = refused("an untrusted CA", store(&config)).await;
+        assert!(e.contains("postgres unavailable"), "{e}");
+        assert!(e.contains("UnknownIssuer"), "{e}");
+        assert!(e.contains("shard `main`"), "names the shard: {e}");
+    }
+
+    #[tokio::test]
+    async fn verify_ca_checks_the_chain_and_verify_full_the_name_too() {
+        // A certificate for another name than the address connected to.
+        let certs = TestCerts::for_names(&["db.courier.test"]).unwrap();
+        let server = PostgresServer::start_tls(&certs).await.unwrap();
+        let config = ClusterConfig {
+            store: server.url(),
+            ..trusting(&certs)
+        };
+        let e = refused("a certificate for another name", store(&config)).await;
+        assert!(e.contains("not valid for name"), "{e}");
+
+        let config = ClusterConfig {
+            store: server.url().replace("verify-full", "verify-ca"),
+            ..trusting(&certs)
+        };
+        works(&store(&config).await.unwrap(), "carol").await;
+
+        // verify-ca still wants the chain.
+        let other = TestCerts::for_names(&["db.courier.test"]).unwrap();
+        let config = ClusterConfig {
+            store: server.url().replace("verify-full", "verify-ca"),
+            ..trusting(&other)
+        };
+        let e = refused("another CA", store(&config)).await;
+        assert!(
+            e.contains("UnknownIssuer") || e.contains("BadSignature"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn require_against_a_server_without_tls_fails_clearly() {
+        let server = PostgresServer::start().await.unwrap();
+        let config = ClusterConfig {
+            store: format!("{}?sslmode=require", server.url()),
+            ..ClusterConfig::default()
+        };
+        let e = refused("require without TLS", store(&config)).await;
+        assert!(e.contains("postgres unavailable"), "{e}");
+        assert!(e.contains("server does not support TLS"), "{e}");
+
+        // `prefer`, the default, goes on without TLS.
+        let config = ClusterConfig {
+            store: server.url(),
+            ..ClusterConfig::default()
+        };
+        works(&store(&config).await.unwrap(), "dave").await;
+
+        let config = ClusterConfig {
+            store: format!("{}?sslmode=allow", server.url()),
+            ..ClusterConfig::default()
+        };
+        let e = refused("an unknown sslmode", store(&config)).await;
+        assert!(e.contains("sslmode `allow`"), "{e}");
     }
 }

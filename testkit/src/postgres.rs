@@ -29,6 +29,11 @@
 //! switched in the spawned child itself (not with `runuser`, which stays as
 //! a parent process) so the pid the test kit holds is the server's own.
 //!
+//! [`PostgresServer::start_tls`] starts one that takes TCP connections over
+//! TLS only (`ssl=on`, a certificate from [`crate::tls::TestCerts`], a
+//! `pg_hba.conf` of `hostssl` lines); the test kit itself then reaches it
+//! over its unix socket.
+//!
 //! The binaries are Debian's `postgresql-15` (`/usr/lib/postgresql/15/bin`);
 //! a missing one fails the test with an install hint, never skips it.
 //! `postgres`'s output goes to `postgres.log` in the server's temp dir and
@@ -43,6 +48,7 @@ use anyhow::{bail, Context};
 use rustix::process::{Pid, Signal};
 
 use crate::free_port;
+use crate::tls::TestCerts;
 
 /// Where Debian's `postgresql-15` puts the server binaries.
 pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
@@ -69,6 +75,8 @@ const TEMPLATE_RECIPE: &str = "pg15-v1";
 pub struct PostgresServer {
     port: u16,
     dir: tempfile::TempDir,
+    /// TLS only: the server's own copies of its certificate and key.
+    tls: Option<(PathBuf, PathBuf)>,
     child: Option<Child>,
 }
 
@@ -78,10 +86,20 @@ impl PostgresServer {
     /// `courier`. Fails, saying how to install it, if PostgreSQL 15 is
     /// missing.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(None).await
+    }
+
+    /// [`PostgresServer::start`], TCP connections over TLS only, with the
+    /// server certificate of `certs` (copied: `certs` may go).
+    pub async fn start_tls(certs: &TestCerts) -> anyhow::Result<Self> {
+        Self::start_with(Some(certs)).await
+    }
+
+    async fn start_with(certs: Option<&TestCerts>) -> anyhow::Result<Self> {
         let template = template().await?;
         let mut attempt = 1;
         loop {
-            match Self::start_once(&template).await {
+            match Self::start_once(&template, certs).await {
                 Ok(server) => return Ok(server),
                 Err(e) if attempt < START_ATTEMPTS => {
                     tracing::warn!(error = %e, attempt, "postgres did not start; trying a fresh port");
@@ -92,16 +110,21 @@ impl PostgresServer {
         }
     }
 
-    async fn start_once(template: &Path) -> anyhow::Result<Self> {
+    async fn start_once(template: &Path, certs: Option<&TestCerts>) -> anyhow::Result<Self> {
         let dir = server_dir("courier-postgres")?;
         copy_dir(template, &dir.path().join("data")).await?;
+        let tls = match certs {
+            Some(certs) => Some(tls_files(dir.path(), certs)?),
+            None => None,
+        };
         let mut server = Self {
             port: free_port()?,
             dir,
+            tls,
             child: None,
         };
         server.restart().await?;
-        let client = connect(&server.url_of("postgres")).await?;
+        let client = connect(&server.admin_url("postgres")).await?;
         client
             .batch_execute("CREATE DATABASE courier")
             .await
@@ -109,18 +132,42 @@ impl PostgresServer {
         Ok(server)
     }
 
-    /// `postgres://postgres@127.0.0.1:{port}/courier`.
+    /// `postgres://postgres@127.0.0.1:{port}/courier`; with TLS,
+    /// `?sslmode=verify-full` after it.
     pub fn url(&self) -> String {
         self.url_of("courier")
     }
 
     fn url_of(&self, database: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+        let sslmode = if self.tls.is_some() {
+            "?sslmode=verify-full"
+        } else {
+            ""
+        };
+        format!(
+            "postgres://postgres@127.0.0.1:{}/{database}{sslmode}",
+            self.port
+        )
+    }
+
+    /// What the test kit connects to `database` with: [`Self::url_of`],
+    /// or the unix socket of a TLS-only server (this kit's own connections
+    /// have no TLS).
+    fn admin_url(&self, database: &str) -> String {
+        if self.tls.is_some() {
+            format!(
+                "host={} port={} user=postgres dbname={database}",
+                self.dir.path().display(),
+                self.port
+            )
+        } else {
+            self.url_of(database)
+        }
     }
 
     /// Creates database `name` on this server; returns its URL.
     pub async fn create_database(&self, name: &str) -> anyhow::Result<String> {
-        let admin = connect(&self.url()).await?;
+        let admin = connect(&self.admin_url("courier")).await?;
         // A name is an identifier, never a parameter: quote it.
         let quoted = format!("\"{}\"", name.replace('"', "\"\""));
         admin
@@ -180,8 +227,20 @@ impl PostgresServer {
             .arg(self.dir.path())
             .args(["-c", "fsync=off"])
             .args(["-c", "shared_buffers=32MB"])
-            .args(["-c", "logging_collector=off"])
-            .stdin(Stdio::null())
+            .args(["-c", "logging_collector=off"]);
+        if let Some((cert, key)) = &self.tls {
+            cmd.args(["-c", "ssl=on"])
+                .arg("-c")
+                .arg(format!("ssl_cert_file={}", cert.display()))
+                .arg("-c")
+                .arg(format!("ssl_key_file={}", key.display()))
+                .arg("-c")
+                .arg(format!(
+                    "hba_file={}",
+                    self.dir.path().join(TLS_HBA).display()
+                ));
+        }
+        cmd.stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             // Its own process group, so a kill reaches every backend.
@@ -194,7 +253,7 @@ impl PostgresServer {
     /// Polls `SELECT 1` until it answers, failing if the postmaster exits.
     async fn wait_ready(&mut self) -> anyhow::Result<()> {
         let started = Instant::now();
-        let url = self.url_of("postgres");
+        let url = self.admin_url("postgres");
         loop {
             if let Some(child) = self.child.as_mut() {
                 if let Some(status) = child.try_wait()? {
@@ -226,6 +285,36 @@ impl Drop for PostgresServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The `pg_hba.conf` of a TLS-only server, in its temp dir.
+const TLS_HBA: &str = "pg_hba_tls.conf";
+
+/// Copies the server certificate and key of `certs` into `dir` (a key must
+/// be the server user's own, unreadable to others), and writes the
+/// `pg_hba.conf` of a TLS-only server: TCP over TLS, or the unix socket.
+fn tls_files(dir: &Path, certs: &TestCerts) -> anyhow::Result<(PathBuf, PathBuf)> {
+    use std::os::unix::fs::PermissionsExt;
+    let cert = dir.join("server.crt");
+    let key = dir.join("server.key");
+    let hba = dir.join(TLS_HBA);
+    std::fs::copy(&certs.cert, &cert).context("copying the server certificate")?;
+    std::fs::copy(&certs.key, &key).context("copying the server key")?;
+    std::fs::write(
+        &hba,
+        "local all all trust\n\
+         hostssl all all 127.0.0.1/32 trust\n\
+         hostssl all all ::1/128 trust\n",
+    )
+    .context("writing pg_hba.conf")?;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+    if let Some((uid, gid)) = server_user()? {
+        for file in [&cert, &key, &hba] {
+            std::os::unix::fs::chown(file, Some(uid), Some(gid))
+                .with_context(|| format!("handing {} to the postgres user", file.display()))?;
+        }
+    }
+    Ok((cert, key))
 }
 
 /// Connects to `url` (without TLS) and drives the connection on a task of

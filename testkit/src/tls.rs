@@ -8,6 +8,8 @@ use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
 /// A CA with one server certificate, as files.
 pub struct TestCerts {
     dir: tempfile::TempDir,
+    /// The server certificate's names; `None`: `localhost` and `127.0.0.1`.
+    names: Option<Vec<String>>,
     /// The CA certificate (what clients trust).
     pub ca: PathBuf,
     /// The server's certificate chain.
@@ -19,8 +21,20 @@ pub struct TestCerts {
 impl TestCerts {
     /// A fresh CA and a server certificate it signed.
     pub fn new() -> anyhow::Result<Self> {
+        Self::make(None)
+    }
+
+    /// A fresh CA and a server certificate it signed for the DNS names
+    /// `names` alone (not `127.0.0.1`): a client that connects to the
+    /// loopback address finds the name wrong and the chain right.
+    pub fn for_names(names: &[&str]) -> anyhow::Result<Self> {
+        Self::make(Some(names.iter().map(|n| (*n).to_owned()).collect()))
+    }
+
+    fn make(names: Option<Vec<String>>) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut certs = Self {
+            names,
             ca: dir.path().join("ca.pem"),
             cert: dir.path().join("server.pem"),
             key: dir.path().join("server.key"),
@@ -41,9 +55,15 @@ impl TestCerts {
         let ca_cert = ca.self_signed(&ca_key)?;
 
         let key = KeyPair::generate()?;
-        let mut leaf = CertificateParams::new(vec!["localhost".to_owned()])?;
-        leaf.subject_alt_names
-            .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+        let leaf = match &self.names {
+            Some(names) => CertificateParams::new(names.clone())?,
+            None => {
+                let mut leaf = CertificateParams::new(vec!["localhost".to_owned()])?;
+                leaf.subject_alt_names
+                    .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+                leaf
+            }
+        };
         let cert = leaf.signed_by(&key, &ca_cert, &ca_key)?;
 
         write_atomically(&self.ca, ca_cert.pem().as_bytes())?;

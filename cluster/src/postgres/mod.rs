@@ -29,6 +29,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use crate::discovery::Discovery;
 use crate::inbox::InboxOptions;
 use crate::store_admin::{MoveStatus, NodeStatus, ShardStatus, StoreAdmin, StoreStatus};
+use crate::tls::BackendTls;
 use crate::{Error, Result};
 
 pub(crate) mod batch;
@@ -40,6 +41,7 @@ pub mod routing;
 mod schema;
 pub(crate) mod shard;
 pub(crate) mod sql;
+mod tls;
 
 use batch::{Batcher, Write, Written};
 use routing::{bucket_of, Routes, RoutingTable};
@@ -121,12 +123,26 @@ impl PgStore {
     /// The store over `shards` (name -> URL), following (and if need be
     /// creating) the routing table in `discovery`. `writer` names this
     /// process's heartbeat row. Fails if a URL is malformed; a shard that
-    /// cannot be reached is prepared in the background.
+    /// cannot be reached is prepared in the background. TLS as each URL's
+    /// `sslmode` says, trusting the system's roots; see
+    /// [`PgStore::connect_tls`].
     pub async fn connect(
         shards: &BTreeMap<String, String>,
         discovery: Arc<dyn Discovery>,
         opts: StoreOptions,
         writer: &str,
+    ) -> Result<Arc<Self>> {
+        Self::connect_tls(shards, discovery, opts, writer, &BackendTls::default()).await
+    }
+
+    /// [`PgStore::connect`], a certificate checked (`sslmode=verify-ca` or
+    /// `verify-full`) against `tls`'s CAs.
+    pub async fn connect_tls(
+        shards: &BTreeMap<String, String>,
+        discovery: Arc<dyn Discovery>,
+        opts: StoreOptions,
+        writer: &str,
+        tls: &BackendTls,
     ) -> Result<Arc<Self>> {
         if shards.is_empty() {
             return Err(Error::bad_url("postgres://", "no shard configured"));
@@ -146,7 +162,7 @@ impl PgStore {
                     format!("shard `{name}`: expected postgres://user@host:port,.../database"),
                 ));
             }
-            let shard = Shard::new(name, url, opts)?;
+            let shard = Shard::new(name, url, opts, tls)?;
             handles.insert(
                 name.clone(),
                 Arc::new(ShardHandle {
@@ -158,10 +174,16 @@ impl PgStore {
         }
         let names: Vec<String> = shards.keys().cloned().collect();
         let stop = CancellationToken::new();
+        let mut unready = Vec::new();
         for handle in handles.values() {
             match schema::prepare(&handle.shard).await {
                 Ok(()) => handle.ready.store(true, Ordering::Release),
                 Err(e) => {
+                    let why = match &e {
+                        Error::Unavailable { message, .. } => message.clone(),
+                        other => other.to_string(),
+                    };
+                    unready.push(format!("shard `{}`: {why}", handle.shard.name));
                     tracing::warn!(shard = %handle.shard.name, error = %e, "shard not reachable yet; preparing it in the background");
                     tokio::spawn(schema::prepare_until_ready(
                         handle.shard.clone(),
@@ -192,7 +214,11 @@ impl PgStore {
             if !every_shard_ready {
                 return Err(Error::unavailable(
                     "postgres",
-                    "no routing table yet, and not every shard can be reached to build one",
+                    format!(
+                        "no routing table yet, and not every shard can be reached to build one \
+                         ({})",
+                        unready.join("; ")
+                    ),
                 ));
             }
             RoutingTable::from_owners(&names, &schema::owners(&all).await?)

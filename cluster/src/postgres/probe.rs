@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::nodes::{Node, Role};
 use super::shard::Shard;
-use super::sql::{bounded, pg_error};
+use super::sql::{bounded, pg_error, pg_failure};
 use crate::Result;
 
 /// Probes `shard`'s nodes every `probe_interval` until `stop`; `writer`
@@ -50,7 +50,7 @@ async fn stamp(shard: &Shard, writer: &str) -> Result<()> {
 async fn check(shard: &Shard, node: &Node) {
     let bound = shard.opts.probe_interval.max(Duration::from_millis(200));
     let answer = async {
-        let conn = node.pool().get().await.map_err(pg_error)?;
+        let conn = node.pool().get().await.map_err(|e| pg_failure(&e))?;
         let row = bounded(
             bound,
             conn.query_one(

@@ -21,11 +21,14 @@ use bytes::Bytes;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::config::{Host, TargetSessionAttrs};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Config, NoTls, Row};
+use tokio_postgres::{Config, Row};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::nodes::ReadNodes;
-pub(crate) use super::sql::{first_value, pg_error, to_i32, to_i64, to_u64};
+pub(crate) use super::sql::{first_value, pg_error, pg_failure, to_i32, to_i64, to_u64};
+use super::tls::{connector, split_sslmode, SslMode};
 use super::StoreOptions;
+use crate::tls::BackendTls;
 use crate::{Error, Result};
 
 /// How long a new connection may take, per host tried.
@@ -93,11 +96,12 @@ impl std::fmt::Debug for Shard {
     }
 }
 
-/// A pool of connections made with `config`.
-fn pool(config: Config, size: usize, wait: Duration) -> Result<Pool> {
+/// A pool of connections made with `config`, over `tls` as its `sslmode`
+/// says.
+fn pool(config: Config, tls: MakeRustlsConnect, size: usize, wait: Duration) -> Result<Pool> {
     let manager = Manager::from_config(
         config,
-        NoTls,
+        tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -115,15 +119,17 @@ fn pool(config: Config, size: usize, wait: Duration) -> Result<Pool> {
         })
 }
 
-/// `url` parsed, or a bad-URL error that does not echo a password.
-pub(crate) fn parse_url(url: &str) -> Result<Config> {
-    let config: Config = url
+/// `url` parsed, and its `sslmode` (see [`super::tls`]), or a bad-URL
+/// error that does not echo a password.
+pub(crate) fn parse_url(url: &str) -> Result<(Config, SslMode)> {
+    let (mode, passed) = split_sslmode(url)?;
+    let config: Config = passed
         .parse()
         .map_err(|e: tokio_postgres::Error| Error::bad_url(url, e.to_string()))?;
     if config.get_hosts().is_empty() {
         return Err(Error::bad_url(url, "no host"));
     }
-    Ok(config)
+    Ok((config, mode))
 }
 
 /// The config of one host of `config`: the same user, database and
@@ -142,6 +148,7 @@ fn single_host(config: &Config, i: usize) -> Config {
     if let Some(options) = config.get_options() {
         one.options(options);
     }
+    one.ssl_mode(config.get_ssl_mode());
     one.application_name(config.get_application_name().unwrap_or("courier"));
     match &config.get_hosts()[i] {
         Host::Tcp(host) => one.host(host),
@@ -168,9 +175,16 @@ fn host_name(config: &Config, i: usize) -> String {
 }
 
 impl Shard {
-    /// The shard named `name` at `url` (no connection is made yet).
-    pub(crate) fn new(name: &str, url: &str, opts: StoreOptions) -> Result<Arc<Self>> {
-        let config = parse_url(url)?;
+    /// The shard named `name` at `url` (no connection is made yet), over
+    /// TLS as its `sslmode` says, trusting `tls`'s CAs.
+    pub(crate) fn new(
+        name: &str,
+        url: &str,
+        opts: StoreOptions,
+        tls: &BackendTls,
+    ) -> Result<Arc<Self>> {
+        let (config, mode) = parse_url(url)?;
+        let tls = connector(mode, tls)?;
         let mut write = config.clone();
         write
             .target_session_attrs(TargetSessionAttrs::ReadWrite)
@@ -178,11 +192,12 @@ impl Shard {
         if write.get_application_name().is_none() {
             write.application_name("courier");
         }
-        let primary = pool(write, opts.pool_size, opts.statement_timeout)?;
+        let primary = pool(write, tls.clone(), opts.pool_size, opts.statement_timeout)?;
         let mut nodes = Vec::new();
         for i in 0..config.get_hosts().len() {
             let pool = pool(
                 single_host(&config, i),
+                tls.clone(),
                 opts.read_pool_size,
                 opts.statement_timeout,
             )?;
@@ -198,7 +213,7 @@ impl Shard {
 
     /// A connection to the primary.
     pub(crate) async fn primary(&self) -> Result<Object> {
-        self.primary.get().await.map_err(pg_error)
+        self.primary.get().await.map_err(|e| pg_failure(&e))
     }
 
     /// Drops `conn` from its pool when `error` says the connection itself
@@ -260,7 +275,7 @@ impl Shard {
         let conn = pool
             .get()
             .await
-            .map_err(|e| Failure::Unreachable(pg_error(e)))?;
+            .map_err(|e| Failure::Unreachable(pg_failure(&e)))?;
         let run = async {
             let statement = conn.prepare_cached(sql).await?;
             conn.query(&statement, params).await
@@ -305,7 +320,7 @@ impl Shard {
         match outcome {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
-                let error = pg_error(&e);
+                let error = pg_failure(&e);
                 Self::discard_if_broken(conn, &e);
                 Err(error)
             }
@@ -587,13 +602,21 @@ mod tests {
 
     #[test]
     fn a_multi_host_url_gives_one_reader_per_host() {
-        let config = parse_url("postgres://courier@127.0.0.1:5432,127.0.0.1:5433/courier").ok();
-        let Some(config) = config else {
+        let config = parse_url(
+            "postgres://courier@127.0.0.1:5432,127.0.0.1:5433/courier?sslmode=verify-full",
+        )
+        .ok();
+        let Some((config, mode)) = config else {
             panic!("the URL parses");
         };
+        assert_eq!(mode, SslMode::VerifyFull);
         assert_eq!(config.get_hosts().len(), 2);
         let second = single_host(&config, 1);
         assert_eq!(second.get_ports(), &[5433]);
+        assert_eq!(
+            second.get_ssl_mode(),
+            tokio_postgres::config::SslMode::Require
+        );
         assert_eq!(second.get_dbname(), Some("courier"));
         assert_eq!(host_name(&config, 1), "127.0.0.1:5433");
     }

@@ -15,6 +15,22 @@ pub(crate) fn pg_error(e: impl std::fmt::Display) -> Error {
     Error::unavailable("postgres", e)
 }
 
+/// [`pg_error`] for an error whose own message is only its kind (a
+/// tokio-postgres error says "db error" or "error performing TLS
+/// handshake"): the errors under it follow, `: `-separated.
+pub(crate) fn pg_failure(e: &(dyn std::error::Error + 'static)) -> Error {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        let text = inner.to_string();
+        if !message.contains(&text) {
+            message = format!("{message}: {text}");
+        }
+        source = inner.source();
+    }
+    pg_error(message)
+}
+
 /// Runs `f` under the shard's statement bound.
 pub(crate) async fn bounded<T>(
     limit: Duration,
@@ -22,7 +38,7 @@ pub(crate) async fn bounded<T>(
 ) -> Result<T> {
     match tokio::time::timeout(limit, f).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(pg_error(e)),
+        Ok(Err(e)) => Err(pg_failure(&e)),
         Err(_) => Err(pg_error(format!("no answer within {limit:?}"))),
     }
 }
