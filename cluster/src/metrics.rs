@@ -18,6 +18,18 @@ pub fn describe() {
         "Times a discovery watch failed and the view was read again (the last one kept meanwhile), by backend."
     );
 
+    // The session store (Redis).
+    describe_histogram!(
+        "courier_redis_duration_seconds",
+        Unit::Seconds,
+        "Round trips to Redis, from sending to the reply, by kind (command or pipeline), failed ones included."
+    );
+    describe_counter!(
+        "courier_redis_errors_total",
+        Unit::Count,
+        "Redis round trips that failed (I/O, timeout, a refusal), by kind."
+    );
+
     // The store of record.
     describe_histogram!(
         "courier_store_batch_items",

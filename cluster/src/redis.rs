@@ -68,6 +68,10 @@ impl RedisConn {
         let connecting = |e: RedisError| {
             Error::unavailable("redis", format!("connecting to {}: {e}", redacted(url)))
         };
+        // Shown at 0 from the start, so an alert on their rate has a series.
+        for kind in ["command", "pipeline"] {
+            metrics::counter!("courier_redis_errors_total", "kind" => kind).increment(0);
+        }
         let inner = match scheme {
             "redis" | "rediss" => {
                 let client = if scheme == "rediss" {
@@ -138,12 +142,28 @@ fn certificates(tls: &BackendTls) -> Result<TlsCertificates> {
     })
 }
 
+/// Times one round trip (`kind`: a command or a pipeline) and counts it
+/// if it failed: `courier_redis_duration_seconds`, `courier_redis_errors_total`.
+fn measured<'a, T: Send + 'a>(kind: &'static str, call: RedisFuture<'a, T>) -> RedisFuture<'a, T> {
+    Box::pin(async move {
+        let started = std::time::Instant::now();
+        let result = call.await;
+        metrics::histogram!("courier_redis_duration_seconds", "kind" => kind)
+            .record(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            metrics::counter!("courier_redis_errors_total", "kind" => kind).increment(1);
+        }
+        result
+    })
+}
+
 impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match &mut self.inner {
+        let call = match &mut self.inner {
             Inner::Single(c) => c.req_packed_command(cmd),
             Inner::Cluster(c) => c.req_packed_command(cmd),
-        }
+        };
+        measured("command", call)
     }
 
     fn req_packed_commands<'a>(
@@ -152,10 +172,11 @@ impl ConnectionLike for RedisConn {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        match &mut self.inner {
+        let call = match &mut self.inner {
             Inner::Single(c) => c.req_packed_commands(pipeline, offset, count),
             Inner::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
-        }
+        };
+        measured("pipeline", call)
     }
 
     fn get_db(&self) -> i64 {

@@ -187,7 +187,7 @@ async fn prometheus_finds_data_for_every_dashboard_and_rule_query() {
         .iter()
         .flat_map(|g| g["rules"].as_array().unwrap().iter())
         .collect();
-    assert_eq!(rules.len(), 14, "every rule of courier-rules.yml loaded");
+    assert_eq!(rules.len(), 15, "every rule of courier-rules.yml loaded");
     let mut queries = dashboard_queries();
     for rule in &rules {
         let query = rule["query"].as_str().unwrap();
