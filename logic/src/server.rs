@@ -151,6 +151,8 @@ impl Logic {
             grpc_addr,
             admin,
         } = self;
+
+        // Stage 1: the record in discovery.
         let host = shared.config.advertise_host.as_deref();
         let node = LogicNode {
             id: shared.config.id.clone(),
@@ -161,115 +163,147 @@ impl Logic {
             register_json(discovery.as_ref(), ServiceKind::Logic, &node.id, &node).await?;
         tracing::info!(id = %node.id, http = %http_addr, grpc = %grpc_addr, "logic serving");
 
+        // Stage 2: readiness, the admin listener and the watchers; all of
+        // them stop with `stop`.
         let stop = shutdown.child_token();
-        let readiness = shared.readiness.clone();
-        readiness.set_ready(true);
-        tokio::spawn({
-            let (readiness, stop) = (readiness.clone(), stop.clone());
-            async move {
-                stop.cancelled().await;
-                readiness.set_ready(false);
-            }
-        });
-        if let Some((listener, _)) = admin {
-            tokio::spawn(courier_runtime::admin::serve_admin(
-                listener,
-                readiness.clone(),
-                stop.clone(),
-            ));
-        }
-        tokio::spawn(sweep_limiter(shared.clone(), stop.clone()));
-        tokio::spawn(crate::resync::watch_store(shared.clone(), stop.clone()));
-        tokio::spawn(crate::store_watch::watch_store(
-            shared.clone(),
-            stop.clone(),
-        ));
-        tokio::spawn(crate::queue_watch::watch_queue(
-            shared.clone(),
-            stop.clone(),
-        ));
-        let comets = discovery.watch(ServiceKind::Comet).await?;
-        tokio::spawn(crate::departures::forget_departed(
-            comets,
-            shared.sessions.clone(),
-            shared.config.comet_departure_grace,
-            stop.clone(),
-        ));
+        spawn_watchers(&shared, discovery.as_ref(), admin, &stop).await?;
+
+        // Stage 3: both servers, until `shutdown` or until one fails; then
+        // in-flight requests get [`DRAIN_DEADLINE`].
         let tls_error = |e: courier_runtime::tls::TlsError| LogicError::Config(format!("tls: {e}"));
-        let acceptors = match &tls {
+        let (http_tls, grpc_tls) = match &tls {
             Some(tls) => {
                 tls.watch(stop.clone());
-                Some((
-                    tls.acceptor(Alpn::Http).map_err(tls_error)?,
-                    tls.acceptor(Alpn::H2).map_err(tls_error)?,
-                ))
+                (
+                    Some(tls.acceptor(Alpn::Http).map_err(tls_error)?),
+                    Some(tls.acceptor(Alpn::H2).map_err(tls_error)?),
+                )
             }
-            None => None,
+            None => (None, None),
         };
-        let (http_tls, grpc_tls) = acceptors.unzip();
-        let app = crate::http::router(shared.clone());
-        let limits = crate::http::serve::Limits {
-            max_connections: shared.config.max_connections,
-            max_connections_per_ip: shared.config.max_connections_per_ip,
-            header_read_timeout: shared.config.header_read_timeout,
-            idle_timeout: shared.config.idle_timeout,
+        let servers = async {
+            let (h, g) = tokio::join!(
+                serve_http(shared.clone(), http, http_tls, stop.clone()),
+                serve_grpc(shared.clone(), grpc, grpc_tls, stop.clone()),
+            );
+            h.and(g)
         };
-        let http_server = {
-            let stop = stop.clone();
-            async move {
-                crate::http::serve::serve(http, app, limits, http_tls, stop.clone()).await;
-                stop.cancel();
-                Ok::<(), LogicError>(())
-            }
-        };
-        let grpc_server = {
-            let stop = stop.clone();
-            // Only callers with the cluster secret (comets) may call.
-            let secret = shared.cluster_secret.checker();
-            let service = LogicServer::with_interceptor(LogicService::new(shared), secret);
-            async move {
-                let server = tonic::transport::Server::builder()
-                    .layer(courier_runtime::grpc_metrics::GrpcMetricsLayer)
-                    .add_service(service);
-                let shutdown = stop.clone().cancelled_owned();
-                let result = match grpc_tls {
-                    Some(acceptor) => {
-                        let incoming = tls::incoming(grpc, acceptor, stop.clone());
-                        server
-                            .serve_with_incoming_shutdown(incoming, shutdown)
-                            .await
-                    }
-                    None => {
-                        let incoming = TcpIncoming::from(grpc).with_nodelay(Some(true));
-                        server
-                            .serve_with_incoming_shutdown(incoming, shutdown)
-                            .await
-                    }
-                };
-                stop.cancel();
-                result.map_err(|e| LogicError::Serve {
-                    what: "grpc",
-                    message: e.to_string(),
-                })
-            }
-        };
-        let servers = async { tokio::join!(http_server, grpc_server) };
         let deadline = async {
             stop.cancelled().await;
             tokio::time::sleep(DRAIN_DEADLINE).await;
         };
         let result = tokio::select! {
-            (h, g) = servers => h.and(g),
+            result = servers => result,
             () = deadline => {
                 tracing::warn!(deadline = ?DRAIN_DEADLINE, "drain deadline passed; closing remaining requests");
                 Ok(())
             }
         };
+
+        // Stage 4: out of discovery.
         stop.cancel();
         registration.deregister().await;
         tracing::info!(id = %node.id, "logic stopped");
         result
     }
+}
+
+/// Readiness (on now, off when `stop` fires), the admin listener and every
+/// task that watches the cluster for this logic, all stopping with `stop`.
+async fn spawn_watchers(
+    shared: &Arc<LogicState>,
+    discovery: &dyn Discovery,
+    admin: Option<(TcpListener, SocketAddr)>,
+    stop: &CancellationToken,
+) -> Result<(), LogicError> {
+    let readiness = shared.readiness.clone();
+    readiness.set_ready(true);
+    tokio::spawn({
+        let (readiness, stop) = (readiness.clone(), stop.clone());
+        async move {
+            stop.cancelled().await;
+            readiness.set_ready(false);
+        }
+    });
+    if let Some((listener, _)) = admin {
+        tokio::spawn(courier_runtime::admin::serve_admin(
+            listener,
+            readiness,
+            stop.clone(),
+        ));
+    }
+    tokio::spawn(sweep_limiter(shared.clone(), stop.clone()));
+    tokio::spawn(crate::resync::watch_store(shared.clone(), stop.clone()));
+    tokio::spawn(crate::store_watch::watch_store(
+        shared.clone(),
+        stop.clone(),
+    ));
+    tokio::spawn(crate::queue_watch::watch_queue(
+        shared.clone(),
+        stop.clone(),
+    ));
+    let comets = discovery.watch(ServiceKind::Comet).await?;
+    tokio::spawn(crate::departures::forget_departed(
+        comets,
+        shared.sessions.clone(),
+        shared.config.comet_departure_grace,
+        stop.clone(),
+    ));
+    Ok(())
+}
+
+/// The HTTP API until `stop`; stops the gRPC service too when it ends.
+async fn serve_http(
+    shared: Arc<LogicState>,
+    listener: TcpListener,
+    tls: Option<tls::TlsAcceptor>,
+    stop: CancellationToken,
+) -> Result<(), LogicError> {
+    let app = crate::http::router(shared.clone());
+    let limits = crate::http::serve::Limits {
+        max_connections: shared.config.max_connections,
+        max_connections_per_ip: shared.config.max_connections_per_ip,
+        header_read_timeout: shared.config.header_read_timeout,
+        idle_timeout: shared.config.idle_timeout,
+    };
+    crate::http::serve::serve(listener, app, limits, tls, stop.clone()).await;
+    stop.cancel();
+    Ok(())
+}
+
+/// The gRPC service comets call, until `stop`; stops the HTTP API too when
+/// it ends. Only callers with the cluster secret (comets) may call.
+async fn serve_grpc(
+    shared: Arc<LogicState>,
+    listener: TcpListener,
+    tls: Option<tls::TlsAcceptor>,
+    stop: CancellationToken,
+) -> Result<(), LogicError> {
+    let secret = shared.cluster_secret.checker();
+    let service = LogicServer::with_interceptor(LogicService::new(shared), secret);
+    let server = tonic::transport::Server::builder()
+        .layer(courier_runtime::grpc_metrics::GrpcMetricsLayer)
+        .add_service(service);
+    let shutdown = stop.clone().cancelled_owned();
+    let result = match tls {
+        Some(acceptor) => {
+            let incoming = tls::incoming(listener, acceptor, stop.clone());
+            server
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+        None => {
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            server
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+    };
+    stop.cancel();
+    result.map_err(|e| LogicError::Serve {
+        what: "grpc",
+        message: e.to_string(),
+    })
 }
 
 /// Binds and runs a logic until `shutdown` fires.

@@ -42,7 +42,7 @@ const API_V1: &[(&str, &str)] = &[
     ("post", "/admin/store/moves"),
     ("get", "/openapi.json"),
 ];
-const ROOT: &[(&str, &str)] = &[("get", "/metrics"), ("get", "/healthz"), ("get", "/readyz")];
+const ROOT: &[(&str, &str)] = &[("get", "/healthz"), ("get", "/readyz")];
 
 const PUSH: &[&str] = &[
     "/api/v1/push/users",
