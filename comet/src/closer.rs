@@ -16,8 +16,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use courier_proto::logic::{CloseSessionsRequest, ClosedSession};
+use courier_runtime::backoff::Backoff;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -85,12 +85,7 @@ pub(crate) async fn run(
 
 /// Sends one batch, retrying with backoff. `false` if `stop` fired first.
 async fn send(logic: &LogicPool, request: CloseSessionsRequest, stop: &CancellationToken) -> bool {
-    let mut delays = ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(5))
-        .with_jitter()
-        .without_max_times()
-        .build();
+    let mut delays = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let count = request.sessions.len();
     loop {
         match logic.close_sessions(request.clone()).await {
@@ -103,7 +98,7 @@ async fn send(logic: &LogicPool, request: CloseSessionsRequest, stop: &Cancellat
                 tracing::debug!(error = %e, count, "cannot close sessions in logic yet; retrying");
             }
         }
-        let delay = delays.next().unwrap_or(Duration::from_secs(5));
+        let delay = delays.next_delay();
         tokio::select! {
             _ = stop.cancelled() => return false,
             _ = tokio::time::sleep(delay) => {}

@@ -22,12 +22,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use courier_cluster::discovery::register_json;
 use courier_cluster::{CometNode, Discovery, NodeState, ServiceKind};
 use courier_proto::comet::comet_server::CometServer;
 use courier_proto::logic::CometStartedRequest;
 use courier_runtime::admin::{serve_admin, Readiness};
+use courier_runtime::backoff::Backoff;
 use courier_runtime::net::{self, advertised};
 use courier_runtime::tls::{self, Alpn, ServerTls};
 use courier_runtime::ClusterSecret;
@@ -544,12 +544,7 @@ impl Teardown {
 /// Tells logic this comet process starts (see `CometStarted`), retrying
 /// until a logic answers. `false` if `shutdown` fired first.
 async fn announce_start(state: &CometState, shutdown: &CancellationToken) -> bool {
-    let mut delays = ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(50))
-        .with_max_delay(Duration::from_secs(2))
-        .with_jitter()
-        .without_max_times()
-        .build();
+    let mut delays = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
     let request = CometStartedRequest {
         comet_id: state.id().to_owned(),
     };
@@ -558,7 +553,7 @@ async fn announce_start(state: &CometState, shutdown: &CancellationToken) -> boo
             Ok(()) => return true,
             Err(e) => tracing::info!(error = %e, "waiting for a logic to announce this comet to"),
         }
-        let delay = delays.next().unwrap_or(Duration::from_secs(2));
+        let delay = delays.next_delay();
         tokio::select! {
             _ = shutdown.cancelled() => return false,
             _ = tokio::time::sleep(delay) => {}

@@ -19,6 +19,7 @@ use std::time::Duration;
 use courier_cluster::{Consumer, ConsumerEvent, Delivery};
 use courier_proto::queue::envelope::Kind;
 use courier_proto::queue::{BroadcastPush, Envelope, KeysPush, KickKeys, RoomPush};
+use courier_runtime::backoff::Backoff;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use prost::Message as _;
@@ -48,16 +49,16 @@ async fn fetch(
         .acquire_owned()
         .await
         .map_err(|_| JobError::ConsumerClosed)?;
-    let mut pause = FETCH_RETRY_MIN;
+    let mut pauses = Backoff::new(FETCH_RETRY_MIN, FETCH_RETRY_MAX);
     loop {
         match consumer.next().await {
             Ok(event) => return Ok((event, permit)),
             Err(courier_cluster::Error::Closed) => return Err(JobError::ConsumerClosed),
             Err(e) => {
                 metrics::counter!("courier_job_consume_errors_total").increment(1);
+                let pause = pauses.next_delay();
                 tracing::warn!(error = %e, retry_in = ?pause, "consuming failed; retrying");
                 tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(FETCH_RETRY_MAX);
             }
         }
     }

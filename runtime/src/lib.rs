@@ -3,13 +3,15 @@
 //! binding listeners and advertising their addresses, the login-token keys
 //! logic signs with and comets verify with, the cluster secret every
 //! internal gRPC call carries, TLS for listeners and links, a histogram of
-//! the gRPC calls a server answers, and throttled warnings.
+//! the gRPC calls a server answers, the one retry backoff, and throttled
+//! warnings.
 //!
 //! Nothing here talks to a cluster backend (those are `courier-cluster`), and
 //! nothing here installs process-wide telemetry: the binary does that, and
 //! tells [`admin`] how to render `/metrics`.
 
 pub mod admin;
+pub mod backoff;
 pub mod cluster_auth;
 pub mod grpc_metrics;
 pub mod net;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use courier_runtime::backoff::Backoff;
 use tonic::client::Grpc;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
@@ -47,12 +47,7 @@ pub(super) async fn until_answered(
     call: &Call,
 ) -> Answer {
     let name = call.method.name();
-    let mut pauses = ExponentialBuilder::default()
-        .with_min_delay(RETRY_MIN)
-        .with_max_delay(RETRY_MAX)
-        .with_jitter()
-        .without_max_times()
-        .build();
+    let mut pauses = Backoff::new(RETRY_MIN, RETRY_MAX);
     loop {
         let status = match attempt(channel, secret, timeout, call).await {
             Ok(()) => {
@@ -76,7 +71,7 @@ pub(super) async fn until_answered(
             );
             return Answer::Unreachable;
         }
-        let pause = pauses.next().unwrap_or(RETRY_MAX);
+        let pause = pauses.next_delay();
         tracing::warn!(
             comet, rpc = name, code = ?status.code(),
             message = status.message(), retry_in = ?pause, "push failed; retrying"
