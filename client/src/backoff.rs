@@ -1,5 +1,8 @@
-//! Reconnect delays: exponential from `min` to `max`, with jitter so that the
-//! clients of a comet that died do not all come back in the same millisecond.
+//! The SDK's delays between attempts (reconnects, a history page asked
+//! again after the comet's rate limit): exponential from `min` to `max`,
+//! with jitter so that the clients of a comet that died do not all come
+//! back in the same millisecond. (The SDK does not depend on the server
+//! runtime, whose services share `courier_runtime::backoff`.)
 //!
 //! Attempt `n` waits a uniformly random time in `[ceil/2, ceil]` where
 //! `ceil = min(max, min * 2^n)` ("equal jitter"), never less than `min`.

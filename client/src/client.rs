@@ -23,9 +23,11 @@ use crate::{ClientConfig, ClientError, Event, Events, LoginReply};
 /// Requests queued towards the driver at most.
 const COMMANDS_CAPACITY: usize = 1024;
 /// How many times a history page refused as over the comet's rate is
-/// asked again, and the first wait (doubled each time).
+/// asked again, the first wait, and the longest (the waits double, with
+/// the reconnect delays' jitter).
 const HISTORY_RETRIES: u32 = 5;
 const HISTORY_RETRY_WAIT: Duration = Duration::from_millis(100);
+const HISTORY_RETRY_MAX_WAIT: Duration = Duration::from_millis(1600);
 
 /// A connected client. Clones share one connection; the connection closes
 /// when [`Client::close`] is called or the last clone is dropped.
@@ -302,12 +304,11 @@ impl Client {
         let sync = sync_before(room.unwrap_or_default(), before, limit);
         // A page the comet refuses as over its `sync_rate` is asked again
         // after a short wait, a few times, before the refusal is returned.
-        let mut wait = HISTORY_RETRY_WAIT;
+        let mut waits = crate::backoff::Backoff::new(HISTORY_RETRY_WAIT, HISTORY_RETRY_MAX_WAIT);
         for _ in 0..HISTORY_RETRIES {
             match self.request(Body::Sync(sync.clone())).await {
                 Err(e) if e.is_rate_limited() => {
-                    tokio::time::sleep(wait).await;
-                    wait *= 2;
+                    tokio::time::sleep(waits.next_delay()).await;
                 }
                 reply => return history(reply?),
             }
