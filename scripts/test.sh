@@ -27,6 +27,7 @@ command -v protoc >/dev/null || missing+=(protobuf-compiler)
 command -v systemd-analyze >/dev/null || missing+=(systemd)  # tests/deploy_units.rs
 command -v promtool >/dev/null || missing+=(prometheus)     # tests/prometheus.rs (prometheus, promtool)
 command -v cc >/dev/null || missing+=(build-essential)
+dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)  # librdkafka's TLS and SASL
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing ${missing[*]}"
   "${sudo_cmd[@]}" apt-get update -qq

@@ -165,9 +165,17 @@ pub async fn connect_queue(config: &ClusterConfig) -> Result<Arc<dyn Queue>> {
             config.queue_partitions.max(1),
         ))),
         #[cfg(feature = "kafka")]
-        "kafka" => Ok(Arc::new(
-            queue::kafka::KafkaQueue::connect(url, config.queue_partitions, &config.kafka).await?,
-        )),
+        "kafka" => {
+            let settings = config.kafka_settings();
+            if settings.get("ssl.ca.location") != config.kafka.get("ssl.ca.location") {
+                // backend_ca, checked here: librdkafka's error does not
+                // name the file.
+                config.backend_tls().ca_pem()?;
+            }
+            Ok(Arc::new(
+                queue::kafka::KafkaQueue::connect(url, config.queue_partitions, &settings).await?,
+            ))
+        }
         #[cfg(not(feature = "kafka"))]
         "kafka" => Err(not_built(url, "kafka")),
         other => Err(Error::bad_url(url, format!("unknown queue `{other}`"))),

@@ -63,7 +63,11 @@ pub struct ClusterConfig {
     pub lease_ttl: Duration,
     /// Partitions of the queue topic (created if missing).
     pub queue_partitions: u32,
-    /// Extra librdkafka settings, e.g. `"linger.ms" = "1"`.
+    /// Extra librdkafka settings, e.g. `"linger.ms" = "1"`. TLS:
+    /// `"security.protocol" = "SSL"` (the CA: `backend_ca`, or
+    /// `"ssl.ca.location"`); SASL: `"security.protocol" = "SASL_SSL"` (or
+    /// `"SASL_PLAINTEXT"`), `"sasl.mechanism" = "SCRAM-SHA-512"` (or
+    /// `SCRAM-SHA-256`, `PLAIN`), `"sasl.username"`, `"sasl.password"`.
     pub kafka: BTreeMap<String, String>,
     /// How long a stored message is kept (0: forever).
     #[serde(with = "humantime_serde")]
@@ -120,6 +124,23 @@ impl ClusterConfig {
     /// What the backends' TLS trusts (see [`crate::tls`]).
     pub fn backend_tls(&self) -> crate::tls::BackendTls {
         crate::tls::BackendTls::new(self.backend_ca.clone())
+    }
+
+    /// The librdkafka settings of the queue: `kafka`, and `ssl.ca.location`
+    /// = `backend_ca` when `security.protocol` is `SSL` or `SASL_SSL` and
+    /// `kafka` names no CA of its own.
+    pub fn kafka_settings(&self) -> BTreeMap<String, String> {
+        let mut settings = self.kafka.clone();
+        let tls = settings
+            .get("security.protocol")
+            .is_some_and(|p| p.eq_ignore_ascii_case("ssl") || p.eq_ignore_ascii_case("sasl_ssl"));
+        let own_ca = ["ssl.ca.location", "ssl.ca.pem", "ssl.ca.certificate.stores"]
+            .iter()
+            .any(|key| settings.contains_key(*key));
+        if let (true, false, Some(ca)) = (tls, own_ca, &self.backend_ca) {
+            settings.insert("ssl.ca.location".into(), ca.display().to_string());
+        }
+        settings
     }
 
     /// The session-store lifetimes this config sets.
@@ -209,5 +230,30 @@ mod tests {
         c.store = "redis://x".into();
         c.shards.clear();
         assert!(c.store_shards().is_err());
+    }
+
+    #[test]
+    fn backend_ca_is_kafkas_ca_under_tls_unless_kafka_names_one() {
+        let mut c = ClusterConfig {
+            backend_ca: Some("/etc/courier/ca.pem".into()),
+            ..ClusterConfig::default()
+        };
+        assert!(c.kafka_settings().is_empty(), "no TLS, no CA");
+        c.kafka
+            .insert("security.protocol".into(), "SASL_SSL".into());
+        assert_eq!(
+            c.kafka_settings()
+                .get("ssl.ca.location")
+                .map(String::as_str),
+            Some("/etc/courier/ca.pem")
+        );
+        c.kafka
+            .insert("ssl.ca.location".into(), "/other.pem".into());
+        assert_eq!(
+            c.kafka_settings()
+                .get("ssl.ca.location")
+                .map(String::as_str),
+            Some("/other.pem")
+        );
     }
 }

@@ -3,7 +3,9 @@
 //! cluster config's `backend_ca`) and require a user and password:
 //! Redis (`rediss://`, single and cluster, ACL user), etcd (`etcds://`,
 //! auth enabled), PostgreSQL (`sslmode`) and, as far as the test broker
-//! goes, Kafka (librdkafka's `security.protocol`).
+//! goes, Kafka (librdkafka's `security.protocol`: the test broker, tansu,
+//! serves neither TLS nor a SASL that checks passwords, so Kafka is only
+//! shown to fail clearly, not to work, over TLS).
 //!
 //! Each backend is connected the way the services do it, through
 //! [`courier_cluster::backends`] and a [`ClusterConfig`].
@@ -14,6 +16,7 @@ use std::time::Duration;
 use courier_cluster::backends;
 use courier_cluster::{ClusterConfig, Error, ServiceKind, Session};
 use courier_testkit::etcd::{EtcdSecurity, EtcdServer, AUTH_TOKEN_TTL};
+use courier_testkit::kafka::KafkaBroker;
 use courier_testkit::postgres::PostgresServer;
 use courier_testkit::redis::{RedisCluster, RedisSecurity, RedisServer};
 use courier_testkit::tls::TestCerts;
@@ -418,5 +421,70 @@ mod postgres {
         };
         let e = refused("an unknown sslmode", store(&config)).await;
         assert!(e.contains("sslmode `allow`"), "{e}");
+    }
+}
+
+mod kafka {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    /// librdkafka is built with TLS and SASL (SCRAM needs OpenSSL): a
+    /// client configured for them is made, and against a broker that
+    /// speaks neither it fails within the admin timeout, saying why.
+    #[tokio::test]
+    async fn tls_to_a_plain_broker_fails_clearly() {
+        let certs = TestCerts::new().unwrap();
+        let broker = KafkaBroker::start().await.unwrap();
+        for (protocol, sasl) in [
+            ("SSL", &[][..]),
+            (
+                "SASL_SSL",
+                &[
+                    ("sasl.mechanism", "SCRAM-SHA-512"),
+                    ("sasl.username", USER),
+                    ("sasl.password", PASSWORD),
+                ][..],
+            ),
+        ] {
+            let mut kafka = settings(&[("security.protocol", protocol)]);
+            kafka.extend(settings(sasl));
+            let config = ClusterConfig {
+                queue: broker.url("tls"),
+                kafka,
+                ..trusting(&certs)
+            };
+            let e = refused(protocol, backends::connect_queue(&config)).await;
+            assert!(e.contains("kafka unavailable"), "{protocol}: {e}");
+            assert!(e.contains("creating topic tls"), "{protocol}: {e}");
+            assert!(
+                e.contains("Connection setup timed out in state SSL_HANDSHAKE"),
+                "says why: {e}"
+            );
+            assert!(
+                !e.contains("OpenSSL") && !e.contains("not supported"),
+                "built with TLS and SASL: {e}"
+            );
+            assert!(!e.contains(PASSWORD), "no password in errors: {e}");
+        }
+    }
+
+    /// A CA that is not a file librdkafka can read fails at once.
+    #[tokio::test]
+    async fn a_missing_ca_file_fails_at_once() {
+        let broker = KafkaBroker::start().await.unwrap();
+        let config = ClusterConfig {
+            queue: broker.url("tls"),
+            kafka: settings(&[("security.protocol", "SSL")]),
+            backend_ca: Some("/nonexistent/ca.pem".into()),
+            ..ClusterConfig::default()
+        };
+        let e = refused("a missing CA", backends::connect_queue(&config)).await;
+        assert!(e.contains("ca.pem"), "{e}");
     }
 }

@@ -29,9 +29,11 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _, PurgeConfig};
+use rdkafka::producer::{
+    FutureProducer, FutureRecord, Producer as _, PurgeConfig, ThreadedProducer,
+};
 use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -44,7 +46,7 @@ mod logs;
 
 pub use consumer::KafkaConsumer;
 
-use logs::BrokerLogs;
+use logs::{BrokerLogs, RecordingLogs};
 
 /// Courier's producer: librdkafka's logs go through [`logs`].
 type Producer = FutureProducer<BrokerLogs>;
@@ -272,9 +274,39 @@ fn with_settings(mut config: ClientConfig, settings: &BTreeMap<String, String>) 
 /// broker's default (`-1`), so a production cluster gets its configured
 /// durability and a single test broker still works.
 async fn create_topic(config: &ClientConfig, topic: &str, partitions: u32) -> Result<()> {
+    // A connection that hangs in its TLS handshake (a listener that does
+    // not speak TLS) is given up within the admin timeout, and says so.
+    let mut config = config.clone();
+    if config.get("socket.connection.setup.timeout.ms").is_none() {
+        config.set(
+            "socket.connection.setup.timeout.ms",
+            (ADMIN_TIMEOUT / 3).as_millis().to_string(),
+        );
+    }
     let admin: AdminClient<BrokerLogs> = config
         .create_with_context(BrokerLogs)
         .map_err(|e| Error::unavailable(BACKEND, e))?;
+    // An admin client's logs and errors are never delivered (nothing polls
+    // its main queue): a client that polls its own, alongside, records why
+    // no broker answered, when none did (a TLS or SASL failure is otherwise
+    // only a timeout here). librdkafka's log level follows the `log`
+    // crate's, so failures (`FAIL` lines, at warning level) are asked for
+    // explicitly.
+    let mut watched = config.clone();
+    // It only connects: no producer id to ask the brokers for.
+    watched.set("enable.idempotence", "false");
+    if (watched.log_level as i32) < (RDKafkaLogLevel::Warning as i32) {
+        watched.set_log_level(RDKafkaLogLevel::Warning);
+    }
+    let watcher: Option<ThreadedProducer<RecordingLogs>> =
+        watched.create_with_context(RecordingLogs::default()).ok();
+    let why = || {
+        watcher
+            .as_ref()
+            .and_then(|w| w.context().last_failure())
+            .map(|failure| format!(" (last broker failure: {failure})"))
+            .unwrap_or_default()
+    };
     let partitions = i32::try_from(partitions.max(1)).unwrap_or(i32::MAX);
     let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
     let opts = AdminOptions::new()
@@ -285,8 +317,13 @@ async fn create_topic(config: &ClientConfig, topic: &str, partitions: u32) -> Re
         admin.create_topics([&new_topic], &opts),
     )
     .await
-    .map_err(|_| Error::unavailable(BACKEND, format!("creating topic {topic} timed out")))?
-    .map_err(|e| Error::unavailable(BACKEND, format!("creating topic {topic}: {e}")))?;
+    .map_err(|_| {
+        Error::unavailable(
+            BACKEND,
+            format!("creating topic {topic} timed out{}", why()),
+        )
+    })?
+    .map_err(|e| Error::unavailable(BACKEND, format!("creating topic {topic}: {e}{}", why())))?;
     for result in results {
         match result {
             Ok(_) => tracing::info!(%topic, partitions, "kafka topic created"),

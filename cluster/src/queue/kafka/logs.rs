@@ -37,6 +37,53 @@ impl ClientContext for BrokerLogs {
     }
 }
 
+/// [`BrokerLogs`] that also keeps the last connection failure librdkafka
+/// reported (a refused connection, a failed TLS handshake or SASL
+/// authentication), so a client that never got an answer can say why.
+#[derive(Default)]
+pub(super) struct RecordingLogs {
+    last: parking_lot::Mutex<Option<String>>,
+}
+
+impl RecordingLogs {
+    /// The last connection failure, if any.
+    pub(super) fn last_failure(&self) -> Option<String> {
+        self.last.lock().clone()
+    }
+}
+
+impl ClientContext for RecordingLogs {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, line: &str) {
+        let failure = facility == "FAIL"
+            || matches!(
+                level,
+                RDKafkaLogLevel::Emerg
+                    | RDKafkaLogLevel::Alert
+                    | RDKafkaLogLevel::Critical
+                    | RDKafkaLogLevel::Error
+            );
+        if failure {
+            *self.last.lock() = Some(line.to_owned());
+        }
+        log(level, facility, line);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        // "1/1 brokers are down" says less than the failure before it.
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::AllBrokersDown) {
+            *self.last.lock() = Some(reason.to_owned());
+        }
+        self::error(error, reason);
+    }
+}
+
+/// It only watches a client that sends nothing.
+impl rdkafka::producer::ProducerContext for RecordingLogs {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
+
 /// A librdkafka log line (for [`ClientContext::log`]).
 pub(super) fn log(level: RDKafkaLogLevel, facility: &str, line: &str) {
     // `FAIL` is librdkafka's facility for a broker connection that failed
