@@ -28,6 +28,7 @@ command -v systemd-analyze >/dev/null || missing+=(systemd)  # tests/deploy_unit
 command -v promtool >/dev/null || missing+=(prometheus)     # tests/prometheus.rs (prometheus, promtool)
 command -v cc >/dev/null || missing+=(build-essential)
 dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)  # librdkafka's TLS and SASL
+command -v pkg-config >/dev/null || missing+=(pkg-config)  # finds OpenSSL for librdkafka
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing ${missing[*]}"
   "${sudo_cmd[@]}" apt-get update -qq
