@@ -1,6 +1,8 @@
 //! What every Courier process runs on, whatever its role: the operations
 //! listener (`/metrics`, `/healthz`, `/readyz`), shutdown on a signal,
-//! binding listeners and advertising their addresses, the login-token keys
+//! binding listeners and advertising their addresses, the one accept loop
+//! every client-facing listener runs (admission, refusals, backoff on a
+//! failed accept), the login-token keys
 //! logic signs with and comets verify with, the cluster secret every
 //! internal gRPC call carries, TLS for listeners and links, a histogram of
 //! the gRPC calls a server answers, the one retry backoff, and throttled
@@ -10,6 +12,7 @@
 //! nothing here installs process-wide telemetry: the binary does that, and
 //! tells [`admin`] how to render `/metrics`.
 
+pub mod acceptor;
 pub mod admin;
 pub mod backoff;
 pub mod cluster_auth;

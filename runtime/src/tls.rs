@@ -16,6 +16,8 @@
 //! Crypto is `ring`, chosen explicitly: no process-wide default provider is
 //! installed or needed.
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -31,7 +33,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::per_ip::IpConnections;
+use crate::acceptor::{tls_handshake, Admission, Verdict};
+use crate::per_ip::{IpConnections, IpSlot};
 
 pub use tokio_rustls::{TlsAcceptor, TlsConnector};
 
@@ -357,52 +360,66 @@ pub fn endpoint(
 /// Connections that completed their TLS handshake.
 pub type Incoming = ReceiverStream<std::io::Result<tokio_rustls::server::TlsStream<TcpStream>>>;
 
-/// Accepts TCP connections on `listener` and hands out the ones whose TLS
-/// handshake succeeded (bounded in time, in number at once, and per peer:
-/// one more from a peer at its bound is closed at once), for
-/// `tonic`'s `serve_with_incoming`. Stops when `stop` fires or the stream is
-/// dropped.
+/// Accepts TCP connections on `listener` ([`crate::acceptor::run`]) and
+/// hands out the ones whose TLS handshake succeeded (bounded in time, in
+/// number at once, and per peer: one more from a peer at its bound is
+/// closed at once), for `tonic`'s `serve_with_incoming`. Stops when `stop`
+/// fires or the stream is dropped.
 pub fn incoming(listener: TcpListener, acceptor: TlsAcceptor, stop: CancellationToken) -> Incoming {
     let (tx, rx) = tokio::sync::mpsc::channel(GRPC_HANDSHAKES);
+    let handshakes = GrpcHandshakes {
+        all: Arc::new(tokio::sync::Semaphore::new(GRPC_HANDSHAKES)),
+        per_peer: IpConnections::new(GRPC_HANDSHAKES_PER_PEER),
+        acceptor,
+        tx: tx.clone(),
+    };
     tokio::spawn(async move {
-        let handshakes = Arc::new(tokio::sync::Semaphore::new(GRPC_HANDSHAKES));
-        let per_peer = IpConnections::new(GRPC_HANDSHAKES_PER_PEER);
-        loop {
-            let accepted = tokio::select! {
-                () = stop.cancelled() => return,
-                () = tx.closed() => return,
-                accepted = listener.accept() => accepted,
-            };
-            let (stream, peer) = match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "gRPC accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let Some(peer_slot) = per_peer.admit(peer.ip()) else {
-                tracing::debug!(%peer, "too many gRPC TLS handshakes from this peer; closed");
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            let Ok(permit) = handshakes.clone().acquire_owned().await else {
-                return;
-            };
-            let (acceptor, tx) = (acceptor.clone(), tx.clone());
-            tokio::spawn(async move {
-                let _permits = (permit, peer_slot);
-                match tokio::time::timeout(GRPC_HANDSHAKE, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => {
-                        let _ = tx.send(Ok(tls)).await;
-                    }
-                    Ok(Err(e)) => tracing::debug!(error = %e, "gRPC TLS handshake failed"),
-                    Err(_) => tracing::debug!("gRPC TLS handshake timed out"),
-                }
-            });
+        tokio::select! {
+            () = crate::acceptor::run(listener, &stop, handshakes) => {}
+            () = tx.closed() => {}
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// The gRPC listener's admission: a place among the handshakes (waited
+/// for) and among its peer's (closed at once without one); the handshake in
+/// the connection's task, its stream handed to tonic.
+struct GrpcHandshakes {
+    all: Arc<tokio::sync::Semaphore>,
+    per_peer: Arc<IpConnections>,
+    acceptor: TlsAcceptor,
+    tx: tokio::sync::mpsc::Sender<std::io::Result<tokio_rustls::server::TlsStream<TcpStream>>>,
+}
+
+impl Admission for GrpcHandshakes {
+    type Ticket = (tokio::sync::OwnedSemaphorePermit, IpSlot);
+
+    async fn admit(&mut self, peer: SocketAddr) -> Verdict<Self::Ticket> {
+        let Some(peer_slot) = self.per_peer.admit(peer.ip()) else {
+            tracing::debug!(%peer, "too many gRPC TLS handshakes from this peer; closed");
+            return Verdict::Close;
+        };
+        match self.all.clone().acquire_owned().await {
+            Ok(permit) => Verdict::Admit((permit, peer_slot)),
+            Err(_) => Verdict::Close,
+        }
+    }
+
+    fn serve(
+        &mut self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        ticket: Self::Ticket,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let (acceptor, tx) = (self.acceptor.clone(), self.tx.clone());
+        async move {
+            let _places = ticket;
+            if let Some(tls) = tls_handshake(&acceptor, stream, peer, GRPC_HANDSHAKE).await {
+                let _ = tx.send(Ok(tls)).await;
+            }
+        }
+    }
 }
 
 /// Dials `addr` (`host:port`) over TCP and TLS with `connector`.
