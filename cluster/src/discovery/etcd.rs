@@ -22,7 +22,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use backon::{BackoffBuilder, ExponentialBuilder};
+use courier_runtime::backoff::Backoff;
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, TlsOptions, Txn, TxnOp,
 };
@@ -301,23 +301,14 @@ fn with_sources(e: &dyn std::error::Error) -> String {
     message
 }
 
-/// The delays between reconnection attempts: exponential with jitter,
-/// capped, endless.
-fn backoff() -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::new()
-        .with_min_delay(MIN_BACKOFF)
-        .with_max_delay(MAX_BACKOFF)
-        .with_jitter()
-        .without_max_times()
-        .build()
+/// The delays between reconnection attempts.
+fn backoff() -> Backoff {
+    Backoff::new(MIN_BACKOFF, MAX_BACKOFF)
 }
 
 /// Sleeps for the next backoff delay; `false` if `stop` finished first.
-async fn pause(
-    delays: &mut impl Iterator<Item = Duration>,
-    stop: impl Future<Output = ()>,
-) -> bool {
-    let delay = delays.next().unwrap_or(MAX_BACKOFF);
+async fn pause(delays: &mut Backoff, stop: impl Future<Output = ()>) -> bool {
+    let delay = delays.next_delay();
     tokio::select! {
         _ = stop => false,
         _ = tokio::time::sleep(delay) => true,

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use courier_runtime::backoff::Backoff;
 use parking_lot::Mutex;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -402,7 +403,7 @@ async fn seed_when_ready(
     routes: Routes,
     stop: CancellationToken,
 ) {
-    let mut pause = Duration::from_millis(100);
+    let mut pauses = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         if ready.iter().all(|r| r.load(Ordering::Acquire)) {
             let seeded = match routes.table() {
@@ -414,10 +415,8 @@ async fn seed_when_ready(
                 Err(e) => tracing::warn!(error = %e, "cannot seed new buckets yet"),
             }
         }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(pause) => {}
+        if !pauses.wait_or(&stop).await {
+            return;
         }
-        pause = (pause * 2).min(Duration::from_secs(5));
     }
 }

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use courier_runtime::backoff::Backoff;
 use tokio_util::sync::CancellationToken;
 
 use super::routing::{RoutingTable, BUCKETS};
@@ -48,11 +49,10 @@ pub(crate) async fn prepare_until_ready(
     ready: Arc<AtomicBool>,
     stop: CancellationToken,
 ) {
-    let mut pause = Duration::from_millis(200);
+    let mut pauses = Backoff::new(Duration::from_millis(200), MAX_RETRY);
     loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(pause) => {}
+        if !pauses.wait_or(&stop).await {
+            return;
         }
         match prepare(&shard).await {
             Ok(()) => {
@@ -61,7 +61,6 @@ pub(crate) async fn prepare_until_ready(
             }
             Err(e) => {
                 tracing::debug!(shard = %shard.name, error = %e, "shard still not reachable");
-                pause = (pause * 2).min(MAX_RETRY);
             }
         }
     }
