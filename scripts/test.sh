@@ -77,7 +77,9 @@ if [ ! -x "$kv_venv/bin/kubernetes-validate" ]; then
   python3 -m venv "$kv_venv"
   "$kv_venv/bin/pip" install --quiet kubernetes-validate
 fi
-export COURIER_KUBERNETES_VALIDATE="$kv_venv/bin/kubernetes-validate"
+# Not COURIER_*: every COURIER_ variable is a setting to the processes the
+# tests start, and an unknown one stops them.
+export KUBERNETES_VALIDATE="$kv_venv/bin/kubernetes-validate"
 
 # 5. The test runner: nextest runs each test in its own process with a
 #    timeout, and the heavy cluster tests alone (.config/nextest.toml).

@@ -25,7 +25,7 @@ fn deploy(path: &str) -> PathBuf {
 
 /// `kubernetes-validate`: where scripts/test.sh installed it, or the PATH.
 fn kubernetes_validate() -> PathBuf {
-    std::env::var_os("COURIER_KUBERNETES_VALIDATE")
+    std::env::var_os("KUBERNETES_VALIDATE")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("kubernetes-validate"))
 }

@@ -42,7 +42,7 @@ async fn courier_up(store: &str) -> Up {
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env(
             "RUST_LOG",
-            std::env::var("COURIER_TEST_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            std::env::var("TEST_COURIER_LOG").unwrap_or_else(|_| "warn".to_owned()),
         )
         .env("COURIER_CLUSTER__STORE", store)
         .env("COURIER_COMET__TCP_ADDR", any)

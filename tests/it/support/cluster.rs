@@ -131,7 +131,7 @@ impl RealCluster {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env(
                 "RUST_LOG",
-                std::env::var("COURIER_TEST_LOG").unwrap_or_else(|_| "warn".to_owned()),
+                std::env::var("TEST_COURIER_LOG").unwrap_or_else(|_| "warn".to_owned()),
             )
             .env("COURIER_AUTH__API_KEY", API_KEY)
             .env("COURIER_AUTH__JWT_SECRET", JWT_SECRET)
