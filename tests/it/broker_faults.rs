@@ -121,6 +121,7 @@ async fn pushes_are_refused_at_once_while_the_broker_is_away_for_a_minute() {
     let fleet = fleet::fleet(&url, "u").await;
     let readyz = readyz_urls(&cluster);
     every_readyz_says(&readyz, "ready").await;
+    let logic_admin = format!("http://{}", cluster.logic.addrs["admin"]);
     let kafka = &mut cluster.kafka;
     let refusal = OnceCell::new();
     let listening = OnceCell::new();
@@ -128,7 +129,7 @@ async fn pushes_are_refused_at_once_while_the_broker_is_away_for_a_minute() {
         kafka.kill();
         let down = Instant::now();
         every_readyz_says(&readyz, UNREACHABLE).await;
-        let metrics = reqwest::get(format!("{url}/metrics"))
+        let metrics = reqwest::get(format!("{logic_admin}/metrics"))
             .await
             .unwrap()
             .text()

@@ -56,6 +56,11 @@ impl Stored {
     fn url(&self) -> String {
         self.cluster.logic_url()
     }
+
+    /// Logic's admin listener (its `/metrics`).
+    fn admin(&self) -> String {
+        format!("http://{}", self.cluster.logic.addrs["admin"])
+    }
 }
 
 async fn post(url: &str, path: &str, body: Value) -> (u16, Value) {
@@ -196,9 +201,9 @@ async fn every_push_survives_buckets_moving_between_shards() {
 }
 
 /// History pages logic read from node `port` of `shard` so far (its
-/// `courier_store_page_reads_total`).
-async fn page_reads(url: &str, shard: &str, port: u16) -> u64 {
-    let text = reqwest::get(format!("{url}/metrics"))
+/// `courier_store_page_reads_total`, on the admin listener at `admin`).
+async fn page_reads(admin: &str, shard: &str, port: u16) -> u64 {
+    let text = reqwest::get(format!("{admin}/metrics"))
         .await
         .unwrap()
         .text()
@@ -253,6 +258,7 @@ async fn history(url: &str, uid: &str) -> Vec<u64> {
 async fn history_reads_answer_with_a_standby_down_or_lagging_and_never_read_the_laggard() {
     let mut stored = Stored::start().await;
     let url = stored.url();
+    let admin = stored.admin();
     let status = api_get(&url, "/admin/store").await;
     let on_a = (0..)
         .map(|i| format!("h{i}"))
@@ -294,9 +300,9 @@ async fn history_reads_answer_with_a_standby_down_or_lagging_and_never_read_the_
         || async { readable("a", a_standby_port).await.filter(|r| *r) },
     )
     .await;
-    let before = page_reads(&url, "a", a_standby_port).await;
+    let before = page_reads(&admin, "a", a_standby_port).await;
     assert_eq!(history(&url, &on_a).await, (1..=10).collect::<Vec<_>>());
-    let served = page_reads(&url, "a", a_standby_port).await - before;
+    let served = page_reads(&admin, "a", a_standby_port).await - before;
     assert!(served > 0, "the healthy standby served history reads");
 
     // Held behind: replay stopped, the standby falls past the 1 s bound and
@@ -309,11 +315,11 @@ async fn history_reads_answer_with_a_standby_down_or_lagging_and_never_read_the_
     )
     .await;
     push_n(&url, &on_a, 5).await;
-    let before = page_reads(&url, "a", a_standby_port).await;
+    let before = page_reads(&admin, "a", a_standby_port).await;
     for _ in 0..5 {
         assert_eq!(history(&url, &on_a).await, (1..=15).collect::<Vec<_>>());
     }
-    let served = page_reads(&url, "a", a_standby_port).await - before;
+    let served = page_reads(&admin, "a", a_standby_port).await - before;
     assert_eq!(served, 0, "the lagging standby served no history read");
 
     // Stopped: shard b's standby is killed; its pages still answer.
