@@ -93,6 +93,23 @@ pub fn redacted(url: &str) -> String {
     out
 }
 
+/// `e` and the errors under it, `: `-separated. Some clients' errors say
+/// only what kind they are ("transport error", "db error", "error
+/// performing TLS handshake"); the failure that explains it is beneath.
+#[cfg(any(feature = "etcd", feature = "postgres"))]
+pub(crate) fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        let text = inner.to_string();
+        if !message.contains(&text) {
+            message = format!("{message}: {text}");
+        }
+        source = inner.source();
+    }
+    message
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -278,27 +278,12 @@ async fn call<T>(
 ) -> Result<T> {
     match tokio::time::timeout(CALL_TIMEOUT, request).await {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(Error::unavailable("etcd", with_sources(&e))),
+        Ok(Err(e)) => Err(Error::unavailable("etcd", crate::error::with_sources(&e))),
         Err(_) => Err(Error::unavailable(
             "etcd",
             format!("no answer within {CALL_TIMEOUT:?}"),
         )),
     }
-}
-
-/// `e` and the errors under it, `: `-separated: a transport error alone
-/// says only "transport error", the TLS or connection failure is beneath.
-fn with_sources(e: &dyn std::error::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        let text = inner.to_string();
-        if !message.contains(&text) {
-            message = format!("{message}: {text}");
-        }
-        source = inner.source();
-    }
-    message
 }
 
 /// The delays between reconnection attempts.

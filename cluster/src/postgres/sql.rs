@@ -19,16 +19,7 @@ pub(crate) fn pg_error(e: impl std::fmt::Display) -> Error {
 /// tokio-postgres error says "db error" or "error performing TLS
 /// handshake"): the errors under it follow, `: `-separated.
 pub(crate) fn pg_failure(e: &(dyn std::error::Error + 'static)) -> Error {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        let text = inner.to_string();
-        if !message.contains(&text) {
-            message = format!("{message}: {text}");
-        }
-        source = inner.source();
-    }
-    pg_error(message)
+    pg_error(crate::error::with_sources(e))
 }
 
 /// Runs `f` under the shard's statement bound.
